@@ -1,0 +1,50 @@
+# `make demo` and `make test` set everything up from python3 alone: a pinned uv in .tools/, the locked
+# environment in .venv/ (uv.lock), the Dagster home in var/dagster. Safe to re-run; only what changed
+# is redone.
+SHELL := /bin/bash
+PYTHON ?= python3
+UV_VERSION := 0.13.8
+UV := .tools/bin/uv
+BIN := .venv/bin
+PORT ?= 3000
+
+export UV_PYTHON_DOWNLOADS := never
+export UV_PROJECT_ENVIRONMENT := .venv
+export DAGSTER_HOME ?= $(CURDIR)/var/dagster
+# DVC stages run `python -m ml...`: the project's interpreter must come first on PATH.
+export PATH := $(CURDIR)/$(BIN):$(PATH)
+
+.PHONY: setup demo test ui lock clean
+
+setup: .venv/.synced $(DAGSTER_HOME)/dagster.yaml
+
+$(UV):
+	$(PYTHON) -m venv .tools
+	.tools/bin/pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
+
+.venv/.synced: pyproject.toml uv.lock | $(UV)
+	$(UV) sync --frozen --python $(PYTHON)
+	touch $@
+
+$(DAGSTER_HOME)/dagster.yaml: orchestration/dagster.yaml
+	mkdir -p $(DAGSTER_HOME)
+	cp $< $@
+
+## demo: import and version the data, check it, build the features; print what was produced
+demo: setup
+	$(BIN)/python -m orchestration.demo
+
+## test: the whole test suite (unit, Dagster end to end, CLI, DVC)
+test: setup
+	$(BIN)/pytest -n 2 --dist loadfile
+
+## ui: the Dagster UI on http://127.0.0.1:$(PORT) over the demo's history
+ui: setup
+	$(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p $(PORT)
+
+## lock: re-resolve uv.lock after changing pyproject.toml
+lock: | $(UV)
+	$(UV) lock
+
+clean:
+	rm -rf .venv .tools var

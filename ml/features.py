@@ -1,0 +1,273 @@
+"""The one feature code path, for training and for scoring.
+
+`fit_features` learns a `FeatureState` from training rows: per numeric column the clipping bounds
+and the imputation value, per categorical column its levels, per boolean column its fill value. The
+state is plain JSON. `transform` applies it to any rows, one row at a time in effect, so that the
+training table and a scoring chunk computed from the same rows are identical.
+
+Defined behaviour at scoring time:
+- numeric: values are clipped to the training bounds; missing values take the training median;
+  columns the spec calls nullable also get a `<col>__missing__` indicator.
+- categorical: one column per training level; a value not seen in training (or too rare to keep)
+  sets `<col>__other__`; a missing value sets `<col>__missing__`.
+- boolean: tokens from the spec map to 1/0; a missing value takes the training mode; a token that
+  is neither true nor false is an error that names the column and the values.
+- a feature column absent from the rows is an error that names it.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ml.sources import as_text
+from ml.spec import DatasetSpec, token_key
+
+STATE_VERSION = 1
+
+
+class FeatureError(ValueError):
+    """Rows cannot be turned into features; the message names the column and values at fault."""
+
+
+@dataclass(frozen=True)
+class FeatureConfig:
+    """The `features:` section of params.yaml."""
+
+    clip_quantiles: tuple[float, float] = (0.001, 0.999)
+    min_category_count: int = 5
+    max_categories: int = 50
+
+    def __post_init__(self) -> None:
+        low, high = self.clip_quantiles
+        if not 0.0 <= low < high <= 1.0:
+            raise ValueError(f"features.clip_quantiles must satisfy 0 <= low < high <= 1, got {list(self.clip_quantiles)}")
+        if self.min_category_count < 1 or self.max_categories < 1:
+            raise ValueError("features.min_category_count and features.max_categories must be at least 1")
+
+    @classmethod
+    def from_params(cls, section: dict[str, Any] | None) -> FeatureConfig:
+        section = dict(section or {})
+        unknown = set(section) - {"clip_quantiles", "min_category_count", "max_categories"}
+        if unknown:
+            raise ValueError(f"features: unknown keys {sorted(unknown)}")
+        if "clip_quantiles" in section:
+            section["clip_quantiles"] = tuple(section["clip_quantiles"])
+        return cls(**section)
+
+
+@dataclass(frozen=True)
+class NumericState:
+    column: str
+    lower: float
+    upper: float
+    fill: float
+    missing_indicator: bool
+
+
+@dataclass(frozen=True)
+class CategoricalState:
+    column: str
+    levels: list[str]
+    names: list[str]  # output column per level, same order
+
+
+@dataclass(frozen=True)
+class BooleanState:
+    column: str
+    fill: int
+
+
+@dataclass(frozen=True)
+class FeatureState:
+    numeric: list[NumericState]
+    categorical: list[CategoricalState]
+    boolean: list[BooleanState]
+    true_tokens: list[str]
+    false_tokens: list[str]
+    fitted_rows: int
+    version: int = STATE_VERSION
+    columns: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> FeatureState:
+        if data.get("version") != STATE_VERSION:
+            raise FeatureError(f"feature state version {data.get('version')!r} is not {STATE_VERSION}; refit the features")
+        return cls(
+            numeric=[NumericState(**n) for n in data["numeric"]],
+            categorical=[CategoricalState(**c) for c in data["categorical"]],
+            boolean=[BooleanState(**b) for b in data["boolean"]],
+            true_tokens=list(data["true_tokens"]),
+            false_tokens=list(data["false_tokens"]),
+            fitted_rows=int(data["fitted_rows"]),
+            version=data["version"],
+            columns=list(data["columns"]),
+        )
+
+    @classmethod
+    def from_json(cls, text: str) -> FeatureState:
+        return cls.from_dict(json.loads(text))
+
+    @property
+    def input_columns(self) -> list[str]:
+        return [s.column for s in (*self.numeric, *self.categorical, *self.boolean)]
+
+
+def _slug(text: str) -> str:
+    # LightGBM rejects JSON punctuation in feature names and warns on spaces.
+    return re.sub(r"[^0-9a-zA-Z]+", "_", text).strip("_").lower() or "blank"
+
+
+def _level_names(column: str, levels: list[str]) -> list[str]:
+    names, used = [], {f"{column}__other__", f"{column}__missing__"}
+    for level in levels:
+        name, n = f"{column}__{_slug(level)}", 2
+        while name in used:
+            name, n = f"{column}__{_slug(level)}_{n}", n + 1
+        used.add(name)
+        names.append(name)
+    return names
+
+
+def _require(frame: pd.DataFrame, columns: list[str]) -> None:
+    missing = [c for c in columns if c not in frame.columns]
+    if missing:
+        raise FeatureError(f"feature columns missing from the rows: {missing}")
+
+
+def _numbers(frame: pd.DataFrame, column: str) -> pd.Series:
+    values = pd.to_numeric(frame[column], errors="coerce")
+    bad = frame[column][values.isna() & frame[column].notna()]
+    if len(bad):
+        raise FeatureError(f"column {column!r} has non-numeric values: {bad.unique()[:5].tolist()}")
+    return values.astype("float64")
+
+
+def _factorized(series: pd.Series, key) -> tuple[np.ndarray, list[str]]:
+    """Codes per row (-1 where missing) and the key of each distinct value: work per distinct value, not per row."""
+    codes, uniques = pd.factorize(series, use_na_sentinel=True)
+    return codes, [key(u) for u in uniques]
+
+
+def _booleans(frame: pd.DataFrame, column: str, true: set[str], false: set[str]) -> pd.Series:
+    """1.0 / 0.0 per token, NaN where missing."""
+    codes, keys = _factorized(frame[column], token_key)
+    unknown = [k for k in keys if k not in true and k not in false]
+    if unknown:
+        raise FeatureError(
+            f"boolean column {column!r} has values that are neither true nor false: {unknown[:5]} "
+            f"(true: {sorted(true)}, false: {sorted(false)})"
+        )
+    lookup = np.array([float(k in true) for k in keys] + [np.nan])  # code -1 picks the trailing NaN
+    return pd.Series(lookup[codes], index=frame.index)
+
+
+def fit_features(frame: pd.DataFrame, spec: DatasetSpec, config: FeatureConfig = FeatureConfig()) -> FeatureState:
+    """Learn the feature state from training rows."""
+    _require(frame, spec.feature_columns)
+    if frame.empty:
+        raise FeatureError("cannot fit features on zero rows")
+    low_q, high_q = config.clip_quantiles
+    numeric = []
+    for col in spec.columns.numeric:
+        values = _numbers(frame, col)
+        present = values.dropna()
+        lower = float(present.quantile(low_q)) if len(present) else 0.0
+        upper = float(present.quantile(high_q)) if len(present) else 0.0
+        fill = float(present.clip(lower, upper).median()) if len(present) else 0.0
+        numeric.append(NumericState(col, lower, upper, fill, col in spec.nullable))
+    categorical = []
+    for col in spec.columns.categorical:
+        counts = frame[col].dropna().value_counts()
+        counts = counts.groupby(counts.index.map(str)).sum()  # 1 and "1" are one level
+        kept = counts[counts >= config.min_category_count]
+        # Most frequent first, ties by name, so the choice is deterministic; columns sorted by name.
+        kept = sorted(kept.index, key=lambda level: (-kept[level], level))[: config.max_categories]
+        levels = sorted(kept)
+        categorical.append(CategoricalState(col, levels, _level_names(col, levels)))
+    true, false = set(spec.booleans.true_keys), set(spec.booleans.false_keys)
+    boolean = []
+    for col in spec.columns.boolean:
+        values = _booleans(frame, col, true, false).dropna()
+        boolean.append(BooleanState(col, int(values.mean() > 0.5) if len(values) else 0))
+    state = FeatureState(numeric, categorical, boolean, sorted(true), sorted(false), len(frame))
+    return FeatureState(**{**state.__dict__, "columns": _output_columns(state)})
+
+
+def _output_columns(state: FeatureState) -> list[str]:
+    cols: list[str] = []
+    for n in state.numeric:
+        cols.append(n.column)
+        if n.missing_indicator:
+            cols.append(f"{n.column}__missing__")
+    for c in state.categorical:
+        cols += [*c.names, f"{c.column}__other__", f"{c.column}__missing__"]
+    cols += [b.column for b in state.boolean]
+    return cols
+
+
+def transform(frame: pd.DataFrame, state: FeatureState) -> pd.DataFrame:
+    """Apply a fitted state to rows: a float64 frame with `state.columns`, same index as `frame`."""
+    _require(frame, state.input_columns)
+    out: dict[str, np.ndarray] = {}
+    for n in state.numeric:
+        values = _numbers(frame, n.column)
+        if n.missing_indicator:
+            missing = values.isna().to_numpy(dtype="float64")
+        out[n.column] = values.clip(n.lower, n.upper).fillna(n.fill).to_numpy()
+        if n.missing_indicator:
+            out[f"{n.column}__missing__"] = missing
+    for c in state.categorical:
+        raw_codes, texts = _factorized(frame[c.column], str)
+        position = {level: i for i, level in enumerate(c.levels)}
+        # Per distinct value: its level index, or -1 when it is not a kept level (unseen or rare).
+        lookup = np.array([position.get(t, -1) for t in texts] + [-2], dtype="int64")
+        codes = lookup[raw_codes]  # -2: missing
+        for i, name in enumerate(c.names):
+            out[name] = (codes == i).astype("float64")
+        out[f"{c.column}__other__"] = (codes == -1).astype("float64")
+        out[f"{c.column}__missing__"] = (codes == -2).astype("float64")
+    true, false = set(state.true_tokens), set(state.false_tokens)
+    for b in state.boolean:
+        out[b.column] = _booleans(frame, b.column, true, false).fillna(float(b.fill)).to_numpy()
+    return pd.DataFrame(out, index=frame.index, columns=state.columns)
+
+
+def encode_target(frame: pd.DataFrame, spec: DatasetSpec) -> pd.Series:
+    """The target as 1 (positive label) / 0 (negative label); anything else is an error."""
+    target = spec.target
+    _require(frame, [target.column])
+    text = as_text(frame[target.column])
+    unknown = text[~text.isin([target.positive, target.negative])]
+    if len(unknown):
+        raise FeatureError(
+            f"target column {target.column!r} has values other than {target.positive!r} / {target.negative!r}: "
+            f"{unknown.unique()[:5].tolist()}"
+        )
+    return (text == target.positive).astype("int8").rename("label")
+
+
+def feature_table(
+    frame: pd.DataFrame, state: FeatureState, spec: DatasetSpec, *, with_target: bool
+) -> pd.DataFrame:
+    """Id (and timestamp) columns, the features, and the 0/1 `label` when `with_target`."""
+    keys = [spec.id.column] + ([spec.timestamp.column] if spec.timestamp else [])
+    _require(frame, keys)
+    clash = set(state.columns) & {*keys, "label"}
+    if clash:
+        raise FeatureError(f"feature names {sorted(clash)} clash with the id, timestamp or label column")
+    parts = [frame[keys], transform(frame, state)]
+    if with_target:
+        parts.append(encode_target(frame, spec))
+    return pd.concat(parts, axis=1).reset_index(drop=True)

@@ -1,0 +1,278 @@
+"""The dataset spec: how the pipeline learns a data set's columns, target, id and bounds.
+
+The spec lives in the `dataset:` section of params.yaml (so DVC tracks it as a parameter) and is
+the only place that names columns: nothing else in the project may assume a data set's column names.
+A broken spec fails here, at load, with a message that names the key or column at fault.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+Label = str | int | bool
+"""A target label or boolean token as written in YAML."""
+
+
+class SpecError(ValueError):
+    """The dataset spec is malformed; the message names the key or column at fault."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SourceSpec(_Strict):
+    uri: str = Field(description="CSV or Parquet file: a path relative to the project, or an fsspec URI.")
+    format: Literal["auto", "csv", "parquet"] = "auto"
+    encoding: str = "utf-8"
+
+    @property
+    def resolved_format(self) -> Literal["csv", "parquet"]:
+        if self.format != "auto":
+            return self.format
+        name = self.uri.lower().split("?")[0]
+        if name.endswith((".csv", ".csv.gz", ".txt")):
+            return "csv"
+        if name.endswith((".parquet", ".pq")):
+            return "parquet"
+        raise SpecError(
+            f"dataset.source.format: cannot tell the format of {self.uri!r} from its suffix; "
+            "set format: csv or format: parquet"
+        )
+
+
+class TargetSpec(_Strict):
+    column: str
+    positive: str
+    negative: str
+
+    @field_validator("positive", "negative", mode="before")
+    @classmethod
+    def _label_as_text(cls, value: Any) -> str:
+        # The target is imported as text, so labels are compared as text.
+        if isinstance(value, bool):
+            raise ValueError(
+                f"YAML read this label as the boolean {value}; quote it as it appears in the data, e.g. \"Yes\""
+            )
+        if isinstance(value, (int, float, str)):
+            return str(value)
+        raise ValueError(f"a label must be text or a number, got {value!r}")
+
+    @model_validator(mode="after")
+    def _distinct(self) -> TargetSpec:
+        if str(self.positive) == str(self.negative):
+            raise ValueError(f"positive and negative labels are both {self.positive!r}")
+        return self
+
+
+class IdSpec(_Strict):
+    column: str
+    generate: Literal["row_number"] | None = Field(
+        default=None,
+        description="None: the source has the id column. row_number: the import numbers the rows.",
+    )
+    prefix: str = ""
+
+
+class TimestampSpec(_Strict):
+    column: str
+
+
+class ColumnsSpec(_Strict):
+    numeric: list[str] = []
+    categorical: list[str] = []
+    boolean: list[str] = []
+
+    @property
+    def features(self) -> list[str]:
+        return [*self.numeric, *self.categorical, *self.boolean]
+
+
+class RangeSpec(_Strict):
+    min: float | None = None
+    max: float | None = None
+
+    @model_validator(mode="after")
+    def _ordered(self) -> RangeSpec:
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise ValueError(f"min {self.min} is greater than max {self.max}")
+        return self
+
+
+def token_key(value: Any) -> str:
+    """The text a boolean token is matched by: True, 1, 1.0 and "1" are all "1"."""
+    if isinstance(value, bool) or type(value).__name__ == "bool_":
+        return "1" if value else "0"
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+class BooleanTokens(_Strict):
+    # Not `true:` / `false:`: YAML would read those keys as booleans.
+    true_values: list[Label] = [1, "true", "True", "yes", "Yes"]
+    false_values: list[Label] = [0, "false", "False", "no", "No"]
+
+    @property
+    def true_keys(self) -> frozenset[str]:
+        return frozenset(token_key(v) for v in self.true_values)
+
+    @property
+    def false_keys(self) -> frozenset[str]:
+        return frozenset(token_key(v) for v in self.false_values)
+
+    def accepted_values(self) -> list[Label]:
+        """Every raw value that matches a token: the tokens, their text keys, and 0/1 as numbers."""
+        values: list[Label] = [*self.true_values, *self.false_values, *sorted(self.true_keys | self.false_keys)]
+        values += [int(k) for k in sorted(self.true_keys | self.false_keys) if k.lstrip("-").isdigit()]
+        unique = {(type(v), v): v for v in values}  # 1 and "1" both stay; 1 twice does not
+        return list(unique.values())
+
+    @model_validator(mode="after")
+    def _disjoint(self) -> BooleanTokens:
+        both = self.true_keys & self.false_keys
+        if both:
+            raise ValueError(f"tokens {sorted(both)} are listed as both true and false")
+        return self
+
+
+class RowBounds(_Strict):
+    min: int = Field(default=1, ge=0)
+    max: int | None = Field(default=None, ge=1)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> RowBounds:
+        if self.max is not None and self.min > self.max:
+            raise ValueError(f"min {self.min} is greater than max {self.max}")
+        return self
+
+
+class DatasetSpec(_Strict):
+    name: str = Field(pattern=r"^[A-Za-z0-9_\-]+$")
+    source: SourceSpec
+    target: TargetSpec
+    id: IdSpec
+    timestamp: TimestampSpec | None = None
+    columns: ColumnsSpec
+    ranges: dict[str, RangeSpec] = {}
+    categories: dict[str, list[str]] = {}
+    nullable: list[str] = []
+    booleans: BooleanTokens = BooleanTokens()
+    rows: RowBounds = RowBounds()
+    unexpected_columns: Literal["reject", "ignore"] = Field(
+        default="reject",
+        description="reject: a column the spec does not name fails the schema check. ignore: it is kept but unused.",
+    )
+
+    @field_validator("categories")
+    @classmethod
+    def _categories_as_text(cls, value: dict[str, list[Any]]) -> dict[str, list[str]]:
+        # Categorical columns are imported as text, so allowed values are compared as text.
+        return {col: [str(v) for v in values] for col, values in value.items()}
+
+    @model_validator(mode="after")
+    def _consistent(self) -> DatasetSpec:
+        problems: list[str] = []
+        seen: dict[str, str] = {}
+        for kind in ("numeric", "categorical", "boolean"):
+            for col in getattr(self.columns, kind):
+                if col in seen:
+                    where = "twice in" if seen[col] == kind else f"as both {seen[col]} and"
+                    problems.append(f"column {col!r} is declared {where} {kind}")
+                seen[col] = kind
+        if not seen:
+            problems.append("columns: no feature columns declared (numeric, categorical or boolean)")
+        for role, col in self.role_columns.items():
+            if col in seen:
+                problems.append(f"{role} column {col!r} is also declared as a {seen[col]} feature")
+        roles = list(self.role_columns.values())
+        for col in {c for c in roles if roles.count(c) > 1}:
+            problems.append(f"column {col!r} is used for more than one of target / id / timestamp")
+
+        def unknown(key: str, cols: list[str], allowed: list[str], kind: str) -> None:
+            for col in cols:
+                if col not in allowed:
+                    declared = ", ".join(allowed) or "none"
+                    problems.append(f"{key}: unknown column {col!r} (declared {kind} columns: {declared})")
+
+        unknown("ranges", list(self.ranges), self.columns.numeric, "numeric")
+        unknown("categories", list(self.categories), self.columns.categorical, "categorical")
+        unknown("nullable", self.nullable, self.columns.features, "feature")
+        for col, values in self.categories.items():
+            if not values:
+                problems.append(f"categories.{col}: the list of allowed values is empty")
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+    @property
+    def role_columns(self) -> dict[str, str]:
+        roles = {"target": self.target.column, "id": self.id.column}
+        if self.timestamp:
+            roles["timestamp"] = self.timestamp.column
+        return roles
+
+    @property
+    def feature_columns(self) -> list[str]:
+        return self.columns.features
+
+    @property
+    def text_columns(self) -> list[str]:
+        """Columns imported as text: the id, the target and the categorical features."""
+        return [self.id.column, self.target.column, *self.columns.categorical]
+
+    def expected_columns(self, *, include_target: bool) -> list[str]:
+        """Every column a file for this spec must have, in a stable order."""
+        cols = [self.id.column]
+        if self.timestamp:
+            cols.append(self.timestamp.column)
+        cols += self.feature_columns
+        if include_target:
+            cols.append(self.target.column)
+        return cols
+
+    def source_columns(self) -> list[str]:
+        """The columns the source file must have (a generated id is added by the import)."""
+        cols = self.expected_columns(include_target=True)
+        return cols[1:] if self.id.generate else cols
+
+
+def _describe(error: ValidationError, section: str) -> str:
+    lines = []
+    for err in error.errors():
+        loc = ".".join(str(p) for p in (section, *err["loc"]))
+        msg = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden":
+            msg = "unknown key"
+        lines.append(f"{loc}: {msg}")
+    return "; ".join(lines)
+
+
+def parse_spec(raw: Any, *, origin: str = "spec", section: str = "dataset") -> DatasetSpec:
+    """Validate a spec mapping; raise SpecError naming every problem found."""
+    if not isinstance(raw, dict):
+        raise SpecError(f"{origin}: the {section!r} section must be a mapping, got {type(raw).__name__}")
+    try:
+        spec = DatasetSpec.model_validate(raw)
+    except ValidationError as error:
+        raise SpecError(f"{origin}: invalid dataset spec: {_describe(error, section)}") from None
+    spec.source.resolved_format  # noqa: B018 - an unknown suffix is a spec error, raised at load
+    return spec
+
+
+def load_spec(path: str | Path, section: str = "dataset") -> DatasetSpec:
+    """Load the spec from a YAML file (by default the `dataset:` section of params.yaml)."""
+    path = Path(path)
+    try:
+        document = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise SpecError(f"spec file not found: {path}") from None
+    except yaml.YAMLError as error:
+        raise SpecError(f"{path}: not valid YAML: {error}") from None
+    if not isinstance(document, dict) or section not in document:
+        raise SpecError(f"{path}: no {section!r} section")
+    return parse_spec(document[section], origin=str(path), section=section)

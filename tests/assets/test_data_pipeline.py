@@ -1,0 +1,108 @@
+"""The real Telco data through import -> checks -> features, materialized by Dagster in a project copy."""
+
+import shutil
+
+import dagster as dg
+import pandas as pd
+import pytest
+from dagster._core.definitions.data_version import StaleStatus
+from dagster._utils.test.data_versions import get_stale_status_resolver
+
+from assets.features import STATE, TABLE, features
+from assets.raw_data import raw_data, raw_data_checks
+from data_checks.groups import CHECK_NAMES
+from ml import io
+from ml.features import FeatureState
+from orchestration.deployments import local
+from tests.conftest import dvc, set_params
+import yaml
+
+ASSETS = [raw_data, raw_data_checks, features]
+
+
+def materialize(project, instance, assets=ASSETS, **kwargs):
+    return dg.materialize(assets, resources=local(project), instance=instance, raise_on_error=False, **kwargs)
+
+
+def latest(instance, key):
+    return instance.get_latest_materialization_event(key).asset_materialization
+
+
+def data_version(instance, key) -> str:
+    return latest(instance, key).tags["dagster/data_version"]
+
+
+def lock_md5(project) -> str:
+    lock = yaml.safe_load((project / "dvc.lock").read_text())
+    return lock["stages"]["import_raw"]["outs"][0]["md5"]
+
+
+def test_pipeline_materializes_with_dvc_version_and_passing_checks(project, instance):
+    result = materialize(project, instance)
+    assert result.success
+    assert {e.check_name: e.passed for e in result.get_asset_check_evaluations()} == dict.fromkeys(CHECK_NAMES, True)
+
+    raw = latest(instance, raw_data.key)
+    md5 = lock_md5(project)
+    assert data_version(instance, raw_data.key) == md5
+    assert raw.metadata["dvc_md5"].value == md5
+    assert raw.metadata["dagster/row_count"].value == 7043
+    assert raw.metadata["columns"].value == 21
+    assert len(raw.metadata["git_revision"].value) >= 40  # the copy is a git repo with one commit
+
+    table = pd.read_parquet(project / "var" / "storage" / "/".join(TABLE))
+    state = FeatureState.from_dict(io.read_json(str(project / "var" / "storage" / "/".join(STATE))))
+    assert list(table.columns) == ["customer_id", *state.columns, "label"]
+    assert len(table) == 7043 and table["label"].sum() == 1869
+    meta = latest(instance, features.key).metadata
+    assert meta["raw_data_version"].value == md5
+    assert meta["feature_count"].value == len(state.columns)
+
+
+def stale_status(instance, key) -> StaleStatus:
+    """What the UI shows as stale, from Dagster's own resolver (through its test helper)."""
+    return get_stale_status_resolver(instance, [raw_data, features]).get_status(key)
+
+
+def test_changed_source_gives_a_new_data_version_and_stale_features(project, instance):
+    before = data_version(instance, raw_data.key)
+    assert stale_status(instance, features.key) == StaleStatus.FRESH
+
+    # Same data again: same version, features stay fresh.
+    assert materialize(project, instance, [raw_data]).success
+    assert data_version(instance, raw_data.key) == before
+    assert stale_status(instance, features.key) == StaleStatus.FRESH
+
+    # New source file (one more month for one customer): a new DVC hash and data version.
+    source = pd.read_csv(project / "data" / "source" / "telco_churn.csv")
+    source.loc[0, "tenure"] += 1
+    source.to_csv(project / "data" / "source" / "telco_churn_v2.csv", index=False)
+    set_params(project, dataset={"source": {"uri": "data/source/telco_churn_v2.csv"}})
+    assert materialize(project, instance, [raw_data]).success
+    after = data_version(instance, raw_data.key)
+    assert after != before and after == lock_md5(project)
+    assert stale_status(instance, features.key) == StaleStatus.STALE
+
+
+def test_features_refuse_raw_data_whose_checks_failed(project, instance):
+    bad = pd.read_csv(project / "data" / "source" / "telco_churn.csv").drop(columns=["contract"])
+    bad.to_csv(project / "data" / "source" / "bad.csv", index=False)
+    set_params(project, dataset={"source": {"uri": "data/source/bad.csv"}})
+    assert not materialize(project, instance, [raw_data, raw_data_checks]).success
+
+    # A later run of `features` alone must not build on the failed data either.
+    table = project / "var" / "storage" / "/".join(TABLE)
+    before = io.sha256_file(str(table))
+    result = materialize(project, instance, [raw_data, raw_data_checks, features], selection=[features])
+    assert not result.success
+    failure = result.failure_data_for_node("features").error.message
+    assert "raw_data did not pass its data checks" in failure and "schema: failed" in failure
+    assert io.sha256_file(str(table)) == before
+
+
+def test_features_refuse_raw_data_materialized_without_checks(project, instance):
+    set_params(project, features={"min_category_count": 6})  # any change, so DVC has nothing to redo
+    assert materialize(project, instance, [raw_data]).success  # checks not selected
+    result = materialize(project, instance, [raw_data, raw_data_checks, features], selection=[features])
+    assert not result.success
+    assert "not run on the latest materialization" in result.failure_data_for_node("features").error.message

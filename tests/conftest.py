@@ -1,0 +1,131 @@
+"""Shared fixtures: the shipped spec and data, and throw-away copies of the project for DVC / Dagster runs."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import dagster as dg
+import pandas as pd
+import pytest
+import yaml
+
+from ml.example_data import example_frame
+from ml.ingest import with_ids
+from ml.spec import DatasetSpec, load_spec
+
+REPO = Path(__file__).resolve().parents[1]
+VENV_BIN = str(Path(sys.executable).parent)
+
+
+@pytest.fixture(scope="session")
+def spec() -> DatasetSpec:
+    return load_spec(REPO / "params.yaml")
+
+
+@pytest.fixture(scope="session")
+def telco_source() -> pd.DataFrame:
+    """The example data set as its source file holds it (no id column)."""
+    return example_frame("telco_churn")
+
+
+@pytest.fixture(scope="session")
+def telco_raw(spec: DatasetSpec, telco_source: pd.DataFrame) -> pd.DataFrame:
+    """The example data set as the import writes it (generated ids, text columns as text)."""
+    from ml.sources import as_text
+
+    frame = with_ids(telco_source, spec)
+    for col in spec.text_columns:
+        frame[col] = as_text(frame[col])
+    return frame
+
+
+def run(cmd: list[str], cwd: Path, env: dict[str, str] | None = None, check: bool = True) -> subprocess.CompletedProcess:
+    """Run a command with the project's interpreter first on PATH (DVC stages call `python`)."""
+    full_env = {**os.environ, "PATH": f"{VENV_BIN}{os.pathsep}{os.environ['PATH']}", **(env or {})}
+    proc = subprocess.run(cmd, cwd=cwd, env=full_env, capture_output=True, text=True)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"{cmd} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+def dvc(*args: str, cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
+    return run([sys.executable, "-m", "dvc", *args], cwd=cwd, check=check)
+
+
+def write_dagster_home(path: Path) -> Path:
+    path.mkdir(parents=True, exist_ok=True)
+    shutil.copy(REPO / "orchestration" / "dagster.yaml", path / "dagster.yaml")
+    return path
+
+
+def _copy_project(dest: Path) -> Path:
+    """Copy the project's files (tracked and new, not ignored) into a fresh git + DVC repo."""
+    listed = subprocess.run(
+        ["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
+        cwd=REPO, capture_output=True, text=True, check=True,
+    ).stdout.split("\0")
+    for name in filter(None, listed):
+        src = REPO / name
+        if src.is_file():
+            (dest / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, dest / name)
+    run(["git", "init", "-q"], cwd=dest)
+    run(["git", "add", "-A"], cwd=dest)
+    run(["git", "-c", "user.name=test", "-c", "user.email=test@localhost", "commit", "-qm", "copy"], cwd=dest)
+    return dest
+
+
+@pytest.fixture(scope="session")
+def project_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A copy of the project where `dvc repro` has run and `prepare_data` has succeeded once."""
+    from orchestration.deployments import local
+
+    from assets.features import features
+    from assets.raw_data import raw_data, raw_data_checks
+
+    root = _copy_project(tmp_path_factory.mktemp("template") / "project")
+    dvc("repro", cwd=root)
+    home = write_dagster_home(root / "var" / "dagster")
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        result = dg.materialize(
+            [raw_data, raw_data_checks, features], resources=local(root), instance=instance
+        )
+        assert result.success
+    return root
+
+
+@pytest.fixture
+def project(project_template: Path, tmp_path: Path) -> Path:
+    """A private copy of the template (git history, DVC cache, data, Dagster history, artifacts)."""
+    dest = tmp_path / "project"
+    shutil.copytree(project_template, dest, symlinks=True)
+    return dest
+
+
+@pytest.fixture
+def instance(project: Path) -> Iterator[dg.DagsterInstance]:
+    """The project copy's Dagster instance (SQLite in var/dagster), with the good run's history."""
+    with dg.DagsterInstance.from_config(str(project / "var" / "dagster")) as inst:
+        yield inst
+
+
+def set_params(project: Path, **sections: dict) -> None:
+    """Merge values into sections of the copy's params.yaml (e.g. dataset={"source": {...}})."""
+    path = project / "params.yaml"
+    params = yaml.safe_load(path.read_text())
+    for section, values in sections.items():
+        _merge(params.setdefault(section, {}), values)
+    path.write_text(yaml.safe_dump(params, sort_keys=False))
+
+
+def _merge(into: dict, values: dict) -> None:
+    for key, value in values.items():
+        if isinstance(value, dict) and isinstance(into.get(key), dict):
+            _merge(into[key], value)
+        else:
+            into[key] = value

@@ -1,0 +1,43 @@
+"""The shell commands users type, run from the root of a project copy."""
+
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import run
+
+DAGSTER = str(Path(sys.executable).parent / "dagster")
+
+
+def dagster(project, *args):
+    return run([DAGSTER, *args], cwd=project, env={"DAGSTER_HOME": str(project / "var" / "dagster")}, check=False)
+
+
+@pytest.mark.parametrize("selection", ["raw_data,features", "key:raw_data or key:features"])
+def test_asset_materialize_with_a_string_selection(project, selection):
+    proc = dagster(project, "asset", "materialize", "-m", "orchestration.definitions", "--select", selection)
+    output = proc.stdout + proc.stderr
+    assert proc.returncode == 0, output
+    assert "ord() expected string of length 1" not in output  # the ANTLR runtime trap
+    for event in ("Asset check 'schema' on 'raw_data' passed", 'Finished execution of step "features"', "RUN_SUCCESS"):
+        assert event in output
+
+
+def test_job_execute_by_name(project):
+    proc = dagster(project, "job", "execute", "-m", "orchestration.definitions", "-j", "prepare_data")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "RUN_SUCCESS" in proc.stdout + proc.stderr
+
+
+def test_definitions_validate_with_the_workspace(project):
+    proc = dagster(project, "definitions", "validate", "-w", "workspace.yaml")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "All code locations passed validation" in proc.stdout + proc.stderr
+
+
+def test_unknown_deployment_is_a_clear_error(project):
+    proc = run([DAGSTER, "definitions", "validate", "-w", "workspace.yaml"], cwd=project,
+               env={"DAGSTER_HOME": str(project / "var" / "dagster"), "KEEL_DEPLOYMENT": "mainframe"}, check=False)
+    assert proc.returncode != 0
+    assert "KEEL_DEPLOYMENT='mainframe' is not a known deployment; known deployments: local" in proc.stdout + proc.stderr

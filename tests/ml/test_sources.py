@@ -1,0 +1,100 @@
+"""Reading source files and the import: what cannot be read fails naming the file; outputs are atomic."""
+
+import pandas as pd
+import pytest
+
+from ml import io
+from ml.ingest import import_raw, main, with_ids
+from ml.sources import SourceError, read_frame
+
+
+def test_csv_text_columns_keep_their_form(tmp_path):
+    path = tmp_path / "in.csv"
+    path.write_text("id,label,n\n007,1,3\n008,0,\n")
+    frame = read_frame(str(path), "csv", text_columns=["id", "label"])
+    assert frame["id"].tolist() == ["007", "008"]
+    assert frame["label"].tolist() == ["1", "0"]
+    assert frame["n"].isna().tolist() == [False, True]
+
+
+def test_parquet_text_columns_become_text(tmp_path):
+    path = tmp_path / "in.parquet"
+    pd.DataFrame({"code": [1, 2, None], "x": [0.5, 1.5, 2.5]}).to_parquet(path)
+    frame = read_frame(str(path), "parquet", text_columns=["code"])
+    assert frame["code"].tolist()[:2] == ["1.0", "2.0"] and pd.isna(frame["code"].iloc[2])
+
+
+@pytest.mark.parametrize(
+    ("content", "fmt", "message"),
+    [
+        (None, "csv", "source file not found"),
+        (b"", "csv", "is empty (0 bytes)"),
+        (b"\n\n", "csv", "has no header row"),
+        (b"a,b\n1,\xff\xfe\n", "csv", "is not valid utf-8 text (byte 0xff"),
+        (b'a,b\n1,"unclosed\n', "csv", "is not well-formed CSV"),
+        (b"PAR1 not really parquet", "parquet", "is not a readable Parquet file"),
+    ],
+    ids=["missing", "empty", "blank-lines", "non-utf8", "bad-quote", "corrupt-parquet"],
+)
+def test_unreadable_files_name_file_and_problem(tmp_path, content, fmt, message):
+    path = tmp_path / f"source.{fmt}"
+    if content is not None:
+        path.write_bytes(content)
+    with pytest.raises(SourceError) as caught:
+        read_frame(str(path), fmt)
+    assert message in str(caught.value)
+    assert str(path) in str(caught.value)
+
+
+def test_header_only_file_reads_as_zero_rows(tmp_path):
+    path = tmp_path / "source.csv"
+    path.write_text("a,b\n")
+    assert read_frame(str(path), "csv").shape == (0, 2)
+
+
+def test_generated_ids_are_stable_and_first(spec, telco_source):
+    a, b = with_ids(telco_source, spec), with_ids(telco_source, spec)
+    assert a.columns[0] == spec.id.column
+    assert a[spec.id.column].iloc[0] == "C0000001" and a[spec.id.column].is_unique
+    assert a[spec.id.column].equals(b[spec.id.column])
+
+
+def test_generated_id_may_not_overwrite_a_source_column(spec, telco_source):
+    with pytest.raises(SourceError, match="already has a column 'customer_id'"):
+        with_ids(telco_source.assign(customer_id="x"), spec)
+
+
+def test_failed_import_keeps_the_previous_raw_file(tmp_path, spec, telco_source):
+    source = tmp_path / "data" / "source" / "telco_churn.csv"
+    source.parent.mkdir(parents=True)
+    telco_source.to_csv(source, index=False)
+    out = "data/raw/data.parquet"
+    imported = import_raw(spec, tmp_path, out)
+    before = io.sha256_file(str(tmp_path / out))
+    assert len(imported) == len(telco_source)
+
+    source.write_bytes(b"tenure\n\xff\n")
+    with pytest.raises(SourceError):
+        import_raw(spec, tmp_path, out)
+    assert io.sha256_file(str(tmp_path / out)) == before
+    assert [p.name for p in (tmp_path / "data" / "raw").iterdir()] == ["data.parquet"]  # no temp files left
+
+
+def test_cli_reports_errors_without_a_traceback(tmp_path, capsys):
+    params = tmp_path / "params.yaml"
+    params.write_text("dataset: {name: x}\n")
+    assert main(["--params", str(params), "--out", "raw.parquet"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("import failed:") and "dataset.source: Field required" in err
+    assert not (tmp_path / "raw.parquet").exists()
+
+
+def test_atomic_output_removes_the_temporary_file_on_error(tmp_path):
+    target = tmp_path / "out.json"
+    io.write_json({"v": 1}, str(target))
+    with pytest.raises(RuntimeError):
+        with io.atomic_output(str(target)) as tmp:
+            tmp.write_text("partial")
+            raise RuntimeError("killed")
+    assert io.read_json(str(target)) == {"v": 1}
+    assert [p.name for p in tmp_path.iterdir()] == ["out.json"]

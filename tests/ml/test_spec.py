@@ -1,0 +1,114 @@
+"""The dataset spec loader: the shipped spec loads; each kind of broken spec fails naming the problem."""
+
+import copy
+
+import pytest
+import yaml
+
+from ml.spec import SpecError, load_spec, parse_spec
+from tests.conftest import REPO
+
+
+@pytest.fixture
+def raw_spec() -> dict:
+    return copy.deepcopy(yaml.safe_load((REPO / "params.yaml").read_text())["dataset"])
+
+
+def broken(raw: dict) -> str:
+    with pytest.raises(SpecError) as caught:
+        parse_spec(raw, origin="params.yaml")
+    return str(caught.value)
+
+
+def test_shipped_spec_loads(spec):
+    assert spec.target.column == "churn" and spec.target.positive == "Yes"
+    assert spec.source.resolved_format == "csv"
+    assert spec.id.generate == "row_number"
+    assert len(spec.feature_columns) == 19
+    assert spec.expected_columns(include_target=True)[0] == spec.id.column
+    assert spec.target.column not in spec.expected_columns(include_target=False)
+
+
+def test_unknown_column_in_ranges(raw_spec):
+    raw_spec["ranges"]["tenur"] = {"min": 0}
+    message = broken(raw_spec)
+    assert "ranges: unknown column 'tenur'" in message and "tenure" in message
+
+
+def test_unknown_column_in_categories_and_nullable(raw_spec):
+    raw_spec["categories"]["colour"] = ["red"]
+    raw_spec["nullable"].append("not_a_column")
+    message = broken(raw_spec)
+    assert "categories: unknown column 'colour'" in message
+    assert "nullable: unknown column 'not_a_column'" in message
+
+
+def test_range_on_a_categorical_column_is_unknown_as_numeric(raw_spec):
+    raw_spec["ranges"]["contract"] = {"min": 0}
+    assert "ranges: unknown column 'contract' (declared numeric columns" in broken(raw_spec)
+
+
+def test_target_missing(raw_spec):
+    del raw_spec["target"]
+    assert "dataset.target: Field required" in broken(raw_spec)
+
+
+def test_column_in_two_types(raw_spec):
+    raw_spec["columns"]["categorical"].append("tenure")
+    assert "column 'tenure' is declared as both numeric and categorical" in broken(raw_spec)
+
+
+def test_column_twice_in_one_type(raw_spec):
+    raw_spec["columns"]["numeric"].append("tenure")
+    assert "column 'tenure' is declared twice in numeric" in broken(raw_spec)
+
+
+def test_target_declared_as_feature(raw_spec):
+    raw_spec["columns"]["categorical"].append("churn")
+    assert "target column 'churn' is also declared as a categorical feature" in broken(raw_spec)
+
+
+def test_unknown_key_is_named(raw_spec):
+    raw_spec["colums"] = {}
+    assert "dataset.colums: unknown key" in broken(raw_spec)
+
+
+def test_unquoted_yes_label_is_explained(raw_spec):
+    raw_spec["target"]["positive"] = True  # what YAML makes of a bare `Yes`
+    assert "dataset.target.positive" in broken(raw_spec) and "quote it" in broken(raw_spec)
+
+
+def test_min_above_max(raw_spec):
+    raw_spec["ranges"]["tenure"] = {"min": 10, "max": 1}
+    assert "dataset.ranges.tenure: min 10.0 is greater than max 1.0" in broken(raw_spec)
+
+
+def test_unknown_source_suffix(raw_spec):
+    raw_spec["source"]["uri"] = "data/source/customers.xlsx"
+    assert "cannot tell the format of 'data/source/customers.xlsx'" in broken(raw_spec)
+
+
+def test_no_feature_columns(raw_spec):
+    raw_spec["columns"] = {}
+    raw_spec["ranges"] = raw_spec["categories"] = {}
+    raw_spec["nullable"] = []
+    assert "no feature columns declared" in broken(raw_spec)
+
+
+def test_load_spec_names_the_file(tmp_path):
+    path = tmp_path / "params.yaml"
+    path.write_text("features: {}\n")
+    with pytest.raises(SpecError, match=r"params.yaml: no 'dataset' section"):
+        load_spec(path)
+    with pytest.raises(SpecError, match="spec file not found"):
+        load_spec(tmp_path / "missing.yaml")
+    path.write_text("dataset: [unclosed\n")
+    with pytest.raises(SpecError, match="not valid YAML"):
+        load_spec(path)
+
+
+def test_boolean_tokens_match_by_text(spec):
+    tokens = spec.booleans
+    assert tokens.true_keys == {"1"} and tokens.false_keys == {"0"}
+    accepted = tokens.accepted_values()
+    assert 1 in accepted and "1" in accepted and 0 in accepted

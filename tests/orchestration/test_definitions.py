@@ -1,0 +1,76 @@
+"""The code location as users meet it: loadable, described, resources chosen by one variable."""
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+from orchestration import deployments
+from orchestration.definitions import defs
+from resources.dvc import DvcResource
+from tests.conftest import REPO
+
+
+def test_definitions_load():
+    dg.Definitions.validate_loadable(defs)
+
+
+def test_every_asset_is_described_grouped_owned_and_kinded():
+    graph = defs.resolve_asset_graph()
+    for key in graph.get_all_asset_keys():
+        node = graph.get(key)
+        name = key.to_user_string()
+        assert node.description and len(node.description) > 40, name
+        assert node.group_name == "data", name
+        assert node.owners == ["team:ml-platform"], name
+        assert node.kinds, name
+
+
+def test_prepare_data_job_runs_the_blocking_checks():
+    job = defs.resolve_job_def("prepare_data")
+    graph = defs.resolve_asset_graph()
+    selected = job.asset_layer.selected_asset_keys
+    assert selected == {dg.AssetKey("raw_data"), dg.AssetKey("features")}
+    checks = job.asset_layer.asset_graph.asset_check_keys
+    assert {c.name for c in checks if c.asset_key == dg.AssetKey("raw_data")} == {
+        "schema", "completeness", "validity", "uniqueness", "volume"}
+    assert all(graph.get_check_spec(c).blocking for c in checks)
+
+
+def test_local_deployment_is_the_default(monkeypatch):
+    monkeypatch.delenv(deployments.DEPLOYMENT_VARIABLE, raising=False)
+    resources = deployments.resources_for()
+    assert isinstance(resources["dvc"], DvcResource)
+    assert Path(resources["dvc"].repo_dir) == REPO
+    assert resources["storage"].root == str(REPO / "var" / "storage")
+
+
+def test_unknown_deployment_names_the_variable_and_the_choices(monkeypatch):
+    monkeypatch.setenv(deployments.DEPLOYMENT_VARIABLE, "mainframe")
+    with pytest.raises(ValueError, match="KEEL_DEPLOYMENT='mainframe' is not a known deployment; known deployments: local"):
+        deployments.resources_for()
+
+
+def imported_modules(folder: str) -> set[str]:
+    found = set()
+    for path in (REPO / folder).rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                found |= {alias.name.split(".")[0] for alias in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                found.add(node.module.split(".")[0])
+    return found
+
+
+def test_ml_core_is_framework_free():
+    assert not imported_modules("ml") & {"dagster", "assets", "resources", "orchestration", "data_checks"}
+
+
+def test_loading_the_code_location_does_not_import_great_expectations():
+    # GX takes ~9 s to import; it is loaded when checks run, not when the UI loads the definitions.
+    code = "import sys, orchestration.definitions; print('great_expectations' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"

@@ -1,0 +1,25 @@
+"""ArtifactStore on a local folder and on an fsspec object store (fsspec's in-memory file system)."""
+
+import pandas as pd
+import pytest
+
+from resources.storage import ArtifactStore
+
+
+@pytest.mark.parametrize("root", ["local", "memory://keel-test"])
+def test_round_trip(tmp_path, root):
+    store = ArtifactStore(root=str(tmp_path / "store") if root == "local" else root)
+    frame = pd.DataFrame({"id": ["a", "b"], "x": [1.5, 2.5]})
+    uri = store.write_parquet(frame, "features", "table.parquet")
+    assert uri.endswith("features/table.parquet") and store.exists("features", "table.parquet")
+    pd.testing.assert_frame_equal(store.read_parquet("features", "table.parquet"), frame)
+    store.write_json({"levels": ["x"]}, "features", "state.json")
+    assert store.read_json("features", "state.json") == {"levels": ["x"]}
+    assert not store.exists("features", "missing.json")
+
+
+def test_local_root_leaves_no_temporary_files(tmp_path):
+    store = ArtifactStore(root=str(tmp_path))
+    for n in range(3):
+        store.write_json({"n": n}, "state.json")
+    assert [p.name for p in tmp_path.iterdir()] == ["state.json"] and store.read_json("state.json") == {"n": 2}
