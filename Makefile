@@ -14,7 +14,7 @@ export DAGSTER_HOME ?= $(CURDIR)/var/dagster
 # DVC stages run `python -m ml...`: the project's interpreter must come first on PATH.
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: setup demo test ui lock clean
+.PHONY: setup demo test lint ui lock clean
 
 setup: .venv/.synced $(DAGSTER_HOME)/dagster.yaml
 
@@ -37,6 +37,11 @@ demo: setup
 ## test: the whole test suite (unit, Dagster end to end, CLI, DVC)
 test: setup
 	$(BIN)/pytest -n 2 --dist loadfile
+
+## lint: ruff's lint rules and formatting (pyproject.toml)
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 
 ## ui: the Dagster UI on http://127.0.0.1:$(PORT) over the demo's history
 ui: setup

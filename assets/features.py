@@ -6,7 +6,8 @@ import json
 import dagster as dg
 
 import ml.features
-from assets.raw_data import IMPORT_STAGE, column_schema, raw_data, raw_path
+from assets.metadata import column_schema
+from assets.raw_data import IMPORT_STAGE, raw_data, raw_path
 from data_checks.asset_checks import require_passing_checks
 from ml.features import feature_table, fit_features
 from ml.fingerprint import code_version

@@ -7,6 +7,7 @@ import ml.ingest
 import ml.io
 import ml.sources
 import ml.spec
+from assets.metadata import column_schema, profile_table
 from data_checks.asset_checks import gx_asset_checks
 from ml.fingerprint import code_version
 from resources.dvc import DvcError, DvcResource
@@ -16,10 +17,6 @@ IMPORT_STAGE = "import_raw"
 
 def raw_path(dvc: DvcResource) -> str:
     return dvc.params()["data"]["raw"]
-
-
-def column_schema(frame: pd.DataFrame) -> dg.TableSchema:
-    return dg.TableSchema(columns=[dg.TableColumn(str(c), str(t)) for c, t in frame.dtypes.items()])
 
 
 @dg.asset(
@@ -39,7 +36,9 @@ def raw_data(context: dg.AssetExecutionContext, dvc: DvcResource) -> dg.Material
     try:
         context.log.info(dvc.repro(IMPORT_STAGE))
     except DvcError as error:
-        raise dg.Failure(description=f"importing {spec.source.uri} failed; the previous raw data is kept.\n{error}") from None
+        raise dg.Failure(
+            description=f"importing {spec.source.uri} failed; the previous raw data is kept.\n{error}"
+        ) from None
     version = dvc.output_hash(IMPORT_STAGE, path)
     frame = dvc.read_parquet(path)
     return dg.MaterializeResult(
@@ -48,6 +47,7 @@ def raw_data(context: dg.AssetExecutionContext, dvc: DvcResource) -> dg.Material
             "dagster/row_count": len(frame),
             "dagster/column_schema": column_schema(frame),
             "columns": frame.shape[1],
+            "profile": profile_table(frame),
             "dvc_md5": version,
             "dvc_stage": IMPORT_STAGE,
             "git_revision": dvc.git_revision(),

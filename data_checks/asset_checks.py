@@ -27,16 +27,24 @@ def _result_metadata(report, outcome) -> dict[str, dg.MetadataValue]:
     if outcome.failures:
         metadata["failures"] = dg.MetadataValue.table(
             records=[
-                dg.TableRecord({
-                    "expectation": f.expectation, "column": f.column or "(table)",
-                    "problem": f.problem, "examples": ", ".join(f.examples),
-                })
+                dg.TableRecord(
+                    {
+                        "expectation": f.expectation,
+                        "column": f.column or "(table)",
+                        "problem": f.problem,
+                        "examples": ", ".join(f.examples),
+                    }
+                )
                 for f in outcome.failures
             ],
-            schema=dg.TableSchema(columns=[
-                dg.TableColumn("expectation"), dg.TableColumn("column"),
-                dg.TableColumn("problem"), dg.TableColumn("examples"),
-            ]),
+            schema=dg.TableSchema(
+                columns=[
+                    dg.TableColumn("expectation"),
+                    dg.TableColumn("column"),
+                    dg.TableColumn("problem"),
+                    dg.TableColumn("examples"),
+                ]
+            ),
         )
         metadata["summary"] = dg.MetadataValue.md("\n".join(f"- {f.line()}" for f in outcome.failures))
     return metadata
@@ -77,15 +85,20 @@ def gx_asset_checks(
             context.log.error(f"data checks could not run: {error}")
             for name in CHECK_NAMES:
                 yield dg.AssetCheckResult(
-                    check_name=name, asset_key=asset_key, passed=False,
+                    check_name=name,
+                    asset_key=asset_key,
+                    passed=False,
                     metadata={"error": dg.MetadataValue.text(f"{type(error).__name__}: {error}")},
                 )
             return
         context.log.info(report.describe())
         for name, outcome in report.checks.items():
             yield dg.AssetCheckResult(
-                check_name=name, asset_key=asset_key, passed=outcome.passed,
-                severity=dg.AssetCheckSeverity.ERROR, metadata=_result_metadata(report, outcome),
+                check_name=name,
+                asset_key=asset_key,
+                passed=outcome.passed,
+                severity=dg.AssetCheckSeverity.ERROR,
+                metadata=_result_metadata(report, outcome),
             )
 
     return _data_checks
@@ -111,8 +124,11 @@ def require_passing_checks(context: dg.AssetExecutionContext, asset_key: dg.Asse
         evaluation = record.evaluation if record else None
         checked_latest = record is not None and (
             record.run_id == latest.run_id
-            or (evaluation is not None and evaluation.target_materialization_data is not None
-                and evaluation.target_materialization_data.storage_id == latest.storage_id)
+            or (
+                evaluation is not None
+                and evaluation.target_materialization_data is not None
+                and evaluation.target_materialization_data.storage_id == latest.storage_id
+            )
         )
         if not checked_latest:
             problems.append(f"{key.name}: not run on the latest materialization")

@@ -7,19 +7,24 @@ the data check it belongs to in `meta["check"]` (see data_checks/groups.py).
 
 from __future__ import annotations
 
-import os
+import great_expectations as gx
+import great_expectations.expectations as gxe
 
-os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")  # no usage reporting from a library call
-
-import great_expectations as gx  # noqa: E402
-import great_expectations.expectations as gxe  # noqa: E402
-
-from ml.spec import DatasetSpec, RowBounds  # noqa: E402
+from ml.spec import DatasetSpec, RowBounds
 
 _INTS = ["int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64"]
 _FLOATS = ["float16", "float32", "float64"]
-NUMERIC_TYPES = [*_INTS, *_FLOATS, *(t.capitalize() for t in _INTS), "UInt8", "UInt16", "UInt32", "UInt64",
-                 "Float32", "Float64"]
+NUMERIC_TYPES = [
+    *_INTS,
+    *_FLOATS,
+    *(t.capitalize() for t in _INTS),
+    "UInt8",
+    "UInt16",
+    "UInt32",
+    "UInt64",
+    "Float32",
+    "Float64",
+]
 TEXT_TYPES = ["object", "str", "string", "category"]
 TIMESTAMP_TYPES = ["datetime64[ns]", "datetime64[us]", "datetime64[ms]", "datetime64[s]"]
 
@@ -47,29 +52,43 @@ def build_suite(
         types[spec.target.column] = TEXT_TYPES
 
     expectations: list[gxe.Expectation] = [
-        _with_check("schema", gxe.ExpectTableColumnsToMatchSet(
-            column_set=expected, exact_match=spec.unexpected_columns == "reject"))
+        _with_check(
+            "schema",
+            gxe.ExpectTableColumnsToMatchSet(column_set=expected, exact_match=spec.unexpected_columns == "reject"),
+        )
     ]
     for col in expected:
         expectations.append(_with_check("schema", gxe.ExpectColumnToExist(column=col)))
         if col in types:  # booleans come as 0/1, True/False or text: their allowed values are checked instead
-            expectations.append(_with_check("schema", gxe.ExpectColumnValuesToBeInTypeList(column=col, type_list=types[col])))
+            expectations.append(
+                _with_check("schema", gxe.ExpectColumnValuesToBeInTypeList(column=col, type_list=types[col]))
+            )
         if col not in spec.nullable:
             expectations.append(_with_check("completeness", gxe.ExpectColumnValuesToNotBeNull(column=col)))
     for col, bounds in spec.ranges.items():
-        expectations.append(_with_check("validity", gxe.ExpectColumnValuesToBeBetween(
-            column=col, min_value=bounds.min, max_value=bounds.max)))
+        expectations.append(
+            _with_check(
+                "validity", gxe.ExpectColumnValuesToBeBetween(column=col, min_value=bounds.min, max_value=bounds.max)
+            )
+        )
     for col, allowed in spec.categories.items():
         expectations.append(_with_check("validity", gxe.ExpectColumnValuesToBeInSet(column=col, value_set=allowed)))
     accepted = spec.booleans.accepted_values()
     for col in spec.columns.boolean:
         expectations.append(_with_check("validity", gxe.ExpectColumnValuesToBeInSet(column=col, value_set=accepted)))
     if include_target:
-        expectations.append(_with_check("validity", gxe.ExpectColumnValuesToBeInSet(
-            column=spec.target.column, value_set=[spec.target.positive, spec.target.negative])))
+        expectations.append(
+            _with_check(
+                "validity",
+                gxe.ExpectColumnValuesToBeInSet(
+                    column=spec.target.column, value_set=[spec.target.positive, spec.target.negative]
+                ),
+            )
+        )
     expectations.append(_with_check("uniqueness", gxe.ExpectColumnValuesToBeUnique(column=spec.id.column)))
-    expectations.append(_with_check("volume", gxe.ExpectTableRowCountToBeBetween(
-        min_value=rows.min, max_value=rows.max)))
+    expectations.append(
+        _with_check("volume", gxe.ExpectTableRowCountToBeBetween(min_value=rows.min, max_value=rows.max))
+    )
 
     # Built unbound (expectations passed in, not added): no GX data context is needed until validation.
     return gx.ExpectationSuite(

@@ -55,7 +55,9 @@ class ValidationReport:
     def describe(self) -> str:
         if self.success:
             return f"{self.suite}: all {sum(c.evaluated for c in self.checks.values())} expectations passed on {self.rows} rows"
-        return f"{self.suite}: {len(self.failures)} failed expectation(s): " + "; ".join(f.line() for f in self.failures)
+        return f"{self.suite}: {len(self.failures)} failed expectation(s): " + "; ".join(
+            f.line() for f in self.failures
+        )
 
 
 def _fmt(value: Any) -> str:
@@ -101,7 +103,10 @@ def _explain(kind: str, kwargs: dict, result: dict, frame: pd.DataFrame, id_colu
     if kind == "expect_column_values_to_be_unique":
         return f"{count} row(s) share an id with another row", _examples(partial)
     if kind == "expect_table_row_count_to_be_between":
-        return f"{result.get('observed_value')} rows, expected between {kwargs.get('min_value')} and {kwargs.get('max_value')}", []
+        return (
+            f"{result.get('observed_value')} rows, expected between {kwargs.get('min_value')} and {kwargs.get('max_value')}",
+            [],
+        )
     return f"failed: {result}", _examples(partial)
 
 
@@ -134,9 +139,8 @@ def validate_frame(frame: pd.DataFrame, suite: gx.ExpectationSuite, *, id_column
             continue
         kwargs = {k: v for k, v in config.kwargs.items() if k != "batch_id"}
         column = kwargs.get("column")
-        if column is not None and column not in frame.columns:
-            if config.type != "expect_column_to_exist":
-                continue  # the missing column is reported once, by expect_column_to_exist
+        if column is not None and column not in frame.columns and config.type != "expect_column_to_exist":
+            continue  # the missing column is reported once, by expect_column_to_exist
         error = _exception_message(item.exception_info or {})
         if error:
             problem, examples = f"could not be evaluated: {error}", []
@@ -152,6 +156,5 @@ def _drop_consequences(checks: dict[str, CheckOutcome]) -> None:
     mistyped = {f.column for f in checks["schema"].failures if f.expectation.endswith("_in_type_list")}
     for check in checks.values():
         check.failures = [
-            f for f in check.failures
-            if not (f.column in mistyped and f.problem.startswith("could not be evaluated"))
+            f for f in check.failures if not (f.column in mistyped and f.problem.startswith("could not be evaluated"))
         ]

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -46,7 +46,9 @@ class FeatureConfig:
     def __post_init__(self) -> None:
         low, high = self.clip_quantiles
         if not 0.0 <= low < high <= 1.0:
-            raise ValueError(f"features.clip_quantiles must satisfy 0 <= low < high <= 1, got {list(self.clip_quantiles)}")
+            raise ValueError(
+                f"features.clip_quantiles must satisfy 0 <= low < high <= 1, got {list(self.clip_quantiles)}"
+            )
         if self.min_category_count < 1 or self.max_categories < 1:
             raise ValueError("features.min_category_count and features.max_categories must be at least 1")
 
@@ -103,7 +105,9 @@ class FeatureState:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> FeatureState:
         if data.get("version") != STATE_VERSION:
-            raise FeatureError(f"feature state version {data.get('version')!r} is not {STATE_VERSION}; refit the features")
+            raise FeatureError(
+                f"feature state version {data.get('version')!r} is not {STATE_VERSION}; refit the features"
+            )
         return cls(
             numeric=[NumericState(**n) for n in data["numeric"]],
             categorical=[CategoricalState(**c) for c in data["categorical"]],
@@ -202,7 +206,7 @@ def fit_features(frame: pd.DataFrame, spec: DatasetSpec, config: FeatureConfig =
         values = _booleans(frame, col, true, false).dropna()
         boolean.append(BooleanState(col, int(values.mean() > 0.5) if len(values) else 0))
     state = FeatureState(numeric, categorical, boolean, sorted(true), sorted(false), len(frame))
-    return FeatureState(**{**state.__dict__, "columns": _output_columns(state)})
+    return replace(state, columns=_output_columns(state))
 
 
 def _output_columns(state: FeatureState) -> list[str]:
@@ -258,9 +262,7 @@ def encode_target(frame: pd.DataFrame, spec: DatasetSpec) -> pd.Series:
     return (text == target.positive).astype("int8").rename("label")
 
 
-def feature_table(
-    frame: pd.DataFrame, state: FeatureState, spec: DatasetSpec, *, with_target: bool
-) -> pd.DataFrame:
+def feature_table(frame: pd.DataFrame, state: FeatureState, spec: DatasetSpec, *, with_target: bool) -> pd.DataFrame:
     """Id (and timestamp) columns, the features, and the 0/1 `label` when `with_target`."""
     keys = [spec.id.column] + ([spec.timestamp.column] if spec.timestamp else [])
     _require(frame, keys)

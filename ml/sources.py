@@ -36,10 +36,7 @@ def read_frame(uri: str, fmt: str, *, encoding: str = "utf-8", text_columns: lis
         raise SourceError(f"source {uri} is a folder, not a file")
     if fs.size(path) == 0:
         raise SourceError(f"source file {uri} is empty (0 bytes)")
-    if fmt == "csv":
-        frame = _read_csv(uri, encoding, list(text_columns))
-    else:
-        frame = _read_parquet(uri)
+    frame = _read_csv(uri, encoding, list(text_columns)) if fmt == "csv" else _read_parquet(uri)
     for col in text_columns:
         if col in frame.columns:
             frame[col] = as_text(frame[col])
@@ -74,6 +71,4 @@ def _read_parquet(uri: str) -> pd.DataFrame:
 def read_source(spec: DatasetSpec, root: str | Path) -> pd.DataFrame:
     """Read the spec's source file; relative paths are taken from the project `root`."""
     uri = resolve(spec.source.uri, root)
-    return read_frame(
-        uri, spec.source.resolved_format, encoding=spec.source.encoding, text_columns=spec.text_columns
-    )
+    return read_frame(uri, spec.source.resolved_format, encoding=spec.source.encoding, text_columns=spec.text_columns)

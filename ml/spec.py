@@ -56,7 +56,7 @@ class TargetSpec(_Strict):
         # The target is imported as text, so labels are compared as text.
         if isinstance(value, bool):
             raise ValueError(
-                f"YAML read this label as the boolean {value}; quote it as it appears in the data, e.g. \"Yes\""
+                f'YAML read this label as the boolean {value}; quote it as it appears in the data, e.g. "Yes"'
             )
         if isinstance(value, (int, float, str)):
             return str(value)

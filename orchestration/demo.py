@@ -40,14 +40,18 @@ def main() -> int:
     raw, feats = _metadata(instance, raw_data.key), _metadata(instance, features.key)
 
     print("\n== What was produced ==")
-    print(f"raw_data    version (DVC md5) {raw.get('dvc_md5')}  rows {raw.get('dagster/row_count')}  "
-          f"columns {raw.get('columns')}  git {raw.get('git_revision')}")
+    print(
+        f"raw_data    version (DVC md5) {raw.get('dvc_md5')}  rows {raw.get('dagster/row_count')}  "
+        f"columns {raw.get('columns')}  git {raw.get('git_revision')}"
+    )
     print(f"            {raw.get('path')}")
     for check in checks:
         print(f"  check {check.check_name:<13} {'passed' if check.passed else 'FAILED'}")
     if result.success:
-        print(f"features    rows {feats.get('dagster/row_count')}  features {feats.get('feature_count')}  "
-              f"positive rate {feats.get('positive_rate'):.3f}")
+        print(
+            f"features    rows {feats.get('dagster/row_count')}  features {feats.get('feature_count')}  "
+            f"positive rate {feats.get('positive_rate'):.3f}"
+        )
         print(f"            {feats.get('table')}\n            {feats.get('feature_state')}")
         resources_for()["dvc"].run("push")
         print(f"DVC         pushed to the local remote ({PROJECT_ROOT / 'var' / 'dvc-remote'})")

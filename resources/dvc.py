@@ -59,11 +59,17 @@ class DvcResource(dg.ConfigurableResource):
     def run(self, *args: str) -> str:
         """Run `dvc ARGS...` in the repository; raise DvcError with its output on failure."""
         proc = subprocess.run(
-            [sys.executable, "-m", "dvc", *args], cwd=self.root, env=self._env(),
-            capture_output=True, text=True, check=False,
+            [sys.executable, "-m", "dvc", *args],
+            cwd=self.root,
+            env=self._env(),
+            capture_output=True,
+            text=True,
+            check=False,
         )
         if proc.returncode != 0:
-            raise DvcError(f"`dvc {' '.join(args)}` failed (exit {proc.returncode}):\n{_tail(proc.stderr + proc.stdout)}")
+            raise DvcError(
+                f"`dvc {' '.join(args)}` failed (exit {proc.returncode}):\n{_tail(proc.stderr + proc.stdout)}"
+            )
         return proc.stdout
 
     def repro(self, stage: str) -> str:
@@ -86,6 +92,7 @@ class DvcResource(dg.ConfigurableResource):
 
     def git_revision(self) -> str:
         """The commit of the repository, with `-dirty` when tracked files have uncommitted changes."""
+
         def git(*args: str) -> subprocess.CompletedProcess:
             return subprocess.run(["git", *args], cwd=self.root, capture_output=True, text=True, check=False)
 

@@ -44,7 +44,9 @@ def telco_raw(spec: DatasetSpec, telco_source: pd.DataFrame) -> pd.DataFrame:
     return frame
 
 
-def run(cmd: list[str], cwd: Path, env: dict[str, str] | None = None, check: bool = True) -> subprocess.CompletedProcess:
+def run(
+    cmd: list[str], cwd: Path, env: dict[str, str] | None = None, check: bool = True
+) -> subprocess.CompletedProcess:
     """Run a command with the project's interpreter first on PATH (DVC stages call `python`)."""
     full_env = {**os.environ, "PATH": f"{VENV_BIN}{os.pathsep}{os.environ['PATH']}", **(env or {})}
     proc = subprocess.run(cmd, cwd=cwd, env=full_env, capture_output=True, text=True)
@@ -67,7 +69,10 @@ def _copy_project(dest: Path) -> Path:
     """Copy the project's files (tracked and new, not ignored) into a fresh git + DVC repo."""
     listed = subprocess.run(
         ["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
-        cwd=REPO, capture_output=True, text=True, check=True,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout.split("\0")
     for name in filter(None, listed):
         src = REPO / name
@@ -83,18 +88,15 @@ def _copy_project(dest: Path) -> Path:
 @pytest.fixture(scope="session")
 def project_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A copy of the project where `dvc repro` has run and `prepare_data` has succeeded once."""
-    from orchestration.deployments import local
-
     from assets.features import features
     from assets.raw_data import raw_data, raw_data_checks
+    from orchestration.deployments import local
 
     root = _copy_project(tmp_path_factory.mktemp("template") / "project")
     dvc("repro", cwd=root)
     home = write_dagster_home(root / "var" / "dagster")
     with dg.DagsterInstance.from_config(str(home)) as instance:
-        result = dg.materialize(
-            [raw_data, raw_data_checks, features], resources=local(root), instance=instance
-        )
+        result = dg.materialize([raw_data, raw_data_checks, features], resources=local(root), instance=instance)
         assert result.success
     return root
 
@@ -112,6 +114,12 @@ def instance(project: Path) -> Iterator[dg.DagsterInstance]:
     """The project copy's Dagster instance (SQLite in var/dagster), with the good run's history."""
     with dg.DagsterInstance.from_config(str(project / "var" / "dagster")) as inst:
         yield inst
+
+
+def lock_md5(project: Path, stage: str = "import_raw") -> str:
+    """The md5 that the copy's dvc.lock records for the stage's (first) output."""
+    lock = yaml.safe_load((project / "dvc.lock").read_text())
+    return lock["stages"][stage]["outs"][0]["md5"]
 
 
 def set_params(project: Path, **sections: dict) -> None:

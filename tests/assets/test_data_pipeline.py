@@ -1,10 +1,7 @@
 """The real Telco data through import -> checks -> features, materialized by Dagster in a project copy."""
 
-import shutil
-
 import dagster as dg
 import pandas as pd
-import pytest
 from dagster._core.definitions.data_version import StaleStatus
 from dagster._utils.test.data_versions import get_stale_status_resolver
 
@@ -14,8 +11,7 @@ from data_checks.groups import CHECK_NAMES
 from ml import io
 from ml.features import FeatureState
 from orchestration.deployments import local
-from tests.conftest import dvc, set_params
-import yaml
+from tests.conftest import lock_md5, set_params
 
 ASSETS = [raw_data, raw_data_checks, features]
 
@@ -32,11 +28,6 @@ def data_version(instance, key) -> str:
     return latest(instance, key).tags["dagster/data_version"]
 
 
-def lock_md5(project) -> str:
-    lock = yaml.safe_load((project / "dvc.lock").read_text())
-    return lock["stages"]["import_raw"]["outs"][0]["md5"]
-
-
 def test_pipeline_materializes_with_dvc_version_and_passing_checks(project, instance):
     result = materialize(project, instance)
     assert result.success
@@ -48,6 +39,8 @@ def test_pipeline_materializes_with_dvc_version_and_passing_checks(project, inst
     assert raw.metadata["dvc_md5"].value == md5
     assert raw.metadata["dagster/row_count"].value == 7043
     assert raw.metadata["columns"].value == 21
+    profile = {r.data["column"]: r.data for r in raw.metadata["profile"].value.records}
+    assert len(profile) == 21 and profile["total_charges"]["missing"] == 11
     assert len(raw.metadata["git_revision"].value) >= 40  # the copy is a git repo with one commit
 
     table = pd.read_parquet(project / "var" / "storage" / "/".join(TABLE))

@@ -1,7 +1,6 @@
 """The GX suite built from the spec, run on the real Telco rows and on broken copies of them."""
 
 import numpy as np
-import pytest
 
 from data_checks.groups import CHECK_NAMES
 from data_checks.suite import build_suite
@@ -30,7 +29,8 @@ def test_suite_covers_every_check_family(spec):
     assert found["uniqueness"] == {"expect_column_values_to_be_unique"}
     assert found["volume"] == {"expect_table_row_count_to_be_between"}
     nullable_checked = [
-        e for e in suite.expectations
+        e
+        for e in suite.expectations
         if e.expectation_type == "expect_column_values_to_not_be_null" and e.column in spec.nullable
     ]
     assert nullable_checked == []
@@ -51,8 +51,12 @@ def test_real_data_passes(spec, telco_raw):
 
 
 def test_incoming_rows_without_target_pass_the_unlabelled_suite(spec, telco_raw):
-    report = validate(telco_raw.drop(columns=[spec.target.column]).head(200), spec,
-                      include_target=False, rows=RowBounds(min=100, max=1000))
+    report = validate(
+        telco_raw.drop(columns=[spec.target.column]).head(200),
+        spec,
+        include_target=False,
+        rows=RowBounds(min=100, max=1000),
+    )
     assert report.success, report.describe()
 
 

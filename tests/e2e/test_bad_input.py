@@ -48,6 +48,7 @@ def run_pipeline(project, instance, *, write, name="incoming.csv", **dataset) ->
 @pytest.fixture
 def guarded(project, instance):
     """Fingerprints of the good run's outputs, compared after the bad run."""
+
     def fingerprints():
         return {
             "features": io.sha256_file(str(project / "var" / "storage" / "/".join(TABLE))),
@@ -119,7 +120,9 @@ def test_out_of_range_value(project, instance, source, guarded):
     bad.loc[0, "monthly_charges"] = -12.5
     outcome = run_pipeline(project, instance, write=csv(bad))
     assert set(outcome.failed_checks) == {"validity"}
-    assert "on column 'monthly_charges': 1 value(s) outside [0.0, 500.0] (e.g. -12.5)" in outcome.failed_checks["validity"]
+    assert (
+        "on column 'monthly_charges': 1 value(s) outside [0.0, 500.0] (e.g. -12.5)" in outcome.failed_checks["validity"]
+    )
     assert_nothing_downstream(outcome, guarded)
 
 
@@ -138,7 +141,9 @@ def test_duplicate_ids(project, instance, source, guarded):
     with_ids.loc[7, "account"] = "A3"
     outcome = run_pipeline(project, instance, write=csv(with_ids), id={"column": "account", "generate": None})
     assert set(outcome.failed_checks) == {"uniqueness"}
-    assert "on column 'account': 2 row(s) share an id with another row (e.g. 'A3')" in outcome.failed_checks["uniqueness"]
+    assert (
+        "on column 'account': 2 row(s) share an id with another row (e.g. 'A3')" in outcome.failed_checks["uniqueness"]
+    )
     assert_nothing_downstream(outcome, guarded)
 
 

@@ -37,7 +37,13 @@ def test_definitions_validate_with_the_workspace(project):
 
 
 def test_unknown_deployment_is_a_clear_error(project):
-    proc = run([DAGSTER, "definitions", "validate", "-w", "workspace.yaml"], cwd=project,
-               env={"DAGSTER_HOME": str(project / "var" / "dagster"), "KEEL_DEPLOYMENT": "mainframe"}, check=False)
+    proc = run(
+        [DAGSTER, "definitions", "validate", "-w", "workspace.yaml"],
+        cwd=project,
+        env={"DAGSTER_HOME": str(project / "var" / "dagster"), "KEEL_DEPLOYMENT": "mainframe"},
+        check=False,
+    )
     assert proc.returncode != 0
-    assert "KEEL_DEPLOYMENT='mainframe' is not a known deployment; known deployments: local" in proc.stdout + proc.stderr
+    assert (
+        "KEEL_DEPLOYMENT='mainframe' is not a known deployment; known deployments: local" in proc.stdout + proc.stderr
+    )

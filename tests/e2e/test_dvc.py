@@ -4,16 +4,11 @@ import io as stdio
 
 import dvc.api
 import pandas as pd
-import yaml
 
 from tests.conftest import dvc as run_dvc
-from tests.conftest import run, set_params
+from tests.conftest import lock_md5, run, set_params
 
 RAW = "data/raw/data.parquet"
-
-
-def lock_md5(project) -> str:
-    return yaml.safe_load((project / "dvc.lock").read_text())["stages"]["import_raw"]["outs"][0]["md5"]
 
 
 def md5sum(project, path) -> str:

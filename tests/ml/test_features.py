@@ -45,7 +45,10 @@ def test_training_and_scoring_paths_give_identical_features(spec, telco_raw, sta
     # Scoring path: the state reloaded from JSON, the rows in shuffled chunks, without the target.
     reloaded = FeatureState.from_json(state.to_json())
     shuffled = telco_raw.sample(frac=1.0, random_state=7).drop(columns=[spec.target.column])
-    chunks = [feature_table(shuffled.iloc[i : i + 1500], reloaded, spec, with_target=False) for i in range(0, len(shuffled), 1500)]
+    chunks = [
+        feature_table(shuffled.iloc[i : i + 1500], reloaded, spec, with_target=False)
+        for i in range(0, len(shuffled), 1500)
+    ]
     scoring = pd.concat(chunks).set_index(spec.id.column).loc[training[spec.id.column]].reset_index()
     pd.testing.assert_frame_equal(scoring, training.drop(columns=["label"]), check_exact=True)
 
@@ -57,8 +60,11 @@ def test_unseen_and_missing_categories(spec, telco_raw, state):
     out = transform(rows, state)
     contract_cols = [c for c in out.columns if c.startswith("contract__")]
     assert out.loc[rows.index[0], contract_cols].to_dict() == {
-        "contract__month_to_month": 0.0, "contract__one_year": 0.0, "contract__two_year": 0.0,
-        "contract__other__": 1.0, "contract__missing__": 0.0,
+        "contract__month_to_month": 0.0,
+        "contract__one_year": 0.0,
+        "contract__two_year": 0.0,
+        "contract__other__": 1.0,
+        "contract__missing__": 0.0,
     }
     assert out.loc[rows.index[1], "contract__missing__"] == 1.0
     assert out.loc[rows.index[1], contract_cols].sum() == 1.0
@@ -100,7 +106,9 @@ def test_missing_boolean_takes_training_mode_and_unknown_token_is_an_error(spec,
     fill = next(b for b in state.boolean if b.column == "partner").fill
     assert transform(rows, state)["partner"].iloc[0] == fill
     rows.loc[rows.index[1], "partner"] = "maybe"
-    with pytest.raises(FeatureError, match=r"boolean column 'partner' has values that are neither true nor false: \['maybe'\]"):
+    with pytest.raises(
+        FeatureError, match=r"boolean column 'partner' has values that are neither true nor false: \['maybe'\]"
+    ):
         transform(rows, state)
 
 
@@ -133,7 +141,7 @@ def test_target_encoding(spec, telco_raw):
 
 
 def test_feature_names_are_safe_for_lightgbm(state):
-    assert all(not set(name) & set('"\',:[]{} ') for name in state.columns)
+    assert all(not set(name) & set("\"',:[]{} ") for name in state.columns)
     assert len(set(state.columns)) == len(state.columns)
 
 

@@ -92,9 +92,8 @@ def test_cli_reports_errors_without_a_traceback(tmp_path, capsys):
 def test_atomic_output_removes_the_temporary_file_on_error(tmp_path):
     target = tmp_path / "out.json"
     io.write_json({"v": 1}, str(target))
-    with pytest.raises(RuntimeError):
-        with io.atomic_output(str(target)) as tmp:
-            tmp.write_text("partial")
-            raise RuntimeError("killed")
+    with pytest.raises(RuntimeError), io.atomic_output(str(target)) as tmp:
+        tmp.write_text("partial")
+        raise RuntimeError("killed")
     assert io.read_json(str(target)) == {"v": 1}
     assert [p.name for p in tmp_path.iterdir()] == ["out.json"]

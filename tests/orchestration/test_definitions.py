@@ -36,7 +36,12 @@ def test_prepare_data_job_runs_the_blocking_checks():
     assert selected == {dg.AssetKey("raw_data"), dg.AssetKey("features")}
     checks = job.asset_layer.asset_graph.asset_check_keys
     assert {c.name for c in checks if c.asset_key == dg.AssetKey("raw_data")} == {
-        "schema", "completeness", "validity", "uniqueness", "volume"}
+        "schema",
+        "completeness",
+        "validity",
+        "uniqueness",
+        "volume",
+    }
     assert all(graph.get_check_spec(c).blocking for c in checks)
 
 
@@ -50,7 +55,9 @@ def test_local_deployment_is_the_default(monkeypatch):
 
 def test_unknown_deployment_names_the_variable_and_the_choices(monkeypatch):
     monkeypatch.setenv(deployments.DEPLOYMENT_VARIABLE, "mainframe")
-    with pytest.raises(ValueError, match="KEEL_DEPLOYMENT='mainframe' is not a known deployment; known deployments: local"):
+    with pytest.raises(
+        ValueError, match="KEEL_DEPLOYMENT='mainframe' is not a known deployment; known deployments: local"
+    ):
         deployments.resources_for()
 
 

@@ -1,0 +1,22 @@
+"""Dagster metadata built from tables: schema and profile, shown on the asset's page in the UI."""
+
+import dagster as dg
+import pandas as pd
+
+from ml.profile import column_profile
+
+
+def column_schema(frame: pd.DataFrame) -> dg.TableSchema:
+    return dg.TableSchema(columns=[dg.TableColumn(str(c), str(t)) for c, t in frame.dtypes.items()])
+
+
+def profile_table(frame: pd.DataFrame) -> dg.TableMetadataValue:
+    rows = column_profile(frame)
+    columns = [
+        dg.TableColumn("column"),
+        dg.TableColumn("type"),
+        dg.TableColumn("missing", "int"),
+        dg.TableColumn("distinct", "int"),
+        dg.TableColumn("range_or_top_values"),
+    ]
+    return dg.MetadataValue.table(records=[dg.TableRecord(row) for row in rows], schema=dg.TableSchema(columns=columns))
