@@ -7,10 +7,11 @@ import dagster as dg
 
 import ml.features
 from assets.metadata import column_schema
-from assets.raw_data import IMPORT_STAGE, raw_data, raw_path
+from assets.raw_data import raw_data, raw_path
 from data_checks.asset_checks import require_passing_checks
 from ml.features import feature_table, fit_features
 from ml.fingerprint import code_version
+from ml.io import file_digest
 from resources.dvc import DvcResource
 from resources.storage import ArtifactStore
 
@@ -31,9 +32,16 @@ STATE = ("features", "feature_state.json")
     ),
 )
 def features(context: dg.AssetExecutionContext, dvc: DvcResource, storage: ArtifactStore) -> dg.MaterializeResult:
-    require_passing_checks(context, raw_data.key)
+    checked_version = require_passing_checks(context, raw_data.key)
+    raw_file = raw_path(dvc)
+    on_disk = file_digest(str(dvc.path(raw_file)), "md5")  # DVC's hash of a file is its md5
+    if on_disk != checked_version:
+        raise dg.Failure(
+            f"{raw_file} (md5 {on_disk}) is not the version raw_data last materialized and checked "
+            f"({checked_version}); it changed outside Dagster. Materialize raw_data with its checks first."
+        )
     spec = dvc.dataset_spec()
-    raw = dvc.read_parquet(raw_path(dvc))
+    raw = dvc.read_parquet(raw_file)
     state = fit_features(raw, spec, dvc.feature_config())
     table = feature_table(raw, state, spec, with_target=True)
     state_json = state.to_dict()
@@ -46,7 +54,7 @@ def features(context: dg.AssetExecutionContext, dvc: DvcResource, storage: Artif
             "dagster/column_schema": column_schema(table),
             "feature_count": len(state.columns),
             "positive_rate": float(table["label"].mean()),
-            "raw_data_version": dvc.output_hash(IMPORT_STAGE, raw_path(dvc)),
+            "raw_data_version": checked_version,
             "feature_state_sha256": hashlib.sha256(json.dumps(state_json, sort_keys=True).encode()).hexdigest(),
             "table": dg.MetadataValue.path(table_uri),
             "feature_state": dg.MetadataValue.path(state_uri),

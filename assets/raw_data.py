@@ -45,7 +45,7 @@ def raw_data(context: dg.AssetExecutionContext, dvc: DvcResource) -> dg.Material
         data_version=dg.DataVersion(version),
         metadata={
             "dagster/row_count": len(frame),
-            "dagster/column_schema": column_schema(frame),
+            "dagster/column_schema": column_schema(frame, spec.describe),
             "columns": frame.shape[1],
             "profile": profile_table(frame),
             "dvc_md5": version,

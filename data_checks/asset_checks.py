@@ -104,8 +104,10 @@ def gx_asset_checks(
     return _data_checks
 
 
-def require_passing_checks(context: dg.AssetExecutionContext, asset_key: dg.AssetKey) -> None:
+def require_passing_checks(context: dg.AssetExecutionContext, asset_key: dg.AssetKey) -> str | None:
     """Refuse to build on `asset_key` unless its data checks passed on its latest materialization.
+
+    Returns the data version of that checked materialization.
 
     Blocking checks stop downstream assets in the same run; this guard also covers a downstream asset
     materialized on its own, in a later run.
@@ -140,3 +142,4 @@ def require_passing_checks(context: dg.AssetExecutionContext, asset_key: dg.Asse
             "fix the data and re-materialize it with its checks",
             metadata={"failed_checks": dg.MetadataValue.json(problems)},
         )
+    return latest.event_log_entry.asset_materialization.tags.get("dagster/data_version")

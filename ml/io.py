@@ -79,12 +79,17 @@ def read_json(uri: str) -> Any:
         return json.load(handle)
 
 
-def sha256_file(uri: str) -> str:
-    digest = hashlib.sha256()
+def file_digest(uri: str, algorithm: str = "sha256") -> str:
+    """Hex digest of a file's bytes. md5 of a single file is also DVC's hash of it."""
+    digest = hashlib.new(algorithm)
     with fsspec.open(uri, "rb") as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def sha256_file(uri: str) -> str:
+    return file_digest(uri, "sha256")
 
 
 def exists(uri: str) -> bool:

@@ -216,6 +216,29 @@ class DatasetSpec(_Strict):
             roles["timestamp"] = self.timestamp.column
         return roles
 
+    def describe(self, column: str) -> str:
+        """What the spec says about a column, in a few words (shown beside the column in the UI)."""
+        if column == self.target.column:
+            return f"target: {self.target.positive!r} positive, {self.target.negative!r} negative"
+        if column == self.id.column:
+            return "id" + (f" (generated: {self.id.generate})" if self.id.generate else "")
+        if self.timestamp and column == self.timestamp.column:
+            return "timestamp"
+        notes = ["nullable"] if column in self.nullable else []
+        if column in self.columns.numeric:
+            bounds = self.ranges.get(column)
+            if bounds:
+                notes.append(
+                    f"range {bounds.min if bounds.min is not None else '-inf'} .. {bounds.max if bounds.max is not None else 'inf'}"
+                )
+            return ", ".join(["numeric feature", *notes])
+        if column in self.columns.categorical:
+            allowed = self.categories.get(column)
+            return ", ".join(["categorical feature", *notes, *([f"{len(allowed)} allowed values"] if allowed else [])])
+        if column in self.columns.boolean:
+            return ", ".join(["boolean feature", *notes])
+        return "not in the dataset spec"
+
     @property
     def feature_columns(self) -> list[str]:
         return self.columns.features

@@ -11,7 +11,7 @@ from data_checks.groups import CHECK_NAMES
 from ml import io
 from ml.features import FeatureState
 from orchestration.deployments import local
-from tests.conftest import lock_md5, set_params
+from tests.conftest import dvc, lock_md5, set_params
 
 ASSETS = [raw_data, raw_data_checks, features]
 
@@ -41,6 +41,8 @@ def test_pipeline_materializes_with_dvc_version_and_passing_checks(project, inst
     assert raw.metadata["columns"].value == 21
     profile = {r.data["column"]: r.data for r in raw.metadata["profile"].value.records}
     assert len(profile) == 21 and profile["total_charges"]["missing"] == 11
+    described = {c.name: c.description for c in raw.metadata["dagster/column_schema"].value.columns}
+    assert described["churn"] == "target: 'Yes' positive, 'No' negative"
     assert len(raw.metadata["git_revision"].value) >= 40  # the copy is a git repo with one commit
 
     table = pd.read_parquet(project / "var" / "storage" / "/".join(TABLE))
@@ -99,3 +101,15 @@ def test_features_refuse_raw_data_materialized_without_checks(project, instance)
     result = materialize(project, instance, [raw_data, raw_data_checks, features], selection=[features])
     assert not result.success
     assert "not run on the latest materialization" in result.failure_data_for_node("features").error.message
+
+
+def test_features_refuse_raw_data_changed_outside_dagster(project, instance):
+    # Someone runs `dvc repro` on new data by hand: the file on disk is no longer what was checked.
+    source = pd.read_csv(project / "data" / "source" / "telco_churn.csv").head(3000)
+    source.to_csv(project / "data" / "source" / "smaller.csv", index=False)
+    set_params(project, dataset={"source": {"uri": "data/source/smaller.csv"}})
+    dvc("repro", "import_raw", cwd=project)
+    result = materialize(project, instance, ASSETS, selection=[features])
+    assert not result.success
+    message = result.failure_data_for_node("features").error.message
+    assert f"data/raw/data.parquet (md5 {lock_md5(project)}) is not the version raw_data last materialized" in message

@@ -112,3 +112,12 @@ def test_boolean_tokens_match_by_text(spec):
     assert tokens.true_keys == {"1"} and tokens.false_keys == {"0"}
     accepted = tokens.accepted_values()
     assert 1 in accepted and "1" in accepted and 0 in accepted
+
+
+def test_describe_columns(spec):
+    assert spec.describe("churn") == "target: 'Yes' positive, 'No' negative"
+    assert spec.describe("customer_id") == "id (generated: row_number)"
+    assert spec.describe("total_charges") == "numeric feature, nullable, range 0.0 .. 50000.0"
+    assert spec.describe("contract") == "categorical feature, 3 allowed values"
+    assert spec.describe("partner") == "boolean feature"
+    assert spec.describe("loyalty_points") == "not in the dataset spec"
