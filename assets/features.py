@@ -7,7 +7,7 @@ import dagster as dg
 
 import ml.features
 from assets.metadata import column_schema
-from assets.raw_data import raw_data, raw_path
+from assets.raw_data import dataset_spec, raw_data, raw_path
 from data_checks.asset_checks import require_passing_checks
 from ml.features import feature_table, fit_features
 from ml.fingerprint import code_version
@@ -40,7 +40,7 @@ def features(context: dg.AssetExecutionContext, dvc: DvcResource, storage: Artif
             f"{raw_file} (md5 {on_disk}) is not the version raw_data last materialized and checked "
             f"({checked_version}); it changed outside Dagster. Materialize raw_data with its checks first."
         )
-    spec = dvc.dataset_spec()
+    spec = dataset_spec(dvc)
     raw = dvc.read_parquet(raw_file)
     state = fit_features(raw, spec, dvc.feature_config())
     table = feature_table(raw, state, spec, with_target=True)

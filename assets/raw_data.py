@@ -19,6 +19,14 @@ def raw_path(dvc: DvcResource) -> str:
     return dvc.params()["data"]["raw"]
 
 
+def dataset_spec(dvc: DvcResource) -> ml.spec.DatasetSpec:
+    """The spec from params.yaml; a broken spec fails the step with the loader's message as its headline."""
+    try:
+        return dvc.dataset_spec()
+    except ml.spec.SpecError as error:
+        raise dg.Failure(description=str(error)) from None
+
+
 @dg.asset(
     group_name="data",
     kinds={"dvc", "parquet"},
@@ -31,7 +39,7 @@ def raw_path(dvc: DvcResource) -> str:
     ),
 )
 def raw_data(context: dg.AssetExecutionContext, dvc: DvcResource) -> dg.MaterializeResult:
-    spec = dvc.dataset_spec()  # a broken spec fails here, before DVC runs
+    spec = dataset_spec(dvc)  # a broken spec fails here, before DVC runs
     path = raw_path(dvc)
     try:
         context.log.info(dvc.repro(IMPORT_STAGE))

@@ -170,3 +170,16 @@ def test_unreadable_source_fails_the_import_and_keeps_the_raw_data(project, inst
     assert "the previous raw data is kept" in message
     assert outcome.failed_checks == {}  # the checks never ran on anything
     assert_nothing_downstream(outcome, guarded, raw_kept=True)
+
+
+def test_broken_spec_fails_before_dvc_runs(project, instance, guarded):
+    params = project / "params.yaml"
+    params.write_text(
+        params.read_text().replace("categorical: [multiple_lines,", "categorical: [tenure, multiple_lines,")
+    )
+    result = dg.materialize(
+        [raw_data, raw_data_checks, features], resources=local(project), instance=instance, raise_on_error=False
+    )
+    outcome = Outcome(project, instance, result)
+    assert "column 'tenure' is declared as both numeric and categorical" in outcome.step_error("raw_data")
+    assert_nothing_downstream(outcome, guarded, raw_kept=True)
