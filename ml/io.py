@@ -88,10 +88,6 @@ def file_digest(uri: str, algorithm: str = "sha256") -> str:
     return digest.hexdigest()
 
 
-def sha256_file(uri: str) -> str:
-    return file_digest(uri, "sha256")
-
-
 def exists(uri: str) -> bool:
     fs, path = fsspec.core.url_to_fs(uri)
     return fs.exists(path)

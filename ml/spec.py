@@ -64,7 +64,7 @@ class TargetSpec(_Strict):
 
     @model_validator(mode="after")
     def _distinct(self) -> TargetSpec:
-        if str(self.positive) == str(self.negative):
+        if self.positive == self.negative:
             raise ValueError(f"positive and negative labels are both {self.positive!r}")
         return self
 

@@ -51,8 +51,8 @@ def guarded(project, instance):
 
     def fingerprints():
         return {
-            "features": io.sha256_file(str(project / "var" / "storage" / "/".join(TABLE))),
-            "raw": io.sha256_file(str(project / "data" / "raw" / "data.parquet")),
+            "features": io.file_digest(str(project / "var" / "storage" / "/".join(TABLE))),
+            "raw": io.file_digest(str(project / "data" / "raw" / "data.parquet")),
         }
 
     before = fingerprints()
