@@ -26,7 +26,7 @@ NUMERIC_TYPES = [
     "Float64",
 ]
 TEXT_TYPES = ["object", "str", "string", "category"]
-TIMESTAMP_TYPES = ["datetime64[ns]", "datetime64[us]", "datetime64[ms]", "datetime64[s]"]
+TIMESTAMP_TYPES = [f"datetime64[{unit}{tz}]" for unit in ("ns", "us", "ms", "s") for tz in ("", ", UTC")]
 
 
 def _with_check(check: str, expectation: gxe.Expectation) -> gxe.Expectation:

@@ -68,9 +68,14 @@ def _examples(values: list[Any]) -> list[str]:
     return list(dict.fromkeys(_fmt(v) for v in values))[:SAMPLE_SIZE]
 
 
-def _non_numeric(frame: pd.DataFrame, column: str) -> list[str]:
+def _unparsable(frame: pd.DataFrame, column: str, expected: list[str]) -> list[str]:
+    """Values of a mistyped column that are not numbers (or not timestamps, for a timestamp column)."""
     values = frame[column]
-    bad = values[pd.to_numeric(values, errors="coerce").isna() & values.notna()]
+    if expected and expected[0].startswith("datetime64"):
+        parsed = pd.to_datetime(values, errors="coerce", format="mixed")
+    else:
+        parsed = pd.to_numeric(values, errors="coerce")
+    bad = values[parsed.isna() & values.notna()]
     return [repr(v) for v in bad.unique()[:SAMPLE_SIZE]]
 
 
@@ -90,7 +95,7 @@ def _explain(kind: str, kwargs: dict, result: dict, frame: pd.DataFrame, id_colu
             parts.append(f"unexpected columns {sorted(mismatch['unexpected'])} (dataset.unexpected_columns: reject)")
         return "; ".join(parts) or "columns differ from the spec", []
     if kind == "expect_column_values_to_be_in_type_list":
-        examples = _non_numeric(frame, column) if column in frame else []
+        examples = _unparsable(frame, column, kwargs["type_list"]) if column in frame else []
         observed = frame[column].dtype if column in frame else result.get("observed_value")
         return f"type is {observed}, expected one of {kwargs['type_list'][:4]}...", examples
     if kind == "expect_column_values_to_not_be_null":

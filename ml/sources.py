@@ -27,8 +27,22 @@ def as_text(series: pd.Series) -> pd.Series:
     return values.where(values.isna(), values.map(str)).replace({None: np.nan})
 
 
-def read_frame(uri: str, fmt: str, *, encoding: str = "utf-8", text_columns: list[str] = ()) -> pd.DataFrame:
-    """Read one CSV or Parquet file; the columns in `text_columns` come back as text."""
+def as_datetime(series: pd.Series) -> pd.Series:
+    """Parsed timestamps; a column that does not parse whole is returned unchanged for the checks to report."""
+    if pd.api.types.is_datetime64_any_dtype(series):
+        return series
+    for fmt in ("ISO8601", "mixed"):  # ISO 8601 in any precision first; then element by element
+        try:
+            return pd.to_datetime(series, errors="raise", format=fmt)
+        except (ValueError, TypeError, OverflowError):
+            continue
+    return series
+
+
+def read_frame(
+    uri: str, fmt: str, *, encoding: str = "utf-8", text_columns: list[str] = (), datetime_columns: list[str] = ()
+) -> pd.DataFrame:
+    """Read one CSV or Parquet file; `text_columns` come back as text, `datetime_columns` parsed if they can be."""
     fs, path = fsspec.core.url_to_fs(uri)
     if not fs.exists(path):
         raise SourceError(f"source file not found: {uri}")
@@ -40,6 +54,9 @@ def read_frame(uri: str, fmt: str, *, encoding: str = "utf-8", text_columns: lis
     for col in text_columns:
         if col in frame.columns:
             frame[col] = as_text(frame[col])
+    for col in datetime_columns:
+        if col in frame.columns:
+            frame[col] = as_datetime(frame[col])
     return frame
 
 
@@ -71,4 +88,10 @@ def _read_parquet(uri: str) -> pd.DataFrame:
 def read_source(spec: DatasetSpec, root: str | Path) -> pd.DataFrame:
     """Read the spec's source file; relative paths are taken from the project `root`."""
     uri = resolve(spec.source.uri, root)
-    return read_frame(uri, spec.source.resolved_format, encoding=spec.source.encoding, text_columns=spec.text_columns)
+    return read_frame(
+        uri,
+        spec.source.resolved_format,
+        encoding=spec.source.encoding,
+        text_columns=spec.text_columns,
+        datetime_columns=[spec.timestamp.column] if spec.timestamp else [],
+    )

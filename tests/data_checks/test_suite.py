@@ -1,6 +1,7 @@
 """The GX suite built from the spec, run on the real Telco rows and on broken copies of them."""
 
 import numpy as np
+import pandas as pd
 
 from data_checks.groups import CHECK_NAMES
 from data_checks.suite import build_suite
@@ -141,3 +142,16 @@ def test_row_count_bounds(spec, telco_raw):
     (failure,) = failures(report, "volume")
     assert failure.problem == "0 rows, expected between 1000 and 5000000"
     assert [name for name, c in report.checks.items() if not c.passed] == ["volume"]
+
+
+def test_timestamp_column_must_be_a_datetime(spec, telco_raw):
+    from ml.spec import TimestampSpec
+
+    timed = spec.model_copy(update={"timestamp": TimestampSpec(column="signed_up")})
+    stamps = pd.date_range("2024-01-01", periods=len(telco_raw), freq="h")
+    assert validate(telco_raw.assign(signed_up=stamps), timed).success
+    text = pd.Series(stamps.astype(str), index=telco_raw.index)
+    text.iloc[2] = "last tuesday"
+    (failure,) = failures(validate(telco_raw.assign(signed_up=text), timed), "schema")
+    assert failure.column == "signed_up" and "type is object" in failure.problem
+    assert failure.examples == ["'last tuesday'"]

@@ -97,3 +97,13 @@ def test_atomic_output_removes_the_temporary_file_on_error(tmp_path):
         raise RuntimeError("killed")
     assert io.read_json(str(target)) == {"v": 1}
     assert [p.name for p in tmp_path.iterdir()] == ["out.json"]
+
+
+def test_timestamp_columns_are_parsed_or_left_for_the_checks(tmp_path):
+    good, bad = tmp_path / "good.csv", tmp_path / "bad.csv"
+    good.write_text("at,n\n2026-01-02,1\n2026-01-03 04:05:06,2\n")
+    bad.write_text("at,n\n2026-01-02,1\nyesterday,2\n")
+    parsed = read_frame(str(good), "csv", datetime_columns=["at"])
+    assert str(parsed["at"].dtype).startswith("datetime64") and parsed["at"].iloc[1].hour == 4
+    kept = read_frame(str(bad), "csv", datetime_columns=["at"])
+    assert kept["at"].tolist() == ["2026-01-02", "yesterday"]
