@@ -8,7 +8,7 @@ from typing import Any
 import pandas as pd
 
 from data_checks.groups import CHECK_NAMES
-from data_checks.suite import gx
+from data_checks.suite import TIMESTAMP_TYPES, gx
 
 SAMPLE_SIZE = 5
 
@@ -71,7 +71,7 @@ def _examples(values: list[Any]) -> list[str]:
 def _unparsable(frame: pd.DataFrame, column: str, expected: list[str]) -> list[str]:
     """Values of a mistyped column that are not numbers (or not timestamps, for a timestamp column)."""
     values = frame[column]
-    if expected and expected[0].startswith("datetime64"):
+    if expected == TIMESTAMP_TYPES:
         parsed = pd.to_datetime(values, errors="coerce", format="mixed")
     else:
         parsed = pd.to_numeric(values, errors="coerce")
