@@ -39,6 +39,11 @@ def run_pipeline(project, instance, *, write, name="incoming.csv", **dataset) ->
     path = project / "data" / "source" / name
     write(path)
     set_params(project, dataset={"source": {"uri": f"data/source/{name}"}, **dataset})
+    return materialize_all(project, instance)
+
+
+def materialize_all(project, instance) -> Outcome:
+    """Import -> checks -> features in one run, as the prepare_data job does."""
     result = dg.materialize(
         [raw_data, raw_data_checks, features], resources=local(project), instance=instance, raise_on_error=False
     )
@@ -177,9 +182,6 @@ def test_broken_spec_fails_before_dvc_runs(project, instance, guarded):
     params.write_text(
         params.read_text().replace("categorical: [multiple_lines,", "categorical: [tenure, multiple_lines,")
     )
-    result = dg.materialize(
-        [raw_data, raw_data_checks, features], resources=local(project), instance=instance, raise_on_error=False
-    )
-    outcome = Outcome(project, instance, result)
+    outcome = materialize_all(project, instance)
     assert "column 'tenure' is declared as both numeric and categorical" in outcome.step_error("raw_data")
     assert_nothing_downstream(outcome, guarded, raw_kept=True)
