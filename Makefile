@@ -7,6 +7,7 @@ UV_VERSION := 0.13.8
 UV := .tools/bin/uv
 BIN := .venv/bin
 PORT ?= 3000
+MLFLOW_PORT ?= 5000
 
 export UV_PYTHON_DOWNLOADS := never
 export UV_PROJECT_ENVIRONMENT := .venv
@@ -14,7 +15,7 @@ export DAGSTER_HOME ?= $(CURDIR)/var/dagster
 # DVC stages run `python -m ml...`: the project's interpreter must come first on PATH.
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: setup demo test lint ui lock clean
+.PHONY: setup demo test lint ui mlflow lock clean
 
 setup: .venv/.synced $(DAGSTER_HOME)/dagster.yaml
 
@@ -46,6 +47,10 @@ lint: setup
 ## ui: the Dagster UI on http://127.0.0.1:$(PORT) over the demo's history
 ui: setup
 	$(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p $(PORT)
+
+## mlflow: the MLflow UI on the local tracking store and registry (var/mlflow)
+mlflow: setup
+	$(BIN)/mlflow ui --backend-store-uri sqlite:///$(CURDIR)/var/mlflow/mlflow.db -h 127.0.0.1 -p $(MLFLOW_PORT)
 
 ## lock: re-resolve uv.lock after changing pyproject.toml
 lock: | $(UV)

@@ -6,7 +6,7 @@ names each failed expectation, its column and a few offending values. Blocking: 
 of a failed check do not run.
 """
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import dagster as dg
 import pandas as pd
@@ -104,8 +104,13 @@ def gx_asset_checks(
     return _data_checks
 
 
-def require_passing_checks(context: dg.AssetExecutionContext, asset_key: dg.AssetKey) -> str | None:
-    """Refuse to build on `asset_key` unless its data checks passed on its latest materialization.
+def require_passing_checks(
+    context: dg.AssetExecutionContext,
+    asset_key: dg.AssetKey,
+    check_names: Sequence[str] = CHECK_NAMES,
+    what: str = "data checks",
+) -> str | None:
+    """Refuse to build on `asset_key` unless its checks passed on its latest materialization.
 
     Returns the data version of that checked materialization.
 
@@ -113,7 +118,7 @@ def require_passing_checks(context: dg.AssetExecutionContext, asset_key: dg.Asse
     materialized on its own, in a later run.
     """
     instance = context.instance
-    keys = [dg.AssetCheckKey(asset_key, name) for name in CHECK_NAMES]
+    keys = [dg.AssetCheckKey(asset_key, name) for name in check_names]
     latest = instance.fetch_materializations(asset_key, limit=1).records
     if not latest:
         raise dg.Failure(f"{asset_key.to_user_string()} has never been materialized; materialize it first")
@@ -138,8 +143,8 @@ def require_passing_checks(context: dg.AssetExecutionContext, asset_key: dg.Asse
             problems.append(f"{key.name}: {record.status.value.lower()}")
     if problems:
         raise dg.Failure(
-            description=f"{asset_key.to_user_string()} did not pass its data checks ({'; '.join(problems)}); "
-            "fix the data and re-materialize it with its checks",
+            description=f"{asset_key.to_user_string()} did not pass its {what} ({'; '.join(problems)}); "
+            "fix the cause and re-materialize it with its checks",
             metadata={"failed_checks": dg.MetadataValue.json(problems)},
         )
     return latest.event_log_entry.asset_materialization.tags.get("dagster/data_version")

@@ -7,7 +7,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from resources.compute import LocalCompute
 from resources.dvc import DvcResource
+from resources.registry import ModelRegistry
 from resources.storage import ArtifactStore
 
 DEPLOYMENT_VARIABLE = "KEEL_DEPLOYMENT"
@@ -15,10 +17,15 @@ PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
 
 def local(root: Path = PROJECT_ROOT) -> dict[str, Any]:
-    """Everything on this machine: the project's DVC repo and artifacts under var/storage."""
+    """Everything on this machine: the DVC repo, artifacts under var/storage, MLflow under var/mlflow.
+
+    MLFLOW_TRACKING_URI, when set, points tracking and the registry at another MLflow instead.
+    """
     return {
         "dvc": DvcResource(repo_dir=str(root)),
         "storage": ArtifactStore(root=str(root / "var" / "storage")),
+        "compute": LocalCompute(working_dir=str(root)),
+        "registry": ModelRegistry(root=str(root / "var" / "mlflow")),
     }
 
 

@@ -7,9 +7,12 @@ states and reports JSON.
 
 from __future__ import annotations
 
+import tempfile
+from pathlib import Path
 from typing import Any
 
 import dagster as dg
+import fsspec
 import pandas as pd
 from pydantic import Field
 
@@ -41,3 +44,12 @@ class ArtifactStore(dg.ConfigurableResource):
 
     def exists(self, *parts: str) -> bool:
         return io.exists(self.uri(*parts))
+
+    def local_copy(self, uri: str) -> Path:
+        """A local directory with the contents of `uri`: the folder itself when local, else a downloaded copy."""
+        if not io.is_remote(uri):
+            return Path(uri)
+        fs, path = fsspec.core.url_to_fs(uri)
+        target = Path(tempfile.mkdtemp(prefix="keel-artifact-"))
+        fs.get(path.rstrip("/") + "/", str(target), recursive=True)
+        return target

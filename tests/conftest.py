@@ -88,15 +88,15 @@ def _copy_project(dest: Path) -> Path:
 @pytest.fixture(scope="session")
 def project_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A copy of the project where `dvc repro` has run and `prepare_data` has succeeded once."""
-    from assets.features import features
     from assets.raw_data import raw_data, raw_data_checks
+    from assets.training_set import training_set
     from orchestration.deployments import local
 
     root = _copy_project(tmp_path_factory.mktemp("template") / "project")
     dvc("repro", cwd=root)
     home = write_dagster_home(root / "var" / "dagster")
     with dg.DagsterInstance.from_config(str(home)) as instance:
-        result = dg.materialize([raw_data, raw_data_checks, features], resources=local(root), instance=instance)
+        result = dg.materialize([raw_data, raw_data_checks, training_set], resources=local(root), instance=instance)
         assert result.success
     return root
 
@@ -137,3 +137,96 @@ def _merge(into: dict, values: dict) -> None:
             _merge(into[key], value)
         else:
             into[key] = value
+
+
+@pytest.fixture(scope="session")
+def training_inputs(tmp_path_factory: pytest.TempPathFactory, spec: DatasetSpec, telco_raw: pd.DataFrame) -> dict:
+    """The Telco training table, feature state and training config as files, as training_set writes them."""
+    from ml.features import FeatureConfig, feature_table, fit_features
+    from ml.io import write_json
+    from ml.split import TRAIN, assign_split
+    from ml.training_config import TrainingConfig
+
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    config = TrainingConfig.from_params(params["training"])
+    folder = tmp_path_factory.mktemp("training_inputs")
+    split = assign_split(telco_raw, spec, fraction=config.holdout_fraction, seed=config.seed)
+    state = fit_features(telco_raw[split == TRAIN], spec, FeatureConfig.from_params(params["features"]))
+    table = feature_table(telco_raw, state, spec, with_target=True)
+    table.insert(1, "split", split.to_numpy())
+    table.to_parquet(folder / "features.parquet", index=False)
+    write_json(state.to_dict(), str(folder / "state.json"))
+    write_json(config.to_dict(), str(folder / "config.json"))
+    return {
+        "features": str(folder / "features.parquet"),
+        "state": str(folder / "state.json"),
+        "config": str(folder / "config.json"),
+        "training_config": config,
+        "params": params,
+        "holdout": telco_raw[split != TRAIN].reset_index(drop=True),
+    }
+
+
+def training_assets() -> list:
+    """Everything a training run needs, as the train_model job selects it (checks included)."""
+    from assets.candidate_model import candidate_model
+    from assets.evaluation_gate import evaluation_gate
+    from assets.raw_data import raw_data, raw_data_checks
+    from assets.registered_model import registered_model
+    from assets.training_set import training_set
+
+    return [raw_data, raw_data_checks, training_set, candidate_model, evaluation_gate, registered_model]
+
+
+def train(project: Path, instance: dg.DagsterInstance, run_config: dict | None = None, **resources):
+    """One training run (training set -> candidate -> gate -> registration) in a project copy."""
+    from assets.candidate_model import candidate_model
+    from assets.registered_model import registered_model
+    from assets.training_set import training_set
+    from orchestration.deployments import local
+
+    return dg.materialize(
+        training_assets(),
+        selection=[training_set, candidate_model, registered_model],
+        resources={**local(project), **resources},
+        instance=instance,
+        run_config=run_config,
+        raise_on_error=False,
+    )
+
+
+def relocate_mlflow(project: Path, old_root: Path) -> None:
+    """Point a copied MLflow SQLite store at the copy's artifact folder (MLflow stores absolute URIs)."""
+    import sqlite3
+
+    store = project / "var" / "mlflow" / "mlflow.db"
+    if not store.exists():
+        return
+    with sqlite3.connect(store) as db:
+        for table, column in [
+            ("experiments", "artifact_location"),
+            ("runs", "artifact_uri"),
+            ("model_versions", "source"),
+            ("model_versions", "storage_location"),
+        ]:
+            db.execute(f"UPDATE {table} SET {column} = replace({column}, ?, ?)", (str(old_root), str(project)))
+
+
+@pytest.fixture(scope="session")
+def trained_template(project_template: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The project template after one good training run: champion v1 in its MLflow registry."""
+    root = tmp_path_factory.mktemp("trained") / "project"
+    shutil.copytree(project_template, root, symlinks=True)
+    relocate_mlflow(root, project_template)
+    with dg.DagsterInstance.from_config(str(root / "var" / "dagster")) as instance:
+        assert train(root, instance).success
+    return root
+
+
+@pytest.fixture
+def trained_project(trained_template: Path, tmp_path: Path) -> Path:
+    """A private copy of the trained template, its MLflow store pointed at the copy."""
+    dest = tmp_path / "project"
+    shutil.copytree(trained_template, dest, symlinks=True)
+    relocate_mlflow(dest, trained_template)
+    return dest

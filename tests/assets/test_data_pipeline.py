@@ -1,19 +1,19 @@
-"""The real Telco data through import -> checks -> features, materialized by Dagster in a project copy."""
+"""The real Telco data through import -> checks -> training set, materialized by Dagster in a project copy."""
 
 import dagster as dg
 import pandas as pd
 from dagster._core.definitions.data_version import StaleStatus
 from dagster._utils.test.data_versions import get_stale_status_resolver
 
-from assets.features import STATE, TABLE, features
 from assets.raw_data import raw_data, raw_data_checks
+from assets.training_set import HOLDOUT_ROWS, STATE, TABLE, training_set
 from data_checks.groups import CHECK_NAMES
 from ml import io
 from ml.features import FeatureState
 from orchestration.deployments import local
 from tests.conftest import dvc, lock_md5, set_params
 
-ASSETS = [raw_data, raw_data_checks, features]
+ASSETS = [raw_data, raw_data_checks, training_set]
 
 
 def materialize(project, instance, assets=ASSETS, **kwargs):
@@ -47,26 +47,32 @@ def test_pipeline_materializes_with_dvc_version_and_passing_checks(project, inst
 
     table = pd.read_parquet(project / "var" / "storage" / "/".join(TABLE))
     state = FeatureState.from_dict(io.read_json(str(project / "var" / "storage" / "/".join(STATE))))
-    assert list(table.columns) == ["customer_id", *state.columns, "label"]
+    assert list(table.columns) == ["customer_id", "split", *state.columns, "label"]
     assert len(table) == 7043 and table["label"].sum() == 1869
-    meta = latest(instance, features.key).metadata
+    meta = latest(instance, training_set.key).metadata
     assert meta["raw_data_version"].value == md5
     assert meta["feature_count"].value == len(state.columns)
+    # The feature state saw the train rows only; the holdout's raw rows are kept for scoring any model.
+    train_rows = int((table["split"] == "train").sum())
+    assert state.fitted_rows == train_rows == meta["train_rows"].value
+    assert 0.18 < meta["holdout_rows"].value / 7043 < 0.22
+    holdout = pd.read_parquet(project / "var" / "storage" / "/".join(HOLDOUT_ROWS))
+    assert set(holdout["customer_id"]) == set(table.loc[table["split"] == "holdout", "customer_id"])
 
 
 def stale_status(instance, key) -> StaleStatus:
     """What the UI shows as stale, from Dagster's own resolver (through its test helper)."""
-    return get_stale_status_resolver(instance, [raw_data, features]).get_status(key)
+    return get_stale_status_resolver(instance, [raw_data, training_set]).get_status(key)
 
 
-def test_changed_source_gives_a_new_data_version_and_stale_features(project, instance):
+def test_changed_source_gives_a_new_data_version_and_stale_training_set(project, instance):
     before = data_version(instance, raw_data.key)
-    assert stale_status(instance, features.key) == StaleStatus.FRESH
+    assert stale_status(instance, training_set.key) == StaleStatus.FRESH
 
-    # Same data again: same version, features stay fresh.
+    # Same data again: same version, the training set stays fresh.
     assert materialize(project, instance, [raw_data]).success
     assert data_version(instance, raw_data.key) == before
-    assert stale_status(instance, features.key) == StaleStatus.FRESH
+    assert stale_status(instance, training_set.key) == StaleStatus.FRESH
 
     # New source file (one more month for one customer): a new DVC hash and data version.
     source = pd.read_csv(project / "data" / "source" / "telco_churn.csv")
@@ -76,40 +82,40 @@ def test_changed_source_gives_a_new_data_version_and_stale_features(project, ins
     assert materialize(project, instance, [raw_data]).success
     after = data_version(instance, raw_data.key)
     assert after != before and after == lock_md5(project)
-    assert stale_status(instance, features.key) == StaleStatus.STALE
+    assert stale_status(instance, training_set.key) == StaleStatus.STALE
 
 
-def test_features_refuse_raw_data_whose_checks_failed(project, instance):
+def test_training_set_refuses_raw_data_whose_checks_failed(project, instance):
     bad = pd.read_csv(project / "data" / "source" / "telco_churn.csv").drop(columns=["contract"])
     bad.to_csv(project / "data" / "source" / "bad.csv", index=False)
     set_params(project, dataset={"source": {"uri": "data/source/bad.csv"}})
     assert not materialize(project, instance, [raw_data, raw_data_checks]).success
 
-    # A later run of `features` alone must not build on the failed data either.
+    # A later run of `training_set` alone must not build on the failed data either.
     table = project / "var" / "storage" / "/".join(TABLE)
     before = io.file_digest(str(table))
-    result = materialize(project, instance, [raw_data, raw_data_checks, features], selection=[features])
+    result = materialize(project, instance, [raw_data, raw_data_checks, training_set], selection=[training_set])
     assert not result.success
-    failure = result.failure_data_for_node("features").error.message
+    failure = result.failure_data_for_node("training_set").error.message
     assert "raw_data did not pass its data checks" in failure and "schema: failed" in failure
     assert io.file_digest(str(table)) == before
 
 
-def test_features_refuse_raw_data_materialized_without_checks(project, instance):
+def test_training_set_refuses_raw_data_materialized_without_checks(project, instance):
     set_params(project, features={"min_category_count": 6})  # any change, so DVC has nothing to redo
     assert materialize(project, instance, [raw_data]).success  # checks not selected
-    result = materialize(project, instance, [raw_data, raw_data_checks, features], selection=[features])
+    result = materialize(project, instance, [raw_data, raw_data_checks, training_set], selection=[training_set])
     assert not result.success
-    assert "not run on the latest materialization" in result.failure_data_for_node("features").error.message
+    assert "not run on the latest materialization" in result.failure_data_for_node("training_set").error.message
 
 
-def test_features_refuse_raw_data_changed_outside_dagster(project, instance):
+def test_training_set_refuses_raw_data_changed_outside_dagster(project, instance):
     # Someone runs `dvc repro` on new data by hand: the file on disk is no longer what was checked.
     source = pd.read_csv(project / "data" / "source" / "telco_churn.csv").head(3000)
     source.to_csv(project / "data" / "source" / "smaller.csv", index=False)
     set_params(project, dataset={"source": {"uri": "data/source/smaller.csv"}})
     dvc("repro", "import_raw", cwd=project)
-    result = materialize(project, instance, ASSETS, selection=[features])
+    result = materialize(project, instance, ASSETS, selection=[training_set])
     assert not result.success
-    message = result.failure_data_for_node("features").error.message
+    message = result.failure_data_for_node("training_set").error.message
     assert f"data/raw/data.parquet (md5 {lock_md5(project)}) is not the version raw_data last materialized" in message

@@ -9,8 +9,8 @@ import dagster as dg
 import pandas as pd
 import pytest
 
-from assets.features import TABLE, features
 from assets.raw_data import raw_data, raw_data_checks
+from assets.training_set import TABLE, training_set
 from ml import io
 from orchestration.deployments import local
 from tests.conftest import set_params
@@ -27,7 +27,7 @@ class Outcome:
         self.failed_checks = {
             e.check_name: e.metadata["summary"].value for e in result.get_asset_check_evaluations() if not e.passed
         }
-        self.features_written = instance.fetch_materializations(features.key, limit=10).records
+        self.features_written = instance.fetch_materializations(training_set.key, limit=10).records
         self.project = project
 
     def step_error(self, step: str) -> str:
@@ -35,7 +35,7 @@ class Outcome:
 
 
 def run_pipeline(project, instance, *, write, name="incoming.csv", **dataset) -> Outcome:
-    """Point the spec at a new source file written by `write(path)`, then run import -> checks -> features."""
+    """Point the spec at a new source file written by `write(path)`, then run import -> checks -> training set."""
     path = project / "data" / "source" / name
     write(path)
     set_params(project, dataset={"source": {"uri": f"data/source/{name}"}, **dataset})
@@ -43,9 +43,9 @@ def run_pipeline(project, instance, *, write, name="incoming.csv", **dataset) ->
 
 
 def materialize_all(project, instance) -> Outcome:
-    """Import -> checks -> features in one run, as the prepare_data job does."""
+    """Import -> checks -> training set in one run, as the prepare_data job does."""
     result = dg.materialize(
-        [raw_data, raw_data_checks, features], resources=local(project), instance=instance, raise_on_error=False
+        [raw_data, raw_data_checks, training_set], resources=local(project), instance=instance, raise_on_error=False
     )
     return Outcome(project, instance, result)
 
@@ -56,12 +56,12 @@ def guarded(project, instance):
 
     def fingerprints():
         return {
-            "features": io.file_digest(str(project / "var" / "storage" / "/".join(TABLE))),
+            "training_set": io.file_digest(str(project / "var" / "storage" / "/".join(TABLE))),
             "raw": io.file_digest(str(project / "data" / "raw" / "data.parquet")),
         }
 
     before = fingerprints()
-    assert len(instance.fetch_materializations(features.key, limit=10).records) == 1
+    assert len(instance.fetch_materializations(training_set.key, limit=10).records) == 1
     yield before, fingerprints
 
 
@@ -69,8 +69,8 @@ def assert_nothing_downstream(outcome: Outcome, guarded, *, raw_kept: bool = Fal
     before, fingerprints = guarded
     after = fingerprints()
     assert not outcome.result.success
-    assert len(outcome.features_written) == 1, "features must not be materialized on bad input"
-    assert after["features"] == before["features"], "the previous good features must stay in place"
+    assert len(outcome.features_written) == 1, "the training set must not be materialized on bad input"
+    assert after["training_set"] == before["training_set"], "the previous good training set must stay in place"
     if raw_kept:
         assert after["raw"] == before["raw"], "an unreadable source must not replace the raw data"
 

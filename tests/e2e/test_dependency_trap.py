@@ -11,8 +11,8 @@ from importlib.metadata import version
 import dagster as dg
 import pytest
 
-from assets.features import features
 from assets.raw_data import raw_data
+from assets.training_set import training_set
 from orchestration.deployments import local
 
 
@@ -22,7 +22,7 @@ def test_antlr_runtime_is_the_one_dagster_needs():
 
 @pytest.mark.parametrize("text", ["raw_data", "key:raw_data", "key:raw_data+"])
 def test_string_selections_parse(text):
-    graph = dg.Definitions(assets=[raw_data, features], resources=local()).resolve_asset_graph()
+    graph = dg.Definitions(assets=[raw_data, training_set], resources=local()).resolve_asset_graph()
     selected = dg.AssetSelection.from_string(text).resolve(graph)
     assert raw_data.key in selected
 

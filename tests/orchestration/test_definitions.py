@@ -18,22 +18,27 @@ def test_definitions_load():
     dg.Definitions.validate_loadable(defs)
 
 
+LIFECYCLE_GROUPS = {"data", "training", "registry"}
+
+
 def test_every_asset_is_described_grouped_owned_and_kinded():
     graph = defs.resolve_asset_graph()
     for key in graph.get_all_asset_keys():
         node = graph.get(key)
         name = key.to_user_string()
         assert node.description and len(node.description) > 40, name
-        assert node.group_name == "data", name
+        assert node.group_name in LIFECYCLE_GROUPS, name
         assert node.owners == ["team:ml-platform"], name
         assert node.kinds, name
+    groups = {graph.get(key).group_name for key in graph.get_all_asset_keys()}
+    assert groups == LIFECYCLE_GROUPS
 
 
 def test_prepare_data_job_runs_the_blocking_checks():
     job = defs.resolve_job_def("prepare_data")
     graph = defs.resolve_asset_graph()
     selected = job.asset_layer.selected_asset_keys
-    assert selected == {dg.AssetKey("raw_data"), dg.AssetKey("features")}
+    assert selected == {dg.AssetKey("raw_data"), dg.AssetKey("training_set")}
     checks = job.asset_layer.asset_graph.asset_check_keys
     assert {c.name for c in checks if c.asset_key == dg.AssetKey("raw_data")} == {
         "schema",
@@ -81,3 +86,24 @@ def test_loading_the_code_location_does_not_import_great_expectations():
     code = "import sys, orchestration.definitions; print('great_expectations' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_train_model_job_runs_the_whole_training_lifecycle_behind_blocking_checks():
+    job = defs.resolve_job_def("train_model")
+    keys = {"raw_data", "training_set", "candidate_model", "registered_model"}
+    assert job.asset_layer.selected_asset_keys == {dg.AssetKey(k) for k in keys}
+    graph = defs.resolve_asset_graph()
+    gate = dg.AssetCheckKey(dg.AssetKey("candidate_model"), "evaluation_gate")
+    assert gate in job.asset_layer.asset_graph.asset_check_keys and graph.get_check_spec(gate).blocking
+    for name in ("approve", "rollback"):
+        assert defs.resolve_job_def(name).description
+
+
+def test_no_code_pickles_models_or_data():
+    # Model artifacts are text/JSON and data is Parquet; loading must never execute stored code.
+    code_folders = ["ml", "assets", "resources", "orchestration", "data_checks"]
+    imported = set().union(*(imported_modules(folder) for folder in code_folders))
+    assert not imported & {"pickle", "cloudpickle", "dill", "joblib", "skops"}
+    sources = "\n".join(p.read_text() for folder in code_folders for p in (REPO / folder).rglob("*.py"))
+    for flavour in ("mlflow.sklearn", "mlflow.lightgbm", "mlflow.pyfunc", "PickleIOManager"):
+        assert flavour not in sources, flavour

@@ -1,0 +1,375 @@
+"""The model registry: MLflow experiment tracking plus registered model versions moved between aliases.
+
+A trained model is logged as a plain artifact directory (see ml.artifact): no MLflow flavour, no
+pyfunc, nothing pickled. Every registered version carries its lineage as tags, including the sha256
+of its manifest, and `download` refuses a version whose files no longer match.
+
+Aliases (`champion`, ...) are moved by compare-and-set: the caller says which version it expects
+the alias to point to, and the move fails with AliasConflict if someone else moved it meanwhile.
+MLflow has no CAS of its own, so the read-check-write runs under an exclusive file lock in
+`<root>/locks`. That lock covers every process that shares the `root` folder (one machine, or a
+shared file system); with a remote tracking server, every process that promotes must share one lock
+folder too, or two promotions can both succeed. Each move is recorded as a registered-model tag
+`keel.alias_move.NNNNNN` (JSON), readable in the MLflow UI and API, which is the alias's history.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Literal
+
+import dagster as dg
+import mlflow
+from filelock import FileLock, Timeout
+from mlflow.entities import Metric, Param, RunStatus, RunTag
+from mlflow.exceptions import MlflowException
+from pydantic import Field
+
+from ml.artifact import MANIFEST, ArtifactIntegrityError, sha256_file, verify_artifact
+
+# MLflow draws a progress bar per artifact download on stderr, which only clutters Dagster's logs.
+os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+
+MODEL_PATH = "model"  # the artifact path of the model directory inside a run
+MOVE_TAG = "keel.alias_move."
+MANIFEST_TAG = "manifest_sha256"
+# MLflow's limits (mlflow.utils.validation); we clip ourselves rather than depend on
+# MLFLOW_TRUNCATE_LONG_VALUES, which a user may have turned off.
+MAX_PARAM, MAX_RUN_TAG = 6000, 8000
+Kind = Literal["promote", "approve", "rollback"]
+
+
+class AliasConflict(RuntimeError):
+    """The alias no longer points to the version the caller expected: someone else moved it."""
+
+
+@dataclass(frozen=True)
+class AliasMove:
+    when: str
+    model: str
+    alias: str
+    from_version: int | None
+    to_version: int
+    reason: str
+    actor: str
+    dagster_run_id: str | None = None
+    kind: Kind = "promote"
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _v(version: int | None) -> str:
+    return "unset" if version is None else f"v{version}"
+
+
+def _clip(value: Any, limit: int) -> str:
+    text = str(value)
+    return text if len(text) <= limit else text[: limit - 14] + "...[truncated]"
+
+
+def _missing(error: MlflowException) -> bool:
+    return error.error_code == "RESOURCE_DOES_NOT_EXIST"
+
+
+class ModelRegistry(dg.ConfigurableResource):
+    """MLflow tracking and model registry, with compare-and-set alias moves and verified downloads."""
+
+    root: str = Field(description="Local folder for the default MLflow store and for the alias locks.")
+    tracking_uri: str | None = Field(
+        default=None,
+        description="MLflow tracking (and registry) URI; default: $MLFLOW_TRACKING_URI, else SQLite under root.",
+    )
+    lock_timeout: float = Field(default=60.0, description="Seconds to wait for another alias move to finish.")
+
+    # --- store ------------------------------------------------------------------------------
+    def _root(self) -> Path:
+        return Path(self.root).expanduser().resolve()
+
+    def uri(self) -> str:
+        """The tracking URI in effect, which is also the registry URI."""
+        if self.tracking_uri:
+            return self.tracking_uri
+        return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{self._root() / 'mlflow.db'}"
+
+    def client(self) -> mlflow.MlflowClient:
+        """A client on the store; MLflow caches the store per URI, so this is cheap after the first call."""
+        if self.uri().startswith("sqlite:///"):
+            self._root().mkdir(parents=True, exist_ok=True)
+        return mlflow.MlflowClient(tracking_uri=self.uri(), registry_uri=self.uri())
+
+    def _experiment_id(self, client: mlflow.MlflowClient, name: str) -> str:
+        experiment = client.get_experiment_by_name(name)
+        if experiment is not None:
+            return experiment.experiment_id
+        # A tracking server picks its own artifact store; a database store would default to ./mlruns in
+        # whatever the current directory is, so pin the artifacts under root.
+        remote = self.uri().split(":", 1)[0] in {"http", "https", "databricks"}
+        location = None if remote else (self._root() / "artifacts").as_uri()
+        try:
+            return client.create_experiment(name, artifact_location=location)
+        except MlflowException as error:  # another process created it between our read and write
+            if error.error_code != "RESOURCE_ALREADY_EXISTS":
+                raise
+            return client.get_experiment_by_name(name).experiment_id
+
+    # --- tracking ---------------------------------------------------------------------------
+    def log_training_run(
+        self,
+        experiment: str,
+        run_name: str,
+        params: dict[str, Any],
+        metrics: dict[str, float],
+        tags: dict[str, Any],
+        artifact_dir: Path | str,
+    ) -> str:
+        """Log one finished run: params, metrics, tags and the artifact directory under `model`; return its id."""
+        client = self.client()
+        run = client.create_run(self._experiment_id(client, experiment), run_name=run_name)
+        run_id = run.info.run_id
+        try:
+            if not Path(artifact_dir).is_dir():
+                raise FileNotFoundError(f"{artifact_dir}: the model artifact directory does not exist")
+            now = int(datetime.now(UTC).timestamp() * 1000)
+            client.log_batch(
+                run_id,
+                metrics=[Metric(key, float(value), now, 0) for key, value in metrics.items()],
+                params=[Param(key, _clip(value, MAX_PARAM)) for key, value in params.items()],
+                tags=[RunTag(key, _clip(value, MAX_RUN_TAG)) for key, value in tags.items()],
+            )
+            client.log_artifacts(run_id, str(artifact_dir), artifact_path=MODEL_PATH)
+        except BaseException:
+            # Without this the run stays RUNNING forever in the UI.
+            client.set_terminated(run_id, RunStatus.to_string(RunStatus.FAILED))
+            raise
+        client.set_terminated(run_id, RunStatus.to_string(RunStatus.FINISHED))
+        return run_id
+
+    def set_run_tags(self, run_id: str, tags: dict[str, Any]) -> None:
+        """Add or overwrite tags on an existing run."""
+        self.client().log_batch(run_id, tags=[RunTag(key, _clip(value, MAX_RUN_TAG)) for key, value in tags.items()])
+
+    # --- registry ---------------------------------------------------------------------------
+    def register(self, name: str, run_id: str, tags: dict[str, str], description: str = "") -> int:
+        """Register the run's `model` folder as a new version of `name` with lineage tags; return the version."""
+        if not tags.get(MANIFEST_TAG):
+            raise ValueError(
+                f"registering {name!r}: tags must include {MANIFEST_TAG!r}, or the version cannot be verified"
+            )
+        client = self.client()
+        source = f"{client.get_run(run_id).info.artifact_uri}/{MODEL_PATH}"
+        # Catch a wrong hash now rather than at the first download, when nothing can be done about it.
+        with tempfile.TemporaryDirectory() as tmp:
+            manifest = mlflow.artifacts.download_artifacts(
+                artifact_uri=f"{source}/{MANIFEST}", dst_path=tmp, tracking_uri=self.uri()
+            )
+            if sha256_file(Path(manifest)) != tags[MANIFEST_TAG]:
+                raise ValueError(f"registering {name!r}: run {run_id}'s {MANIFEST} does not match {MANIFEST_TAG}")
+        try:
+            client.create_registered_model(name)
+        except MlflowException as error:
+            if error.error_code != "RESOURCE_ALREADY_EXISTS":
+                raise
+        version = client.create_model_version(
+            name, source, run_id=run_id, tags={key: str(value) for key, value in tags.items()}, description=description
+        )
+        return int(version.version)
+
+    def _search(self, filter_string: str) -> list[int]:
+        client, found, token = self.client(), [], None
+        while True:
+            page = client.search_model_versions(filter_string, page_token=token)
+            found += [int(version.version) for version in page]
+            token = page.token
+            if not token:
+                return sorted(found)
+
+    def versions(self, name: str) -> list[int]:
+        """All version numbers of a registered model, ascending (empty when it does not exist)."""
+        return self._search(f"name = '{name}'")
+
+    def version_for_run(self, name: str, run_id: str) -> int | None:
+        """The first version of `name` registered from `run_id`, or None."""
+        return next(iter(self._search(f"name = '{name}' and run_id = '{run_id}'")), None)
+
+    def version_info(self, name: str, version: int) -> dict[str, Any]:
+        """The version's run, source, tags, aliases and creation time."""
+        mv = self.client().get_model_version(name, str(version))
+        return {
+            "name": name,
+            "version": int(mv.version),
+            "run_id": mv.run_id,
+            "source": mv.source,
+            "tags": dict(mv.tags),
+            "aliases": list(mv.aliases),
+            "created": datetime.fromtimestamp(mv.creation_timestamp / 1000, UTC).isoformat(),
+            "description": mv.description or "",
+        }
+
+    def alias_version(self, name: str, alias: str) -> int | None:
+        """The version the alias points to; None when it is not set or the model does not exist."""
+        try:
+            aliases = self.client().get_registered_model(name).aliases
+        except MlflowException as error:
+            if _missing(error):
+                return None
+            raise
+        return int(aliases[alias]) if alias in aliases else None
+
+    # --- alias moves ------------------------------------------------------------------------
+    def move_alias(
+        self,
+        name: str,
+        alias: str,
+        to_version: int,
+        expected_from: int | None,
+        reason: str,
+        actor: str,
+        dagster_run_id: str | None = None,
+        kind: Kind = "promote",
+    ) -> AliasMove:
+        """Point `alias` at `to_version` if it still points at `expected_from`, and record the move."""
+        if kind not in ("promote", "approve", "rollback"):
+            raise ValueError(f"kind must be promote, approve or rollback, not {kind!r}")
+        with self._alias_lock(name):
+            client = self.client()
+            if to_version not in self.versions(name):
+                raise ValueError(
+                    f"model {name!r} has no version {to_version} (versions: {self.versions(name) or 'none'})"
+                )
+            current = self.alias_version(name, alias)  # re-read under the lock: the compare of compare-and-set
+            if current != expected_from:
+                last = next((m for m in reversed(self.alias_history(name, alias)) if m.to_version == current), None)
+                how = f"moved {last.when} by {last.actor}: {last.reason}" if last else "no recorded move"
+                raise AliasConflict(
+                    f"cannot move {alias!r} of model {name!r} from {_v(expected_from)} to v{to_version}: "
+                    f"it points to {_v(current)} now ({how}); re-read and try again"
+                )
+            if current == to_version:
+                raise ValueError(f"{alias!r} of model {name!r} already points to v{to_version}")
+            move = AliasMove(
+                when=datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+                model=name,
+                alias=alias,
+                from_version=current,
+                to_version=to_version,
+                reason=reason,
+                actor=actor,
+                dagster_run_id=dagster_run_id,
+                kind=kind,
+            )
+            self._record(client, move)
+            return move
+
+    @contextmanager
+    def _alias_lock(self, name: str) -> Iterator[None]:
+        lock_path = self._root() / "locks" / f"{name}.aliases.lock"
+        lock_path.parent.mkdir(parents=True, exist_ok=True)
+        lock = FileLock(lock_path, timeout=self.lock_timeout)
+        try:
+            lock.acquire()
+        except Timeout:
+            raise TimeoutError(
+                f"could not lock the aliases of model {name!r} within {self.lock_timeout:g} s ({lock_path}): "
+                "another alias move is holding it; try again"
+            ) from None
+        try:
+            yield
+        finally:
+            lock.release()
+
+    def _record(self, client: mlflow.MlflowClient, move: AliasMove) -> None:
+        """Set the alias and append the move to the model's history (caller holds the lock)."""
+        name, alias, current = move.model, move.alias, move.from_version
+        sequence = max((int(key[len(MOVE_TAG) :]) for key in self._move_tags(name)), default=0) + 1
+        client.set_registered_model_alias(name, alias, str(move.to_version))
+        try:
+            client.set_registered_model_tag(name, f"{MOVE_TAG}{sequence:06d}", json.dumps(move.to_dict()))
+        except BaseException:
+            # An unrecorded move would be invisible to history and rollback: undo it.
+            if current is None:
+                client.delete_registered_model_alias(name, alias)
+            else:
+                client.set_registered_model_alias(name, alias, str(current))
+            raise
+        client.set_model_version_tag(name, str(move.to_version), f"keel.{alias}.since", move.when)
+        if current is not None:  # the old version no longer holds the alias
+            client.delete_model_version_tag(name, str(current), f"keel.{alias}.since")
+
+    def delete_alias(self, name: str, alias: str) -> None:
+        """Remove an alias (no-op when it is not set); not a move, so it is not added to the history."""
+        with self._alias_lock(name):
+            current = self.alias_version(name, alias)
+            if current is not None:
+                client = self.client()
+                client.delete_registered_model_alias(name, alias)
+                client.delete_model_version_tag(name, str(current), f"keel.{alias}.since")
+
+    def _move_tags(self, name: str) -> dict[str, str]:
+        try:
+            tags = self.client().get_registered_model(name).tags
+        except MlflowException as error:
+            if _missing(error):
+                return {}
+            raise
+        return {key: value for key, value in tags.items() if key.startswith(MOVE_TAG)}
+
+    def alias_history(self, name: str, alias: str | None = None) -> list[AliasMove]:
+        """Recorded alias moves of the model (of one alias, if given), oldest first."""
+        moves = [AliasMove(**json.loads(value)) for _, value in sorted(self._move_tags(name).items())]
+        return [move for move in moves if alias is None or move.alias == alias]
+
+    def rollback_target(self, name: str, alias: str = "champion") -> int | None:
+        """The version a rollback should return to: the one below the current top of the alias's history."""
+        stack: list[int] = []
+        for move in self.alias_history(name, alias):
+            if move.kind == "rollback":
+                # Unwind to the version rolled back to (normally just one pop).
+                while stack and stack[-1] != move.to_version:
+                    stack.pop()
+                if not stack:
+                    stack.append(move.to_version)
+            else:
+                stack.append(move.to_version)
+        return stack[-2] if len(stack) >= 2 else None
+
+    # --- download ---------------------------------------------------------------------------
+    def download(self, name: str, version: int, dest: Path | None = None) -> Path:
+        """Download the version's artifact into a fresh directory and verify it against its registered manifest."""
+        info = self.version_info(name, version)
+        expected = info["tags"].get(MANIFEST_TAG)
+        if not expected:
+            raise ArtifactIntegrityError(f"model {name!r} v{version}: no {MANIFEST_TAG} tag, so it cannot be verified")
+        dest = None if dest is None else Path(dest)
+        if dest is not None and dest.exists() and any(dest.iterdir()):
+            raise FileExistsError(f"{dest}: not empty; download into a fresh directory")
+        source = self.client().get_model_version_download_uri(name, str(version))
+        staging = Path(tempfile.mkdtemp(prefix=f"keel-{name}-v{version}-"))
+        try:
+            local = Path(
+                mlflow.artifacts.download_artifacts(artifact_uri=source, dst_path=str(staging), tracking_uri=self.uri())
+            )
+            verify_artifact(local, expected_manifest_sha256=expected)
+        except ArtifactIntegrityError as error:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise ArtifactIntegrityError(f"model {name!r} v{version}: {error}") from None
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+        if dest is None:
+            return local
+        # Only a verified artifact ever appears at dest.
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        if dest.exists():
+            dest.rmdir()
+        shutil.move(local, dest)
+        shutil.rmtree(staging, ignore_errors=True)
+        return dest

@@ -1,0 +1,312 @@
+"""ModelRegistry on real MLflow SQLite stores: tracking, registration, compare-and-set alias moves, verified downloads.
+
+Creating an MLflow SQLite store runs its migrations (seconds), so most tests share one store per module
+and each uses its own model name; no test depends on another's state.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+from urllib.parse import urlparse
+from urllib.request import url2pathname
+
+import mlflow
+import pytest
+from filelock import FileLock
+
+from ml.artifact import MANIFEST, ArtifactIntegrityError, manifest_sha256, write_manifest
+from resources.registry import AliasConflict, ModelRegistry
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def registry(tmp_path_factory) -> ModelRegistry:
+    with pytest.MonkeyPatch.context() as patch:
+        patch.delenv("MLFLOW_TRACKING_URI", raising=False)
+        root = tmp_path_factory.mktemp("mlflow")
+        # Pin the URI the default resolves to, so a test that sets MLFLOW_TRACKING_URI cannot redirect this store.
+        yield ModelRegistry(root=str(root), tracking_uri=ModelRegistry(root=str(root)).uri())
+
+
+@pytest.fixture
+def name(request) -> str:
+    """A model name of this test's own."""
+    return request.node.name.replace("[", "-").replace("]", "")
+
+
+def make_artifact(directory: Path, seed: str = "a") -> Path:
+    directory.mkdir(parents=True)
+    (directory / "model.json").write_text(json.dumps({"trees": [seed] * 50}), encoding="utf-8")
+    (directory / "metrics.json").write_text(json.dumps({"auc": 0.81}), encoding="utf-8")
+    write_manifest(directory, {"model": seed})
+    return directory
+
+
+def train(registry: ModelRegistry, name: str, tmp_path: Path, count: int) -> list[int]:
+    """Log and register `count` versions of `name`; return their numbers."""
+    versions = []
+    for n in range(count):
+        artifact = make_artifact(tmp_path / f"{name}-{n}", seed=str(n))
+        run_id = registry.log_training_run(name, f"run-{n}", {"n": n}, {"auc": 0.8}, {}, artifact)
+        versions.append(registry.register(name, run_id, {"manifest_sha256": manifest_sha256(artifact)}))
+    return versions
+
+
+def stored_artifact(registry: ModelRegistry, name: str, version: int) -> Path:
+    """The model directory inside the tracking store's artifact folder."""
+    return Path(url2pathname(urlparse(registry.version_info(name, version)["source"]).path))
+
+
+# --- tracking -------------------------------------------------------------------------------
+def test_training_run_is_visible_through_mlflow(registry, name, tmp_path):
+    artifact = make_artifact(tmp_path / "model")
+    params = {"learning_rate": 0.05, "features": ["a", "b"], "long": "x" * 7000}
+    run_id = registry.log_training_run(name, "train", params, {"auc": 0.81, "rows": 100}, {"data": "md5:1"}, artifact)
+
+    run = mlflow.MlflowClient(registry.uri()).get_run(run_id)
+    assert run.info.status == "FINISHED" and run.info.run_name == "train"
+    assert run.data.params["learning_rate"] == "0.05" and run.data.params["features"] == "['a', 'b']"
+    assert len(run.data.params["long"]) == 6000 and run.data.params["long"].endswith("[truncated]")
+    assert run.data.metrics == {"auc": 0.81, "rows": 100.0} and run.data.tags["data"] == "md5:1"
+    listed = mlflow.MlflowClient(registry.uri()).list_artifacts(run_id, "model")
+    assert sorted(Path(f.path).name for f in listed) == ["manifest.json", "metrics.json", "model.json"]
+    # Artifacts land under root, never in the current directory.
+    assert run.info.artifact_uri.startswith(Path(registry.root, "artifacts").as_uri())
+
+    registry.set_run_tags(run_id, {"approved_by": "ana"})
+    assert mlflow.MlflowClient(registry.uri()).get_run(run_id).data.tags["approved_by"] == "ana"
+
+
+def test_a_run_that_fails_midway_is_marked_failed(registry, name, tmp_path):
+    with pytest.raises(ValueError):
+        registry.log_training_run(name, "broken", {}, {"auc": "not a number"}, {}, make_artifact(tmp_path / "m"))
+    client = mlflow.MlflowClient(registry.uri())
+    [run] = client.search_runs([client.get_experiment_by_name(name).experiment_id])
+    assert run.info.status == "FAILED"
+
+
+def test_tracking_uri_environment_variable_overrides_the_default(tmp_path, monkeypatch):
+    elsewhere = f"sqlite:///{tmp_path / 'elsewhere.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", elsewhere)
+    registry = ModelRegistry(root=str(tmp_path / "root"))
+    assert registry.uri() == elsewhere
+    run_id = registry.log_training_run("exp", "r", {}, {}, {}, make_artifact(tmp_path / "m"))
+    assert mlflow.MlflowClient(elsewhere).get_run(run_id).info.status == "FINISHED"
+    assert not (tmp_path / "root" / "mlflow.db").exists()
+    monkeypatch.delenv("MLFLOW_TRACKING_URI")
+    assert registry.uri() == f"sqlite:///{(tmp_path / 'root' / 'mlflow.db').resolve()}"
+
+
+# --- registration ---------------------------------------------------------------------------
+def test_register_creates_numbered_versions_with_lineage_tags(registry, name, tmp_path):
+    artifact = make_artifact(tmp_path / "m")
+    run_id = registry.log_training_run(name, "r", {}, {}, {}, artifact)
+    lineage = {"manifest_sha256": manifest_sha256(artifact), "data_version": "md5:9", "code_version": "abc"}
+    assert registry.register(name, run_id, lineage, description="first") == 1
+    assert registry.register(name, run_id, lineage) == 2
+    assert registry.versions(name) == [1, 2] and registry.versions("no-such-model") == []
+    assert registry.version_for_run(name, run_id) == 1 and registry.version_for_run(name, "0" * 32) is None
+
+    info = registry.version_info(name, 1)
+    assert info["run_id"] == run_id and info["source"].endswith(f"{run_id}/artifacts/model")
+    assert lineage.items() <= info["tags"].items() and info["description"] == "first" and info["aliases"] == []
+
+    with pytest.raises(ValueError, match="must include 'manifest_sha256'"):
+        registry.register(name, run_id, {"data_version": "md5:9"})
+    with pytest.raises(ValueError, match="does not match manifest_sha256"):
+        registry.register(name, run_id, {"manifest_sha256": "0" * 64})
+    assert registry.versions(name) == [1, 2]
+
+
+# --- alias moves ----------------------------------------------------------------------------
+def test_move_alias_is_compare_and_set(registry, name, tmp_path):
+    train(registry, name, tmp_path, 3)
+    assert registry.alias_version(name, "champion") is None and registry.alias_version("no-such", "champion") is None
+    registry.move_alias(name, "champion", 1, expected_from=None, reason="first", actor="ci")
+    move = registry.move_alias(name, "champion", 2, expected_from=1, reason="better auc", actor="ana", kind="approve")
+    assert (move.from_version, move.to_version, move.kind) == (1, 2, "approve")
+    assert registry.alias_version(name, "champion") == 2
+
+    with pytest.raises(AliasConflict, match=r"from v1 to v3: it points to v2 now \(moved .* by ana: better auc\)"):
+        registry.move_alias(name, "champion", 3, expected_from=1, reason="stale", actor="bob")
+    with pytest.raises(ValueError, match="has no version 9"):
+        registry.move_alias(name, "champion", 9, expected_from=2, reason="typo", actor="bob")
+    with pytest.raises(ValueError, match="already points to v2"):
+        registry.move_alias(name, "champion", 2, expected_from=2, reason="again", actor="bob")
+    assert registry.alias_version(name, "champion") == 2 and len(registry.alias_history(name)) == 2
+
+    assert registry.version_info(name, 2)["aliases"] == ["champion"]
+    assert registry.version_info(name, 2)["tags"]["keel.champion.since"] == move.when
+    assert "keel.champion.since" not in registry.version_info(name, 1)["tags"]
+
+    registry.delete_alias(name, "champion")
+    registry.delete_alias(name, "champion")  # already gone: a no-op
+    assert registry.alias_version(name, "champion") is None
+    assert "keel.champion.since" not in registry.version_info(name, 2)["tags"]
+
+
+def test_history_is_recorded_as_registered_model_tags(registry, name, tmp_path):
+    train(registry, name, tmp_path, 2)
+    registry.move_alias(name, "champion", 1, None, reason="first", actor="ci", dagster_run_id="run-1")
+    registry.move_alias(name, "challenger", 2, None, reason="try it", actor="ana")
+    registry.move_alias(name, "champion", 2, 1, reason="won", actor="ana", dagster_run_id="run-2")
+
+    tags = mlflow.MlflowClient(registry.uri()).get_registered_model(name).tags
+    moves = {key: json.loads(value) for key, value in tags.items() if key.startswith("keel.alias_move.")}
+    assert sorted(moves) == ["keel.alias_move.000001", "keel.alias_move.000002", "keel.alias_move.000003"]
+    assert moves["keel.alias_move.000003"] | {"when": None} == {
+        "when": None,
+        "model": name,
+        "alias": "champion",
+        "from_version": 1,
+        "to_version": 2,
+        "reason": "won",
+        "actor": "ana",
+        "dagster_run_id": "run-2",
+        "kind": "promote",
+    }
+    history = registry.alias_history(name, "champion")
+    assert [(m.from_version, m.to_version, m.reason) for m in history] == [(None, 1, "first"), (1, 2, "won")]
+    assert history[0].when < history[1].when and history[1].to_dict() == moves["keel.alias_move.000003"]
+    assert [m.alias for m in registry.alias_history(name)] == ["champion", "challenger", "champion"]
+
+
+def test_rollback_target_unwinds_the_history_like_a_stack(registry, name, tmp_path):
+    train(registry, name, tmp_path, 3)
+    assert registry.rollback_target(name) is None
+    for previous, version in [(None, 1), (1, 2), (2, 3)]:
+        registry.move_alias(name, "champion", version, previous, reason=f"v{version}", actor="ci")
+    assert registry.rollback_target(name) == 2
+    registry.move_alias(name, "champion", 2, 3, reason="v3 misbehaves", actor="ana", kind="rollback")
+    assert registry.rollback_target(name) == 1
+    registry.move_alias(name, "champion", 1, 2, reason="v2 too", actor="ana", kind="rollback")
+    assert registry.rollback_target(name) is None and registry.alias_version(name, "champion") == 1
+
+
+RACER = textwrap.dedent(
+    """
+    import sys, time
+    from pathlib import Path
+    from resources.registry import AliasConflict, ModelRegistry
+
+    root, uri, name, to_version, barrier, me = sys.argv[1:]
+    registry = ModelRegistry(root=root, tracking_uri=uri)
+    seen = registry.alias_version(name, "champion")
+    Path(barrier, me).write_text(str(seen))
+    deadline = time.monotonic() + 120
+    while len(list(Path(barrier).iterdir())) < 2 and time.monotonic() < deadline:  # both have read: go
+        time.sleep(0.005)
+    try:
+        registry.move_alias(name, "champion", int(to_version), seen, reason=f"race {me}", actor=me)
+        print("won")
+    except AliasConflict as error:
+        print(f"conflict: {error}")
+    """
+)
+
+
+def test_racing_promotions_from_the_same_champion_one_wins(registry, name, tmp_path):
+    train(registry, name, tmp_path, 3)
+    registry.move_alias(name, "champion", 1, None, reason="first", actor="ci")
+    barrier = tmp_path / "barrier"
+    barrier.mkdir()
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    racers = {
+        me: subprocess.Popen(
+            [sys.executable, "-c", RACER, registry.root, registry.uri(), name, str(version), str(barrier), me],
+            cwd=tmp_path,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for me, version in [("a", 2), ("b", 3)]
+    }
+    results = {}
+    for me, proc in racers.items():
+        out, err = proc.communicate(timeout=180)
+        assert proc.returncode == 0, err
+        results[me] = out.strip().splitlines()[-1]
+    assert (barrier / "a").read_text() == (barrier / "b").read_text() == "1"  # both read v1 before either moved
+
+    [winner] = [me for me, result in results.items() if result == "won"]
+    [loser] = [me for me, result in results.items() if result.startswith("conflict:")]
+    won_version = {"a": 2, "b": 3}[winner]
+    assert f"it points to v{won_version} now" in results[loser] and f"by {winner}: race {winner}" in results[loser]
+    assert registry.alias_version(name, "champion") == won_version
+    assert [m.actor for m in registry.alias_history(name, "champion")] == ["ci", winner]
+
+
+def test_a_held_lock_times_out_with_a_clear_error(registry, name, tmp_path):
+    train(registry, name, tmp_path, 1)
+    impatient = ModelRegistry(root=registry.root, tracking_uri=registry.uri(), lock_timeout=0.2)
+    with (
+        FileLock(Path(registry.root, "locks", f"{name}.aliases.lock")),
+        pytest.raises(TimeoutError, match="could not lock"),
+    ):
+        impatient.move_alias(name, "champion", 1, None, reason="r", actor="a")
+    assert registry.alias_version(name, "champion") is None
+
+
+# --- download -------------------------------------------------------------------------------
+def test_download_returns_a_verified_copy(registry, name, tmp_path):
+    [version] = train(registry, name, tmp_path, 1)
+    local = registry.download(name, version)
+    assert sorted(p.name for p in local.iterdir()) == ["manifest.json", "metrics.json", "model.json"]
+    assert local != stored_artifact(registry, name, version)
+    dest = registry.download(name, version, dest=tmp_path / "dest" / "model")
+    assert (
+        dest == tmp_path / "dest" / "model" and (dest / "model.json").read_text() == (local / "model.json").read_text()
+    )
+    with pytest.raises(FileExistsError, match="not empty"):
+        registry.download(name, version, dest=dest)
+    shutil.rmtree(local.parent)  # the caller owns a download without dest
+
+
+def flip_byte(stored: Path) -> None:
+    data = bytearray((stored / "model.json").read_bytes())
+    data[10] ^= 0x01
+    (stored / "model.json").write_bytes(bytes(data))
+
+
+def truncate(stored: Path) -> None:
+    (stored / "model.json").write_bytes((stored / "model.json").read_bytes()[:-5])
+
+
+def replace_consistently(stored: Path) -> None:
+    # A different model whose manifest is itself correct: only the registered hash can catch it.
+    (stored / "model.json").write_text(json.dumps({"trees": ["evil"]}), encoding="utf-8")
+    (stored / MANIFEST).unlink()
+    write_manifest(stored, {"model": "a"})
+
+
+@pytest.mark.parametrize(
+    ("tamper", "message"),
+    [
+        (flip_byte, r"model\.json: sha256 .* does not match the manifest"),
+        (truncate, r"model\.json: \d+ bytes, the manifest says \d+"),
+        (replace_consistently, r"manifest\.json: sha256 .* does not match the registered"),
+    ],
+    ids=["flipped-byte", "truncated", "replaced-consistently"],
+)
+def test_download_refuses_a_tampered_artifact(registry, name, tmp_path, tamper, message):
+    [version] = train(registry, name, tmp_path, 1)
+    tamper(stored_artifact(registry, name, version))
+    with pytest.raises(ArtifactIntegrityError, match=rf"^model '{name}' v{version}: .*{message}"):
+        registry.download(name, version, dest=tmp_path / "dest")
+    assert not (tmp_path / "dest").exists()
+
+
+def test_download_refuses_a_version_without_a_manifest_hash(registry, name, tmp_path):
+    [version] = train(registry, name, tmp_path, 1)
+    client = mlflow.MlflowClient(registry.uri(), registry.uri())
+    client.delete_model_version_tag(name, str(version), "manifest_sha256")
+    with pytest.raises(ArtifactIntegrityError, match="no manifest_sha256 tag"):
+        registry.download(name, version)
