@@ -202,3 +202,28 @@ def test_the_entry_point_reports_the_same_artifact_through_pipes_as_by_hand(trai
     by_hand = json.loads(proc.stdout)
     assert by_hand["manifest_sha256"] == candidate["manifest_sha256"]
     assert by_hand["metrics"]["roc_auc"] == candidate["roc_auc"]
+
+
+def test_a_candidate_is_not_promoted_over_a_champion_it_was_not_compared_with(trained_project, instance, registry):
+    from assets.evaluation_gate import evaluation_gate
+    from assets.training_set import training_set
+
+    resources = local(trained_project)
+    gated = dg.materialize(
+        training_assets(),
+        selection=[training_set, candidate_model, evaluation_gate],
+        resources=resources,
+        instance=instance,
+    )
+    assert gated.success and gate_result(gated).metadata["champion_version"].value == 1
+    # Meanwhile someone else makes another version champion.
+    v1 = registry.version_info(MODEL, 1)
+    other = registry.register(MODEL, v1["run_id"], {"manifest_sha256": v1["tags"]["manifest_sha256"]})
+    registry.move_alias(MODEL, "champion", other, expected_from=1, reason="hotfix", actor="someone else")
+
+    late = dg.materialize(
+        training_assets(), selection=[registered_model], resources=resources, instance=instance, raise_on_error=False
+    )
+    message = late.failure_data_for_node("registered_model").error.message
+    assert "champion of telco_churn is v2 now, but the gate compared this candidate with v1" in message
+    assert registry.versions(MODEL) == [1, 2] and registry.alias_version(MODEL, "champion") == 2

@@ -107,3 +107,14 @@ def test_no_code_pickles_models_or_data():
     sources = "\n".join(p.read_text() for folder in code_folders for p in (REPO / folder).rglob("*.py"))
     for flavour in ("mlflow.sklearn", "mlflow.lightgbm", "mlflow.pyfunc", "PickleIOManager"):
         assert flavour not in sources, flavour
+
+
+@pytest.mark.parametrize(
+    ("job", "example"),
+    [("approve", "approve.yaml"), ("rollback", "rollback.yaml"), ("train_model", "train_logistic_regression.yaml")],
+)
+def test_example_run_configs_are_valid_for_their_jobs(job, example):
+    import yaml
+
+    config = yaml.safe_load((REPO / "docs" / "examples" / example).read_text())
+    dg.validate_run_config(defs.resolve_job_def(job), config)
