@@ -30,6 +30,17 @@ def _gate_metadata(context: dg.AssetExecutionContext) -> dict:
     return {k: v.value for k, v in record.evaluation.metadata.items()}
 
 
+def identical_champion(registry: ModelRegistry, name: str, manifest_sha256: str) -> int | None:
+    """The champion's version when its artifact is byte-identical to the candidate's, else None.
+
+    Same data, code and seed give the same bytes; a second version of them would only be noise.
+    """
+    champion = registry.alias_version(name, CHAMPION)
+    if champion is not None and registry.version_info(name, champion)["tags"].get(MANIFEST_TAG) == manifest_sha256:
+        return champion
+    return None
+
+
 def alias_move_metadata(move) -> dict:
     return {
         "alias_move": dg.MetadataValue.json(move.to_dict()),
@@ -68,6 +79,21 @@ def registered_model(
         raise dg.Failure(
             description=f"the candidate of MLflow run {run_id} is already registered as {name} v{existing}; "
             "train a new candidate to register another version"
+        )
+    champion = identical_champion(registry, name, candidate["manifest_sha256"])
+    if champion is not None:
+        registry.set_run_tags(run_id, {"keel.registered": f"no: identical to v{champion}"})
+        return dg.MaterializeResult(
+            data_version=dg.DataVersion(f"{name}-v{champion}"),
+            metadata={
+                "model": name,
+                "version": champion,
+                "champion_version": champion,
+                "registered": False,
+                "reason": f"the candidate is byte-identical to champion v{champion} (same manifest sha256); "
+                "no new version was registered",
+                "mlflow_run_id": run_id,
+            },
         )
     mode = promotion_mode(dvc)
     expected = gate.get("champion_version") if mode == "auto" else registry.alias_version(name, CHALLENGER)
@@ -113,6 +139,7 @@ def registered_model(
             "model": name,
             "version": version,
             "champion_version": registry.alias_version(name, CHAMPION) or 0,
+            "registered": True,
             "promotion": mode,
             **alias_move_metadata(move),
             "roc_auc": float(candidate["roc_auc"]),

@@ -62,7 +62,9 @@ def _report(instance: dg.DagsterInstance, result: dg.ExecuteInProcessResult) -> 
             f"MLflow run {candidate['mlflow_run_id']}"
         )
         print("                holdout " + "  ".join(f"{m} {candidate[m]:.4f}" for m in METRICS))
-    if registered:
+    if registered and not registered["registered"]:
+        print(f"registered      nothing new: {registered['reason']}")
+    elif registered:
         print(
             f"registered      {registered['model']} v{registered['version']} -> alias {registered['alias']} "
             f"(was {registered['moved_from']}); champion is v{registered['champion_version']}"

@@ -20,6 +20,7 @@ from orchestration.promotion import approve, rollback
 from tests.conftest import lock_md5, set_params, train, training_assets
 
 MODEL = "telco_churn"
+SEED_7 = {"ops": {"candidate_model": {"config": {"seed": 7}}}}  # another model from the same data
 WEAK = {"ops": {"candidate_model": {"config": {"hyperparameters": {"n_estimators": 1, "num_leaves": 2}}}}}
 
 
@@ -83,9 +84,18 @@ def test_same_data_and_seed_give_identical_metrics_and_artifact(trained_project,
     assert {k: second[k] for k in ("roc_auc", "pr_auc", "log_loss", "brier", "f1")} == {
         k: first[k] for k in ("roc_auc", "pr_auc", "log_loss", "brier", "f1")
     }
-    # Equal to the champion is within tolerance: v2 is registered and takes the alias from v1.
+    # It passes the gate (equal to the champion), but a byte-identical artifact is not registered again.
+    recorded = metadata(instance, registered_model.key)
+    assert recorded["registered"] is False and "byte-identical to champion v1" in recorded["reason"]
+    assert registry.versions(MODEL) == [1] and registry.alias_version(MODEL, "champion") == 1
+
+
+def test_a_new_seed_passes_the_gate_and_takes_over_as_champion(trained_project, instance, registry):
+    result = train(trained_project, instance, run_config=SEED_7)
+    assert result.success and "within 0.0100 of champion v1" in gate_result(result).metadata["reason"].value
     assert registry.alias_version(MODEL, "champion") == 2
     assert [(m.from_version, m.to_version) for m in registry.alias_history(MODEL, "champion")] == [(None, 1), (1, 2)]
+    assert metadata(instance, registered_model.key)["registered"] is True
 
 
 @pytest.mark.parametrize(
@@ -129,7 +139,7 @@ def test_run_config_picks_the_scikit_learn_family(trained_project, instance, reg
 
 def test_manual_promotion_waits_for_the_approve_job(trained_project, instance, registry):
     set_params(trained_project, registry={"promotion": "manual"})
-    assert train(trained_project, instance).success
+    assert train(trained_project, instance, run_config=SEED_7).success
     assert registry.alias_version(MODEL, "challenger") == 2 and registry.alias_version(MODEL, "champion") == 1
 
     result = approve.execute_in_process(
@@ -154,7 +164,7 @@ def test_manual_promotion_waits_for_the_approve_job(trained_project, instance, r
 
 
 def test_rollback_moves_the_champion_back_and_says_when_it_cannot(trained_project, instance, registry):
-    assert train(trained_project, instance).success  # v2 takes over from v1
+    assert train(trained_project, instance, run_config=SEED_7).success  # v2 takes over from v1
     config = {"ops": {"rollback_champion": {"config": {"reason": "v2 misbehaves in production"}}}}
     assert rollback.execute_in_process(run_config=config, resources=local(trained_project), instance=instance).success
     assert registry.alias_version(MODEL, "champion") == 1
@@ -214,6 +224,7 @@ def test_a_candidate_is_not_promoted_over_a_champion_it_was_not_compared_with(tr
         selection=[training_set, candidate_model, evaluation_gate],
         resources=resources,
         instance=instance,
+        run_config=SEED_7,
     )
     assert gated.success and gate_result(gated).metadata["champion_version"].value == 1
     # Meanwhile someone else makes another version champion.
