@@ -39,7 +39,7 @@ class TrainingOverrides(dg.Config):
 
 
 def model_name(dvc: DvcResource) -> str:
-    return dvc.params().get("registry", {}).get("model_name") or dvc.dataset_spec().name
+    return (dvc.params().get("registry") or {}).get("model_name") or dvc.dataset_spec().name
 
 
 def _lineage(context: dg.AssetExecutionContext, dvc: DvcResource) -> dict[str, str]:

@@ -11,10 +11,9 @@ import ml.split
 from assets.metadata import column_schema
 from assets.raw_data import dataset_spec, raw_data, raw_path
 from data_checks.asset_checks import require_passing_checks
-from ml.features import feature_table, fit_features
 from ml.fingerprint import code_version
 from ml.io import file_digest
-from ml.split import HOLDOUT, TRAIN, SplitError, assign_split
+from ml.split import HOLDOUT, TRAIN, SplitError, build_training_set
 from ml.training_config import TrainingConfig, TrainingConfigError
 from resources.dvc import DvcResource
 from resources.storage import ArtifactStore
@@ -57,16 +56,13 @@ def training_set(context: dg.AssetExecutionContext, dvc: DvcResource, storage: A
     spec, config = dataset_spec(dvc), training_config(dvc)
     raw = dvc.read_parquet(raw_file)
     try:
-        split = assign_split(raw, spec, fraction=config.holdout_fraction, seed=config.seed)
+        built = build_training_set(raw, spec, dvc.feature_config(), fraction=config.holdout_fraction, seed=config.seed)
     except SplitError as error:
         raise dg.Failure(description=str(error)) from None
-    train_rows = raw[split == TRAIN]
-    state = fit_features(train_rows, spec, dvc.feature_config())
-    table = feature_table(raw, state, spec, with_target=True)
-    table.insert(1, "split", split.to_numpy())
+    table, state = built.table, built.state
     # State first, table last: the table on disk is never newer than the state it was built with.
     state_uri = storage.write_json(state.to_dict(), *STATE)
-    holdout_uri = storage.write_parquet(raw[split == HOLDOUT].reset_index(drop=True), *HOLDOUT_ROWS)
+    holdout_uri = storage.write_parquet(built.holdout_rows, *HOLDOUT_ROWS)
     table_uri = storage.write_parquet(table, *TABLE)
     by_split = table.groupby("split")["label"]
     version = file_digest(table_uri)[:16]

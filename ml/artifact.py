@@ -9,10 +9,11 @@ records the manifest's own sha256, so replacing a file *and* its manifest entry 
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 from typing import Any
+
+from ml.io import file_digest, write_json
 
 MANIFEST = "manifest.json"
 FORMAT = "keel-model"
@@ -21,14 +22,6 @@ FORMAT_VERSION = 1
 
 class ArtifactIntegrityError(RuntimeError):
     """The artifact on disk is not the one its manifest (or the registry) describes."""
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _payload_files(directory: Path) -> list[str]:
@@ -41,16 +34,16 @@ def write_manifest(directory: str | Path, info: dict[str, Any]) -> dict[str, Any
     """Hash every file in `directory` and write the manifest; `info` adds descriptive fields."""
     directory = Path(directory)
     files = {
-        name: {"sha256": sha256_file(directory / name), "bytes": (directory / name).stat().st_size}
+        name: {"sha256": file_digest(str(directory / name)), "bytes": (directory / name).stat().st_size}
         for name in _payload_files(directory)
     }
     manifest = {**info, "format": FORMAT, "format_version": FORMAT_VERSION, "files": files}
-    (directory / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    write_json(manifest, str(directory / MANIFEST))
     return manifest
 
 
 def manifest_sha256(directory: str | Path) -> str:
-    return sha256_file(Path(directory) / MANIFEST)
+    return file_digest(str(Path(directory) / MANIFEST))
 
 
 def verify_artifact(directory: str | Path, expected_manifest_sha256: str | None = None) -> dict[str, Any]:
@@ -60,7 +53,7 @@ def verify_artifact(directory: str | Path, expected_manifest_sha256: str | None 
     if not manifest_path.is_file():
         raise ArtifactIntegrityError(f"{directory}: no {MANIFEST}; this is not a complete model artifact")
     if expected_manifest_sha256 is not None:
-        actual = sha256_file(manifest_path)
+        actual = file_digest(str(manifest_path))
         if actual != expected_manifest_sha256:
             raise ArtifactIntegrityError(
                 f"{manifest_path}: sha256 {actual} does not match the registered {expected_manifest_sha256}; "
@@ -85,7 +78,7 @@ def verify_artifact(directory: str | Path, expected_manifest_sha256: str | None 
             raise ArtifactIntegrityError(
                 f"{path}: {size} bytes, the manifest says {expected['bytes']}; the file is truncated or modified"
             )
-        actual = sha256_file(path)
+        actual = file_digest(str(path))
         if actual != expected["sha256"]:
             raise ArtifactIntegrityError(
                 f"{path}: sha256 {actual} does not match the manifest ({expected['sha256']}); the file was modified"

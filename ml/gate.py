@@ -5,8 +5,7 @@ Both AUCs are measured on the candidate's holdout, so the comparison is on the s
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-from typing import Any
+from dataclasses import dataclass
 
 
 @dataclass(frozen=True)
@@ -18,9 +17,6 @@ class GateDecision:
     max_auc_drop: float
     champion_version: int | None = None
     champion_auc: float | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 def decide(

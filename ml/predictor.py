@@ -6,7 +6,6 @@ with the artifact's own feature state through the same feature code as training 
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,10 +34,6 @@ class Predictor:
         manifest = verify_artifact(directory, expected_manifest_sha256)
         state = FeatureState.from_json((directory / STATE_FILE).read_text(encoding="utf-8"))
         return cls(directory, manifest, state, load_model(manifest["model_family"], directory))
-
-    @property
-    def metrics(self) -> dict[str, Any]:
-        return json.loads((self.directory / METRICS_FILE).read_text(encoding="utf-8"))
 
     def predict(self, rows: pd.DataFrame) -> np.ndarray:
         """Positive-class probabilities for raw rows (the columns the spec names)."""

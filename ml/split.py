@@ -10,10 +10,12 @@ future).
 from __future__ import annotations
 
 import hashlib
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
+from ml.features import FeatureConfig, FeatureState, feature_table, fit_features
 from ml.spec import DatasetSpec
 
 TRAIN, HOLDOUT = "train", "holdout"
@@ -50,3 +52,21 @@ def assign_split(frame: pd.DataFrame, spec: DatasetSpec, *, fraction: float, see
             f"holdout rows out of {len(frame)}; both sides need rows"
         )
     return split
+
+
+@dataclass(frozen=True)
+class TrainingSet:
+    table: pd.DataFrame  # id, [timestamp], split, features, label
+    state: FeatureState  # fitted on the train rows only
+    holdout_rows: pd.DataFrame  # the raw holdout rows, so any model can be scored on them its own way
+
+
+def build_training_set(
+    raw: pd.DataFrame, spec: DatasetSpec, config: FeatureConfig, *, fraction: float, seed: int
+) -> TrainingSet:
+    """Split the rows, fit the feature state on the train side, and build the feature table for all rows."""
+    split = assign_split(raw, spec, fraction=fraction, seed=seed)
+    state = fit_features(raw[split == TRAIN], spec, config)
+    table = feature_table(raw, state, spec, with_target=True)
+    table.insert(1, "split", split.to_numpy())
+    return TrainingSet(table, state, raw[split == HOLDOUT].reset_index(drop=True))

@@ -14,7 +14,6 @@ started by hand it prints the same report as JSON on stdout.
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
 import sys
 import tempfile
@@ -65,8 +64,8 @@ def train_artifact(table, state_doc: dict[str, Any], config: TrainingConfig, dir
     importance = model.importance()
 
     model_file = model.save(directory)
-    (directory / STATE_FILE).write_text(json.dumps(state_doc, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-    (directory / METRICS_FILE).write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    io.write_json(state_doc, str(directory / STATE_FILE))
+    io.write_json(metrics, str(directory / METRICS_FILE))
     (directory / "plots").mkdir()
     for name, png in evaluation_plots(labels, scores, config.threshold, importance).items():
         (directory / "plots" / f"{name}.png").write_bytes(png)

@@ -33,7 +33,8 @@ from mlflow.entities import Metric, Param, RunStatus, RunTag
 from mlflow.exceptions import MlflowException
 from pydantic import Field
 
-from ml.artifact import MANIFEST, ArtifactIntegrityError, sha256_file, verify_artifact
+from ml.artifact import MANIFEST, ArtifactIntegrityError, verify_artifact
+from ml.io import file_digest
 
 # MLflow draws a progress bar per artifact download on stderr, which only clutters Dagster's logs.
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
@@ -171,7 +172,7 @@ class ModelRegistry(dg.ConfigurableResource):
             manifest = mlflow.artifacts.download_artifacts(
                 artifact_uri=f"{source}/{MANIFEST}", dst_path=tmp, tracking_uri=self.uri()
             )
-            if sha256_file(Path(manifest)) != tags[MANIFEST_TAG]:
+            if file_digest(manifest) != tags[MANIFEST_TAG]:
                 raise ValueError(f"registering {name!r}: run {run_id}'s {MANIFEST} does not match {MANIFEST_TAG}")
         try:
             client.create_registered_model(name)

@@ -142,20 +142,23 @@ def _merge(into: dict, values: dict) -> None:
 @pytest.fixture(scope="session")
 def training_inputs(tmp_path_factory: pytest.TempPathFactory, spec: DatasetSpec, telco_raw: pd.DataFrame) -> dict:
     """The Telco training table, feature state and training config as files, as training_set writes them."""
-    from ml.features import FeatureConfig, feature_table, fit_features
+    from ml.features import FeatureConfig
     from ml.io import write_json
-    from ml.split import TRAIN, assign_split
+    from ml.split import build_training_set
     from ml.training_config import TrainingConfig
 
     params = yaml.safe_load((REPO / "params.yaml").read_text())
     config = TrainingConfig.from_params(params["training"])
     folder = tmp_path_factory.mktemp("training_inputs")
-    split = assign_split(telco_raw, spec, fraction=config.holdout_fraction, seed=config.seed)
-    state = fit_features(telco_raw[split == TRAIN], spec, FeatureConfig.from_params(params["features"]))
-    table = feature_table(telco_raw, state, spec, with_target=True)
-    table.insert(1, "split", split.to_numpy())
-    table.to_parquet(folder / "features.parquet", index=False)
-    write_json(state.to_dict(), str(folder / "state.json"))
+    built = build_training_set(
+        telco_raw,
+        spec,
+        FeatureConfig.from_params(params["features"]),
+        fraction=config.holdout_fraction,
+        seed=config.seed,
+    )
+    built.table.to_parquet(folder / "features.parquet", index=False)
+    write_json(built.state.to_dict(), str(folder / "state.json"))
     write_json(config.to_dict(), str(folder / "config.json"))
     return {
         "features": str(folder / "features.parquet"),
@@ -163,7 +166,7 @@ def training_inputs(tmp_path_factory: pytest.TempPathFactory, spec: DatasetSpec,
         "config": str(folder / "config.json"),
         "training_config": config,
         "params": params,
-        "holdout": telco_raw[split != TRAIN].reset_index(drop=True),
+        "holdout": built.holdout_rows,
     }
 
 
