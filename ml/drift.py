@@ -178,9 +178,10 @@ def load_current(
 ) -> tuple[pd.DataFrame, int]:
     """A day's rows and scores as a profile frame (features + `prediction`), and the day's row count.
 
-    The partition is streamed in batches (only the feature and id columns); the predictions file must hold
-    the same ids in the same order. At most `max_rows` rows are kept, chosen as `reference_profile` chooses
-    them, so memory is bounded by one batch plus the sample. `max_rows=None` keeps every row.
+    The partition is streamed twice in batches: the ids first (the predictions file must hold the same ids
+    in the same order; the sample is chosen as `reference_profile` chooses it), then only the sampled rows'
+    feature columns and scores are copied out. Memory is bounded by one batch plus the sample, whatever
+    the day's size. At most `max_rows` rows are kept; `max_rows=None` keeps every row.
     """
     if max_rows is not None and max_rows < 1:
         raise DriftError(f"max_rows must be at least 1 or None, got {max_rows}")
