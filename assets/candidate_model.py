@@ -51,6 +51,12 @@ def _lineage(context: dg.AssetExecutionContext, dvc: DvcResource) -> dict[str, s
     return {
         "keel.data_version": str(materialization.metadata["raw_data_version"].value),
         "keel.training_set_version": materialization.tags.get("dagster/data_version", "unknown"),
+        # The labelled days (and their files' md5s) the training set added to the raw data.
+        "keel.training_partitions": str(
+            materialization.metadata["training_partitions"].value
+            if "training_partitions" in materialization.metadata
+            else "none"
+        ),
         "keel.code_version": CODE_VERSION,
         "keel.git_commit": dvc.git_revision(),
         "keel.dagster_run_id": context.run_id,

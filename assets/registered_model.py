@@ -5,13 +5,21 @@ moves `challenger`, and the `approve` job promotes it later. Alias moves are com
 champion is moved only if it is still the version the gate compared the candidate against.
 """
 
+import tempfile
+from pathlib import Path
+
 import dagster as dg
+import pandas as pd
 
 from assets.candidate_model import candidate_model, model_name
 from assets.evaluation_gate import CHAMPION, CHECK_NAME
+from assets.training_set import REFERENCE_ROWS
 from data_checks.asset_checks import require_passing_checks
+from ml.drift import reference_profile
+from ml.predictor import Predictor
 from resources.dvc import DvcResource
 from resources.registry import MANIFEST_TAG, AliasConflict, ModelRegistry
+from resources.storage import ArtifactStore
 
 CHALLENGER = "challenger"
 PROMOTIONS = ("auto", "manual")
@@ -41,6 +49,28 @@ def identical_champion(registry: ModelRegistry, name: str, manifest_sha256: str)
     return None
 
 
+def drift_reference(dvc: DvcResource, storage: ArtifactStore, candidate: dict) -> pd.DataFrame:
+    """The training set's newest holdout rows scored by the candidate: stored with the version as the
+    reference its drift reports compare each day against, so they never re-read the training set."""
+    drift = dvc.params().get("drift") or {}
+    predictor = Predictor.load(storage.local_copy(candidate["artifact"]), candidate["manifest_sha256"])
+    rows = storage.read_parquet(*REFERENCE_ROWS)
+    return reference_profile(
+        rows,
+        predictor.predict(rows),
+        dvc.dataset_spec(),
+        max_rows=int(drift.get("reference_rows", 20000)),
+        seed=int(drift.get("seed", 0)),
+    )
+
+
+def attach_reference(registry: ModelRegistry, name: str, version: int, profile: pd.DataFrame) -> str:
+    with tempfile.TemporaryDirectory(prefix="keel-reference-") as tmp:
+        path = Path(tmp) / "reference.parquet"
+        profile.to_parquet(path, index=False)
+        return registry.attach_reference(name, version, path)
+
+
 def alias_move_metadata(move) -> dict:
     return {
         "alias_move": dg.MetadataValue.json(move.to_dict()),
@@ -65,7 +95,7 @@ def alias_move_metadata(move) -> dict:
     ),
 )
 def registered_model(
-    context: dg.AssetExecutionContext, dvc: DvcResource, registry: ModelRegistry
+    context: dg.AssetExecutionContext, dvc: DvcResource, storage: ArtifactStore, registry: ModelRegistry
 ) -> dg.MaterializeResult:
     # Blocking checks stop this asset in the gate's own run; this guard covers a later, separate run.
     require_passing_checks(context, candidate_model.key, [CHECK_NAME], what="evaluation gate")
@@ -108,6 +138,7 @@ def registered_model(
     tags = {
         "keel.data_version": candidate["data_version"],
         "keel.training_set_version": candidate["training_set_version"],
+        "keel.training_partitions": candidate["training_partitions"],
         "keel.code_version": candidate["code_version"],
         "keel.git_commit": candidate["git_commit"],
         "keel.dagster_run_id": context.run_id,
@@ -117,7 +148,9 @@ def registered_model(
         "keel.gate": gate["reason"],
         **{f"keel.metric.{m}": f"{candidate[m]:.6f}" for m in metric_names},
     }
+    reference = drift_reference(dvc, storage, candidate)  # before registering: a failure leaves no version
     version = registry.register(name, run_id, tags, description=gate["reason"])
+    reference_sha256 = attach_reference(registry, name, version, reference)
     reason = f"{'auto-promoted' if mode == 'auto' else 'awaiting approval'} after the evaluation gate: {gate['reason']}"
     try:
         move = registry.move_alias(
@@ -143,6 +176,9 @@ def registered_model(
             "promotion": mode,
             **alias_move_metadata(move),
             "roc_auc": float(candidate["roc_auc"]),
+            "drift_reference_rows": len(reference),
+            "drift_reference_sha256": reference_sha256,
+            "training_partitions": candidate["training_partitions"],
             "mlflow_run_id": run_id,
             "lineage": dg.MetadataValue.json({k.removeprefix("keel."): v for k, v in info["tags"].items()}),
         },

@@ -6,10 +6,12 @@ names each failed expectation, its column and a few offending values. Blocking: 
 of a failed check do not run.
 """
 
+import warnings
 from collections.abc import Callable, Sequence
 
 import dagster as dg
 import pandas as pd
+from dagster._core.event_api import PartitionKeyFilter  # the filter the storage API takes; not re-exported
 
 from data_checks.groups import CHECK_DESCRIPTIONS, CHECK_NAMES
 from ml.spec import DatasetSpec, RowBounds
@@ -56,14 +58,28 @@ def gx_asset_checks(
     load_frame: FrameLoader,
     include_target: bool,
     required_resource_keys: set[str],
-    rows: RowBounds | None = None,
+    rows: RowBounds | Callable[[dg.AssetCheckExecutionContext], RowBounds] | None = None,
+    partitions_def: dg.PartitionsDefinition | None = None,
 ) -> dg.AssetChecksDefinition:
-    """Blocking data checks on `asset`; `load_frame` returns the spec and the rows to validate."""
+    """Blocking data checks on `asset`; `load_frame` returns the spec and the rows to validate.
+
+    With `partitions_def` (the asset's), each partition is checked on its own and keeps its own
+    result, so one bad day fails that day only.
+    """
     asset_key = asset.key if isinstance(asset, dg.AssetsDefinition) else asset
-    specs = [
-        dg.AssetCheckSpec(name, asset=asset_key, blocking=True, description=CHECK_DESCRIPTIONS[name])
-        for name in CHECK_NAMES
-    ]
+    with warnings.catch_warnings():
+        # Partitioned checks are "preview" in Dagster 1.13; they are what gives each day its own result.
+        warnings.simplefilter("ignore", dg.PreviewWarning)
+        specs = [
+            dg.AssetCheckSpec(
+                name,
+                asset=asset_key,
+                blocking=True,
+                description=CHECK_DESCRIPTIONS[name],
+                partitions_def=partitions_def,
+            )
+            for name in CHECK_NAMES
+        ]
 
     @dg.multi_asset_check(
         specs=specs,
@@ -78,8 +94,9 @@ def gx_asset_checks(
 
         try:
             spec, frame = load_frame(context)
+            bounds = rows(context) if callable(rows) else rows
             report = validate_frame(
-                frame, build_suite(spec, include_target=include_target, rows=rows), id_column=spec.id.column
+                frame, build_suite(spec, include_target=include_target, rows=bounds), id_column=spec.id.column
             )
         except Exception as error:  # an unreadable input fails every check, it never passes silently
             context.log.error(f"data checks could not run: {error}")
@@ -109,22 +126,28 @@ def require_passing_checks(
     asset_key: dg.AssetKey,
     check_names: Sequence[str] = CHECK_NAMES,
     what: str = "data checks",
+    partition: str | None = None,
 ) -> str | None:
     """Refuse to build on `asset_key` unless its checks passed on its latest materialization.
 
-    Returns the data version of that checked materialization.
+    Returns the data version of that checked materialization. With `partition`, the latest
+    materialization of that partition and that partition's check results.
 
     Blocking checks stop downstream assets in the same run; this guard also covers a downstream asset
     materialized on its own, in a later run.
     """
     instance = context.instance
     keys = [dg.AssetCheckKey(asset_key, name) for name in check_names]
-    latest = instance.fetch_materializations(asset_key, limit=1).records
+    records_filter = dg.AssetRecordsFilter(asset_key=asset_key, asset_partitions=[partition] if partition else None)
+    latest = instance.fetch_materializations(records_filter, limit=1).records
+    name = asset_key.to_user_string() + (f" partition {partition}" if partition else "")
     if not latest:
-        raise dg.Failure(f"{asset_key.to_user_string()} has never been materialized; materialize it first")
+        raise dg.Failure(f"{name} has never been materialized; materialize it first")
     latest = latest[0]
     # The event log's check records are how the UI itself shows check status.
-    records = instance.event_log_storage.get_latest_asset_check_execution_by_key(keys)
+    records = instance.event_log_storage.get_latest_asset_check_execution_by_key(
+        keys, partition_filter=PartitionKeyFilter(key=partition) if partition else None
+    )
     problems = []
     for key in keys:
         record = records.get(key)
@@ -143,7 +166,7 @@ def require_passing_checks(
             problems.append(f"{key.name}: {record.status.value.lower()}")
     if problems:
         raise dg.Failure(
-            description=f"{asset_key.to_user_string()} did not pass its {what} ({'; '.join(problems)}); "
+            description=f"{name} did not pass its {what} ({'; '.join(problems)}); "
             "fix the cause and re-materialize it with its checks",
             metadata={"failed_checks": dg.MetadataValue.json(problems)},
         )

@@ -2,20 +2,48 @@
 
 import dagster as dg
 
+from assets.batch_predictions import batch_predictions
 from assets.candidate_model import candidate_model
+from assets.drift_report import drift_report
 from assets.evaluation_gate import evaluation_gate
+from assets.incoming_data import incoming_data, incoming_data_checks
+from assets.labels import labels
+from assets.model_performance import model_performance
 from assets.raw_data import raw_data, raw_data_checks
 from assets.registered_model import registered_model
 from assets.training_set import training_set
 from orchestration.deployments import resources_for
 from orchestration.jobs import JOBS
+from orchestration.schedules import SCHEDULES
+from orchestration.sensors import SENSORS
 
-defs = dg.Definitions(
-    assets=[raw_data, training_set, candidate_model, registered_model],
-    asset_checks=[raw_data_checks, evaluation_gate],
-    jobs=JOBS,
-    resources=resources_for(),
-    # Steps share one process: the heavy work runs in subprocesses or cloud jobs (Pipes), and on a
-    # laptop a process per step would pay Dagster's and GX's import time again for every step.
-    executor=dg.in_process_executor,
-)
+ASSETS = [
+    raw_data,
+    training_set,
+    candidate_model,
+    registered_model,
+    incoming_data,
+    batch_predictions,
+    drift_report,
+    labels,
+    model_performance,
+]
+CHECKS = [raw_data_checks, evaluation_gate, incoming_data_checks]
+
+
+def definitions(resources: dict) -> dg.Definitions:
+    """The code location over the given resources (tests pass resources rooted in a project copy)."""
+    return dg.Definitions(
+        assets=ASSETS,
+        asset_checks=CHECKS,
+        jobs=JOBS,
+        schedules=SCHEDULES,
+        sensors=SENSORS,
+        resources=resources,
+        # Steps share one process: the heavy work runs in subprocesses or cloud jobs (Pipes), and on a
+        # laptop a process per step would pay Dagster's and GX's import time again for every step.
+        executor=dg.in_process_executor,
+    )
+
+
+defs = definitions(resources_for())

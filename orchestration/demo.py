@@ -1,74 +1,95 @@
 """The demo on the embedded defaults: `make demo` (or `python -m orchestration.demo`).
 
-Runs the `train_model` job against the Dagster instance in $DAGSTER_HOME (var/dagster), so that
-`make ui` afterwards shows its history: import and version the raw data (DVC), check it (GX), build
-the training set, train a candidate, gate it, and register it in MLflow (var/mlflow). Then it pushes
-the versioned data to the local DVC remote and prints what was produced.
+The whole lifecycle, against the Dagster instance in $DAGSTER_HOME (var/dagster) so that `make ui`
+afterwards shows its history: import and version the raw data (DVC), check it (GX), train, gate and
+register a champion (MLflow, var/mlflow); then 30 simulated nights (params.yaml `simulation:`, a
+price rise from day 15). Each night the day's snapshot file arrives and the nightly scoring job
+checks, scores and drift-reports it; labels arrive `label_delay_days` later. After each night the
+demo evaluates the two sensors, as the Dagster daemon would, and runs what they ask for: the labels
+and performance of arrived days, and a retrain when drift is detected. It ends with a table per day.
+
+The story starts from scratch every time: the demo clears its own state under var/ first (the
+Dagster history, MLflow store, artifacts and the simulated daily files), never anything else.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 import time
+from pathlib import Path
 
 import dagster as dg
+import yaml
 
-from assets.candidate_model import candidate_model
-from assets.raw_data import raw_data
-from assets.registered_model import registered_model
-from assets.training_set import training_set
-from orchestration.definitions import defs
 from orchestration.deployments import PROJECT_ROOT, resources_for
+from orchestration.story import Night, latest_metadata, launch, run_nights
 
-METRICS = ("roc_auc", "pr_auc", "log_loss", "brier", "accuracy", "f1")
-
-
-def _metadata(instance: dg.DagsterInstance, key: dg.AssetKey, run_id: str) -> dict:
-    event = instance.get_latest_materialization_event(key)
-    if event is None or event.run_id != run_id:
-        return {}
-    return {k: v.value for k, v in event.asset_materialization.metadata.items()}
+VAR = PROJECT_ROOT / "var"
 
 
-def _report(instance: dg.DagsterInstance, result: dg.ExecuteInProcessResult) -> None:
-    run = result.run_id
-    raw, data = _metadata(instance, raw_data.key, run), _metadata(instance, training_set.key, run)
-    candidate, registered = (
-        _metadata(instance, candidate_model.key, run),
-        _metadata(instance, registered_model.key, run),
-    )
-    print("\n== What was produced ==")
-    if raw:
-        print(
-            f"raw_data        version (DVC md5) {raw['dvc_md5']}  rows {raw['dagster/row_count']}  "
-            f"columns {raw['columns']}  git {raw['git_revision'][:12]}"
-        )
+def reset_state(home: Path) -> list[str]:
+    """Remove what a previous demo left: Dagster history (not dagster.yaml), MLflow, artifacts, daily files."""
+    from ml.simulate import daily_config
+
+    if VAR not in home.resolve().parents:
+        raise SystemExit(f"DAGSTER_HOME={home} is outside {VAR}; the demo only resets its own state. Use `make demo`.")
+    removed = []
+    for entry in home.iterdir():
+        if entry.name != "dagster.yaml":
+            shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
+            removed.append(str(entry.relative_to(PROJECT_ROOT)))
+    for folder in (VAR / "mlflow", VAR / "storage"):
+        if folder.exists():
+            shutil.rmtree(folder)
+            removed.append(str(folder.relative_to(PROJECT_ROOT)))
+    daily = daily_config(yaml.safe_load((PROJECT_ROOT / "params.yaml").read_text(encoding="utf-8")))
+    for template in (daily.incoming_uri("{date}", PROJECT_ROOT), daily.labels_uri("{date}", PROJECT_ROOT)):
+        pattern = Path(template)
+        for file in pattern.parent.glob(pattern.name.replace("{date}", "*")):
+            file.unlink()
+        removed.append(str(pattern.relative_to(PROJECT_ROOT)).replace("{date}", "*"))
+    return removed
+
+
+def train_champion(defs: dg.Definitions, instance) -> bool:
+    from assets.registered_model import registered_model
+
+    print("Training the first champion: raw data (DVC) + GX checks -> training set -> candidate -> gate -> MLflow ...")
+    result = launch(defs, "train_model", instance)
     for check in result.get_asset_check_evaluations():
-        target = check.asset_key.to_user_string()
-        reason = check.metadata.get("reason")
-        print(
-            f"  check {target}/{check.check_name:<16} {'passed' if check.passed else 'FAILED'}"
-            + (f"  {reason.value}" if reason else "")
-        )
-    if data:
-        print(
-            f"training_set    {data['train_rows']} train / {data['holdout_rows']} holdout rows ({data['holdout']}), "
-            f"{data['feature_count']} features"
-        )
-    if candidate:
-        print(
-            f"candidate_model {candidate['model_family']} trained in {candidate['training_seconds']:.1f}s, "
-            f"MLflow run {candidate['mlflow_run_id']}"
-        )
-        print("                holdout " + "  ".join(f"{m} {candidate[m]:.4f}" for m in METRICS))
-    if registered and not registered["registered"]:
-        print(f"registered      nothing new: {registered['reason']}")
-    elif registered:
-        print(
-            f"registered      {registered['model']} v{registered['version']} -> alias {registered['alias']} "
-            f"(was {registered['moved_from']}); champion is v{registered['champion_version']}"
-        )
+        if not check.passed:
+            print(f"  check {check.asset_key.to_user_string()}/{check.check_name} FAILED")
+    if not result.success:
+        print("The training run failed: see the errors above, or the run in the UI.")
+        return False
+    registered = latest_metadata(instance, registered_model.key)
+    print(f"  {registered['model']} v{registered['version']} is champion (holdout ROC AUC {registered['roc_auc']:.4f})")
+    return True
+
+
+def print_night(number: int, night: Night) -> None:
+    print(
+        f"  night {number:2d} {night.day}: scored by v{night.version}, {night.verdict}"
+        + (f" (share {night.drift_share:.2f})" if night.drift_share is not None else "")
+        + (f"  <- {'; '.join(night.events)}" if night.events else ""),
+        flush=True,
+    )
+
+
+def print_table(instance, nights: list[Night]) -> None:
+    from assets.model_performance import model_performance
+
+    print("\n== Per day ==")
+    print(f"{'day':<11} {'model':>5} {'drift share':>11}  {'verdict':<9} {'AUC':>7}  drifted columns / events")
+    for night in nights:
+        auc = latest_metadata(instance, model_performance.key, night.day).get("roc_auc")
+        notes = ", ".join(night.drifted) + (" | " if night.drifted and night.events else "") + "; ".join(night.events)
+        version = f"v{night.version}" if night.version else "-"
+        share = f"{night.drift_share:.2f}" if night.drift_share is not None else "-"
+        auc_text = f"{auc:.3f}" if auc is not None else "not yet"
+        print(f"{night.day:<11} {version:>5} {share:>11}  {night.verdict:<9} {auc_text:>7}  {notes}")
 
 
 def main() -> int:
@@ -76,25 +97,31 @@ def main() -> int:
         print("DAGSTER_HOME is not set; run the demo with `make demo`", file=sys.stderr)
         return 2
     started = time.monotonic()
+    removed = reset_state(Path(os.environ["DAGSTER_HOME"]))
+    print(f"Starting a fresh story (cleared {', '.join(removed)})")
+    from orchestration.definitions import defs
+
     instance = dg.DagsterInstance.get()
+    if not train_champion(defs, instance):
+        return 1
+    params = yaml.safe_load((PROJECT_ROOT / "params.yaml").read_text(encoding="utf-8"))
+    simulation, scenario = params["simulation"], params["simulation"]["scenario"]
     print(
-        "Running job train_model: raw data (DVC) + data checks (GX) -> training set -> candidate -> gate -> MLflow ..."
+        f"\nSimulating {simulation['days']} nights from {params['daily']['start_date']}: "
+        f"{simulation['rows_per_day']} customers a day, labels {simulation['label_delay_days']} days later, "
+        f"scenario {scenario['name']}" + (f" from day {scenario['from_day']}" if scenario["name"] != "none" else "")
     )
-    result = defs.resolve_job_def("train_model").execute_in_process(
-        instance=instance,
-        run_config={"loggers": {"console": {"config": {"log_level": "INFO"}}}},
-        raise_on_error=False,
-    )
-    _report(instance, result)
-    if result.success:
-        resources_for()["dvc"].run("push")
-        print(f"DVC             pushed to the local remote ({PROJECT_ROOT / 'var' / 'dvc-remote'})")
-    else:
-        print("The run failed: see the errors above, or the run in the UI.")
-    print(f"\nDone in {time.monotonic() - started:.0f}s (run {result.run_id}).")
-    print("Open the UI on this history:  make ui   ->  http://127.0.0.1:3000  (Assets, Runs, Jobs)")
+    print("(the demo ticks the sensors after each night, as the Dagster daemon would)")
+    nights = run_nights(PROJECT_ROOT, defs, instance, resources_for(), on_night=print_night)
+    print_table(instance, nights)
+    resources_for()["dvc"].run("push")
+    print(f"\nDVC pushed the versioned raw data to the local remote ({VAR / 'dvc-remote'}).")
+    print(f"Done in {time.monotonic() - started:.0f}s.")
+    print("Open the UI on this history:  make ui   ->  http://127.0.0.1:3000")
+    print("  Assets (lineage, partitions of batch_predictions / drift_report), Runs (the sensor's retrain),")
+    print("  Automation (the nightly schedule and the sensors; turn them on to run them yourself).")
     print("MLflow UI on the registry:    make mlflow -> http://127.0.0.1:5000")
-    return 0 if result.success else 1
+    return 0
 
 
 if __name__ == "__main__":

@@ -2,7 +2,13 @@
 
 import dagster as dg
 
+from assets.batch_predictions import batch_predictions
 from assets.candidate_model import candidate_model
+from assets.daily import DAILY
+from assets.drift_report import drift_report
+from assets.incoming_data import incoming_data
+from assets.labels import labels
+from assets.model_performance import model_performance
 from assets.raw_data import raw_data
 from assets.registered_model import registered_model
 from assets.training_set import training_set
@@ -23,4 +29,31 @@ train_model = dg.define_asset_job(
     ),
 )
 
-JOBS = [prepare_data, train_model, approve, rollback]
+retrain = dg.define_asset_job(
+    "retrain",
+    selection=dg.AssetSelection.assets(training_set, candidate_model, registered_model),
+    description=(
+        "Retraining on the checked raw data plus recent labelled days: training set -> candidate -> "
+        "evaluation gate -> registration. The sensor retrain_on_drift launches it with the days of "
+        "the drift episode; launched by hand it takes the latest retraining.window_days labelled days."
+    ),
+)
+
+nightly_scoring = dg.define_asset_job(
+    "nightly_scoring",
+    selection=dg.AssetSelection.assets(incoming_data, batch_predictions, drift_report),
+    partitions_def=DAILY,
+    description=(
+        "One day: check the day's snapshot file (blocking GX suite), score it with the champion, and "
+        "report drift against that model's reference. Backfill a date range to (re-)score it."
+    ),
+)
+
+label_feedback = dg.define_asset_job(
+    "label_feedback",
+    selection=dg.AssetSelection.assets(labels, model_performance),
+    partitions_def=DAILY,
+    description="One day's labels, once they arrived, and the day's model performance (AUC and friends).",
+)
+
+JOBS = [prepare_data, train_model, retrain, nightly_scoring, label_feedback, approve, rollback]

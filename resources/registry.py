@@ -40,6 +40,8 @@ from ml.io import file_digest
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
 MODEL_PATH = "model"  # the artifact path of the model directory inside a run
+REFERENCE_PATH = "reference"  # a version's drift reference profile, beside the model in its run
+REFERENCE_TAG = "keel.reference_sha256"
 MOVE_TAG = "keel.alias_move."
 MANIFEST_TAG = "manifest_sha256"
 # MLflow's limits (mlflow.utils.validation); we clip ourselves rather than depend on
@@ -341,6 +343,35 @@ class ModelRegistry(dg.ConfigurableResource):
             else:
                 stack.append(move.to_version)
         return stack[-2] if len(stack) >= 2 else None
+
+    # --- the drift reference stored with a version ------------------------------------------
+    def attach_reference(self, name: str, version: int, local_file: Path | str) -> str:
+        """Store `local_file` with the version (in its run, under `reference/`) and tag its sha256."""
+        local_file = Path(local_file)
+        digest = file_digest(str(local_file))
+        client = self.client()
+        client.log_artifact(self.version_info(name, version)["run_id"], str(local_file), artifact_path=REFERENCE_PATH)
+        client.set_model_version_tag(name, str(version), REFERENCE_TAG, digest)
+        return digest
+
+    def reference(self, name: str, version: int, dest_dir: Path | str) -> Path:
+        """Download the version's reference file into `dest_dir`, verified against its tag."""
+        info = self.version_info(name, version)
+        expected = info["tags"].get(REFERENCE_TAG)
+        if not expected:
+            raise ArtifactIntegrityError(
+                f"model {name!r} v{version} has no drift reference ({REFERENCE_TAG} tag); it was registered "
+                "before references were stored: register a new version to monitor drift"
+            )
+        local = Path(
+            mlflow.artifacts.download_artifacts(
+                run_id=info["run_id"], artifact_path=REFERENCE_PATH, dst_path=str(dest_dir), tracking_uri=self.uri()
+            )
+        )
+        files = [p for p in local.rglob("*") if p.is_file()] if local.is_dir() else [local]
+        if len(files) != 1 or file_digest(str(files[0])) != expected:
+            raise ArtifactIntegrityError(f"model {name!r} v{version}: the drift reference does not match {REFERENCE_TAG}")
+        return files[0]
 
     # --- download ---------------------------------------------------------------------------
     def download(self, name: str, version: int, dest: Path | None = None) -> Path:

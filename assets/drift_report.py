@@ -1,0 +1,139 @@
+"""drift_report: a day's Evidently data-drift and prediction-drift report, against the reference
+profile stored with the model version that scored the day, plus a warning check in the UI."""
+
+import tempfile
+
+import dagster as dg
+
+import ml.drift
+import ml.io
+from assets.batch_predictions import batch_predictions
+from assets.candidate_model import model_name
+from assets.daily import DAILY, latest_materialization, metadata_of
+from ml.fingerprint import code_version
+from resources.dvc import DvcResource
+from resources.registry import ModelRegistry
+from resources.storage import ArtifactStore
+
+FOLDER = ("monitoring", "drift")
+CHECK_NAME = "no_drift"
+
+
+def columns_table(result: ml.drift.DriftResult) -> dg.TableMetadataValue:
+    records = [
+        dg.TableRecord(
+            {
+                "column": c["column"],
+                "kind": c["kind"],
+                "test": c["method"],
+                "score": round(float(c["score"]), 4),
+                "threshold": float(c["threshold"]),
+                "drifted": bool(c["drifted"]),
+            }
+        )
+        for c in sorted(result.columns, key=lambda c: (not c["drifted"], c["column"]))
+    ]
+    return dg.MetadataValue.table(
+        records,
+        schema=dg.TableSchema(
+            columns=[
+                dg.TableColumn("column"),
+                dg.TableColumn("kind"),
+                dg.TableColumn("test"),
+                dg.TableColumn("score", "float"),
+                dg.TableColumn("threshold", "float"),
+                dg.TableColumn("drifted", "bool"),
+            ]
+        ),
+    )
+
+
+def summary(result: ml.drift.DriftResult, day: str, version: int) -> str:
+    prediction = result.prediction
+    drifted = ", ".join(f"`{c}`" for c in result.drifted_columns) or "none"
+    return "\n".join(
+        [
+            f"**{result.verdict}** on {day} (scored by v{version}, {result.current_rows} rows vs "
+            f"{result.reference_rows} reference rows)",
+            "",
+            f"- feature columns drifted: {len(result.drifted_columns)} of {len(result.columns)} "
+            f"(share {result.drift_share:.2f}, threshold {result.drift_share_threshold:.2f}): {drifted}",
+            f"- prediction drift: {'yes' if prediction['drifted'] else 'no'} ({prediction['method']} "
+            f"{float(prediction['score']):.4f}, threshold {float(prediction['threshold'])})",
+        ]
+    )
+
+
+@dg.asset(
+    partitions_def=DAILY,
+    deps=[batch_predictions],
+    group_name="monitoring",
+    kinds={"evidently", "html"},
+    owners=["team:ml-platform"],
+    code_version=code_version(ml.drift),
+    check_specs=[
+        dg.AssetCheckSpec(
+            CHECK_NAME,
+            asset="drift_report",
+            description="Warns (does not block) when the day's verdict is drift; the retraining sensor acts on it.",
+        )
+    ],
+    description=(
+        "An Evidently report per day: data drift of each feature column and prediction drift of the "
+        "scores, against the reference profile stored with the model version that scored the day "
+        "(its newest holdout rows and their scores). The HTML report is stored beside the metadata, "
+        "which carries the verdict, the drift share, the drifted columns and each column's test and "
+        "score. The sensor `retrain_on_drift` reads the verdict."
+    ),
+)
+def drift_report(context: dg.AssetExecutionContext, dvc: DvcResource, storage: ArtifactStore, registry: ModelRegistry):
+    day = context.partition_key
+    scored = latest_materialization(context, batch_predictions.key, day)
+    if scored is None:
+        raise dg.Failure(description=f"batch_predictions {day} has not been materialized; score the day first")
+    predictions = metadata_of(scored)
+    version, spec = int(predictions["model_version"]), dvc.dataset_spec()
+    settings = dvc.params().get("drift") or {}
+    with tempfile.TemporaryDirectory(prefix="keel-reference-") as tmp:
+        reference = ml.io.read_parquet(str(registry.reference(model_name(dvc), version, tmp)))
+    current, total_rows = ml.drift.load_current(
+        predictions["rows_path"],
+        predictions["predictions"],
+        spec,
+        max_rows=settings.get("current_rows"),
+        seed=int(settings.get("seed", 0)),
+    )
+    result = ml.drift.drift_report(reference, current, spec, drift_share=float(settings.get("drift_share", 0.5)))
+    html_uri = storage.uri(*FOLDER, f"{day}.html")
+    with ml.io.atomic_output(html_uri) as tmp:
+        tmp.write_text(result.html, encoding="utf-8")
+    text = summary(result, day, version)
+    yield dg.MaterializeResult(
+        metadata={
+            "verdict": result.verdict,
+            "drift_detected": result.verdict == "drift",
+            "dataset_drift": result.dataset_drift,
+            "drift_share": float(result.drift_share),
+            "drift_share_threshold": float(result.drift_share_threshold),
+            "drifted_columns": dg.MetadataValue.json(result.drifted_columns),
+            "prediction_drift": bool(result.prediction["drifted"]),
+            "prediction_drift_score": float(result.prediction["score"]),
+            "columns": columns_table(result),
+            "summary": dg.MetadataValue.md(text),
+            "model_version": version,
+            "current_rows": result.current_rows,
+            "partition_rows": total_rows,
+            "reference_rows": result.reference_rows,
+            "report": dg.MetadataValue.path(html_uri),
+        },
+    )
+    yield dg.AssetCheckResult(
+        check_name=CHECK_NAME,
+        passed=result.verdict != "drift",
+        severity=dg.AssetCheckSeverity.WARN,
+        metadata={
+            "drift_share": float(result.drift_share),
+            "drifted_columns": dg.MetadataValue.json(result.drifted_columns),
+            "prediction_drift": bool(result.prediction["drifted"]),
+        },
+    )

@@ -1,0 +1,80 @@
+"""model_performance: how well a day was scored, once the day's labels have arrived."""
+
+import dagster as dg
+import numpy as np
+
+import ml.evaluation
+import ml.io
+from assets.batch_predictions import batch_predictions
+from assets.daily import DAILY, latest_materialization, metadata_of
+from assets.labels import labels
+from assets.training_set import training_config
+from resources.dvc import DvcResource
+from resources.registry import ModelRegistry
+
+CHECK_NAME = "auc_within_tolerance"
+
+
+def max_auc_drop(dvc: DvcResource) -> float:
+    return float((dvc.params().get("retraining") or {}).get("max_auc_drop", 0.05))
+
+
+@dg.asset(
+    partitions_def=DAILY,
+    deps=[batch_predictions, labels],
+    group_name="monitoring",
+    kinds={"scikit-learn"},
+    owners=["team:ml-platform"],
+    check_specs=[
+        dg.AssetCheckSpec(
+            CHECK_NAME,
+            asset="model_performance",
+            description="Warns when the day's ROC AUC is below the scoring model's holdout AUC by more than "
+            "retraining.max_auc_drop; the retraining sensor acts on the same fall.",
+        )
+    ],
+    description=(
+        "A day's ROC AUC, PR AUC, log loss, Brier score and threshold metrics: its predictions joined "
+        "with its labels by id. Compared with the holdout AUC of the model version that scored the "
+        "day; a fall beyond retraining.max_auc_drop asks the sensor `retrain_on_drift` for a retrain."
+    ),
+)
+def model_performance(context: dg.AssetExecutionContext, dvc: DvcResource, registry: ModelRegistry):
+    day, spec = context.partition_key, dvc.dataset_spec()
+    scored, labelled = (latest_materialization(context, key, day) for key in (batch_predictions.key, labels.key))
+    if scored is None or labelled is None:
+        missing = "batch_predictions" if scored is None else "labels"
+        raise dg.Failure(description=f"{missing} {day} has not been materialized yet")
+    predictions = metadata_of(scored)
+    frame = ml.io.read_parquet(predictions["predictions"]).merge(
+        ml.io.read_parquet(metadata_of(labelled)["path"]), on=spec.id.column, how="inner"
+    )
+    if frame.empty:
+        raise dg.Failure(description=f"no id of the labels for {day} matches its predictions ({spec.id.column})")
+    truth = (frame[spec.target.column].astype(str) == spec.target.positive).to_numpy(dtype=np.int64)
+    try:
+        metrics = ml.evaluation.binary_metrics(truth, frame["score"].to_numpy(), training_config(dvc).threshold)
+    except ml.evaluation.EvaluationError as error:
+        raise dg.Failure(description=f"{day}: {error}") from None
+    version = int(predictions["model_version"])
+    info = registry.version_info(str(predictions["model"]), version)
+    holdout_auc = float(info["tags"].get("keel.metric.roc_auc", "nan"))
+    drop = holdout_auc - metrics["roc_auc"]
+    tolerance = max_auc_drop(dvc)
+    yield dg.MaterializeResult(
+        metadata={
+            **{name: dg.MetadataValue.float(float(metrics[name])) for name in ml.evaluation.METRIC_DESCRIPTIONS},
+            "labelled_rows": len(frame),
+            "model_version": version,
+            "model_holdout_auc": holdout_auc,
+            "auc_drop": float(drop),
+            "max_auc_drop": tolerance,
+            "degraded": bool(drop > tolerance),
+        },
+    )
+    yield dg.AssetCheckResult(
+        check_name=CHECK_NAME,
+        passed=bool(drop <= tolerance),
+        severity=dg.AssetCheckSeverity.WARN,
+        metadata={"roc_auc": float(metrics["roc_auc"]), "model_holdout_auc": holdout_auc, "auc_drop": float(drop)},
+    )

@@ -1,0 +1,197 @@
+"""A simulated daily stream for the shipped example: customer snapshots per day, labels arriving later.
+
+    python -m ml.simulate --params params.yaml --raw data/raw/data.parquet [--days N]
+
+Day d (1 = `daily.start_date`) is a sample of `rows_per_day` customers drawn without replacement
+from the raw data, so ids are stable (a customer keeps its id on every day it appears) and the
+columns follow the raw distribution. From `scenario.from_day` on, a named drift scenario changes
+the rows and the labels. The snapshot goes to `daily.incoming` (the spec's columns without the
+target), the true labels to `daily.labels` (id and target): real labels arrive later, which the demo
+plays by delivering them `label_delay_days` after their day. Every day has its own seeded random
+stream, so the same seed gives the same files whatever order or subset of days is written.
+
+Users with real daily files skip this module: point `daily.incoming` / `daily.labels` at them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import sys
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from ml import io
+from ml.spec import DatasetSpec, RowBounds, load_spec
+
+
+class SimulationError(ValueError):
+    """The simulation settings or the raw data do not fit together; the message names the key."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class NoDrift(_Strict):
+    name: Literal["none"] = "none"
+
+
+class PriceRise(_Strict):
+    """A numeric column (a price) rises by `factor` from `from_day`; customers it pushes above the
+    raw data's `churn_above_quantile` of that column turn positive with probability `churn_extra_rate`,
+    so the target depends more strongly on the column than the training data says."""
+
+    name: Literal["price_rise"]
+    from_day: int = Field(ge=1)
+    column: str
+    factor: float = Field(gt=0)
+    churn_above_quantile: float = Field(ge=0, le=1)
+    churn_extra_rate: float = Field(ge=0, le=1)
+
+
+class DailyConfig(_Strict):
+    start_date: dt.date
+    incoming: str = Field(description="Path or URI template of a day's snapshot file; {date} is YYYY-MM-DD.")
+    labels: str = Field(description="Path or URI template of a day's labels file; {date} is YYYY-MM-DD.")
+    rows: RowBounds = Field(default_factory=RowBounds, description="Row-count bounds of one day's snapshot.")
+
+    @model_validator(mode="after")
+    def _templated(self) -> DailyConfig:
+        for key in ("incoming", "labels"):
+            if "{date}" not in getattr(self, key):
+                raise ValueError(f"{key}: the template must contain {{date}}, got {getattr(self, key)!r}")
+        return self
+
+    def date(self, day: int) -> dt.date:
+        return self.start_date + dt.timedelta(days=day - 1)
+
+    def day(self, date: dt.date | str) -> int:
+        date = dt.date.fromisoformat(date) if isinstance(date, str) else date
+        return (date - self.start_date).days + 1
+
+    def incoming_uri(self, date: dt.date | str, root: str | Path | None = None) -> str:
+        return io.resolve(self.incoming.format(date=str(date)), root)
+
+    def labels_uri(self, date: dt.date | str, root: str | Path | None = None) -> str:
+        return io.resolve(self.labels.format(date=str(date)), root)
+
+
+class SimulationConfig(_Strict):
+    days: int = Field(ge=1)
+    rows_per_day: int = Field(ge=1)
+    seed: int
+    label_delay_days: int = Field(ge=0)
+    scenario: NoDrift | PriceRise = Field(default_factory=NoDrift, discriminator="name")
+
+
+def _parse(model: type[BaseModel], section: Any, name: str) -> Any:
+    if not isinstance(section, dict):
+        raise SimulationError(f"params.yaml: the {name!r} section must be a mapping, got {type(section).__name__}")
+    try:
+        return model.model_validate(section)
+    except ValidationError as error:
+        problems = "; ".join(
+            f"{name}.{'.'.join(str(p) for p in e['loc'])}: "
+            + ("unknown key" if e["type"] == "extra_forbidden" else e["msg"].removeprefix("Value error, "))
+            for e in error.errors()
+        )
+        raise SimulationError(f"params.yaml: {problems}") from None
+
+
+def daily_config(params: dict[str, Any]) -> DailyConfig:
+    return _parse(DailyConfig, params.get("daily"), "daily")
+
+
+def simulation_config(params: dict[str, Any], spec: DatasetSpec) -> SimulationConfig:
+    config = _parse(SimulationConfig, params.get("simulation"), "simulation")
+    scenario = config.scenario
+    if isinstance(scenario, PriceRise) and scenario.column not in spec.columns.numeric:
+        raise SimulationError(
+            f"params.yaml: simulation.scenario.column {scenario.column!r} is not a numeric column of the "
+            f"dataset spec (numeric columns: {', '.join(spec.columns.numeric)})"
+        )
+    return config
+
+
+def _with_scenario(
+    rows: pd.DataFrame, raw: pd.DataFrame, spec: DatasetSpec, scenario: PriceRise, rng: np.random.Generator
+) -> pd.DataFrame:
+    rows = rows.copy()
+    column = scenario.column
+    raised = rows[column] * scenario.factor
+    bounds = spec.ranges.get(column)
+    if bounds is not None and bounds.max is not None:
+        raised = raised.clip(upper=bounds.max)  # a simulated price stays a valid price
+    rows[column] = raised.round(2)
+    # Customers the rise pushes into the raw data's upper prices leave more often than before.
+    cutoff = raw[column].quantile(scenario.churn_above_quantile)
+    exposed = (rows[column] > cutoff).to_numpy()
+    leaves = exposed & (rng.random(len(rows)) < scenario.churn_extra_rate)
+    rows.loc[leaves, spec.target.column] = spec.target.positive
+    return rows
+
+
+def simulate_day(
+    raw: pd.DataFrame, spec: DatasetSpec, config: SimulationConfig, day: int
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(snapshot without the target, labels) for day `day` (1-based)."""
+    if config.rows_per_day > len(raw):
+        raise SimulationError(
+            f"params.yaml: simulation.rows_per_day is {config.rows_per_day} but the raw data has only "
+            f"{len(raw)} customers to draw from"
+        )
+    rng = np.random.default_rng([config.seed, day])
+    picked = np.sort(rng.choice(len(raw), size=config.rows_per_day, replace=False))
+    rows = raw.iloc[picked].reset_index(drop=True)
+    scenario = config.scenario
+    if isinstance(scenario, PriceRise) and day >= scenario.from_day:
+        rows = _with_scenario(rows, raw, spec, scenario, rng)
+    snapshot = rows[spec.expected_columns(include_target=False)]
+    labels = rows[[spec.id.column, spec.target.column]]
+    return snapshot, labels
+
+
+def write_snapshot(snapshot: pd.DataFrame, daily: DailyConfig, day: int, root: str | Path | None = None) -> str:
+    uri = daily.incoming_uri(daily.date(day), root)
+    io.write_parquet(snapshot, uri)
+    return uri
+
+
+def write_labels(labels: pd.DataFrame, daily: DailyConfig, day: int, root: str | Path | None = None) -> str:
+    uri = daily.labels_uri(daily.date(day), root)
+    io.write_parquet(labels, uri)
+    return uri
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m ml.simulate", description=__doc__.splitlines()[0])
+    parser.add_argument("--params", default="params.yaml", help="YAML file with `dataset`, `daily`, `simulation`")
+    parser.add_argument("--raw", required=True, help="raw Parquet file to draw customers from")
+    parser.add_argument("--days", type=int, default=None, help="write days 1..N (default: simulation.days)")
+    args = parser.parse_args(argv)
+    root = Path(args.params).resolve().parent
+    try:
+        params = yaml.safe_load(Path(args.params).read_text(encoding="utf-8"))
+        spec = load_spec(args.params)
+        daily, config = daily_config(params), simulation_config(params, spec)
+        raw = io.read_parquet(io.resolve(args.raw, root))
+        days = args.days or config.days
+        for day in range(1, days + 1):
+            snapshot, labels = simulate_day(raw, spec, config, day)
+            write_snapshot(snapshot, daily, day, root)
+            write_labels(labels, daily, day, root)
+    except (ValueError, FileNotFoundError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    print(f"simulated {days} days of {config.rows_per_day} rows from {daily.date(1)} ({config.scenario.name} scenario)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

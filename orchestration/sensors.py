@@ -1,0 +1,123 @@
+"""Sensors: labels that arrive, and retraining on drift (not on a calendar)."""
+
+import re
+
+import dagster as dg
+import fsspec
+
+from assets.batch_predictions import batch_predictions
+from assets.candidate_model import model_name
+from assets.daily import daily_settings
+from assets.drift_report import drift_report
+from assets.evaluation_gate import CHAMPION
+from assets.labels import labels
+from assets.model_performance import model_performance
+from orchestration.jobs import label_feedback, retrain
+from orchestration.retrain_policy import Event, Settings, State, decide, observe
+from resources.dvc import DvcResource
+from resources.registry import ModelRegistry
+
+DATE = r"(\d{4}-\d{2}-\d{2})"
+
+
+def arrived_label_days(dvc: DvcResource) -> list[str]:
+    """Days whose labels file exists, found by globbing the `daily.labels` template."""
+    template = daily_settings(dvc).labels_uri("{date}", dvc.root)
+    fs, pattern = fsspec.core.url_to_fs(template.replace("{date}", "*"))
+    day_of = re.compile(re.escape(fs._strip_protocol(template)).replace(re.escape("{date}"), DATE) + "$")
+    found = (day_of.match(fs._strip_protocol(path)) for path in fs.glob(pattern))
+    return sorted(match.group(1) for match in found if match)
+
+
+@dg.sensor(
+    job=label_feedback,
+    minimum_interval_seconds=60,
+    description=(
+        "Every minute: finds days whose labels file has arrived (params.yaml daily.labels) and that "
+        "were scored, and materializes their labels and model_performance (one run per day)."
+    ),
+)
+def labels_arrived(context: dg.SensorEvaluationContext, dvc: DvcResource):
+    instance = context.instance
+    done = instance.get_materialized_partitions(labels.key)
+    scored = instance.get_materialized_partitions(batch_predictions.key)
+    days = [d for d in arrived_label_days(dvc) if d in scored and d not in done]
+    if not days:
+        return dg.SkipReason("no newly arrived labels for a scored day")
+    return [dg.RunRequest(partition_key=day, run_key=f"labels-{day}") for day in days]
+
+
+def _events(instance: dg.DagsterInstance, after: int) -> list[Event]:
+    events = []
+    for key, kind, flag in (
+        (drift_report.key, "drift", "drift_detected"),
+        (model_performance.key, "performance", "degraded"),
+    ):
+        records = instance.fetch_materializations(
+            dg.AssetRecordsFilter(asset_key=key, after_storage_id=after), limit=1000, ascending=True
+        ).records
+        for record in records:
+            metadata = record.asset_materialization.metadata
+            detail = (
+                f"drift share {metadata['drift_share'].value:.2f}, drifted {metadata['drifted_columns'].value}, "
+                f"prediction drift {metadata['prediction_drift'].value}"
+                if kind == "drift"
+                else f"ROC AUC {metadata['roc_auc'].value:.3f} vs {metadata['model_holdout_auc'].value:.3f} on the holdout"
+            )
+            events.append(
+                Event(
+                    storage_id=record.storage_id,
+                    kind=kind,
+                    day=record.partition_key,
+                    bad=bool(metadata[flag].value),
+                    model_version=int(metadata["model_version"].value),
+                    detail=f"{key.to_user_string()} {record.partition_key}: {detail}",
+                )
+            )
+    return events
+
+
+@dg.sensor(
+    job=retrain,
+    minimum_interval_seconds=60,
+    description=(
+        "Retrains on drift, not on a calendar: when a drift_report says drift, or a day's "
+        "model_performance falls below the champion's holdout AUC by retraining.max_auc_drop, it "
+        "waits until retraining.min_labelled_days of the shifted days have labels and launches the "
+        "retrain job on them. One retrain per episode (run key = episode), none within "
+        "retraining.cooldown_days of the last."
+    ),
+)
+def retrain_on_drift(context: dg.SensorEvaluationContext, dvc: DvcResource, registry: ModelRegistry):
+    state = State.from_cursor(context.cursor)
+    champion = registry.alias_version(model_name(dvc), CHAMPION)
+    state, notes = observe(state, _events(context.instance, state.after), champion)
+    labelled = sorted(context.instance.get_materialized_partitions(labels.key))
+    decision = decide(state, labelled, Settings.from_params(dvc.params().get("retraining")))
+    for note in [*notes, *decision.notes]:
+        context.log.info(note)
+    if decision.retrain is None:
+        return dg.SensorResult(skip_reason="; ".join(decision.notes), cursor=decision.state.to_cursor())
+    request = decision.retrain
+    return dg.SensorResult(
+        run_requests=[
+            dg.RunRequest(
+                run_key=request["run_key"],
+                run_config={
+                    "ops": {
+                        "training_set": {
+                            "config": {"recent_from": request["recent_from"], "recent_to": request["recent_to"]}
+                        }
+                    }
+                },
+                tags={
+                    "keel/trigger": request["trigger"][:200],
+                    "keel/recent_days": f"{request['recent_from']}..{request['recent_to']}",
+                },
+            )
+        ],
+        cursor=decision.state.to_cursor(),
+    )
+
+
+SENSORS = [labels_arrived, retrain_on_drift]
