@@ -24,7 +24,7 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from ml import io
 from ml.spec import DatasetSpec, RowBounds, load_spec
@@ -61,12 +61,12 @@ class DailyConfig(_Strict):
     labels: str = Field(description="Path or URI template of a day's labels file; {date} is YYYY-MM-DD.")
     rows: RowBounds = Field(default_factory=RowBounds, description="Row-count bounds of one day's snapshot.")
 
-    @model_validator(mode="after")
-    def _templated(self) -> DailyConfig:
-        for key in ("incoming", "labels"):
-            if "{date}" not in getattr(self, key):
-                raise ValueError(f"{key}: the template must contain {{date}}, got {getattr(self, key)!r}")
-        return self
+    @field_validator("incoming", "labels")
+    @classmethod
+    def _templated(cls, value: str) -> str:
+        if "{date}" not in value:
+            raise ValueError(f"the template must contain {{date}}, got {value!r}")
+        return value
 
     def date(self, day: int) -> dt.date:
         return self.start_date + dt.timedelta(days=day - 1)

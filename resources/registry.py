@@ -370,7 +370,9 @@ class ModelRegistry(dg.ConfigurableResource):
         )
         files = [p for p in local.rglob("*") if p.is_file()] if local.is_dir() else [local]
         if len(files) != 1 or file_digest(str(files[0])) != expected:
-            raise ArtifactIntegrityError(f"model {name!r} v{version}: the drift reference does not match {REFERENCE_TAG}")
+            raise ArtifactIntegrityError(
+                f"model {name!r} v{version}: the drift reference does not match {REFERENCE_TAG}"
+            )
         return files[0]
 
     # --- download ---------------------------------------------------------------------------

@@ -18,7 +18,7 @@ def test_definitions_load():
     dg.Definitions.validate_loadable(defs)
 
 
-LIFECYCLE_GROUPS = {"data", "training", "registry"}
+LIFECYCLE_GROUPS = {"data", "training", "registry", "scoring", "monitoring"}
 
 
 def test_every_asset_is_described_grouped_owned_and_kinded():
@@ -118,3 +118,32 @@ def test_example_run_configs_are_valid_for_their_jobs(job, example):
 
     config = yaml.safe_load((REPO / "docs" / "examples" / example).read_text())
     dg.validate_run_config(defs.resolve_job_def(job), config)
+
+
+def test_the_nightly_schedule_scores_yesterday_at_two_and_no_schedule_trains():
+    schedules = list(defs.schedules)
+    assert [s.name for s in schedules] == ["nightly_scoring_schedule"]
+    schedule = defs.resolve_schedule_def("nightly_scoring_schedule")
+    assert schedule.cron_schedule == "0 2 * * *" and schedule.description
+    job = defs.resolve_job_def(schedule.job_name)
+    assert job.asset_layer.selected_asset_keys == {
+        dg.AssetKey(k) for k in ("incoming_data", "batch_predictions", "drift_report")
+    }
+    assert isinstance(job.partitions_def, dg.DailyPartitionsDefinition)
+    # Retraining follows drift: the training assets are launched by a sensor, never by a calendar.
+    training = {dg.AssetKey(k) for k in ("training_set", "candidate_model", "registered_model")}
+    for s in schedules:
+        assert not defs.resolve_job_def(s.job_name).asset_layer.selected_asset_keys & training
+    retrain = defs.resolve_sensor_def("retrain_on_drift")
+    assert retrain.job_name == "retrain" and retrain.description
+
+
+def test_every_partitioned_day_is_checked_by_blocking_partitioned_data_checks():
+    graph = defs.resolve_asset_graph()
+    keys = [c for c in graph.asset_check_keys if c.asset_key == dg.AssetKey("incoming_data")]
+    assert {c.name for c in keys} == {"schema", "completeness", "validity", "uniqueness", "volume"}
+    for key in keys:
+        spec = graph.get_check_spec(key)
+        assert spec.blocking and isinstance(spec.partitions_def, dg.DailyPartitionsDefinition)
+    drift = graph.get_check_spec(dg.AssetCheckKey(dg.AssetKey("drift_report"), "no_drift"))
+    assert not drift.blocking  # drift warns; the sensor acts on it

@@ -1,0 +1,123 @@
+"""The nightly assets on one day, in a trained project copy: checks, scoring, drift report, labels,
+performance; and what a bad day leaves behind (nothing new, the previous good output untouched)."""
+
+import shutil
+from pathlib import Path
+
+import dagster as dg
+import pandas as pd
+import yaml
+
+from tests.conftest import set_params
+
+DAY = "2026-10-01"
+
+
+def setup_day(project: Path) -> tuple[dg.Definitions, dict]:
+    from ml.simulate import daily_config, simulate_day, simulation_config, write_labels, write_snapshot
+    from ml.spec import load_spec
+    from orchestration.definitions import definitions
+    from orchestration.deployments import local
+
+    for folder in ("incoming", "labels"):
+        shutil.rmtree(project / "data" / folder, ignore_errors=True)
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    spec = load_spec(project / "params.yaml")
+    daily, simulation = daily_config(params), simulation_config(params, spec)
+    raw = pd.read_parquet(project / params["data"]["raw"])
+    snapshot, labels = simulate_day(raw, spec, simulation, 1)
+    write_snapshot(snapshot, daily, 1, project)
+    write_labels(labels, daily, 1, project)
+    resources = local(project)
+    return definitions(resources), resources
+
+
+def materializations(instance, key: str) -> list:
+    return instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=dg.AssetKey(key), asset_partitions=[DAY]), limit=100
+    ).records
+
+
+def test_a_day_is_checked_scored_reported_and_evaluated(trained_project: Path):
+    from ml.predictor import Predictor
+    from resources.registry import MANIFEST_TAG
+
+    defs, resources = setup_day(trained_project)
+    with dg.DagsterInstance.from_config(str(trained_project / "var" / "dagster")) as instance:
+        nightly = defs.resolve_job_def("nightly_scoring").execute_in_process(instance=instance, partition_key=DAY)
+        assert nightly.success
+        checks = {(c.asset_key.to_user_string(), c.check_name): c.passed for c in nightly.get_asset_check_evaluations()}
+        assert checks == {
+            **{("incoming_data", n): True for n in ("schema", "completeness", "validity", "uniqueness", "volume")},
+            ("drift_report", "no_drift"): True,
+        }
+
+        scored = materializations(instance, "batch_predictions")[0].asset_materialization.metadata
+        registry = resources["registry"]
+        assert scored["model_version"].value == 1
+        assert scored["model_manifest_sha256"].value == registry.version_info("telco_churn", 1)["tags"][MANIFEST_TAG]
+        predictions = pd.read_parquet(scored["predictions"].value)
+        rows = pd.read_parquet(scored["rows_path"].value)
+        assert list(predictions.columns) == ["customer_id", "score"]
+        assert predictions["customer_id"].tolist() == rows["customer_id"].tolist()
+        model = Predictor.load(registry.download("telco_churn", 1))
+        assert (abs(predictions["score"].to_numpy() - model.predict(rows)) < 1e-12).all()  # training's feature code
+
+        drift = materializations(instance, "drift_report")[0].asset_materialization.metadata
+        assert drift["verdict"].value == "no drift" and drift["model_version"].value == 1
+        assert len(drift["columns"].value.records) == 19
+        assert "<html" in Path(drift["report"].value).read_text()[:2000].lower()
+
+        feedback = defs.resolve_job_def("label_feedback").execute_in_process(instance=instance, partition_key=DAY)
+        assert feedback.success
+        performance = materializations(instance, "model_performance")[0].asset_materialization.metadata
+        assert performance["roc_auc"].value > 0.8 and performance["model_version"].value == 1
+        assert performance["labelled_rows"].value == len(rows)
+
+
+def test_rescoring_is_identical_and_a_bad_day_keeps_the_good_predictions(trained_project: Path):
+    defs, _ = setup_day(trained_project)
+    job = defs.resolve_job_def("nightly_scoring")
+    with dg.DagsterInstance.from_config(str(trained_project / "var" / "dagster")) as instance:
+        assert job.execute_in_process(instance=instance, partition_key=DAY).success
+        output = Path(
+            materializations(instance, "batch_predictions")[0].asset_materialization.metadata["predictions"].value
+        )
+        good = output.read_bytes()
+        assert job.execute_in_process(instance=instance, partition_key=DAY).success
+        assert output.read_bytes() == good  # same rows, same model: the same bytes
+
+        incoming = trained_project / "data" / "incoming" / f"{DAY}.parquet"
+        bad = pd.read_parquet(incoming)
+        bad.loc[3, "monthly_charges"] = -12.5
+        bad.to_parquet(incoming, index=False)
+        failed = job.execute_in_process(instance=instance, partition_key=DAY, raise_on_error=False)
+        assert not failed.success
+        validity = [c for c in failed.get_asset_check_evaluations() if c.check_name == "validity"]
+        assert validity and not validity[0].passed
+        assert "monthly_charges" in str(validity[0].metadata["summary"].value)
+        assert len(materializations(instance, "batch_predictions")) == 2  # no third scoring
+        assert output.read_bytes() == good
+
+        # Scoring on its own later refuses the day whose checks failed, naming it.
+        alone = dg.materialize(
+            [defs.get_assets_def("batch_predictions")],
+            partition_key=DAY,
+            instance=instance,
+            resources=dict(defs.resources),
+            raise_on_error=False,
+        )
+        assert not alone.success
+        assert output.read_bytes() == good
+
+
+def test_scoring_without_a_champion_says_so(project: Path):
+    set_params(project, registry={"model_name": "nobody"})
+    defs, _ = setup_day(project)
+    with dg.DagsterInstance.from_config(str(project / "var" / "dagster")) as instance:
+        result = defs.resolve_job_def("nightly_scoring").execute_in_process(
+            instance=instance, partition_key=DAY, raise_on_error=False
+        )
+        assert not result.success
+        failure = [e for e in result.all_events if e.event_type_value == "STEP_FAILURE"][0]
+        assert "nobody has no champion: run the train_model job first" in failure.event_specific_data.error.message

@@ -1,0 +1,125 @@
+"""The sensors as the daemon evaluates them: run requests, run keys and cursors (build_sensor_context)."""
+
+import shutil
+from pathlib import Path
+
+import dagster as dg
+import pandas as pd
+
+from orchestration.definitions import defs
+from resources.dvc import DvcResource
+from resources.registry import ModelRegistry
+from tests.conftest import REPO
+
+
+class ChampionIs(ModelRegistry):
+    """The registry as the sensor sees it: only which version is champion (no MLflow store needed)."""
+
+    version: int = 1
+
+    def alias_version(self, name: str, alias: str) -> int | None:
+        return self.version
+
+
+def materialize(instance, asset: str, day: str, **metadata) -> None:
+    instance.report_runless_asset_event(dg.AssetMaterialization(asset_key=asset, partition=day, metadata=metadata))
+
+
+def drift_event(instance, day: str, drifted: bool, version: int = 1) -> None:
+    materialize(
+        instance,
+        "drift_report",
+        day,
+        drift_detected=drifted,
+        drift_share=0.05 if drifted else 0.0,
+        drifted_columns=dg.MetadataValue.json(["monthly_charges"] if drifted else []),
+        prediction_drift=drifted,
+        model_version=version,
+    )
+
+
+def evaluate(name: str, instance, resources: dict, cursor: str | None = None):
+    context = dg.build_sensor_context(
+        instance=instance, cursor=cursor, resources=resources, sensor_name=name, definitions=defs
+    )
+    return defs.resolve_sensor_def(name).evaluate_tick(context)
+
+
+def test_retrain_sensor_waits_for_labels_asks_once_per_episode_and_keys_runs_by_episode(tmp_path: Path):
+    resources = {"dvc": DvcResource(repo_dir=str(REPO)), "registry": ChampionIs(root=str(tmp_path))}
+    with dg.instance_for_test() as instance:
+        first = evaluate("retrain_on_drift", instance, resources)
+        assert not first.run_requests and first.cursor  # nothing yet, but the cursor is saved
+
+        drift_event(instance, "2026-10-14", False)
+        drift_event(instance, "2026-10-15", True)
+        for day in ("2026-10-13", "2026-10-14", "2026-10-15"):
+            materialize(instance, "labels", day)
+        waiting = evaluate("retrain_on_drift", instance, resources, first.cursor)
+        assert not waiting.run_requests
+        assert "waiting for labels (1 of 3 days labelled)" in waiting.skip_message
+
+        for day in ("2026-10-16", "2026-10-17"):
+            drift_event(instance, day, True)
+            materialize(instance, "labels", day)
+        asked = evaluate("retrain_on_drift", instance, resources, waiting.cursor)
+        [request] = asked.run_requests
+        assert request.run_key == "retrain-drift-2026-10-15"
+        assert request.run_config == {
+            "ops": {"training_set": {"config": {"recent_from": "2026-10-15", "recent_to": "2026-10-17"}}}
+        }
+        assert request.tags["keel/recent_days"] == "2026-10-15..2026-10-17"
+        assert "drift_report 2026-10-15" in request.tags["keel/trigger"]
+
+        again = evaluate("retrain_on_drift", instance, resources, asked.cursor)
+        assert not again.run_requests and "already asked" in again.skip_message
+        # A restarted sensor without its cursor asks again with the same key, which Dagster deduplicates.
+        restarted = evaluate("retrain_on_drift", instance, resources, None)
+        assert [r.run_key for r in restarted.run_requests] == ["retrain-drift-2026-10-15"]
+
+
+def test_retrain_sensor_ignores_days_scored_by_an_older_model(tmp_path: Path):
+    resources = {"dvc": DvcResource(repo_dir=str(REPO)), "registry": ChampionIs(root=str(tmp_path), version=2)}
+    with dg.instance_for_test() as instance:
+        for day in ("2026-10-15", "2026-10-16", "2026-10-17"):
+            drift_event(instance, day, True, version=1)
+            materialize(instance, "labels", day)
+        result = evaluate("retrain_on_drift", instance, resources)
+        assert not result.run_requests and "no open drift or performance episode" in result.skip_message
+
+
+def test_a_fall_in_daily_auc_opens_a_performance_episode(tmp_path: Path):
+    resources = {"dvc": DvcResource(repo_dir=str(REPO)), "registry": ChampionIs(root=str(tmp_path))}
+    with dg.instance_for_test() as instance:
+        for n, auc in ((10, 0.86), (11, 0.77), (12, 0.78), (13, 0.76)):
+            day = f"2026-10-{n}"
+            materialize(
+                instance,
+                "model_performance",
+                day,
+                roc_auc=auc,
+                model_holdout_auc=0.85,
+                degraded=auc < 0.80,
+                model_version=1,
+            )
+            materialize(instance, "labels", day)
+        [request] = evaluate("retrain_on_drift", instance, resources).run_requests
+        assert request.run_key == "retrain-performance-2026-10-11"
+
+
+def test_labels_sensor_asks_for_arrived_labels_of_scored_days_only(tmp_path: Path):
+    root = tmp_path / "project"
+    root.mkdir()
+    shutil.copy(REPO / "params.yaml", root / "params.yaml")
+    (root / "data" / "labels").mkdir(parents=True)
+    for day in ("2026-10-01", "2026-10-02", "2026-10-03"):
+        pd.DataFrame({"customer_id": ["C1"], "churn": ["No"]}).to_parquet(root / "data" / "labels" / f"{day}.parquet")
+    (root / "data" / "labels" / "notes.txt").write_text("not a day")
+    resources = {"dvc": DvcResource(repo_dir=str(root))}
+    with dg.instance_for_test() as instance:
+        for day in ("2026-10-01", "2026-10-02"):
+            materialize(instance, "batch_predictions", day)
+        materialize(instance, "labels", "2026-10-01")  # already taken in
+        result = evaluate("labels_arrived", instance, resources)
+        assert [(r.partition_key, r.run_key) for r in result.run_requests] == [("2026-10-02", "labels-2026-10-02")]
+        assert defs.resolve_sensor_def("labels_arrived").job_name == "label_feedback"
