@@ -16,8 +16,6 @@ from typing import Any, Protocol
 import lightgbm as lgb
 import numpy as np
 import pandas as pd
-from sklearn.linear_model import LogisticRegression
-from sklearn.preprocessing import StandardScaler
 
 MODEL_FILES = {"lightgbm": "model.txt", "logistic_regression": "model.json"}
 
@@ -90,6 +88,10 @@ class LogisticModel:
 
     @classmethod
     def fit(cls, features: pd.DataFrame, labels: np.ndarray, hyperparameters: dict[str, Any], seed: int):
+        # Imported here: scoring only applies the stored coefficients and must run without scikit-learn.
+        from sklearn.linear_model import LogisticRegression
+        from sklearn.preprocessing import StandardScaler
+
         _check_keys(cls.family, hyperparameters, set(LogisticRegression().get_params()) - {"random_state"})
         scaler = StandardScaler().fit(features.to_numpy(dtype="float64"))
         estimator = LogisticRegression(**hyperparameters, random_state=seed)

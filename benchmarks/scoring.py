@@ -1,0 +1,209 @@
+"""Batch scoring cost: end-to-end `score_file` against raw LightGBM prediction, and peak memory at scale.
+
+    python -m benchmarks.scoring [--rows 1000000] [--memory-rows 10000000] [--chunk-rows 100000]
+
+1. Bootstraps rows from data/raw/data.parquet (the spec's columns without the target, new unique ids)
+   into Parquet files with 100k-row row groups, generated chunk by chunk (10M rows never sit in memory).
+2. Trains a LightGBM artifact on the real training data as the project does (ml.split's training set,
+   params.yaml `training:`, `python -m ml.train`'s code).
+3. In one process, side by side (each measured `--repeat` times, alternating, best kept):
+   (a) raw: `booster.predict` on the already-transformed feature matrix of the same rows, held in memory,
+       with the booster's own thread setting (as loaded from model.txt) and with every core;
+   (b) end-to-end: `ml.score.score_file` on the file (read -> features -> predict -> write);
+   the ratio = end-to-end throughput / raw throughput (target >= 0.6), and a sequential stage profile.
+4. Scores the `--memory-rows` file with `python -m ml.score` in a child process: its time and peak
+   resident set size (target <= 1.5 GB), the scorer's own maximum RSS from os.wait4, taken by a small
+   launcher process (see LAUNCHER: measured from this process, the figure would include its own RSS).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import yaml
+
+from ml.features import FeatureConfig, transform
+from ml.io import write_json
+from ml.predictor import Predictor
+from ml.score import score_file
+from ml.spec import load_spec
+from ml.split import build_training_set
+from ml.train import run as train
+from ml.training_config import TrainingConfig
+
+REPO = Path(__file__).resolve().parents[1]
+ROW_GROUP = 100_000
+RATIO_TARGET, RSS_TARGET_MB = 0.6, 1536
+
+
+def bootstrap(raw: pa.Table, id_column: str, rows: int, path: Path, seed: int) -> None:
+    """`rows` rows drawn with replacement from `raw`, ids `B000000001`..., written one row group at a time."""
+    rng = np.random.default_rng(seed)
+    others = [c for c in raw.column_names if c != id_column]
+    schema = pa.schema([raw.schema.field(id_column), *[raw.schema.field(c) for c in others]])
+    with pq.ParquetWriter(path, schema) as writer:
+        for start in range(0, rows, ROW_GROUP):
+            n = min(ROW_GROUP, rows - start)
+            picked = raw.select(others).take(rng.integers(0, raw.num_rows, n))
+            ids = pa.array([f"B{i:09d}" for i in range(start + 1, start + n + 1)], pa.string())
+            writer.write_table(pa.Table.from_arrays([ids, *picked.columns], schema=schema))
+
+
+def train_model(folder: Path) -> tuple[str, str]:
+    """A LightGBM artifact trained on the project's data and settings; returns (directory, manifest sha256)."""
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    spec = load_spec(REPO / "params.yaml")
+    config = TrainingConfig.from_params(params["training"], {"model": "lightgbm"})
+    raw = pd.read_parquet(REPO / params["data"]["raw"])
+    built = build_training_set(
+        raw, spec, FeatureConfig.from_params(params["features"]), fraction=config.holdout_fraction, seed=config.seed
+    )
+    built.table.to_parquet(folder / "features.parquet", index=False)
+    write_json(built.state.to_dict(), str(folder / "state.json"))
+    write_json(config.to_dict(), str(folder / "config.json"))
+    report = train(
+        str(folder / "features.parquet"), str(folder / "state.json"), str(folder / "config.json"), str(folder / "model")
+    )
+    return str(folder / "model"), report["manifest_sha256"]
+
+
+def feature_matrix(path: Path, predictor: Predictor, chunk_rows: int) -> np.ndarray:
+    """The file's rows through the feature code, as the float64 matrix LightGBM predicts on."""
+    parts = [
+        transform(batch.to_pandas(), predictor.state)[predictor.model.columns].to_numpy(dtype="float64")
+        for batch in pq.ParquetFile(path).iter_batches(chunk_rows, columns=predictor.state.input_columns)
+    ]
+    return np.vstack(parts)
+
+
+def stage_profile(path: Path, predictor: Predictor, id_column: str, chunk_rows: int, out: Path) -> dict[str, float]:
+    """Seconds per stage, run one after the other on one thread (ml.score overlaps predict with the rest)."""
+    seconds = dict.fromkeys(["read", "to_pandas", "features", "predict", "write"], 0.0)
+    columns = [*predictor.state.input_columns, id_column]
+    schema = pa.schema([(id_column, pa.string()), ("score", pa.float64())])
+    clock = time.perf_counter()
+    with pq.ParquetWriter(out, schema) as writer:
+        for batch in pq.ParquetFile(path).iter_batches(chunk_rows, columns=columns):
+            now = time.perf_counter()
+            seconds["read"] += now - clock
+            frame = batch.select(predictor.state.input_columns).to_pandas()
+            seconds["to_pandas"] += (clock := time.perf_counter()) - now
+            features = transform(frame, predictor.state)
+            seconds["features"] += (now := time.perf_counter()) - clock
+            scores = predictor.model.predict(features)
+            seconds["predict"] += (clock := time.perf_counter()) - now
+            writer.write_table(pa.table({id_column: batch.column(id_column), "score": scores}, schema=schema))
+            seconds["write"] += (now := time.perf_counter()) - clock
+            clock = now
+    return {k: round(v, 2) for k, v in seconds.items()}
+
+
+# Linux charges a child with the RSS its parent had when it was spawned (wait4's ru_maxrss keeps the
+# address space it replaced at exec), and this process holds the feature matrix: a small launcher
+# process starts the scorer and reports that grandchild's own peak.
+LAUNCHER = """
+import os, subprocess, sys
+child = subprocess.Popen(sys.argv[2:])
+_, status, usage = os.wait4(child.pid, 0)
+open(sys.argv[1], "w").write(f"{usage.ru_maxrss} {os.waitstatus_to_exitcode(status)}")
+"""
+
+
+def child_run(model: str, rows: Path, config: Path, out: Path) -> tuple[float, float, dict]:
+    """`python -m ml.score` in a child process: (seconds, its peak RSS in MiB, its report)."""
+    usage = out.with_suffix(".rusage")
+    command = [sys.executable, "-c", LAUNCHER, str(usage), sys.executable, "-m", "ml.score", "--model", model]
+    command += ["--rows", str(rows), "--config", str(config), "--predictions", str(out)]
+    started = time.perf_counter()
+    proc = subprocess.run(command, cwd=REPO, capture_output=True, text=True)
+    seconds = time.perf_counter() - started
+    maxrss_kib, code = (int(v) for v in usage.read_text().split())
+    if proc.returncode != 0 or code != 0:
+        raise SystemExit(f"python -m ml.score failed with exit code {code}:\n{proc.stderr[-2000:]}")
+    return seconds, maxrss_kib / 1024, json.loads(proc.stdout)  # ru_maxrss is in KiB on Linux
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.scoring", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rows", type=int, default=1_000_000, help="rows for the side-by-side throughput run")
+    parser.add_argument("--memory-rows", type=int, default=10_000_000, help="rows for the peak-memory run (0: skip)")
+    parser.add_argument("--chunk-rows", type=int, default=100_000, help="ml.score chunk_rows")
+    parser.add_argument("--repeat", type=int, default=2, help="measurements of (a) and (b) each; the best is kept")
+    args = parser.parse_args(argv)
+    spec = load_spec(REPO / "params.yaml")
+    id_column = spec.id.column
+    raw = pq.read_table(REPO / "data" / "raw" / "data.parquet", columns=spec.expected_columns(include_target=False))
+    print(f"cores: {os.cpu_count()}; load average: {os.getloadavg()[0]:.2f}", flush=True)
+
+    with tempfile.TemporaryDirectory(prefix="keel-bench-scoring-") as tmp:
+        work = Path(tmp)
+        started = time.perf_counter()
+        bootstrap(raw, id_column, args.rows, work / "rows.parquet", seed=1)
+        print(f"bootstrapped {args.rows:,} rows in {time.perf_counter() - started:.1f}s", flush=True)
+        model, manifest_sha256 = train_model(work)
+        predictor = Predictor.load(model, manifest_sha256)
+        booster = predictor.model.booster
+        config = {"expected_manifest_sha256": manifest_sha256, "id_column": id_column, "chunk_rows": args.chunk_rows}
+        write_json(config, str(work / "config.json"))
+
+        matrix = feature_matrix(work / "rows.parquet", predictor, args.chunk_rows)
+        raw_default, raw_all, e2e = [], [], []
+        for _ in range(args.repeat):
+            clock = time.perf_counter()
+            booster.predict(matrix)
+            raw_default.append(time.perf_counter() - clock)
+            clock = time.perf_counter()
+            booster.predict(matrix, num_threads=os.cpu_count())
+            raw_all.append(time.perf_counter() - clock)
+            clock = time.perf_counter()
+            score_file(model, str(work / "rows.parquet"), str(work / "e2e.parquet"), config, log=lambda _: None)
+            e2e.append(time.perf_counter() - clock)
+        threads = booster.params.get("num_threads", "default")
+        rate = {
+            f"raw predict (num_threads={threads}, as loaded)": args.rows / min(raw_default),
+            f"raw predict (num_threads={os.cpu_count()})": args.rows / min(raw_all),
+            "end-to-end score_file": args.rows / min(e2e),
+        }
+        seconds = dict(zip(rate, [min(raw_default), min(raw_all), min(e2e)], strict=True))
+        print(f"\nthroughput on {args.rows:,} rows (best of {args.repeat}; {args.chunk_rows:,}-row chunks):")
+        for name, value in rate.items():
+            print(f"  {name:45s} {seconds[name]:7.2f} s  {value:12,.0f} rows/s")
+        best_raw = max(list(rate.values())[:2])
+        ratio = rate["end-to-end score_file"] / best_raw
+        verdict = "meets" if ratio >= RATIO_TARGET else "MISSES"
+        print(f"  ratio end-to-end / best raw predict: {ratio:.2f} ({verdict} the target {RATIO_TARGET})")
+        profile = stage_profile(work / "rows.parquet", predictor, id_column, args.chunk_rows, work / "p.parquet")
+        print(f"  sequential stage profile, seconds: {profile}", flush=True)
+        del matrix
+
+        if args.memory_rows:
+            big = work / "big.parquet"
+            started = time.perf_counter()
+            bootstrap(raw, id_column, args.memory_rows, big, seed=2)
+            size_mb = big.stat().st_size / 2**20
+            print(
+                f"\nbootstrapped {args.memory_rows:,} rows ({size_mb:,.0f} MiB) in {time.perf_counter() - started:.1f}s"
+            )
+            wall, peak_mb, report = child_run(model, big, work / "config.json", work / "big_predictions.parquet")
+            verdict = "meets" if peak_mb <= RSS_TARGET_MB else "MISSES"
+            print(f"python -m ml.score on {report['rows']:,} rows ({args.chunk_rows:,}-row chunks):")
+            print(
+                f"  {wall:.1f} s wall, {report['seconds']:.1f} s in score_file ({report['rows_per_second']:,.0f} rows/s)"
+            )
+            print(f"  peak RSS {peak_mb:,.0f} MiB ({verdict} the target {RSS_TARGET_MB} MiB)", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

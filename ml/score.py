@@ -1,0 +1,324 @@
+"""Batch scoring entry point: `python -m ml.score --model URI --rows URI --config URI --predictions URI`.
+
+Loads a model artifact once (verified against the registry's manifest sha256), reads the rows
+Parquet file in chunks (only the columns the feature state needs, plus the id column), applies the
+artifact's feature state with the training feature code (ml/features.py), predicts, and appends each
+chunk to the output Parquet file: the id column and `score` (float64), in input order.
+
+Memory is bounded by `chunk_rows` and by the input's row-group size (pyarrow decodes a row group's
+column chunks to cut batches from it), not by the size of the file: about two chunks are in flight,
+one being predicted (LightGBM releases the GIL) while the next is read and transformed.
+
+The output appears all at once: it is written to a hidden sibling `.<name>.tmp-<pid>-<random>` and
+renamed onto the target (a remote target is written locally and uploaded in one PUT), so a killed
+run leaves the previous file or the new one, never a partial one; the next run removes the killed
+run's temporary file. The output's row groups have a fixed size whatever `chunk_rows` is, so the
+same rows and model give a byte-identical file.
+
+Config JSON keys: `expected_manifest_sha256` (required), `id_column` (required), `chunk_rows`
+(default 100000), `model_version` (optional, echoed in the report). Under Dagster Pipes the report
+is the asset's materialization (data version = sha256 of the output); by hand it is JSON on stdout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import glob
+import os
+import re
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import fsspec
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from ml import io
+from ml.artifact import ArtifactIntegrityError
+from ml.features import FeatureError, transform
+from ml.pipes import reporter
+from ml.predictor import Predictor
+
+SCORE_COLUMN = "score"
+OUTPUT_ROW_GROUP_ROWS = 100_000  # fixed, so the file's bytes do not depend on chunk_rows
+PROGRESS_EVERY_CHUNKS = 10
+_HISTOGRAM_BINS = 100_000  # score quantiles to within 1e-5 in bounded memory
+
+
+class ScoringError(ValueError):
+    """The rows, model or configuration cannot be scored; the message names the file, column or key."""
+
+
+@dataclass(frozen=True)
+class ScoreConfig:
+    expected_manifest_sha256: str
+    id_column: str
+    chunk_rows: int = 100_000
+    model_version: str | int | None = None
+
+    @classmethod
+    def from_dict(cls, doc: Any, origin: str = "config") -> ScoreConfig:
+        if not isinstance(doc, dict):
+            raise ScoringError(f"{origin}: the scoring config must be a JSON object, got {type(doc).__name__}")
+        known = {"expected_manifest_sha256", "id_column", "chunk_rows", "model_version"}
+        unknown = sorted(set(doc) - known)
+        missing = sorted({"expected_manifest_sha256", "id_column"} - set(doc))
+        if unknown or missing:
+            raise ScoringError(f"{origin}: unknown keys {unknown}, missing keys {missing} (known: {sorted(known)})")
+        digest, id_column = doc["expected_manifest_sha256"], doc["id_column"]
+        chunk_rows, version = doc.get("chunk_rows", 100_000), doc.get("model_version")
+        if not isinstance(digest, str) or not re.fullmatch(r"[0-9a-f]{64}", digest):
+            raise ScoringError(f"{origin}: expected_manifest_sha256 must be 64 lowercase hex digits, got {digest!r}")
+        if not isinstance(id_column, str) or not id_column or id_column == SCORE_COLUMN:
+            raise ScoringError(f"{origin}: id_column must be a column name other than {SCORE_COLUMN!r}")
+        if isinstance(chunk_rows, bool) or not isinstance(chunk_rows, int) or chunk_rows < 1:
+            raise ScoringError(f"{origin}: chunk_rows must be a positive integer, got {chunk_rows!r}")
+        if version is not None and (isinstance(version, bool) or not isinstance(version, str | int)):
+            raise ScoringError(f"{origin}: model_version must be text or an integer, got {version!r}")
+        return cls(digest, id_column, chunk_rows, version)
+
+
+def remove_stale_temporaries(target: Path) -> list[str]:
+    """Delete `.<name>.tmp-<pid>-*` siblings left by killed runs; a live process's file is left alone."""
+    removed = []
+    for path in target.parent.glob(f".{glob.escape(target.name)}.tmp-*"):
+        pid = path.name.removeprefix(f".{target.name}.tmp-").split("-")[0]
+        if pid.isdigit() and int(pid) != os.getpid() and _alive(int(pid)):
+            continue  # another run writing the same target right now
+        path.unlink(missing_ok=True)
+        removed.append(path.name)
+    return sorted(removed)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+@contextlib.contextmanager
+def _local_model(uri: str) -> Iterator[Path]:
+    """The artifact as a local folder: a remote one is downloaded to a temporary folder first."""
+    if not io.is_remote(uri):
+        yield Path(io.resolve(uri))
+        return
+    fs, base = fsspec.core.url_to_fs(uri)
+    base = base.rstrip("/")
+    with tempfile.TemporaryDirectory(prefix="keel-model-") as tmp:
+        for remote in fs.find(base):
+            local = Path(tmp) / remote[len(base) + 1 :]
+            local.parent.mkdir(parents=True, exist_ok=True)
+            fs.get_file(remote, str(local))
+        yield Path(tmp)
+
+
+def load_predictor(model: str, config: ScoreConfig) -> Predictor:
+    with _local_model(model) as directory:
+        try:
+            return Predictor.load(directory, config.expected_manifest_sha256)
+        except ArtifactIntegrityError as error:
+            raise ScoringError(f"model {model} refused: {error}") from None
+
+
+@contextlib.contextmanager
+def _open_rows(rows: str) -> Iterator[pq.ParquetFile]:
+    fs, path = fsspec.core.url_to_fs(rows)
+    if not fs.exists(path):
+        raise ScoringError(f"rows file not found: {rows}")
+    with contextlib.ExitStack() as stack:
+        try:
+            # Local files are opened by path so that pyarrow reads them without fsspec in between.
+            source = stack.enter_context(fs.open(path, "rb")) if io.is_remote(rows) else io.resolve(rows)
+            parquet = stack.enter_context(pq.ParquetFile(source))
+        except (OSError, pa.ArrowException) as error:
+            raise ScoringError(f"rows file {rows} is not a readable Parquet file: {error}") from None
+        yield parquet
+
+
+def _batches(parquet: pq.ParquetFile, columns: list[str], chunk_rows: int, rows: str) -> Iterator[pa.RecordBatch]:
+    batches = parquet.iter_batches(batch_size=chunk_rows, columns=columns)
+    while True:
+        try:
+            batch = next(batches)
+        except StopIteration:
+            return
+        except (OSError, pa.ArrowException) as error:
+            raise ScoringError(f"rows file {rows} could not be read: {error}") from None
+        yield batch
+
+
+class _Scores:
+    """Writes (id, score) rows in fixed-size row groups and keeps bounded-memory score statistics."""
+
+    def __init__(self, writer: pq.ParquetWriter) -> None:
+        self.writer, self.parts, self.buffered = writer, [], 0
+        self.rows, self.total = 0, 0.0
+        self.histogram = np.zeros(_HISTOGRAM_BINS, dtype="int64")
+
+    def add(self, ids: pa.Array, scores: np.ndarray) -> None:
+        self.rows += len(scores)
+        self.total += float(scores.sum())
+        bins = np.clip((scores * _HISTOGRAM_BINS).astype("int64"), 0, _HISTOGRAM_BINS - 1)
+        self.histogram += np.bincount(bins, minlength=_HISTOGRAM_BINS)
+        self.parts.append(pa.Table.from_arrays([ids, pa.array(scores, pa.float64())], schema=self.writer.schema))
+        self.buffered += len(scores)
+        while self.buffered >= OUTPUT_ROW_GROUP_ROWS:
+            table = pa.concat_tables(self.parts)
+            self._write(table.slice(0, OUTPUT_ROW_GROUP_ROWS))
+            rest = table.slice(OUTPUT_ROW_GROUP_ROWS)
+            self.parts, self.buffered = [rest], len(rest)
+
+    def close(self) -> None:
+        if self.buffered:
+            self._write(pa.concat_tables(self.parts))
+        self.parts, self.buffered = [], 0
+
+    def _write(self, table: pa.Table) -> None:
+        # Contiguous arrays: page boundaries then depend on the rows only, not on how chunks were cut.
+        self.writer.write_table(table.combine_chunks(), row_group_size=OUTPUT_ROW_GROUP_ROWS)
+
+    def quantile(self, q: float) -> float:
+        """The q-quantile (the lower order statistic, as numpy's method="lower") to within half a bin."""
+        rank = q * (self.rows - 1)
+        index = int(np.searchsorted(np.cumsum(self.histogram), rank, side="right"))
+        return round((index + 0.5) / _HISTOGRAM_BINS, 6)
+
+
+def _score_chunks(
+    parquet: pq.ParquetFile,
+    predictor: Predictor,
+    config: ScoreConfig,
+    rows: str,
+    writer: pq.ParquetWriter,
+    log: Callable[[str], None],
+) -> tuple[_Scores, int]:
+    """Read + transform chunk i+1 on this thread while chunk i is predicted on a worker thread."""
+    state, total = predictor.state, parquet.metadata.num_rows
+    columns = list(dict.fromkeys([*state.input_columns, config.id_column]))
+    scores, chunks, started = _Scores(writer), 0, time.perf_counter()
+
+    def finish(ids: pa.Array, future: Future) -> None:
+        nonlocal chunks
+        scores.add(ids, future.result())
+        chunks += 1
+        if chunks == 1 or chunks % PROGRESS_EVERY_CHUNKS == 0 or scores.rows == total:
+            rate = scores.rows / max(time.perf_counter() - started, 1e-9)
+            log(f"scored chunk {chunks}: {scores.rows:,} of {total:,} rows ({rate:,.0f} rows/s)")
+
+    pending: tuple[pa.Array, Future] | None = None
+    offset = 0
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="keel-predict") as pool:
+        for batch in _batches(parquet, columns, config.chunk_rows, rows):
+            try:
+                features = transform(batch.select(state.input_columns).to_pandas(), state)
+            except FeatureError as error:
+                raise ScoringError(f"{rows}, rows {offset:,} to {offset + batch.num_rows - 1:,}: {error}") from None
+            offset += batch.num_rows
+            future = pool.submit(predictor.model.predict, features)
+            if pending is not None:
+                finish(*pending)
+            pending = (batch.column(config.id_column), future)
+        if pending is not None:
+            finish(*pending)
+    scores.close()
+    return scores, chunks
+
+
+def score_file(
+    model: str,
+    rows: str,
+    predictions: str,
+    config: ScoreConfig | dict[str, Any],
+    log: Callable[[str], None] = lambda message: print(message, file=sys.stderr, flush=True),
+) -> dict[str, Any]:
+    """Score the rows file with the model artifact into `predictions`; return the report."""
+    config = config if isinstance(config, ScoreConfig) else ScoreConfig.from_dict(config)
+    started = time.perf_counter()
+    target = predictions if io.is_remote(predictions) else io.resolve(predictions)
+    stale = [] if io.is_remote(target) else remove_stale_temporaries(Path(target))
+    if stale:
+        log(f"removed temporary files left by an interrupted run: {', '.join(stale)}")
+    predictor = load_predictor(model, config)
+    with _open_rows(rows) as parquet:
+        schema = parquet.schema_arrow
+        needed = [*predictor.state.input_columns, config.id_column]
+        missing = [c for c in dict.fromkeys(needed) if c not in schema.names]
+        if missing:
+            raise ScoringError(f"rows file {rows} lacks columns {missing} that the model's feature state needs")
+        if parquet.metadata.num_rows == 0:
+            raise ScoringError(f"rows file {rows} has no rows to score")
+        out_schema = pa.schema(
+            [pa.field(config.id_column, schema.field(config.id_column).type), (SCORE_COLUMN, pa.float64())]
+        )
+        with io.atomic_output(target) as tmp:
+            with pq.ParquetWriter(str(tmp), out_schema) as writer:
+                scores, chunks = _score_chunks(parquet, predictor, config, rows, writer, log)
+            digest = io.file_digest(str(tmp))
+    seconds = time.perf_counter() - started
+    return {
+        "rows": scores.rows,
+        "chunks": chunks,
+        "chunk_rows": config.chunk_rows,
+        "seconds": round(seconds, 3),
+        "rows_per_second": round(scores.rows / max(seconds, 1e-9), 1),
+        "rows_uri": rows,
+        "model_uri": model,
+        "model_family": predictor.model.family,
+        "model_manifest_sha256": config.expected_manifest_sha256,
+        "model_version": config.model_version,
+        "id_column": config.id_column,
+        "predictions_uri": target,
+        "predictions_sha256": digest,
+        "score_mean": round(scores.total / scores.rows, 6),
+        "score_quantiles": {f"p{int(q * 100)}": scores.quantile(q) for q in (0.1, 0.5, 0.9)},
+        "stale_temporaries_removed": stale,
+    }
+
+
+def read_config(uri: str) -> ScoreConfig:
+    try:
+        doc = io.read_json(uri)
+    except FileNotFoundError:
+        raise ScoringError(f"scoring config not found: {uri}") from None
+    except ValueError as error:
+        raise ScoringError(f"scoring config {uri} is not valid JSON: {error}") from None
+    return ScoreConfig.from_dict(doc, origin=uri)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m ml.score", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", required=True, help="model artifact directory (path or URI)")
+    parser.add_argument("--rows", required=True, help="rows to score (Parquet path or URI)")
+    parser.add_argument("--config", required=True, help="scoring configuration JSON")
+    parser.add_argument("--predictions", required=True, help="output Parquet file (path or URI), replaced whole")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    with reporter() as report:
+        report.log(f"scoring {args.rows} with the model at {args.model}")
+        result = score_file(args.model, args.rows, args.predictions, read_config(args.config), log=report.log)
+        result["config_uri"] = args.config
+        report.log(
+            f"wrote {result['rows']:,} scores to {result['predictions_uri']} in {result['seconds']:.1f}s "
+            f"({result['rows_per_second']:,.0f} rows/s); mean score {result['score_mean']:.4f}"
+        )
+        report.materialization(result, data_version=result["predictions_sha256"])
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,287 @@
+"""The batch-scoring entry point: same scores as the predictor, deterministic, all-or-nothing, clear errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import dagster as dg
+import fsspec
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from ml.io import file_digest, write_json
+from ml.predictor import Predictor
+from ml.score import ScoringError, main, score_file
+from ml.train import run as train
+from tests.conftest import REPO
+
+ID = "customer_id"
+
+
+@pytest.fixture(scope="module")
+def model(training_inputs, tmp_path_factory) -> dict:
+    out = tmp_path_factory.mktemp("score_model") / "model"
+    report = train(training_inputs["features"], training_inputs["state"], training_inputs["config"], str(out))
+    return {"dir": str(out), "sha256": report["manifest_sha256"]}
+
+
+@pytest.fixture(scope="module")
+def rows(telco_raw, tmp_path_factory) -> str:
+    """The raw Telco rows (target included: scoring ignores it) in row groups of 1,000."""
+    path = tmp_path_factory.mktemp("score_rows") / "rows.parquet"
+    pq.write_table(pa.Table.from_pandas(telco_raw, preserve_index=False), path, row_group_size=1000)
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def big_rows(telco_raw, tmp_path_factory) -> str:
+    """200,000 rows bootstrapped from the raw data, with new unique ids: a few seconds to score in small chunks."""
+    picked = telco_raw.sample(200_000, replace=True, random_state=0).reset_index(drop=True)
+    picked[ID] = [f"B{i:07d}" for i in range(len(picked))]
+    path = tmp_path_factory.mktemp("score_big") / "rows.parquet"
+    pq.write_table(pa.Table.from_pandas(picked, preserve_index=False), path, row_group_size=50_000)
+    return str(path)
+
+
+def config(model: dict, **changes) -> dict:
+    return {"expected_manifest_sha256": model["sha256"], "id_column": ID, **changes}
+
+
+def cli_args(model: dict, rows: str, out: Path, cfg: dict, tmp_path: Path) -> list[str]:
+    write_json(cfg, str(tmp_path / "score.json"))
+    return [
+        "--model",
+        model["dir"],
+        "--rows",
+        rows,
+        "--config",
+        str(tmp_path / "score.json"),
+        "--predictions",
+        str(out),
+    ]
+
+
+def score_cli(model: dict, rows: str, out: Path, cfg: dict, tmp_path: Path) -> subprocess.CompletedProcess:
+    command = [sys.executable, "-m", "ml.score", *cli_args(model, rows, out, cfg, tmp_path)]
+    return subprocess.run(command, cwd=REPO, capture_output=True, text=True)
+
+
+def leftovers(target: Path) -> list[str]:
+    return sorted(p.name for p in target.parent.glob(f".{target.name}.tmp-*"))
+
+
+@pytest.mark.parametrize("chunk_rows", [333, 1000, 2500, 100_000])
+def test_output_is_the_predictors_scores_in_input_order(model, rows, tmp_path, chunk_rows):
+    out = tmp_path / "predictions.parquet"
+    report = score_file(model["dir"], rows, str(out), config(model, chunk_rows=chunk_rows), log=lambda _: None)
+    raw = pd.read_parquet(rows)
+    expected = Predictor.load(model["dir"]).predict(raw)
+    written = pq.read_table(out)
+    assert written.column_names == [ID, "score"] and written.schema.field("score").type == pa.float64()
+    assert written.column(ID).to_pylist() == raw[ID].tolist()
+    np.testing.assert_array_equal(written.column("score").to_numpy(), expected)
+    # 7,043 rows: 333 leaves a last partial chunk of 50 rows; 333 and 1000 cut inside row groups of 1000.
+    assert report["chunks"] == -(-7043 // chunk_rows) and report["rows"] == 7043
+    assert report["predictions_sha256"] == file_digest(str(out))
+    assert report["score_mean"] == pytest.approx(expected.mean(), abs=1e-6)
+    for name, q in [("p10", 0.1), ("p50", 0.5), ("p90", 0.9)]:
+        assert report["score_quantiles"][name] == pytest.approx(np.quantile(expected, q, method="lower"), abs=1e-5)
+    assert leftovers(out) == []
+
+
+def test_same_rows_and_model_give_a_byte_identical_file_whatever_the_chunk_size(model, rows, tmp_path):
+    digests = set()
+    for i, chunk_rows in enumerate([100_000, 100_000, 333]):
+        out = tmp_path / f"p{i}.parquet"
+        score_file(model["dir"], rows, str(out), config(model, chunk_rows=chunk_rows), log=lambda _: None)
+        digests.add(file_digest(str(out)))
+    assert len(digests) == 1
+
+
+def test_remote_uris_read_and_write_through_fsspec(model, rows, tmp_path):
+    fs = fsspec.filesystem("memory")
+    for path in Path(model["dir"]).rglob("*"):
+        if path.is_file():
+            fs.pipe(f"/keel-test/model/{path.relative_to(model['dir'])}", path.read_bytes())
+    fs.pipe("/keel-test/rows.parquet", Path(rows).read_bytes())
+    report = score_file(
+        "memory://keel-test/model",
+        "memory://keel-test/rows.parquet",
+        "memory://keel-test/out/predictions.parquet",
+        config(model, chunk_rows=2000),
+        log=lambda _: None,
+    )
+    score_file(model["dir"], rows, str(tmp_path / "local.parquet"), config(model), log=lambda _: None)
+    remote_bytes = fs.cat("/keel-test/out/predictions.parquet")
+    assert remote_bytes == (tmp_path / "local.parquet").read_bytes()
+    assert fs.ls("/keel-test/out", detail=False) == ["/keel-test/out/predictions.parquet"]  # one object, no temp
+    assert report["predictions_uri"] == "memory://keel-test/out/predictions.parquet"
+    fs.rm("/keel-test", recursive=True)
+
+
+def test_a_failed_run_keeps_the_previous_output_byte_for_byte(model, rows, telco_raw, tmp_path):
+    out = tmp_path / "predictions.parquet"
+    score_file(model["dir"], rows, str(out), config(model, chunk_rows=1000), log=lambda _: None)
+    good = out.read_bytes()
+
+    # A bad value in the 6th chunk: five chunks are already in the temporary file when it fails.
+    bad = telco_raw.copy()
+    bad.loc[5500, "partner"] = 7
+    pq.write_table(pa.Table.from_pandas(bad, preserve_index=False), tmp_path / "bad.parquet", row_group_size=1000)
+    with pytest.raises(ScoringError, match=r"rows 5,000 to 5,999: boolean column 'partner' has values .*\['7'\]"):
+        score_file(model["dir"], str(tmp_path / "bad.parquet"), str(out), config(model, chunk_rows=1000))
+    assert out.read_bytes() == good and leftovers(out) == []
+
+    with pytest.raises(ScoringError, match=f"does not match the registered {'0' * 64}"):
+        score_file(model["dir"], rows, str(out), config(model, expected_manifest_sha256="0" * 64))
+    assert out.read_bytes() == good and leftovers(out) == []
+
+
+def start_and_kill(model: dict, rows: str, out: Path, tmp_path: Path) -> None:
+    """Start a CLI run in 2,000-row chunks, SIGKILL it once it reports its first chunk."""
+    write_json(config(model, chunk_rows=2000), str(tmp_path / "small_chunks.json"))
+    command = [sys.executable, "-m", "ml.score", "--model", model["dir"], "--rows", rows]
+    command += ["--config", str(tmp_path / "small_chunks.json"), "--predictions", str(out)]
+    proc = subprocess.Popen(command, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        for line in proc.stderr:
+            if line.startswith("scored chunk 1:"):
+                break
+        else:
+            raise AssertionError(f"no progress line; exit code {proc.wait()}")
+        os.kill(proc.pid, signal.SIGKILL)
+    finally:
+        proc.wait()  # reaped: its pid no longer counts as a live writer
+        proc.stderr.close()
+    assert proc.returncode == -signal.SIGKILL  # killed mid-run, not finished before the signal
+
+
+@pytest.mark.parametrize("previous", [False, True], ids=["first_run", "over_a_good_output"])
+def test_a_killed_run_leaves_no_partial_file_and_the_next_run_cleans_up(model, big_rows, tmp_path, previous):
+    out = tmp_path / "predictions.parquet"
+    good = None
+    if previous:
+        score_file(model["dir"], big_rows, str(out), config(model), log=lambda _: None)
+        good = out.read_bytes()
+    start_and_kill(model, big_rows, out, tmp_path)
+    assert (out.read_bytes() if out.exists() else None) == good
+    stale = leftovers(out)
+    assert len(stale) == 1  # the killed run's temporary file
+
+    report = score_file(model["dir"], big_rows, str(out), config(model), log=lambda _: None)
+    assert report["stale_temporaries_removed"] == stale and leftovers(out) == []
+    assert pq.ParquetFile(out).metadata.num_rows == report["rows"] == 200_000
+    if good is not None:
+        assert out.read_bytes() == good
+
+
+@pytest.mark.parametrize(
+    ("case", "message"),
+    [
+        ("missing_column", "lacks columns ['tenure', 'customer_id'] that the model's feature state needs"),
+        ("no_file", "rows file not found: {rows}"),
+        ("not_parquet", "rows file {rows} is not a readable Parquet file"),
+        ("empty", "rows file {rows} has no rows to score"),
+        ("wrong_hash", "does not match the registered " + "a" * 64),
+        ("no_model", "model {model} refused: {model}: no manifest.json"),
+        ("bad_config", "unknown keys ['chunk_size'], missing keys ['id_column']"),
+    ],
+)
+def test_bad_input_fails_with_one_line_naming_it_and_writes_nothing(model, telco_raw, tmp_path, capsys, case, message):
+    rows, cfg, model_dir = str(tmp_path / "rows.parquet"), config(model), model
+    frame = telco_raw
+    if case == "missing_column":
+        frame = telco_raw.drop(columns=["tenure", ID])
+    elif case == "empty":
+        frame = telco_raw.iloc[:0]
+    if case == "not_parquet":
+        Path(rows).write_text("customer_id,tenure\nC1,3\n")
+    elif case != "no_file":
+        frame.to_parquet(rows, index=False)
+    if case == "wrong_hash":
+        cfg = config(model, expected_manifest_sha256="a" * 64)
+    elif case == "no_model":
+        model_dir = {**model, "dir": str(tmp_path / "nowhere")}
+    elif case == "bad_config":
+        cfg = {"expected_manifest_sha256": model["sha256"], "chunk_size": 10}
+    with pytest.raises(SystemExit) as exit_info:  # the CLI's main(), in-process: same code, no interpreter start-up
+        main(cli_args(model_dir, rows, tmp_path / "out.parquet", cfg, tmp_path))
+    out, err = capsys.readouterr()
+    lines = err.strip().splitlines()
+    assert exit_info.value.code == 1 and out == "" and "Traceback" not in err
+    assert [line for line in lines if line.startswith("error: ")] == lines[-1:]  # exactly one error line, the last
+    assert message.format(rows=rows, model=model_dir["dir"]) in lines[-1], err
+    assert not (tmp_path / "out.parquet").exists() and leftovers(tmp_path / "out.parquet") == []
+
+
+def test_the_cli_prints_the_report_logs_progress_and_exits_1_on_error(model, rows, tmp_path):
+    out = tmp_path / "predictions.parquet"
+    proc = score_cli(model, rows, out, config(model, chunk_rows=500, model_version="7"), tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(proc.stdout)
+    assert report["model_version"] == "7" and report["model_manifest_sha256"] == model["sha256"]
+    assert report["predictions_sha256"] == file_digest(str(out)) and report["rows"] == 7043
+    assert report["chunks"] == 15 and report["rows_per_second"] > 0
+    progress = [line for line in proc.stderr.splitlines() if line.startswith("scored chunk")]
+    assert [line.split(":")[0] for line in progress] == ["scored chunk 1", "scored chunk 10", "scored chunk 15"]
+
+    failed = score_cli(model, rows, out, config(model, expected_manifest_sha256="b" * 64), tmp_path)
+    assert failed.returncode == 1 and failed.stdout == "" and "Traceback" not in failed.stderr
+    assert failed.stderr.splitlines()[-1].startswith("error: model ") and "b" * 64 in failed.stderr
+    assert file_digest(str(out)) == report["predictions_sha256"]
+
+
+BLOCK_SKLEARN = """
+import runpy, sys
+sys.modules["sklearn"] = None  # as if scikit-learn were not installed: any import of it fails
+sys.argv = ["ml.score", *sys.argv[1:]]
+runpy.run_module("ml.score", run_name="__main__", alter_sys=True)
+"""
+
+
+@pytest.mark.parametrize("family", ["lightgbm", "logistic_regression"])
+def test_scoring_runs_without_scikit_learn(model, training_inputs, rows, tmp_path, family):
+    # LightGBM imports scikit-learn whenever it is installed (lightgbm/compat.py), so "not imported"
+    # cannot be checked in sys.modules here; what matters is that scoring does not need it.
+    if family == "logistic_regression":
+        cfg = {**training_inputs["training_config"].to_dict(), "model": family, "hyperparameters": {"max_iter": 2000}}
+        write_json(cfg, str(tmp_path / "lr.json"))
+        lr = train(
+            training_inputs["features"], training_inputs["state"], str(tmp_path / "lr.json"), str(tmp_path / "m")
+        )
+        model = {"dir": str(tmp_path / "m"), "sha256": lr["manifest_sha256"]}
+    write_json(config(model), str(tmp_path / "score.json"))
+    out = tmp_path / "predictions.parquet"
+    command = [sys.executable, "-c", BLOCK_SKLEARN, "--model", model["dir"], "--rows", rows]
+    command += ["--config", str(tmp_path / "score.json"), "--predictions", str(out)]
+    proc = subprocess.run(command, cwd=REPO, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    expected = Predictor.load(model["dir"]).predict(pd.read_parquet(rows))
+    np.testing.assert_array_equal(pq.read_table(out).column("score").to_numpy(), expected)
+
+
+def test_under_dagster_pipes_the_report_is_the_materialization(model, rows, tmp_path):
+    write_json(config(model), str(tmp_path / "score.json"))
+    out = tmp_path / "predictions.parquet"
+    command = [sys.executable, "-m", "ml.score", "--model", model["dir"], "--rows", rows]
+    command += ["--config", str(tmp_path / "score.json"), "--predictions", str(out)]
+
+    @dg.asset
+    def predictions(context, pipes: dg.PipesSubprocessClient):
+        return pipes.run(context=context, command=command).get_materialize_result()
+
+    with dg.DagsterInstance.ephemeral() as instance:
+        result = dg.materialize(
+            [predictions], resources={"pipes": dg.PipesSubprocessClient(cwd=str(REPO))}, instance=instance
+        )
+    event = result.asset_materializations_for_node("predictions")[0]
+    assert event.metadata["report"].value["rows"] == 7043
+    assert event.tags["dagster/data_version"] == file_digest(str(out))
