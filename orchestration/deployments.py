@@ -15,9 +15,13 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+import dagster as dg
+
+from resources.azureml import PUBLIC_RESOURCE_MANAGER, AzureMLCompute
 from resources.compute import LocalCompute
 from resources.dvc import DvcResource
 from resources.registry import ModelRegistry
+from resources.sagemaker import SageMakerCompute
 from resources.storage import ArtifactStore
 
 DEPLOYMENT_VARIABLE = "KEEL_DEPLOYMENT"
@@ -90,8 +94,94 @@ def local(root: Path = PROJECT_ROOT, environ: Mapping[str, str] | None = None) -
     }
 
 
+def aws(root: Path = PROJECT_ROOT, environ: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """SageMaker training jobs, artifacts under KEEL_S3_ROOT (docs/cloud.md lists every variable)."""
+    environ = os.environ if environ is None else environ
+    s3_root = uri_setting(environ, "aws", "KEEL_S3_ROOT", "s3", "s3://bucket/prefix for artifacts and jobs")
+    region = environ.get("AWS_REGION", "").strip() or environ.get("AWS_DEFAULT_REGION", "").strip()
+    if not region:
+        raise DeploymentError(
+            f"{DEPLOYMENT_VARIABLE}=aws needs the environment variable AWS_REGION (or AWS_DEFAULT_REGION)"
+        )
+    runtime = int_setting(environ, "aws", "KEEL_SAGEMAKER_MAX_RUNTIME_SECONDS", 3600)
+    compute = SageMakerCompute(
+        region=region,
+        role_arn=setting(environ, "aws", "KEEL_SAGEMAKER_ROLE_ARN", description="execution role of the training jobs"),
+        image_uri=setting(environ, "aws", "KEEL_SAGEMAKER_IMAGE_URI", description="ECR URI of the project's image"),
+        pipes_uri=f"{s3_root}/pipes",  # Pipes context and messages, one folder per job
+        output_uri=f"{s3_root}/sagemaker-jobs",  # each job's model.tar.gz, before it is unpacked
+        instance_type=setting(environ, "aws", "KEEL_SAGEMAKER_INSTANCE_TYPE", "ml.m5.large"),
+        instance_count=int_setting(environ, "aws", "KEEL_SAGEMAKER_INSTANCE_COUNT", 1),
+        volume_size_gb=int_setting(environ, "aws", "KEEL_SAGEMAKER_VOLUME_GB", 30),
+        spot=bool_setting(environ, "aws", "KEEL_SAGEMAKER_SPOT", False),
+        max_runtime_seconds=runtime,
+        max_wait_seconds=int_setting(environ, "aws", "KEEL_SAGEMAKER_MAX_WAIT_SECONDS", 0) or None,
+        poll_interval_seconds=float(int_setting(environ, "aws", "KEEL_SAGEMAKER_POLL_SECONDS", 30)),
+        endpoint_url=environ.get("KEEL_SAGEMAKER_ENDPOINT_URL", "").strip() or None,
+    )
+    return {**shared(root), "storage": ArtifactStore(root=s3_root), "compute": compute}
+
+
+def azure(root: Path = PROJECT_ROOT, environ: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """Azure ML command jobs, artifacts under KEEL_AZURE_STORAGE_ROOT (docs/cloud.md lists every variable).
+
+    Storage access comes from the environment as adlfs and azure-storage-blob read it: the account
+    in AZURE_STORAGE_ACCOUNT_NAME with Entra ID (DefaultAzureCredential), or, for Azurite and
+    development, AZURE_STORAGE_CONNECTION_STRING (passed to the resource as a dg.EnvVar, never a value).
+    """
+    environ = os.environ if environ is None else environ
+    root_uri = uri_setting(environ, "azure", "KEEL_AZURE_STORAGE_ROOT", "az", "az://container/prefix for artifacts")
+    workspace = {
+        "subscription_id": setting(environ, "azure", "KEEL_AZUREML_SUBSCRIPTION_ID"),
+        "resource_group": setting(environ, "azure", "KEEL_AZUREML_RESOURCE_GROUP"),
+        "workspace": setting(environ, "azure", "KEEL_AZUREML_WORKSPACE"),
+        "compute": setting(environ, "azure", "KEEL_AZUREML_COMPUTE", description="compute cluster name"),
+        "datastore": setting(
+            environ, "azure", "KEEL_AZUREML_DATASTORE", description="datastore on the storage root's container"
+        ),
+    }
+    image, environment = (
+        environ.get(name, "").strip() or None for name in ("KEEL_AZUREML_IMAGE", "KEEL_AZUREML_ENVIRONMENT")
+    )
+    if bool(image) == bool(environment):
+        raise DeploymentError(
+            f"{DEPLOYMENT_VARIABLE}=azure needs KEEL_AZUREML_IMAGE or KEEL_AZUREML_ENVIRONMENT (exactly one)"
+        )
+    account = environ.get("AZURE_STORAGE_ACCOUNT_NAME", "").strip()
+    account_url = environ.get("KEEL_AZURE_STORAGE_ACCOUNT_URL", "").strip() or (
+        f"https://{account}.blob.core.windows.net" if account else ""
+    )
+    if not account_url:
+        raise DeploymentError(
+            f"{DEPLOYMENT_VARIABLE}=azure needs KEEL_AZURE_STORAGE_ACCOUNT_URL or AZURE_STORAGE_ACCOUNT_NAME"
+        )
+    connection = "AZURE_STORAGE_CONNECTION_STRING"
+    compute = AzureMLCompute(
+        **workspace,
+        image=image,
+        environment=environment,
+        container=root_uri.removeprefix("az://").split("/", 1)[0],
+        storage_account_url=account_url,
+        storage_connection_string=dg.EnvVar(connection) if environ.get(connection, "").strip() else None,
+        identity_client_id=environ.get("KEEL_AZUREML_IDENTITY_CLIENT_ID", "").strip() or None,
+        experiment=setting(environ, "azure", "KEEL_AZUREML_EXPERIMENT", "keel"),
+        resource_manager_url=setting(environ, "azure", "KEEL_AZUREML_RESOURCE_MANAGER_URL", PUBLIC_RESOURCE_MANAGER),
+        poll_interval_seconds=float_setting(environ, "azure", "KEEL_AZUREML_POLL_SECONDS", 15.0),
+        message_interval_seconds=float_setting(environ, "azure", "KEEL_PIPES_MESSAGE_INTERVAL", 10.0),
+    )
+    return {**shared(root), "storage": ArtifactStore(root=root_uri), "compute": compute}
+
+
+def float_setting(environ: Mapping[str, str], deployment: str, name: str, default: float) -> float:
+    raw = setting(environ, deployment, name, f"{default:g}")
+    try:
+        return float(raw)
+    except ValueError:
+        raise DeploymentError(f"{name}={raw!r} is not a number ({DEPLOYMENT_VARIABLE}={deployment})") from None
+
+
 # KEEL_DEPLOYMENT value -> function building its resources. One entry per deployment.
-DEPLOYMENTS: dict[str, Deployment] = {"local": local}
+DEPLOYMENTS: dict[str, Deployment] = {"local": local, "aws": aws, "azure": azure}
 
 
 def deployment_name(environ: Mapping[str, str] | None = None) -> str:
