@@ -5,8 +5,8 @@ SHELL := /bin/bash
 PYTHON ?= python3
 UV_VERSION := 0.13.8
 UV := .tools/bin/uv
-# Azure Blob emulator for the cloud tests, from npm into .tools/node (never global). 3.35.0 is the
-# release the cloud notes verified; newer ones need Node >= 22 (Debian 12 ships 18).
+# Azure Blob emulator for the cloud tests, from npm into .tools/node (never global). 3.35.0 runs on
+# Debian 12's Node 18; newer releases need Node >= 22.
 AZURITE_VERSION := 3.35.0
 AZURITE_STAMP := .tools/node/.azurite-$(AZURITE_VERSION)
 BIN := .venv/bin

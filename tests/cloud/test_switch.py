@@ -83,6 +83,15 @@ def test_the_code_location_loads_the_same_assets_on_every_deployment():
     assert found["local"]["code_versions"] == found["aws"]["code_versions"]
 
 
+def test_the_documented_aws_example_is_a_complete_deployment(tmp_path):
+    lines = (REPO / "docs" / "examples" / "cloud" / "aws.env").read_text().splitlines()
+    settings = dict(line.split("=", 1) for line in lines if line and not line.startswith("#"))
+    assert not any("SECRET" in name or "KEY" in name for name in settings)  # credentials never go in the file
+    resources = deployments.resources_for(root=tmp_path, environ=settings)
+    assert isinstance(resources["compute"], SageMakerCompute)
+    assert resources["storage"].root == settings["KEEL_S3_ROOT"]
+
+
 def test_an_unknown_deployment_names_the_variable():
     with pytest.raises(deployments.DeploymentError, match=r"KEEL_DEPLOYMENT='mars' is not a known deployment.*aws"):
         deployments.resources_for(environ={"KEEL_DEPLOYMENT": "mars"})
