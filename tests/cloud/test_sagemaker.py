@@ -254,13 +254,14 @@ def test_a_failed_or_stopped_job_fails_the_run_and_registers_nothing(
     assert instance.get_latest_materialization_event(registered_model.key) is None
 
 
-def test_an_interrupted_run_stops_the_training_job(aws, s3, stubbed, monkeypatch):
+@pytest.mark.parametrize("interruption", [dg.DagsterExecutionInterruptedError, KeyboardInterrupt])
+def test_an_interrupted_run_stops_the_training_job(aws, s3, stubbed, monkeypatch, interruption):
     stubbed.add_response("create_training_job", {"TrainingJobArn": "arn:aws:sagemaker:::training-job/x"}, None)
     stubbed.add_response("describe_training_job", described("InProgress", "Training"), {"TrainingJobName": ANY})
     stubbed.add_response("stop_training_job", {}, {"TrainingJobName": ANY})
 
     def interrupted(seconds: float) -> None:
-        raise dg.DagsterExecutionInterruptedError()
+        raise interruption()
 
     monkeypatch.setattr(sagemaker_module, "_wait", interrupted)
     compute = deployments.resources_for(environ=aws_settings(aws))["compute"]
@@ -272,7 +273,7 @@ def test_an_interrupted_run_stops_the_training_job(aws, s3, stubbed, monkeypatch
         compute.run(context, "ml.train", {"config": uri}, {"out": f"s3://{BUCKET}/keel/out"})
 
     instance = dg.DagsterInstance.ephemeral()
-    with pytest.raises(dg.DagsterExecutionInterruptedError):
+    with pytest.raises(interruption):
         dg.materialize([trained], resources={"compute": compute}, instance=instance)
     stubbed.assert_no_pending_responses()  # StopTrainingJob was called
     logs = "\n".join(e.user_message for e in instance.all_logs(instance.get_runs()[0].run_id))
