@@ -8,8 +8,9 @@ one-line message (exit code 1) instead of a traceback.
 How the Pipes context arrives and where messages go is picked by `KEEL_PIPES_TRANSPORT`, which the
 compute backend sets in the job's environment: unset means Dagster's defaults (environment variable
 or file, as for a local subprocess); `s3` reads the context from and writes messages to S3 (a
-SageMaker job). Each transport is one small function in `TRANSPORTS`; its client libraries are
-imported only when it is picked, so the local path needs none of them.
+SageMaker job); `azureblob` does the same in Azure Blob Storage (an Azure ML job). Each transport
+is one small function in `TRANSPORTS`; its client libraries are imported only when it is picked,
+so the local path needs none of them.
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from dagster_pipes import (
+    PipesAzureBlobStorageContextLoader,
+    PipesAzureBlobStorageMessageWriter,
     PipesContextLoader,
     PipesEnvVarParamsLoader,
     PipesMessageWriter,
@@ -56,8 +59,32 @@ def _s3() -> Transport:
     return PipesS3ContextLoader(client), PipesS3MessageWriter(client, interval=_message_interval())
 
 
+AZURE_ACCOUNT_URL_VARIABLE = "KEEL_AZURE_STORAGE_ACCOUNT_URL"
+
+
+def _azureblob() -> Transport:
+    from azure.storage.blob import BlobServiceClient
+
+    # A connection string (Azurite, development) wins; on Azure ML the compute's managed identity
+    # (DefaultAzureCredential; AZURE_CLIENT_ID picks a user-assigned one) reaches the account URL.
+    connection = os.environ.get("AZURE_STORAGE_CONNECTION_STRING", "").strip()
+    if connection:
+        client = BlobServiceClient.from_connection_string(connection)
+    else:
+        url = os.environ.get(AZURE_ACCOUNT_URL_VARIABLE, "").strip()
+        if not url:
+            raise ValueError(
+                f"{TRANSPORT_VARIABLE}=azureblob needs {AZURE_ACCOUNT_URL_VARIABLE} (or AZURE_STORAGE_CONNECTION_STRING)"
+            )
+        from azure.identity import DefaultAzureCredential
+
+        client = BlobServiceClient(url, credential=DefaultAzureCredential())
+    writer = PipesAzureBlobStorageMessageWriter(client, interval=_message_interval())
+    return PipesAzureBlobStorageContextLoader(client), writer
+
+
 # KEEL_PIPES_TRANSPORT value -> (context loader, message writer). One entry per object store.
-TRANSPORTS: dict[str, Callable[[], Transport]] = {"s3": _s3}
+TRANSPORTS: dict[str, Callable[[], Transport]] = {"s3": _s3, "azureblob": _azureblob}
 
 
 def transport() -> Transport | tuple[None, None]:

@@ -18,6 +18,13 @@ Platforms, in `PLATFORMS` order; the first that recognises the environment wins,
   (`/opt/ml/input/config/hyperparameters.json`, all values strings) whose key names an argument
   replace that argument before it is resolved, so a job started from the console can override one.
 
+- Azure ML (a `KEEL_AZUREML_PATH_*` variable is set): Azure ML mounts the inputs and creates the
+  output folders itself, and names their local paths only in the command line (`${{inputs.x}}`).
+  The Azure ML backend therefore starts the entry point as
+  `KEEL_AZUREML_PATH_<NAME>=${{inputs.name}} ... python -m ml.x --name <URI> ...`: input and output
+  `name` are the paths in `KEEL_AZUREML_PATH_<NAME>`, and the arguments stay the URIs, so the
+  report names where the asset will find its outputs, not a folder on the compute node.
+
 Adding a platform is one function `(arguments, inputs, outputs, environ) -> dict | None` returning
 None when the environment is not that platform, appended to `PLATFORMS`.
 """
@@ -77,7 +84,24 @@ def sagemaker(
     return resolved
 
 
-PLATFORMS: list[Resolver] = [sagemaker]
+AZUREML_PATH_PREFIX = "KEEL_AZUREML_PATH_"
+
+
+def azureml(
+    arguments: dict[str, str], inputs: list[str], outputs: list[str], environ: Mapping[str, str]
+) -> dict[str, str] | None:
+    if not any(name.startswith(AZUREML_PATH_PREFIX) for name in environ):
+        return None
+    resolved = dict(arguments)
+    for name in [*inputs, *outputs]:
+        variable = f"{AZUREML_PATH_PREFIX}{name.upper()}"
+        if not environ.get(variable):
+            raise ValueError(f"{name!r}: {variable} is not set; the Azure ML job's command must name its local path")
+        resolved[name] = environ[variable]
+    return resolved
+
+
+PLATFORMS: list[Resolver] = [sagemaker, azureml]
 
 
 def resolve(
