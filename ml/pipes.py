@@ -8,9 +8,9 @@ one-line message (exit code 1) instead of a traceback.
 How the Pipes context arrives and where messages go is picked by `KEEL_PIPES_TRANSPORT`, which the
 compute backend sets in the job's environment: unset means Dagster's defaults (environment variable
 or file, as for a local subprocess); `s3` reads the context from and writes messages to S3 (a
-SageMaker job); `azureblob` does the same in Azure Blob Storage (an Azure ML job). Each transport
-is one small function in `TRANSPORTS`; its client libraries are imported only when it is picked,
-so the local path needs none of them.
+SageMaker job); `gcs` in Cloud Storage (a Vertex AI job); `azureblob` does the same in Azure Blob
+Storage (an Azure ML job). Each transport is one small function in `TRANSPORTS`; its client
+libraries are imported only when it is picked, so the local path needs none of them.
 """
 
 from __future__ import annotations
@@ -27,6 +27,8 @@ from dagster_pipes import (
     PipesAzureBlobStorageMessageWriter,
     PipesContextLoader,
     PipesEnvVarParamsLoader,
+    PipesGCSContextLoader,
+    PipesGCSMessageWriter,
     PipesMessageWriter,
     PipesS3ContextLoader,
     PipesS3MessageWriter,
@@ -83,8 +85,16 @@ def _azureblob() -> Transport:
     return PipesAzureBlobStorageContextLoader(client), writer
 
 
+def _gcs() -> Transport:
+    from google.cloud import storage
+
+    # The job's service account (Application Default Credentials); STORAGE_EMULATOR_HOST for an emulator.
+    client = storage.Client()
+    return PipesGCSContextLoader(client), PipesGCSMessageWriter(client, interval=_message_interval())
+
+
 # KEEL_PIPES_TRANSPORT value -> (context loader, message writer). One entry per object store.
-TRANSPORTS: dict[str, Callable[[], Transport]] = {"s3": _s3, "azureblob": _azureblob}
+TRANSPORTS: dict[str, Callable[[], Transport]] = {"s3": _s3, "azureblob": _azureblob, "gcs": _gcs}
 
 
 def transport() -> Transport | tuple[None, None]:

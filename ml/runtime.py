@@ -25,6 +25,14 @@ Platforms, in `PLATFORMS` order; the first that recognises the environment wins,
   `name` are the paths in `KEEL_AZUREML_PATH_<NAME>`, and the arguments stay the URIs, so the
   report names where the asset will find its outputs, not a folder on the compute node.
 
+- Vertex AI (`AIP_MODEL_DIR` is set: Vertex sets it from the job's `baseOutputDirectory`, which the
+  Vertex backend always sends): the job's service account reads and writes Cloud Storage itself,
+  so gs:// inputs and outputs stay as given (gcsfs), and so do paths under `/gcs/` (Vertex's Cloud
+  Storage FUSE mount). An output given as a relative name (a job started by hand with `--out
+  model`) goes under `AIP_MODEL_DIR`. Any other local output path is refused: the job's disk is
+  gone when it ends. AIP_CHECKPOINT_DIR and AIP_TENSORBOARD_LOG_DIR are not used (no entry point
+  checkpoints or writes TensorBoard logs).
+
 Adding a platform is one function `(arguments, inputs, outputs, environ) -> dict | None` returning
 None when the environment is not that platform, appended to `PLATFORMS`.
 """
@@ -101,7 +109,30 @@ def azureml(
     return resolved
 
 
-PLATFORMS: list[Resolver] = [sagemaker, azureml]
+VERTEX_FUSE_ROOT = "/gcs/"
+
+
+def vertex(
+    arguments: dict[str, str], inputs: list[str], outputs: list[str], environ: Mapping[str, str]
+) -> dict[str, str] | None:
+    model_dir = environ.get("AIP_MODEL_DIR", "").strip()
+    if not model_dir:
+        return None
+    resolved = dict(arguments)
+    for name in outputs:
+        value = arguments[name]
+        if value.startswith(("gs://", VERTEX_FUSE_ROOT)):
+            continue
+        if "://" in value or value.startswith(("/", "~")):
+            raise ValueError(
+                f"output {name!r} is {value!r}, which a Vertex AI job cannot keep (its disk is gone when it ends); "
+                f"pass a gs:// URI, or a relative name to write it under AIP_MODEL_DIR ({model_dir})"
+            )
+        resolved[name] = f"{model_dir.rstrip('/')}/{value.removeprefix('./')}"
+    return resolved
+
+
+PLATFORMS: list[Resolver] = [sagemaker, azureml, vertex]
 
 
 def resolve(

@@ -23,6 +23,7 @@ from resources.dvc import DvcResource
 from resources.registry import ModelRegistry
 from resources.sagemaker import SageMakerCompute
 from resources.storage import ArtifactStore
+from resources.vertex import VertexCompute
 
 DEPLOYMENT_VARIABLE = "KEEL_DEPLOYMENT"
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
@@ -122,6 +123,47 @@ def aws(root: Path = PROJECT_ROOT, environ: Mapping[str, str] | None = None) -> 
     return {**shared(root), "storage": ArtifactStore(root=s3_root), "compute": compute}
 
 
+def gcp(root: Path = PROJECT_ROOT, environ: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """Vertex AI custom jobs, artifacts under KEEL_GCS_ROOT (docs/cloud.md lists every variable).
+
+    Credentials are Application Default Credentials for the Vertex API and Cloud Storage alike;
+    STORAGE_EMULATOR_HOST, when set, points Cloud Storage at an emulator.
+    """
+    environ = os.environ if environ is None else environ
+    gcs_root = uri_setting(environ, "gcp", "KEEL_GCS_ROOT", "gs", "gs://bucket/prefix for artifacts and jobs")
+    project = environ.get("KEEL_VERTEX_PROJECT", "").strip() or environ.get("GOOGLE_CLOUD_PROJECT", "").strip()
+    if not project:
+        raise DeploymentError(
+            f"{DEPLOYMENT_VARIABLE}=gcp needs the environment variable KEEL_VERTEX_PROJECT (or GOOGLE_CLOUD_PROJECT)"
+        )
+    location = setting(environ, "gcp", "KEEL_VERTEX_LOCATION", description="Vertex AI region, e.g. europe-west4")
+    replicas = int_setting(environ, "gcp", "KEEL_VERTEX_REPLICA_COUNT", 1)
+    if replicas != 1:
+        raise DeploymentError(
+            f"KEEL_VERTEX_REPLICA_COUNT={replicas}: the ml entry points are single-process, and every replica "
+            f"would run the same command and race on its outputs; only 1 is supported ({DEPLOYMENT_VARIABLE}=gcp)"
+        )
+    compute = VertexCompute(
+        project=project,
+        location=location,
+        image_uri=setting(environ, "gcp", "KEEL_VERTEX_IMAGE_URI", description="Artifact Registry URI of the image"),
+        service_account=setting(
+            environ, "gcp", "KEEL_VERTEX_SERVICE_ACCOUNT", description="email of the service account jobs run as"
+        ),
+        pipes_uri=f"{gcs_root}/pipes",  # Pipes context and messages, one folder per job
+        output_uri=f"{gcs_root}/vertex-jobs",  # each job's baseOutputDirectory (AIP_MODEL_DIR, ...)
+        machine_type=setting(environ, "gcp", "KEEL_VERTEX_MACHINE_TYPE", "n1-standard-4"),
+        replica_count=replicas,
+        timeout_seconds=int_setting(environ, "gcp", "KEEL_VERTEX_TIMEOUT_SECONDS", 3600),
+        poll_interval_seconds=float_setting(environ, "gcp", "KEEL_VERTEX_POLL_SECONDS", 30.0),
+        message_interval_seconds=float_setting(environ, "gcp", "KEEL_PIPES_MESSAGE_INTERVAL", 5.0),
+        api_endpoint=setting(
+            environ, "gcp", "KEEL_VERTEX_API_ENDPOINT", f"https://{location}-aiplatform.googleapis.com"
+        ),
+    )
+    return {**shared(root), "storage": ArtifactStore(root=gcs_root), "compute": compute}
+
+
 def azure(root: Path = PROJECT_ROOT, environ: Mapping[str, str] | None = None) -> dict[str, Any]:
     """Azure ML command jobs, artifacts under KEEL_AZURE_STORAGE_ROOT (docs/cloud.md lists every variable).
 
@@ -181,7 +223,7 @@ def float_setting(environ: Mapping[str, str], deployment: str, name: str, defaul
 
 
 # KEEL_DEPLOYMENT value -> function building its resources. One entry per deployment.
-DEPLOYMENTS: dict[str, Deployment] = {"local": local, "aws": aws, "azure": azure}
+DEPLOYMENTS: dict[str, Deployment] = {"local": local, "aws": aws, "gcp": gcp, "azure": azure}
 
 
 def deployment_name(environ: Mapping[str, str] | None = None) -> str:
