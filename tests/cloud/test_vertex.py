@@ -11,6 +11,8 @@ import base64
 import json
 import os
 import re
+import subprocess
+import sys
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
@@ -316,6 +318,42 @@ def test_a_refused_create_call_fails_with_googles_reason(vertex, monkeypatch):
     assert "cannot create Vertex AI custom job keel-ml-train-" in message
     assert "answered 403 PERMISSION_DENIED: Permission 'aiplatform.customJobs.create' denied" in message
     assert vertex.jobs == {}
+
+
+def test_unavailable_reads_are_retried_and_the_job_still_decides(vertex, monkeypatch):
+    monkeypatch.setattr("dagster._core.pipes.utils.WAIT_FOR_LOGS_AFTER_EXECUTION_INTERVAL", 0)
+    vertex.unavailable_reads = 2
+    vertex.fail_next = "Internal error occurred for the current attempt."
+    compute = deployments.resources_for(environ=gcp_settings(vertex))["compute"]
+
+    @dg.asset
+    def trained(context: dg.AssetExecutionContext, compute: ComputeBackend) -> None:
+        compute.run(context, "ml.train", {}, {"out": f"gs://{BUCKET}/keel/out"})
+
+    instance = dg.DagsterInstance.ephemeral()
+    outcome = dg.materialize([trained], resources={"compute": compute}, instance=instance, raise_on_error=False)
+    assert "ended JOB_STATE_FAILED: Internal error occurred" in outcome.failure_data_for_node("trained").error.message
+    warnings = [e.user_message for e in instance.all_logs(outcome.run_id) if e.level == 30]
+    assert sum("answered 503 UNAVAILABLE" in w and "retrying" in w for w in warnings) == 2
+
+
+def test_the_code_location_loads_on_the_gcp_deployment_without_credentials():
+    """orchestration.definitions under KEEL_DEPLOYMENT=gcp: the same assets, no cloud call at load."""
+    script = (
+        "import json; from orchestration.definitions import defs; g = defs.resolve_asset_graph(); "
+        "print(json.dumps({'compute': type(defs.resources['compute']).__name__, "
+        "'storage': defs.resources['storage'].root, "
+        "'assets': sorted(k.to_user_string() for k in g.get_all_asset_keys())}))"
+    )
+    found = {}
+    for name, extra in {"local": {}, "gcp": GCP_REQUIRED}.items():
+        env = {**os.environ, "KEEL_DEPLOYMENT": name, **extra, "NO_GCE_CHECK": "true"}
+        env.pop("GOOGLE_APPLICATION_CREDENTIALS", None)
+        proc = subprocess.run([sys.executable, "-c", script], cwd=REPO, env=env, capture_output=True, text=True)
+        assert proc.returncode == 0, proc.stderr
+        found[name] = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert found["gcp"]["compute"] == "VertexCompute" and found["gcp"]["storage"] == GCP_REQUIRED["KEEL_GCS_ROOT"]
+    assert found["gcp"]["assets"] == found["local"]["assets"]
 
 
 def test_local_inputs_are_refused_with_the_input_named(vertex, tmp_path):

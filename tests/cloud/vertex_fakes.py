@@ -11,7 +11,8 @@ test process's environment reaches the job but PATH and HOME, as in a real conta
 
 Knobs for the failure paths: `fail_next` makes the next job fail without running (an infrastructure
 error, with that message), `hold` keeps jobs running until they are cancelled, and a project named
-in `denied_projects` gets the 403 Vertex answers without aiplatform.customJobs.create.
+in `denied_projects` gets the 403 Vertex answers without aiplatform.customJobs.create, and
+`unavailable_reads` answers that many job reads with 503.
 """
 
 from __future__ import annotations
@@ -88,6 +89,7 @@ class FakeVertex:
         self.fail_next: str | None = None
         self.hold = False
         self.denied_projects: set[str] = set()
+        self.unavailable_reads = 0  # the next N job reads answer 503, as Google's front end sometimes does
         self._lock = threading.Lock()
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
@@ -125,6 +127,11 @@ class FakeVertex:
         if found and found["name"] in self.jobs:
             job = self.jobs[found["name"]]
             if method == "GET" and not found["cancel"]:
+                if self.unavailable_reads > 0:
+                    self.unavailable_reads -= 1
+                    return _error(
+                        HTTPStatus.SERVICE_UNAVAILABLE, "The service is currently unavailable.", "UNAVAILABLE"
+                    )
                 return 200, job.resource()
             if method == "POST" and found["cancel"]:
                 self._cancel(job)
