@@ -26,6 +26,7 @@ the artifact container (`PipesAzureBlobStorageContextInjector` / `...MessageRead
 from __future__ import annotations
 
 import hashlib
+import logging
 import shlex
 import uuid
 from collections.abc import Mapping
@@ -242,16 +243,26 @@ class AzureMLCompute(ComputeBackend):
                 description=f"Azure ML job {name} ended {status}: {self.failure_reason(client, name)}",
                 metadata={"azureml_job": name, "workspace": self.workspace},
             ) from error
-        # PipesAzureMLClient cancels the job when the run is interrupted and then returns normally.
+        except KeyboardInterrupt:  # PipesAzureMLClient forwards only DagsterExecutionInterruptedError
+            context.log.warning(f"run interrupted: canceling Azure ML job {name}")
+            _cancel(client, name)
+            raise
+        # On DagsterExecutionInterruptedError PipesAzureMLClient cancels the job, waits, and returns
+        # as if it had succeeded: pass the interruption on instead of a result that does not exist.
         status = _status(client, name)
         if status != "Completed":
-            raise dg.Failure(
-                description=f"Azure ML job {name} ended {status}: the Dagster run was interrupted and the job canceled",
-                metadata={"azureml_job": name, "workspace": self.workspace},
-            )
+            context.log.warning(f"run interrupted: Azure ML job {name} was canceled and ended {status}")
+            raise dg.DagsterExecutionInterruptedError()
         return invocation
 
 
 def _status(client: Any, name: str) -> str:
     status = client.jobs.get(name).status
     return str(getattr(status, "value", status))  # the SDK returns a str enum
+
+
+def _cancel(client: Any, name: str) -> None:
+    try:
+        client.jobs.begin_cancel(name)
+    except Exception as error:  # not created yet, or already ended: nothing left to stop
+        logging.getLogger(__name__).warning("could not cancel Azure ML job %s: %s", name, error)

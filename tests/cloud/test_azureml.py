@@ -228,27 +228,35 @@ def test_a_failed_job_fails_the_run_with_its_error_and_registers_nothing(
     assert resources["registry"].versions(MODEL) == []
 
 
-def test_an_interrupted_run_cancels_its_job(project, instance, resources, workspace, azurite, container, monkeypatch):
-    """Dagster raises DagsterExecutionInterruptedError in the step when a run is terminated."""
-    from dagster._core.errors import DagsterExecutionInterruptedError
+@pytest.mark.parametrize(
+    ("interruption", "logged"),
+    [
+        (dg.DagsterExecutionInterruptedError, "run interrupted: Azure ML job {} was canceled and ended Canceled"),
+        (KeyboardInterrupt, "run interrupted: canceling Azure ML job {}"),
+    ],
+    ids=["terminated", "ctrl-c"],
+)
+def test_an_interrupted_run_cancels_its_job(
+    project, instance, resources, workspace, azurite, container, monkeypatch, interruption, logged
+):
+    """Dagster raises DagsterExecutionInterruptedError in a step when its run is terminated; Ctrl-C, KeyboardInterrupt."""
     from dagster_azure.pipes import PipesAzureMLClient
 
     def interrupted_while_running(self, context, job_name):
         while workspace.jobs[job_name].status != "Running":
             time.sleep(0.05)
-        raise DagsterExecutionInterruptedError()
+        raise interruption()
 
     monkeypatch.setattr(PipesAzureMLClient, "_poll_til_success", interrupted_while_running)
     monkeypatch.setattr("dagster._core.pipes.utils.WAIT_FOR_LOGS_AFTER_EXECUTION_INTERVAL", 0.5)
     result = train(project, instance, **resources)
     assert not result.success
     (job_name,) = workspace.jobs
-    assert [r.method for r in workspace.requests if r.path.split("?")[0].endswith(f"/jobs/{job_name}/cancel")] == [
-        "POST"
-    ]
-    assert workspace.jobs[job_name].status == "Canceled"
-    message = result.failure_data_for_node("candidate_model").error.message
-    assert f"Azure ML job {job_name} ended Canceled" in message
+    cancels = [r for r in workspace.requests if r.path.split("?")[0].endswith(f"/jobs/{job_name}/cancel")]
+    assert [r.method for r in cancels] == ["POST"]
+    assert workspace.jobs[job_name].done.wait(timeout=30) and workspace.jobs[job_name].status == "Canceled"
+    logs = run_log(instance, result.run_id)
+    assert logged.format(job_name) in logs and "Execution was interrupted" in logs
     assert blob_names(azurite, container, f"keel/models/candidates/{result.run_id}/") == []
     assert resources["registry"].versions(MODEL) == []
 
