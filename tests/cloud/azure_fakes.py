@@ -11,7 +11,8 @@ plays the compute cluster for command jobs:
   as Azure ML would: inputs (`azureml://datastores/{ds}/paths/...`) are downloaded from Azurite
   to a scratch folder, an empty folder is created for each output, `${{inputs.x}}` /
   `${{outputs.y}}` in the command are replaced by those paths, the command runs under `bash -c`
-  in the "image" (the project folder, with this interpreter's environment first on PATH) with the
+  in an empty working folder, with the "image" set up as the Dockerfile sets it (this interpreter's
+  environment first on PATH, the project folder on PYTHONPATH) and with the
   job's environment variables plus the compute's storage identity (here Azurite's connection
   string, which the request never carries), and upload-mode outputs go back to Azurite on success.
   The scratch folder is removed afterwards: nothing the job wrote is left on "the node".
@@ -324,8 +325,12 @@ class FakeAzureML:
                 return str(paths[(kind, key)])
 
             command = PLACEHOLDER.sub(placeholder, properties["command"])
+            workdir = scratch / "wd"  # Azure ML runs the command in a working folder of its own
+            workdir.mkdir()
             env = {
+                # The image's environment (Dockerfile): its interpreter first on PATH, the project on PYTHONPATH.
                 "PATH": f"{VENV_BIN}{os.pathsep}/usr/local/bin:/usr/bin:/bin",
+                "PYTHONPATH": str(self.image_dir),
                 "HOME": str(scratch),
                 "TMPDIR": str(scratch),
                 **properties.get("environmentVariables", {}),
@@ -334,7 +339,7 @@ class FakeAzureML:
             }
             job.process = subprocess.Popen(
                 ["bash", "-c", command],
-                cwd=self.image_dir,
+                cwd=workdir,
                 env=env,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,

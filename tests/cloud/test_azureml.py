@@ -26,7 +26,7 @@ from orchestration.deployments import DeploymentError, azure, resources_for
 from resources.azureml import AzureMLCompute, AzureMLError
 from tests.cloud.azure_fakes import Azurite, FakeAzureML
 from tests.cloud.conftest import azurite_blob
-from tests.conftest import train
+from tests.conftest import REPO, train
 
 FIXTURES = Path(__file__).parent / "fixtures"
 MODEL = "telco_churn"
@@ -304,6 +304,8 @@ def test_the_request_is_refused_with_the_uri_that_cannot_work(resources, contain
     for inputs, outputs, message in cases:
         with pytest.raises(AzureMLError, match=re.escape(message)):
             compute.command_job("job-1", "ml.train", inputs, outputs, {})
+    registered = compute.model_copy(update={"image": None, "environment": "azureml:keel-ml:3"})
+    assert registered.command_job("job-1", "ml.train", {"config": existing}, {}, {}).environment == "azureml:keel-ml:3"
     both = compute.model_copy(update={"environment": "azureml:keel-ml:1"})
     with pytest.raises(AzureMLError, match="exactly one of `image` and `environment`"):
         both.command_job("job-1", "ml.train", {"config": existing}, {}, {})
@@ -337,6 +339,21 @@ def test_the_azure_deployment_names_each_missing_variable():
     no_account = {k: v for k, v in environ.items() if k != "AZURE_STORAGE_ACCOUNT_NAME"}
     with pytest.raises(DeploymentError, match="KEEL_AZURE_STORAGE_ACCOUNT_URL or AZURE_STORAGE_ACCOUNT_NAME"):
         azure(environ=no_account | {"KEEL_AZUREML_IMAGE": IMAGE})
+
+
+def test_the_documented_azure_example_is_a_complete_deployment(tmp_path):
+    lines = (REPO / "docs" / "examples" / "cloud" / "azure.env").read_text().splitlines()
+    settings = dict(line.split("=", 1) for line in lines if line and not line.startswith("#"))
+    assert not any(word in name for name in settings for word in ("SECRET", "KEY", "CONNECTION", "SAS"))
+    resources = resources_for(root=tmp_path, environ=settings)
+    compute = resources["compute"]
+    assert isinstance(compute, AzureMLCompute) and resources["storage"].root == settings["KEEL_AZURE_STORAGE_ROOT"]
+    assert (compute.container, compute.image, compute.environment) == (
+        "keel-artifacts",
+        settings["KEEL_AZUREML_IMAGE"],
+        None,
+    )
+    assert compute.storage_account_url == "https://keelartifacts.blob.core.windows.net"
 
 
 def test_the_runtime_swaps_in_the_paths_azure_ml_mounted():
