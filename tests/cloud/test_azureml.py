@@ -10,6 +10,8 @@ from __future__ import annotations
 import json
 import os
 import re
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -354,6 +356,28 @@ def test_the_documented_azure_example_is_a_complete_deployment(tmp_path):
         None,
     )
     assert compute.storage_account_url == "https://keelartifacts.blob.core.windows.net"
+
+
+def test_the_code_location_loads_on_the_azure_deployment_without_credentials():
+    """orchestration.definitions with azure.env's settings: the same assets, no Azure call at load."""
+    lines = (REPO / "docs" / "examples" / "cloud" / "azure.env").read_text().splitlines()
+    settings = dict(line.split("=", 1) for line in lines if line and not line.startswith("#"))
+    script = (
+        "import json; from orchestration.definitions import defs; g = defs.resolve_asset_graph(); "
+        "print(json.dumps({'compute': type(defs.resources['compute']).__name__, "
+        "'storage': defs.resources['storage'].root, "
+        "'assets': sorted(k.to_user_string() for k in g.get_all_asset_keys())}))"
+    )
+    found = {}
+    for name, extra in {"local": {"KEEL_DEPLOYMENT": "local"}, "azure": settings}.items():
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("AZURE_", "KEEL_", "AZUREML_"))}
+        proc = subprocess.run(
+            [sys.executable, "-c", script], cwd=REPO, env={**env, **extra}, capture_output=True, text=True
+        )
+        assert proc.returncode == 0, proc.stderr
+        found[name] = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert found["azure"]["compute"] == "AzureMLCompute" and found["azure"]["storage"] == "az://keel-artifacts/keel"
+    assert found["azure"]["assets"] == found["local"]["assets"]
 
 
 def test_the_runtime_swaps_in_the_paths_azure_ml_mounted():
