@@ -205,8 +205,8 @@ class SageMakerCompute(ComputeBackend):
         for argument in command:
             if len(argument) > MAX_ARGUMENT:
                 raise ValueError(f"argument {argument[:60]}... is over SageMaker's {MAX_ARGUMENT} characters")
-        for name_, uri in outputs.items():
-            split_s3(uri, f"output {name_!r}")
+        for output, uri in outputs.items():
+            split_s3(uri, f"output {output!r}")
         split_s3(self.output_uri, "output_uri")
         stopping = {"MaxRuntimeInSeconds": self.max_runtime_seconds}
         if self.spot:
@@ -220,7 +220,7 @@ class SageMakerCompute(ComputeBackend):
                 "ContainerArguments": command[3:],
             },
             "RoleArn": self.role_arn,
-            "InputDataConfig": [self._channel(name_, uri, s3) for name_, uri in sorted(inputs.items())],
+            "InputDataConfig": [self._channel(channel, uri, s3) for channel, uri in sorted(inputs.items())],
             "OutputDataConfig": {"S3OutputPath": self.output_uri.rstrip("/")},
             "ResourceConfig": {
                 "InstanceType": self.instance_type,
@@ -240,6 +240,8 @@ class SageMakerCompute(ComputeBackend):
         # A folder is channelled by "<key>/", so a sibling like "<key>.config.json" is not pulled in.
         folder = key.rstrip("/") + "/"
         is_folder = bool(s3.list_objects_v2(Bucket=bucket, Prefix=folder, MaxKeys=1).get("KeyCount"))
+        if not is_folder and not s3.list_objects_v2(Bucket=bucket, Prefix=key, MaxKeys=1).get("KeyCount"):
+            raise FileNotFoundError(f"input {name!r}: nothing at {uri}; SageMaker would start a job without it")
         prefix = f"s3://{bucket}/{folder if is_folder else key}"
         return {
             "ChannelName": name,

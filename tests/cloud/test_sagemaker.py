@@ -297,6 +297,13 @@ def test_a_folder_input_is_channelled_as_a_folder_and_leaves_its_siblings_out(aw
     assert request["AlgorithmSpecification"]["ContainerEntrypoint"] == ["python", "-m", "ml.score"]
 
 
+def test_a_missing_input_is_named_before_any_job_starts(aws, s3):
+    compute = deployments.resources_for(environ=aws_settings(aws))["compute"]
+    missing = f"s3://{BUCKET}/keel/training_set/features.parquet"
+    with pytest.raises(FileNotFoundError, match=rf"input 'features': nothing at {missing}"):
+        compute.training_job_request("job", "ml.train", {"features": missing}, {"out": f"s3://{BUCKET}/o"}, s3)
+
+
 def test_spot_training_sets_a_wait_limit(aws):
     settings = aws_settings(aws, KEEL_SAGEMAKER_SPOT="true", KEEL_SAGEMAKER_MAX_RUNTIME_SECONDS="600")
     compute = deployments.resources_for(environ=settings)["compute"]
