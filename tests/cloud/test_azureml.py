@@ -64,7 +64,9 @@ def container(azurite: Azurite, monkeypatch: pytest.MonkeyPatch) -> Iterator[str
     for name in ("AZURE_STORAGE_ACCOUNT_NAME", "AZURE_STORAGE_ACCOUNT_KEY", "AZURE_STORAGE_SAS_TOKEN"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("AZURE_STORAGE_CONNECTION_STRING", azurite.connection_string)
-    monkeypatch.delenv("AZUREML_CURRENT_CLOUD", raising=False)  # MLClient sets it; monkeypatch restores it
+    # MLClient writes AZUREML_CURRENT_CLOUD into os.environ; setting it here makes monkeypatch restore it
+    # afterwards (delenv of an absent variable would record nothing and the fake's cloud would leak).
+    monkeypatch.setenv("AZUREML_CURRENT_CLOUD", os.environ.get("AZUREML_CURRENT_CLOUD", "AzureCloud"))
     name = f"keel-{uuid.uuid4().hex[:12]}"
     BlobServiceClient.from_connection_string(azurite.connection_string).create_container(name)
     AzureBlobFileSystem.clear_instance_cache()
