@@ -5,6 +5,10 @@ SHELL := /bin/bash
 PYTHON ?= python3
 UV_VERSION := 0.13.8
 UV := .tools/bin/uv
+# Azure Blob emulator for the cloud tests, from npm into .tools/node (never global). 3.35.0 runs on
+# Debian 12's Node 18; newer releases need Node >= 22.
+AZURITE_VERSION := 3.35.0
+AZURITE_STAMP := .tools/node/.azurite-$(AZURITE_VERSION)
 BIN := .venv/bin
 PORT ?= 3000
 MLFLOW_PORT ?= 5000
@@ -15,7 +19,7 @@ export DAGSTER_HOME ?= $(CURDIR)/var/dagster
 # DVC stages run `python -m ml...`: the project's interpreter must come first on PATH.
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: setup demo test lint ui mlflow lock clean
+.PHONY: setup emulators demo test lint ui mlflow lock clean
 
 setup: .venv/.synced $(DAGSTER_HOME)/dagster.yaml
 
@@ -31,12 +35,22 @@ $(DAGSTER_HOME)/dagster.yaml: orchestration/dagster.yaml
 	mkdir -p $(DAGSTER_HOME)
 	cp $< $@
 
+## emulators: what the cloud tests run that pip does not install (Azurite, pinned, into .tools/node)
+emulators: $(AZURITE_STAMP)
+
+$(AZURITE_STAMP):
+	@command -v npm >/dev/null || { echo "make emulators needs node and npm: apt-get install -y nodejs npm" >&2; exit 1; }
+	mkdir -p .tools/node
+	npm install --prefix .tools/node --save-exact --no-audit --no-fund --loglevel=error azurite@$(AZURITE_VERSION)
+	test -x .tools/node/node_modules/.bin/azurite-blob
+	touch $@
+
 ## demo: import and version the data, check it, build the features; print what was produced
 demo: setup
 	$(BIN)/python -m orchestration.demo
 
-## test: the whole test suite (unit, Dagster end to end, CLI, DVC)
-test: setup
+## test: the whole test suite (unit, Dagster end to end, CLI, DVC, the cloud backends on emulators)
+test: setup emulators
 	$(BIN)/pytest -n 2 --dist loadfile
 
 ## lint: ruff's lint rules and formatting (pyproject.toml)

@@ -71,6 +71,11 @@ def write_json(document: Any, uri: str) -> None:
 
 
 def read_parquet(uri: str) -> pd.DataFrame:
+    if is_remote(uri):
+        # Through fsspec, as every write is: given a gs:// string, pandas would pick pyarrow's own GCS
+        # client, which ignores STORAGE_EMULATOR_HOST and gcsfs's credential chain (it hangs off GCP).
+        with fsspec.open(uri, "rb") as handle:
+            return pd.read_parquet(handle)
     return pd.read_parquet(uri)
 
 

@@ -24,7 +24,7 @@ from typing import Any
 import fsspec
 import numpy as np
 
-from ml import io
+from ml import io, runtime
 from ml.artifact import manifest_sha256, write_manifest
 from ml.evaluation import binary_metrics
 from ml.features import FeatureState
@@ -135,11 +135,19 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+INPUTS = ["features", "state", "config"]
+OUTPUTS = ["out"]
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    requested = vars(_parser().parse_args(argv))
     with reporter() as report:
-        report.log(f"training from {args.features}")
-        result = run(args.features, args.state, args.config, args.out)
+        paths = runtime.resolve(requested, inputs=INPUTS, outputs=OUTPUTS)
+        report.log(f"training from {requested['features']}")
+        result = run(**paths)
+        if paths != requested:  # in a cloud job: the backend delivers the artifact where the caller asked
+            result["artifact_uri"] = requested["out"]
+            result["inputs"] = {name: requested[name] for name in INPUTS}
         metrics = result["metrics"]
         report.log(
             f"{result['model_family']}: holdout ROC AUC {metrics['roc_auc']:.4f} on {result['holdout_rows']} rows; "

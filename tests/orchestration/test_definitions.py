@@ -61,7 +61,7 @@ def test_local_deployment_is_the_default(monkeypatch):
 def test_unknown_deployment_names_the_variable_and_the_choices(monkeypatch):
     monkeypatch.setenv(deployments.DEPLOYMENT_VARIABLE, "mainframe")
     with pytest.raises(
-        ValueError, match="KEEL_DEPLOYMENT='mainframe' is not a known deployment; known deployments: local"
+        ValueError, match=r"KEEL_DEPLOYMENT='mainframe' is not a known deployment; known deployments: (\w+, )*local"
     ):
         deployments.resources_for()
 

@@ -1,0 +1,317 @@
+"""SageMaker training jobs as a compute backend (KEEL_DEPLOYMENT=aws), with plain boto3.
+
+`SageMakerCompute.run` turns one entry point call into one training job:
+
+- the project's image runs `python -m <module> --<name> <s3 uri> ...` (ContainerEntrypoint and
+  ContainerArguments), so the command is the one LocalCompute runs;
+- every input becomes a File-mode channel of the same name (its S3 prefix); `ml/runtime.py` maps the
+  argument to the channel's copy inside the container;
+- outputs are written under /opt/ml/model/<name>; SageMaker packs that folder into
+  `<S3OutputPath>/<job>/output/model.tar.gz`, and after the job completes this backend unpacks each
+  output to the URI the asset asked for;
+- Dagster Pipes travels through S3: `PipesS3ContextInjector` writes the context and passes only its
+  key (SageMaker caps environment values at 512 characters), the entry point writes messages to
+  S3 (`KEEL_PIPES_TRANSPORT=s3`) and `PipesS3MessageReader` reads them back.
+
+`PipesSageMakerClient` is the generic part: start a job from a CreateTrainingJob request, poll it,
+stop it when the Dagster run is interrupted, fail with SageMaker's FailureReason.
+"""
+
+from __future__ import annotations
+
+import re
+import tarfile
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import boto3
+import dagster as dg
+from dagster_aws.pipes import PipesS3ContextInjector, PipesS3MessageReader
+from pydantic import Field
+
+from resources.compute import ComputeBackend, entry_point_command
+
+TERMINAL_STATUSES = ("Completed", "Failed", "Stopped")
+MAX_JOB_NAME = 63
+MAX_ENV_VALUE = 512  # SageMaker's limit per training-job environment value (not checked client-side)
+MAX_ARGUMENT = 256  # ContainerArguments items
+CHANNEL_NAME = re.compile(r"^[A-Za-z0-9.\-_]{1,64}$")
+ENV_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]{0,511}$")
+PIPES_TRANSPORT = {"KEEL_PIPES_TRANSPORT": "s3"}
+
+
+def split_s3(uri: str, what: str) -> tuple[str, str]:
+    """(bucket, key) of an s3:// URI; anything else is refused with `what` in the message."""
+    if not uri.startswith("s3://") or len(uri) <= len("s3://"):
+        raise ValueError(f"{what} {uri!r} is not an s3:// URI; SageMaker jobs read and write S3 only")
+    bucket, _, key = uri.removeprefix("s3://").partition("/")
+    return bucket, key
+
+
+def training_job_name(prefix: str, module: str, run_id: str, suffix: str | None = None) -> str:
+    """A unique, valid job name: `<prefix>-<module>-<run id>-<random>`, ≤63 chars of [a-zA-Z0-9-]."""
+    suffix = suffix or uuid.uuid4().hex[:6]
+    tail = f"-{run_id[:8]}-{suffix}"
+    head = re.sub(r"[^a-zA-Z0-9-]+", "-", f"{prefix}-{module}").strip("-") or "keel"
+    return re.sub(r"-{2,}", "-", f"{head[: MAX_JOB_NAME - len(tail)].rstrip('-')}{tail}")
+
+
+def check_environment(environment: Mapping[str, str]) -> None:
+    """Fail before the request for what SageMaker would refuse: bad names and values over 512 characters."""
+    for name, value in environment.items():
+        if not ENV_NAME.match(name):
+            raise ValueError(f"environment variable name {name!r} is not valid for a SageMaker training job")
+        if len(value) > MAX_ENV_VALUE:
+            raise ValueError(
+                f"environment variable {name} is {len(value)} characters; SageMaker allows {MAX_ENV_VALUE}"
+            )
+
+
+class PrefixedS3MessageReader(PipesS3MessageReader):
+    """PipesS3MessageReader that keeps its message chunks under `key_prefix`, not at the bucket's top."""
+
+    def __init__(self, *, key_prefix: str, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.key_prefix = key_prefix.strip("/")
+
+    @contextmanager
+    def get_params(self) -> Iterator[dict[str, Any]]:
+        with super().get_params() as params:
+            yield {**params, "key_prefix": f"{self.key_prefix}/{params['key_prefix']}".lstrip("/")}
+
+
+def _wait(seconds: float) -> None:
+    time.sleep(seconds)
+
+
+class PipesSageMakerClient(dg.PipesClient):
+    """Runs a SageMaker training job with Dagster Pipes: the bootstrap goes into its Environment."""
+
+    def __init__(
+        self,
+        client: Any,
+        context_injector: dg.PipesContextInjector,
+        message_reader: dg.PipesMessageReader,
+        poll_interval: float = 30.0,
+        forward_termination: bool = True,
+    ) -> None:
+        self.client = client
+        self.context_injector = context_injector
+        self.message_reader = message_reader
+        self.poll_interval = poll_interval
+        self.forward_termination = forward_termination
+
+    def run(  # type: ignore[override]
+        self,
+        *,
+        context: dg.AssetExecutionContext | dg.OpExecutionContext,
+        request: Mapping[str, Any],
+        extras: Mapping[str, Any] | None = None,
+    ) -> dg.PipesClientCompletedInvocation:
+        """Create the training job `request` describes (a CreateTrainingJob body), wait for it to end."""
+        name = request["TrainingJobName"]
+        with dg.open_pipes_session(
+            context=context,
+            context_injector=self.context_injector,
+            message_reader=self.message_reader,
+            extras=dict(extras or {}),
+        ) as session:
+            environment = {**request.get("Environment", {}), **session.get_bootstrap_env_vars()}
+            check_environment(environment)
+            arn = self.client.create_training_job(**{**request, "Environment": environment})["TrainingJobArn"]
+            context.log.info(f"started SageMaker training job {name} ({arn})")
+            try:
+                described = self._wait_for_end(context, name)
+            except (dg.DagsterExecutionInterruptedError, KeyboardInterrupt):
+                if self.forward_termination:
+                    context.log.warning(f"run interrupted: stopping SageMaker training job {name}")
+                    self.client.stop_training_job(TrainingJobName=name)
+                raise
+            status = described["TrainingJobStatus"]
+            if status != "Completed":
+                reason = described.get("FailureReason") or "SageMaker gave no FailureReason"
+                raise dg.Failure(
+                    description=f"SageMaker training job {name} ended {status}: {reason}",
+                    metadata={"training_job": name, "status": status, "failure_reason": reason},
+                )
+            context.log.info(f"SageMaker training job {name} completed")
+        return dg.PipesClientCompletedInvocation(session, metadata=self._metadata(described))
+
+    def _wait_for_end(self, context: dg.AssetExecutionContext | dg.OpExecutionContext, name: str) -> dict[str, Any]:
+        seen: tuple[str, str] | None = None
+        while True:
+            described = self.client.describe_training_job(TrainingJobName=name)
+            state = (described["TrainingJobStatus"], described.get("SecondaryStatus", ""))
+            if state != seen:  # log transitions, not every poll
+                context.log.info(f"SageMaker training job {name}: {state[0]} ({state[1] or 'no secondary status'})")
+                seen = state
+            if state[0] in TERMINAL_STATUSES:
+                return described
+            _wait(self.poll_interval)
+
+    def _metadata(self, described: Mapping[str, Any]) -> dict[str, Any]:
+        name = described["TrainingJobName"]
+        region = self.client.meta.region_name
+        return {
+            "sagemaker_training_job": name,
+            "sagemaker_training_job_url": dg.MetadataValue.url(
+                f"https://{region}.console.aws.amazon.com/sagemaker/home?region={region}#/jobs/{name}"
+            ),
+        }
+
+
+class SageMakerCompute(ComputeBackend):
+    """Runs an `ml` entry point as a SageMaker training job in the project's image."""
+
+    region: str = Field(description="AWS region of the jobs and the bucket.")
+    role_arn: str = Field(description="Execution role ARN the training job runs as.")
+    image_uri: str = Field(description="ECR URI of the project's image (Dockerfile).")
+    pipes_uri: str = Field(description="s3:// prefix for the Pipes context and messages.")
+    output_uri: str = Field(description="s3:// prefix SageMaker writes each job's model.tar.gz under.")
+    instance_type: str = Field(default="ml.m5.large", description="Training instance type.")
+    instance_count: int = Field(default=1, ge=1, description="Number of training instances.")
+    volume_size_gb: int = Field(default=30, ge=1, description="ML storage volume per instance (GB).")
+    spot: bool = Field(default=False, description="Use managed spot training.")
+    max_runtime_seconds: int = Field(default=3600, ge=1, description="StoppingCondition.MaxRuntimeInSeconds.")
+    max_wait_seconds: int | None = Field(
+        default=None, description="MaxWaitTimeInSeconds for spot jobs; default twice the runtime."
+    )
+    poll_interval_seconds: float = Field(default=30.0, gt=0, description="Seconds between status reads.")
+    message_interval_seconds: float = Field(default=5.0, gt=0, description="Seconds between Pipes message reads.")
+    endpoint_url: str | None = Field(
+        default=None, description="SageMaker API endpoint; default the region's public one (AWS_ENDPOINT_URL applies)."
+    )
+    job_name_prefix: str = Field(default="keel", description="First part of every training-job name.")
+    env: dict[str, str] = Field(
+        default_factory=dict, description="Extra environment variables for the job (no secrets)."
+    )
+
+    def sagemaker_client(self) -> Any:
+        return boto3.client("sagemaker", region_name=self.region, endpoint_url=self.endpoint_url)
+
+    def s3_client(self) -> Any:
+        return boto3.client("s3", region_name=self.region)
+
+    def training_job_request(
+        self, name: str, module: str, inputs: Mapping[str, str], outputs: Mapping[str, str], s3: Any
+    ) -> dict[str, Any]:
+        """The CreateTrainingJob body for one entry point call (without the Pipes bootstrap)."""
+        command = entry_point_command("python", module, inputs, outputs)
+        for argument in command:
+            if len(argument) > MAX_ARGUMENT:
+                raise ValueError(f"argument {argument[:60]}... is over SageMaker's {MAX_ARGUMENT} characters")
+        for output, uri in outputs.items():
+            split_s3(uri, f"output {output!r}")
+        split_s3(self.output_uri, "output_uri")
+        stopping = {"MaxRuntimeInSeconds": self.max_runtime_seconds}
+        if self.spot:
+            stopping["MaxWaitTimeInSeconds"] = self.max_wait_seconds or 2 * self.max_runtime_seconds
+        return {
+            "TrainingJobName": name,
+            "AlgorithmSpecification": {
+                "TrainingImage": self.image_uri,
+                "TrainingInputMode": "File",
+                "ContainerEntrypoint": command[:3],
+                "ContainerArguments": command[3:],
+            },
+            "RoleArn": self.role_arn,
+            "InputDataConfig": [self._channel(channel, uri, s3) for channel, uri in sorted(inputs.items())],
+            "OutputDataConfig": {"S3OutputPath": self.output_uri.rstrip("/")},
+            "ResourceConfig": {
+                "InstanceType": self.instance_type,
+                "InstanceCount": self.instance_count,
+                "VolumeSizeInGB": self.volume_size_gb,
+            },
+            "StoppingCondition": stopping,
+            "EnableManagedSpotTraining": self.spot,
+            "Environment": {**self.env, **PIPES_TRANSPORT},
+            "Tags": [{"Key": "keel:module", "Value": module}],
+        }
+
+    def _channel(self, name: str, uri: str, s3: Any) -> dict[str, Any]:
+        if not CHANNEL_NAME.match(name):
+            raise ValueError(f"input name {name!r} cannot be a SageMaker channel name ([A-Za-z0-9.-_], ≤64)")
+        bucket, key = split_s3(uri, f"input {name!r}")
+        # A folder is channelled by "<key>/", so a sibling like "<key>.config.json" is not pulled in.
+        folder = key.rstrip("/") + "/"
+        is_folder = bool(s3.list_objects_v2(Bucket=bucket, Prefix=folder, MaxKeys=1).get("KeyCount"))
+        if not is_folder and not s3.list_objects_v2(Bucket=bucket, Prefix=key, MaxKeys=1).get("KeyCount"):
+            raise FileNotFoundError(f"input {name!r}: nothing at {uri}; SageMaker would start a job without it")
+        prefix = f"s3://{bucket}/{folder if is_folder else key}"
+        return {
+            "ChannelName": name,
+            "DataSource": {
+                "S3DataSource": {"S3DataType": "S3Prefix", "S3Uri": prefix, "S3DataDistributionType": "FullyReplicated"}
+            },
+        }
+
+    def run(
+        self,
+        context: dg.AssetExecutionContext,
+        module: str,
+        inputs: Mapping[str, str],
+        outputs: Mapping[str, str],
+        extras: Mapping[str, Any] | None = None,
+    ) -> dg.PipesClientCompletedInvocation:
+        s3, sagemaker = self.s3_client(), self.sagemaker_client()
+        name = training_job_name(self.job_name_prefix, module, context.run_id)
+        request = self.training_job_request(name, module, inputs, outputs, s3)
+        bucket, prefix = split_s3(self.pipes_uri, "pipes_uri")
+        prefix = f"{prefix.strip('/')}/{name}".lstrip("/")
+        client = PipesSageMakerClient(
+            client=sagemaker,
+            context_injector=PipesS3ContextInjector(bucket=bucket, client=s3, key_prefix=f"{prefix}/context-"),
+            message_reader=PrefixedS3MessageReader(
+                bucket=bucket, client=s3, key_prefix=f"{prefix}/messages", interval=self.message_interval_seconds
+            ),
+            poll_interval=self.poll_interval_seconds,
+        )
+        invocation = client.run(context=context, request=request, extras=extras)
+        described = sagemaker.describe_training_job(TrainingJobName=name)
+        model_tar = described.get("ModelArtifacts", {}).get("S3ModelArtifacts") or (
+            f"{self.output_uri.rstrip('/')}/{name}/output/model.tar.gz"
+        )
+        delivered = deliver_outputs(s3, model_tar, outputs)
+        context.log.info(f"unpacked {model_tar} to {', '.join(delivered)}")
+        return invocation
+
+
+def deliver_outputs(s3: Any, model_tar: str, outputs: Mapping[str, str]) -> list[str]:
+    """Unpack each output `name` of the job's model.tar.gz (`name` or `name/...`) to its S3 URI.
+
+    A folder's manifest.json goes last, so a reader that waits for the manifest sees every file.
+    """
+    bucket, key = split_s3(model_tar, "the job's model artifact")
+    with tempfile.TemporaryDirectory(prefix="keel-sagemaker-") as tmp:
+        archive = Path(tmp) / "model.tar.gz"
+        try:
+            s3.download_file(bucket, key, str(archive))
+        except Exception as error:  # botocore raises ClientError or its own 404 subclasses
+            raise dg.Failure(description=f"cannot read the job's outputs at {model_tar}: {error}") from error
+        unpacked = Path(tmp) / "model"
+        with tarfile.open(archive, "r:gz") as tar:
+            tar.extractall(unpacked, filter="data")  # refuses absolute paths, links out and devices
+        delivered = []
+        for name, uri in sorted(outputs.items()):
+            source = unpacked / name
+            if not source.exists():
+                found = sorted(p.name for p in unpacked.iterdir())
+                raise dg.Failure(
+                    description=f"the job wrote no output {name!r} (model.tar.gz at {model_tar} holds {found})"
+                )
+            out_bucket, out_key = split_s3(uri, f"output {name!r}")
+            if source.is_file():
+                s3.upload_file(str(source), out_bucket, out_key)
+            else:
+                files = sorted((p for p in source.rglob("*") if p.is_file()), key=lambda p: p.name == "manifest.json")
+                for path in files:
+                    s3.upload_file(
+                        str(path), out_bucket, f"{out_key.rstrip('/')}/{path.relative_to(source).as_posix()}"
+                    )
+            delivered.append(uri)
+    return delivered

@@ -1,0 +1,91 @@
+"""Playing a SageMaker training container against moto, which records jobs but never runs them.
+
+`SageMakerContainer` hooks a boto3 SageMaker client: on CreateTrainingJob it keeps the request body
+and then does what SageMaker would do in the container: copy each File-mode channel from (moto's)
+S3 into a throw-away `/opt/ml`-like folder, run the job's entry point command with the job's
+Environment plus the SM_* variables SageMaker sets, and pack `model/` into
+`<S3OutputPath>/<job>/output/model.tar.gz`. Nothing but the job's own environment, the SM_*
+variables and the fake's credentials reaches the process, as in a real job.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tarfile
+from pathlib import Path
+from typing import Any
+
+import boto3
+
+from tests.conftest import REPO
+
+
+class SageMakerContainer:
+    def __init__(self, work_dir: Path, aws_env: dict[str, str]) -> None:
+        self.work_dir = work_dir
+        self.aws_env = aws_env  # what the job's execution role would provide: credentials, region, endpoint
+        self.requests: list[dict[str, Any]] = []
+        self.runs: list[subprocess.CompletedProcess] = []
+
+    def attach(self, client: Any) -> Any:
+        client.meta.events.register("before-parameter-build.sagemaker.CreateTrainingJob", self._keep_request)
+        client.meta.events.register("after-call.sagemaker.CreateTrainingJob", self._run_job)
+        return client
+
+    def _keep_request(self, params: dict[str, Any], **_: Any) -> None:
+        self.requests.append(json.loads(json.dumps(params)))
+
+    def _run_job(self, **_: Any) -> None:
+        request = self.requests[-1]
+        name = request["TrainingJobName"]
+        root = self.work_dir / name / "opt" / "ml"
+        s3 = boto3.client("s3")
+        env = {
+            "PATH": os.environ["PATH"],
+            "HOME": str(self.work_dir),
+            **self.aws_env,
+            **request.get("Environment", {}),
+            "SM_TRAINING_ENV": json.dumps({"job_name": name}),
+            "SM_MODEL_DIR": str(root / "model"),
+            "KEEL_SAGEMAKER_ROOT": str(root),  # /opt/ml is not writable here
+        }
+        for channel in request.get("InputDataConfig", []):
+            folder = root / "input" / "data" / channel["ChannelName"]
+            self._download(s3, channel["DataSource"]["S3DataSource"]["S3Uri"], folder)
+            env[f"SM_CHANNEL_{channel['ChannelName'].upper()}"] = str(folder)
+        config = root / "input" / "config"
+        config.mkdir(parents=True, exist_ok=True)
+        (config / "hyperparameters.json").write_text(json.dumps(request.get("HyperParameters", {})))
+        (root / "model").mkdir(parents=True, exist_ok=True)
+
+        spec = request["AlgorithmSpecification"]
+        command = [*spec["ContainerEntrypoint"], *spec["ContainerArguments"]]
+        command[0] = sys.executable if command[0] == "python" else command[0]
+        proc = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+        self.runs.append(proc)
+        if proc.returncode == 0:
+            self._upload_model(s3, root / "model", f"{request['OutputDataConfig']['S3OutputPath']}/{name}")
+
+    @staticmethod
+    def _download(s3: Any, prefix_uri: str, folder: Path) -> None:
+        """SageMaker File mode: every object under the prefix, named relative to the prefix's last '/'."""
+        bucket, _, prefix = prefix_uri.removeprefix("s3://").partition("/")
+        base = prefix[: prefix.rfind("/") + 1]
+        folder.mkdir(parents=True, exist_ok=True)
+        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+            for item in page.get("Contents", []):
+                target = folder / item["Key"][len(base) :]
+                target.parent.mkdir(parents=True, exist_ok=True)
+                s3.download_file(bucket, item["Key"], str(target))
+
+    @staticmethod
+    def _upload_model(s3: Any, model_dir: Path, job_uri: str) -> None:
+        archive = model_dir.parent / "model.tar.gz"
+        with tarfile.open(archive, "w:gz") as tar:
+            for path in sorted(model_dir.iterdir()):
+                tar.add(path, arcname=path.name)
+        bucket, _, prefix = job_uri.removeprefix("s3://").partition("/")
+        s3.upload_file(str(archive), bucket, f"{prefix}/output/model.tar.gz")
