@@ -41,7 +41,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from ml import io
+from ml import io, runtime
 from ml.artifact import ArtifactIntegrityError
 from ml.features import FeatureError, transform
 from ml.pipes import reporter
@@ -310,12 +310,23 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+INPUTS = ["model", "rows", "config"]
+OUTPUTS = ["predictions"]
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    requested = vars(_parser().parse_args(argv))
     with reporter() as report:
-        report.log(f"scoring {args.rows} with the model at {args.model}")
-        result = score_file(args.model, args.rows, args.predictions, read_config(args.config), log=report.log)
-        result["config_uri"] = args.config
+        # In a cloud job the platform may deliver inputs and collect outputs elsewhere (ml/runtime.py).
+        paths = runtime.resolve(requested, inputs=INPUTS, outputs=OUTPUTS)
+        report.log(f"scoring {requested['rows']} with the model at {requested['model']}")
+        result = score_file(
+            paths["model"], paths["rows"], paths["predictions"], read_config(paths["config"]), log=report.log
+        )
+        result["config_uri"] = requested["config"]
+        if paths != requested:  # the backend delivers the predictions where the caller asked
+            result.update(predictions_uri=requested["predictions"], rows_uri=requested["rows"])
+            result["model_uri"] = requested["model"]
         report.log(
             f"wrote {result['rows']:,} scores to {result['predictions_uri']} in {result['seconds']:.1f}s "
             f"({result['rows_per_second']:,.0f} rows/s); mean score {result['score_mean']:.4f}"
