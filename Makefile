@@ -45,7 +45,7 @@ $(AZURITE_STAMP):
 	test -x .tools/node/node_modules/.bin/azurite-blob
 	touch $@
 
-## demo: import and version the data, check it, build the features; print what was produced
+## demo: the whole lifecycle from scratch: data, a champion, 30 simulated nights with drift and a retrain; a table per day
 demo: setup
 	$(BIN)/python -m orchestration.demo
 

@@ -47,6 +47,10 @@ def reset_state(home: Path) -> list[str]:
     daily = daily_config(yaml.safe_load((PROJECT_ROOT / "params.yaml").read_text(encoding="utf-8")))
     for template in (daily.incoming_uri("{date}", PROJECT_ROOT), daily.labels_uri("{date}", PROJECT_ROOT)):
         pattern = Path(template)
+        if PROJECT_ROOT not in pattern.parents:  # real daily files elsewhere are never the demo's to delete
+            raise SystemExit(
+                f"daily files at {template} are outside the project; the demo simulates into the project only"
+            )
         for file in pattern.parent.glob(pattern.name.replace("{date}", "*")):
             file.unlink()
         removed.append(str(pattern.relative_to(PROJECT_ROOT)).replace("{date}", "*"))
