@@ -94,11 +94,12 @@ def retrain_on_drift(context: dg.SensorEvaluationContext, dvc: DvcResource, regi
     state, notes = observe(state, _events(context.instance, state.after), champion)
     labelled = sorted(context.instance.get_materialized_partitions(labels.key))
     decision = decide(state, labelled, Settings.from_params(dvc.params().get("retraining")))
-    for note in [*notes, *decision.notes]:
+    for note in notes:  # episodes opening and closing; a quiet tick's reason is its skip message
         context.log.info(note)
     if decision.retrain is None:
         return dg.SensorResult(skip_reason="; ".join(decision.notes), cursor=decision.state.to_cursor())
     request = decision.retrain
+    context.log.info(decision.notes[0])
     return dg.SensorResult(
         run_requests=[
             dg.RunRequest(

@@ -8,7 +8,6 @@ d, then evaluates the sensors `labels_arrived` and `retrain_on_drift` as the Dag
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -57,13 +56,7 @@ def tick(defs: dg.Definitions, name: str, instance, resources: dict, cursors: di
     context = dg.build_sensor_context(
         instance=instance, cursor=cursors.get(name), resources=resources, sensor_name=name, definitions=defs
     )
-    logger = logging.getLogger("dagster")
-    level = logger.level
-    logger.setLevel(logging.WARNING)  # the tick's notes belong in the daemon's tick log, not the story's output
-    try:
-        data = defs.resolve_sensor_def(name).evaluate_tick(context)
-    finally:
-        logger.setLevel(level)
+    data = defs.resolve_sensor_def(name).evaluate_tick(context)
     cursors[name] = data.cursor
     return list(data.run_requests or [])
 
