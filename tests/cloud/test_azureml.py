@@ -28,6 +28,7 @@ from orchestration.deployments import DeploymentError, azure, resources_for
 from resources.azureml import AzureMLCompute, AzureMLError
 from tests.cloud.azure_fakes import Azurite, FakeAzureML
 from tests.cloud.conftest import azurite_blob
+from tests.cloud.scoring import DAY, assert_scored_like_local, cloud_day, latest, score_day
 from tests.conftest import REPO, train
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -406,3 +407,74 @@ def test_the_azure_blob_transport_needs_an_account(monkeypatch):
     loader, writer = pipes.transport()
     assert type(loader).__name__ == "PipesAzureBlobStorageContextLoader"
     assert type(writer).__name__ == "PipesAzureBlobStorageMessageWriter"
+
+
+# ---- scoring a day ----
+
+
+@pytest.fixture
+def scoring_workspace(
+    trained_project: Path, azurite: Azurite, container: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[FakeAzureML]:
+    """The fake job API with the trained project copy as its "image" (`workspace` uses the untrained one)."""
+    fake = FakeAzureML(
+        azurite.connection_string, {DATASTORE: container}, image_dir=trained_project, certificate_dir=tmp_path
+    )
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", fake.ca_bundle)
+    yield fake
+    fake.stop()
+
+
+def test_a_day_is_scored_as_an_azure_ml_job(trained_project, scoring_workspace, azurite, container, credential):
+    """nightly_scoring on KEEL_DEPLOYMENT=azure: the day's file in the artifact container, `python -m ml.score`
+    as a command job with the model folder and the rows mounted and the predictions uploaded."""
+    resources = resources_for(root=trained_project, environ=azure_environ(scoring_workspace, azurite, container))
+    rows_uri, _ = cloud_day(trained_project, f"az://{container}/daily")
+    with dg.DagsterInstance.from_config(str(trained_project / "var" / "dagster")) as instance:
+        result = score_day(trained_project, instance, resources)
+        assert result.success, run_log(instance, result.run_id)
+        scored = assert_scored_like_local(result, instance, resources, rows_uri)
+        logs = run_log(instance, result.run_id)
+        drift = latest(instance, "drift_report")
+        predictions = read_blob(azurite, container, f"keel/predictions/{DAY}.parquet")
+        # Re-scoring the day is refused before any job starts: an upload-mode output never replaces a file
+        # (docs/cloud.md); the first night's predictions stay as they were.
+        again = score_day(trained_project, instance, resources)
+        assert not again.success
+        error = again.failure_data_for_node("batch_predictions").error.to_string()
+        assert f"output 'predictions': az://{container}/keel/predictions/{DAY}.parquet already exists" in error
+        assert read_blob(azurite, container, f"keel/predictions/{DAY}.parquet") == predictions
+    assert scoring_workspace.unexpected == []
+
+    (put,) = scoring_workspace.job_puts()
+    job_name = put.path.split("?")[0].rsplit("/", 1)[-1]
+    assert job_name.startswith(f"keel-ml-score-{result.run_id[:8]}-")
+    assert scoring_workspace.jobs[job_name].status == "Completed", scoring_workspace.jobs[job_name].stderr
+    replacements = {
+        job_name: "<job name>",
+        result.run_id: "<run id>",
+        container: "<container>",
+        azurite.account_url: "<azurite account url>",
+    }
+    assert_matches_fixture(normalised_job(put.body, replacements), "azureml_score_command_job.json")
+    properties = put.body["properties"]
+    inputs = {key: (value["jobInputType"], value["uri"]) for key, value in properties["inputs"].items()}
+    assert inputs == {
+        "config": ("uri_file", f"azureml://datastores/{DATASTORE}/paths/keel/predictions/{DAY}.config.json"),
+        "model": ("uri_folder", f"azureml://datastores/{DATASTORE}/paths/keel/models/registered/{MODEL}/v1"),
+        "rows": ("uri_file", f"azureml://datastores/{DATASTORE}/paths/daily/incoming/{DAY}.parquet"),
+    }
+    assert properties["outputs"]["predictions"]["uri"] == f"azureml://datastores/{DATASTORE}/paths/keel/predictions/"
+    # The upload-mode output put exactly one new file into the folder: the predictions the asset asked for.
+    assert blob_names(azurite, container, "keel/predictions/") == [
+        f"keel/predictions/{DAY}.config.json",
+        f"keel/predictions/{DAY}.parquet",
+    ]
+    # Pipes came back through Azure Blob.
+    messages = decode_env_var(properties["environmentVariables"]["DAGSTER_PIPES_MESSAGES"])
+    chunks = blob_names(azurite, container, messages["key_prefix"] + "/")
+    assert chunks and b"report_asset_materialization" in b"".join(read_blob(azurite, container, c) for c in chunks)
+    assert f"scoring {rows_uri} with the model at az://{container}/keel/models/registered/{MODEL}/v1" in logs
+    assert f"wrote {scored['dagster/row_count']:,} scores to az://{container}/keel/predictions/{DAY}.parquet" in logs
+    assert drift["verdict"] == "no drift" and drift["report"] == f"az://{container}/keel/monitoring/drift/{DAY}.html"
+    assert blob_names(azurite, container, "keel/monitoring/") == [f"keel/monitoring/drift/{DAY}.html"]

@@ -27,6 +27,7 @@ from orchestration import deployments
 from resources.compute import ComputeBackend
 from resources.sagemaker import SageMakerCompute, check_environment, training_job_name
 from tests.cloud.sagemaker_fakes import SageMakerContainer
+from tests.cloud.scoring import DAY, assert_scored_like_local, cloud_day, latest, score_day
 from tests.conftest import train
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -85,7 +86,7 @@ def s3_keys(s3: Any, prefix: str) -> list[str]:
 def normalised(request: dict[str, Any], run_id: str) -> dict[str, Any]:
     """The request with its volatile parts (run id, random name suffix, Pipes keys) replaced by placeholders."""
     text = json.dumps(request, sort_keys=True).replace(run_id, "<run_id>")
-    text = re.sub(r"keel-ml-train-[0-9a-f]{8}-[0-9a-f]{6}", "<training_job_name>", text)
+    text = re.sub(r"keel-ml-(train|score)-[0-9a-f]{8}-[0-9a-f]{6}", "<training_job_name>", text)
     document = json.loads(text)
     for name in ("DAGSTER_PIPES_CONTEXT", "DAGSTER_PIPES_MESSAGES"):
         document["Environment"][name] = "<encoded pipes params>"
@@ -323,3 +324,40 @@ def test_local_inputs_are_refused_with_the_input_named(aws, s3, container, tmp_p
     message = outcome.failure_data_for_node("trained").error.to_string()
     assert "input 'features'" in message and "is not an s3:// URI" in message
     assert container.requests == []
+
+
+def test_a_day_is_scored_as_a_sagemaker_job(aws, s3, container, trained_project):
+    """nightly_scoring on KEEL_DEPLOYMENT=aws: the day's file on S3, `python -m ml.score` as a training job."""
+    resources = deployments.resources_for(root=trained_project, environ=aws_settings(aws))
+    rows_uri, _ = cloud_day(trained_project, f"s3://{BUCKET}/daily")
+    with dg.DagsterInstance.from_config(str(trained_project / "var" / "dagster")) as instance:
+        result = score_day(trained_project, instance, resources)
+        assert result.success, [proc.stderr for proc in container.runs]
+        (proc,) = container.runs
+        assert proc.returncode == 0, proc.stderr
+        scored = assert_scored_like_local(result, instance, resources, rows_uri)
+        logs = "\n".join(e.user_message for e in instance.all_logs(result.run_id))
+        drift = latest(instance, "drift_report")
+
+    (request,) = container.requests
+    assert normalised(request, result.run_id) == fixture("sagemaker_score_training_job.json", request, result.run_id)
+    job = request["TrainingJobName"]
+    assert job.startswith(f"keel-ml-score-{result.run_id[:8]}-")
+    # The model went in as the published v1 folder, the day's rows as a file channel of their own.
+    channels = {c["ChannelName"]: c["DataSource"]["S3DataSource"]["S3Uri"] for c in request["InputDataConfig"]}
+    assert channels["model"] == f"s3://{BUCKET}/keel/models/registered/{MODEL}/v1/"
+    assert channels["rows"] == rows_uri
+    # The entry point's messages came back through S3, its log lines are in the run.
+    messages = decode_pipes_param(request["Environment"]["DAGSTER_PIPES_MESSAGES"])
+    assert f"{messages['key_prefix']}/1.json" in s3_keys(s3, f"keel/pipes/{job}/")
+    assert f"scoring {rows_uri} with the model at s3://{BUCKET}/keel/models/registered/{MODEL}/v1" in logs
+    assert f"wrote {scored['dagster/row_count']:,} scores to s3://{BUCKET}/keel/predictions/{DAY}.parquet" in logs
+    assert f"SageMaker training job {job}: Completed" in logs
+    # The predictions file came out of model.tar.gz as one file, at the URI the asset asked for.
+    assert s3_keys(s3, "keel/predictions/") == [
+        f"keel/predictions/{DAY}.config.json",
+        f"keel/predictions/{DAY}.parquet",
+    ]
+    assert s3_keys(s3, f"keel/sagemaker-jobs/{job}/") == [f"keel/sagemaker-jobs/{job}/output/model.tar.gz"]
+    assert drift["verdict"] == "no drift" and drift["report"] == f"s3://{BUCKET}/keel/monitoring/drift/{DAY}.html"
+    assert s3_keys(s3, "keel/monitoring/drift/") == [f"keel/monitoring/drift/{DAY}.html"]

@@ -37,6 +37,7 @@ from resources.vertex import (
     custom_job_display_name,
     with_environment,
 )
+from tests.cloud.scoring import DAY, assert_scored_like_local, cloud_day, latest, score_day
 from tests.cloud.vertex_fakes import PROJECT_NUMBER, FakeVertex, GcsEmulator
 from tests.conftest import REPO, train
 
@@ -50,7 +51,7 @@ GCP_REQUIRED = {
     "KEEL_VERTEX_IMAGE_URI": "europe-west4-docker.pkg.dev/keel-test/keel/keel-ml:test",
     "KEEL_VERTEX_SERVICE_ACCOUNT": "keel-training@keel-test.iam.gserviceaccount.com",
 }
-DISPLAY_NAME = re.compile(r"keel-ml-train-[0-9a-f]{8}-[0-9a-f]{6}")
+DISPLAY_NAME = re.compile(r"keel-ml-(?:train|score)-[0-9a-f]{8}-[0-9a-f]{6}")
 
 
 @pytest.fixture
@@ -521,3 +522,40 @@ def test_the_artifact_store_works_on_gcs(gcs):
         "keel/state.json",
         "keel/training_set/features.parquet",
     ]
+
+
+# --- scoring a day on the gcp deployment ---------------------------------------------------------
+
+
+def test_a_day_is_scored_as_a_vertex_custom_job(vertex, trained_project):
+    """nightly_scoring on KEEL_DEPLOYMENT=gcp: the day's file on GCS, `python -m ml.score` as a custom job."""
+    resources = deployments.resources_for(root=trained_project, environ=gcp_settings(vertex))
+    rows_uri, _ = cloud_day(trained_project, f"gs://{BUCKET}/daily")
+    with dg.DagsterInstance.from_config(str(trained_project / "var" / "dagster")) as instance:
+        result = score_day(trained_project, instance, resources)
+        assert result.success, [job.stderr for job in vertex.jobs.values()]
+        scored = assert_scored_like_local(result, instance, resources, rows_uri)
+        logs = run_log(instance, result.run_id)
+        drift = latest(instance, "drift_report")
+
+    (request,) = vertex.requests
+    assert normalised(request, result.run_id) == fixture("vertex_score_custom_job.json", request, result.run_id)
+    display_name = request["displayName"]
+    assert display_name.startswith(f"keel-ml-score-{result.run_id[:8]}-")
+    (job,) = vertex.jobs.values()
+    assert job.state == "JOB_STATE_SUCCEEDED", job.stderr
+    # The job read the published model and the day's rows from GCS and wrote the predictions there itself.
+    args = request["jobSpec"]["workerPoolSpecs"][0]["containerSpec"]["args"]
+    assert args[args.index("--model") + 1] == f"gs://{BUCKET}/keel/models/registered/{MODEL}/v1"
+    assert args[args.index("--rows") + 1] == rows_uri
+    assert blobs("keel/predictions/") == [f"keel/predictions/{DAY}.config.json", f"keel/predictions/{DAY}.parquet"]
+    assert blobs(f"keel/vertex-jobs/{display_name}/") == []  # nothing was left under AIP_MODEL_DIR
+    # Pipes messages came back through GCS; the context was cleaned up.
+    messages = decode_pipes_param(container_env(request)["DAGSTER_PIPES_MESSAGES"])
+    pipes_files = blobs(f"keel/pipes/{display_name}/")
+    assert f"{messages['key_prefix']}/1.json" in pipes_files and not [n for n in pipes_files if "/context-" in n]
+    assert f"scoring {rows_uri} with the model at gs://{BUCKET}/keel/models/registered/{MODEL}/v1" in logs
+    assert f"wrote {scored['dagster/row_count']:,} scores to gs://{BUCKET}/keel/predictions/{DAY}.parquet" in logs
+    assert f"Vertex AI custom job {display_name} succeeded" in logs
+    assert drift["verdict"] == "no drift" and drift["report"] == f"gs://{BUCKET}/keel/monitoring/drift/{DAY}.html"
+    assert blobs("keel/monitoring/") == [f"keel/monitoring/drift/{DAY}.html"]
