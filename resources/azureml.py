@@ -165,8 +165,12 @@ class AzureMLCompute(ComputeBackend):
             paths[key] = f"${{{{inputs.{key}}}}}"
         for key, uri in sorted(outputs.items()):
             folder, child = self.datastore_uri(uri, parent=True)
-            if fs.exists(f"{self.container}/{split_blob_uri(uri)[1]}"):
-                raise AzureMLError(f"output {key!r}: {uri} already exists; outputs are never overwritten")
+            target = f"{self.container}/{split_blob_uri(uri)[1]}"
+            # An artifact folder is never overwritten (the entry point cannot see the remote folder from the
+            # job's fresh local path, so the check is here); a one-file output such as a day's predictions is
+            # replaced, as on every backend: its upload replaces the blob in one step.
+            if fs.exists(target) and fs.isdir(target):
+                raise AzureMLError(f"output {key!r}: {uri} already exists; artifact folders are never overwritten")
             job_outputs[key] = Output(type="uri_folder", path=folder, mode="upload")
             paths[key] = f"${{{{outputs.{key}}}}}/{shlex.quote(child)}"
         assignments = [f"{PATH_VARIABLE_PREFIX}{key.upper()}={value}" for key, value in paths.items()]

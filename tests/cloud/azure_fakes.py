@@ -398,4 +398,6 @@ class FakeAzureML:
         client = ContainerClient.from_connection_string(self.connection_string, container)
         for local in sorted(p for p in folder.rglob("*") if p.is_file()):
             name = f"{path.rstrip('/')}/{local.relative_to(folder).as_posix()}".lstrip("/")
-            client.upload_blob(name, local.read_bytes(), overwrite=False)
+            # As Azure ML's upload mode does (an assumption the fake cannot prove, see docs/cloud.md): a file of
+            # the same name at the output path is replaced. The backend itself refuses existing artifact folders.
+            client.upload_blob(name, local.read_bytes(), overwrite=True)

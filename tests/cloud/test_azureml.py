@@ -299,11 +299,13 @@ def test_the_request_is_refused_with_the_uri_that_cannot_work(resources, contain
     storage = resources["storage"]
     storage.write_json({"a": 1}, "in", "config.json")
     existing = storage.uri("in", "config.json")
+    storage.write_json({"a": 1}, "in", "artifact", "manifest.json")
+    existing_folder = storage.uri("in", "artifact")
     cases = [
         ({"config": "/tmp/config.json"}, {}, "'/tmp/config.json' is not an Azure Blob URI"),
         ({"config": "az://other/config.json"}, {}, "is in container 'other', but datastore 'keel_artifacts' is on"),
         ({"config": storage.uri("in", "nothing.json")}, {}, "input 'config': az://"),
-        ({"config": existing}, {"out": existing}, "already exists; outputs are never overwritten"),
+        ({"config": existing}, {"out": existing_folder}, "already exists; artifact folders are never overwritten"),
         ({}, {"out": f"az://{container}/top"}, "must be inside a folder of container"),
     ]
     for inputs, outputs, message in cases:
@@ -437,18 +439,17 @@ def test_a_day_is_scored_as_an_azure_ml_job(trained_project, scoring_workspace, 
         logs = run_log(instance, result.run_id)
         drift = latest(instance, "drift_report")
         predictions = read_blob(azurite, container, f"keel/predictions/{DAY}.parquet")
-        # Re-scoring the day is refused before any job starts: an upload-mode output never replaces a file
-        # (docs/cloud.md); the first night's predictions stay as they were.
+        # Re-scoring the day (a backfill after a new champion) replaces the day's file: same model and rows,
+        # so the same bytes.
         again = score_day(trained_project, instance, resources)
-        assert not again.success
-        error = again.failure_data_for_node("batch_predictions").error.to_string()
-        assert f"output 'predictions': az://{container}/keel/predictions/{DAY}.parquet already exists" in error
+        assert again.success, run_log(instance, again.run_id)
         assert read_blob(azurite, container, f"keel/predictions/{DAY}.parquet") == predictions
     assert scoring_workspace.unexpected == []
 
-    (put,) = scoring_workspace.job_puts()
+    put, rescored = scoring_workspace.job_puts()  # the night, then the same day scored again
     job_name = put.path.split("?")[0].rsplit("/", 1)[-1]
     assert job_name.startswith(f"keel-ml-score-{result.run_id[:8]}-")
+    assert rescored.path.split("?")[0].rsplit("/", 1)[-1].startswith(f"keel-ml-score-{again.run_id[:8]}-")
     assert scoring_workspace.jobs[job_name].status == "Completed", scoring_workspace.jobs[job_name].stderr
     replacements = {
         job_name: "<job name>",
