@@ -38,13 +38,16 @@ def labels_uri(dvc: DvcResource, partition: str) -> str:
 
 
 def latest_materialization(
-    context: dg.AssetExecutionContext, key: dg.AssetKey, partition: str
+    instance: dg.DagsterInstance, key: dg.AssetKey, partition: str | None = None
 ) -> dg.EventLogRecord | None:
-    records = context.instance.fetch_materializations(
-        dg.AssetRecordsFilter(asset_key=key, asset_partitions=[partition]), limit=1
+    """The latest materialization of the asset (of one partition, when given), or None."""
+    records = instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=key, asset_partitions=[partition] if partition else None), limit=1
     ).records
     return records[0] if records else None
 
 
-def metadata_of(record: dg.EventLogRecord) -> dict:
-    return {k: v.value for k, v in record.asset_materialization.metadata.items()}
+def latest_metadata(instance: dg.DagsterInstance, key: dg.AssetKey, partition: str | None = None) -> dict:
+    """The metadata values of that materialization; {} when there is none."""
+    record = latest_materialization(instance, key, partition)
+    return {k: v.value for k, v in record.asset_materialization.metadata.items()} if record else {}

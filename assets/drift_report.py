@@ -9,7 +9,7 @@ import ml.drift
 import ml.io
 from assets.batch_predictions import batch_predictions
 from assets.candidate_model import model_name
-from assets.daily import DAILY, latest_materialization, metadata_of
+from assets.daily import DAILY, latest_metadata
 from ml.fingerprint import code_version
 from resources.dvc import DvcResource
 from resources.registry import ModelRegistry
@@ -88,10 +88,9 @@ def summary(result: ml.drift.DriftResult, day: str, version: int) -> str:
 )
 def drift_report(context: dg.AssetExecutionContext, dvc: DvcResource, storage: ArtifactStore, registry: ModelRegistry):
     day = context.partition_key
-    scored = latest_materialization(context, batch_predictions.key, day)
-    if scored is None:
+    predictions = latest_metadata(context.instance, batch_predictions.key, day)
+    if not predictions:
         raise dg.Failure(description=f"batch_predictions {day} has not been materialized; score the day first")
-    predictions = metadata_of(scored)
     version, spec = int(predictions["model_version"]), dvc.dataset_spec()
     settings = dvc.params().get("drift") or {}
     with tempfile.TemporaryDirectory(prefix="keel-reference-") as tmp:

@@ -6,7 +6,7 @@ import numpy as np
 import ml.evaluation
 import ml.io
 from assets.batch_predictions import batch_predictions
-from assets.daily import DAILY, latest_materialization, metadata_of
+from assets.daily import DAILY, latest_metadata
 from assets.labels import labels
 from assets.training_set import training_config
 from resources.dvc import DvcResource
@@ -41,13 +41,12 @@ def max_auc_drop(dvc: DvcResource) -> float:
 )
 def model_performance(context: dg.AssetExecutionContext, dvc: DvcResource, registry: ModelRegistry):
     day, spec = context.partition_key, dvc.dataset_spec()
-    scored, labelled = (latest_materialization(context, key, day) for key in (batch_predictions.key, labels.key))
-    if scored is None or labelled is None:
-        missing = "batch_predictions" if scored is None else "labels"
+    predictions, labelled = (latest_metadata(context.instance, key, day) for key in (batch_predictions.key, labels.key))
+    if not predictions or not labelled:
+        missing = "batch_predictions" if not predictions else "labels"
         raise dg.Failure(description=f"{missing} {day} has not been materialized yet")
-    predictions = metadata_of(scored)
     frame = ml.io.read_parquet(predictions["predictions"]).merge(
-        ml.io.read_parquet(metadata_of(labelled)["path"]), on=spec.id.column, how="inner"
+        ml.io.read_parquet(labelled["path"]), on=spec.id.column, how="inner"
     )
     if frame.empty:
         raise dg.Failure(description=f"no id of the labels for {day} matches its predictions ({spec.id.column})")

@@ -87,7 +87,7 @@ def labelled_rows(
     frames, lineage = [], []
     for day in days:
         snapshot_version = require_passing_checks(context, incoming_data.key, partition=day)
-        labels_version = latest_materialization(context, labels.key, day).asset_materialization.tags.get(
+        labels_version = latest_materialization(context.instance, labels.key, day).asset_materialization.tags.get(
             "dagster/data_version"
         )
         snapshot = _checked_file(context, incoming_uri(dvc, day), snapshot_version, f"incoming_data {day}")

@@ -23,8 +23,9 @@ from pathlib import Path
 import dagster as dg
 import yaml
 
+from assets.daily import latest_metadata
 from orchestration.deployments import PROJECT_ROOT, resources_for
-from orchestration.story import Night, latest_metadata, launch, run_nights
+from orchestration.story import Night, launch, run_nights
 
 VAR = PROJECT_ROOT / "var"
 

@@ -30,13 +30,6 @@ class Night:
     events: list[str] = field(default_factory=list)
 
 
-def latest_metadata(instance: dg.DagsterInstance, key: dg.AssetKey, day: str | None = None) -> dict:
-    records = instance.fetch_materializations(
-        dg.AssetRecordsFilter(asset_key=key, asset_partitions=[day] if day else None), limit=1
-    ).records
-    return {k: v.value for k, v in records[0].asset_materialization.metadata.items()} if records else {}
-
-
 def launch(defs: dg.Definitions, job: str, instance, request: dg.RunRequest | None = None, sensor: str = "", **kwargs):
     """Run a job in this process; for a sensor's request, with the tags the daemon would add."""
     tags: dict[str, str] = {}
@@ -71,6 +64,7 @@ def run_nights(
     """Simulate `simulation.days` nights of the project at `root` (a champion must exist)."""
     import ml.io
     from assets.batch_predictions import batch_predictions
+    from assets.daily import latest_metadata
     from assets.drift_report import drift_report
     from assets.registered_model import registered_model
     from ml.simulate import daily_config, simulate_day, simulation_config, write_labels, write_snapshot

@@ -22,9 +22,10 @@ def clear_daily_files(project: Path) -> None:
 
 
 def tell(project: Path, scenario: dict):
+    from assets.daily import latest_metadata
     from orchestration.definitions import definitions
     from orchestration.deployments import local
-    from orchestration.story import latest_metadata, run_nights
+    from orchestration.story import run_nights
 
     set_params(project, **STORY)
     params = yaml.safe_load((project / "params.yaml").read_text())
