@@ -24,8 +24,7 @@ import tarfile
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +34,7 @@ from dagster_aws.pipes import PipesS3ContextInjector, PipesS3MessageReader
 from pydantic import Field
 
 from resources.compute import ComputeBackend, entry_point_command
+from resources.pipes_messages import KeyPrefixedMessages
 
 TERMINAL_STATUSES = ("Completed", "Failed", "Stopped")
 MAX_JOB_NAME = 63
@@ -72,17 +72,8 @@ def check_environment(environment: Mapping[str, str]) -> None:
             )
 
 
-class PrefixedS3MessageReader(PipesS3MessageReader):
-    """PipesS3MessageReader that keeps its message chunks under `key_prefix`, not at the bucket's top."""
-
-    def __init__(self, *, key_prefix: str, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.key_prefix = key_prefix.strip("/")
-
-    @contextmanager
-    def get_params(self) -> Iterator[dict[str, Any]]:
-        with super().get_params() as params:
-            yield {**params, "key_prefix": f"{self.key_prefix}/{params['key_prefix']}".lstrip("/")}
+class PrefixedS3MessageReader(KeyPrefixedMessages, PipesS3MessageReader):
+    """PipesS3MessageReader whose message chunks go under `key_prefix`."""
 
 
 def _wait(seconds: float) -> None:

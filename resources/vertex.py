@@ -24,8 +24,7 @@ import ipaddress
 import re
 import time
 import uuid
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -35,6 +34,7 @@ import dagster as dg
 from pydantic import Field
 
 from resources.compute import ComputeBackend, entry_point_command
+from resources.pipes_messages import KeyPrefixedMessages
 
 CLOUD_PLATFORM_SCOPE = "https://www.googleapis.com/auth/cloud-platform"
 SUCCEEDED = "JOB_STATE_SUCCEEDED"
@@ -132,17 +132,8 @@ def with_environment(custom_job: Mapping[str, Any], extra: Mapping[str, str]) ->
     return body
 
 
-class PrefixedGCSMessageReader(PipesGCSMessageReader):
-    """PipesGCSMessageReader that keeps its message chunks under `key_prefix`, not at the bucket's top."""
-
-    def __init__(self, *, key_prefix: str, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.key_prefix = key_prefix.strip("/")
-
-    @contextmanager
-    def get_params(self) -> Iterator[dict[str, Any]]:
-        with super().get_params() as params:
-            yield {**params, "key_prefix": f"{self.key_prefix}/{params['key_prefix']}".lstrip("/")}
+class PrefixedGCSMessageReader(KeyPrefixedMessages, PipesGCSMessageReader):
+    """PipesGCSMessageReader whose message chunks go under `key_prefix`."""
 
 
 class VertexAPIError(Exception):
