@@ -53,6 +53,16 @@ def setting(
     raise DeploymentError(f"{DEPLOYMENT_VARIABLE}={deployment} needs the environment variable {name}{what}")
 
 
+def either_setting(environ: Mapping[str, str], deployment: str, name: str, fallback: str) -> str:
+    """Environment variable `name`, else the platform's own `fallback` variable; neither is an error."""
+    value = environ.get(name, "").strip() or environ.get(fallback, "").strip()
+    if not value:
+        raise DeploymentError(
+            f"{DEPLOYMENT_VARIABLE}={deployment} needs the environment variable {name} (or {fallback})"
+        )
+    return value
+
+
 def int_setting(environ: Mapping[str, str], deployment: str, name: str, default: int) -> int:
     raw = setting(environ, deployment, name, str(default))
     try:
@@ -99,11 +109,7 @@ def aws(root: Path = PROJECT_ROOT, environ: Mapping[str, str] | None = None) -> 
     """SageMaker training jobs, artifacts under KEEL_S3_ROOT (docs/cloud.md lists every variable)."""
     environ = os.environ if environ is None else environ
     s3_root = uri_setting(environ, "aws", "KEEL_S3_ROOT", "s3", "s3://bucket/prefix for artifacts and jobs")
-    region = environ.get("AWS_REGION", "").strip() or environ.get("AWS_DEFAULT_REGION", "").strip()
-    if not region:
-        raise DeploymentError(
-            f"{DEPLOYMENT_VARIABLE}=aws needs the environment variable AWS_REGION (or AWS_DEFAULT_REGION)"
-        )
+    region = either_setting(environ, "aws", "AWS_REGION", "AWS_DEFAULT_REGION")
     runtime = int_setting(environ, "aws", "KEEL_SAGEMAKER_MAX_RUNTIME_SECONDS", 3600)
     compute = SageMakerCompute(
         region=region,
@@ -131,11 +137,7 @@ def gcp(root: Path = PROJECT_ROOT, environ: Mapping[str, str] | None = None) -> 
     """
     environ = os.environ if environ is None else environ
     gcs_root = uri_setting(environ, "gcp", "KEEL_GCS_ROOT", "gs", "gs://bucket/prefix for artifacts and jobs")
-    project = environ.get("KEEL_VERTEX_PROJECT", "").strip() or environ.get("GOOGLE_CLOUD_PROJECT", "").strip()
-    if not project:
-        raise DeploymentError(
-            f"{DEPLOYMENT_VARIABLE}=gcp needs the environment variable KEEL_VERTEX_PROJECT (or GOOGLE_CLOUD_PROJECT)"
-        )
+    project = either_setting(environ, "gcp", "KEEL_VERTEX_PROJECT", "GOOGLE_CLOUD_PROJECT")
     location = setting(environ, "gcp", "KEEL_VERTEX_LOCATION", description="Vertex AI region, e.g. europe-west4")
     replicas = int_setting(environ, "gcp", "KEEL_VERTEX_REPLICA_COUNT", 1)
     if replicas != 1:
