@@ -16,10 +16,9 @@ from assets.candidate_model import model_name
 from assets.daily import DAILY, incoming_uri
 from assets.evaluation_gate import CHAMPION
 from assets.incoming_data import incoming_data
-from data_checks.asset_checks import require_passing_checks
+from data_checks.asset_checks import require_checked_file, require_passing_checks
 from ml.artifact import MANIFEST
 from ml.fingerprint import code_version
-from ml.io import file_digest
 from resources.compute import ComputeBackend
 from resources.dvc import DvcResource
 from resources.registry import MANIFEST_TAG, ModelRegistry
@@ -70,11 +69,7 @@ def batch_predictions(
     day = context.partition_key
     checked = require_passing_checks(context, incoming_data.key, partition=day)
     rows_uri = incoming_uri(dvc, day)
-    if file_digest(rows_uri, "md5") != checked:
-        raise dg.Failure(
-            f"{rows_uri} is not the version incoming_data {day} last materialized and checked ({checked}); "
-            "it changed since: materialize incoming_data for this day with its checks first"
-        )
+    require_checked_file(rows_uri, checked, f"incoming_data {day}")
     name = model_name(dvc)
     version, manifest_sha256 = champion(registry, name)
     scoring = dvc.params().get("scoring") or {}

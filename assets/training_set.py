@@ -21,7 +21,7 @@ from assets.incoming_data import incoming_data
 from assets.labels import labels
 from assets.metadata import column_schema
 from assets.raw_data import dataset_spec, raw_data, raw_path
-from data_checks.asset_checks import require_passing_checks
+from data_checks.asset_checks import require_checked_file, require_passing_checks
 from ml.fingerprint import code_version
 from ml.io import file_digest
 from ml.spec import DatasetSpec
@@ -70,13 +70,8 @@ def recent_days(context: dg.AssetExecutionContext, dvc: DvcResource, config: Tra
     return chosen[-window:] if window > 0 else []
 
 
-def _checked_file(context: dg.AssetExecutionContext, uri: str, version: str, what: str) -> pd.DataFrame:
-    on_disk = file_digest(uri, "md5")
-    if on_disk != version:
-        raise dg.Failure(
-            f"{uri} (md5 {on_disk}) is not the {what} that was materialized ({version}); it changed outside "
-            "Dagster. Re-materialize that day first."
-        )
+def _checked_file(uri: str, version: str, what: str) -> pd.DataFrame:
+    require_checked_file(uri, version, what)
     return ml.io.read_parquet(uri)
 
 
@@ -90,8 +85,8 @@ def labelled_rows(
         labels_version = latest_materialization(context.instance, labels.key, day).asset_materialization.tags.get(
             "dagster/data_version"
         )
-        snapshot = _checked_file(context, incoming_uri(dvc, day), snapshot_version, f"incoming_data {day}")
-        outcome = _checked_file(context, labels_uri(dvc, day), labels_version, f"labels {day}")
+        snapshot = _checked_file(incoming_uri(dvc, day), snapshot_version, f"incoming_data {day}")
+        outcome = _checked_file(labels_uri(dvc, day), labels_version, f"labels {day}")
         joined = snapshot.merge(outcome[[spec.id.column, spec.target.column]], on=spec.id.column, how="inner")
         frames.append(joined)
         lineage.append({"day": day, "incoming": snapshot_version, "labels": labels_version, "rows": len(joined)})
@@ -122,12 +117,7 @@ def training_set(
 ) -> dg.MaterializeResult:
     checked_version = require_passing_checks(context, raw_data.key)
     raw_file = raw_path(dvc)
-    on_disk = file_digest(str(dvc.path(raw_file)), "md5")  # DVC's hash of a file is its md5
-    if on_disk != checked_version:
-        raise dg.Failure(
-            f"{raw_file} (md5 {on_disk}) is not the version raw_data last materialized and checked "
-            f"({checked_version}); it changed outside Dagster. Materialize raw_data with its checks first."
-        )
+    require_checked_file(str(dvc.path(raw_file)), checked_version, "raw_data")
     spec, settings = dataset_spec(dvc), training_config(dvc)
     raw = dvc.read_parquet(raw_file)
     days = recent_days(context, dvc, config)

@@ -14,6 +14,7 @@ import pandas as pd
 from dagster._core.event_api import PartitionKeyFilter  # the filter the storage API takes; not re-exported
 
 from data_checks.groups import CHECK_DESCRIPTIONS, CHECK_NAMES
+from ml.io import file_digest
 from ml.spec import DatasetSpec, RowBounds
 
 FrameLoader = Callable[[dg.AssetCheckExecutionContext], tuple[DatasetSpec, pd.DataFrame]]
@@ -171,3 +172,13 @@ def require_passing_checks(
             metadata={"failed_checks": dg.MetadataValue.json(problems)},
         )
     return latest.event_log_entry.asset_materialization.tags.get("dagster/data_version")
+
+
+def require_checked_file(uri: str, checked_version: str | None, what: str) -> None:
+    """Refuse a file that changed after `what` materialized and checked it (its md5, DVC's hash of a file)."""
+    on_disk = file_digest(uri, "md5")
+    if on_disk != checked_version:
+        raise dg.Failure(
+            f"{uri} (md5 {on_disk}) is not the version {what} last materialized and checked ({checked_version}); "
+            f"it changed outside Dagster. Materialize {what} with its checks first."
+        )
