@@ -11,13 +11,12 @@ from pathlib import Path
 import dagster as dg
 
 import ml.score
-import ml.train
 from assets.candidate_model import model_name
 from assets.daily import DAILY, incoming_uri
 from assets.evaluation_gate import CHAMPION
 from assets.incoming_data import incoming_data
 from data_checks.asset_checks import require_checked_file, require_passing_checks
-from ml.artifact import MANIFEST
+from ml.artifact import MANIFEST, publish
 from ml.fingerprint import code_version
 from resources.compute import ComputeBackend
 from resources.dvc import DvcResource
@@ -41,7 +40,7 @@ def published_model(storage: ArtifactStore, registry: ModelRegistry, name: str, 
     if not storage.exists(*parts, MANIFEST):
         with tempfile.TemporaryDirectory(prefix="keel-publish-") as tmp:
             local = registry.download(name, version, Path(tmp) / "model")
-            ml.train.publish(local, storage.uri(*parts))
+            publish(local, storage.uri(*parts))
     return storage.uri(*parts)
 
 

@@ -10,9 +10,14 @@ records the manifest's own sha256, so replacing a file *and* its manifest entry 
 from __future__ import annotations
 
 import json
+import shutil
+import tempfile
 from pathlib import Path
 from typing import Any
 
+import fsspec
+
+from ml import io
 from ml.io import file_digest, write_json
 
 MANIFEST = "manifest.json"
@@ -22,6 +27,10 @@ FORMAT_VERSION = 1
 
 class ArtifactIntegrityError(RuntimeError):
     """The artifact on disk is not the one its manifest (or the registry) describes."""
+
+
+class ArtifactExistsError(ValueError):
+    """An artifact is already at the target; artifacts are never overwritten."""
 
 
 def _payload_files(directory: Path) -> list[str]:
@@ -87,3 +96,24 @@ def verify_artifact(directory: str | Path, expected_manifest_sha256: str | None 
     if extra:
         raise ArtifactIntegrityError(f"{directory}: files not in the manifest: {', '.join(extra)}")
     return manifest
+
+
+def publish(directory: Path, out: str) -> str:
+    """Make the finished artifact visible at `out` all at once (manifest last for object stores)."""
+    if io.is_remote(out):
+        fs, base = fsspec.core.url_to_fs(out)
+        names = sorted(str(p.relative_to(directory)) for p in directory.rglob("*") if p.is_file())
+        for name in sorted(names, key=lambda n: n == MANIFEST):  # readers wait for the manifest
+            fs.put_file(str(directory / name), f"{base.rstrip('/')}/{name}")
+        return out
+    target = Path(io.resolve(out))
+    if target.exists():
+        raise ArtifactExistsError(f"{target} already exists; artifacts are never overwritten, pick a new --out")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
+    try:
+        shutil.copytree(directory, staging, dirs_exist_ok=True)
+        staging.rename(target)  # one rename: a reader sees no directory or the complete one
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return str(target)

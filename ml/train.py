@@ -14,18 +14,16 @@ started by hand it prints the same report as JSON on stdout.
 from __future__ import annotations
 
 import argparse
-import shutil
 import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-import fsspec
 import numpy as np
 
 from ml import io, runtime
-from ml.artifact import manifest_sha256, write_manifest
+from ml.artifact import manifest_sha256, publish, write_manifest
 from ml.evaluation import binary_metrics
 from ml.features import FeatureState
 from ml.models import fit_model
@@ -92,27 +90,6 @@ def train_artifact(table, state_doc: dict[str, Any], config: TrainingConfig, dir
         "files": sorted(manifest["files"]),
         "manifest_sha256": manifest_sha256(directory),
     }
-
-
-def publish(directory: Path, out: str) -> str:
-    """Make the finished artifact visible at `out` all at once (manifest last for object stores)."""
-    if io.is_remote(out):
-        fs, base = fsspec.core.url_to_fs(out)
-        names = sorted(str(p.relative_to(directory)) for p in directory.rglob("*") if p.is_file())
-        for name in sorted(names, key=lambda n: n == "manifest.json"):  # readers wait for the manifest
-            fs.put_file(str(directory / name), f"{base.rstrip('/')}/{name}")
-        return out
-    target = Path(io.resolve(out))
-    if target.exists():
-        raise TrainingError(f"{target} already exists; artifacts are never overwritten, pick a new --out")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
-    try:
-        shutil.copytree(directory, staging, dirs_exist_ok=True)
-        staging.rename(target)  # one rename: a reader sees no directory or the complete one
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    return str(target)
 
 
 def run(features: str, state: str, config: str, out: str) -> dict[str, Any]:
