@@ -11,11 +11,14 @@ AZURITE_VERSION := 3.35.0
 AZURITE_STAMP := .tools/node/.azurite-$(AZURITE_VERSION)
 BIN := .venv/bin
 PORT ?= 3000
+REPORTS_PORT ?= 3001
 MLFLOW_PORT ?= 5000
 
 export UV_PYTHON_DOWNLOADS := never
 export UV_PROJECT_ENVIRONMENT := .venv
 export DAGSTER_HOME ?= $(CURDIR)/var/dagster
+# Where `make ui` serves the stored HTML reports; the demo's runs link there too.
+export KEEL_REPORTS_URL ?= http://127.0.0.1:$(REPORTS_PORT)
 # DVC stages run `python -m ml...`: the project's interpreter must come first on PATH.
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
@@ -58,9 +61,9 @@ lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-## ui: the Dagster UI on http://127.0.0.1:$(PORT) over the demo's history
+## ui: the Dagster UI on http://127.0.0.1:$(PORT) over the demo's history; the drift reports on $(REPORTS_PORT)
 ui: setup
-	$(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p $(PORT)
+	$(BIN)/python -m orchestration.ui --host 127.0.0.1 --port $(PORT) --reports-port $(REPORTS_PORT)
 
 ## mlflow: the MLflow UI on the local tracking store and registry (var/mlflow)
 mlflow: setup

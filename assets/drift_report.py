@@ -49,17 +49,20 @@ def columns_table(result: ml.drift.DriftResult) -> dg.TableMetadataValue:
 
 
 def summary(result: ml.drift.DriftResult, day: str, version: int) -> str:
+    """A few short lines (the UI shows markdown metadata in a narrow column, without wrapping code)."""
     prediction = result.prediction
     drifted = ", ".join(f"`{c}`" for c in result.drifted_columns) or "none"
+    compare = "≥" if result.drift_share >= result.drift_share_threshold else "<"
     return "\n".join(
         [
-            f"**{result.verdict}** on {day} (scored by v{version}, {result.current_rows} rows vs "
-            f"{result.reference_rows} reference rows)",
+            f"**{result.verdict}** on {day}, scored by v{version}",
             "",
-            f"- feature columns drifted: {len(result.drifted_columns)} of {len(result.columns)} "
-            f"(share {result.drift_share:.2f}, threshold {result.drift_share_threshold:.2f}): {drifted}",
-            f"- prediction drift: {'yes' if prediction['drifted'] else 'no'} ({prediction['method']} "
-            f"{float(prediction['score']):.4f}, threshold {float(prediction['threshold'])})",
+            f"- drifted columns: {drifted}",
+            f"- share {result.drift_share:.2f} {compare} {result.drift_share_threshold:.2f} "
+            f"({len(result.drifted_columns)} of {len(result.columns)} columns)",
+            f"- prediction drift: {'yes' if prediction['drifted'] else 'no'} "
+            f"(score {float(prediction['score']):.3f}, threshold {float(prediction['threshold']):g})",
+            f"- rows: {result.current_rows} current, {result.reference_rows} reference",
         ]
     )
 
@@ -81,9 +84,10 @@ def summary(result: ml.drift.DriftResult, day: str, version: int) -> str:
     description=(
         "An Evidently report per day: data drift of each feature column and prediction drift of the "
         "scores, against the reference profile stored with the model version that scored the day "
-        "(its newest holdout rows and their scores). The HTML report is stored beside the metadata, "
-        "which carries the verdict, the drift share, the drifted columns and each column's test and "
-        "score. The sensor `retrain_on_drift` reads the verdict."
+        "(its newest holdout rows and their scores). The metadata carries a summary, the verdict, the "
+        "drift share, the drifted columns and each column's test and score; `report_url` opens the "
+        "full Evidently HTML report (served by `make ui` locally, the cloud console otherwise). The "
+        "sensor `retrain_on_drift` reads the verdict."
     ),
 )
 def drift_report(context: dg.AssetExecutionContext, dvc: DvcResource, storage: ArtifactStore, registry: ModelRegistry):
@@ -107,8 +111,12 @@ def drift_report(context: dg.AssetExecutionContext, dvc: DvcResource, storage: A
     with ml.io.atomic_output(html_uri) as tmp:
         tmp.write_text(result.html, encoding="utf-8")
     text = summary(result, day, version)
+    link = storage.browser_url(html_uri)
+    # Insertion order is the UI's order: what a person reads first, the per-column table last.
     yield dg.MaterializeResult(
         metadata={
+            "summary": dg.MetadataValue.md(text),
+            **({"report_url": dg.MetadataValue.url(link)} if link else {}),
             "verdict": result.verdict,
             "drift_detected": result.verdict == "drift",
             "dataset_drift": result.dataset_drift,
@@ -117,13 +125,12 @@ def drift_report(context: dg.AssetExecutionContext, dvc: DvcResource, storage: A
             "drifted_columns": dg.MetadataValue.json(result.drifted_columns),
             "prediction_drift": bool(result.prediction["drifted"]),
             "prediction_drift_score": float(result.prediction["score"]),
-            "columns": columns_table(result),
-            "summary": dg.MetadataValue.md(text),
             "model_version": version,
             "current_rows": result.current_rows,
             "partition_rows": total_rows,
             "reference_rows": result.reference_rows,
             "report": dg.MetadataValue.path(html_uri),
+            "columns": columns_table(result),
         },
     )
     yield dg.AssetCheckResult(

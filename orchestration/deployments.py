@@ -93,14 +93,30 @@ def shared(root: Path) -> dict[str, Any]:
     }
 
 
+# Where `make ui` serves the local store's HTML reports (orchestration/ui.py); links in metadata point here.
+REPORTS_URL_VARIABLE = "KEEL_REPORTS_URL"
+DEFAULT_REPORTS_URL = "http://127.0.0.1:3001"
+
+
+def reports_url(environ: Mapping[str, str], deployment: str) -> str:
+    value = setting(environ, deployment, REPORTS_URL_VARIABLE, DEFAULT_REPORTS_URL).rstrip("/")
+    if not value.startswith(("http://", "https://")):
+        raise DeploymentError(
+            f"{REPORTS_URL_VARIABLE}={value!r} must be an http:// or https:// URL ({DEPLOYMENT_VARIABLE}={deployment})"
+        )
+    return value
+
+
 def local(root: Path = PROJECT_ROOT, environ: Mapping[str, str] | None = None) -> dict[str, Any]:
     """Everything on this machine: the DVC repo, artifacts under var/storage, MLflow under var/mlflow.
 
     MLFLOW_TRACKING_URI, when set, points tracking and the registry at another MLflow instead.
+    KEEL_REPORTS_URL is where a browser reads the stored HTML reports (`make ui` serves them there).
     """
+    environ = os.environ if environ is None else environ
     return {
         **shared(root),
-        "storage": ArtifactStore(root=str(root / "var" / "storage")),
+        "storage": ArtifactStore(root=str(root / "var" / "storage"), web_url=reports_url(environ, "local")),
         "compute": LocalCompute(working_dir=str(root)),
     }
 

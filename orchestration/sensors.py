@@ -33,8 +33,9 @@ def arrived_label_days(dvc: DvcResource) -> list[str]:
     job=label_feedback,
     minimum_interval_seconds=60,
     description=(
-        "Every minute: finds days whose labels file has arrived (params.yaml daily.labels) and that "
-        "were scored, and materializes their labels and model_performance (one run per day)."
+        "Every minute (once turned on): finds days whose labels file has arrived (params.yaml "
+        "daily.labels) and that were scored, and launches the label_feedback job for each (labels "
+        "and model_performance of that day; one run per day)."
     ),
 )
 def labels_arrived(context: dg.SensorEvaluationContext, dvc: DvcResource):
@@ -81,7 +82,7 @@ def _events(instance: dg.DagsterInstance, after: int) -> list[Event]:
     job=retrain,
     minimum_interval_seconds=60,
     description=(
-        "Retrains on drift, not on a calendar: when a drift_report says drift, or a day's "
+        "Every minute (once turned on); retrains on drift, not on a calendar: when a drift_report says drift, or a day's "
         "model_performance falls below the champion's holdout AUC by retraining.max_auc_drop, it "
         "waits until retraining.min_labelled_days of the shifted days have labels and launches the "
         "retrain job on them. One retrain per episode (run key = episode), none within "

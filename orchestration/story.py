@@ -16,6 +16,13 @@ import dagster as dg
 import yaml
 
 QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+WORKSPACE = Path(__file__).resolve().parents[1] / "workspace.yaml"
+
+
+def repository_label() -> str:
+    """The code location as the daemon tags a sensor's runs; the UI lists a sensor's runs by it."""
+    (entry,) = yaml.safe_load(WORKSPACE.read_text(encoding="utf-8"))["load_from"]
+    return f"__repository__@{entry['python_module']['location_name']}"
 
 
 @dataclass
@@ -34,7 +41,12 @@ def launch(defs: dg.Definitions, job: str, instance, request: dg.RunRequest | No
     """Run a job in this process; for a sensor's request, with the tags the daemon would add."""
     tags: dict[str, str] = {}
     if request is not None:
-        tags = {**request.tags, "dagster/run_key": request.run_key or "", "dagster/sensor_name": sensor}
+        tags = {
+            **request.tags,
+            "dagster/run_key": request.run_key or "",
+            "dagster/sensor_name": sensor,
+            ".dagster/repository": repository_label(),
+        }
         kwargs.setdefault("run_config", request.run_config or {})
         if request.partition_key:
             kwargs["partition_key"] = request.partition_key

@@ -10,6 +10,7 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import dagster as dg
 import fsspec
@@ -21,10 +22,30 @@ from ml import io
 
 class ArtifactStore(dg.ConfigurableResource):
     root: str = Field(description="Local folder or fsspec URI prefix under which artifacts are written.")
+    web_url: str | None = Field(
+        default=None,
+        description="URL at which a browser reads the HTML files under `root` (for a local root, the "
+        "report server that `make ui` starts). Without it, s3:// and gs:// files link to their cloud console.",
+    )
 
     def uri(self, *parts: str) -> str:
         base = self.root.rstrip("/")
         return "/".join([base, *parts]) if io.is_remote(base) else io.resolve("/".join([base, *parts]))
+
+    def browser_url(self, uri: str) -> str | None:
+        """Where a person opens the file `uri` (one of this store's) in a browser, or None when nowhere."""
+        base = self.uri()
+        if not uri.startswith(base + "/"):
+            raise ValueError(f"{uri} is not under the artifact store's root {base}")
+        if self.web_url:
+            return self.web_url.rstrip("/") + "/" + quote(uri[len(base) + 1 :])
+        scheme, _, rest = uri.partition("://")
+        bucket, _, key = rest.partition("/")
+        if scheme == "s3":
+            return f"https://console.aws.amazon.com/s3/object/{bucket}?prefix={quote(key)}"
+        if scheme in ("gs", "gcs"):
+            return f"https://console.cloud.google.com/storage/browser/_details/{bucket}/{quote(key)}"
+        return None  # a local root nobody serves; Azure portal links need the account, which the URI lacks
 
     def write_parquet(self, frame: pd.DataFrame, *parts: str) -> str:
         uri = self.uri(*parts)

@@ -79,3 +79,4 @@ def test_drift_from_day_5_retrains_once_and_later_days_use_the_new_champion(trai
     assert min(v1_auc[:4]) > max(v1_auc[4:8])  # the shift costs the old model AUC
     runs = instance.get_runs(dg.RunsFilter(tags={"dagster/sensor_name": "retrain_on_drift"}))
     assert len(runs) == 1 and runs[0].tags["dagster/run_key"] == "retrain-drift-2026-10-05"
+    assert runs[0].tags[".dagster/repository"] == "__repository__@keel"  # so the sensor's page lists it

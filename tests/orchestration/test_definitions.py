@@ -34,6 +34,21 @@ def test_every_asset_is_described_grouped_owned_and_kinded():
     assert groups == LIFECYCLE_GROUPS
 
 
+def test_every_check_job_schedule_and_sensor_says_what_it_does():
+    graph = defs.resolve_asset_graph()
+    checks = [graph.get_check_spec(key) for key in graph.asset_check_keys]
+    assert len(checks) >= 13  # five per checked data asset, the gate, the two monitoring warnings
+    for spec in checks:
+        assert spec.description and len(spec.description) > 30, spec.key
+    for job in defs.jobs:
+        assert job.description and len(job.description) > 30, job.name
+    (schedule,) = defs.schedules
+    assert "02:00" in schedule.description and "previous day" in schedule.description
+    for sensor in defs.sensors:  # when they tick and what they launch
+        assert sensor.description.startswith("Every minute"), sensor.name
+        assert f"{sensor.job_name} job" in sensor.description, sensor.name
+
+
 def test_prepare_data_job_runs_the_blocking_checks():
     job = defs.resolve_job_def("prepare_data")
     graph = defs.resolve_asset_graph()

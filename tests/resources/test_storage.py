@@ -23,3 +23,20 @@ def test_local_root_leaves_no_temporary_files(tmp_path):
     for n in range(3):
         store.write_json({"n": n}, "state.json")
     assert [p.name for p in tmp_path.iterdir()] == ["state.json"] and store.read_json("state.json") == {"n": 2}
+
+
+def test_browser_urls_follow_the_store(tmp_path):
+    served = ArtifactStore(root=str(tmp_path), web_url="http://127.0.0.1:3001/")
+    assert served.browser_url(served.uri("monitoring", "drift", "2026-10-01 a.html")) == (
+        "http://127.0.0.1:3001/monitoring/drift/2026-10-01%20a.html"
+    )
+    assert ArtifactStore(root=str(tmp_path)).browser_url(str(tmp_path / "r.html")) is None  # nobody serves it
+    assert ArtifactStore(root="s3://bucket/keel").browser_url("s3://bucket/keel/monitoring/d.html") == (
+        "https://console.aws.amazon.com/s3/object/bucket?prefix=keel/monitoring/d.html"
+    )
+    assert ArtifactStore(root="gs://bucket/keel/").browser_url("gs://bucket/keel/monitoring/d.html") == (
+        "https://console.cloud.google.com/storage/browser/_details/bucket/keel/monitoring/d.html"
+    )
+    assert ArtifactStore(root="az://container/keel").browser_url("az://container/keel/d.html") is None
+    with pytest.raises(ValueError, match="not under the artifact store's root"):
+        served.browser_url("/etc/passwd")

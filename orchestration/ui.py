@@ -1,0 +1,81 @@
+"""`make ui`: the Dagster UI (`dagster dev -w workspace.yaml`) over $DAGSTER_HOME, with the stored HTML
+reports served beside it.
+
+Dagster's webserver serves no files of ours, so the Evidently reports that `drift_report` links to
+(metadata `report_url`) are served by a small read-only server on a second loopback port: `.html`
+files under the local artifact store and nothing else (no listings, no models, no data). The runs
+launched from the UI are told where it serves (KEEL_REPORTS_URL), so their links point at it. With a
+cloud store there is nothing to serve: its links go to the cloud console.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import http.server
+import os
+import signal
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+from ml import io
+from orchestration.deployments import PROJECT_ROOT, REPORTS_URL_VARIABLE, resources_for
+
+
+class ReportHandler(http.server.SimpleHTTPRequestHandler):
+    """GET and HEAD of existing .html files under `directory`; anything else is a 404."""
+
+    def send_head(self):
+        root = Path(self.directory).resolve()
+        path = Path(self.translate_path(self.path)).resolve()  # translate_path drops '..' and the query
+        if path.suffix != ".html" or not path.is_file() or root not in path.parents:
+            self.send_error(404, "Only the stored HTML reports are served here")
+            return None
+        return super().send_head()
+
+    def log_message(self, format: str, *args) -> None:  # noqa: A002 - the base class's signature
+        pass  # dagster dev's log is the one to read
+
+
+def serve_reports(root: Path, host: str, port: int) -> http.server.ThreadingHTTPServer:
+    """Start serving `root`'s HTML files on host:port in a background thread."""
+    root.mkdir(parents=True, exist_ok=True)
+    server = http.server.ThreadingHTTPServer((host, port), functools.partial(ReportHandler, directory=str(root)))
+    threading.Thread(target=server.serve_forever, name="reports", daemon=True).start()
+    return server
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m orchestration.ui", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--host", default="127.0.0.1", help="address of both servers (default: loopback only)")
+    parser.add_argument("--port", type=int, default=3000, help="the Dagster UI's port")
+    parser.add_argument("--reports-port", type=int, default=3001, help="the HTML reports' port")
+    args = parser.parse_args(argv)
+
+    store = resources_for()["storage"]
+    env = dict(os.environ)
+    server = None
+    if not io.is_remote(store.root):
+        try:
+            server = serve_reports(Path(store.root), args.host, args.reports_port)
+        except OSError as error:
+            print(f"Cannot serve the reports on {args.host}:{args.reports_port} ({error}); pick --reports-port")
+            return 2
+        env[REPORTS_URL_VARIABLE] = f"http://{args.host}:{args.reports_port}"
+        print(f"Stored HTML reports (drift_report's report_url) on {env[REPORTS_URL_VARIABLE]}", flush=True)
+    command = [sys.executable, "-m", "dagster", "dev", "-w", "workspace.yaml", "-h", args.host, "-p", str(args.port)]
+    signal.signal(signal.SIGTERM, signal.default_int_handler)  # a stop request waits for dagster dev, like Ctrl-C
+    child = subprocess.Popen(command, cwd=PROJECT_ROOT, env=env)
+    try:
+        return child.wait()
+    except KeyboardInterrupt:  # dagster dev got the same Ctrl-C and stops its webserver, daemon and code server
+        return child.wait()
+    finally:
+        if server is not None:
+            server.shutdown()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,55 @@
+"""`make ui`'s report server: stored HTML reports and nothing else; and where report links point."""
+
+import urllib.error
+import urllib.request
+
+import pytest
+
+from orchestration.deployments import DeploymentError, local
+from orchestration.ui import serve_reports
+from tests.browser.conftest import free_port
+
+
+@pytest.fixture
+def served(tmp_path):
+    root = tmp_path / "store"
+    (root / "monitoring" / "drift").mkdir(parents=True)
+    (root / "monitoring" / "drift" / "2026-10-01.html").write_text("<html>report</html>")
+    (root / "models").mkdir()
+    (root / "models" / "model.txt").write_text("tree")
+    (tmp_path / "secret.html").write_text("<html>outside</html>")
+    (root / "escape.html").symlink_to(tmp_path / "secret.html")
+    port = free_port()
+    server = serve_reports(root, "127.0.0.1", port)
+    yield f"http://127.0.0.1:{port}"
+    server.shutdown()
+
+
+def status(url: str) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(url, timeout=10) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as error:
+        return error.code, ""
+
+
+def test_serves_stored_html_reports_only(served):
+    assert status(f"{served}/monitoring/drift/2026-10-01.html") == (200, "<html>report</html>")
+    assert status(f"{served}/monitoring/drift/2026-10-01.html?x=1")[0] == 200
+    assert status(f"{served}/models/model.txt")[0] == 404  # other artifacts are not served
+    assert status(f"{served}/monitoring/drift/")[0] == 404  # no listings
+    assert status(f"{served}/")[0] == 404
+    assert status(f"{served}/monitoring/drift/missing.html")[0] == 404
+    assert status(f"{served}/../secret.html")[0] == 404
+    assert status(f"{served}/escape.html")[0] == 404  # a link out of the store is not followed
+
+
+def test_report_links_point_where_make_ui_serves(tmp_path):
+    assert local(tmp_path, environ={})["storage"].web_url == "http://127.0.0.1:3001"
+    storage = local(tmp_path, environ={"KEEL_REPORTS_URL": "http://127.0.0.1:4001/"})["storage"]
+    assert (
+        storage.browser_url(storage.uri("monitoring", "drift", "d.html"))
+        == "http://127.0.0.1:4001/monitoring/drift/d.html"
+    )
+    with pytest.raises(DeploymentError, match="KEEL_REPORTS_URL='127.0.0.1:4001' must be an http"):
+        local(tmp_path, environ={"KEEL_REPORTS_URL": "127.0.0.1:4001"})
