@@ -29,7 +29,7 @@ def dataset_spec(dvc: DvcResource) -> ml.spec.DatasetSpec:
 
 @dg.asset(
     group_name="data",
-    kinds={"dvc", "parquet"},
+    kinds={"dvc", "great_expectations", "parquet"},
     owners=["team:ml-platform"],
     code_version=code_version(ml.ingest, ml.io, ml.sources, ml.spec),
     description=(

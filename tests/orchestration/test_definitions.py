@@ -32,6 +32,8 @@ def test_every_asset_is_described_grouped_owned_and_kinded():
         assert node.kinds, name
     groups = {graph.get(key).group_name for key in graph.get_all_asset_keys()}
     assert groups == LIFECYCLE_GROUPS
+    kinds = set().union(*(graph.get(key).kinds for key in graph.get_all_asset_keys()))
+    assert {"dvc", "great_expectations", "lightgbm", "mlflow", "evidently"} <= kinds  # the tools, as the UI tags them
 
 
 def test_every_check_job_schedule_and_sensor_says_what_it_does():
