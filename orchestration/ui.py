@@ -54,6 +54,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--reports-port", type=int, default=3001, help="the HTML reports' port")
     args = parser.parse_args(argv)
 
+    # A shell starts background jobs with SIGINT ignored, and dagster dev would inherit that and then
+    # ignore SIGTERM as well (it maps SIGTERM to its SIGINT handler): give it Python's usual handler.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     store = resources_for()["storage"]
     env = dict(os.environ)
     server = None
@@ -66,11 +69,12 @@ def main(argv: list[str] | None = None) -> int:
         env[REPORTS_URL_VARIABLE] = f"http://{args.host}:{args.reports_port}"
         print(f"Stored HTML reports (drift_report's report_url) on {env[REPORTS_URL_VARIABLE]}", flush=True)
     command = [sys.executable, "-m", "dagster", "dev", "-w", "workspace.yaml", "-h", args.host, "-p", str(args.port)]
-    signal.signal(signal.SIGTERM, signal.default_int_handler)  # a stop request waits for dagster dev, like Ctrl-C
     child = subprocess.Popen(command, cwd=PROJECT_ROOT, env=env)
+    # `kill` (SIGTERM) of this process is passed on: dagster dev then stops its webserver, daemon and code server.
+    signal.signal(signal.SIGTERM, lambda signum, frame: child.terminate())
     try:
         return child.wait()
-    except KeyboardInterrupt:  # dagster dev got the same Ctrl-C and stops its webserver, daemon and code server
+    except KeyboardInterrupt:  # Ctrl-C reached dagster dev too (one process group): wait until it has stopped
         return child.wait()
     finally:
         if server is not None:

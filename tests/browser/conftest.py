@@ -118,9 +118,9 @@ def ui(ui_project: tuple[Path, History, int], tmp_path_factory: pytest.TempPathF
 
 
 def _stop(process: subprocess.Popen) -> None:
-    """Stop the launcher and everything dagster dev started (one process group)."""
+    """Stop the launcher as `kill` would (it stops dagster dev), then anything left of its process group."""
     if process.poll() is None:
-        os.killpg(process.pid, signal.SIGTERM)
+        process.terminate()
         with contextlib.suppress(subprocess.TimeoutExpired):
             process.wait(timeout=60)
     with contextlib.suppress(ProcessLookupError):
