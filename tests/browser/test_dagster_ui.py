@@ -114,13 +114,10 @@ def test_an_asset_page_shows_a_passing_gate_and_a_failing_data_check_on_a_bad_pa
     screenshot(page, "check_validity_failed_on_bad_day")
 
 
-def status_counts(page: Page) -> dict[str, int]:
-    counts = {}
-    for status in STATUSES:
-        label = page.locator("label", has_text=re.compile(rf"^{status} \(\d+\)"))
-        expect(label).to_be_visible()
-        counts[status] = int(re.search(r"\((\d+)\)", label.inner_text()).group(1))
-    return counts
+def expect_counts(page: Page, counts: dict[str, int]) -> None:
+    """The status filters above the partition list show these counts (waiting while the page loads)."""
+    for status, count in counts.items():
+        expect(page.locator("label", has_text=re.compile(rf"^{status} \({count}\)"))).to_be_visible()
 
 
 def partitions_shown(page: Page, status: str, name_filter: str = "") -> list[str]:
@@ -130,9 +127,14 @@ def partitions_shown(page: Page, status: str, name_filter: str = "") -> list[str
         if label.locator("input").is_checked() != (each == status):
             label.click()
     page.get_by_placeholder("Filter by name").fill(name_filter)
-    page.wait_for_timeout(500)  # the list re-renders
-    keys = page.locator("[data-tooltip]").evaluate_all("els => els.map(e => e.getAttribute('data-tooltip'))")
-    return sorted(k for k in keys if re.fullmatch(r"\d{4}-\d{2}-\d{2}", k or ""))
+    shown, previous = None, []
+    while shown != previous:  # read until the re-rendered list holds still
+        page.wait_for_timeout(500)
+        previous, shown = (
+            shown,
+            page.locator("[data-tooltip]").evaluate_all("els => els.map(e => e.getAttribute('data-tooltip'))"),
+        )
+    return sorted(k for k in shown if re.fullmatch(r"\d{4}-\d{2}-\d{2}", k or ""))
 
 
 def test_the_partitions_of_batch_predictions_show_materialized_failed_and_missing_days(page: Page, ui: Ui):
@@ -141,7 +143,7 @@ def test_the_partitions_of_batch_predictions_show_materialized_failed_and_missin
     history = ui.history
     page.goto("/assets/batch_predictions?view=partitions")
     total = len(DAILY.get_partition_keys())
-    assert status_counts(page) == {"Failed": 1, "Materialized": 3, "Materializing": 0, "Missing": total - 4}
+    expect_counts(page, {"Failed": 1, "Materialized": 3, "Materializing": 0, "Missing": total - 4})
     screenshot(page, "partitions_batch_predictions")
     assert partitions_shown(page, "Materialized") == history.scored
     assert partitions_shown(page, "Failed") == [history.bad_day]
@@ -238,7 +240,7 @@ def test_a_backfill_launched_in_the_ui_completes_and_its_days_turn_materialized(
     screenshot(page, "backfill_finished")
 
     page.goto("/assets/batch_predictions?view=partitions")
-    assert status_counts(page)["Materialized"] == len(ui.history.scored) + len(days)
+    expect_counts(page, {"Materialized": len(ui.history.scored) + len(days)})
     assert partitions_shown(page, "Materialized") == sorted([*ui.history.scored, *days])
     assert not set(days) & set(partitions_shown(page, "Missing", days[0][:7]))
     screenshot(page, "partitions_after_backfill")
