@@ -131,6 +131,12 @@ def set_params(project: Path, **sections: dict) -> None:
     path.write_text(yaml.safe_dump(params, sort_keys=False))
 
 
+def clear_daily_files(project: Path) -> None:
+    """`dvc repro` in the template simulated every day at once; stories and single days deliver their own."""
+    for folder in ("incoming", "labels"):
+        shutil.rmtree(project / "data" / folder, ignore_errors=True)
+
+
 def _merge(into: dict, values: dict) -> None:
     for key, value in values.items():
         if isinstance(value, dict) and isinstance(into.get(key), dict):

@@ -1,14 +1,13 @@
 """The nightly assets on one day, in a trained project copy: checks, scoring, drift report, labels,
 performance; and what a bad day leaves behind (nothing new, the previous good output untouched)."""
 
-import shutil
 from pathlib import Path
 
 import dagster as dg
 import pandas as pd
 import yaml
 
-from tests.conftest import set_params
+from tests.conftest import clear_daily_files, set_params
 
 DAY = "2026-10-01"
 
@@ -19,8 +18,7 @@ def setup_day(project: Path) -> tuple[dg.Definitions, dict]:
     from orchestration.definitions import definitions
     from orchestration.deployments import local
 
-    for folder in ("incoming", "labels"):
-        shutil.rmtree(project / "data" / folder, ignore_errors=True)
+    clear_daily_files(project)
     params = yaml.safe_load((project / "params.yaml").read_text())
     spec = load_spec(project / "params.yaml")
     daily, simulation = daily_config(params), simulation_config(params, spec)

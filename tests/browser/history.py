@@ -13,7 +13,7 @@ from pathlib import Path
 import dagster as dg
 import yaml
 
-from tests.conftest import set_params
+from tests.conftest import clear_daily_files, set_params
 
 NIGHTS = 3
 BAD_DAY = 4
@@ -42,9 +42,7 @@ def seed(project: Path, reports_url: str) -> History:
         simulation={"days": NIGHTS, "label_delay_days": 1, "scenario": {"from_day": NIGHTS}},
         retraining={"min_labelled_days": 3},
     )
-    for folder in ("incoming", "labels"):  # `dvc repro` in the template wrote every day at once
-        for file in (project / "data" / folder).glob("*.parquet"):
-            file.unlink()
+    clear_daily_files(project)
     params = yaml.safe_load((project / "params.yaml").read_text())
     spec = load_spec(project / "params.yaml")
     daily, simulation = daily_config(params), simulation_config(params, spec)

@@ -1,24 +1,17 @@
 """A short story end to end, in a project copy with its own Dagster home and MLflow store: daily files
 arrive, the nightly job scores them, the sensors tick, and a drift leads to exactly one retrain."""
 
-import shutil
 from pathlib import Path
 
 import dagster as dg
 import yaml
 
-from tests.conftest import set_params
+from tests.conftest import clear_daily_files, set_params
 
 STORY = {
     "simulation": {"days": 10, "rows_per_day": 2000, "label_delay_days": 1},
     "retraining": {"min_labelled_days": 3, "window_days": 7, "cooldown_days": 7},
 }
-
-
-def clear_daily_files(project: Path) -> None:
-    """`dvc repro` in the template simulated every day at once; the story delivers them night by night."""
-    for folder in ("incoming", "labels"):
-        shutil.rmtree(project / "data" / folder, ignore_errors=True)
 
 
 def tell(project: Path, scenario: dict):
