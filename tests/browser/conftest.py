@@ -40,9 +40,9 @@ class Ui:
     history: History
     log: Path  # what `make ui`'s launcher printed
 
-    def graphql(self, query: str, variables: dict | None = None) -> dict:
+    def graphql(self, query: str) -> dict:
         """A query to the webserver's GraphQL endpoint, which the UI itself talks to."""
-        body = json.dumps({"query": query, "variables": variables or {}}).encode()
+        body = json.dumps({"query": query}).encode()
         request = urllib.request.Request(f"{self.url}/graphql", body, {"Content-Type": "application/json"})
         with urllib.request.urlopen(request, timeout=30) as response:
             answer = json.load(response)
@@ -145,18 +145,13 @@ def page(browser, ui: Ui, request: pytest.FixtureRequest):
     context.set_default_timeout(60_000)
     page = context.new_page()
     yield page
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=ARTIFACTS / f"{safe_name(request.node.name)}.png")
+    screenshot(page, request.node.name)
     context.close()
-
-
-def safe_name(name: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name)
 
 
 def screenshot(page, name: str) -> Path:
     """A screenshot worth keeping, in the artifacts folder."""
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    path = ARTIFACTS / f"{safe_name(name)}.png"
+    path = ARTIFACTS / f"{re.sub(r'[^A-Za-z0-9_.-]+', '_', name)}.png"
     page.screenshot(path=path)
     return path

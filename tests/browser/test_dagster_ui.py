@@ -96,21 +96,21 @@ def open_check(page: Page, asset: str, check: str) -> None:
 
 def test_an_asset_page_shows_a_passing_gate_and_a_failing_data_check_on_a_bad_partition(page: Page, ui: Ui):
     open_check(page, "candidate_model", "evaluation_gate")
-    main = page.locator("body")
-    expect(main).to_contain_text("This is a blocking asset check")
-    expect(main).to_contain_text("Passed")
-    expect(main).to_contain_text(re.compile(r"passed: AUC 0\.\d+ >= minimum"))
+    body = page.locator("body")
+    expect(body).to_contain_text("This is a blocking asset check")
+    expect(body).to_contain_text("Passed")
+    expect(body).to_contain_text(re.compile(r"passed: AUC 0\.\d+ >= minimum"))
     screenshot(page, "check_evaluation_gate_passed")
 
     open_check(page, "incoming_data", "validity")
-    expect(main).to_contain_text("Failed")
-    expect(main).to_contain_text(ui.history.bad_day)  # the partition the failure belongs to
-    failures = main.locator("table", has_text="expect_column_values_to_be_between").last
+    expect(body).to_contain_text("Failed")
+    expect(body).to_contain_text(ui.history.bad_day)  # the partition the failure belongs to
+    failures = body.locator("table", has_text="expect_column_values_to_be_between").last
     expect(failures).to_contain_text("monthly_charges")
     expect(failures).to_contain_text("-10.0")
     for passing in ("schema", "completeness", "uniqueness", "volume"):  # the list beside it
-        expect(main.get_by_text(passing, exact=True).first).to_be_visible()
-    expect(main.get_by_text("Failed", exact=True).first).to_be_visible()
+        expect(body.get_by_text(passing, exact=True).first).to_be_visible()
+    expect(body.get_by_text("Failed", exact=True).first).to_be_visible()
     screenshot(page, "check_validity_failed_on_bad_day")
 
 
@@ -168,14 +168,14 @@ def test_the_evaluation_plots_and_the_drift_summary_are_in_the_metadata_view(pag
     page.goto("/assets/drift_report?view=partitions")
     page.get_by_placeholder("Filter by name").fill(day)
     page.locator(f"[data-tooltip='{day}']").click()
-    main = page.locator("body")
-    expect(main).to_contain_text(f"drift on {day}, scored by v1")
-    expect(main).to_contain_text("drifted columns: monthly_charges")
-    columns = main.locator("table", has_text="threshold").last
+    body = page.locator("body")
+    expect(body).to_contain_text(f"drift on {day}, scored by v1")
+    expect(body).to_contain_text("drifted columns: monthly_charges")
+    columns = body.locator("table", has_text="threshold").last
     expect(columns.locator("tr", has_text="monthly_charges")).to_contain_text("true")
     screenshot(page, "drift_summary")
 
-    link = main.locator(f"a[href='{ui.reports_url}/monitoring/drift/{day}.html']").first  # report_url
+    link = body.locator(f"a[href='{ui.reports_url}/monitoring/drift/{day}.html']").first  # report_url
     with page.context.expect_page() as opened:
         link.click()
     report = opened.value
