@@ -50,7 +50,7 @@ $(AZURITE_STAMP):
 
 ## demo: the whole lifecycle from scratch: data, a champion, 30 simulated nights with drift and a retrain; a table per day
 demo: setup
-	$(BIN)/python -m orchestration.demo
+	$(BIN)/python -m demo
 
 ## test: the whole test suite (unit, Dagster end to end, CLI, DVC, the cloud backends on emulators)
 test: setup emulators
@@ -63,7 +63,7 @@ lint: setup
 
 ## ui: the Dagster UI on http://127.0.0.1:$(PORT) over the demo's history; the drift reports on $(REPORTS_PORT)
 ui: setup
-	$(BIN)/python -m orchestration.ui --host 127.0.0.1 --port $(PORT) --reports-port $(REPORTS_PORT)
+	$(BIN)/python -m demo.ui --host 127.0.0.1 --port $(PORT) --reports-port $(REPORTS_PORT)
 
 ## mlflow: the MLflow UI on the local tracking store and registry (var/mlflow)
 mlflow: setup

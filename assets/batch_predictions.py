@@ -2,7 +2,8 @@
 
 Scoring runs `python -m ml.score` on the deployment's compute backend (a local subprocess by
 default), in chunks, with the same feature code as training; each day's file is replaced in one
-step, so a failed or killed run leaves the previous predictions in place.
+step, so a failed or killed run leaves the previous predictions in place. The same pass keeps the
+day's capture (a seeded sample of the scored rows), which is all the drift report reads.
 """
 
 import tempfile
@@ -10,98 +11,116 @@ from pathlib import Path
 
 import dagster as dg
 
+import ml.io
 import ml.score
-from assets.candidate_model import model_name
-from assets.daily import DAILY, incoming_uri
-from assets.evaluation_gate import CHAMPION
-from assets.incoming_data import incoming_data
-from data_checks.asset_checks import require_checked_file, require_passing_checks
+from assets.partitions import DAILY
+from assets.records import IncomingDay, ScoredDay
+from data_checks.asset_checks import require_passing_checks
 from ml.artifact import MANIFEST, publish
 from ml.fingerprint import code_version
+from resources import layout
 from resources.compute import ComputeBackend
-from resources.dvc import DvcResource
-from resources.registry import MANIFEST_TAG, ModelRegistry
+from resources.params import ParamsResource
+from resources.registry import CHAMPION, MANIFEST_TAG, ModelRegistry
 from resources.storage import ArtifactStore
 
 MODULE = "ml.score"
-FOLDER = "predictions"
 
 
-def champion(registry: ModelRegistry, name: str) -> tuple[int, str]:
-    version = registry.alias_version(name, CHAMPION)
+def champion(registry: ModelRegistry) -> tuple[int, str]:
+    """The champion's version and manifest sha256; no champion is a clear failure."""
+    version = registry.champion()
     if version is None:
-        raise dg.Failure(description=f"{name} has no {CHAMPION}: run the train_model job first, then score")
-    return version, registry.version_info(name, version)["tags"][MANIFEST_TAG]
+        raise dg.Failure(
+            description=f"{registry.model_name} has no {CHAMPION}: run the train_model job first, then score"
+        )
+    return version, registry.version_info(registry.model_name, version)["tags"][MANIFEST_TAG]
 
 
-def published_model(storage: ArtifactStore, registry: ModelRegistry, name: str, version: int) -> str:
+def published_model(storage: ArtifactStore, registry: ModelRegistry, version: int) -> str:
     """The version's verified artifact in the deployment's storage, where any backend can read it."""
-    parts = ("models", "registered", name, f"v{version}")
-    if not storage.exists(*parts, MANIFEST):
+    uri = layout.published_model(storage, registry.model_name, version)
+    if not ml.io.exists(f"{uri}/{MANIFEST}"):
         with tempfile.TemporaryDirectory(prefix="keel-publish-") as tmp:
-            local = registry.download(name, version, Path(tmp) / "model")
-            publish(local, storage.uri(*parts))
-    return storage.uri(*parts)
+            publish(registry.download(registry.model_name, version, Path(tmp) / "model"), uri)
+    return uri
 
 
 @dg.asset(
     partitions_def=DAILY,
-    deps=[incoming_data],
     group_name="scoring",
     kinds={"lightgbm", "mlflow", "parquet"},
     owners=["team:ml-platform"],
     code_version=code_version(ml.score),
     description=(
         "A day's churn scores (id, score) from the model behind the `champion` alias, computed by "
-        "`python -m ml.score` on the compute backend in chunks with the training feature code. Each "
-        "day records the exact model version and artifact hash it was scored with; re-scoring a "
-        "range after a new champion is one backfill. Written all-or-nothing."
+        "`python -m ml.score` on the compute backend in chunks with the training feature code, "
+        "from the checked version of the day's file only. Each day records the exact model version "
+        "and artifact hash it was scored with; re-scoring a range after a new champion is one "
+        "backfill. Written all-or-nothing, with the capture the drift report reads."
     ),
 )
 def batch_predictions(
     context: dg.AssetExecutionContext,
-    dvc: DvcResource,
+    incoming_data: IncomingDay,
+    params: ParamsResource,
     storage: ArtifactStore,
     compute: ComputeBackend,
     registry: ModelRegistry,
-) -> dg.MaterializeResult:
+) -> dg.Output[ScoredDay]:
     day = context.partition_key
-    checked = require_passing_checks(context, incoming_data.key, partition=day)
-    rows_uri = incoming_uri(dvc, day)
-    require_checked_file(rows_uri, checked, f"incoming_data {day}")
-    name = model_name(dvc)
-    version, manifest_sha256 = champion(registry, name)
-    scoring = dvc.params().get("scoring") or {}
-    config_uri = storage.write_json(
+    require_passing_checks(
+        context.instance, context.asset_key_for_input("incoming_data"), incoming_data.run_id, partition=day
+    )
+    settings = params.load()
+    version, manifest_sha256 = champion(registry)
+    config_uri = layout.scoring_config(storage, day)
+    ml.io.write_json(
         {
             "expected_manifest_sha256": manifest_sha256,
-            "id_column": dvc.dataset_spec().id.column,
-            "chunk_rows": int(scoring.get("chunk_rows", 100_000)),
+            "id_column": settings.dataset.id.column,
+            "chunk_rows": settings.scoring.chunk_rows,
             "model_version": str(version),
+            "rows_md5": incoming_data.md5,  # the scorer refuses any other version of the file
+            "capture_rows": settings.drift.current_rows,
+            "capture_seed": settings.drift.seed,
         },
-        FOLDER,
-        f"{day}.config.json",
+        config_uri,
     )
     invocation = compute.run(
         context,
         MODULE,
-        inputs={"model": published_model(storage, registry, name, version), "rows": rows_uri, "config": config_uri},
-        outputs={"predictions": storage.uri(FOLDER, f"{day}.parquet")},
+        inputs={"model": published_model(storage, registry, version), "rows": incoming_data.uri, "config": config_uri},
+        outputs={"predictions": layout.predictions(storage, day), "capture": layout.capture(storage, day)},
     )
     report = invocation.get_materialize_result().metadata["report"].value
-    return dg.MaterializeResult(
+    scored = ScoredDay(
+        run_id=context.run_id,
+        day=day,
+        incoming=incoming_data,
+        model=registry.model_name,
+        model_version=version,
+        model_manifest_sha256=manifest_sha256,
+        predictions_uri=report["predictions_uri"],
+        capture_uri=report["capture_uri"],
+        rows=report["rows"],
+    )
+    return dg.Output(
+        scored,
         data_version=dg.DataVersion(report["predictions_sha256"][:16]),
         metadata={
             "dagster/row_count": report["rows"],
-            "model": name,
+            "model": scored.model,
             "model_version": version,
             "model_manifest_sha256": manifest_sha256,
-            "incoming_data_version": checked,
+            "incoming_data_version": incoming_data.md5,
             "score_mean": float(report["score_mean"]),
             "score_quantiles": dg.MetadataValue.json(report["score_quantiles"]),
             "seconds": float(report["seconds"]),
             "rows_per_second": float(report["rows_per_second"]),
-            "predictions": dg.MetadataValue.path(report["predictions_uri"]),
-            "rows_path": dg.MetadataValue.path(rows_uri),
+            "predictions": dg.MetadataValue.path(scored.predictions_uri),
+            "capture": dg.MetadataValue.path(scored.capture_uri),
+            "capture_rows": report["capture_rows"],
+            "rows_path": dg.MetadataValue.path(incoming_data.uri),
         },
     )

@@ -7,15 +7,14 @@ import dagster as dg
 
 import ml.drift
 import ml.io
-from assets.batch_predictions import batch_predictions
-from assets.candidate_model import model_name
-from assets.daily import DAILY, latest_metadata
+from assets.partitions import DAILY
+from assets.records import ScoredDay
 from ml.fingerprint import code_version
-from resources.dvc import DvcResource
+from resources import layout
+from resources.params import ParamsResource
 from resources.registry import ModelRegistry
 from resources.storage import ArtifactStore
 
-FOLDER = ("monitoring", "drift")
 CHECK_NAME = "no_drift"
 
 
@@ -69,7 +68,6 @@ def summary(result: ml.drift.DriftResult, day: str, version: int) -> str:
 
 @dg.asset(
     partitions_def=DAILY,
-    deps=[batch_predictions],
     group_name="monitoring",
     kinds={"evidently", "html"},
     owners=["team:ml-platform"],
@@ -84,30 +82,27 @@ def summary(result: ml.drift.DriftResult, day: str, version: int) -> str:
     description=(
         "An Evidently report per day: data drift of each feature column and prediction drift of the "
         "scores, against the reference profile stored with the model version that scored the day "
-        "(its newest holdout rows and their scores). The metadata carries a summary, the verdict, the "
-        "drift share, the drifted columns and each column's test and score; `report_url` opens the "
-        "full Evidently HTML report (served by `make ui` locally, the cloud console otherwise). The "
-        "sensor `retrain_on_drift` reads the verdict."
+        "(its newest holdout rows and their scores), on the day's capture (the seeded sample the "
+        "scorer kept). The metadata carries a summary, the verdict, the drift share, the drifted "
+        "columns and each column's test and score; `report_url` opens the full Evidently HTML report "
+        "(served by `make ui` locally, the cloud console otherwise). The sensor `retrain_on_drift` "
+        "reads the verdict."
     ),
 )
-def drift_report(context: dg.AssetExecutionContext, dvc: DvcResource, storage: ArtifactStore, registry: ModelRegistry):
-    day = context.partition_key
-    predictions = latest_metadata(context.instance, batch_predictions.key, day)
-    if not predictions:
-        raise dg.Failure(description=f"batch_predictions {day} has not been materialized; score the day first")
-    version, spec = int(predictions["model_version"]), dvc.dataset_spec()
-    settings = dvc.params().get("drift") or {}
+def drift_report(
+    context: dg.AssetExecutionContext,
+    batch_predictions: ScoredDay,
+    params: ParamsResource,
+    storage: ArtifactStore,
+    registry: ModelRegistry,
+):
+    day, settings = context.partition_key, params.load()
+    spec, version = settings.dataset, batch_predictions.model_version
     with tempfile.TemporaryDirectory(prefix="keel-reference-") as tmp:
-        reference = ml.io.read_parquet(str(registry.reference(model_name(dvc), version, tmp)))
-    current, total_rows = ml.drift.load_current(
-        predictions["rows_path"],
-        predictions["predictions"],
-        spec,
-        max_rows=settings.get("current_rows"),
-        seed=int(settings.get("seed", 0)),
-    )
-    result = ml.drift.drift_report(reference, current, spec, drift_share=float(settings.get("drift_share", 0.5)))
-    html_uri = storage.uri(*FOLDER, f"{day}.html")
+        reference = ml.io.read_parquet(str(registry.reference(batch_predictions.model, version, tmp)))
+    current = ml.drift.load_capture(batch_predictions.capture_uri, spec)
+    result = ml.drift.drift_report(reference, current, spec, drift_share=settings.drift.drift_share)
+    html_uri = layout.drift_report(storage, day)
     with ml.io.atomic_output(html_uri) as tmp:
         tmp.write_text(result.html, encoding="utf-8")
     text = summary(result, day, version)
@@ -127,7 +122,7 @@ def drift_report(context: dg.AssetExecutionContext, dvc: DvcResource, storage: A
             "prediction_drift_score": float(result.prediction["score"]),
             "model_version": version,
             "current_rows": result.current_rows,
-            "partition_rows": total_rows,
+            "partition_rows": batch_predictions.rows,
             "reference_rows": result.reference_rows,
             "report": dg.MetadataValue.path(html_uri),
             "columns": columns_table(result),

@@ -1,9 +1,10 @@
 """evaluation_gate: the blocking check between a candidate model and the registry.
 
 The candidate and the current champion are both loaded from their verified artifacts and scored on
-the candidate's holdout rows through the same feature code, so the comparison is like for like.
-The candidate passes when its AUC reaches `gate.min_auc` AND it trails the champion by no more than
-`gate.max_auc_drop` (params.yaml). A failed gate stops the run before `registered_model`.
+the holdout rows of the training set the candidate was trained on, through the same feature code, so
+the comparison is like for like. The candidate passes when its AUC reaches `gate.min_auc` AND it
+trails the champion by no more than `gate.max_auc_drop` (params.yaml). A failed gate stops the run
+before `registered_model`; `passed_gate` is how a registration finds the verdict on its candidate.
 """
 
 import tempfile
@@ -13,63 +14,52 @@ from typing import Any
 import dagster as dg
 import numpy as np
 
-from assets.candidate_model import candidate_model, model_name
-from assets.training_set import HOLDOUT_ROWS
+import ml.io
+from assets.candidate_model import candidate_model
+from assets.records import Candidate
+from data_checks.asset_checks import latest_evaluation
 from ml.artifact import ArtifactIntegrityError
 from ml.evaluation import binary_metrics
 from ml.features import encode_target
 from ml.gate import GateDecision, decide
+from ml.params import GateSection
 from ml.predictor import Predictor
-from resources.dvc import DvcResource
+from resources.params import ParamsResource
 from resources.registry import ModelRegistry
 from resources.storage import ArtifactStore
 
 CHECK_NAME = "evaluation_gate"
-CHAMPION = "champion"
+GRADED_RUN = "candidate_run_id"  # which candidate (by the run that trained it) an evaluation graded
 
 
-def gate_settings(dvc: DvcResource) -> tuple[float, float]:
-    section = dvc.params().get("gate") or {}
-    try:
-        return float(section["min_auc"]), float(section["max_auc_drop"])
-    except (KeyError, TypeError, ValueError) as error:
-        raise dg.Failure(
-            description=f"params.yaml: gate.min_auc and gate.max_auc_drop must be numbers ({error})"
-        ) from None
-
-
-def _auc(predictor: Predictor, rows, labels: np.ndarray, threshold: float) -> float:
-    return binary_metrics(labels, predictor.predict(rows), threshold)["roc_auc"]
+def _auc(predictor: Predictor, rows, labels: np.ndarray) -> float:
+    return binary_metrics(labels, predictor.predict(rows), 0.5)["roc_auc"]  # AUC does not depend on the threshold
 
 
 def evaluate_candidate(
-    candidate: dict[str, Any], dvc: DvcResource, storage: ArtifactStore, registry: ModelRegistry
+    candidate: Candidate, gate: GateSection, spec, storage: ArtifactStore, registry: ModelRegistry
 ) -> GateDecision:
     """Score the candidate and the champion on the candidate's holdout and apply the gate's rule."""
-    min_auc, max_drop = gate_settings(dvc)
-    rows = storage.read_parquet(*HOLDOUT_ROWS)
-    labels = encode_target(rows, dvc.dataset_spec()).to_numpy()
-    threshold = 0.5  # AUC does not depend on it
-    local = storage.local_copy(candidate["artifact"])
-    predictor = Predictor.load(local, expected_manifest_sha256=candidate["manifest_sha256"])
-    candidate_auc = _auc(predictor, rows, labels, threshold)
-    reported = candidate["roc_auc"]
+    rows = ml.io.read_parquet(candidate.training_set.holdout_uri)
+    labels = encode_target(rows, spec).to_numpy()
+    local = storage.local_copy(candidate.artifact_uri)
+    candidate_auc = _auc(Predictor.load(local, expected_manifest_sha256=candidate.manifest_sha256), rows, labels)
+    reported = candidate.metrics["roc_auc"]
     if abs(candidate_auc - reported) > 1e-9:
         raise ArtifactIntegrityError(
             f"{local}: rescored holdout AUC {candidate_auc:.6f} differs from the {reported:.6f} training reported; "
-            "the holdout rows and the artifact do not belong together (was training_set rebuilt?)"
+            "the holdout rows and the artifact do not belong together"
         )
-    name = model_name(dvc)
-    champion_version = registry.alias_version(name, CHAMPION)
+    champion_version = registry.champion()
     champion_auc = None
     if champion_version is not None:
         with tempfile.TemporaryDirectory(prefix="keel-champion-") as tmp:
-            champion = Predictor.load(registry.download(name, champion_version, Path(tmp) / "champion"))
-            champion_auc = _auc(champion, rows, labels, threshold)
+            champion = Predictor.load(registry.download(registry.model_name, champion_version, Path(tmp) / "champion"))
+            champion_auc = _auc(champion, rows, labels)
     return decide(
         candidate_auc,
-        min_auc=min_auc,
-        max_auc_drop=max_drop,
+        min_auc=gate.min_auc,
+        max_auc_drop=gate.max_auc_drop,
         champion_version=champion_version,
         champion_auc=champion_auc,
     )
@@ -85,19 +75,20 @@ def evaluate_candidate(
     ),
 )
 def evaluation_gate(
-    context: dg.AssetCheckExecutionContext, dvc: DvcResource, storage: ArtifactStore, registry: ModelRegistry
+    candidate_model: Candidate, params: ParamsResource, storage: ArtifactStore, registry: ModelRegistry
 ) -> dg.AssetCheckResult:
-    event = context.instance.get_latest_materialization_event(candidate_model.key)
-    candidate = {k: v.value for k, v in event.asset_materialization.metadata.items()}
+    settings = params.load()
     try:
-        decision = evaluate_candidate(candidate, dvc, storage, registry)
+        decision = evaluate_candidate(candidate_model, settings.gate, settings.dataset, storage, registry)
     except ArtifactIntegrityError as error:
-        registry.set_run_tags(candidate["mlflow_run_id"], {"keel.gate": "error"})
+        registry.set_run_tags(candidate_model.mlflow_run_id, {"keel.gate": "error"})
         return dg.AssetCheckResult(
-            passed=False, severity=dg.AssetCheckSeverity.ERROR, metadata={"reason": f"blocked: {error}"}
+            passed=False,
+            severity=dg.AssetCheckSeverity.ERROR,
+            metadata={"reason": f"blocked: {error}", GRADED_RUN: candidate_model.run_id},
         )
     registry.set_run_tags(
-        candidate["mlflow_run_id"],
+        candidate_model.mlflow_run_id,
         {"keel.gate": "passed" if decision.passed else "failed", "keel.gate_reason": decision.reason},
     )
     metadata: dict[str, Any] = {
@@ -105,9 +96,42 @@ def evaluation_gate(
         "candidate_auc": decision.candidate_auc,
         "min_auc": decision.min_auc,
         "max_auc_drop": decision.max_auc_drop,
-        "candidate_manifest_sha256": candidate["manifest_sha256"],
-        "mlflow_run_id": candidate["mlflow_run_id"],
+        "candidate_manifest_sha256": candidate_model.manifest_sha256,
+        GRADED_RUN: candidate_model.run_id,
+        "mlflow_run_id": candidate_model.mlflow_run_id,
     }
     if decision.champion_version is not None:
         metadata |= {"champion_version": decision.champion_version, "champion_auc": decision.champion_auc}
     return dg.AssetCheckResult(passed=decision.passed, severity=dg.AssetCheckSeverity.ERROR, metadata=metadata)
+
+
+def passed_gate(instance: dg.DagsterInstance, candidate: Candidate) -> GateDecision:
+    """The gate's verdict on this candidate, if it passed: the newest evaluation that graded it.
+
+    Found by the candidate the gate says it graded (the run that trained it), never as "the latest
+    gate": a registration must not obey the gate of a candidate another run trained meanwhile.
+    """
+    key = dg.AssetCheckKey(candidate_model.key, CHECK_NAME)
+
+    def graded_this_candidate(record) -> bool:
+        graded = record.evaluation.metadata.get(GRADED_RUN)
+        return graded is not None and graded.value == candidate.run_id
+
+    evaluation = latest_evaluation(instance, key, graded_this_candidate)
+    if evaluation is None or not evaluation.passed:
+        problem = "not run on it" if evaluation is None else "failed"
+        raise dg.Failure(
+            description=f"candidate_model did not pass its evaluation gate ({CHECK_NAME}: {problem}); "
+            "fix the cause and re-materialize it with its checks",
+            metadata={"candidate_run_id": candidate.run_id},
+        )
+    values = {name: value.value for name, value in evaluation.metadata.items()}
+    return GateDecision(
+        passed=True,
+        reason=str(values["reason"]),
+        candidate_auc=float(values["candidate_auc"]),
+        min_auc=float(values["min_auc"]),
+        max_auc_drop=float(values["max_auc_drop"]),
+        champion_version=values.get("champion_version"),
+        champion_auc=values.get("champion_auc"),
+    )

@@ -3,12 +3,11 @@
 import dagster as dg
 
 import ml.io
-from assets.daily import DAILY, daily_settings, incoming_uri
 from assets.metadata import column_schema
-from assets.raw_data import dataset_spec
-from data_checks.asset_checks import gx_asset_checks
-from ml.io import file_digest
-from resources.dvc import DvcResource
+from assets.partitions import DAILY
+from assets.records import IncomingDay
+from data_checks.asset_checks import data_check_results, data_check_specs
+from resources.params import ParamsResource
 
 
 @dg.asset(
@@ -16,38 +15,26 @@ from resources.dvc import DvcResource
     group_name="scoring",
     kinds={"parquet", "great_expectations"},
     owners=["team:ml-platform"],
+    check_specs=data_check_specs("incoming_data", DAILY),
     description=(
         "A day's customer snapshots (params.yaml `daily.incoming`, one Parquet file per day: the "
         "spec's columns without the target). Its data version is the file's md5; the blocking data "
-        "checks below run the dataset spec's GX suite on it, and a day that fails them is not scored."
+        "checks run the dataset spec's GX suite on the same read, and a day that fails them is not scored."
     ),
 )
-def incoming_data(context: dg.AssetExecutionContext, dvc: DvcResource) -> dg.MaterializeResult:
-    day = context.partition_key
-    uri = incoming_uri(dvc, day)
+def incoming_data(context: dg.AssetExecutionContext, params: ParamsResource):
+    day, settings = context.partition_key, params.load()
+    uri = settings.incoming_uri(day)
     if not ml.io.exists(uri):
         raise dg.Failure(description=f"no incoming file for {day}: {uri} does not exist (has the day's file arrived?)")
-    frame = ml.io.read_parquet(uri)
-    return dg.MaterializeResult(
-        data_version=dg.DataVersion(file_digest(uri, "md5")),
+    frame, md5 = ml.io.read_parquet_and_md5(uri)  # one read: the version, the rows the checks see
+    yield dg.Output(
+        IncomingDay(run_id=context.run_id, day=day, uri=uri, md5=md5, rows=len(frame)),
+        data_version=dg.DataVersion(md5),
         metadata={
             "dagster/row_count": len(frame),
-            "dagster/column_schema": column_schema(frame, dataset_spec(dvc).describe),
+            "dagster/column_schema": column_schema(frame, settings.dataset.describe),
             "path": dg.MetadataValue.path(uri),
         },
     )
-
-
-def _load_day(context: dg.AssetCheckExecutionContext):
-    dvc: DvcResource = context.resources.dvc
-    return dataset_spec(dvc), ml.io.read_parquet(incoming_uri(dvc, context.partition_key))
-
-
-incoming_data_checks = gx_asset_checks(
-    asset=incoming_data,
-    load_frame=_load_day,
-    include_target=False,
-    required_resource_keys={"dvc"},
-    rows=lambda context: daily_settings(context.resources.dvc).rows,
-    partitions_def=DAILY,
-)
+    yield from data_check_results(context, frame, settings.dataset, include_target=False, rows=settings.daily.rows)

@@ -4,11 +4,10 @@ import dagster as dg
 import pandas as pd
 
 import ml.io
-from assets.daily import DAILY, labels_uri
-from assets.raw_data import dataset_spec
-from ml.io import file_digest
+from assets.partitions import DAILY
+from assets.records import LabelledDay
 from ml.spec import DatasetSpec
-from resources.dvc import DvcResource
+from resources.params import ParamsResource
 
 
 def check_labels(frame: pd.DataFrame, spec: DatasetSpec, uri: str) -> None:
@@ -38,16 +37,17 @@ def check_labels(frame: pd.DataFrame, spec: DatasetSpec, uri: str) -> None:
         "when its file appears. Labelled days feed model_performance and the next training set."
     ),
 )
-def labels(context: dg.AssetExecutionContext, dvc: DvcResource) -> dg.MaterializeResult:
-    day, spec = context.partition_key, dataset_spec(dvc)
-    uri = labels_uri(dvc, day)
+def labels(context: dg.AssetExecutionContext, params: ParamsResource) -> dg.Output[LabelledDay]:
+    day, settings = context.partition_key, params.load()
+    spec, uri = settings.dataset, settings.labels_uri(day)
     if not ml.io.exists(uri):
         raise dg.Failure(description=f"the labels for {day} have not arrived: {uri} does not exist")
-    frame = ml.io.read_parquet(uri)
+    frame, md5 = ml.io.read_parquet_and_md5(uri)
     check_labels(frame, spec, uri)
     positive = frame[spec.target.column].astype(str) == spec.target.positive
-    return dg.MaterializeResult(
-        data_version=dg.DataVersion(file_digest(uri, "md5")),
+    return dg.Output(
+        LabelledDay(run_id=context.run_id, day=day, uri=uri, md5=md5, rows=len(frame)),
+        data_version=dg.DataVersion(md5),
         metadata={
             "dagster/row_count": len(frame),
             "positive_rate": float(positive.mean()) if len(frame) else 0.0,

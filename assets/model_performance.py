@@ -5,23 +5,16 @@ import numpy as np
 
 import ml.evaluation
 import ml.io
-from assets.batch_predictions import batch_predictions
-from assets.daily import DAILY, latest_metadata
-from assets.labels import labels
-from assets.training_set import training_config
-from resources.dvc import DvcResource
+from assets.partitions import DAILY
+from assets.records import LabelledDay, ScoredDay
+from resources.params import ParamsResource
 from resources.registry import ModelRegistry
 
 CHECK_NAME = "auc_within_tolerance"
 
 
-def max_auc_drop(dvc: DvcResource) -> float:
-    return float((dvc.params().get("retraining") or {}).get("max_auc_drop", 0.05))
-
-
 @dg.asset(
     partitions_def=DAILY,
-    deps=[batch_predictions, labels],
     group_name="monitoring",
     kinds={"scikit-learn"},
     owners=["team:ml-platform"],
@@ -39,27 +32,30 @@ def max_auc_drop(dvc: DvcResource) -> float:
         "day; a fall beyond retraining.max_auc_drop asks the sensor `retrain_on_drift` for a retrain."
     ),
 )
-def model_performance(context: dg.AssetExecutionContext, dvc: DvcResource, registry: ModelRegistry):
-    day, spec = context.partition_key, dvc.dataset_spec()
-    predictions, labelled = (latest_metadata(context.instance, key, day) for key in (batch_predictions.key, labels.key))
-    if not predictions or not labelled:
-        missing = "batch_predictions" if not predictions else "labels"
-        raise dg.Failure(description=f"{missing} {day} has not been materialized yet")
-    frame = ml.io.read_parquet(predictions["predictions"]).merge(
-        ml.io.read_parquet(labelled["path"]), on=spec.id.column, how="inner"
+def model_performance(
+    context: dg.AssetExecutionContext,
+    batch_predictions: ScoredDay,
+    labels: LabelledDay,
+    params: ParamsResource,
+    registry: ModelRegistry,
+):
+    day, settings = context.partition_key, params.load()
+    spec = settings.dataset
+    frame = ml.io.read_parquet(batch_predictions.predictions_uri).merge(
+        ml.io.read_parquet(labels.uri), on=spec.id.column, how="inner"
     )
     if frame.empty:
         raise dg.Failure(description=f"no id of the labels for {day} matches its predictions ({spec.id.column})")
     truth = (frame[spec.target.column].astype(str) == spec.target.positive).to_numpy(dtype=np.int64)
     try:
-        metrics = ml.evaluation.binary_metrics(truth, frame["score"].to_numpy(), training_config(dvc).threshold)
+        metrics = ml.evaluation.binary_metrics(truth, frame["score"].to_numpy(), settings.training.threshold)
     except ml.evaluation.EvaluationError as error:
         raise dg.Failure(description=f"{day}: {error}") from None
-    version = int(predictions["model_version"])
-    info = registry.version_info(str(predictions["model"]), version)
+    version = batch_predictions.model_version
+    info = registry.version_info(batch_predictions.model, version)
     holdout_auc = float(info["tags"].get("keel.metric.roc_auc", "nan"))
     drop = holdout_auc - metrics["roc_auc"]
-    tolerance = max_auc_drop(dvc)
+    tolerance = settings.retraining.max_auc_drop
     yield dg.MaterializeResult(
         metadata={
             **{name: dg.MetadataValue.float(float(metrics[name])) for name in ml.evaluation.METRIC_DESCRIPTIONS},

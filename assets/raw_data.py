@@ -1,30 +1,19 @@
 """raw_data: the source file imported into the project by DVC, and its blocking data checks."""
 
 import dagster as dg
-import pandas as pd
 
 import ml.ingest
 import ml.io
 import ml.sources
 import ml.spec
 from assets.metadata import column_schema, profile_table
-from data_checks.asset_checks import gx_asset_checks
+from assets.records import RawData
+from data_checks.asset_checks import data_check_results, data_check_specs
 from ml.fingerprint import code_version
 from resources.dvc import DvcError, DvcResource
+from resources.params import ParamsResource
 
 IMPORT_STAGE = "import_raw"
-
-
-def raw_path(dvc: DvcResource) -> str:
-    return dvc.params()["data"]["raw"]
-
-
-def dataset_spec(dvc: DvcResource) -> ml.spec.DatasetSpec:
-    """The spec from params.yaml; a broken spec fails the step with the loader's message as its headline."""
-    try:
-        return dvc.dataset_spec()
-    except ml.spec.SpecError as error:
-        raise dg.Failure(description=str(error)) from None
 
 
 @dg.asset(
@@ -32,24 +21,30 @@ def dataset_spec(dvc: DvcResource) -> ml.spec.DatasetSpec:
     kinds={"dvc", "great_expectations", "parquet"},
     owners=["team:ml-platform"],
     code_version=code_version(ml.ingest, ml.io, ml.sources, ml.spec),
+    check_specs=data_check_specs("raw_data"),
     description=(
         "The data set's source file, imported by the DVC stage `import_raw` (dvc.yaml) into "
         "data/raw/. Its data version is DVC's md5 of that file, so downstream assets turn stale "
-        "when the data changes and every model can name the exact data it was trained on."
+        "when the data changes and every model can name the exact data it was trained on. The "
+        "blocking checks run the dataset spec's GX suite on the rows the import wrote."
     ),
 )
-def raw_data(context: dg.AssetExecutionContext, dvc: DvcResource) -> dg.MaterializeResult:
-    spec = dataset_spec(dvc)  # a broken spec fails here, before DVC runs
-    path = raw_path(dvc)
+def raw_data(context: dg.AssetExecutionContext, params: ParamsResource, dvc: DvcResource):
+    settings = params.load()  # a broken spec fails here, before DVC runs
+    spec = settings.dataset
     try:
         context.log.info(dvc.repro(IMPORT_STAGE))
     except DvcError as error:
         raise dg.Failure(
             description=f"importing {spec.source.uri} failed; the previous raw data is kept.\n{error}"
         ) from None
-    version = dvc.output_hash(IMPORT_STAGE, path)
-    frame = dvc.read_parquet(path)
-    return dg.MaterializeResult(
+    version = dvc.output_hash(IMPORT_STAGE, settings.data.raw)
+    try:
+        frame = ml.io.read_checked_parquet(settings.raw_uri, version, f"the DVC stage {IMPORT_STAGE}")
+    except ml.io.ChangedFileError as error:
+        raise dg.Failure(description=str(error)) from None
+    yield dg.Output(
+        RawData(run_id=context.run_id, uri=settings.raw_uri, md5=version, rows=len(frame)),
         data_version=dg.DataVersion(version),
         metadata={
             "dagster/row_count": len(frame),
@@ -61,16 +56,7 @@ def raw_data(context: dg.AssetExecutionContext, dvc: DvcResource) -> dg.Material
             "git_revision": dvc.git_revision(),
             "source": spec.source.uri,
             "dataset": spec.name,
-            "path": dg.MetadataValue.path(str(dvc.path(path))),
+            "path": dg.MetadataValue.path(settings.raw_uri),
         },
     )
-
-
-def _load_raw(context: dg.AssetCheckExecutionContext) -> tuple[ml.spec.DatasetSpec, pd.DataFrame]:
-    dvc: DvcResource = context.resources.dvc
-    return dvc.dataset_spec(), dvc.read_parquet(raw_path(dvc))
-
-
-raw_data_checks = gx_asset_checks(
-    asset=raw_data, load_frame=_load_raw, include_target=True, required_resource_keys={"dvc"}
-)
+    yield from data_check_results(context, frame, spec, include_target=True, rows=spec.rows)

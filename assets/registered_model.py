@@ -11,56 +11,44 @@ from pathlib import Path
 import dagster as dg
 import pandas as pd
 
-from assets.candidate_model import candidate_model, model_name
-from assets.evaluation_gate import CHAMPION, CHECK_NAME
-from assets.training_set import REFERENCE_ROWS
-from data_checks.asset_checks import require_passing_checks
+import ml.io
+from assets.candidate_model import candidate_lineage
+from assets.evaluation_gate import passed_gate
+from assets.records import Candidate
 from ml.drift import reference_profile
+from ml.params import Params
 from ml.predictor import Predictor
-from resources.dvc import DvcResource
-from resources.registry import MANIFEST_TAG, AliasConflict, ModelRegistry
+from resources.params import ParamsResource
+from resources.registry import CHALLENGER, CHAMPION, MANIFEST_TAG, AliasConflict, AliasMove, ModelRegistry
 from resources.storage import ArtifactStore
 
-CHALLENGER = "challenger"
-PROMOTIONS = ("auto", "manual")
+METRICS = ("roc_auc", "pr_auc", "log_loss", "brier", "accuracy", "f1")
 
 
-def promotion_mode(dvc: DvcResource) -> str:
-    mode = (dvc.params().get("registry") or {}).get("promotion", "auto")
-    if mode not in PROMOTIONS:
-        raise dg.Failure(description=f"params.yaml: registry.promotion {mode!r} is not one of {', '.join(PROMOTIONS)}")
-    return mode
-
-
-def _gate_metadata(context: dg.AssetExecutionContext) -> dict:
-    key = dg.AssetCheckKey(candidate_model.key, CHECK_NAME)
-    record = context.instance.event_log_storage.get_latest_asset_check_execution_by_key([key])[key]
-    return {k: v.value for k, v in record.evaluation.metadata.items()}
-
-
-def identical_champion(registry: ModelRegistry, name: str, manifest_sha256: str) -> int | None:
+def identical_champion(registry: ModelRegistry, manifest_sha256: str) -> int | None:
     """The champion's version when its artifact is byte-identical to the candidate's, else None.
 
     Same data, code and seed give the same bytes; a second version of them would only be noise.
     """
-    champion = registry.alias_version(name, CHAMPION)
-    if champion is not None and registry.version_info(name, champion)["tags"].get(MANIFEST_TAG) == manifest_sha256:
+    champion = registry.champion()
+    if champion is not None and registry.version_info(registry.model_name, champion)["tags"].get(MANIFEST_TAG) == (
+        manifest_sha256
+    ):
         return champion
     return None
 
 
-def drift_reference(dvc: DvcResource, storage: ArtifactStore, candidate: dict) -> pd.DataFrame:
+def drift_reference(settings: Params, storage: ArtifactStore, candidate: Candidate) -> pd.DataFrame:
     """The training set's newest holdout rows scored by the candidate: stored with the version as the
     reference its drift reports compare each day against, so they never re-read the training set."""
-    drift = dvc.params().get("drift") or {}
-    predictor = Predictor.load(storage.local_copy(candidate["artifact"]), candidate["manifest_sha256"])
-    rows = storage.read_parquet(*REFERENCE_ROWS)
+    predictor = Predictor.load(storage.local_copy(candidate.artifact_uri), candidate.manifest_sha256)
+    rows = ml.io.read_parquet(candidate.training_set.reference_uri)
     return reference_profile(
         rows,
         predictor.predict(rows),
-        dvc.dataset_spec(),
-        max_rows=int(drift.get("reference_rows", 20000)),
-        seed=int(drift.get("seed", 0)),
+        settings.dataset,
+        max_rows=settings.drift.reference_rows,
+        seed=settings.drift.seed,
     )
 
 
@@ -71,7 +59,7 @@ def attach_reference(registry: ModelRegistry, name: str, version: int, profile: 
         return registry.attach_reference(name, version, path)
 
 
-def alias_move_metadata(move) -> dict:
+def alias_move_metadata(move: AliasMove) -> dict:
     return {
         "alias_move": dg.MetadataValue.json(move.to_dict()),
         "alias": move.alias,
@@ -82,7 +70,6 @@ def alias_move_metadata(move) -> dict:
 
 
 @dg.asset(
-    deps=[candidate_model],
     group_name="registry",
     kinds={"mlflow"},
     owners=["team:ml-platform"],
@@ -95,14 +82,16 @@ def alias_move_metadata(move) -> dict:
     ),
 )
 def registered_model(
-    context: dg.AssetExecutionContext, dvc: DvcResource, storage: ArtifactStore, registry: ModelRegistry
+    context: dg.AssetExecutionContext,
+    candidate_model: Candidate,
+    params: ParamsResource,
+    storage: ArtifactStore,
+    registry: ModelRegistry,
 ) -> dg.MaterializeResult:
-    # Blocking checks stop this asset in the gate's own run; this guard covers a later, separate run.
-    require_passing_checks(context, candidate_model.key, [CHECK_NAME], what="evaluation gate")
-    gate = _gate_metadata(context)
-    event = context.instance.get_latest_materialization_event(candidate_model.key)
-    candidate = {k: v.value for k, v in event.asset_materialization.metadata.items()}
-    name, run_id = model_name(dvc), candidate["mlflow_run_id"]
+    # Blocking checks stop this asset in the gate's own run; this covers a later, separate run.
+    gate = passed_gate(context.instance, candidate_model)
+    settings = params.load()
+    name, run_id = registry.model_name, candidate_model.mlflow_run_id
 
     existing = registry.version_for_run(name, run_id)
     if existing is not None:
@@ -110,7 +99,7 @@ def registered_model(
             description=f"the candidate of MLflow run {run_id} is already registered as {name} v{existing}; "
             "train a new candidate to register another version"
         )
-    champion = identical_champion(registry, name, candidate["manifest_sha256"])
+    champion = identical_champion(registry, candidate_model.manifest_sha256)
     if champion is not None:
         registry.set_run_tags(run_id, {"keel.registered": f"no: identical to v{champion}"})
         return dg.MaterializeResult(
@@ -125,8 +114,8 @@ def registered_model(
                 "mlflow_run_id": run_id,
             },
         )
-    mode = promotion_mode(dvc)
-    expected = gate.get("champion_version") if mode == "auto" else registry.alias_version(name, CHALLENGER)
+    mode = registry.promotion
+    expected = gate.champion_version if mode == "auto" else registry.alias_version(name, CHALLENGER)
     alias = CHAMPION if mode == "auto" else CHALLENGER
     current = registry.alias_version(name, alias)
     if current != expected:  # fail before registering when the champion already moved on
@@ -134,24 +123,19 @@ def registered_model(
             description=f"{alias} of {name} is v{current} now, but the gate compared this candidate with "
             f"v{expected}; re-run the training job so the gate compares against the current champion"
         )
-    metric_names = ("roc_auc", "pr_auc", "log_loss", "brier", "accuracy", "f1")
     tags = {
-        "keel.data_version": candidate["data_version"],
-        "keel.training_set_version": candidate["training_set_version"],
-        "keel.training_partitions": candidate["training_partitions"],
-        "keel.code_version": candidate["code_version"],
-        "keel.git_commit": candidate["git_commit"],
+        **candidate_lineage(candidate_model),
         "keel.dagster_run_id": context.run_id,
-        "keel.training_dagster_run_id": candidate["dagster_run_id"],
-        "keel.model_family": candidate["model_family"],
-        MANIFEST_TAG: candidate["manifest_sha256"],  # download() verifies the artifact against it
-        "keel.gate": gate["reason"],
-        **{f"keel.metric.{m}": f"{candidate[m]:.6f}" for m in metric_names},
+        "keel.training_dagster_run_id": candidate_model.run_id,
+        "keel.model_family": candidate_model.model_family,
+        MANIFEST_TAG: candidate_model.manifest_sha256,  # download() verifies the artifact against it
+        "keel.gate": gate.reason,
+        **{f"keel.metric.{m}": f"{candidate_model.metrics[m]:.6f}" for m in METRICS},
     }
-    reference = drift_reference(dvc, storage, candidate)  # before registering: a failure leaves no version
-    version = registry.register(name, run_id, tags, description=gate["reason"])
+    reference = drift_reference(settings, storage, candidate_model)  # before registering: a failure leaves no version
+    version = registry.register(name, run_id, tags, description=gate.reason)
     reference_sha256 = attach_reference(registry, name, version, reference)
-    reason = f"{'auto-promoted' if mode == 'auto' else 'awaiting approval'} after the evaluation gate: {gate['reason']}"
+    reason = f"{'auto-promoted' if mode == 'auto' else 'awaiting approval'} after the evaluation gate: {gate.reason}"
     try:
         move = registry.move_alias(
             name,
@@ -171,14 +155,14 @@ def registered_model(
         metadata={
             "model": name,
             "version": version,
-            "champion_version": registry.alias_version(name, CHAMPION) or 0,
+            "champion_version": registry.champion() or 0,
             "registered": True,
             "promotion": mode,
             **alias_move_metadata(move),
-            "roc_auc": float(candidate["roc_auc"]),
+            "roc_auc": float(candidate_model.metrics["roc_auc"]),
             "drift_reference_rows": len(reference),
             "drift_reference_sha256": reference_sha256,
-            "training_partitions": candidate["training_partitions"],
+            "training_partitions": candidate_model.training_set.partitions,
             "mlflow_run_id": run_id,
             "lineage": dg.MetadataValue.json({k.removeprefix("keel."): v for k, v in info["tags"].items()}),
         },

@@ -1,10 +1,9 @@
-"""training_set: the checked raw rows plus the recent labelled days, split into train / holdout, and
-the features built from them.
+"""training_set: the checked raw rows plus the recent labelled days, each row marked train or holdout.
 
 The recent days are what lets a retrain learn a shift: the days' snapshots joined with their labels,
 each day only if its snapshot passed its data checks and both files are still the checked versions.
-The feature state is fitted on the train rows only, so the holdout's statistics never reach the
-imputation values, clipping bounds or category levels the model is judged with.
+The holdout (by a seeded hash of the id, or the latest rows when the spec has a timestamp) is where
+every model is judged, so the `features` asset fits its state on the train rows only.
 """
 
 import datetime as dt
@@ -13,29 +12,23 @@ import dagster as dg
 import pandas as pd
 from pydantic import Field
 
-import ml.features
 import ml.io
 import ml.split
-from assets.daily import incoming_uri, labels_uri, latest_materialization
 from assets.incoming_data import incoming_data
 from assets.labels import labels
 from assets.metadata import column_schema
-from assets.raw_data import dataset_spec, raw_data, raw_path
-from data_checks.asset_checks import require_checked_file, require_passing_checks
+from assets.records import DayLineage, IncomingDay, LabelledDay, RawData, TrainingSet
+from data_checks.asset_checks import require_passing_checks
 from ml.fingerprint import code_version
 from ml.io import file_digest
-from ml.spec import DatasetSpec
-from ml.split import HOLDOUT, TRAIN, SplitError, assign_split, build_training_set
-from ml.training_config import TrainingConfig, TrainingConfigError
-from resources.dvc import DvcResource
+from ml.params import Params
+from ml.split import HOLDOUT, TRAIN, SplitError, side, split_rows
+from resources import layout
+from resources.params import ParamsResource
+from resources.records import read_record
 from resources.storage import ArtifactStore
 
-FOLDER = "training_set"
-TABLE = (FOLDER, "features.parquet")  # id, [timestamp], split, features, label
-STATE = (FOLDER, "feature_state.json")
-HOLDOUT_ROWS = (FOLDER, "holdout_rows.parquet")  # raw holdout rows: any model is scored on them the same way
-# The newest holdout rows (the recent days' when there are any): a registered model's drift reference.
-REFERENCE_ROWS = (FOLDER, "reference_rows.parquet")
+ROWS, HOLDOUT_ROWS, REFERENCE_ROWS = "rows.parquet", "holdout_rows.parquet", "reference_rows.parquet"
 
 
 class TrainingSetConfig(dg.Config):
@@ -43,13 +36,6 @@ class TrainingSetConfig(dg.Config):
 
     recent_from: str | None = Field(default=None, description="First labelled day to add (YYYY-MM-DD).")
     recent_to: str | None = Field(default=None, description="Last labelled day to add (YYYY-MM-DD).")
-
-
-def training_config(dvc: DvcResource, overrides: dict | None = None) -> TrainingConfig:
-    try:
-        return TrainingConfig.from_params(dvc.params().get("training"), overrides)
-    except TrainingConfigError as error:
-        raise dg.Failure(description=f"params.yaml: {error}") from None
 
 
 def _date(value: str | None, key: str) -> str | None:
@@ -61,112 +47,120 @@ def _date(value: str | None, key: str) -> str | None:
         raise dg.Failure(description=f"training_set config {key}: {value!r} is not a date (YYYY-MM-DD)") from None
 
 
-def recent_days(context: dg.AssetExecutionContext, dvc: DvcResource, config: TrainingSetConfig) -> list[str]:
-    """The labelled days in [recent_from, recent_to], at most `retraining.window_days` of the latest."""
-    window = int((dvc.params().get("retraining") or {}).get("window_days", 0))
+def recent_days(labelled: list[str], config: TrainingSetConfig, window_days: int) -> list[str]:
+    """Of the labelled days, those in [recent_from, recent_to]: at most the latest `window_days`."""
     start, end = _date(config.recent_from, "recent_from"), _date(config.recent_to, "recent_to")
-    labelled = sorted(context.instance.get_materialized_partitions(labels.key))
-    chosen = [d for d in labelled if (start is None or d >= start) and (end is None or d <= end)]
-    return chosen[-window:] if window > 0 else []
+    chosen = [d for d in sorted(labelled) if (start is None or d >= start) and (end is None or d <= end)]
+    return chosen[-window_days:]
 
 
-def _checked_file(uri: str, version: str, what: str) -> pd.DataFrame:
-    require_checked_file(uri, version, what)
-    return ml.io.read_parquet(uri)
+def _checked(uri: str, md5: str, what: str) -> pd.DataFrame:
+    try:
+        return ml.io.read_checked_parquet(uri, md5, what)
+    except ml.io.ChangedFileError as error:
+        raise dg.Failure(description=str(error)) from None
 
 
 def labelled_rows(
-    context: dg.AssetExecutionContext, dvc: DvcResource, spec: DatasetSpec, days: list[str]
-) -> tuple[pd.DataFrame, list[dict]]:
+    instance: dg.DagsterInstance, storage: ArtifactStore, settings: Params, days: list[str]
+) -> tuple[pd.DataFrame, list[DayLineage]]:
     """The days' checked snapshots joined with their labels, and each day's lineage."""
+    spec = settings.dataset
     frames, lineage = [], []
     for day in days:
-        snapshot_version = require_passing_checks(context, incoming_data.key, partition=day)
-        labels_version = latest_materialization(context.instance, labels.key, day).asset_materialization.tags.get(
-            "dagster/data_version"
-        )
-        snapshot = _checked_file(incoming_uri(dvc, day), snapshot_version, f"incoming_data {day}")
-        outcome = _checked_file(labels_uri(dvc, day), labels_version, f"labels {day}")
+        snapshot_of = read_record(storage, incoming_data.key, IncomingDay, partition=day)
+        labels_of = read_record(storage, labels.key, LabelledDay, partition=day)
+        require_passing_checks(instance, incoming_data.key, snapshot_of.run_id, partition=day)
+        snapshot = _checked(snapshot_of.uri, snapshot_of.md5, f"incoming_data {day}")
+        outcome = _checked(labels_of.uri, labels_of.md5, f"labels {day}")
         joined = snapshot.merge(outcome[[spec.id.column, spec.target.column]], on=spec.id.column, how="inner")
         frames.append(joined)
-        lineage.append({"day": day, "incoming": snapshot_version, "labels": labels_version, "rows": len(joined)})
+        lineage.append(DayLineage(day=day, incoming=snapshot_of.md5, labels=labels_of.md5, rows=len(joined)))
     return (pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()), lineage
 
 
-def lineage_tag(lineage: list[dict]) -> str:
-    """One compact line per day, `day:incoming md5[:12]/labels md5[:12]`, short enough for an MLflow tag."""
-    return ",".join(f"{d['day']}:{d['incoming'][:12]}/{d['labels'][:12]}" for d in lineage) or "none"
-
-
 @dg.asset(
-    deps=[raw_data, incoming_data, labels],
+    deps=[incoming_data, labels],
     group_name="training",
     kinds={"pandas", "parquet"},
     owners=["team:ml-platform"],
-    code_version=code_version(ml.features, ml.split),
+    code_version=code_version(ml.split),
     description=(
         "The checked raw data plus the recent labelled days (snapshots joined with their labels; "
-        "`retraining.window_days` of them, or the days the retraining sensor asks for), split into "
-        "train and holdout rows (seeded by id, or by time when the spec has a timestamp), with the "
-        "feature table (id, split, features, 0/1 label) and the feature state fitted on the train "
-        "rows. Scoring applies the same state with the same code (ml/features.py)."
+        "`retraining.window_days` of them, or the days the retraining sensor asks for), each row "
+        "marked train or holdout (seeded by id, or by time when the spec has a timestamp); plus the "
+        "raw holdout rows every model is judged on and the newest of them, a new version's drift "
+        "reference. Files per run under training_sets/<run id>/."
     ),
 )
 def training_set(
-    context: dg.AssetExecutionContext, config: TrainingSetConfig, dvc: DvcResource, storage: ArtifactStore
-) -> dg.MaterializeResult:
-    checked_version = require_passing_checks(context, raw_data.key)
-    raw_file = raw_path(dvc)
-    require_checked_file(str(dvc.path(raw_file)), checked_version, "raw_data")
-    spec, settings = dataset_spec(dvc), training_config(dvc)
-    raw = dvc.read_parquet(raw_file)
-    days = recent_days(context, dvc, config)
-    recent, lineage = labelled_rows(context, dvc, spec, days)
-    rows = pd.concat([raw, recent], ignore_index=True) if len(recent) else raw
+    context: dg.AssetExecutionContext,
+    config: TrainingSetConfig,
+    raw_data: RawData,
+    params: ParamsResource,
+    storage: ArtifactStore,
+) -> dg.Output[TrainingSet]:
+    require_passing_checks(context.instance, context.asset_key_for_input("raw_data"), raw_data.run_id)
+    settings = params.load()
+    spec, training = settings.dataset, settings.training
+    raw = _checked(raw_data.uri, raw_data.md5, "raw_data")
+    labelled = context.instance.get_materialized_partitions(labels.key)
+    days = recent_days(list(labelled), config, settings.retraining.window_days)
+    recent, lineage = labelled_rows(context.instance, storage, settings, days)
     try:
-        built = build_training_set(
-            rows, spec, dvc.feature_config(), fraction=settings.holdout_fraction, seed=settings.seed
+        rows = split_rows(
+            pd.concat([raw, recent], ignore_index=True) if len(recent) else raw,
+            spec,
+            fraction=training.holdout_fraction,
+            seed=training.seed,
         )
+        # The recent days' own holdout when there are any: the data a retrained model will score next.
         reference = (
-            recent[assign_split(recent, spec, fraction=settings.holdout_fraction, seed=settings.seed) == HOLDOUT]
+            side(split_rows(recent, spec, fraction=training.holdout_fraction, seed=training.seed), HOLDOUT)
             if len(recent)
-            else built.holdout_rows
+            else side(rows, HOLDOUT)
         )
     except SplitError as error:
         raise dg.Failure(description=str(error)) from None
-    table, state = built.table, built.state
-    # State first, table last: the table on disk is never newer than the state it was built with.
-    state_uri = storage.write_json(state.to_dict(), *STATE)
-    holdout_uri = storage.write_parquet(built.holdout_rows, *HOLDOUT_ROWS)
-    storage.write_parquet(reference.reset_index(drop=True), *REFERENCE_ROWS)
-    table_uri = storage.write_parquet(table, *TABLE)
-    by_split = table.groupby("split")["label"]
-    version = file_digest(table_uri)[:16]
-    return dg.MaterializeResult(
+    run = context.run_id
+    holdout_uri, reference_uri, rows_uri = (
+        layout.training_set(storage, run, name) for name in (HOLDOUT_ROWS, REFERENCE_ROWS, ROWS)
+    )
+    ml.io.write_parquet(side(rows, HOLDOUT), holdout_uri)
+    ml.io.write_parquet(reference, reference_uri)
+    ml.io.write_parquet(rows, rows_uri)
+    version = file_digest(rows_uri)[:16]
+    counts = rows[ml.split.SPLIT].value_counts()
+    record = TrainingSet(
+        run_id=run,
+        raw_data_version=raw_data.md5,
+        recent_days=lineage,
+        rows_uri=rows_uri,
+        holdout_uri=holdout_uri,
+        reference_uri=reference_uri,
+        version=version,
+    )
+    return dg.Output(
+        record,
         data_version=dg.DataVersion(version),
         metadata={
-            "dagster/row_count": len(table),
-            "dagster/column_schema": column_schema(table),
-            "train_rows": int(by_split.size()[TRAIN]),
-            "holdout_rows": int(by_split.size()[HOLDOUT]),
-            "positive_rate_train": float(by_split.mean()[TRAIN]),
-            "positive_rate_holdout": float(by_split.mean()[HOLDOUT]),
+            "dagster/row_count": len(rows),
+            "dagster/column_schema": column_schema(rows),
+            "train_rows": int(counts.get(TRAIN, 0)),
+            "holdout_rows": int(counts.get(HOLDOUT, 0)),
             "holdout": (
-                f"latest {settings.holdout_fraction:.0%} by {spec.timestamp.column}"
+                f"latest {training.holdout_fraction:.0%} by {spec.timestamp.column}"
                 if spec.timestamp
-                else f"{settings.holdout_fraction:.0%} by seeded hash of {spec.id.column} (seed {settings.seed})"
+                else f"{training.holdout_fraction:.0%} by seeded hash of {spec.id.column} (seed {training.seed})"
             ),
             "raw_rows": len(raw),
             "recent_rows": len(recent),
-            "recent_days": dg.MetadataValue.json(lineage),
+            "recent_days": dg.MetadataValue.json([d.model_dump() for d in lineage]),
             "recent_window": f"{days[0]}..{days[-1]} ({len(days)} labelled days)" if days else "none",
-            "training_partitions": lineage_tag(lineage),
+            "training_partitions": record.partitions,
             "reference_rows": len(reference),
-            "feature_count": len(state.columns),
-            "feature_state_fitted_rows": state.fitted_rows,
-            "raw_data_version": checked_version,
-            "table": dg.MetadataValue.path(table_uri),
-            "feature_state": dg.MetadataValue.path(state_uri),
+            "raw_data_version": raw_data.md5,
+            "rows": dg.MetadataValue.path(rows_uri),
             "holdout_rows_table": dg.MetadataValue.path(holdout_uri),
         },
     )

@@ -1,8 +1,9 @@
 """Drift between a model's reference rows and a day's scored rows, as one Evidently report.
 
 The reference is stored with the model at registration (`reference_profile`: the holdout rows' features
-and the model's scores on them); each day's rows are read back with their scores (`load_current`), both
-sampled down by a seeded hash of the id so a report costs the same whatever the day's volume.
+and the model's scores on them); a day's rows come from the capture the scorer wrote while scoring them
+(`load_capture`), so the report never reads the day's file again. Both are sampled down by a seeded hash
+of the id (ml/sample.py), so a report costs the same whatever the day's volume.
 `drift_report` runs one Evidently Report: data drift on the spec's feature columns and prediction drift
 on the scores. Every method, threshold and per-column verdict is Evidently's own, read from its result.
 
@@ -12,23 +13,19 @@ draw a report.
 
 from __future__ import annotations
 
-import hashlib
-from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import fsspec
 import numpy as np
 import pandas as pd
-import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from ml.sample import id_hashes, smallest
 from ml.spec import DatasetSpec, token_key
 
 PREDICTION = "prediction"  # the model's score in a profile frame
 SCORE = "score"  # the score column of a predictions file
-BATCH_ROWS = 65_536
 
 
 class DriftError(ValueError):
@@ -54,26 +51,6 @@ class DriftResult:
         document = asdict(self)
         del document["html"]
         return document
-
-
-# --- sampling ---------------------------------------------------------------------------------------
-
-
-def _hash_key(seed: int) -> str:
-    # pandas' keyed hash takes a 16-character key; derive it from the seed so the seed picks the sample.
-    return hashlib.blake2b(str(seed).encode(), digest_size=8).hexdigest()
-
-
-def _id_hashes(ids: pd.Series | np.ndarray, seed: int) -> np.ndarray:
-    """A seeded 64-bit hash per id (as text, so 7 and "7" are the same id); vectorised, ~0.2 s per million."""
-    text = pd.Series(ids, copy=False).astype(str).to_numpy(dtype=object)
-    return pd.util.hash_array(text, hash_key=_hash_key(seed), categorize=False)
-
-
-def _smallest(hashes: np.ndarray, positions: np.ndarray, k: int) -> np.ndarray:
-    """Indices of the k smallest hashes, ties broken by position, returned in row order."""
-    order = np.lexsort((positions, hashes))[:k]
-    return np.sort(order)
 
 
 def _kinds(spec: DatasetSpec) -> dict[str, str]:
@@ -138,106 +115,21 @@ def reference_profile(
         raise DriftError(f"{len(rows)} reference rows but scores of shape {scores.shape}: one score per row")
     keep = np.arange(len(rows))
     if len(rows) > max_rows:
-        keep = _smallest(_id_hashes(rows[spec.id.column], seed), keep, max_rows)
+        keep = smallest(id_hashes(rows[spec.id.column], seed), keep, max_rows)
     return _profile_columns(rows.iloc[keep].reset_index(drop=True), spec, scores[keep])
 
 
-def _parquet(uri: str, columns: list[str], what: str) -> tuple[pq.ParquetFile, Any]:
+def load_capture(uri: str, spec: DatasetSpec) -> pd.DataFrame:
+    """A scored day's capture (the scorer's seeded sample: id, feature columns, score) as a profile frame."""
     try:
-        handle = fsspec.open(uri, "rb").open()
+        file = pq.ParquetFile(fsspec.open(uri, "rb").open())
     except FileNotFoundError:
-        raise DriftError(f"{what} not found: {uri}") from None
-    file = pq.ParquetFile(handle)
-    _require(file.schema_arrow.names, columns, f"{what} {uri}")
-    return file, handle
-
-
-def _aligned(
-    rows: Iterator[pa.RecordBatch], scores: Iterator[pa.RecordBatch], predictions_uri: str
-) -> Iterator[tuple[pa.RecordBatch, pa.Table]]:
-    """Each rows batch with the predictions for the same rows (the two files' batches may split differently)."""
-    pending: list[pa.RecordBatch] = []
-    buffered = 0
-    for batch in rows:
-        while buffered < len(batch):
-            more = next(scores, None)
-            if more is None:
-                break
-            pending.append(more)
-            buffered += len(more)
-        table = pa.Table.from_batches(pending, schema=pending[0].schema) if pending else None
-        if table is None or len(table) < len(batch):
-            raise DriftError(f"{predictions_uri} has fewer predictions than there are rows")
-        yield batch, table.slice(0, len(batch))
-        pending = table.slice(len(batch)).to_batches()
-        buffered = len(table) - len(batch)
-
-
-def load_current(
-    rows_uri: str, predictions_uri: str, spec: DatasetSpec, max_rows: int | None, seed: int
-) -> tuple[pd.DataFrame, int]:
-    """A day's rows and scores as a profile frame (features + `prediction`), and the day's row count.
-
-    The partition is streamed twice in batches: the ids first (the predictions file must hold the same ids
-    in the same order; the sample is chosen as `reference_profile` chooses it), then only the sampled rows'
-    feature columns and scores are copied out. Memory is bounded by one batch plus the sample, whatever
-    the day's size. At most `max_rows` rows are kept; `max_rows=None` keeps every row.
-    """
-    if max_rows is not None and max_rows < 1:
-        raise DriftError(f"max_rows must be at least 1 or None, got {max_rows}")
-    id_col, features = spec.id.column, spec.feature_columns
-    rows_file, rows_handle = _parquet(rows_uri, [id_col, *features], "rows file")
-    scores_file, scores_handle = _parquet(predictions_uri, [id_col, SCORE], "predictions file")
-    with rows_handle, scores_handle:
-        total, n_scores = rows_file.metadata.num_rows, scores_file.metadata.num_rows
-        if total != n_scores:
-            raise DriftError(f"{rows_uri} has {total} rows but {predictions_uri} has {n_scores} predictions")
-        if total == 0:
-            raise DriftError(f"rows file {rows_uri} has no rows")
-
-        def both(rows_columns: list[str], scores_columns: list[str]) -> Iterator[tuple[int, pa.RecordBatch, pa.Table]]:
-            rows = rows_file.iter_batches(batch_size=BATCH_ROWS, columns=rows_columns)
-            scores = scores_file.iter_batches(batch_size=BATCH_ROWS, columns=scores_columns)
-            start = 0
-            for batch, predicted in _aligned(rows, scores, predictions_uri):
-                yield start, batch, predicted
-                start += len(batch)
-
-        # Pass 1, ids only: check the alignment and pick the sample's row positions (numbers, not rows).
-        kept_hashes, kept = np.empty(0, dtype="uint64"), np.empty(0, dtype="int64")
-        for start, batch, predicted in both([id_col], [id_col]):
-            _check_aligned(batch.column(0), predicted.column(0), start, rows_uri, predictions_uri)
-            if max_rows is None or total <= max_rows:
-                continue
-            hashes = _id_hashes(batch.column(0).to_pandas(), seed)
-            positions = np.arange(start, start + len(batch))
-            if len(kept) >= max_rows:  # only rows that beat the sample's largest hash can enter it
-                beat = hashes <= kept_hashes.max()
-                hashes, positions = hashes[beat], positions[beat]
-            hashes, positions = np.concatenate([kept_hashes, hashes]), np.concatenate([kept, positions])
-            keep = _smallest(hashes, positions, max_rows)
-            kept_hashes, kept = hashes[keep], positions[keep]
-        # Pass 2, values: copy out only the sampled rows, batch by batch.
-        everything = max_rows is None or total <= max_rows
-        parts = []
-        for start, batch, predicted in both(features, [SCORE]):
-            chunk = pa.Table.from_batches([batch]).append_column(PREDICTION, predicted.column(0))
-            if not everything:
-                lo, hi = np.searchsorted(kept, [start, start + len(batch)])
-                chunk = chunk.take(kept[lo:hi] - start)
-            parts.append(chunk)
-    current = pa.concat_tables(parts).to_pandas()
-    return _profile_columns(current, spec, current[PREDICTION].to_numpy()), total
-
-
-def _check_aligned(ids: pa.Array, predicted_ids: pa.Array, start: int, rows_uri: str, predictions_uri: str) -> None:
-    same = pc.fill_null(pc.equal(ids.cast(pa.string()), predicted_ids.cast(pa.string())), False)
-    if not pc.all(same).as_py():
-        i = int(np.flatnonzero(~same.to_numpy(zero_copy_only=False))[0])
-        raise DriftError(
-            f"row {start + i}: {rows_uri} has id {ids[i].as_py()!r} but {predictions_uri} has "
-            f"{predicted_ids[i].as_py()!r}; the predictions must list the rows' ids in the same order"
-        )
+        raise DriftError(f"capture not found: {uri}; score the day first") from None
+    _require(file.schema_arrow.names, [spec.id.column, *spec.feature_columns, SCORE], f"capture {uri}")
+    frame = file.read(columns=[*spec.feature_columns, SCORE]).to_pandas()
+    if frame.empty:
+        raise DriftError(f"capture {uri} has no rows")
+    return _profile_columns(frame, spec, frame[SCORE].to_numpy())
 
 
 # --- the report -------------------------------------------------------------------------------------

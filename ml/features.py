@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from ml.sources import as_text
 from ml.spec import DatasetSpec, token_key
@@ -35,32 +36,24 @@ class FeatureError(ValueError):
     """Rows cannot be turned into features; the message names the column and values at fault."""
 
 
-@dataclass(frozen=True)
-class FeatureConfig:
+class FeatureConfig(BaseModel):
     """The `features:` section of params.yaml."""
 
-    clip_quantiles: tuple[float, float] = (0.001, 0.999)
-    min_category_count: int = 5
-    max_categories: int = 50
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
-    def __post_init__(self) -> None:
-        low, high = self.clip_quantiles
-        if not 0.0 <= low < high <= 1.0:
-            raise ValueError(
-                f"features.clip_quantiles must satisfy 0 <= low < high <= 1, got {list(self.clip_quantiles)}"
-            )
-        if self.min_category_count < 1 or self.max_categories < 1:
-            raise ValueError("features.min_category_count and features.max_categories must be at least 1")
+    clip_quantiles: tuple[float, float] = Field(
+        default=(0.001, 0.999), description="Numeric values are clipped to these training quantiles."
+    )
+    min_category_count: int = Field(default=5, ge=1, description="Rarer categories are folded into `__other__`.")
+    max_categories: int = Field(default=50, ge=1, description="At most this many levels per categorical column.")
 
+    @field_validator("clip_quantiles")
     @classmethod
-    def from_params(cls, section: dict[str, Any] | None) -> FeatureConfig:
-        section = dict(section or {})
-        unknown = set(section) - {"clip_quantiles", "min_category_count", "max_categories"}
-        if unknown:
-            raise ValueError(f"features: unknown keys {sorted(unknown)}")
-        if "clip_quantiles" in section:
-            section["clip_quantiles"] = tuple(section["clip_quantiles"])
-        return cls(**section)
+    def _ordered(cls, value: tuple[float, float]) -> tuple[float, float]:
+        low, high = value
+        if not 0.0 <= low < high <= 1.0:
+            raise ValueError(f"clip_quantiles must satisfy 0 <= low < high <= 1, got {list(value)}")
+        return value
 
 
 @dataclass(frozen=True)
@@ -177,8 +170,9 @@ def _booleans(frame: pd.DataFrame, column: str, true: set[str], false: set[str])
     return pd.Series(lookup[codes], index=frame.index)
 
 
-def fit_features(frame: pd.DataFrame, spec: DatasetSpec, config: FeatureConfig = FeatureConfig()) -> FeatureState:
-    """Learn the feature state from training rows."""
+def fit_features(frame: pd.DataFrame, spec: DatasetSpec, config: FeatureConfig | None = None) -> FeatureState:
+    """Learn the feature state from training rows (params.yaml `features:` defaults without a config)."""
+    config = config or FeatureConfig()
     _require(frame, spec.feature_columns)
     if frame.empty:
         raise FeatureError("cannot fit features on zero rows")

@@ -18,6 +18,7 @@ from typing import Any
 
 import fsspec
 import pandas as pd
+import pyarrow
 
 
 def is_remote(uri: str) -> bool:
@@ -77,6 +78,28 @@ def read_parquet(uri: str) -> pd.DataFrame:
         with fsspec.open(uri, "rb") as handle:
             return pd.read_parquet(handle)
     return pd.read_parquet(uri)
+
+
+class ChangedFileError(ValueError):
+    """A file is not the version that was checked: it changed since; the message names it and both md5s."""
+
+
+def read_parquet_and_md5(uri: str) -> tuple[pd.DataFrame, str]:
+    """The file's rows and the md5 of its bytes (DVC's hash of a file), from one read."""
+    with fsspec.open(uri, "rb") as handle:
+        data = handle.read()
+    return pd.read_parquet(pyarrow.BufferReader(data)), hashlib.md5(data).hexdigest()
+
+
+def read_checked_parquet(uri: str, md5: str, what: str) -> pd.DataFrame:
+    """The file's rows, if its bytes are still the version `what` checked (md5); one read."""
+    frame, actual = read_parquet_and_md5(uri)
+    if actual != md5:
+        raise ChangedFileError(
+            f"{uri} (md5 {actual}) is not the version {what} last materialized and checked ({md5}); "
+            f"it changed outside Dagster. Materialize {what} with its checks first."
+        )
+    return frame
 
 
 def read_json(uri: str) -> Any:

@@ -1,9 +1,13 @@
-"""Batch scoring entry point: `python -m ml.score --model URI --rows URI --config URI --predictions URI`.
+"""Batch scoring entry point: `python -m ml.score --model URI --rows URI --config URI --predictions URI
+[--capture URI]`.
 
-Loads a model artifact once (verified against the registry's manifest sha256), reads the rows
-Parquet file in chunks (only the columns the feature state needs, plus the id column), applies the
-artifact's feature state with the training feature code (ml/features.py), predicts, and appends each
-chunk to the output Parquet file: the id column and `score` (float64), in input order.
+Loads a model artifact once (verified against the registry's manifest sha256), checks that the rows
+file is the version its data checks passed (`rows_md5`), reads it in chunks (only the columns the
+feature state needs, plus the id column), applies the artifact's feature state with the training
+feature code (ml/features.py), predicts, and appends each chunk to the output Parquet file: the id
+column and `score` (float64), in input order. With `--capture` it also keeps, from the same pass, a
+seeded sample by id of the scored rows (id, the raw columns the model read, score; ml/sample.py):
+what the day's drift report compares, so nothing reads the day's file again after scoring.
 
 Memory is bounded by `chunk_rows` and by the input's row-group size (pyarrow decodes a row group's
 column chunks to cut batches from it), not by the size of the file: about two chunks are in flight,
@@ -16,8 +20,10 @@ run's temporary file. The output's row groups have a fixed size whatever `chunk_
 same rows and model give a byte-identical file.
 
 Config JSON keys: `expected_manifest_sha256` (required), `id_column` (required), `chunk_rows`
-(default 100000), `model_version` (optional, echoed in the report). Under Dagster Pipes the report
-is the asset's materialization (data version = sha256 of the output); by hand it is JSON on stdout.
+(default 100000), `model_version` (optional, echoed in the report), `rows_md5` (optional: refuse any
+other version of the rows file), `capture_rows` (the capture's size; null: every row) and
+`capture_seed`. Under Dagster Pipes the report is the asset's materialization (data version = sha256
+of the output); by hand it is JSON on stdout.
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import glob
+import hashlib
 import os
 import re
 import sys
@@ -45,6 +52,7 @@ from ml import io, runtime
 from ml.artifact import ArtifactIntegrityError
 from ml.features import FeatureError, transform
 from ml.pipes import reporter
+from ml.sample import StreamSample
 
 if TYPE_CHECKING:
     from ml.predictor import Predictor
@@ -59,33 +67,55 @@ class ScoringError(ValueError):
     """The rows, model or configuration cannot be scored; the message names the file, column or key."""
 
 
+def _positive(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
+
+
 @dataclass(frozen=True)
 class ScoreConfig:
     expected_manifest_sha256: str
     id_column: str
     chunk_rows: int = 100_000
     model_version: str | int | None = None
+    rows_md5: str | None = None  # the checked version of the rows file: anything else is refused
+    capture_rows: int | None = None  # rows kept in the capture (a seeded sample by id); None: every row
+    capture_seed: int = 0
 
     @classmethod
     def from_dict(cls, doc: Any, origin: str = "config") -> ScoreConfig:
         if not isinstance(doc, dict):
             raise ScoringError(f"{origin}: the scoring config must be a JSON object, got {type(doc).__name__}")
-        known = {"expected_manifest_sha256", "id_column", "chunk_rows", "model_version"}
+        known = {
+            "expected_manifest_sha256",
+            "id_column",
+            "chunk_rows",
+            "model_version",
+            "rows_md5",
+            "capture_rows",
+            "capture_seed",
+        }
         unknown = sorted(set(doc) - known)
         missing = sorted({"expected_manifest_sha256", "id_column"} - set(doc))
         if unknown or missing:
             raise ScoringError(f"{origin}: unknown keys {unknown}, missing keys {missing} (known: {sorted(known)})")
         digest, id_column = doc["expected_manifest_sha256"], doc["id_column"]
         chunk_rows, version = doc.get("chunk_rows", 100_000), doc.get("model_version")
+        rows_md5, capture_rows, seed = doc.get("rows_md5"), doc.get("capture_rows"), doc.get("capture_seed", 0)
         if not isinstance(digest, str) or not re.fullmatch(r"[0-9a-f]{64}", digest):
             raise ScoringError(f"{origin}: expected_manifest_sha256 must be 64 lowercase hex digits, got {digest!r}")
         if not isinstance(id_column, str) or not id_column or id_column == SCORE_COLUMN:
             raise ScoringError(f"{origin}: id_column must be a column name other than {SCORE_COLUMN!r}")
-        if isinstance(chunk_rows, bool) or not isinstance(chunk_rows, int) or chunk_rows < 1:
+        if not _positive(chunk_rows):
             raise ScoringError(f"{origin}: chunk_rows must be a positive integer, got {chunk_rows!r}")
         if version is not None and (isinstance(version, bool) or not isinstance(version, str | int)):
             raise ScoringError(f"{origin}: model_version must be text or an integer, got {version!r}")
-        return cls(digest, id_column, chunk_rows, version)
+        if rows_md5 is not None and not (isinstance(rows_md5, str) and re.fullmatch(r"[0-9a-f]{32}", rows_md5)):
+            raise ScoringError(f"{origin}: rows_md5 must be 32 lowercase hex digits, got {rows_md5!r}")
+        if capture_rows is not None and not _positive(capture_rows):
+            raise ScoringError(f"{origin}: capture_rows must be a positive integer or null, got {capture_rows!r}")
+        if isinstance(seed, bool) or not isinstance(seed, int):
+            raise ScoringError(f"{origin}: capture_seed must be an integer, got {seed!r}")
+        return cls(digest, id_column, chunk_rows, version, rows_md5, capture_rows, seed)
 
 
 def remove_stale_temporaries(target: Path) -> list[str]:
@@ -136,16 +166,35 @@ def load_predictor(model: str, config: ScoreConfig) -> Predictor:
             raise ScoringError(f"model {model} refused: {error}") from None
 
 
+def _verify(path: str, rows: str, expected_md5: str | None) -> None:
+    """Refuse a rows file that is not the version its data checks passed (its md5, DVC's hash of a file)."""
+    if expected_md5 is None:
+        return
+    digest = hashlib.md5()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 22), b""):
+            digest.update(block)
+    if digest.hexdigest() != expected_md5:
+        raise ScoringError(
+            f"rows file {rows} (md5 {digest.hexdigest()}) is not the version its data checks passed ({expected_md5}); "
+            "it changed since: check the day again before scoring it"
+        )
+
+
 @contextlib.contextmanager
-def _open_rows(rows: str) -> Iterator[pq.ParquetFile]:
+def _open_rows(rows: str, expected_md5: str | None) -> Iterator[pq.ParquetFile]:
+    """The rows file, verified, opened by local path (a remote one is downloaded once, to a temporary file)."""
     fs, path = fsspec.core.url_to_fs(rows)
     if not fs.exists(path):
         raise ScoringError(f"rows file not found: {rows}")
     with contextlib.ExitStack() as stack:
+        local = io.resolve(rows)
+        if io.is_remote(rows):
+            local = str(Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="keel-rows-"))) / "rows.parquet")
+            fs.get_file(path, local)
+        _verify(local, rows, expected_md5)
         try:
-            # Local files are opened by path so that pyarrow reads them without fsspec in between.
-            source = stack.enter_context(fs.open(path, "rb")) if io.is_remote(rows) else io.resolve(rows)
-            parquet = stack.enter_context(pq.ParquetFile(source))
+            parquet = stack.enter_context(pq.ParquetFile(local))
         except (OSError, pa.ArrowException) as error:
             raise ScoringError(f"rows file {rows} is not a readable Parquet file: {error}") from None
         yield parquet
@@ -206,22 +255,26 @@ def _score_chunks(
     config: ScoreConfig,
     rows: str,
     writer: pq.ParquetWriter,
+    capture: StreamSample | None,
     log: Callable[[str], None],
 ) -> tuple[_Scores, int]:
     """Read + transform chunk i+1 on this thread while chunk i is predicted on a worker thread."""
     state, total = predictor.state, parquet.metadata.num_rows
-    columns = list(dict.fromkeys([*state.input_columns, config.id_column]))
+    columns = _read_columns(state, config)
     scores, chunks, started = _Scores(writer), 0, time.perf_counter()
 
-    def finish(ids: pa.Array, future: Future) -> None:
+    def finish(batch: pa.RecordBatch, future: Future) -> None:
         nonlocal chunks
-        scores.add(ids, future.result())
+        predicted = future.result()
+        scores.add(batch.column(config.id_column), predicted)
+        if capture is not None:
+            capture.add(pa.Table.from_batches([batch]).append_column(SCORE_COLUMN, pa.array(predicted, pa.float64())))
         chunks += 1
         if chunks == 1 or chunks % PROGRESS_EVERY_CHUNKS == 0 or scores.rows == total:
             rate = scores.rows / max(time.perf_counter() - started, 1e-9)
             log(f"scored chunk {chunks}: {scores.rows:,} of {total:,} rows ({rate:,.0f} rows/s)")
 
-    pending: tuple[pa.Array, Future] | None = None
+    pending: tuple[pa.RecordBatch, Future] | None = None
     offset = 0
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="keel-predict") as pool:
         for batch in _batches(parquet, columns, config.chunk_rows, rows):
@@ -233,11 +286,16 @@ def _score_chunks(
             future = pool.submit(predictor.model.predict, features)
             if pending is not None:
                 finish(*pending)
-            pending = (batch.column(config.id_column), future)
+            pending = (batch, future)
         if pending is not None:
             finish(*pending)
     scores.close()
     return scores, chunks
+
+
+def _read_columns(state: Any, config: ScoreConfig) -> list[str]:
+    """The id and the raw columns the feature state reads: all a chunk needs, for the scores and the capture."""
+    return list(dict.fromkeys([config.id_column, *state.input_columns]))
 
 
 def score_file(
@@ -246,8 +304,13 @@ def score_file(
     predictions: str,
     config: ScoreConfig | dict[str, Any],
     log: Callable[[str], None] = lambda message: print(message, file=sys.stderr, flush=True),
+    capture: str | None = None,
 ) -> dict[str, Any]:
-    """Score the rows file with the model artifact into `predictions`; return the report."""
+    """Score the rows file with the model artifact into `predictions`; return the report.
+
+    With `capture`, also write there the rows a seeded sample by id keeps (`capture_rows` of them, all
+    when None: the id, the raw columns the model reads and the score), for the drift report.
+    """
     config = config if isinstance(config, ScoreConfig) else ScoreConfig.from_dict(config)
     started = time.perf_counter()
     target = predictions if io.is_remote(predictions) else io.resolve(predictions)
@@ -255,7 +318,7 @@ def score_file(
     if stale:
         log(f"removed temporary files left by an interrupted run: {', '.join(stale)}")
     predictor = load_predictor(model, config)
-    with _open_rows(rows) as parquet:
+    with _open_rows(rows, config.rows_md5) as parquet:
         schema = parquet.schema_arrow
         needed = [*predictor.state.input_columns, config.id_column]
         missing = [c for c in dict.fromkeys(needed) if c not in schema.names]
@@ -266,10 +329,18 @@ def score_file(
         out_schema = pa.schema(
             [pa.field(config.id_column, schema.field(config.id_column).type), (SCORE_COLUMN, pa.float64())]
         )
+        sample = StreamSample(config.capture_rows, config.id_column, config.capture_seed) if capture else None
         with io.atomic_output(target) as tmp:
             with pq.ParquetWriter(str(tmp), out_schema) as writer:
-                scores, chunks = _score_chunks(parquet, predictor, config, rows, writer, log)
+                scores, chunks = _score_chunks(parquet, predictor, config, rows, writer, sample, log)
             digest = io.file_digest(str(tmp))
+        captured = None
+        if sample is not None:
+            fields = [schema.field(c) for c in _read_columns(predictor.state, config)]
+            table = sample.table(pa.schema([*fields, (SCORE_COLUMN, pa.float64())]))
+            with io.atomic_output(capture if io.is_remote(capture) else io.resolve(capture)) as tmp:
+                pq.write_table(table, str(tmp))
+            captured = len(table)
     seconds = time.perf_counter() - started
     return {
         "rows": scores.rows,
@@ -285,6 +356,8 @@ def score_file(
         "id_column": config.id_column,
         "predictions_uri": target,
         "predictions_sha256": digest,
+        "capture_uri": capture,
+        "capture_rows": captured,
         "score_mean": round(scores.total / scores.rows, 6),
         "score_quantiles": {f"p{int(q * 100)}": scores.quantile(q) for q in (0.1, 0.5, 0.9)},
         "stale_temporaries_removed": stale,
@@ -307,26 +380,32 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--rows", required=True, help="rows to score (Parquet path or URI)")
     parser.add_argument("--config", required=True, help="scoring configuration JSON")
     parser.add_argument("--predictions", required=True, help="output Parquet file (path or URI), replaced whole")
+    parser.add_argument("--capture", help="also write the sample of scored rows the drift report reads here")
     return parser
 
 
 INPUTS = ["model", "rows", "config"]
-OUTPUTS = ["predictions"]
 
 
 def main(argv: list[str] | None = None) -> int:
-    requested = vars(_parser().parse_args(argv))
+    requested = {k: v for k, v in vars(_parser().parse_args(argv)).items() if v is not None}
+    outputs = [name for name in ("predictions", "capture") if name in requested]
     with reporter() as report:
         # In a cloud job the platform may deliver inputs and collect outputs elsewhere (ml/runtime.py).
-        paths = runtime.resolve(requested, inputs=INPUTS, outputs=OUTPUTS)
+        paths = runtime.resolve(requested, inputs=INPUTS, outputs=outputs)
         report.log(f"scoring {requested['rows']} with the model at {requested['model']}")
         result = score_file(
-            paths["model"], paths["rows"], paths["predictions"], read_config(paths["config"]), log=report.log
+            paths["model"],
+            paths["rows"],
+            paths["predictions"],
+            read_config(paths["config"]),
+            log=report.log,
+            capture=paths.get("capture"),
         )
         result["config_uri"] = requested["config"]
-        if paths != requested:  # the backend delivers the predictions where the caller asked
+        if paths != requested:  # the backend delivers the outputs where the caller asked
             result.update(predictions_uri=requested["predictions"], rows_uri=requested["rows"])
-            result["model_uri"] = requested["model"]
+            result.update(model_uri=requested["model"], capture_uri=requested.get("capture"))
         report.log(
             f"wrote {result['rows']:,} scores to {result['predictions_uri']} in {result['seconds']:.1f}s "
             f"({result['rows_per_second']:,.0f} rows/s); mean score {result['score_mean']:.4f}"

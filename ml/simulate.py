@@ -16,107 +16,19 @@ Users with real daily files skip this module: point `daily.incoming` / `daily.la
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import sys
 from pathlib import Path
-from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from ml import io
-from ml.spec import DatasetSpec, RowBounds, load_spec
+from ml.params import DailySection, PriceRise, SimulationSection, load_params
+from ml.spec import DatasetSpec
 
 
 class SimulationError(ValueError):
-    """The simulation settings or the raw data do not fit together; the message names the key."""
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class NoDrift(_Strict):
-    name: Literal["none"] = "none"
-
-
-class PriceRise(_Strict):
-    """A numeric column (a price) rises by `factor` from `from_day`; customers it pushes above the
-    raw data's `churn_above_quantile` of that column turn positive with probability `churn_extra_rate`,
-    so the target depends more strongly on the column than the training data says."""
-
-    name: Literal["price_rise"]
-    from_day: int = Field(ge=1)
-    column: str
-    factor: float = Field(gt=0)
-    churn_above_quantile: float = Field(ge=0, le=1)
-    churn_extra_rate: float = Field(ge=0, le=1)
-
-
-class DailyConfig(_Strict):
-    start_date: dt.date
-    incoming: str = Field(description="Path or URI template of a day's snapshot file; {date} is YYYY-MM-DD.")
-    labels: str = Field(description="Path or URI template of a day's labels file; {date} is YYYY-MM-DD.")
-    rows: RowBounds = Field(default_factory=RowBounds, description="Row-count bounds of one day's snapshot.")
-
-    @field_validator("incoming", "labels")
-    @classmethod
-    def _templated(cls, value: str) -> str:
-        if "{date}" not in value:
-            raise ValueError(f"the template must contain {{date}}, got {value!r}")
-        return value
-
-    def date(self, day: int) -> dt.date:
-        return self.start_date + dt.timedelta(days=day - 1)
-
-    def day(self, date: dt.date | str) -> int:
-        date = dt.date.fromisoformat(date) if isinstance(date, str) else date
-        return (date - self.start_date).days + 1
-
-    def incoming_uri(self, date: dt.date | str, root: str | Path | None = None) -> str:
-        return io.resolve(self.incoming.format(date=str(date)), root)
-
-    def labels_uri(self, date: dt.date | str, root: str | Path | None = None) -> str:
-        return io.resolve(self.labels.format(date=str(date)), root)
-
-
-class SimulationConfig(_Strict):
-    days: int = Field(ge=1)
-    rows_per_day: int = Field(ge=1)
-    seed: int
-    label_delay_days: int = Field(ge=0)
-    scenario: NoDrift | PriceRise = Field(default_factory=NoDrift, discriminator="name")
-
-
-def _parse(model: type[BaseModel], section: Any, name: str) -> Any:
-    if not isinstance(section, dict):
-        raise SimulationError(f"params.yaml: the {name!r} section must be a mapping, got {type(section).__name__}")
-    try:
-        return model.model_validate(section)
-    except ValidationError as error:
-        problems = "; ".join(
-            f"{name}.{'.'.join(str(p) for p in e['loc'])}: "
-            + ("unknown key" if e["type"] == "extra_forbidden" else e["msg"].removeprefix("Value error, "))
-            for e in error.errors()
-        )
-        raise SimulationError(f"params.yaml: {problems}") from None
-
-
-def daily_config(params: dict[str, Any]) -> DailyConfig:
-    return _parse(DailyConfig, params.get("daily"), "daily")
-
-
-def simulation_config(params: dict[str, Any], spec: DatasetSpec) -> SimulationConfig:
-    config = _parse(SimulationConfig, params.get("simulation"), "simulation")
-    scenario = config.scenario
-    if isinstance(scenario, PriceRise) and scenario.column not in spec.columns.numeric:
-        raise SimulationError(
-            f"params.yaml: simulation.scenario.column {scenario.column!r} is not a numeric column of the "
-            f"dataset spec (numeric columns: {', '.join(spec.columns.numeric)})"
-        )
-    return config
+    """The simulation settings and the raw data do not fit together; the message names the key."""
 
 
 def _with_scenario(
@@ -138,7 +50,7 @@ def _with_scenario(
 
 
 def simulate_day(
-    raw: pd.DataFrame, spec: DatasetSpec, config: SimulationConfig, day: int
+    raw: pd.DataFrame, spec: DatasetSpec, config: SimulationSection, day: int
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(snapshot without the target, labels) for day `day` (1-based)."""
     if config.rows_per_day > len(raw):
@@ -157,13 +69,13 @@ def simulate_day(
     return snapshot, labels
 
 
-def write_snapshot(snapshot: pd.DataFrame, daily: DailyConfig, day: int, root: str | Path | None = None) -> str:
+def write_snapshot(snapshot: pd.DataFrame, daily: DailySection, day: int, root: str | Path | None = None) -> str:
     uri = daily.incoming_uri(daily.date(day), root)
     io.write_parquet(snapshot, uri)
     return uri
 
 
-def write_labels(labels: pd.DataFrame, daily: DailyConfig, day: int, root: str | Path | None = None) -> str:
+def write_labels(labels: pd.DataFrame, daily: DailySection, day: int, root: str | Path | None = None) -> str:
     uri = daily.labels_uri(daily.date(day), root)
     io.write_parquet(labels, uri)
     return uri
@@ -177,9 +89,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     root = Path(args.params).resolve().parent
     try:
-        params = yaml.safe_load(Path(args.params).read_text(encoding="utf-8"))
-        spec = load_spec(args.params)
-        daily, config = daily_config(params), simulation_config(params, spec)
+        params = load_params(args.params)
+        spec, daily, config = params.dataset, params.daily, params.simulation
         raw = io.read_parquet(io.resolve(args.raw, root))
         days = args.days or config.days
         for day in range(1, days + 1):

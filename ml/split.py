@@ -10,7 +10,6 @@ future).
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -54,19 +53,25 @@ def assign_split(frame: pd.DataFrame, spec: DatasetSpec, *, fraction: float, see
     return split
 
 
-@dataclass(frozen=True)
-class TrainingSet:
-    table: pd.DataFrame  # id, [timestamp], split, features, label
-    state: FeatureState  # fitted on the train rows only
-    holdout_rows: pd.DataFrame  # the raw holdout rows, so any model can be scored on them its own way
+SPLIT = "split"
 
 
-def build_training_set(
-    raw: pd.DataFrame, spec: DatasetSpec, config: FeatureConfig, *, fraction: float, seed: int
-) -> TrainingSet:
-    """Split the rows, fit the feature state on the train side, and build the feature table for all rows."""
-    split = assign_split(raw, spec, fraction=fraction, seed=seed)
-    state = fit_features(raw[split == TRAIN], spec, config)
-    table = feature_table(raw, state, spec, with_target=True)
-    table.insert(1, "split", split.to_numpy())
-    return TrainingSet(table, state, raw[split == HOLDOUT].reset_index(drop=True))
+def split_rows(rows: pd.DataFrame, spec: DatasetSpec, *, fraction: float, seed: int) -> pd.DataFrame:
+    """The rows with a `split` column (train / holdout) after the spec's columns."""
+    return rows.assign(**{SPLIT: assign_split(rows, spec, fraction=fraction, seed=seed).to_numpy()})
+
+
+def side(rows: pd.DataFrame, which: str) -> pd.DataFrame:
+    """The train or holdout rows of a split table, without the `split` column."""
+    return rows[rows[SPLIT] == which].drop(columns=SPLIT).reset_index(drop=True)
+
+
+def training_features(
+    rows: pd.DataFrame, spec: DatasetSpec, config: FeatureConfig
+) -> tuple[pd.DataFrame, FeatureState]:
+    """The feature state fitted on the train rows of a split table, and the feature table of all its rows
+    (id, [timestamp], split, features, label)."""
+    state = fit_features(side(rows, TRAIN), spec, config)
+    table = feature_table(rows.drop(columns=SPLIT), state, spec, with_target=True)
+    table.insert(1, SPLIT, rows[SPLIT].to_numpy())
+    return table, state

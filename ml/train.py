@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from pydantic import ValidationError
 
 from ml import io, runtime
 from ml.artifact import manifest_sha256, publish, write_manifest
@@ -92,8 +93,16 @@ def train_artifact(table, state_doc: dict[str, Any], config: TrainingConfig, dir
     }
 
 
+def read_config(uri: str) -> TrainingConfig:
+    try:
+        return TrainingConfig.model_validate(io.read_json(uri))
+    except ValidationError as error:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in error.errors())
+        raise TrainingError(f"training config {uri}: {problems}") from None
+
+
 def run(features: str, state: str, config: str, out: str) -> dict[str, Any]:
-    training_config = TrainingConfig.from_dict(io.read_json(config))
+    training_config = read_config(config)
     table = io.read_parquet(features)
     state_doc = io.read_json(state)
     with tempfile.TemporaryDirectory(prefix="keel-train-") as tmp:

@@ -1,67 +1,59 @@
-"""The `training:` section of params.yaml: model family, hyperparameters, seed, holdout and threshold.
+"""Training settings: the `training:` section of params.yaml, and the resolved config one run trains with.
 
-Dagster run config may override the family, the seed and single hyperparameters; the merged result
-is what the training entry point receives (as JSON) and what the registry records.
+The section holds hyperparameters per model family; `TrainingSection.resolve` picks the family
+(params.yaml's, or a run-config override), merges single hyperparameter overrides, and returns the
+`TrainingConfig` that the training entry point receives as JSON and the registry records.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, Literal
 
-FAMILIES = ("lightgbm", "logistic_regression")
-_KEYS = {"model", "seed", "holdout_fraction", "threshold", "hyperparameters"}
+from pydantic import BaseModel, ConfigDict, Field
 
-
-class TrainingConfigError(ValueError):
-    """The training configuration is invalid; the message names the key."""
+Family = Literal["lightgbm", "logistic_regression"]
+FAMILIES: tuple[str, ...] = ("lightgbm", "logistic_regression")
 
 
-@dataclass(frozen=True)
-class TrainingConfig:
-    model: str = "lightgbm"
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class TrainingConfig(_Strict):
+    """What one training run uses: one family and its hyperparameters."""
+
+    model: Family = "lightgbm"
     seed: int = 42
-    holdout_fraction: float = 0.2
-    threshold: float = 0.5
-    hyperparameters: dict[str, Any] = field(default_factory=dict)  # for `model` only
-
-    def __post_init__(self) -> None:
-        if self.model not in FAMILIES:
-            raise TrainingConfigError(f"training.model {self.model!r} is not one of {', '.join(FAMILIES)}")
-        if not 0.0 < self.holdout_fraction < 1.0:
-            raise TrainingConfigError(f"training.holdout_fraction must be in (0, 1), got {self.holdout_fraction}")
-        if not 0.0 < self.threshold < 1.0:
-            raise TrainingConfigError(f"training.threshold must be in (0, 1), got {self.threshold}")
-
-    @classmethod
-    def from_params(cls, section: dict[str, Any] | None, overrides: dict[str, Any] | None = None) -> TrainingConfig:
-        """The section's values, the chosen family's hyperparameters, then `overrides` on top."""
-        section, overrides = dict(section or {}), {k: v for k, v in (overrides or {}).items() if v not in (None, {})}
-        unknown = (set(section) | set(overrides)) - _KEYS
-        if unknown:
-            raise TrainingConfigError(f"training: unknown keys {sorted(unknown)} (known: {sorted(_KEYS)})")
-        model = overrides.get("model", section.get("model", cls.model))
-        per_family = section.get("hyperparameters") or {}
-        unknown_families = set(per_family) - set(FAMILIES)
-        if unknown_families:
-            raise TrainingConfigError(
-                f"training.hyperparameters: unknown model families {sorted(unknown_families)} (known: {', '.join(FAMILIES)})"
-            )
-        hyperparameters = {**(per_family.get(model) or {}), **overrides.get("hyperparameters", {})}
-        return cls(
-            model=model,
-            seed=int(overrides.get("seed", section.get("seed", cls.seed))),
-            holdout_fraction=float(section.get("holdout_fraction", cls.holdout_fraction)),
-            threshold=float(section.get("threshold", cls.threshold)),
-            hyperparameters=hyperparameters,
-        )
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> TrainingConfig:
-        unknown = set(data) - _KEYS
-        if unknown:
-            raise TrainingConfigError(f"training config: unknown keys {sorted(unknown)}")
-        return cls(**data)
+    holdout_fraction: float = Field(default=0.2, gt=0, lt=1)
+    threshold: float = Field(default=0.5, gt=0, lt=1)
+    hyperparameters: dict[str, Any] = Field(default_factory=dict, description="For `model` only.")
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return self.model_dump(mode="json")
+
+
+class TrainingSection(_Strict):
+    """The `training:` section: the default family, the seed, the holdout, and hyperparameters per family."""
+
+    model: Family = Field(default="lightgbm", description="The model family trained by default.")
+    seed: int = Field(default=42, description="Model seed and holdout seed: same data + seed -> same metrics.")
+    holdout_fraction: float = Field(
+        default=0.2, gt=0, lt=1, description="By a seeded hash of the id; the latest rows with a timestamp."
+    )
+    threshold: float = Field(default=0.5, gt=0, lt=1, description="Accuracy, precision, recall and F1 at this score.")
+    hyperparameters: dict[Family, dict[str, Any]] = Field(
+        default_factory=dict, description="Per family; a family without an entry takes its library's defaults."
+    )
+
+    def resolve(
+        self, model: str | None = None, seed: int | None = None, hyperparameters: dict[str, Any] | None = None
+    ) -> TrainingConfig:
+        """The config for one run: the section's values with the given overrides on top (None: none)."""
+        family = model or self.model
+        return TrainingConfig(
+            model=family,
+            seed=self.seed if seed is None else seed,
+            holdout_fraction=self.holdout_fraction,
+            threshold=self.threshold,
+            hyperparameters={**self.hyperparameters.get(family, {}), **(hyperparameters or {})},
+        )

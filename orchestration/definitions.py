@@ -1,4 +1,4 @@
-"""The code location: every asset, check, job and resource (resources per KEEL_DEPLOYMENT)."""
+"""The code location: every asset, check, job, schedule, sensor and resource (resources per KEEL_DEPLOYMENT)."""
 
 import dagster as dg
 
@@ -6,10 +6,11 @@ from assets.batch_predictions import batch_predictions
 from assets.candidate_model import candidate_model
 from assets.drift_report import drift_report
 from assets.evaluation_gate import evaluation_gate
-from assets.incoming_data import incoming_data, incoming_data_checks
+from assets.features import features
+from assets.incoming_data import incoming_data
 from assets.labels import labels
 from assets.model_performance import model_performance
-from assets.raw_data import raw_data, raw_data_checks
+from assets.raw_data import raw_data
 from assets.registered_model import registered_model
 from assets.training_set import training_set
 from orchestration.deployments import resources_for
@@ -20,6 +21,7 @@ from orchestration.sensors import SENSORS
 ASSETS = [
     raw_data,
     training_set,
+    features,
     candidate_model,
     registered_model,
     incoming_data,
@@ -28,7 +30,7 @@ ASSETS = [
     labels,
     model_performance,
 ]
-CHECKS = [raw_data_checks, evaluation_gate, incoming_data_checks]
+CHECKS = [evaluation_gate]  # the data checks and the monitoring warnings are declared on their assets
 
 
 def definitions(resources: dict) -> dg.Definitions:

@@ -20,6 +20,8 @@ import dagster as dg
 from resources.azureml import PUBLIC_RESOURCE_MANAGER, AzureMLCompute
 from resources.compute import LocalCompute
 from resources.dvc import DvcResource
+from resources.params import ParamsResource
+from resources.records import RecordIOManager
 from resources.registry import ModelRegistry
 from resources.sagemaker import SageMakerCompute
 from resources.storage import ArtifactStore
@@ -85,11 +87,16 @@ def uri_setting(environ: Mapping[str, str], deployment: str, name: str, scheme: 
     return value
 
 
-def shared(root: Path) -> dict[str, Any]:
-    """The resources every deployment has: the DVC repository and the MLflow registry."""
+def shared(root: Path, storage: ArtifactStore) -> dict[str, Any]:
+    """What every deployment has: the settings, the DVC repository, the MLflow registry, and the
+    deployment's artifact store with the IO manager that keeps the assets' records in it."""
+    params = ParamsResource(project_dir=str(root))
     return {
+        "params": params,
         "dvc": DvcResource(repo_dir=str(root)),
-        "registry": ModelRegistry(root=str(root / "var" / "mlflow")),
+        "registry": ModelRegistry(root=str(root / "var" / "mlflow"), params=params),
+        "storage": storage,
+        "io_manager": RecordIOManager(storage=storage),
     }
 
 
@@ -114,11 +121,8 @@ def local(root: Path = PROJECT_ROOT, environ: Mapping[str, str] | None = None) -
     KEEL_REPORTS_URL is where a browser reads the stored HTML reports (`make ui` serves them there).
     """
     environ = os.environ if environ is None else environ
-    return {
-        **shared(root),
-        "storage": ArtifactStore(root=str(root / "var" / "storage"), web_url=reports_url(environ, "local")),
-        "compute": LocalCompute(working_dir=str(root)),
-    }
+    storage = ArtifactStore(root=str(root / "var" / "storage"), web_url=reports_url(environ, "local"))
+    return {**shared(root, storage), "compute": LocalCompute(working_dir=str(root))}
 
 
 def aws(root: Path = PROJECT_ROOT, environ: Mapping[str, str] | None = None) -> dict[str, Any]:
@@ -142,7 +146,7 @@ def aws(root: Path = PROJECT_ROOT, environ: Mapping[str, str] | None = None) -> 
         poll_interval_seconds=float(int_setting(environ, "aws", "KEEL_SAGEMAKER_POLL_SECONDS", 30)),
         endpoint_url=environ.get("KEEL_SAGEMAKER_ENDPOINT_URL", "").strip() or None,
     )
-    return {**shared(root), "storage": ArtifactStore(root=s3_root), "compute": compute}
+    return {**shared(root, ArtifactStore(root=s3_root)), "compute": compute}
 
 
 def gcp(root: Path = PROJECT_ROOT, environ: Mapping[str, str] | None = None) -> dict[str, Any]:
@@ -179,7 +183,7 @@ def gcp(root: Path = PROJECT_ROOT, environ: Mapping[str, str] | None = None) -> 
             environ, "gcp", "KEEL_VERTEX_API_ENDPOINT", f"https://{location}-aiplatform.googleapis.com"
         ),
     )
-    return {**shared(root), "storage": ArtifactStore(root=gcs_root), "compute": compute}
+    return {**shared(root, ArtifactStore(root=gcs_root)), "compute": compute}
 
 
 def azure(root: Path = PROJECT_ROOT, environ: Mapping[str, str] | None = None) -> dict[str, Any]:
@@ -229,7 +233,7 @@ def azure(root: Path = PROJECT_ROOT, environ: Mapping[str, str] | None = None) -
         poll_interval_seconds=float_setting(environ, "azure", "KEEL_AZUREML_POLL_SECONDS", 15.0),
         message_interval_seconds=float_setting(environ, "azure", "KEEL_PIPES_MESSAGE_INTERVAL", 10.0),
     )
-    return {**shared(root), "storage": ArtifactStore(root=root_uri), "compute": compute}
+    return {**shared(root, ArtifactStore(root=root_uri)), "compute": compute}
 
 
 def float_setting(environ: Mapping[str, str], deployment: str, name: str, default: float) -> float:

@@ -4,11 +4,12 @@ import dagster as dg
 
 from assets.batch_predictions import batch_predictions
 from assets.candidate_model import candidate_model
-from assets.daily import DAILY
 from assets.drift_report import drift_report
+from assets.features import features
 from assets.incoming_data import incoming_data
 from assets.labels import labels
 from assets.model_performance import model_performance
+from assets.partitions import DAILY
 from assets.raw_data import raw_data
 from assets.registered_model import registered_model
 from assets.training_set import training_set
@@ -16,24 +17,26 @@ from orchestration.promotion import approve, rollback
 
 prepare_data = dg.define_asset_job(
     "prepare_data",
-    selection=dg.AssetSelection.assets(raw_data, training_set),  # their checks come along
-    description="Import and version the raw data (DVC), run its blocking data checks, build the training set.",
+    selection=dg.AssetSelection.assets(raw_data, training_set, features),  # their checks come along
+    description=(
+        "Import and version the raw data (DVC), run its blocking data checks, build the training set and its features."
+    ),
 )
 
 train_model = dg.define_asset_job(
     "train_model",
-    selection=dg.AssetSelection.assets(raw_data, training_set, candidate_model, registered_model),
+    selection=dg.AssetSelection.assets(raw_data, training_set, features, candidate_model, registered_model),
     description=(
-        "The training lifecycle: raw data (DVC) and its data checks, the training set, a candidate "
+        "The training lifecycle: raw data (DVC) and its data checks, the training set, its features, a candidate "
         "model, the evaluation gate, and registration in MLflow (champion or challenger)."
     ),
 )
 
 retrain = dg.define_asset_job(
     "retrain",
-    selection=dg.AssetSelection.assets(training_set, candidate_model, registered_model),
+    selection=dg.AssetSelection.assets(training_set, features, candidate_model, registered_model),
     description=(
-        "Retraining on the checked raw data plus recent labelled days: training set -> candidate -> "
+        "Retraining on the checked raw data plus recent labelled days: training set -> features -> candidate -> "
         "evaluation gate -> registration. The sensor retrain_on_drift launches it with the days of "
         "the drift episode; launched by hand it takes the latest retraining.window_days labelled days."
     ),

@@ -12,11 +12,8 @@ import getpass
 import dagster as dg
 from pydantic import Field
 
-from assets.candidate_model import model_name
-from assets.evaluation_gate import CHAMPION
-from assets.registered_model import CHALLENGER, alias_move_metadata, registered_model
-from resources.dvc import DvcResource
-from resources.registry import AliasConflict, ModelRegistry
+from assets.registered_model import alias_move_metadata, registered_model
+from resources.registry import CHALLENGER, CHAMPION, AliasConflict, ModelRegistry
 
 
 class ApproveConfig(dg.Config):
@@ -40,7 +37,7 @@ def _record(context: dg.OpExecutionContext, registry: ModelRegistry, name: str, 
             metadata={
                 "model": name,
                 "version": move.to_version,
-                "champion_version": registry.alias_version(name, CHAMPION) or 0,
+                "champion_version": registry.champion() or 0,
                 **alias_move_metadata(move),
             },
         )
@@ -64,10 +61,8 @@ def _move(context, registry: ModelRegistry, name: str, to_version: int, expected
 
 
 @dg.op(description="Move `champion` to the challenger (or a given version), compare-and-set.")
-def approve_challenger(
-    context: dg.OpExecutionContext, config: ApproveConfig, dvc: DvcResource, registry: ModelRegistry
-) -> None:
-    name = model_name(dvc)
+def approve_challenger(context: dg.OpExecutionContext, config: ApproveConfig, registry: ModelRegistry) -> None:
+    name = registry.model_name
     version = config.version or registry.alias_version(name, CHALLENGER)
     if version is None:
         raise dg.Failure(description=f"{name} has no challenger to approve; pass `version` to promote a given one")
@@ -79,10 +74,8 @@ def approve_challenger(
 
 
 @dg.op(description="Move `champion` back to the version it replaced, compare-and-set.")
-def rollback_champion(
-    context: dg.OpExecutionContext, config: RollbackConfig, dvc: DvcResource, registry: ModelRegistry
-) -> None:
-    name = model_name(dvc)
+def rollback_champion(context: dg.OpExecutionContext, config: RollbackConfig, registry: ModelRegistry) -> None:
+    name = registry.model_name
     current, target = registry.alias_version(name, CHAMPION), registry.rollback_target(name, CHAMPION)
     if target is None:
         raise dg.Failure(description=f"{name}: champion v{current} has no earlier champion to roll back to")

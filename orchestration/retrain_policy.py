@@ -1,5 +1,7 @@
 """When to retrain: drift episodes, waiting for labels, and the cooldown. Plain data, no Dagster.
 
+The numbers are params.yaml `retraining:` (ml/params.py RetrainingSection).
+
 An episode starts with the first bad day (a drift verdict, or a day whose AUC fell too far) scored
 by the current champion, and ends with the next good day of the same kind. Each episode asks for
 at most one retrain, once `min_labelled_days` of its days have labels (a retrain before the labels
@@ -12,25 +14,11 @@ from __future__ import annotations
 import datetime as dt
 import json
 from dataclasses import asdict, dataclass, field, replace
-from typing import Any, Literal
+from typing import Literal
+
+from ml.params import RetrainingSection
 
 Kind = Literal["drift", "performance"]
-
-
-@dataclass(frozen=True)
-class Settings:
-    min_labelled_days: int = 3
-    window_days: int = 7
-    cooldown_days: int = 7
-
-    @classmethod
-    def from_params(cls, section: dict[str, Any] | None) -> Settings:
-        section = section or {}
-        return cls(
-            min_labelled_days=int(section.get("min_labelled_days", cls.min_labelled_days)),
-            window_days=int(section.get("window_days", cls.window_days)),
-            cooldown_days=int(section.get("cooldown_days", cls.cooldown_days)),
-        )
 
 
 @dataclass(frozen=True)
@@ -101,7 +89,7 @@ def observe(state: State, events: list[Event], champion: int | None) -> tuple[St
     return state, notes
 
 
-def decide(state: State, labelled_days: list[str], settings: Settings) -> Decision:
+def decide(state: State, labelled_days: list[str], settings: RetrainingSection) -> Decision:
     """Whether the open episode asks for a retrain now, and on which labelled days."""
     episode = state.episode
     if episode is None:

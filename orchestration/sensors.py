@@ -6,23 +6,21 @@ import dagster as dg
 import fsspec
 
 from assets.batch_predictions import batch_predictions
-from assets.candidate_model import model_name
-from assets.daily import daily_settings
 from assets.drift_report import drift_report
-from assets.evaluation_gate import CHAMPION
 from assets.labels import labels
 from assets.model_performance import model_performance
+from ml.params import Params
 from orchestration.jobs import label_feedback, retrain
-from orchestration.retrain_policy import Event, Settings, State, decide, observe
-from resources.dvc import DvcResource
+from orchestration.retrain_policy import Event, State, decide, observe
+from resources.params import ParamsResource
 from resources.registry import ModelRegistry
 
 DATE = r"(\d{4}-\d{2}-\d{2})"
 
 
-def arrived_label_days(dvc: DvcResource) -> list[str]:
+def arrived_label_days(settings: Params) -> list[str]:
     """Days whose labels file exists, found by globbing the `daily.labels` template."""
-    template = daily_settings(dvc).labels_uri("{date}", dvc.root)
+    template = settings.labels_uri("{date}")
     fs, pattern = fsspec.core.url_to_fs(template.replace("{date}", "*"))
     day_of = re.compile(re.escape(fs._strip_protocol(template)).replace(re.escape("{date}"), DATE) + "$")
     found = (day_of.match(fs._strip_protocol(path)) for path in fs.glob(pattern))
@@ -38,11 +36,11 @@ def arrived_label_days(dvc: DvcResource) -> list[str]:
         "and model_performance of that day; one run per day)."
     ),
 )
-def labels_arrived(context: dg.SensorEvaluationContext, dvc: DvcResource):
+def labels_arrived(context: dg.SensorEvaluationContext, params: ParamsResource):
     instance = context.instance
     done = instance.get_materialized_partitions(labels.key)
     scored = instance.get_materialized_partitions(batch_predictions.key)
-    days = [d for d in arrived_label_days(dvc) if d in scored and d not in done]
+    days = [d for d in arrived_label_days(params.load()) if d in scored and d not in done]
     if not days:
         return dg.SkipReason("no newly arrived labels for a scored day")
     return [dg.RunRequest(partition_key=day, run_key=f"labels-{day}") for day in days]
@@ -89,12 +87,11 @@ def _events(instance: dg.DagsterInstance, after: int) -> list[Event]:
         "retraining.cooldown_days of the last."
     ),
 )
-def retrain_on_drift(context: dg.SensorEvaluationContext, dvc: DvcResource, registry: ModelRegistry):
+def retrain_on_drift(context: dg.SensorEvaluationContext, params: ParamsResource, registry: ModelRegistry):
     state = State.from_cursor(context.cursor)
-    champion = registry.alias_version(model_name(dvc), CHAMPION)
-    state, notes = observe(state, _events(context.instance, state.after), champion)
+    state, notes = observe(state, _events(context.instance, state.after), registry.champion())
     labelled = sorted(context.instance.get_materialized_partitions(labels.key))
-    decision = decide(state, labelled, Settings.from_params(dvc.params().get("retraining")))
+    decision = decide(state, labelled, params.load().retraining)
     for note in notes:  # episodes opening and closing; a quiet tick's reason is its skip message
         context.log.info(note)
     if decision.retrain is None:

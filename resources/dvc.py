@@ -1,4 +1,4 @@
-"""The DVC repository: its parameters, its stages, and the versions (DVC hashes) of their outputs."""
+"""The DVC repository: its stages, and the versions (DVC hashes) of their outputs. Settings: resources/params.py."""
 
 from __future__ import annotations
 
@@ -9,12 +9,8 @@ from pathlib import Path
 from typing import Any
 
 import dagster as dg
-import pandas as pd
 import yaml
 from pydantic import Field
-
-from ml.features import FeatureConfig
-from ml.spec import DatasetSpec, parse_spec
 
 
 class DvcError(RuntimeError):
@@ -29,24 +25,10 @@ class DvcResource(dg.ConfigurableResource):
     """Runs DVC stages in the project repository and reads their outputs' hashes from dvc.lock."""
 
     repo_dir: str = Field(description="The DVC (and git) repository: the project root.")
-    params_file: str = "params.yaml"
 
     @property
     def root(self) -> Path:
         return Path(self.repo_dir).resolve()
-
-    # --- parameters -------------------------------------------------------------------------
-    def params(self) -> dict[str, Any]:
-        return yaml.safe_load((self.root / self.params_file).read_text(encoding="utf-8")) or {}
-
-    def dataset_spec(self) -> DatasetSpec:
-        return parse_spec(self.params().get("dataset"), origin=str(self.root / self.params_file))
-
-    def feature_config(self) -> FeatureConfig:
-        return FeatureConfig.from_params(self.params().get("features"))
-
-    def path(self, relative: str) -> Path:
-        return self.root / relative
 
     # --- commands ---------------------------------------------------------------------------
     def _env(self) -> dict[str, str]:
@@ -101,6 +83,3 @@ class DvcResource(dg.ConfigurableResource):
             return "unknown (not a git commit)"
         dirty = git("status", "--porcelain", "--untracked-files=no").stdout.strip()
         return head.stdout.strip() + ("-dirty" if dirty else "")
-
-    def read_parquet(self, relative: str) -> pd.DataFrame:
-        return pd.read_parquet(self.path(relative))

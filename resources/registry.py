@@ -35,10 +35,14 @@ from pydantic import Field
 
 from ml.artifact import MANIFEST, ArtifactIntegrityError, verify_artifact
 from ml.io import file_digest
+from ml.params import Params
+from resources.params import ParamsResource
 
 # MLflow draws a progress bar per artifact download on stderr, which only clutters Dagster's logs.
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
+CHAMPION = "champion"  # the version that scores; moved by promotion, approve and rollback
+CHALLENGER = "challenger"  # a version awaiting approval (registry.promotion: manual)
 MODEL_PATH = "model"  # the artifact path of the model directory inside a run
 REFERENCE_PATH = "reference"  # a version's drift reference profile, beside the model in its run
 REFERENCE_TAG = "keel.reference_sha256"
@@ -92,6 +96,29 @@ class ModelRegistry(dg.ConfigurableResource):
         description="MLflow tracking (and registry) URI; default: $MLFLOW_TRACKING_URI, else SQLite under root.",
     )
     lock_timeout: float = Field(default=60.0, description="Seconds to wait for another alias move to finish.")
+    params: ParamsResource | None = Field(
+        default=None, description="The project's settings: the model's name and the promotion mode (`registry:`)."
+    )
+
+    # --- the project's model ----------------------------------------------------------------
+    def _settings(self) -> Params:
+        if self.params is None:
+            raise ValueError("this ModelRegistry has no params: give it the project's ParamsResource")
+        return self.params.load()
+
+    @property
+    def model_name(self) -> str:
+        """The project's registered model: params.yaml registry.model_name, else the dataset's name."""
+        return self._settings().model_name
+
+    @property
+    def promotion(self) -> str:
+        """auto: a candidate that passed the gate becomes champion; manual: challenger until approved."""
+        return self._settings().registry.promotion
+
+    def champion(self) -> int | None:
+        """The project's champion version, or None."""
+        return self.alias_version(self.model_name, CHAMPION)
 
     # --- store ------------------------------------------------------------------------------
     def _root(self) -> Path:
@@ -330,7 +357,7 @@ class ModelRegistry(dg.ConfigurableResource):
         moves = [AliasMove(**json.loads(value)) for _, value in sorted(self._move_tags(name).items())]
         return [move for move in moves if alias is None or move.alias == alias]
 
-    def rollback_target(self, name: str, alias: str = "champion") -> int | None:
+    def rollback_target(self, name: str, alias: str = CHAMPION) -> int | None:
         """The version a rollback should return to: the one below the current top of the alias's history."""
         stack: list[int] = []
         for move in self.alias_history(name, alias):

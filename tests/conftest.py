@@ -88,7 +88,8 @@ def _copy_project(dest: Path) -> Path:
 @pytest.fixture(scope="session")
 def project_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A copy of the project where `dvc repro` has run and `prepare_data` has succeeded once."""
-    from assets.raw_data import raw_data, raw_data_checks
+    from assets.features import features
+    from assets.raw_data import raw_data
     from assets.training_set import training_set
     from orchestration.deployments import local
 
@@ -96,7 +97,7 @@ def project_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     dvc("repro", cwd=root)
     home = write_dagster_home(root / "var" / "dagster")
     with dg.DagsterInstance.from_config(str(home)) as instance:
-        result = dg.materialize([raw_data, raw_data_checks, training_set], resources=local(root), instance=instance)
+        result = dg.materialize([raw_data, training_set, features], resources=local(root), instance=instance)
         assert result.success
     return root
 
@@ -148,23 +149,17 @@ def _merge(into: dict, values: dict) -> None:
 @pytest.fixture(scope="session")
 def training_inputs(tmp_path_factory: pytest.TempPathFactory, spec: DatasetSpec, telco_raw: pd.DataFrame) -> dict:
     """The Telco training table, feature state and training config as files, as training_set writes them."""
-    from ml.features import FeatureConfig
     from ml.io import write_json
-    from ml.split import build_training_set
-    from ml.training_config import TrainingConfig
+    from ml.params import load_params
+    from ml.split import HOLDOUT, side, split_rows, training_features
 
-    params = yaml.safe_load((REPO / "params.yaml").read_text())
-    config = TrainingConfig.from_params(params["training"])
+    params = load_params(REPO / "params.yaml")
+    config = params.training.resolve()
     folder = tmp_path_factory.mktemp("training_inputs")
-    built = build_training_set(
-        telco_raw,
-        spec,
-        FeatureConfig.from_params(params["features"]),
-        fraction=config.holdout_fraction,
-        seed=config.seed,
-    )
-    built.table.to_parquet(folder / "features.parquet", index=False)
-    write_json(built.state.to_dict(), str(folder / "state.json"))
+    rows = split_rows(telco_raw, spec, fraction=config.holdout_fraction, seed=config.seed)
+    table, state = training_features(rows, spec, params.features)
+    table.to_parquet(folder / "features.parquet", index=False)
+    write_json(state.to_dict(), str(folder / "state.json"))
     write_json(config.to_dict(), str(folder / "config.json"))
     return {
         "features": str(folder / "features.parquet"),
@@ -172,7 +167,7 @@ def training_inputs(tmp_path_factory: pytest.TempPathFactory, spec: DatasetSpec,
         "config": str(folder / "config.json"),
         "training_config": config,
         "params": params,
-        "holdout": built.holdout_rows,
+        "holdout": side(rows, HOLDOUT),
     }
 
 
@@ -180,23 +175,25 @@ def training_assets() -> list:
     """Everything a training run needs, as the train_model job selects it (checks included)."""
     from assets.candidate_model import candidate_model
     from assets.evaluation_gate import evaluation_gate
-    from assets.raw_data import raw_data, raw_data_checks
+    from assets.features import features
+    from assets.raw_data import raw_data
     from assets.registered_model import registered_model
     from assets.training_set import training_set
 
-    return [raw_data, raw_data_checks, training_set, candidate_model, evaluation_gate, registered_model]
+    return [raw_data, training_set, features, candidate_model, evaluation_gate, registered_model]
 
 
 def train(project: Path, instance: dg.DagsterInstance, run_config: dict | None = None, **resources):
-    """One training run (training set -> candidate -> gate -> registration) in a project copy."""
+    """One training run (training set -> features -> candidate -> gate -> registration) in a project copy."""
     from assets.candidate_model import candidate_model
+    from assets.features import features
     from assets.registered_model import registered_model
     from assets.training_set import training_set
     from orchestration.deployments import local
 
     return dg.materialize(
         training_assets(),
-        selection=[training_set, candidate_model, registered_model],
+        selection=[training_set, features, candidate_model, registered_model],
         resources={**local(project), **resources},
         instance=instance,
         run_config=run_config,

@@ -5,15 +5,16 @@ import pandas as pd
 from dagster._core.definitions.data_version import StaleStatus
 from dagster._utils.test.data_versions import get_stale_status_resolver
 
-from assets.raw_data import raw_data, raw_data_checks
-from assets.training_set import HOLDOUT_ROWS, STATE, TABLE, training_set
+from assets.features import features
+from assets.raw_data import raw_data
+from assets.training_set import training_set
 from data_checks.groups import CHECK_NAMES
 from ml import io
 from ml.features import FeatureState
 from orchestration.deployments import local
 from tests.conftest import dvc, lock_md5, set_params
 
-ASSETS = [raw_data, raw_data_checks, training_set]
+ASSETS = [raw_data, training_set, features]
 
 
 def materialize(project, instance, assets=ASSETS, **kwargs):
@@ -45,18 +46,19 @@ def test_pipeline_materializes_with_dvc_version_and_passing_checks(project, inst
     assert described["churn"] == "target: 'Yes' positive, 'No' negative"
     assert len(raw.metadata["git_revision"].value) >= 40  # the copy is a git repo with one commit
 
-    table = pd.read_parquet(project / "var" / "storage" / "/".join(TABLE))
-    state = FeatureState.from_dict(io.read_json(str(project / "var" / "storage" / "/".join(STATE))))
+    built = latest(instance, features.key).metadata
+    table = pd.read_parquet(built["table"].value)
+    state = FeatureState.from_dict(io.read_json(built["feature_state"].value))
     assert list(table.columns) == ["customer_id", "split", *state.columns, "label"]
     assert len(table) == 7043 and table["label"].sum() == 1869
     meta = latest(instance, training_set.key).metadata
     assert meta["raw_data_version"].value == md5
-    assert meta["feature_count"].value == len(state.columns)
+    assert built["feature_count"].value == len(state.columns)
     # The feature state saw the train rows only; the holdout's raw rows are kept for scoring any model.
     train_rows = int((table["split"] == "train").sum())
     assert state.fitted_rows == train_rows == meta["train_rows"].value
     assert 0.18 < meta["holdout_rows"].value / 7043 < 0.22
-    holdout = pd.read_parquet(project / "var" / "storage" / "/".join(HOLDOUT_ROWS))
+    holdout = pd.read_parquet(meta["holdout_rows_table"].value)
     assert set(holdout["customer_id"]) == set(table.loc[table["split"] == "holdout", "customer_id"])
 
 
@@ -89,24 +91,27 @@ def test_training_set_refuses_raw_data_whose_checks_failed(project, instance):
     bad = pd.read_csv(project / "data" / "source" / "telco_churn.csv").drop(columns=["contract"])
     bad.to_csv(project / "data" / "source" / "bad.csv", index=False)
     set_params(project, dataset={"source": {"uri": "data/source/bad.csv"}})
-    assert not materialize(project, instance, [raw_data, raw_data_checks]).success
+    assert not materialize(project, instance, [raw_data]).success
 
     # A later run of `training_set` alone must not build on the failed data either.
-    table = project / "var" / "storage" / "/".join(TABLE)
-    before = io.file_digest(str(table))
-    result = materialize(project, instance, [raw_data, raw_data_checks, training_set], selection=[training_set])
+    table = latest(instance, features.key).metadata["table"].value
+    before = io.file_digest(table)
+    result = materialize(project, instance, ASSETS, selection=[training_set])
     assert not result.success
     failure = result.failure_data_for_node("training_set").error.message
     assert "raw_data did not pass its data checks" in failure and "schema: failed" in failure
-    assert io.file_digest(str(table)) == before
+    assert io.file_digest(table) == before
+    assert len(instance.fetch_materializations(training_set.key, limit=10).records) == 1
 
 
-def test_training_set_refuses_raw_data_materialized_without_checks(project, instance):
+def test_raw_data_cannot_be_materialized_without_its_checks(project, instance):
+    # The checks run on the rows the asset read, in the same step: selecting the asset selects them.
     set_params(project, features={"min_category_count": 6})  # any change, so DVC has nothing to redo
-    assert materialize(project, instance, [raw_data]).success  # checks not selected
-    result = materialize(project, instance, [raw_data, raw_data_checks, training_set], selection=[training_set])
-    assert not result.success
-    assert "not run on the latest materialization" in result.failure_data_for_node("training_set").error.message
+    result = materialize(project, instance, [raw_data])
+    assert result.success
+    checked = {(e.asset_key, e.check_name): e.passed for e in result.get_asset_check_evaluations()}
+    assert checked == {(raw_data.key, name): True for name in CHECK_NAMES}
+    assert materialize(project, instance, ASSETS, selection=[training_set]).success
 
 
 def test_training_set_refuses_raw_data_changed_outside_dagster(project, instance):

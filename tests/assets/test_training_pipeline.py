@@ -198,13 +198,13 @@ def test_a_tampered_champion_artifact_is_refused(trained_project, instance, regi
 
 def test_the_entry_point_reports_the_same_artifact_through_pipes_as_by_hand(trained_project, instance):
     """candidate_model ran ml.train through Pipes; by hand on the same inputs it writes the same artifact."""
+    from assets.features import features
     from tests.ml.test_train import train_cli
 
-    candidate = metadata(instance, candidate_model.key)
-    storage = trained_project / "var" / "storage"
+    candidate, built = metadata(instance, candidate_model.key), metadata(instance, features.key)
     inputs = {
-        "features": str(storage / "training_set" / "features.parquet"),
-        "state": str(storage / "training_set" / "feature_state.json"),
+        "features": built["table"],
+        "state": built["feature_state"],
         "config": f"{candidate['artifact']}.config.json",
     }
     proc = train_cli(inputs, trained_project / "by_hand")

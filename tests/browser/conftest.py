@@ -94,7 +94,7 @@ def _wait_until_loaded(ui: Ui, process: subprocess.Popen) -> None:
 
 @pytest.fixture(scope="session")
 def ui(ui_project: tuple[Path, History, int], tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ui]:
-    """`python -m orchestration.ui` (what `make ui` runs) in the seeded copy, until the session ends."""
+    """`python -m demo.ui` (what `make ui` runs) in the seeded copy, until the session ends."""
     project, history, reports_port = ui_project
     port = free_port()
     log = tmp_path_factory.mktemp("ui-log") / "ui.log"
@@ -104,7 +104,7 @@ def ui(ui_project: tuple[Path, History, int], tmp_path_factory: pytest.TempPathF
         "DAGSTER_HOME": str(project / "var" / "dagster"),
     }
     env.pop("KEEL_DEPLOYMENT", None)
-    command = [sys.executable, "-m", "orchestration.ui", "--port", str(port), "--reports-port", str(reports_port)]
+    command = [sys.executable, "-m", "demo.ui", "--port", str(port), "--reports-port", str(reports_port)]
     with log.open("w") as out:
         process = subprocess.Popen(
             command, cwd=project, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True

@@ -30,12 +30,12 @@ class History:
 
 
 def seed(project: Path, reports_url: str) -> History:
+    from demo.story import launch, run_nights
     from ml.io import read_parquet
     from ml.simulate import daily_config, simulate_day, simulation_config, write_snapshot
     from ml.spec import load_spec
     from orchestration.definitions import definitions
     from orchestration.deployments import local
-    from orchestration.story import launch, run_nights
 
     set_params(
         project,

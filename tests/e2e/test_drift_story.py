@@ -15,10 +15,10 @@ STORY = {
 
 
 def tell(project: Path, scenario: dict):
-    from assets.daily import latest_metadata
+    from demo.story import run_nights
     from orchestration.definitions import definitions
     from orchestration.deployments import local
-    from orchestration.story import run_nights
+    from orchestration.history import latest_metadata
 
     set_params(project, **STORY)
     params = yaml.safe_load((project / "params.yaml").read_text())

@@ -1,6 +1,7 @@
 """The code location as users meet it: loadable, described, resources chosen by one variable."""
 
 import ast
+import inspect
 import subprocess
 import sys
 from pathlib import Path
@@ -55,7 +56,7 @@ def test_prepare_data_job_runs_the_blocking_checks():
     job = defs.resolve_job_def("prepare_data")
     graph = defs.resolve_asset_graph()
     selected = job.asset_layer.selected_asset_keys
-    assert selected == {dg.AssetKey("raw_data"), dg.AssetKey("training_set")}
+    assert selected == {dg.AssetKey("raw_data"), dg.AssetKey("training_set"), dg.AssetKey("features")}
     checks = job.asset_layer.asset_graph.asset_check_keys
     assert {c.name for c in checks if c.asset_key == dg.AssetKey("raw_data")} == {
         "schema",
@@ -95,7 +96,51 @@ def imported_modules(folder: str) -> set[str]:
 
 
 def test_ml_core_is_framework_free():
-    assert not imported_modules("ml") & {"dagster", "assets", "resources", "orchestration", "data_checks"}
+    assert not imported_modules("ml") & {"dagster", "assets", "resources", "orchestration", "data_checks", "demo"}
+
+
+def test_every_folder_imports_only_the_rooms_it_may():
+    """The rooms of the design card: a line of code knows its room by what it may import."""
+    project = {"ml", "assets", "resources", "data_checks", "orchestration", "demo", "benchmarks", "tests"}
+    allowed = {
+        "resources": {"ml", "resources"},
+        "data_checks": {"ml", "data_checks"},
+        "assets": {"ml", "resources", "data_checks", "assets"},
+        "orchestration": {"ml", "resources", "data_checks", "assets", "orchestration"},  # never the demo
+    }
+    for folder, rooms in allowed.items():
+        assert imported_modules(folder) & project <= rooms, folder
+
+
+def test_the_lineage_runs_from_raw_data_through_features_to_the_registered_model():
+    graph = defs.resolve_asset_graph()
+
+    def parents(name: str) -> set[str]:
+        return {key.to_user_string() for key in graph.get(dg.AssetKey(name)).parent_keys}
+
+    assert "raw_data" in parents("training_set")
+    assert parents("features") == {"training_set"}
+    assert parents("candidate_model") == {"features"}
+    assert parents("registered_model") == {"candidate_model"}
+
+
+def test_assets_take_their_upstream_as_arguments_not_from_the_instance():
+    """No asset finds its input by reading another asset's latest materialization back from the instance."""
+    sources = {path.name: path.read_text() for path in (REPO / "assets").glob("*.py")}
+    for name, text in sources.items():
+        for lookup in ("get_latest_materialization_event", "fetch_materializations", "latest_metadata"):
+            assert lookup not in text, f"assets/{name} uses {lookup}"
+    graph = defs.resolve_asset_graph()
+    # Every upstream is a parameter of the function, except the labelled days training_set picks by config.
+    for key in graph.get_all_asset_keys():
+        parameters = set(inspect.signature(defs.get_assets_def(key).op.compute_fn.decorated_fn).parameters)
+        upstream = {parent.to_user_string() for parent in graph.get(key).parent_keys}
+        if key.to_user_string() == "training_set":
+            upstream -= {"incoming_data", "labels"}
+        assert upstream <= parameters, key.to_user_string()
+    from assets.evaluation_gate import evaluation_gate
+
+    assert "candidate_model" in inspect.signature(evaluation_gate.node_def.compute_fn.decorated_fn).parameters
 
 
 def test_loading_the_code_location_does_not_import_great_expectations():
@@ -107,7 +152,7 @@ def test_loading_the_code_location_does_not_import_great_expectations():
 
 def test_train_model_job_runs_the_whole_training_lifecycle_behind_blocking_checks():
     job = defs.resolve_job_def("train_model")
-    keys = {"raw_data", "training_set", "candidate_model", "registered_model"}
+    keys = {"raw_data", "training_set", "features", "candidate_model", "registered_model"}
     assert job.asset_layer.selected_asset_keys == {dg.AssetKey(k) for k in keys}
     graph = defs.resolve_asset_graph()
     gate = dg.AssetCheckKey(dg.AssetKey("candidate_model"), "evaluation_gate")
@@ -148,7 +193,7 @@ def test_the_nightly_schedule_scores_yesterday_at_two_and_no_schedule_trains():
     }
     assert isinstance(job.partitions_def, dg.DailyPartitionsDefinition)
     # Retraining follows drift: the training assets are launched by a sensor, never by a calendar.
-    training = {dg.AssetKey(k) for k in ("training_set", "candidate_model", "registered_model")}
+    training = {dg.AssetKey(k) for k in ("training_set", "features", "candidate_model", "registered_model")}
     for s in schedules:
         assert not defs.resolve_job_def(s.job_name).asset_layer.selected_asset_keys & training
     retrain = defs.resolve_sensor_def("retrain_on_drift")

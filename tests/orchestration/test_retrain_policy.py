@@ -1,6 +1,7 @@
 """The retraining policy on its own: episodes, waiting for labels, one retrain per episode, cooldown."""
 
-from orchestration.retrain_policy import Event, Settings, State, decide, observe
+from ml.params import RetrainingSection as Settings
+from orchestration.retrain_policy import Event, State, decide, observe
 
 SETTINGS = Settings(min_labelled_days=2, window_days=7, cooldown_days=7)
 

@@ -7,9 +7,11 @@ import dagster as dg
 import pandas as pd
 
 from orchestration.definitions import defs
-from resources.dvc import DvcResource
+from resources.params import ParamsResource
 from resources.registry import ModelRegistry
 from tests.conftest import REPO
+
+PARAMS = ParamsResource(project_dir=str(REPO))
 
 
 class ChampionIs(ModelRegistry):
@@ -39,14 +41,14 @@ def drift_event(instance, day: str, drifted: bool, version: int = 1) -> None:
 
 
 def evaluate(name: str, instance, resources: dict, cursor: str | None = None):
-    context = dg.build_sensor_context(
+    with dg.build_sensor_context(
         instance=instance, cursor=cursor, resources=resources, sensor_name=name, definitions=defs
-    )
-    return defs.resolve_sensor_def(name).evaluate_tick(context)
+    ) as context:
+        return defs.resolve_sensor_def(name).evaluate_tick(context)
 
 
 def test_retrain_sensor_waits_for_labels_asks_once_per_episode_and_keys_runs_by_episode(tmp_path: Path):
-    resources = {"dvc": DvcResource(repo_dir=str(REPO)), "registry": ChampionIs(root=str(tmp_path))}
+    resources = {"params": PARAMS, "registry": ChampionIs(root=str(tmp_path), params=PARAMS)}
     with dg.instance_for_test() as instance:
         first = evaluate("retrain_on_drift", instance, resources)
         assert not first.run_requests and first.cursor  # nothing yet, but the cursor is saved
@@ -79,7 +81,7 @@ def test_retrain_sensor_waits_for_labels_asks_once_per_episode_and_keys_runs_by_
 
 
 def test_retrain_sensor_ignores_days_scored_by_an_older_model(tmp_path: Path):
-    resources = {"dvc": DvcResource(repo_dir=str(REPO)), "registry": ChampionIs(root=str(tmp_path), version=2)}
+    resources = {"params": PARAMS, "registry": ChampionIs(root=str(tmp_path), params=PARAMS, version=2)}
     with dg.instance_for_test() as instance:
         for day in ("2026-10-15", "2026-10-16", "2026-10-17"):
             drift_event(instance, day, True, version=1)
@@ -89,7 +91,7 @@ def test_retrain_sensor_ignores_days_scored_by_an_older_model(tmp_path: Path):
 
 
 def test_a_fall_in_daily_auc_opens_a_performance_episode(tmp_path: Path):
-    resources = {"dvc": DvcResource(repo_dir=str(REPO)), "registry": ChampionIs(root=str(tmp_path))}
+    resources = {"params": PARAMS, "registry": ChampionIs(root=str(tmp_path), params=PARAMS)}
     with dg.instance_for_test() as instance:
         for n, auc in ((10, 0.86), (11, 0.77), (12, 0.78), (13, 0.76)):
             day = f"2026-10-{n}"
@@ -115,7 +117,7 @@ def test_labels_sensor_asks_for_arrived_labels_of_scored_days_only(tmp_path: Pat
     for day in ("2026-10-01", "2026-10-02", "2026-10-03"):
         pd.DataFrame({"customer_id": ["C1"], "churn": ["No"]}).to_parquet(root / "data" / "labels" / f"{day}.parquet")
     (root / "data" / "labels" / "notes.txt").write_text("not a day")
-    resources = {"dvc": DvcResource(repo_dir=str(root))}
+    resources = {"params": ParamsResource(project_dir=str(root))}
     with dg.instance_for_test() as instance:
         for day in ("2026-10-01", "2026-10-02"):
             materialize(instance, "batch_predictions", day)

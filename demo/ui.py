@@ -48,7 +48,7 @@ def serve_reports(root: Path, host: str, port: int) -> http.server.ThreadingHTTP
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m orchestration.ui", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m demo.ui", description=__doc__.split("\n\n")[0])
     parser.add_argument("--host", default="127.0.0.1", help="address of both servers (default: loopback only)")
     parser.add_argument("--port", type=int, default=3000, help="the Dagster UI's port")
     parser.add_argument("--reports-port", type=int, default=3001, help="the HTML reports' port")

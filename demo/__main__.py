@@ -1,4 +1,4 @@
-"""The demo on the embedded defaults: `make demo` (or `python -m orchestration.demo`).
+"""The demo on the embedded defaults: `make demo` (or `python -m demo`).
 
 The whole lifecycle, against the Dagster instance in $DAGSTER_HOME (var/dagster) so that `make ui`
 afterwards shows its history: import and version the raw data (DVC), check it (GX), train, gate and
@@ -21,19 +21,17 @@ import time
 from pathlib import Path
 
 import dagster as dg
-import yaml
 
-from assets.daily import latest_metadata
+from demo.story import Night, launch, run_nights
+from ml.params import load_params
 from orchestration.deployments import PROJECT_ROOT, resources_for
-from orchestration.story import Night, launch, run_nights
+from orchestration.history import latest_metadata
 
 VAR = PROJECT_ROOT / "var"
 
 
 def reset_state(home: Path) -> list[str]:
     """Remove what a previous demo left: Dagster history (not dagster.yaml), MLflow, artifacts, daily files."""
-    from ml.simulate import daily_config
-
     if VAR not in home.resolve().parents:
         raise SystemExit(f"DAGSTER_HOME={home} is outside {VAR}; the demo only resets its own state. Use `make demo`.")
     removed = []
@@ -45,7 +43,7 @@ def reset_state(home: Path) -> list[str]:
         if folder.exists():
             shutil.rmtree(folder)
             removed.append(str(folder.relative_to(PROJECT_ROOT)))
-    daily = daily_config(yaml.safe_load((PROJECT_ROOT / "params.yaml").read_text(encoding="utf-8")))
+    daily = load_params(PROJECT_ROOT / "params.yaml").daily
     for template in (daily.incoming_uri("{date}", PROJECT_ROOT), daily.labels_uri("{date}", PROJECT_ROOT)):
         pattern = Path(template)
         if PROJECT_ROOT not in pattern.parents:  # real daily files elsewhere are never the demo's to delete
@@ -109,12 +107,12 @@ def main() -> int:
     instance = dg.DagsterInstance.get()
     if not train_champion(defs, instance):
         return 1
-    params = yaml.safe_load((PROJECT_ROOT / "params.yaml").read_text(encoding="utf-8"))
-    simulation, scenario = params["simulation"], params["simulation"]["scenario"]
+    params = load_params(PROJECT_ROOT / "params.yaml")
+    simulation, scenario = params.simulation, params.simulation.scenario
     print(
-        f"\nSimulating {simulation['days']} nights from {params['daily']['start_date']}: "
-        f"{simulation['rows_per_day']} customers a day, labels {simulation['label_delay_days']} days later, "
-        f"scenario {scenario['name']}" + (f" from day {scenario['from_day']}" if scenario["name"] != "none" else "")
+        f"\nSimulating {simulation.days} nights from {params.daily.start_date}: "
+        f"{simulation.rows_per_day} customers a day, labels {simulation.label_delay_days} days later, "
+        f"scenario {scenario.name}" + (f" from day {scenario.from_day}" if scenario.name != "none" else "")
     )
     print("(the demo ticks the sensors after each night, as the Dagster daemon would)")
     nights = run_nights(PROJECT_ROOT, defs, instance, resources_for(), on_night=print_night)

@@ -5,8 +5,8 @@ import urllib.request
 
 import pytest
 
+from demo.ui import serve_reports
 from orchestration.deployments import DeploymentError, local
-from orchestration.ui import serve_reports
 from tests.browser.conftest import free_port
 
 

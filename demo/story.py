@@ -58,10 +58,10 @@ def launch(defs: dg.Definitions, job: str, instance, request: dg.RunRequest | No
 
 def tick(defs: dg.Definitions, name: str, instance, resources: dict, cursors: dict) -> list[dg.RunRequest]:
     """One sensor evaluation; the cursor is kept in `cursors` between ticks, as the daemon keeps it."""
-    context = dg.build_sensor_context(
+    with dg.build_sensor_context(
         instance=instance, cursor=cursors.get(name), resources=resources, sensor_name=name, definitions=defs
-    )
-    data = defs.resolve_sensor_def(name).evaluate_tick(context)
+    ) as context:
+        data = defs.resolve_sensor_def(name).evaluate_tick(context)
     cursors[name] = data.cursor
     return list(data.run_requests or [])
 
@@ -76,16 +76,15 @@ def run_nights(
     """Simulate `simulation.days` nights of the project at `root` (a champion must exist)."""
     import ml.io
     from assets.batch_predictions import batch_predictions
-    from assets.daily import latest_metadata
     from assets.drift_report import drift_report
     from assets.registered_model import registered_model
-    from ml.simulate import daily_config, simulate_day, simulation_config, write_labels, write_snapshot
-    from ml.spec import load_spec
+    from ml.params import load_params
+    from ml.simulate import simulate_day, write_labels, write_snapshot
+    from orchestration.history import latest_metadata
 
-    params = yaml.safe_load((root / "params.yaml").read_text(encoding="utf-8"))
-    spec = load_spec(root / "params.yaml")
-    daily, simulation = daily_config(params), simulation_config(params, spec)
-    raw = ml.io.read_parquet(str(root / params["data"]["raw"]))
+    params = load_params(root / "params.yaml")
+    spec, daily, simulation = params.dataset, params.daily, params.simulation
+    raw = ml.io.read_parquet(params.raw_uri)
     cursors: dict[str, str | None] = {}
     nights = []
     for number in range(1, simulation.days + 1):

@@ -1,0 +1,229 @@
+"""params.yaml as one validated model: every section, every key and every default in one place.
+
+    params = load_params("params.yaml")
+    params.gate.min_auc, params.daily.incoming_uri("2026-10-01"), params.model_name
+
+Each section is a strict sub-model (an unknown key is an error), so a typo fails at load with the
+key's dotted path instead of silently taking a default. A missing section takes its defaults; only
+`dataset` and `daily.start_date` have none, because nothing can be guessed about the user's data.
+DVC tracks the same file: each stage lists the sections it depends on (dvc.yaml).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
+
+from ml import io
+from ml.features import FeatureConfig
+from ml.spec import DatasetSpec, RowBounds, SpecError
+from ml.training_config import TrainingSection
+
+PARAMS_FILE = "params.yaml"
+
+
+class ParamsError(ValueError):
+    """params.yaml cannot be used; the message names the file and the dotted key at fault."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DataSection(_Section):
+    raw: str = Field(default="data/raw/data.parquet", description="The raw Parquet file (a DVC output).")
+
+
+class GateSection(_Section):
+    """The evaluation gate, a blocking check on candidate_model."""
+
+    min_auc: float = Field(default=0.80, ge=0, le=1, description="The candidate's holdout ROC AUC must reach this.")
+    max_auc_drop: float = Field(
+        default=0.01, ge=0, le=1, description="... and may trail the champion's AUC on the same rows by at most this."
+    )
+
+
+class RegistrySection(_Section):
+    model_name: str | None = Field(default=None, description="Registered model name; default: the dataset's name.")
+    promotion: Literal["auto", "manual"] = Field(
+        default="auto", description="auto: a passed candidate becomes champion; manual: challenger, then approve."
+    )
+
+
+class DailySection(_Section):
+    """Where a day's files are: one snapshot file and one labels file per day, by template."""
+
+    start_date: dt.date = Field(description="The first daily partition.")
+    incoming: str = Field(
+        default="data/incoming/{date}.parquet", description="A day's snapshot file; {date} is YYYY-MM-DD."
+    )
+    labels: str = Field(default="data/labels/{date}.parquet", description="A day's labels file; {date} is YYYY-MM-DD.")
+    rows: RowBounds = Field(default_factory=RowBounds, description="Row-count bounds of one day's snapshot.")
+
+    @field_validator("incoming", "labels")
+    @classmethod
+    def _templated(cls, value: str) -> str:
+        if "{date}" not in value:
+            raise ValueError(f"the template must contain {{date}}, got {value!r}")
+        return value
+
+    def date(self, day: int) -> dt.date:
+        """The date of day `day` (1 = start_date)."""
+        return self.start_date + dt.timedelta(days=day - 1)
+
+    def day(self, date: dt.date | str) -> int:
+        date = dt.date.fromisoformat(date) if isinstance(date, str) else date
+        return (date - self.start_date).days + 1
+
+    def incoming_uri(self, date: dt.date | str, root: str | Path | None = None) -> str:
+        return io.resolve(self.incoming.format(date=str(date)), root)
+
+    def labels_uri(self, date: dt.date | str, root: str | Path | None = None) -> str:
+        return io.resolve(self.labels.format(date=str(date)), root)
+
+
+class NoDrift(_Section):
+    name: Literal["none"] = "none"
+
+
+class PriceRise(_Section):
+    """A numeric column (a price) rises by `factor` from `from_day`; customers it pushes above the
+    raw data's `churn_above_quantile` of that column turn positive with probability `churn_extra_rate`,
+    so the target depends more strongly on the column than the training data says."""
+
+    name: Literal["price_rise"]
+    from_day: int = Field(ge=1)
+    column: str
+    factor: float = Field(gt=0)
+    churn_above_quantile: float = Field(ge=0, le=1)
+    churn_extra_rate: float = Field(ge=0, le=1)
+
+
+Scenario = Annotated[NoDrift | PriceRise, Field(discriminator="name")]
+
+
+class SimulationSection(_Section):
+    """The shipped example's simulated daily stream (ml/simulate.py)."""
+
+    days: int = Field(default=30, ge=1)
+    rows_per_day: int = Field(default=2000, ge=1)
+    seed: int = 7
+    label_delay_days: int = Field(default=3, ge=0)
+    scenario: Scenario = Field(default_factory=NoDrift)
+
+
+class ScoringSection(_Section):
+    chunk_rows: int = Field(default=100_000, ge=1, description="Rows read, featurized and scored at a time.")
+
+
+class DriftSection(_Section):
+    drift_share: float = Field(
+        default=0.05, gt=0, le=1, description="The dataset drifts when this share of feature columns drift."
+    )
+    reference_rows: int = Field(default=20_000, ge=1, description="Holdout rows kept as a model's reference.")
+    current_rows: int | None = Field(
+        default=50_000, ge=1, description="A day's rows compared (a seeded sample beyond this; null: all)."
+    )
+    seed: int = 0
+
+
+class RetrainingSection(_Section):
+    """When the sensor retrain_on_drift asks for a retrain, and on which labelled days."""
+
+    min_labelled_days: int = Field(default=3, ge=1, description="Labelled days of an episode before a retrain.")
+    window_days: int = Field(default=7, ge=1, description="Labelled days (the latest) a retrain adds to the raw data.")
+    cooldown_days: int = Field(default=7, ge=0, description="Days between two retrains, whatever the trigger.")
+    max_auc_drop: float = Field(
+        default=0.05, ge=0, le=1, description="A day's AUC this far below the model's holdout AUC is a fall."
+    )
+
+
+class Params(_Section):
+    """The whole of params.yaml."""
+
+    data: DataSection = Field(default_factory=DataSection)
+    dataset: DatasetSpec
+    features: FeatureConfig = Field(default_factory=FeatureConfig)
+    training: TrainingSection = Field(default_factory=TrainingSection)
+    gate: GateSection = Field(default_factory=GateSection)
+    registry: RegistrySection = Field(default_factory=RegistrySection)
+    daily: DailySection
+    simulation: SimulationSection = Field(default_factory=SimulationSection)
+    scoring: ScoringSection = Field(default_factory=ScoringSection)
+    drift: DriftSection = Field(default_factory=DriftSection)
+    retraining: RetrainingSection = Field(default_factory=RetrainingSection)
+
+    # The project folder that relative paths in the file are taken from (the file's folder).
+    _root: Path | None = PrivateAttr(default=None)
+
+    @model_validator(mode="after")
+    def _scenario_column_is_numeric(self) -> Params:
+        scenario = self.simulation.scenario
+        if isinstance(scenario, PriceRise) and scenario.column not in self.dataset.columns.numeric:
+            raise ValueError(
+                f"simulation.scenario.column {scenario.column!r} is not a numeric column of the dataset spec "
+                f"(numeric columns: {', '.join(self.dataset.columns.numeric)})"
+            )
+        return self
+
+    @property
+    def root(self) -> Path | None:
+        return self._root
+
+    @property
+    def model_name(self) -> str:
+        """The registered model's name: registry.model_name, else the dataset's name."""
+        return self.registry.model_name or self.dataset.name
+
+    @property
+    def raw_uri(self) -> str:
+        return io.resolve(self.data.raw, self._root)
+
+    def incoming_uri(self, day: dt.date | str) -> str:
+        return self.daily.incoming_uri(day, self._root)
+
+    def labels_uri(self, day: dt.date | str) -> str:
+        return self.daily.labels_uri(day, self._root)
+
+
+def _problems(error: ValidationError) -> str:
+    lines = []
+    for problem in error.errors():
+        where = ".".join(str(part) for part in problem["loc"]) or "(file)"
+        message = (
+            "unknown key" if problem["type"] == "extra_forbidden" else problem["msg"].removeprefix("Value error, ")
+        )
+        lines.append(f"{where}: {message}")
+    return "; ".join(lines)
+
+
+def parse_params(document: Any, origin: str = PARAMS_FILE, root: str | Path | None = None) -> Params:
+    """Validate a params mapping (as read from YAML); relative paths in it are taken from `root`."""
+    if not isinstance(document, dict):
+        raise ParamsError(f"{origin}: expected a mapping of sections, got {type(document).__name__}")
+    try:
+        params = Params.model_validate(document)
+    except ValidationError as error:
+        raise ParamsError(f"{origin}: {_problems(error)}") from None
+    try:
+        params.dataset.source.resolved_format  # noqa: B018 - an unknown source suffix is a params error, raised at load
+    except SpecError as error:
+        raise ParamsError(f"{origin}: {error}") from None
+    params._root = Path(root).resolve() if root is not None else None
+    return params
+
+
+def load_params(path: str | Path = PARAMS_FILE) -> Params:
+    """params.yaml from `path`; relative paths in it are taken from the file's folder."""
+    path = Path(path)
+    try:
+        document = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ParamsError(f"{path}: no such file; the project's settings live in params.yaml") from None
+    except yaml.YAMLError as error:
+        raise ParamsError(f"{path}: not valid YAML: {error}") from None
+    return parse_params(document, origin=str(path), root=path.resolve().parent)

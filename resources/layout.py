@@ -1,0 +1,68 @@
+"""Where each artifact lives in the artifact store, computed from what identifies it. The one place.
+
+    records/<asset>/<day>.json               a daily asset's value (RecordIOManager)
+    records/<asset>/runs/<run id>.json       any other asset's value, per run that made it
+    training_sets/<run id>/<file>            a training set: rows with their split, holdout, reference
+    features/<run id>/<file>                 a fitted feature state and the training feature table
+    models/candidates/<run id>/              a candidate model artifact (manifest.json and its files)
+    models/candidates/<run id>.config.json   the training config it was trained with
+    models/registered/<model>/v<version>/    a registered version, published for the compute backends
+    predictions/<day>.parquet                a day's scores (id, score); <day>.config.json its scoring config
+    monitoring/capture/<day>.parquet         a seeded sample of the day's scored rows, for the drift report
+    monitoring/drift/<day>.html              the day's Evidently report
+
+Run ids key what a run builds, so two runs at once never overwrite each other's files; days key
+what is replaced when a day is scored again.
+"""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from resources.storage import ArtifactStore
+
+
+def record(store: ArtifactStore, key: dg.AssetKey, *, partition: str | None = None, run_id: str | None = None) -> str:
+    """The JSON file holding an asset's value: per partition for daily assets, else per run."""
+    name = key.to_python_identifier()
+    if partition is not None:
+        return store.uri("records", name, f"{partition}.json")
+    if run_id is None:
+        raise ValueError(f"the record of {key.to_user_string()} needs a partition or a run id")
+    return store.uri("records", name, "runs", f"{run_id}.json")
+
+
+def training_set(store: ArtifactStore, run_id: str, file: str) -> str:
+    return store.uri("training_sets", run_id, file)
+
+
+def features(store: ArtifactStore, run_id: str, file: str) -> str:
+    return store.uri("features", run_id, file)
+
+
+def candidate(store: ArtifactStore, run_id: str) -> str:
+    return store.uri("models", "candidates", run_id)
+
+
+def candidate_config(store: ArtifactStore, run_id: str) -> str:
+    return store.uri("models", "candidates", f"{run_id}.config.json")
+
+
+def published_model(store: ArtifactStore, model: str, version: int) -> str:
+    return store.uri("models", "registered", model, f"v{version}")
+
+
+def predictions(store: ArtifactStore, day: str) -> str:
+    return store.uri("predictions", f"{day}.parquet")
+
+
+def scoring_config(store: ArtifactStore, day: str) -> str:
+    return store.uri("predictions", f"{day}.config.json")
+
+
+def capture(store: ArtifactStore, day: str) -> str:
+    return store.uri("monitoring", "capture", f"{day}.parquet")
+
+
+def drift_report(store: ArtifactStore, day: str) -> str:
+    return store.uri("monitoring", "drift", f"{day}.html")
