@@ -22,7 +22,7 @@ import dagster as dg
 import pandas as pd
 import pytest
 
-import resources.vertex as vertex_module
+import resources.cloud_job as cloud_job
 from assets.candidate_model import candidate_model
 from assets.registered_model import registered_model
 from ml import runtime
@@ -286,7 +286,7 @@ def test_an_interrupted_run_cancels_the_custom_job(vertex, monkeypatch, interrup
     def interrupted(seconds: float) -> None:
         raise interruption()
 
-    monkeypatch.setattr(vertex_module, "_wait", interrupted)
+    monkeypatch.setattr(cloud_job, "_wait", interrupted)
     monkeypatch.setattr("dagster._core.pipes.utils.WAIT_FOR_LOGS_AFTER_EXECUTION_INTERVAL", 0)
     compute = deployments.resources_for(environ=gcp_settings(vertex))["compute"]
 
