@@ -477,9 +477,21 @@ def test_an_incomplete_gcp_deployment_names_the_missing_variable(missing):
     ("name", "value", "message"),
     [
         ("KEEL_GCS_ROOT", "s3://keel/x", "KEEL_GCS_ROOT='s3://keel/x' must be a gs:// URI"),
-        ("KEEL_VERTEX_REPLICA_COUNT", "2", "KEEL_VERTEX_REPLICA_COUNT=2: the ml entry points are single-process"),
-        ("KEEL_VERTEX_TIMEOUT_SECONDS", "1h", "KEEL_VERTEX_TIMEOUT_SECONDS='1h' is not a whole number"),
-        ("KEEL_VERTEX_POLL_SECONDS", "often", "KEEL_VERTEX_POLL_SECONDS='often' is not a number"),
+        (
+            "KEEL_VERTEX_REPLICA_COUNT",
+            "2",
+            "KEEL_VERTEX_REPLICA_COUNT='2' is not valid: only 1 replica: the ml entry points are single-process",
+        ),
+        (
+            "KEEL_VERTEX_TIMEOUT_SECONDS",
+            "1h",
+            "KEEL_VERTEX_TIMEOUT_SECONDS='1h' is not valid: Input should be a valid integer",
+        ),
+        (
+            "KEEL_VERTEX_POLL_SECONDS",
+            "often",
+            "KEEL_VERTEX_POLL_SECONDS='often' is not valid: Input should be a valid number",
+        ),
     ],
 )
 def test_a_malformed_gcp_setting_names_the_variable(name, value, message):
