@@ -1,4 +1,4 @@
-"""Azure ML backend: an `ml` entry point as an Azure ML command job, through dagster-azure's Pipes client.
+"""Azure ML backend: an `ml` entry point as an Azure ML command job, driven with `MLClient`.
 
 The job runs the project's image (or a registered environment) on a compute cluster. Its inputs
 and outputs are Azure ML data bindings over the workspace datastore that points at the artifact
@@ -21,26 +21,35 @@ paths Azure ML substituted (`KEEL_AZUREML_PATH_<NAME>=${{inputs.x}}`); `ml/runti
 in, so the entry point reports the URIs, not a folder on the compute node. Pipes travels through
 the artifact container (`PipesAzureBlobStorageContextInjector` / `...MessageReader`; in the job
 `KEEL_PIPES_TRANSPORT=azureblob`).
+
+Submitting, polling, cancelling on an interrupted run and failing with the error Azure ML recorded
+are `CloudJobCompute.run` (resources/cloud_job.py); this module makes the `MLClient` calls.
+dagster-azure's `PipesAzureMLClient` is not used: it reports only "Failed", and after cancelling on
+an interruption it returns as if the job had succeeded.
 """
 
 from __future__ import annotations
 
 import hashlib
-import logging
 import shlex
-import uuid
+import time
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import dagster as dg
 import fsspec
 from pydantic import Field
 
-from resources.compute import ComputeBackend, entry_point_command
+from resources.cloud_job import CloudJobCompute, JobState, Platform
+from resources.compute import entry_point_command
 
 PUBLIC_RESOURCE_MANAGER = "https://management.azure.com/"
 PATH_VARIABLE_PREFIX = "KEEL_AZUREML_PATH_"  # read by ml/runtime.py inside the job
 BLOB_SCHEMES = ("az", "abfs", "abfss")
+TERMINAL_STATUSES = ("Completed", "Failed", "Canceled")
+MAX_JOB_NAME = 255  # a cap for the job name (its run id); Keel's names are about 30 characters
+CANCEL_WAIT_SECONDS = 120.0
 
 
 class AzureMLError(ValueError):
@@ -59,8 +68,22 @@ def split_blob_uri(uri: str) -> tuple[str, str]:
     return container.split("@", 1)[0], path.strip("/")
 
 
-class AzureMLCompute(ComputeBackend):
+@dataclass(frozen=True)
+class AzureMLClients:
+    ml: Any  # azure.ai.ml.MLClient
+    blobs: Any  # azure.storage.blob.BlobServiceClient, for the Pipes context and messages
+
+
+class AzureMLCompute(CloudJobCompute):
     """Runs an `ml` entry point as an Azure ML command job; Pipes context and messages go through Azure Blob."""
+
+    platform = Platform(
+        "Azure ML job",
+        cancelling="canceling",
+        succeeded="completed",
+        max_name_length=MAX_JOB_NAME,
+        name_suffix_length=8,
+    )
 
     subscription_id: str = Field(description="Azure subscription id of the workspace.")
     resource_group: str = Field(description="Resource group of the workspace.")
@@ -84,12 +107,13 @@ class AzureMLCompute(ComputeBackend):
     )
     experiment: str = Field(default="keel", description="Azure ML experiment the jobs are grouped under.")
     input_mode: Literal["ro_mount", "download"] = Field(default="ro_mount", description="How inputs reach the job.")
-    env: dict[str, str] = Field(default_factory=dict, description="Extra environment variables for the job.")
     resource_manager_url: str = Field(
         default=PUBLIC_RESOURCE_MANAGER, description="Azure Resource Manager endpoint (a loopback fake in tests)."
     )
-    poll_interval_seconds: float = Field(default=15.0, description="Seconds between job status checks.")
-    message_interval_seconds: float = Field(default=10.0, description="Seconds between Pipes message uploads.")
+    poll_interval_seconds: float = Field(default=15.0, gt=0, description="Seconds between job status reads.")
+    message_interval_seconds: float = Field(
+        default=10.0, gt=0, description="Seconds between Pipes message uploads (job) and reads (orchestrator)."
+    )
 
     # ---- clients (overridable seams: tests swap the credential) ----
 
@@ -197,7 +221,66 @@ class AzureMLCompute(ComputeBackend):
             tags=dict(tags),
         )
 
-    # ---- running it ----
+    # ---- the CloudJobCompute hooks ----
+
+    def connect(self) -> AzureMLClients:
+        return AzureMLClients(ml=self.ml_client(), blobs=self.blob_client())
+
+    def build_request(
+        self,
+        clients: AzureMLClients,
+        name: str,
+        module: str,
+        inputs: Mapping[str, str],
+        outputs: Mapping[str, str],
+        run_id: str,
+    ) -> Any:
+        tags = {"keel.dagster_run_id": run_id, "keel.module": module}
+        return self.command_job(name, module, inputs, outputs, tags)
+
+    def pipes_channels(
+        self, clients: AzureMLClients, name: str
+    ) -> tuple[dg.PipesContextInjector, dg.PipesMessageReader]:
+        from dagster_azure.pipes import PipesAzureBlobStorageContextInjector, PipesAzureBlobStorageMessageReader
+
+        injector = PipesAzureBlobStorageContextInjector(container=self.container, client=clients.blobs)
+        reader = PipesAzureBlobStorageMessageReader(
+            container=self.container, client=clients.blobs, interval=self.message_interval_seconds
+        )
+        return injector, reader
+
+    def start(self, clients: AzureMLClients, request: Any, bootstrap_env: Mapping[str, str]) -> str:
+        request.environment_variables = {**request.environment_variables, **bootstrap_env}
+        return clients.ml.jobs.create_or_update(request).name
+
+    def describe(self, clients: AzureMLClients, job: str) -> JobState:
+        status = _status(clients.ml, job)
+        failed = status in TERMINAL_STATUSES and status != "Completed"
+        return JobState(
+            status=status,
+            terminal=status in TERMINAL_STATUSES,
+            succeeded=status == "Completed",
+            failure_reason=self.failure_reason(clients.ml, job) if failed else "",
+        )
+
+    def is_transient(self, error: Exception) -> bool:
+        from azure.core.exceptions import HttpResponseError, ServiceRequestError, ServiceResponseError
+
+        if isinstance(error, ServiceRequestError | ServiceResponseError):  # no answer, or a broken one
+            return True
+        return isinstance(error, HttpResponseError) and (error.status_code or 0) in (429, *range(500, 600))
+
+    def cancel(self, clients: AzureMLClients, job: str) -> str | None:
+        # Azure ML acknowledges a cancel before the compute stops the process (CancelRequested): wait, a
+        # bounded while, for the job to end, so the run says how it ended (dagster-azure waited too).
+        clients.ml.jobs.begin_cancel(job)
+        deadline = time.monotonic() + CANCEL_WAIT_SECONDS
+        while time.monotonic() < deadline:
+            status = _status(clients.ml, job)
+            if status in TERMINAL_STATUSES:
+                return status
+            time.sleep(self.poll_interval_seconds)
+        return None
 
     def failure_reason(self, client: Any, name: str) -> str:
         """The error Azure ML recorded for a failed job (run history), or a pointer to the logs."""
@@ -210,63 +293,15 @@ class AzureMLCompute(ComputeBackend):
             return f"no error details ({type(exc).__name__}: {exc}); see the job's user_logs/std_log.txt"
         return "no error details recorded; see the job's user_logs/std_log.txt"
 
-    def run(
-        self,
-        context: dg.AssetExecutionContext,
-        module: str,
-        inputs: Mapping[str, str],
-        outputs: Mapping[str, str],
-        extras: Mapping[str, Any] | None = None,
-    ) -> dg.PipesClientCompletedInvocation:
-        from dagster._core.errors import DagsterPipesExecutionError
-        from dagster_azure.pipes import (
-            PipesAzureBlobStorageContextInjector,
-            PipesAzureBlobStorageMessageReader,
-            PipesAzureMLClient,
-        )
-
-        name = f"keel-{module.replace('.', '-')}-{context.run_id[:8]}-{uuid.uuid4().hex[:8]}"
-        tags = {"keel.dagster_run_id": context.run_id, "keel.module": module}
-        job = self.command_job(name, module, inputs, outputs, tags)
-        client, blobs = self.ml_client(), self.blob_client()
-        pipes = PipesAzureMLClient(
-            client=client,
-            context_injector=PipesAzureBlobStorageContextInjector(container=self.container, client=blobs),
-            message_reader=PipesAzureBlobStorageMessageReader(
-                container=self.container, client=blobs, interval=self.message_interval_seconds
-            ),
-            poll_interval_seconds=self.poll_interval_seconds,
-            forward_termination=True,
-        )
-        context.log.info(f"submitting Azure ML job {name} to {self.workspace}/{self.compute}: {job.command}")
-        try:
-            invocation = pipes.run(context=context, command=job, extras=dict(extras or {}))
-        except DagsterPipesExecutionError as error:
-            status = _status(client, name)
-            raise dg.Failure(
-                description=f"Azure ML job {name} ended {status}: {self.failure_reason(client, name)}",
-                metadata={"azureml_job": name, "workspace": self.workspace},
-            ) from error
-        except KeyboardInterrupt:  # PipesAzureMLClient forwards only DagsterExecutionInterruptedError
-            context.log.warning(f"run interrupted: canceling Azure ML job {name}")
-            _cancel(client, name)
-            raise
-        # On DagsterExecutionInterruptedError PipesAzureMLClient cancels the job, waits, and returns
-        # as if it had succeeded: pass the interruption on instead of a result that does not exist.
-        status = _status(client, name)
-        if status != "Completed":
-            context.log.warning(f"run interrupted: Azure ML job {name} was canceled and ended {status}")
-            raise dg.DagsterExecutionInterruptedError()
-        return invocation
+    def job_metadata(self, job: str) -> dict[str, Any]:
+        metadata: dict[str, Any] = {"azureml_job": job, "azureml_workspace": self.workspace}
+        if self.resource_manager_url == PUBLIC_RESOURCE_MANAGER:  # Azure ML studio serves the public cloud
+            workspace = f"/subscriptions/{self.subscription_id}/resourcegroups/{self.resource_group}"
+            url = f"https://ml.azure.com/runs/{job}?wsid={workspace}/workspaces/{self.workspace}"
+            metadata["azureml_job_url"] = dg.MetadataValue.url(url)
+        return metadata
 
 
 def _status(client: Any, name: str) -> str:
     status = client.jobs.get(name).status
     return str(getattr(status, "value", status))  # the SDK returns a str enum
-
-
-def _cancel(client: Any, name: str) -> None:
-    try:
-        client.jobs.begin_cancel(name)
-    except Exception as error:  # not created yet, or already ended: nothing left to stop
-        logging.getLogger(__name__).warning("could not cancel Azure ML job %s: %s", name, error)

@@ -6,8 +6,8 @@ belongs and carry Dagster Pipes messages back; what the entry point reported com
 completed Pipes invocation (`.get_materialize_result()`).
 
 `LocalCompute` runs it as a subprocess on this machine with `dg.PipesSubprocessClient`. A cloud
-backend (SageMaker, Vertex AI, Azure ML) implements the same `run`: inputs become its data channels,
-outputs its output location, and Pipes travels through its object store.
+backend (SageMaker, Vertex AI, Azure ML) is a `CloudJobCompute` (resources/cloud_job.py): one job per
+call, its inputs and outputs the platform's data bindings, Pipes through the cloud's object store.
 """
 
 from __future__ import annotations

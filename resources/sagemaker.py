@@ -13,8 +13,8 @@
   key (SageMaker caps environment values at 512 characters), the entry point writes messages to
   S3 (`KEEL_PIPES_TRANSPORT=s3`) and `PipesS3MessageReader` reads them back.
 
-`PipesSageMakerClient` is the generic part: start a job from a CreateTrainingJob request, poll it,
-stop it when the Dagster run is interrupted, fail with SageMaker's FailureReason.
+Starting, polling, stopping on an interrupted run and failing with SageMaker's FailureReason are
+`CloudJobCompute.run` (resources/cloud_job.py); this module makes the boto3 calls.
 """
 
 from __future__ import annotations
@@ -22,18 +22,20 @@ from __future__ import annotations
 import re
 import tarfile
 import tempfile
-import time
-import uuid
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import boto3
 import dagster as dg
+from botocore.exceptions import ClientError, HTTPClientError
+from botocore.exceptions import ConnectionError as BotoConnectionError
 from dagster_aws.pipes import PipesS3ContextInjector, PipesS3MessageReader
 from pydantic import Field
 
-from resources.compute import ComputeBackend, entry_point_command
+from resources.cloud_job import CloudJobCompute, JobState, Platform, job_name
+from resources.compute import entry_point_command
 from resources.pipes_messages import KeyPrefixedMessages
 
 TERMINAL_STATUSES = ("Completed", "Failed", "Stopped")
@@ -43,6 +45,8 @@ MAX_ARGUMENT = 256  # ContainerArguments items
 CHANNEL_NAME = re.compile(r"^[A-Za-z0-9.\-_]{1,64}$")
 ENV_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]{0,511}$")
 PIPES_TRANSPORT = {"KEEL_PIPES_TRANSPORT": "s3"}
+# Codes of a DescribeTrainingJob refused for the call rate, not for the call (HTTP 400 with these codes).
+THROTTLING = {"ThrottlingException", "Throttling", "TooManyRequestsException", "RequestLimitExceeded"}
 
 
 def split_s3(uri: str, what: str) -> tuple[str, str]:
@@ -55,10 +59,7 @@ def split_s3(uri: str, what: str) -> tuple[str, str]:
 
 def training_job_name(prefix: str, module: str, run_id: str, suffix: str | None = None) -> str:
     """A unique, valid job name: `<prefix>-<module>-<run id>-<random>`, ≤63 chars of [a-zA-Z0-9-]."""
-    suffix = suffix or uuid.uuid4().hex[:6]
-    tail = f"-{run_id[:8]}-{suffix}"
-    head = re.sub(r"[^a-zA-Z0-9-]+", "-", f"{prefix}-{module}").strip("-") or "keel"
-    return re.sub(r"-{2,}", "-", f"{head[: MAX_JOB_NAME - len(tail)].rstrip('-')}{tail}")
+    return job_name(prefix, module, run_id, max_length=MAX_JOB_NAME, suffix=suffix)
 
 
 def check_environment(environment: Mapping[str, str]) -> None:
@@ -76,88 +77,18 @@ class PrefixedS3MessageReader(KeyPrefixedMessages, PipesS3MessageReader):
     """PipesS3MessageReader whose message chunks go under `key_prefix`."""
 
 
-def _wait(seconds: float) -> None:
-    time.sleep(seconds)
+@dataclass(frozen=True)
+class SageMakerClients:
+    sagemaker: Any
+    s3: Any
 
 
-class PipesSageMakerClient(dg.PipesClient):
-    """Runs a SageMaker training job with Dagster Pipes: the bootstrap goes into its Environment."""
-
-    def __init__(
-        self,
-        client: Any,
-        context_injector: dg.PipesContextInjector,
-        message_reader: dg.PipesMessageReader,
-        poll_interval: float = 30.0,
-        forward_termination: bool = True,
-    ) -> None:
-        self.client = client
-        self.context_injector = context_injector
-        self.message_reader = message_reader
-        self.poll_interval = poll_interval
-        self.forward_termination = forward_termination
-
-    def run(  # type: ignore[override]
-        self,
-        *,
-        context: dg.AssetExecutionContext | dg.OpExecutionContext,
-        request: Mapping[str, Any],
-        extras: Mapping[str, Any] | None = None,
-    ) -> dg.PipesClientCompletedInvocation:
-        """Create the training job `request` describes (a CreateTrainingJob body), wait for it to end."""
-        name = request["TrainingJobName"]
-        with dg.open_pipes_session(
-            context=context,
-            context_injector=self.context_injector,
-            message_reader=self.message_reader,
-            extras=dict(extras or {}),
-        ) as session:
-            environment = {**request.get("Environment", {}), **session.get_bootstrap_env_vars()}
-            check_environment(environment)
-            arn = self.client.create_training_job(**{**request, "Environment": environment})["TrainingJobArn"]
-            context.log.info(f"started SageMaker training job {name} ({arn})")
-            try:
-                described = self._wait_for_end(context, name)
-            except (dg.DagsterExecutionInterruptedError, KeyboardInterrupt):
-                if self.forward_termination:
-                    context.log.warning(f"run interrupted: stopping SageMaker training job {name}")
-                    self.client.stop_training_job(TrainingJobName=name)
-                raise
-            status = described["TrainingJobStatus"]
-            if status != "Completed":
-                reason = described.get("FailureReason") or "SageMaker gave no FailureReason"
-                raise dg.Failure(
-                    description=f"SageMaker training job {name} ended {status}: {reason}",
-                    metadata={"training_job": name, "status": status, "failure_reason": reason},
-                )
-            context.log.info(f"SageMaker training job {name} completed")
-        return dg.PipesClientCompletedInvocation(session, metadata=self._metadata(described))
-
-    def _wait_for_end(self, context: dg.AssetExecutionContext | dg.OpExecutionContext, name: str) -> dict[str, Any]:
-        seen: tuple[str, str] | None = None
-        while True:
-            described = self.client.describe_training_job(TrainingJobName=name)
-            state = (described["TrainingJobStatus"], described.get("SecondaryStatus", ""))
-            if state != seen:  # log transitions, not every poll
-                context.log.info(f"SageMaker training job {name}: {state[0]} ({state[1] or 'no secondary status'})")
-                seen = state
-            if state[0] in TERMINAL_STATUSES:
-                return described
-            _wait(self.poll_interval)
-
-    def _metadata(self, described: Mapping[str, Any]) -> dict[str, Any]:
-        name = described["TrainingJobName"]
-        region = self.client.meta.region_name
-        return {
-            "sagemaker_training_job": name,
-            "sagemaker_training_job_url": dg.MetadataValue.url(
-                f"https://{region}.console.aws.amazon.com/sagemaker/home?region={region}#/jobs/{name}"
-            ),
-        }
-
-
-class SageMakerCompute(ComputeBackend):
+class SageMakerCompute(CloudJobCompute):
     """Runs an `ml` entry point as a SageMaker training job in the project's image."""
+
+    platform = Platform(
+        "SageMaker training job", cancelling="stopping", succeeded="completed", max_name_length=MAX_JOB_NAME
+    )
 
     region: str = Field(description="AWS region of the jobs and the bucket.")
     role_arn: str = Field(description="Execution role ARN the training job runs as.")
@@ -172,14 +103,8 @@ class SageMakerCompute(ComputeBackend):
     max_wait_seconds: int | None = Field(
         default=None, description="MaxWaitTimeInSeconds for spot jobs; default twice the runtime."
     )
-    poll_interval_seconds: float = Field(default=30.0, gt=0, description="Seconds between status reads.")
-    message_interval_seconds: float = Field(default=5.0, gt=0, description="Seconds between Pipes message reads.")
     endpoint_url: str | None = Field(
         default=None, description="SageMaker API endpoint; default the region's public one (AWS_ENDPOINT_URL applies)."
-    )
-    job_name_prefix: str = Field(default="keel", description="First part of every training-job name.")
-    env: dict[str, str] = Field(
-        default_factory=dict, description="Extra environment variables for the job (no secrets)."
     )
 
     def sagemaker_client(self) -> Any:
@@ -241,35 +166,79 @@ class SageMakerCompute(ComputeBackend):
             },
         }
 
-    def run(
+    # ---- the CloudJobCompute hooks ----
+
+    def connect(self) -> SageMakerClients:
+        return SageMakerClients(sagemaker=self.sagemaker_client(), s3=self.s3_client())
+
+    def build_request(
         self,
-        context: dg.AssetExecutionContext,
+        clients: SageMakerClients,
+        name: str,
         module: str,
         inputs: Mapping[str, str],
         outputs: Mapping[str, str],
-        extras: Mapping[str, Any] | None = None,
-    ) -> dg.PipesClientCompletedInvocation:
-        s3, sagemaker = self.s3_client(), self.sagemaker_client()
-        name = training_job_name(self.job_name_prefix, module, context.run_id)
-        request = self.training_job_request(name, module, inputs, outputs, s3)
+        run_id: str,
+    ) -> dict[str, Any]:
+        return self.training_job_request(name, module, inputs, outputs, clients.s3)
+
+    def pipes_channels(
+        self, clients: SageMakerClients, name: str
+    ) -> tuple[PipesS3ContextInjector, PipesS3MessageReader]:
         bucket, prefix = split_s3(self.pipes_uri, "pipes_uri")
         prefix = f"{prefix.strip('/')}/{name}".lstrip("/")
-        client = PipesSageMakerClient(
-            client=sagemaker,
-            context_injector=PipesS3ContextInjector(bucket=bucket, client=s3, key_prefix=f"{prefix}/context-"),
-            message_reader=PrefixedS3MessageReader(
-                bucket=bucket, client=s3, key_prefix=f"{prefix}/messages", interval=self.message_interval_seconds
-            ),
-            poll_interval=self.poll_interval_seconds,
+        injector = PipesS3ContextInjector(bucket=bucket, client=clients.s3, key_prefix=f"{prefix}/context-")
+        reader = PrefixedS3MessageReader(
+            bucket=bucket, client=clients.s3, key_prefix=f"{prefix}/messages", interval=self.message_interval_seconds
         )
-        invocation = client.run(context=context, request=request, extras=extras)
-        described = sagemaker.describe_training_job(TrainingJobName=name)
+        return injector, reader
+
+    def start(self, clients: SageMakerClients, request: dict[str, Any], bootstrap_env: Mapping[str, str]) -> str:
+        environment = {**request.get("Environment", {}), **bootstrap_env}
+        check_environment(environment)
+        clients.sagemaker.create_training_job(**{**request, "Environment": environment})
+        return request["TrainingJobName"]
+
+    def describe(self, clients: SageMakerClients, job: str) -> JobState:
+        described = clients.sagemaker.describe_training_job(TrainingJobName=job)
+        status = described["TrainingJobStatus"]
+        failed = status in TERMINAL_STATUSES and status != "Completed"
+        return JobState(
+            status=status,
+            terminal=status in TERMINAL_STATUSES,
+            succeeded=status == "Completed",
+            detail=described.get("SecondaryStatus", ""),
+            failure_reason=(described.get("FailureReason") or "SageMaker gave no FailureReason") if failed else "",
+            response=described,
+        )
+
+    def is_transient(self, error: Exception) -> bool:
+        if isinstance(error, ClientError):
+            response = error.response
+            status = response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
+            return status >= 500 or response.get("Error", {}).get("Code") in THROTTLING
+        return isinstance(error, BotoConnectionError | HTTPClientError)
+
+    def cancel(self, clients: SageMakerClients, job: str) -> None:
+        clients.sagemaker.stop_training_job(TrainingJobName=job)
+
+    def collect_outputs(
+        self, context: dg.AssetExecutionContext, clients: SageMakerClients, state: JobState, outputs: Mapping[str, str]
+    ) -> None:
+        described = state.response
         model_tar = described.get("ModelArtifacts", {}).get("S3ModelArtifacts") or (
-            f"{self.output_uri.rstrip('/')}/{name}/output/model.tar.gz"
+            f"{self.output_uri.rstrip('/')}/{described['TrainingJobName']}/output/model.tar.gz"
         )
-        delivered = deliver_outputs(s3, model_tar, outputs)
+        delivered = deliver_outputs(clients.s3, model_tar, outputs)
         context.log.info(f"unpacked {model_tar} to {', '.join(delivered)}")
-        return invocation
+
+    def job_metadata(self, job: str) -> dict[str, Any]:
+        return {
+            "sagemaker_training_job": job,
+            "sagemaker_training_job_url": dg.MetadataValue.url(
+                f"https://{self.region}.console.aws.amazon.com/sagemaker/home?region={self.region}#/jobs/{job}"
+            ),
+        }
 
 
 def deliver_outputs(s3: Any, model_tar: str, outputs: Mapping[str, str]) -> list[str]:

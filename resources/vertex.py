@@ -13,8 +13,9 @@
   its location, the entry point writes messages to GCS (`KEEL_PIPES_TRANSPORT=gcs`) and
   `PipesGCSMessageReader` reads them back.
 
-`PipesVertexClient` is the generic part: create a CustomJob from a request body, poll it, cancel it
-when the Dagster run is interrupted, fail with the job's `error.message`.
+Creating, polling (a few failed reads are retried), cancelling on an interrupted run and failing
+with the job's `error.message` are `CloudJobCompute.run` (resources/cloud_job.py); this module
+makes the REST calls.
 """
 
 from __future__ import annotations
@@ -22,18 +23,19 @@ from __future__ import annotations
 import importlib.util
 import ipaddress
 import re
-import time
-import uuid
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 from urllib.parse import urlsplit
 
 import dagster as dg
-from pydantic import Field
+from pydantic import Field, field_validator
+from pydantic_core import PydanticCustomError
 
-from resources.compute import ComputeBackend, entry_point_command
+from resources.cloud_job import CloudJobCompute, JobState, Platform, job_name
+from resources.compute import entry_point_command
 from resources.pipes_messages import KeyPrefixedMessages
 
 CLOUD_PLATFORM_SCOPE = "https://www.googleapis.com/auth/cloud-platform"
@@ -42,9 +44,8 @@ TERMINAL_STATES = (SUCCEEDED, "JOB_STATE_FAILED", "JOB_STATE_CANCELLED", "JOB_ST
 MAX_ENV_VARS = 100  # ContainerSpec.env limit
 MAX_DISPLAY_NAME = 128
 LABEL_VALUE = re.compile(r"[^a-z0-9_-]+")
+JOB_RESOURCE = re.compile(r"^projects/([^/]+)/locations/([^/]+)/customJobs/([^/]+)$")
 PIPES_TRANSPORT = {"KEEL_PIPES_TRANSPORT": "gcs"}
-# A poll that fails this many times in a row (network, 429, 5xx) fails the step; fewer are retried.
-MAX_POLL_FAILURES = 5
 
 
 def _load_dagster_gcp_pipes() -> tuple[type, type]:
@@ -90,10 +91,7 @@ def split_gcs(uri: str, what: str) -> tuple[str, str]:
 
 def custom_job_display_name(prefix: str, module: str, run_id: str, suffix: str | None = None) -> str:
     """`<prefix>-<module>-<run id>-<random>`: unique per call, readable in the console, ≤128 chars."""
-    suffix = suffix or uuid.uuid4().hex[:6]
-    tail = f"-{run_id[:8]}-{suffix}"
-    head = re.sub(r"[^a-zA-Z0-9-]+", "-", f"{prefix}-{module}").strip("-") or "keel"
-    return f"{head[: MAX_DISPLAY_NAME - len(tail)]}{tail}"
+    return job_name(prefix, module, run_id, max_length=MAX_DISPLAY_NAME, suffix=suffix)
 
 
 def label_value(value: str) -> str:
@@ -148,32 +146,16 @@ class VertexAPIError(Exception):
         self.retryable = status == 429 or status >= 500
 
 
-def _wait(seconds: float) -> None:
-    time.sleep(seconds)
+class VertexAPI:
+    """The Vertex AI REST API through a google-auth AuthorizedSession."""
 
-
-class PipesVertexClient(dg.PipesClient):
-    """Runs a Vertex AI CustomJob with Dagster Pipes: the bootstrap goes into its container's environment."""
-
-    def __init__(
-        self,
-        session: Any,
-        api_endpoint: str,
-        context_injector: dg.PipesContextInjector,
-        message_reader: dg.PipesMessageReader,
-        poll_interval: float = 30.0,
-        forward_termination: bool = True,
-    ) -> None:
-        self.session = session  # a google.auth.transport.requests.AuthorizedSession
-        self.api_endpoint = check_endpoint(api_endpoint)
-        self.context_injector = context_injector
-        self.message_reader = message_reader
-        self.poll_interval = poll_interval
-        self.forward_termination = forward_termination
+    def __init__(self, session: Any, endpoint: str) -> None:
+        self.session = session
+        self.endpoint = endpoint  # VertexCompute.endpoint(): https, or http to this machine only
 
     def call(self, method: str, path: str, body: Mapping[str, Any] | None = None) -> dict[str, Any]:
         """One REST call (`path` starts with /v1/); errors raise VertexAPIError with Google's message."""
-        response = self.session.request(method, f"{self.api_endpoint}{path}", json=body, timeout=60)
+        response = self.session.request(method, f"{self.endpoint}{path}", json=body, timeout=60)
         try:
             document = response.json() if response.content else {}
         except ValueError:
@@ -182,74 +164,25 @@ class PipesVertexClient(dg.PipesClient):
             raise VertexAPIError(method, path, response.status_code, document)
         return document
 
-    def run(  # type: ignore[override]
-        self,
-        *,
-        context: dg.AssetExecutionContext | dg.OpExecutionContext,
-        parent: str,
-        custom_job: Mapping[str, Any],
-        extras: Mapping[str, Any] | None = None,
-    ) -> dg.PipesClientCompletedInvocation:
-        """Create the CustomJob `custom_job` describes under `parent` (projects/p/locations/l), wait for its end."""
-        display_name = custom_job["displayName"]
-        with dg.open_pipes_session(
-            context=context,
-            context_injector=self.context_injector,
-            message_reader=self.message_reader,
-            extras=dict(extras or {}),
-        ) as session:
-            body = with_environment(custom_job, session.get_bootstrap_env_vars())
-            try:
-                name = self.call("POST", f"/v1/{parent}/customJobs", body)["name"]
-            except VertexAPIError as error:
-                raise dg.Failure(description=f"cannot create Vertex AI custom job {display_name}: {error}") from None
-            context.log.info(f"started Vertex AI custom job {display_name} ({name})")
-            try:
-                job = self._wait_for_end(context, name)
-            except (dg.DagsterExecutionInterruptedError, KeyboardInterrupt):
-                if self.forward_termination:
-                    context.log.warning(f"run interrupted: cancelling Vertex AI custom job {name}")
-                    try:
-                        self.call("POST", f"/v1/{name}:cancel", {})
-                    except Exception as error:  # the interruption stays the error that ends the step
-                        context.log.error(f"could not cancel Vertex AI custom job {name}: {error}")
-                raise
-            state = job.get("state", "JOB_STATE_UNSPECIFIED")
-            if state != SUCCEEDED:
-                reason = (job.get("error") or {}).get("message") or "Vertex AI gave no error message"
-                raise dg.Failure(
-                    description=f"Vertex AI custom job {display_name} ({name}) ended {state}: {reason}",
-                    metadata={"vertex_custom_job": name, "state": state, "error": reason},
-                )
-            context.log.info(f"Vertex AI custom job {display_name} succeeded")
-        return dg.PipesClientCompletedInvocation(session, metadata={"vertex_custom_job": name})
 
-    def _wait_for_end(self, context: dg.AssetExecutionContext | dg.OpExecutionContext, name: str) -> dict[str, Any]:
-        seen, failures = None, 0
-        while True:
-            try:
-                job = self.call("GET", f"/v1/{name}")
-                failures = 0
-            except (VertexAPIError, OSError) as error:  # requests' ConnectionError is an OSError
-                failures += 1
-                if getattr(error, "retryable", True) is False or failures >= MAX_POLL_FAILURES:
-                    raise dg.Failure(
-                        description=f"cannot read the state of Vertex AI custom job {name}: {error}"
-                    ) from error
-                context.log.warning(f"reading Vertex AI custom job {name} failed ({error}); retrying")
-                _wait(self.poll_interval)
-                continue
-            state = job.get("state", "JOB_STATE_UNSPECIFIED")
-            if state != seen:  # log transitions, not every poll
-                context.log.info(f"Vertex AI custom job {name}: {state}")
-                seen = state
-            if state in TERMINAL_STATES:
-                return job
-            _wait(self.poll_interval)
+@dataclass(frozen=True)
+class VertexClients:
+    api: VertexAPI
+    storage: Any  # google.cloud.storage.Client, for the Pipes context and messages
 
 
-class VertexCompute(ComputeBackend):
+SINGLE_REPLICA = (
+    "only 1 replica: the ml entry points are single-process, and every replica would run the same command "
+    "and race on its outputs and Pipes messages"
+)
+
+
+class VertexCompute(CloudJobCompute):
     """Runs an `ml` entry point as a Vertex AI custom job in the project's image."""
+
+    platform = Platform(
+        "Vertex AI custom job", cancelling="cancelling", succeeded="succeeded", max_name_length=MAX_DISPLAY_NAME
+    )
 
     project: str = Field(description="Google Cloud project ID the jobs run in.")
     location: str = Field(description="Vertex AI region, e.g. europe-west4.")
@@ -258,23 +191,28 @@ class VertexCompute(ComputeBackend):
     pipes_uri: str = Field(description="gs:// prefix for the Pipes context and messages.")
     output_uri: str = Field(description="gs:// prefix for each job's baseOutputDirectory (AIP_MODEL_DIR, ...).")
     machine_type: str = Field(default="n1-standard-4", description="Compute Engine machine type of the worker.")
-    replica_count: int = Field(
-        default=1,
-        ge=1,
-        le=1,
-        description="Replicas of the worker pool. The ml entry points are single-process: every replica would run "
-        "the same command and race on the outputs and Pipes messages, so only 1 is accepted.",
-    )
+    replica_count: int = Field(default=1, description=f"Replicas of the worker pool: {SINGLE_REPLICA}.")
     timeout_seconds: int | None = Field(default=3600, ge=1, description="scheduling.timeout; None: Vertex's 7 days.")
-    poll_interval_seconds: float = Field(default=30.0, gt=0, description="Seconds between state reads.")
-    message_interval_seconds: float = Field(default=5.0, gt=0, description="Seconds between Pipes message reads.")
     api_endpoint: str | None = Field(
-        default=None, description="Vertex AI API endpoint; default https://{location}-aiplatform.googleapis.com."
+        default=None,
+        description="Vertex AI API endpoint; default https://{location}-aiplatform.googleapis.com. Plain http only "
+        "to a loopback address (a fake), so a token never travels unencrypted.",
     )
-    display_name_prefix: str = Field(default="keel", description="First part of every custom job's display name.")
-    env: dict[str, str] = Field(
-        default_factory=dict, description="Extra environment variables for the job (no secrets)."
-    )
+
+    @field_validator("replica_count")
+    @classmethod
+    def _single_replica(cls, value: int) -> int:
+        if value != 1:
+            raise PydanticCustomError("single_replica", SINGLE_REPLICA)
+        return value
+
+    @field_validator("api_endpoint")
+    @classmethod
+    def _endpoint(cls, value: str | None) -> str | None:
+        try:
+            return None if value is None else check_endpoint(value)
+        except ValueError as error:
+            raise PydanticCustomError("endpoint", "{reason}", {"reason": str(error)}) from None
 
     @property
     def parent(self) -> str:
@@ -335,26 +273,66 @@ class VertexCompute(ComputeBackend):
             "labels": {"keel-module": label_value(module), "dagster-run-id": label_value(run_id)},
         }
 
-    def run(
+    # ---- the CloudJobCompute hooks ----
+
+    def connect(self) -> VertexClients:
+        return VertexClients(api=VertexAPI(self.session(), self.endpoint()), storage=self.storage_client())
+
+    def build_request(
         self,
-        context: dg.AssetExecutionContext,
+        clients: VertexClients,
+        name: str,
         module: str,
         inputs: Mapping[str, str],
         outputs: Mapping[str, str],
-        extras: Mapping[str, Any] | None = None,
-    ) -> dg.PipesClientCompletedInvocation:
-        display_name = custom_job_display_name(self.display_name_prefix, module, context.run_id)
-        request = self.custom_job_request(display_name, module, inputs, outputs, context.run_id)
+        run_id: str,
+    ) -> dict[str, Any]:
+        return self.custom_job_request(name, module, inputs, outputs, run_id)
+
+    def pipes_channels(
+        self, clients: VertexClients, name: str
+    ) -> tuple[dg.PipesContextInjector, dg.PipesMessageReader]:
         bucket, prefix = split_gcs(self.pipes_uri, "pipes_uri")
-        prefix = f"{prefix.strip('/')}/{display_name}".lstrip("/")
-        storage = self.storage_client()
-        client = PipesVertexClient(
-            session=self.session(),
-            api_endpoint=self.endpoint(),
-            context_injector=PipesGCSContextInjector(bucket=bucket, client=storage, key_prefix=f"{prefix}/context-"),
-            message_reader=PrefixedGCSMessageReader(
-                bucket=bucket, client=storage, key_prefix=f"{prefix}/messages", interval=self.message_interval_seconds
-            ),
-            poll_interval=self.poll_interval_seconds,
+        prefix = f"{prefix.strip('/')}/{name}".lstrip("/")
+        injector = PipesGCSContextInjector(bucket=bucket, client=clients.storage, key_prefix=f"{prefix}/context-")
+        reader = PrefixedGCSMessageReader(
+            bucket=bucket,
+            client=clients.storage,
+            key_prefix=f"{prefix}/messages",
+            interval=self.message_interval_seconds,
         )
-        return client.run(context=context, parent=self.parent, custom_job=request, extras=extras)
+        return injector, reader
+
+    def start(self, clients: VertexClients, request: dict[str, Any], bootstrap_env: Mapping[str, str]) -> str:
+        body = with_environment(request, bootstrap_env)
+        return clients.api.call("POST", f"/v1/{self.parent}/customJobs", body)["name"]
+
+    def describe(self, clients: VertexClients, job: str) -> JobState:
+        document = clients.api.call("GET", f"/v1/{job}")
+        state = document.get("state", "JOB_STATE_UNSPECIFIED")
+        failed = state in TERMINAL_STATES and state != SUCCEEDED
+        reason = (document.get("error") or {}).get("message") or "Vertex AI gave no error message"
+        return JobState(
+            status=state,
+            terminal=state in TERMINAL_STATES,
+            succeeded=state == SUCCEEDED,
+            failure_reason=reason if failed else "",
+            response=document,
+        )
+
+    def is_transient(self, error: Exception) -> bool:
+        # requests' ConnectionError and Timeout are OSErrors; Google answers 429 and 5xx for a passing trouble.
+        return isinstance(error, OSError) or (isinstance(error, VertexAPIError) and error.retryable)
+
+    def cancel(self, clients: VertexClients, job: str) -> None:
+        clients.api.call("POST", f"/v1/{job}:cancel", {})
+
+    def job_metadata(self, job: str) -> dict[str, Any]:
+        metadata: dict[str, Any] = {"vertex_custom_job": job}
+        found = JOB_RESOURCE.match(job)  # the console takes the project number the resource name carries
+        if found:
+            project, location, number = found.groups()
+            metadata["vertex_custom_job_url"] = dg.MetadataValue.url(
+                f"https://console.cloud.google.com/ai/platform/locations/{location}/training/{number}?project={project}"
+            )
+        return metadata

@@ -3,9 +3,9 @@
 `Azurite` runs the project-local `azurite-blob` (npm, pinned) on a free 127.0.0.1 port, in memory.
 Its account name and key are Azurite's published development credentials, valid nowhere else.
 
-`FakeAzureML` is a small stdlib HTTP server that the real `MLClient` (and so dagster-azure's
-`PipesAzureMLClient`) talks to instead of Azure Resource Manager. It records every request and
-plays the compute cluster for command jobs:
+`FakeAzureML` is a small stdlib HTTP server that the real `MLClient` (driven by `AzureMLCompute`)
+talks to instead of Azure Resource Manager. It records every request and plays the compute cluster
+for command jobs:
 
 - `PUT .../workspaces/{ws}/jobs/{name}` stores the job and runs its command locally in a thread,
   as Azure ML would: inputs (`azureml://datastores/{ds}/paths/...`) are downloaded from Azurite

@@ -1,8 +1,8 @@
 """KEEL_DEPLOYMENT=azure: training on Azure ML (loopback fake of the job API) with artifacts in Azurite.
 
-The real `MLClient` and dagster-azure's `PipesAzureMLClient` send their requests to `FakeAzureML`
-(tests/cloud/azure_fakes.py), which runs each command job's command here, against Azurite, the way
-an Azure ML compute cluster would. What this proves and what it does not: docs/cloud.md, "Azure ML".
+The real `MLClient` sends its requests to `FakeAzureML` (tests/cloud/azure_fakes.py), which runs
+each command job's command here, against Azurite, the way an Azure ML compute cluster would. What
+this proves and what it does not: docs/cloud.md, "Azure ML".
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ import pytest
 from azure.core.credentials import AccessToken
 from dagster_pipes import decode_env_var
 
+import resources.cloud_job as cloud_job
 from assets.candidate_model import candidate_model
 from ml import runtime
 from orchestration.deployments import DeploymentError, azure, resources_for
@@ -245,14 +246,14 @@ def test_an_interrupted_run_cancels_its_job(
     project, instance, resources, workspace, azurite, container, monkeypatch, interruption, logged
 ):
     """Dagster raises DagsterExecutionInterruptedError in a step when its run is terminated; Ctrl-C, KeyboardInterrupt."""
-    from dagster_azure.pipes import PipesAzureMLClient
 
-    def interrupted_while_running(self, context, job_name):
-        while workspace.jobs[job_name].status != "Running":
+    def interrupted_while_running(seconds: float) -> None:  # the pause between status reads
+        (job,) = workspace.jobs.values()
+        while job.status != "Running":
             time.sleep(0.05)
         raise interruption()
 
-    monkeypatch.setattr(PipesAzureMLClient, "_poll_til_success", interrupted_while_running)
+    monkeypatch.setattr(cloud_job, "_wait", interrupted_while_running)
     monkeypatch.setattr("dagster._core.pipes.utils.WAIT_FOR_LOGS_AFTER_EXECUTION_INTERVAL", 0.5)
     result = train(project, instance, **resources)
     assert not result.success

@@ -20,7 +20,7 @@ import dagster as dg
 import pytest
 from botocore.stub import ANY, Stubber
 
-import resources.sagemaker as sagemaker_module
+import resources.cloud_job as cloud_job
 from assets.candidate_model import candidate_model
 from assets.registered_model import registered_model
 from orchestration import deployments
@@ -222,7 +222,7 @@ def stubbed(aws, monkeypatch) -> Stubber:
     client = boto3.client("sagemaker", region_name="us-east-1")
     stubber = Stubber(client)
     monkeypatch.setattr(SageMakerCompute, "sagemaker_client", lambda self: client)
-    monkeypatch.setattr(sagemaker_module, "_wait", lambda seconds: None)
+    monkeypatch.setattr(cloud_job, "_wait", lambda seconds: None)
     monkeypatch.setattr("dagster._core.pipes.utils.WAIT_FOR_LOGS_AFTER_EXECUTION_INTERVAL", 0)
     with stubber:
         yield stubber
@@ -264,7 +264,7 @@ def test_an_interrupted_run_stops_the_training_job(aws, s3, stubbed, monkeypatch
     def interrupted(seconds: float) -> None:
         raise interruption()
 
-    monkeypatch.setattr(sagemaker_module, "_wait", interrupted)
+    monkeypatch.setattr(cloud_job, "_wait", interrupted)
     compute = deployments.resources_for(environ=aws_settings(aws))["compute"]
     uri = f"s3://{BUCKET}/keel/in.json"
     s3.put_object(Bucket=BUCKET, Key="keel/in.json", Body=b"{}")

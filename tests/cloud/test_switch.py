@@ -110,8 +110,16 @@ def test_an_incomplete_aws_deployment_names_the_missing_variable(missing):
     ("name", "value", "message"),
     [
         ("KEEL_S3_ROOT", "gs://keel/x", "KEEL_S3_ROOT='gs://keel/x' must be a s3:// URI"),
-        ("KEEL_SAGEMAKER_SPOT", "sometimes", "KEEL_SAGEMAKER_SPOT='sometimes' is not true or false"),
-        ("KEEL_SAGEMAKER_INSTANCE_COUNT", "two", "KEEL_SAGEMAKER_INSTANCE_COUNT='two' is not a whole number"),
+        (
+            "KEEL_SAGEMAKER_SPOT",
+            "sometimes",
+            "KEEL_SAGEMAKER_SPOT='sometimes' is not valid: Input should be a valid boolean",
+        ),
+        (
+            "KEEL_SAGEMAKER_INSTANCE_COUNT",
+            "two",
+            "KEEL_SAGEMAKER_INSTANCE_COUNT='two' is not valid: Input should be a valid integer",
+        ),
     ],
 )
 def test_a_malformed_aws_setting_names_the_variable(name, value, message):

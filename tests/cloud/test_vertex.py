@@ -22,7 +22,7 @@ import dagster as dg
 import pandas as pd
 import pytest
 
-import resources.vertex as vertex_module
+import resources.cloud_job as cloud_job
 from assets.candidate_model import candidate_model
 from assets.registered_model import registered_model
 from ml import runtime
@@ -286,7 +286,7 @@ def test_an_interrupted_run_cancels_the_custom_job(vertex, monkeypatch, interrup
     def interrupted(seconds: float) -> None:
         raise interruption()
 
-    monkeypatch.setattr(vertex_module, "_wait", interrupted)
+    monkeypatch.setattr(cloud_job, "_wait", interrupted)
     monkeypatch.setattr("dagster._core.pipes.utils.WAIT_FOR_LOGS_AFTER_EXECUTION_INTERVAL", 0)
     compute = deployments.resources_for(environ=gcp_settings(vertex))["compute"]
 
@@ -477,9 +477,21 @@ def test_an_incomplete_gcp_deployment_names_the_missing_variable(missing):
     ("name", "value", "message"),
     [
         ("KEEL_GCS_ROOT", "s3://keel/x", "KEEL_GCS_ROOT='s3://keel/x' must be a gs:// URI"),
-        ("KEEL_VERTEX_REPLICA_COUNT", "2", "KEEL_VERTEX_REPLICA_COUNT=2: the ml entry points are single-process"),
-        ("KEEL_VERTEX_TIMEOUT_SECONDS", "1h", "KEEL_VERTEX_TIMEOUT_SECONDS='1h' is not a whole number"),
-        ("KEEL_VERTEX_POLL_SECONDS", "often", "KEEL_VERTEX_POLL_SECONDS='often' is not a number"),
+        (
+            "KEEL_VERTEX_REPLICA_COUNT",
+            "2",
+            "KEEL_VERTEX_REPLICA_COUNT='2' is not valid: only 1 replica: the ml entry points are single-process",
+        ),
+        (
+            "KEEL_VERTEX_TIMEOUT_SECONDS",
+            "1h",
+            "KEEL_VERTEX_TIMEOUT_SECONDS='1h' is not valid: Input should be a valid integer",
+        ),
+        (
+            "KEEL_VERTEX_POLL_SECONDS",
+            "often",
+            "KEEL_VERTEX_POLL_SECONDS='often' is not valid: Input should be a valid number",
+        ),
     ],
 )
 def test_a_malformed_gcp_setting_names_the_variable(name, value, message):
