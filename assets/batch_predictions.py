@@ -87,11 +87,13 @@ def batch_predictions(
         },
         config_uri,
     )
+    rows_uri = incoming_data.uri(settings)
+    outputs = {"predictions": layout.predictions(storage, day), "capture": layout.capture(storage, day)}
     invocation = compute.run(
         context,
         MODULE,
-        inputs={"model": published_model(storage, registry, version), "rows": incoming_data.uri, "config": config_uri},
-        outputs={"predictions": layout.predictions(storage, day), "capture": layout.capture(storage, day)},
+        inputs={"model": published_model(storage, registry, version), "rows": rows_uri, "config": config_uri},
+        outputs=outputs,
     )
     report = invocation.get_materialize_result().metadata["report"].value
     scored = ScoredDay(
@@ -101,8 +103,6 @@ def batch_predictions(
         model=registry.model_name,
         model_version=version,
         model_manifest_sha256=manifest_sha256,
-        predictions_uri=report["predictions_uri"],
-        capture_uri=report["capture_uri"],
         rows=report["rows"],
     )
     return dg.Output(
@@ -118,9 +118,9 @@ def batch_predictions(
             "score_quantiles": dg.MetadataValue.json(report["score_quantiles"]),
             "seconds": float(report["seconds"]),
             "rows_per_second": float(report["rows_per_second"]),
-            "predictions": dg.MetadataValue.path(scored.predictions_uri),
-            "capture": dg.MetadataValue.path(scored.capture_uri),
+            "predictions": dg.MetadataValue.path(outputs["predictions"]),
+            "capture": dg.MetadataValue.path(outputs["capture"]),
             "capture_rows": report["capture_rows"],
-            "rows_path": dg.MetadataValue.path(incoming_data.uri),
+            "rows_path": dg.MetadataValue.path(rows_uri),
         },
     )

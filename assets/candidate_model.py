@@ -92,7 +92,7 @@ def candidate_model(
     invocation = compute.run(
         context,
         MODULE,
-        inputs={"features": features.table_uri, "state": features.state_uri, "config": config_uri},
+        inputs={"features": features.table_uri(storage), "state": features.state_uri(storage), "config": config_uri},
         outputs={"out": layout.candidate(storage, run)},
     )
     report = invocation.get_materialize_result().metadata["report"].value
@@ -117,7 +117,6 @@ def candidate_model(
     candidate = Candidate(
         run_id=run,
         features=features,
-        artifact_uri=report["artifact_uri"],
         manifest_sha256=report["manifest_sha256"],
         mlflow_run_id=mlflow_run,
         model_family=settings.model,
@@ -137,7 +136,7 @@ def candidate_model(
             "holdout_rows": report["holdout_rows"],
             "training_seconds": report["training_seconds"],
             "top_features": ranked_table(dict(report["top_features"]), "feature", "importance"),
-            "artifact": dg.MetadataValue.path(candidate.artifact_uri),
+            "artifact": dg.MetadataValue.path(report["artifact_uri"]),
             "manifest_sha256": candidate.manifest_sha256,
             "mlflow_run_id": mlflow_run,
             "plots": dg.MetadataValue.md(markdown_images(local_dir / "plots", PLOT_ORDER)),

@@ -100,7 +100,7 @@ def drift_report(
     spec, version = settings.dataset, batch_predictions.model_version
     with tempfile.TemporaryDirectory(prefix="keel-reference-") as tmp:
         reference = ml.io.read_parquet(str(registry.reference(batch_predictions.model, version, tmp)))
-    current = ml.drift.load_capture(batch_predictions.capture_uri, spec)
+    current = ml.drift.load_capture(batch_predictions.capture_uri(storage), spec)
     result = ml.drift.drift_report(reference, current, spec, drift_share=settings.drift.drift_share)
     html_uri = layout.drift_report(storage, day)
     with ml.io.atomic_output(html_uri) as tmp:

@@ -40,9 +40,9 @@ def evaluate_candidate(
     candidate: Candidate, gate: GateSection, spec, storage: ArtifactStore, registry: ModelRegistry
 ) -> GateDecision:
     """Score the candidate and the champion on the candidate's holdout and apply the gate's rule."""
-    rows = ml.io.read_parquet(candidate.training_set.holdout_uri)
+    rows = ml.io.read_parquet(candidate.training_set.holdout_uri(storage))
     labels = encode_target(rows, spec).to_numpy()
-    local = storage.local_copy(candidate.artifact_uri)
+    local = storage.local_copy(candidate.artifact_uri(storage))
     candidate_auc = _auc(Predictor.load(local, expected_manifest_sha256=candidate.manifest_sha256), rows, labels)
     reported = candidate.metrics["roc_auc"]
     if abs(candidate_auc - reported) > 1e-9:

@@ -19,8 +19,6 @@ from resources import layout
 from resources.params import ParamsResource
 from resources.storage import ArtifactStore
 
-STATE, TABLE = "feature_state.json", "features.parquet"
-
 
 @dg.asset(
     group_name="training",
@@ -38,21 +36,23 @@ def features(
     context: dg.AssetExecutionContext, training_set: TrainingSet, params: ParamsResource, storage: ArtifactStore
 ) -> dg.Output[Features]:
     settings = params.load()
-    rows = ml.io.read_parquet(training_set.rows_uri)
+    rows_uri = training_set.rows_uri(storage)
+    rows = ml.io.read_parquet(rows_uri)
     try:
         table, state = ml.split.training_features(rows, settings.dataset, settings.features)
     except FeatureError as error:
-        raise dg.Failure(description=f"{training_set.rows_uri}: {error}") from None
-    state_uri, table_uri = (layout.features(storage, context.run_id, name) for name in (STATE, TABLE))
+        raise dg.Failure(description=f"{rows_uri}: {error}") from None
+    run = context.run_id
+    state_uri, table_uri = (
+        layout.features(storage, run, name) for name in (layout.FEATURE_STATE, layout.FEATURE_TABLE)
+    )
     # State first, table last: the table on disk is never newer than the state it was built with.
     ml.io.write_json(state.to_dict(), state_uri)
     ml.io.write_parquet(table, table_uri)
     version = file_digest(table_uri)[:16]
     labels = table.groupby(ml.split.SPLIT)["label"].mean()
     return dg.Output(
-        Features(
-            run_id=context.run_id, training_set=training_set, state_uri=state_uri, table_uri=table_uri, version=version
-        ),
+        Features(run_id=run, training_set=training_set, version=version),
         data_version=dg.DataVersion(version),
         metadata={
             "dagster/row_count": len(table),

@@ -29,7 +29,7 @@ def incoming_data(context: dg.AssetExecutionContext, params: ParamsResource):
         raise dg.Failure(description=f"no incoming file for {day}: {uri} does not exist (has the day's file arrived?)")
     frame, md5 = ml.io.read_parquet_and_md5(uri)  # one read: the version, the rows the checks see
     yield dg.Output(
-        IncomingDay(run_id=context.run_id, day=day, uri=uri, md5=md5, rows=len(frame)),
+        IncomingDay(run_id=context.run_id, day=day, md5=md5, rows=len(frame)),
         data_version=dg.DataVersion(md5),
         metadata={
             "dagster/row_count": len(frame),

@@ -46,7 +46,7 @@ def labels(context: dg.AssetExecutionContext, params: ParamsResource) -> dg.Outp
     check_labels(frame, spec, uri)
     positive = frame[spec.target.column].astype(str) == spec.target.positive
     return dg.Output(
-        LabelledDay(run_id=context.run_id, day=day, uri=uri, md5=md5, rows=len(frame)),
+        LabelledDay(run_id=context.run_id, day=day, md5=md5, rows=len(frame)),
         data_version=dg.DataVersion(md5),
         metadata={
             "dagster/row_count": len(frame),

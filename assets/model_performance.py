@@ -9,6 +9,7 @@ from assets.partitions import DAILY
 from assets.records import LabelledDay, ScoredDay
 from resources.params import ParamsResource
 from resources.registry import ModelRegistry
+from resources.storage import ArtifactStore
 
 CHECK_NAME = "auc_within_tolerance"
 
@@ -37,12 +38,13 @@ def model_performance(
     batch_predictions: ScoredDay,
     labels: LabelledDay,
     params: ParamsResource,
+    storage: ArtifactStore,
     registry: ModelRegistry,
 ):
     day, settings = context.partition_key, params.load()
     spec = settings.dataset
-    frame = ml.io.read_parquet(batch_predictions.predictions_uri).merge(
-        ml.io.read_parquet(labels.uri), on=spec.id.column, how="inner"
+    frame = ml.io.read_parquet(batch_predictions.predictions_uri(storage)).merge(
+        ml.io.read_parquet(labels.uri(settings)), on=spec.id.column, how="inner"
     )
     if frame.empty:
         raise dg.Failure(description=f"no id of the labels for {day} matches its predictions ({spec.id.column})")

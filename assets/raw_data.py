@@ -44,7 +44,7 @@ def raw_data(context: dg.AssetExecutionContext, params: ParamsResource, dvc: Dvc
     except ml.io.ChangedFileError as error:
         raise dg.Failure(description=str(error)) from None
     yield dg.Output(
-        RawData(run_id=context.run_id, uri=settings.raw_uri, md5=version, rows=len(frame)),
+        RawData(run_id=context.run_id, md5=version, rows=len(frame)),
         data_version=dg.DataVersion(version),
         metadata={
             "dagster/row_count": len(frame),

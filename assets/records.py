@@ -1,13 +1,19 @@
-"""What each asset hands to the next: small typed records of the files it wrote, their versions and lineage.
+"""What each asset hands to the next: small typed records of what it made, its versions and lineage.
 
 The IO manager (resources/records.py) keeps them as JSON in the artifact store and passes them to
-the assets that name them as arguments. The files stay where resources/layout.py puts them. Each
-record carries `run_id`, the Dagster run that made it, so a guard can ask how *that* run's checks went.
+the assets that name them as arguments. A record holds what identifies its files (the run that made
+them, the day), never their paths: where a file lives is computed from that identity in one place
+(resources/layout.py, or params.yaml's templates for the daily files), so records survive a moved
+project or store. Each record carries `run_id`, so a guard can ask how *that* run's checks went.
 """
 
 from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict
+
+from ml.params import Params
+from resources import layout
+from resources.storage import ArtifactStore
 
 
 class Record(BaseModel):
@@ -17,29 +23,35 @@ class Record(BaseModel):
 
 
 class RawData(Record):
-    """The imported raw file (a DVC output) and DVC's md5 of it."""
+    """The imported raw file (a DVC output, params.yaml `data.raw`) and DVC's md5 of it."""
 
-    uri: str
     md5: str
     rows: int
 
-
-class LabelledDay(Record):
-    """A day's labels file as it was taken in."""
-
-    day: str
-    uri: str
-    md5: str
-    rows: int
+    def uri(self, params: Params) -> str:
+        return params.raw_uri
 
 
 class IncomingDay(Record):
-    """A day's snapshot file as its data checks saw it."""
+    """A day's snapshot file (params.yaml `daily.incoming`) as its data checks saw it."""
 
     day: str
-    uri: str
     md5: str
     rows: int
+
+    def uri(self, params: Params) -> str:
+        return params.incoming_uri(self.day)
+
+
+class LabelledDay(Record):
+    """A day's labels file (params.yaml `daily.labels`) as it was taken in."""
+
+    day: str
+    md5: str
+    rows: int
+
+    def uri(self, params: Params) -> str:
+        return params.labels_uri(self.day)
 
 
 class DayLineage(BaseModel):
@@ -58,10 +70,19 @@ class TrainingSet(Record):
 
     raw_data_version: str  # the raw file's md5
     recent_days: list[DayLineage]
-    rows_uri: str  # every row with its `split`
-    holdout_uri: str  # the raw holdout rows: any model is scored on them the same way
-    reference_uri: str  # the newest holdout rows: a registered model's drift reference
     version: str
+
+    def rows_uri(self, store: ArtifactStore) -> str:
+        """Every row with its `split`."""
+        return layout.training_set(store, self.run_id, layout.TRAINING_ROWS)
+
+    def holdout_uri(self, store: ArtifactStore) -> str:
+        """The raw holdout rows: any model is scored on them the same way."""
+        return layout.training_set(store, self.run_id, layout.HOLDOUT_ROWS)
+
+    def reference_uri(self, store: ArtifactStore) -> str:
+        """The newest holdout rows: a registered model's drift reference."""
+        return layout.training_set(store, self.run_id, layout.REFERENCE_ROWS)
 
     @property
     def partitions(self) -> str:
@@ -73,16 +94,19 @@ class Features(Record):
     """The feature state fitted on a training set's train rows, and the feature table of all its rows."""
 
     training_set: TrainingSet
-    state_uri: str
-    table_uri: str
     version: str
+
+    def state_uri(self, store: ArtifactStore) -> str:
+        return layout.features(store, self.run_id, layout.FEATURE_STATE)
+
+    def table_uri(self, store: ArtifactStore) -> str:
+        return layout.features(store, self.run_id, layout.FEATURE_TABLE)
 
 
 class Candidate(Record):
     """A trained model artifact, tracked in MLflow, not yet judged by the gate."""
 
     features: Features
-    artifact_uri: str
     manifest_sha256: str
     mlflow_run_id: str
     model_family: str
@@ -94,6 +118,9 @@ class Candidate(Record):
     def training_set(self) -> TrainingSet:
         return self.features.training_set
 
+    def artifact_uri(self, store: ArtifactStore) -> str:
+        return layout.candidate(store, self.run_id)
+
 
 class ScoredDay(Record):
     """A day's scores, the model version that made them, and the sample kept for monitoring."""
@@ -103,6 +130,10 @@ class ScoredDay(Record):
     model: str
     model_version: int
     model_manifest_sha256: str
-    predictions_uri: str
-    capture_uri: str
     rows: int
+
+    def predictions_uri(self, store: ArtifactStore) -> str:
+        return layout.predictions(store, self.day)
+
+    def capture_uri(self, store: ArtifactStore) -> str:
+        return layout.capture(store, self.day)

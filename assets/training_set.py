@@ -28,8 +28,6 @@ from resources.params import ParamsResource
 from resources.records import read_record
 from resources.storage import ArtifactStore
 
-ROWS, HOLDOUT_ROWS, REFERENCE_ROWS = "rows.parquet", "holdout_rows.parquet", "reference_rows.parquet"
-
 
 class TrainingSetConfig(dg.Config):
     """Which labelled days join the raw data; by default the latest `retraining.window_days` of them."""
@@ -71,8 +69,8 @@ def labelled_rows(
         snapshot_of = read_record(storage, incoming_data.key, IncomingDay, partition=day)
         labels_of = read_record(storage, labels.key, LabelledDay, partition=day)
         require_passing_checks(instance, incoming_data.key, snapshot_of.run_id, partition=day)
-        snapshot = _checked(snapshot_of.uri, snapshot_of.md5, f"incoming_data {day}")
-        outcome = _checked(labels_of.uri, labels_of.md5, f"labels {day}")
+        snapshot = _checked(snapshot_of.uri(settings), snapshot_of.md5, f"incoming_data {day}")
+        outcome = _checked(labels_of.uri(settings), labels_of.md5, f"labels {day}")
         joined = snapshot.merge(outcome[[spec.id.column, spec.target.column]], on=spec.id.column, how="inner")
         frames.append(joined)
         lineage.append(DayLineage(day=day, incoming=snapshot_of.md5, labels=labels_of.md5, rows=len(joined)))
@@ -103,7 +101,7 @@ def training_set(
     require_passing_checks(context.instance, context.asset_key_for_input("raw_data"), raw_data.run_id)
     settings = params.load()
     spec, training = settings.dataset, settings.training
-    raw = _checked(raw_data.uri, raw_data.md5, "raw_data")
+    raw = _checked(raw_data.uri(settings), raw_data.md5, "raw_data")
     labelled = context.instance.get_materialized_partitions(labels.key)
     days = recent_days(list(labelled), config, settings.retraining.window_days)
     recent, lineage = labelled_rows(context.instance, storage, settings, days)
@@ -124,22 +122,15 @@ def training_set(
         raise dg.Failure(description=str(error)) from None
     run = context.run_id
     holdout_uri, reference_uri, rows_uri = (
-        layout.training_set(storage, run, name) for name in (HOLDOUT_ROWS, REFERENCE_ROWS, ROWS)
+        layout.training_set(storage, run, name)
+        for name in (layout.HOLDOUT_ROWS, layout.REFERENCE_ROWS, layout.TRAINING_ROWS)
     )
     ml.io.write_parquet(side(rows, HOLDOUT), holdout_uri)
     ml.io.write_parquet(reference, reference_uri)
     ml.io.write_parquet(rows, rows_uri)
     version = file_digest(rows_uri)[:16]
     counts = rows[ml.split.SPLIT].value_counts()
-    record = TrainingSet(
-        run_id=run,
-        raw_data_version=raw_data.md5,
-        recent_days=lineage,
-        rows_uri=rows_uri,
-        holdout_uri=holdout_uri,
-        reference_uri=reference_uri,
-        version=version,
-    )
+    record = TrainingSet(run_id=run, raw_data_version=raw_data.md5, recent_days=lineage, version=version)
     return dg.Output(
         record,
         data_version=dg.DataVersion(version),

@@ -10,7 +10,9 @@ a rows file and a predictions file). Then, each in its own child process:
 - plain: `Report([DataDriftPreset()], include_tests=True).run(current, reference)` on the whole frames
   read from Parquet (the spec's feature columns; the id is left out, or Evidently would treat a column of
   unique strings as text), and its HTML rendered, as a user would save it;
-- ours: the stored reference profile read back, `load_current` with a sample cap, `drift_report`
+- ours: the stored reference profile read back; the day's capture kept as `ml.score` keeps it while
+  scoring (a seeded sample by id of the rows and their scores, streamed once: the sampling cost is
+  counted here, although the scorer pays it in the nightly job); `load_capture` and `drift_report`
   (which also tests prediction drift and renders the HTML);
 - profile: what registration pays once per model: the N reference rows read and `reference_profile`
   written (not part of a daily drift run, shown on its own).
@@ -36,7 +38,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from ml.spec import DatasetSpec, load_spec
+from ml.params import load_params
+from ml.spec import DatasetSpec
 
 ROOT = Path(__file__).resolve().parents[1]
 CHUNK = 100_000
@@ -44,7 +47,7 @@ DRIFT_SHARE = 0.5  # DataDriftPreset's default, so the two dataset verdicts are 
 
 
 def _spec() -> DatasetSpec:
-    return load_spec(ROOT / "params.yaml")
+    return load_params(ROOT / "params.yaml").dataset
 
 
 def _scores(frame: pd.DataFrame, raw: pd.DataFrame, spec: DatasetSpec, rng: np.random.Generator) -> np.ndarray:
@@ -125,11 +128,22 @@ def _ours(paths: dict[str, str], spec: DatasetSpec, args: argparse.Namespace) ->
     from evidently.metrics import ValueDrift  # noqa: F401
     from evidently.presets import DataDriftPreset  # noqa: F401
 
-    from ml.drift import drift_report, load_current
+    from ml.drift import drift_report, load_capture
+    from ml.sample import StreamSample
 
     start = time.perf_counter()
     reference = pd.read_parquet(paths["profile"])
-    current, total = load_current(paths["rows"], paths["predictions"], spec, args.current_rows, args.seed)
+    # The day's capture as ml.score keeps it while it scores: the rows and their scores, streamed once.
+    sample, scores = StreamSample(args.current_rows, spec.id.column, args.seed), pq.read_table(paths["predictions"])
+    offset, table = 0, None
+    for batch in pq.ParquetFile(paths["rows"]).iter_batches(CHUNK, columns=[spec.id.column, *spec.feature_columns]):
+        table = pa.Table.from_batches([batch]).append_column("score", scores["score"].slice(offset, len(batch)))
+        sample.add(table)
+        offset += len(batch)
+    capture = str(Path(paths["profile"]).with_name("capture.parquet"))
+    pq.write_table(sample.table(table.schema), capture)
+    total = sample.seen
+    current = load_capture(capture, spec)
     loaded = time.perf_counter()
     result = drift_report(reference, current, spec, drift_share=DRIFT_SHARE)
     seconds = time.perf_counter() - start
@@ -221,7 +235,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.drift", description=__doc__.split("\n\n")[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[100_000, 1_000_000])
     parser.add_argument("--reference-rows", type=int, default=20_000, help="reference_profile's max_rows")
-    parser.add_argument("--current-rows", type=int, default=50_000, help="load_current's max_rows")
+    parser.add_argument("--current-rows", type=int, default=50_000, help="the capture's rows (drift.current_rows)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--child", choices=sorted(CHILDREN), help=argparse.SUPPRESS)
     parser.add_argument("--paths", help=argparse.SUPPRESS)

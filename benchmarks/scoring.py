@@ -9,9 +9,11 @@
 3. In one process, side by side (each measured `--repeat` times, alternating, best kept):
    (a) raw: `booster.predict` on the already-transformed feature matrix of the same rows, held in memory,
        with the booster's own thread setting (as loaded from model.txt) and with every core;
-   (b) end-to-end: `ml.score.score_file` on the file (read -> features -> predict -> write);
+   (b) end-to-end: `ml.score.score_file` on the file (read -> features -> predict -> write), and the
+       same as the nightly job asks for it: also checking the file's md5 and keeping the drift capture;
    the ratio = end-to-end throughput / raw throughput (target >= 0.6), and a sequential stage profile.
-4. Scores the `--memory-rows` file with `python -m ml.score` in a child process: its time and peak
+4. Scores the `--memory-rows` file with `python -m ml.score` as the nightly job runs it (md5 check and
+   capture included) in a child process: its time and peak
    resident set size (target <= 1.5 GB), the scorer's own maximum RSS from os.wait4, taken by a small
    launcher process (see LAUNCHER: measured from this process, the figure would include its own RSS).
 """
@@ -31,20 +33,19 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
-import yaml
 
-from ml.features import FeatureConfig, transform
-from ml.io import write_json
+from ml.features import transform
+from ml.io import file_digest, write_json
+from ml.params import load_params
 from ml.predictor import Predictor
 from ml.score import score_file
-from ml.spec import load_spec
-from ml.split import build_training_set
+from ml.split import split_rows, training_features
 from ml.train import run as train
-from ml.training_config import TrainingConfig
 
 REPO = Path(__file__).resolve().parents[1]
 ROW_GROUP = 100_000
 RATIO_TARGET, RSS_TARGET_MB = 0.6, 1536
+CAPTURE_ROWS = 50_000  # params.yaml drift.current_rows
 
 
 def bootstrap(raw: pa.Table, id_column: str, rows: int, path: Path, seed: int) -> None:
@@ -62,15 +63,13 @@ def bootstrap(raw: pa.Table, id_column: str, rows: int, path: Path, seed: int) -
 
 def train_model(folder: Path) -> tuple[str, str]:
     """A LightGBM artifact trained on the project's data and settings; returns (directory, manifest sha256)."""
-    params = yaml.safe_load((REPO / "params.yaml").read_text())
-    spec = load_spec(REPO / "params.yaml")
-    config = TrainingConfig.from_params(params["training"], {"model": "lightgbm"})
-    raw = pd.read_parquet(REPO / params["data"]["raw"])
-    built = build_training_set(
-        raw, spec, FeatureConfig.from_params(params["features"]), fraction=config.holdout_fraction, seed=config.seed
-    )
-    built.table.to_parquet(folder / "features.parquet", index=False)
-    write_json(built.state.to_dict(), str(folder / "state.json"))
+    params = load_params(REPO / "params.yaml")
+    config = params.training.resolve(model="lightgbm")
+    raw = pd.read_parquet(params.raw_uri)
+    rows = split_rows(raw, params.dataset, fraction=config.holdout_fraction, seed=config.seed)
+    table, state = training_features(rows, params.dataset, params.features)
+    table.to_parquet(folder / "features.parquet", index=False)
+    write_json(state.to_dict(), str(folder / "state.json"))
     write_json(config.to_dict(), str(folder / "config.json"))
     report = train(
         str(folder / "features.parquet"), str(folder / "state.json"), str(folder / "config.json"), str(folder / "model")
@@ -125,6 +124,7 @@ def child_run(model: str, rows: Path, config: Path, out: Path) -> tuple[float, f
     usage = out.with_suffix(".rusage")
     command = [sys.executable, "-c", LAUNCHER, str(usage), sys.executable, "-m", "ml.score", "--model", model]
     command += ["--rows", str(rows), "--config", str(config), "--predictions", str(out)]
+    command += ["--capture", str(out.with_suffix(".capture.parquet"))]
     started = time.perf_counter()
     proc = subprocess.run(command, cwd=REPO, capture_output=True, text=True)
     seconds = time.perf_counter() - started
@@ -141,7 +141,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--chunk-rows", type=int, default=100_000, help="ml.score chunk_rows")
     parser.add_argument("--repeat", type=int, default=2, help="measurements of (a) and (b) each; the best is kept")
     args = parser.parse_args(argv)
-    spec = load_spec(REPO / "params.yaml")
+    spec = load_params(REPO / "params.yaml").dataset
     id_column = spec.id.column
     raw = pq.read_table(REPO / "data" / "raw" / "data.parquet", columns=spec.expected_columns(include_target=False))
     print(f"cores: {os.cpu_count()}; load average: {os.getloadavg()[0]:.2f}", flush=True)
@@ -155,10 +155,12 @@ def main(argv: list[str] | None = None) -> int:
         predictor = Predictor.load(model, manifest_sha256)
         booster = predictor.model.booster
         config = {"expected_manifest_sha256": manifest_sha256, "id_column": id_column, "chunk_rows": args.chunk_rows}
-        write_json(config, str(work / "config.json"))
+        # What batch_predictions asks of the scorer too: the rows' checked md5, and the drift report's capture.
+        nightly = {**config, "rows_md5": file_digest(str(work / "rows.parquet"), "md5"), "capture_rows": CAPTURE_ROWS}
+        write_json(nightly, str(work / "config.json"))
 
         matrix = feature_matrix(work / "rows.parquet", predictor, args.chunk_rows)
-        raw_default, raw_all, e2e = [], [], []
+        raw_default, raw_all, e2e, e2e_nightly = [], [], [], []
         for _ in range(args.repeat):
             clock = time.perf_counter()
             booster.predict(matrix)
@@ -169,13 +171,24 @@ def main(argv: list[str] | None = None) -> int:
             clock = time.perf_counter()
             score_file(model, str(work / "rows.parquet"), str(work / "e2e.parquet"), config, log=lambda _: None)
             e2e.append(time.perf_counter() - clock)
+            clock = time.perf_counter()
+            score_file(
+                model,
+                str(work / "rows.parquet"),
+                str(work / "e2e.parquet"),
+                nightly,
+                log=lambda _: None,
+                capture=str(work / "capture.parquet"),
+            )
+            e2e_nightly.append(time.perf_counter() - clock)
         threads = booster.params.get("num_threads", "default")
         rate = {
             f"raw predict (num_threads={threads}, as loaded)": args.rows / min(raw_default),
             f"raw predict (num_threads={os.cpu_count()})": args.rows / min(raw_all),
             "end-to-end score_file": args.rows / min(e2e),
+            f"  + md5 check + {CAPTURE_ROWS:,}-row capture": args.rows / min(e2e_nightly),
         }
-        seconds = dict(zip(rate, [min(raw_default), min(raw_all), min(e2e)], strict=True))
+        seconds = dict(zip(rate, [min(raw_default), min(raw_all), min(e2e), min(e2e_nightly)], strict=True))
         print(f"\nthroughput on {args.rows:,} rows (best of {args.repeat}; {args.chunk_rows:,}-row chunks):")
         for name, value in rate.items():
             print(f"  {name:45s} {seconds[name]:7.2f} s  {value:12,.0f} rows/s")
@@ -195,6 +208,7 @@ def main(argv: list[str] | None = None) -> int:
             print(
                 f"\nbootstrapped {args.memory_rows:,} rows ({size_mb:,.0f} MiB) in {time.perf_counter() - started:.1f}s"
             )
+            write_json({**nightly, "rows_md5": file_digest(str(big), "md5")}, str(work / "config.json"))
             wall, peak_mb, report = child_run(model, big, work / "config.json", work / "big_predictions.parquet")
             verdict = "meets" if peak_mb <= RSS_TARGET_MB else "MISSES"
             print(f"python -m ml.score on {report['rows']:,} rows ({args.chunk_rows:,}-row chunks):")

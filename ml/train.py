@@ -97,7 +97,11 @@ def read_config(uri: str) -> TrainingConfig:
     try:
         return TrainingConfig.model_validate(io.read_json(uri))
     except ValidationError as error:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in error.errors())
+        problems = "; ".join(
+            f"training.{'.'.join(map(str, e['loc']))} "
+            + ("is not a known key" if e["type"] == "extra_forbidden" else e["msg"].removeprefix("Value error, "))
+            for e in error.errors()
+        )
         raise TrainingError(f"training config {uri}: {problems}") from None
 
 

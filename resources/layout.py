@@ -32,6 +32,11 @@ def record(store: ArtifactStore, key: dg.AssetKey, *, partition: str | None = No
     return store.uri("records", name, "runs", f"{run_id}.json")
 
 
+# The files of a training set and of its features.
+TRAINING_ROWS, HOLDOUT_ROWS, REFERENCE_ROWS = "rows.parquet", "holdout_rows.parquet", "reference_rows.parquet"
+FEATURE_STATE, FEATURE_TABLE = "feature_state.json", "features.parquet"
+
+
 def training_set(store: ArtifactStore, run_id: str, file: str) -> str:
     return store.uri("training_sets", run_id, file)
 

@@ -183,17 +183,24 @@ def training_assets() -> list:
     return [raw_data, training_set, features, candidate_model, evaluation_gate, registered_model]
 
 
-def train(project: Path, instance: dg.DagsterInstance, run_config: dict | None = None, **resources):
-    """One training run (training set -> features -> candidate -> gate -> registration) in a project copy."""
+def train(
+    project: Path, instance: dg.DagsterInstance, run_config: dict | None = None, from_raw_data: bool = False, **resources
+):
+    """One training run (training set -> features -> candidate -> gate -> registration) in a project copy.
+
+    `from_raw_data`: also import and check the raw data, as the train_model job does; a deployment whose
+    store does not hold the local runs' records (a cloud one) needs it.
+    """
     from assets.candidate_model import candidate_model
     from assets.features import features
+    from assets.raw_data import raw_data
     from assets.registered_model import registered_model
     from assets.training_set import training_set
     from orchestration.deployments import local
 
     return dg.materialize(
         training_assets(),
-        selection=[training_set, features, candidate_model, registered_model],
+        selection=[*([raw_data] if from_raw_data else []), training_set, features, candidate_model, registered_model],
         resources={**local(project), **resources},
         instance=instance,
         run_config=run_config,

@@ -2,9 +2,9 @@
 
     python -m tests.assets.interleaved_run PROJECT NAME RUN_CONFIG_JSON SYNC_DIR
 
-Run NAME's gate starts only when both runs' gates are about to start (both candidates exist), and
-run A registers only after run B's gate has been recorded: at each moment "the latest candidate" or
-"the latest gate" in the instance is the other run's. Prints the run's id and outcome as JSON.
+Both gates start only once both candidates exist; run B's gate runs after run A's is recorded, and
+run A registers only after run B's gate has been recorded: so when A's gate and A's registration
+run, "the latest candidate" or "the latest gate" in the instance is run B's. Prints the run's id and outcome as JSON.
 """
 
 from __future__ import annotations
@@ -45,19 +45,23 @@ class InterleavedRecords(RecordIOManager):
         if context.asset_key == candidate_model.key:
             sync, run_id = Path(self.sync_dir), context.step_context.run_id
             (sync / f"run-{self.name}").write_text(run_id)
-            if CHECK_NAME in context.step_context.step.key:  # the gate's step: wait for the other run's gate
+            if CHECK_NAME in context.step_context.step.key:  # the gate's step
                 (sync / f"gate-{self.name}").touch()
-                wait_for(lambda: len(list(sync.glob("gate-*"))) == 2, "both gates")
+                wait_for(lambda: len(list(sync.glob("gate-*"))) == 2, "both gates")  # both candidates exist
+                if self.name == "B":  # B's gate is recorded after A's: the latest gate is B's
+                    self.wait_for_gate(context, sync, "A")
             elif self.name == "A":  # run A's registration: only once run B's gate is in the event log
-                wait_for(lambda: (sync / "run-B").exists(), "run B")
-                other = (sync / "run-B").read_text()
-                wait_for(
-                    lambda: (
-                        latest_evaluation(context.instance, GATE, lambda record: record.run_id == other) is not None
-                    ),
-                    "run B's gate",
-                )
+                self.wait_for_gate(context, sync, "B")
         return super().load_input(context)
+
+    @staticmethod
+    def wait_for_gate(context: dg.InputContext, sync: Path, other: str) -> None:
+        wait_for(lambda: (sync / f"run-{other}").exists(), f"run {other}")
+        run_id = (sync / f"run-{other}").read_text()
+        wait_for(
+            lambda: latest_evaluation(context.instance, GATE, lambda record: record.run_id == run_id) is not None,
+            f"run {other}'s gate",
+        )
 
 
 def main(project: str, name: str, run_config: str, sync_dir: str) -> None:

@@ -15,6 +15,7 @@ import pytest
 
 from assets.candidate_model import candidate_model
 from assets.evaluation_gate import CHECK_NAME
+from assets.registered_model import registered_model
 from orchestration.deployments import local
 from tests.conftest import REPO, set_params
 
@@ -70,19 +71,22 @@ def test_two_training_runs_at_once_each_gate_and_registration_keeps_to_its_own_c
                 for r in instance.event_log_storage.get_asset_check_execution_history(GATE, limit=10)
                 if r.run_id == run_id
             ]
-            return record.evaluation
+            return record.evaluation, record.event.timestamp
 
         a, b = candidate_of(outcome["A"]["run_id"]), candidate_of(outcome["B"]["run_id"])
-        gate_a, gate_b = gate_of(outcome["A"]["run_id"]), gate_of(outcome["B"]["run_id"])
-        latest_gate = instance.event_log_storage.get_latest_asset_check_execution_by_key([GATE])[GATE]
+        (gate_a, graded_a), (gate_b, graded_b) = gate_of(outcome["A"]["run_id"]), gate_of(outcome["B"]["run_id"])
+        (registration,) = instance.fetch_materializations(registered_model.key, limit=10).records[:1]
+        candidates = instance.fetch_materializations(candidate_model.key, limit=10).records
     assert a["manifest_sha256"] != b["manifest_sha256"]
     # Each gate graded the candidate of its own run, although the other run's candidate existed too.
     assert gate_a.metadata["candidate_manifest_sha256"].value == a["manifest_sha256"]
     assert gate_b.metadata["candidate_manifest_sha256"].value == b["manifest_sha256"]
     assert gate_a.metadata["candidate_auc"].value == pytest.approx(a["roc_auc"], abs=1e-9)
     assert gate_a.passed and not gate_b.passed
-    # Run A registered its own candidate, obeying its own passed gate while run B's failed one was the latest.
-    assert latest_gate.run_id == outcome["B"]["run_id"]
+    # When each gate ran, both candidates existed; run B's gate was graded after A's, and run A registered
+    # after that: "the latest gate" was run B's failed one, and run A obeyed its own.
+    assert max(c.timestamp for c in candidates[:2]) < graded_a < graded_b < registration.timestamp
+    assert registration.run_id == outcome["A"]["run_id"]
     registry = local(trained_project)["registry"]
     assert registry.versions(MODEL) == [1, 2] and registry.champion() == 2
     tags = registry.version_info(MODEL, 2)["tags"]

@@ -5,7 +5,6 @@ from pathlib import Path
 
 import dagster as dg
 import pandas as pd
-import yaml
 
 from tests.conftest import clear_daily_files, set_params
 
@@ -13,17 +12,16 @@ DAY = "2026-10-01"
 
 
 def setup_day(project: Path) -> tuple[dg.Definitions, dict]:
-    from ml.simulate import daily_config, simulate_day, simulation_config, write_labels, write_snapshot
-    from ml.spec import load_spec
+    from ml.params import load_params
+    from ml.simulate import simulate_day, write_labels, write_snapshot
     from orchestration.definitions import definitions
     from orchestration.deployments import local
 
     clear_daily_files(project)
-    params = yaml.safe_load((project / "params.yaml").read_text())
-    spec = load_spec(project / "params.yaml")
-    daily, simulation = daily_config(params), simulation_config(params, spec)
-    raw = pd.read_parquet(project / params["data"]["raw"])
-    snapshot, labels = simulate_day(raw, spec, simulation, 1)
+    params = load_params(project / "params.yaml")
+    daily = params.daily
+    raw = pd.read_parquet(params.raw_uri)
+    snapshot, labels = simulate_day(raw, params.dataset, params.simulation, 1)
     write_snapshot(snapshot, daily, 1, project)
     write_labels(labels, daily, 1, project)
     resources = local(project)
@@ -99,7 +97,8 @@ def test_rescoring_is_identical_and_a_bad_day_keeps_the_good_predictions(trained
 
         # Scoring on its own later refuses the day whose checks failed, naming it.
         alone = dg.materialize(
-            [defs.get_assets_def("batch_predictions")],
+            [defs.get_assets_def("incoming_data"), defs.get_assets_def("batch_predictions")],
+            selection=["batch_predictions"],
             partition_key=DAY,
             instance=instance,
             resources=dict(defs.resources),

@@ -11,7 +11,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import dagster as dg
-import yaml
 
 from tests.conftest import clear_daily_files, set_params
 
@@ -32,8 +31,8 @@ class History:
 def seed(project: Path, reports_url: str) -> History:
     from demo.story import launch, run_nights
     from ml.io import read_parquet
-    from ml.simulate import daily_config, simulate_day, simulation_config, write_snapshot
-    from ml.spec import load_spec
+    from ml.params import load_params
+    from ml.simulate import simulate_day, write_snapshot
     from orchestration.definitions import definitions
     from orchestration.deployments import local
 
@@ -43,10 +42,9 @@ def seed(project: Path, reports_url: str) -> History:
         retraining={"min_labelled_days": 3},
     )
     clear_daily_files(project)
-    params = yaml.safe_load((project / "params.yaml").read_text())
-    spec = load_spec(project / "params.yaml")
-    daily, simulation = daily_config(params), simulation_config(params, spec)
-    raw = read_parquet(str(project / params["data"]["raw"]))
+    params = load_params(project / "params.yaml")
+    spec, daily, simulation = params.dataset, params.daily, params.simulation
+    raw = read_parquet(params.raw_uri)
     resources = local(project, environ={"KEEL_REPORTS_URL": reports_url})
     defs = definitions(resources)
     with dg.DagsterInstance.from_config(str(project / "var" / "dagster")) as instance:

@@ -15,7 +15,6 @@ from typing import Any
 import dagster as dg
 import numpy as np
 import pandas as pd
-import yaml
 
 from tests.conftest import set_params
 
@@ -26,19 +25,18 @@ CHECKS = ("schema", "completeness", "validity", "uniqueness", "volume")
 
 def cloud_day(project: Path, root: str) -> tuple[str, str]:
     """Set the copy's daily templates under `root` (s3://, gs://, az://) and write day 1 there; (rows, labels) URIs."""
-    from ml.simulate import daily_config, simulate_day, simulation_config, write_labels, write_snapshot
-    from ml.spec import load_spec
+    from ml.params import load_params
+    from ml.simulate import simulate_day, write_labels, write_snapshot
 
     root = root.rstrip("/")
     set_params(
         project, daily={"incoming": f"{root}/incoming/{{date}}.parquet", "labels": f"{root}/labels/{{date}}.parquet"}
     )
-    params = yaml.safe_load((project / "params.yaml").read_text())
-    spec = load_spec(project / "params.yaml")
-    daily = daily_config(params)
+    params = load_params(project / "params.yaml")
+    daily = params.daily
     assert str(daily.date(1)) == DAY
-    raw = pd.read_parquet(project / params["data"]["raw"])
-    snapshot, labels = simulate_day(raw, spec, simulation_config(params, spec), 1)
+    raw = pd.read_parquet(params.raw_uri)
+    snapshot, labels = simulate_day(raw, params.dataset, params.simulation, 1)
     rows_uri = write_snapshot(snapshot, daily, 1, project)
     labels_uri = write_labels(labels, daily, 1, project)
     assert rows_uri == f"{root}/incoming/{DAY}.parquet" and labels_uri == f"{root}/labels/{DAY}.parquet"
@@ -87,4 +85,9 @@ def assert_scored_like_local(
     local = Predictor.load(registry.download(MODEL, 1)).predict(rows)
     assert np.abs(predictions["score"].to_numpy() - local).max() < 1e-12
     assert abs(scored["score_mean"] - float(local.mean())) < 1e-6
+    # The capture the drift report reads is the scorer's second output, delivered beside the predictions.
+    assert scored["capture"] == storage.uri("monitoring", "capture", f"{DAY}.parquet")
+    capture = io.read_parquet(scored["capture"])
+    assert capture["customer_id"].tolist() == rows["customer_id"].tolist()  # a day under drift.current_rows: all
+    assert (capture["score"].to_numpy() == predictions["score"].to_numpy()).all()
     return scored

@@ -175,7 +175,7 @@ def run_log(instance: dg.DagsterInstance, run_id: str) -> str:
 def test_training_runs_as_an_azure_ml_job_and_the_model_lands_in_the_registry(
     project, instance, resources, workspace, azurite, container, credential
 ):
-    result = train(project, instance, **resources)
+    result = train(project, instance, from_raw_data=True, **resources)
     assert result.success, run_log(instance, result.run_id)
     assert workspace.unexpected == []
 
@@ -222,7 +222,7 @@ def test_a_failed_job_fails_the_run_with_its_error_and_registers_nothing(
     project, instance, resources, workspace, azurite, container, monkeypatch
 ):
     monkeypatch.setattr("dagster._core.pipes.utils.WAIT_FOR_LOGS_AFTER_EXECUTION_INTERVAL", 0.5)
-    result = train(project, instance, run_config=BAD_HYPERPARAMETER, **resources)
+    result = train(project, instance, run_config=BAD_HYPERPARAMETER, from_raw_data=True, **resources)
     assert not result.success
     failure = result.failure_data_for_node("candidate_model").error
     (job_name,) = workspace.jobs
@@ -255,7 +255,7 @@ def test_an_interrupted_run_cancels_its_job(
 
     monkeypatch.setattr(cloud_job, "_wait", interrupted_while_running)
     monkeypatch.setattr("dagster._core.pipes.utils.WAIT_FOR_LOGS_AFTER_EXECUTION_INTERVAL", 0.5)
-    result = train(project, instance, **resources)
+    result = train(project, instance, from_raw_data=True, **resources)
     assert not result.success
     (job_name,) = workspace.jobs
     cancels = [r for r in workspace.requests if r.path.split("?")[0].endswith(f"/jobs/{job_name}/cancel")]
@@ -479,4 +479,7 @@ def test_a_day_is_scored_as_an_azure_ml_job(trained_project, scoring_workspace, 
     assert f"scoring {rows_uri} with the model at az://{container}/keel/models/registered/{MODEL}/v1" in logs
     assert f"wrote {scored['dagster/row_count']:,} scores to az://{container}/keel/predictions/{DAY}.parquet" in logs
     assert drift["verdict"] == "no drift" and drift["report"] == f"az://{container}/keel/monitoring/drift/{DAY}.html"
-    assert blob_names(azurite, container, "keel/monitoring/") == [f"keel/monitoring/drift/{DAY}.html"]
+    assert blob_names(azurite, container, "keel/monitoring/") == [
+        f"keel/monitoring/capture/{DAY}.parquet",
+        f"keel/monitoring/drift/{DAY}.html",
+    ]

@@ -175,7 +175,7 @@ def test_the_training_flow_materializes_on_the_aws_deployment(aws, s3, container
     """training_set -> candidate (a SageMaker job) -> gate -> registry, with every artifact on S3."""
     resources = deployments.resources_for(root=project, environ=aws_settings(aws))
     assert resources["storage"].root == f"s3://{BUCKET}/keel"
-    result = train(project, instance, **resources)
+    result = train(project, instance, from_raw_data=True, **resources)
     assert result.success, [proc.stderr for proc in container.runs]
 
     (request,) = container.requests
@@ -188,8 +188,9 @@ def test_the_training_flow_materializes_on_the_aws_deployment(aws, s3, container
     assert "lightgbm: holdout ROC AUC" in logs  # the entry point's log line, back through S3
     assert 0.83 < candidate["roc_auc"] < 0.87
     assert candidate["plots"].count("data:image/png;base64,") == 4  # read back from the S3 artifact
-    assert {"training_set/features.parquet", "training_set/holdout_rows.parquet"} <= {
-        key.removeprefix("keel/") for key in s3_keys(s3, "keel/training_set/")
+    run = result.run_id  # each run's training files under its own id (resources/layout.py)
+    assert {f"training_sets/{run}/holdout_rows.parquet", f"features/{run}/features.parquet"} <= {
+        key.removeprefix("keel/") for key in s3_keys(s3, "keel/")
     }
     registry = resources["registry"]
     assert registry.versions(MODEL) == [1] and registry.alias_version(MODEL, "champion") == 1
@@ -243,7 +244,7 @@ def test_a_failed_or_stopped_job_fails_the_run_and_registers_nothing(
     stubbed.add_response("describe_training_job", described("InProgress", "Training"), {"TrainingJobName": ANY})
     stubbed.add_response("describe_training_job", described(status, secondary, reason), {"TrainingJobName": ANY})
     resources = deployments.resources_for(root=project, environ=aws_settings(aws))
-    result = train(project, instance, **resources)
+    result = train(project, instance, from_raw_data=True, **resources)
     assert not result.success
     stubbed.assert_no_pending_responses()
     error = result.failure_data_for_node("candidate_model").error

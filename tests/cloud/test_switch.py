@@ -38,9 +38,10 @@ def test_the_variable_swaps_compute_and_storage_together(tmp_path):
         AWS_REQUIRED["KEEL_SAGEMAKER_IMAGE_URI"],
     )
     assert compute.pipes_uri.startswith("s3://keel-artifacts/keel/") and not compute.spot
-    # Registry and DVC do not change with the deployment.
-    assert local.keys() == aws.keys() == {"dvc", "registry", "storage", "compute"}
-    assert aws["registry"] == local["registry"] and aws["dvc"] == local["dvc"]
+    # Settings, registry and DVC do not change with the deployment; the IO manager keeps records in its storage.
+    assert local.keys() == aws.keys() == {"params", "dvc", "registry", "storage", "io_manager", "compute"}
+    assert aws["registry"] == local["registry"] and aws["dvc"] == local["dvc"] and aws["params"] == local["params"]
+    assert aws["io_manager"].storage == aws["storage"] and local["io_manager"].storage == local["storage"]
 
 
 def test_optional_aws_settings_reach_the_backend():

@@ -238,7 +238,7 @@ def test_the_training_flow_materializes_on_the_gcp_deployment(vertex, project, i
     """training_set -> candidate (a Vertex AI custom job) -> gate -> registry, with every artifact on GCS."""
     resources = deployments.resources_for(root=project, environ=gcp_settings(vertex))
     assert resources["storage"].root == f"gs://{BUCKET}/keel" and isinstance(resources["compute"], VertexCompute)
-    result = train(project, instance, **resources)
+    result = train(project, instance, from_raw_data=True, **resources)
     assert result.success, [job.stderr for job in vertex.jobs.values()]
 
     (request,) = vertex.requests
@@ -251,9 +251,11 @@ def test_the_training_flow_materializes_on_the_gcp_deployment(vertex, project, i
     assert "lightgbm: holdout ROC AUC" in logs  # the entry point's log line, back through GCS
     assert 0.83 < candidate["roc_auc"] < 0.87
     assert candidate["plots"].count("data:image/png;base64,") == 4  # read back from the GCS artifact
-    assert {"features.parquet", "feature_state.json", "holdout_rows.parquet"} <= {
-        name.rsplit("/", 1)[-1] for name in blobs("keel/training_set/")
+    run = result.run_id  # each run's training files under its own id (resources/layout.py)
+    assert {f"features/{run}/features.parquet", f"features/{run}/feature_state.json"} <= {
+        name.removeprefix("keel/") for name in blobs("keel/features/")
     }
+    assert f"keel/training_sets/{run}/holdout_rows.parquet" in blobs("keel/training_sets/")
     registry = resources["registry"]
     assert registry.versions(MODEL) == [1] and registry.alias_version(MODEL, "champion") == 1
     assert registry.version_info(MODEL, 1)["tags"]["manifest_sha256"] == candidate["manifest_sha256"]
@@ -266,7 +268,7 @@ def test_a_failed_job_fails_the_run_with_its_error_and_registers_nothing(vertex,
     reason = "Resources are insufficient in region: europe-west4. Please try a different region."
     vertex.fail_next = reason
     resources = deployments.resources_for(root=project, environ=gcp_settings(vertex))
-    result = train(project, instance, **resources)
+    result = train(project, instance, from_raw_data=True, **resources)
     assert not result.success
     error = result.failure_data_for_node("candidate_model").error.to_string()
     assert f"ended JOB_STATE_FAILED: {reason}" in error
@@ -461,7 +463,7 @@ def test_the_documented_gcp_example_is_a_complete_deployment(tmp_path):
     )
     assert compute.pipes_uri == f"{settings['KEEL_GCS_ROOT']}/pipes"
     assert compute.endpoint() == f"https://{settings['KEEL_VERTEX_LOCATION']}-aiplatform.googleapis.com"
-    assert resources.keys() == {"dvc", "registry", "storage", "compute"}
+    assert resources.keys() == {"params", "dvc", "registry", "storage", "io_manager", "compute"}
 
 
 @pytest.mark.parametrize("missing", sorted(GCP_REQUIRED))
@@ -570,4 +572,4 @@ def test_a_day_is_scored_as_a_vertex_custom_job(vertex, trained_project):
     assert f"wrote {scored['dagster/row_count']:,} scores to gs://{BUCKET}/keel/predictions/{DAY}.parquet" in logs
     assert f"Vertex AI custom job {display_name} succeeded" in logs
     assert drift["verdict"] == "no drift" and drift["report"] == f"gs://{BUCKET}/keel/monitoring/drift/{DAY}.html"
-    assert blobs("keel/monitoring/") == [f"keel/monitoring/drift/{DAY}.html"]
+    assert blobs("keel/monitoring/") == [f"keel/monitoring/capture/{DAY}.parquet", f"keel/monitoring/drift/{DAY}.html"]

@@ -9,8 +9,9 @@ import dagster as dg
 import pandas as pd
 import pytest
 
-from assets.raw_data import raw_data, raw_data_checks
-from assets.training_set import TABLE, training_set
+from assets.features import features
+from assets.raw_data import raw_data
+from assets.training_set import training_set
 from ml import io
 from orchestration.deployments import local
 from tests.conftest import set_params
@@ -43,9 +44,9 @@ def run_pipeline(project, instance, *, write, name="incoming.csv", **dataset) ->
 
 
 def materialize_all(project, instance) -> Outcome:
-    """Import -> checks -> training set in one run, as the prepare_data job does."""
+    """Import -> checks -> training set -> features in one run, as the prepare_data job does."""
     result = dg.materialize(
-        [raw_data, raw_data_checks, training_set], resources=local(project), instance=instance, raise_on_error=False
+        [raw_data, training_set, features], resources=local(project), instance=instance, raise_on_error=False
     )
     return Outcome(project, instance, result)
 
@@ -54,9 +55,11 @@ def materialize_all(project, instance) -> Outcome:
 def guarded(project, instance):
     """Fingerprints of the good run's outputs, compared after the bad run."""
 
+    table = instance.get_latest_materialization_event(features.key).asset_materialization.metadata["table"].value
+
     def fingerprints():
         return {
-            "training_set": io.file_digest(str(project / "var" / "storage" / "/".join(TABLE))),
+            "training_set": io.file_digest(table),
             "raw": io.file_digest(str(project / "data" / "raw" / "data.parquet")),
         }
 
@@ -96,7 +99,8 @@ def test_extra_column_is_rejected_by_default(project, instance, source, guarded)
 def test_extra_column_is_kept_but_unused_when_ignored(project, instance, source):
     outcome = run_pipeline(project, instance, write=csv(source.assign(loyalty_points=3)), unexpected_columns="ignore")
     assert outcome.result.success and not outcome.failed_checks
-    table = pd.read_parquet(project / "var" / "storage" / "/".join(TABLE))
+    built = instance.get_latest_materialization_event(features.key).asset_materialization
+    table = pd.read_parquet(built.metadata["table"].value)
     assert not any(c.startswith("loyalty_points") for c in table.columns)
 
 

@@ -6,10 +6,11 @@ import json
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pytest
 
-import ml.drift as drift
-from ml.drift import DriftError, drift_report, load_current, reference_profile
+from ml.drift import DriftError, _profile_columns, drift_report, load_capture, reference_profile
+from ml.sample import StreamSample
 
 SEED = 7
 
@@ -127,38 +128,32 @@ def test_drift_report_refuses_frames_it_cannot_compare(spec, halves):
         drift_report(reference, current.drop(columns="contract"), spec, drift_share=0.5)
 
 
-@pytest.fixture
-def partition(tmp_path, spec, telco_raw):
-    """A day's rows and predictions as Parquet, in row groups that do not line up between the two files."""
-    rows_uri, predictions_uri = str(tmp_path / "rows.parquet"), str(tmp_path / "predictions.parquet")
+@pytest.mark.parametrize("batch_rows", [500, 3000, 7043])
+def test_a_streamed_sample_keeps_the_rows_the_reference_profile_keeps(spec, telco_raw, batch_rows):
+    """The scorer samples its capture batch by batch; the result is the in-memory sample, in row order."""
     scores = np.arange(len(telco_raw)) / len(telco_raw)
-    telco_raw.drop(columns=spec.target.column).to_parquet(rows_uri, index=False, row_group_size=700)
-    predictions = pd.DataFrame({spec.id.column: telco_raw[spec.id.column], "score": scores})
-    predictions.to_parquet(predictions_uri, index=False, row_group_size=1100)
-    return rows_uri, predictions_uri, scores, predictions
+    table = pa.Table.from_pandas(telco_raw.assign(score=scores), preserve_index=False)
+    sample = StreamSample(800, spec.id.column, SEED)
+    for batch in table.to_batches(max_chunksize=batch_rows):
+        sample.add(pa.Table.from_batches([batch]))
+    streamed = sample.table(table.schema).to_pandas()
+    assert sample.seen == len(telco_raw) and len(streamed) == 800
+    expected = reference_profile(telco_raw, scores, spec, max_rows=800, seed=SEED)
+    profile = _profile_columns(streamed, spec, streamed["score"].to_numpy())
+    pd.testing.assert_frame_equal(profile, expected)
+    everything = StreamSample(None, spec.id.column, SEED)
+    for batch in table.to_batches(max_chunksize=batch_rows):
+        everything.add(pa.Table.from_batches([batch]))
+    np.testing.assert_array_equal(everything.table(table.schema).column("score").to_numpy(), scores)
 
 
-def test_load_current_streams_the_same_sample_as_the_reference_profile(spec, telco_raw, partition, monkeypatch):
-    rows_uri, predictions_uri, scores, _ = partition
-    monkeypatch.setattr(drift, "BATCH_ROWS", 500)  # 15 batches, so the sample is carried across batches
-    sample, total = load_current(rows_uri, predictions_uri, spec, max_rows=800, seed=SEED)
-    assert total == len(telco_raw) and len(sample) == 800
-    pd.testing.assert_frame_equal(sample, reference_profile(telco_raw, scores, spec, max_rows=800, seed=SEED))
-    everything, _ = load_current(rows_uri, predictions_uri, spec, max_rows=None, seed=SEED)
-    assert len(everything) == len(telco_raw)
-    np.testing.assert_array_equal(everything["prediction"], scores)
-
-
-def test_load_current_refuses_misaligned_predictions(spec, partition, tmp_path):
-    rows_uri, _, _, predictions = partition
-    swapped = predictions.copy()
-    swapped.iloc[[3, 4], 0] = swapped.iloc[[4, 3], 0].to_numpy()
-    swapped.to_parquet(tmp_path / "swapped.parquet", index=False)
-    with pytest.raises(DriftError, match=r"row 3: .* has id 'C0000004' but .* has 'C0000005'"):
-        load_current(rows_uri, str(tmp_path / "swapped.parquet"), spec, max_rows=100, seed=SEED)
-    predictions[:-1].to_parquet(tmp_path / "short.parquet", index=False)
-    with pytest.raises(DriftError, match="7043 rows but .* has 7042 predictions"):
-        load_current(rows_uri, str(tmp_path / "short.parquet"), spec, max_rows=100, seed=SEED)
-    predictions.drop(columns="score").to_parquet(tmp_path / "noscore.parquet", index=False)
-    with pytest.raises(DriftError, match=r"predictions file .* is missing columns \['score'\]"):
-        load_current(rows_uri, str(tmp_path / "noscore.parquet"), spec, max_rows=100, seed=SEED)
+def test_a_capture_is_read_as_a_profile_and_refused_by_name_when_it_lacks_a_column(spec, telco_raw, tmp_path):
+    capture = telco_raw.drop(columns=spec.target.column).assign(score=0.25)
+    capture.to_parquet(tmp_path / "capture.parquet", index=False)
+    profile = load_capture(str(tmp_path / "capture.parquet"), spec)
+    assert list(profile.columns) == [*spec.feature_columns, "prediction"] and len(profile) == len(telco_raw)
+    capture.drop(columns="score").to_parquet(tmp_path / "noscore.parquet", index=False)
+    with pytest.raises(DriftError, match=r"capture .*noscore.parquet is missing columns \['score'\]"):
+        load_capture(str(tmp_path / "noscore.parquet"), spec)
+    with pytest.raises(DriftError, match="capture not found: .*nowhere.parquet; score the day first"):
+        load_capture(str(tmp_path / "nowhere.parquet"), spec)

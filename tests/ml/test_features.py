@@ -153,6 +153,6 @@ def test_outputs_are_float_without_nans(spec, telco_raw, state):
 
 def test_config_rejects_bad_values():
     with pytest.raises(ValueError, match="clip_quantiles"):
-        FeatureConfig.from_params({"clip_quantiles": [0.9, 0.1]})
-    with pytest.raises(ValueError, match="unknown keys"):
-        FeatureConfig.from_params({"clip": 1})
+        FeatureConfig.model_validate({"clip_quantiles": [0.9, 0.1]})
+    with pytest.raises(ValueError, match="clip\n  Extra inputs are not permitted"):
+        FeatureConfig.model_validate({"clip": 1})

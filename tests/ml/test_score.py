@@ -97,6 +97,34 @@ def test_output_is_the_predictors_scores_in_input_order(model, rows, tmp_path, c
     assert leftovers(out) == []
 
 
+@pytest.mark.parametrize("chunk_rows", [700, 100_000])
+def test_the_capture_is_the_seeded_sample_of_the_scored_rows_whatever_the_chunk_size(
+    model, rows, telco_raw, spec, tmp_path, chunk_rows
+):
+    """One pass scores the day and keeps the sample the drift report compares: the reference's rows rule."""
+    from ml.drift import _profile_columns, reference_profile
+
+    out, capture = tmp_path / "scores.parquet", tmp_path / "capture.parquet"
+    cfg = config(model, chunk_rows=chunk_rows, capture_rows=900, capture_seed=3)
+    report = score_file(model["dir"], rows, str(out), cfg, log=lambda _: None, capture=str(capture))
+    assert report["capture_rows"] == 900 and report["capture_uri"] == str(capture)
+    kept = pd.read_parquet(capture)
+    assert list(kept.columns) == [ID, *Predictor.load(model["dir"]).state.input_columns, "score"]
+    scores = pd.read_parquet(out)["score"].to_numpy()
+    expected = reference_profile(telco_raw, scores, spec, max_rows=900, seed=3)
+    pd.testing.assert_frame_equal(_profile_columns(kept, spec, kept["score"].to_numpy()), expected)
+
+
+def test_a_rows_file_that_is_not_the_checked_version_is_refused_and_nothing_is_written(model, rows, tmp_path):
+    out = tmp_path / "scores.parquet"
+    checked = file_digest(rows, "md5")
+    score_file(model["dir"], rows, str(out), config(model, rows_md5=checked), log=lambda _: None)  # the checked one
+    good = out.read_bytes()
+    with pytest.raises(ScoringError, match=rf"rows file {rows} \(md5 {checked}\) is not the version .* \({'0' * 32}\)"):
+        score_file(model["dir"], rows, str(out), config(model, rows_md5="0" * 32), log=lambda _: None)
+    assert out.read_bytes() == good and leftovers(out) == []
+
+
 def test_same_rows_and_model_give_a_byte_identical_file_whatever_the_chunk_size(model, rows, tmp_path):
     digests = set()
     for i, chunk_rows in enumerate([100_000, 100_000, 333]):

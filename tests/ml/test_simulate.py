@@ -10,20 +10,19 @@ from pathlib import Path
 import pytest
 import yaml
 
-from ml.simulate import (
-    SimulationError,
-    daily_config,
-    simulate_day,
-    simulation_config,
-)
+from ml.params import ParamsError, parse_params
+from ml.simulate import SimulationError, simulate_day
 from tests.conftest import REPO
 
 PARAMS = yaml.safe_load((REPO / "params.yaml").read_text())
 
 
 def config(spec, **changes):
-    section = {**PARAMS["simulation"], **changes}
-    return simulation_config({"simulation": section}, spec)
+    return parse_params({**PARAMS, "simulation": {**PARAMS["simulation"], **changes}}).simulation
+
+
+def daily_config(document):
+    return parse_params({**PARAMS, **document}).daily
 
 
 def test_days_are_seeded_samples_of_raw_customers_with_their_ids(spec, telco_raw):
@@ -60,11 +59,11 @@ def test_the_price_rise_moves_the_column_and_the_churn_from_its_first_day(spec, 
 
 
 def test_bad_settings_name_the_key(spec):
-    with pytest.raises(SimulationError, match="simulation.scenario.column 'tenur' is not a numeric column"):
+    with pytest.raises(ParamsError, match="simulation.scenario.column 'tenur' is not a numeric column"):
         config(spec, scenario={**PARAMS["simulation"]["scenario"], "column": "tenur"})
-    with pytest.raises(SimulationError, match=r"simulation.scenario.price_rise.factr: unknown key"):
+    with pytest.raises(ParamsError, match=r"simulation.scenario.price_rise.factr: unknown key"):
         config(spec, scenario={**PARAMS["simulation"]["scenario"], "factr": 2})
-    with pytest.raises(SimulationError, match=r"daily.incoming: .*must contain \{date\}"):
+    with pytest.raises(ParamsError, match=r"daily.incoming: .*must contain \{date\}"):
         daily_config({"daily": {**PARAMS["daily"], "incoming": "data/incoming/today.parquet"}})
     with pytest.raises(SimulationError, match="rows_per_day is 9000 but the raw data has only 7043"):
         simulate_day(__import__("pandas").DataFrame({"x": range(7043)}), spec, config(spec, rows_per_day=9000), 1)

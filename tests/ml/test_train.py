@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -60,7 +59,7 @@ def test_same_data_and_seed_give_identical_artifacts(training_inputs, tmp_path):
 
 
 def test_a_different_seed_gives_a_different_model(training_inputs, tmp_path):
-    config = replace(training_inputs["training_config"], seed=7)
+    config = training_inputs["training_config"].model_copy(update={"seed": 7})
     write_json(config.to_dict(), str(tmp_path / "seed7.json"))
     base = run(training_inputs["features"], training_inputs["state"], training_inputs["config"], str(tmp_path / "a"))
     other = run(
@@ -70,8 +69,10 @@ def test_a_different_seed_gives_a_different_model(training_inputs, tmp_path):
 
 
 def test_logistic_regression_family_is_stored_as_json(training_inputs, tmp_path):
-    params = training_inputs["params"]["training"]["hyperparameters"]["logistic_regression"]
-    config = replace(training_inputs["training_config"], model="logistic_regression", hyperparameters=params)
+    params = training_inputs["params"].training.hyperparameters["logistic_regression"]
+    config = training_inputs["training_config"].model_copy(
+        update={"model": "logistic_regression", "hyperparameters": params}
+    )
     write_json(config.to_dict(), str(tmp_path / "lr.json"))
     report = run(training_inputs["features"], training_inputs["state"], str(tmp_path / "lr.json"), str(tmp_path / "m"))
     model = json.loads((tmp_path / "m" / "model.json").read_text())

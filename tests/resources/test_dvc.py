@@ -26,9 +26,3 @@ def test_failed_command_carries_dvcs_message(project):
     with pytest.raises(DvcError) as caught:
         DvcResource(repo_dir=str(project)).repro("no_such_stage")
     assert "`dvc repro no_such_stage` failed" in str(caught.value) and "no_such_stage" in str(caught.value)
-
-
-def test_params_and_spec_come_from_the_projects_params_file(project):
-    dvc = DvcResource(repo_dir=str(project))
-    assert dvc.dataset_spec().name == "telco_churn"
-    assert dvc.feature_config().min_category_count == 5
