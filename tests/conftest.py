@@ -184,7 +184,11 @@ def training_assets() -> list:
 
 
 def train(
-    project: Path, instance: dg.DagsterInstance, run_config: dict | None = None, from_raw_data: bool = False, **resources
+    project: Path,
+    instance: dg.DagsterInstance,
+    run_config: dict | None = None,
+    from_raw_data: bool = False,
+    **resources,
 ):
     """One training run (training set -> features -> candidate -> gate -> registration) in a project copy.
 
