@@ -1,7 +1,8 @@
 """Where the project's artifacts live: a local folder by default, or an s3://, gs:// or az:// prefix.
 
 One class over fsspec for every backend, so switching storage is a change of `root`, not of
-code. Writes are all-or-nothing (ml.io.atomic_output). Nothing is pickled: tables are Parquet,
+code. Where each artifact lives under the root is resources/layout.py's; files are read and written
+with ml.io by URI, all-or-nothing (ml.io.atomic_output). Nothing is pickled: tables are Parquet,
 states and reports JSON.
 """
 
@@ -9,12 +10,10 @@ from __future__ import annotations
 
 import tempfile
 from pathlib import Path
-from typing import Any
 from urllib.parse import quote
 
 import dagster as dg
 import fsspec
-import pandas as pd
 from pydantic import Field
 
 from ml import io
@@ -46,25 +45,6 @@ class ArtifactStore(dg.ConfigurableResource):
         if scheme in ("gs", "gcs"):
             return f"https://console.cloud.google.com/storage/browser/_details/{bucket}/{quote(key)}"
         return None  # a local root nobody serves; Azure portal links need the account, which the URI lacks
-
-    def write_parquet(self, frame: pd.DataFrame, *parts: str) -> str:
-        uri = self.uri(*parts)
-        io.write_parquet(frame, uri)
-        return uri
-
-    def write_json(self, document: Any, *parts: str) -> str:
-        uri = self.uri(*parts)
-        io.write_json(document, uri)
-        return uri
-
-    def read_parquet(self, *parts: str) -> pd.DataFrame:
-        return io.read_parquet(self.uri(*parts))
-
-    def read_json(self, *parts: str) -> Any:
-        return io.read_json(self.uri(*parts))
-
-    def exists(self, *parts: str) -> bool:
-        return io.exists(self.uri(*parts))
 
     def local_copy(self, uri: str) -> Path:
         """A local directory with the contents of `uri`: the folder itself when local, else a downloaded copy."""

@@ -138,7 +138,7 @@ def partitions_shown(page: Page, status: str, name_filter: str = "") -> list[str
 
 
 def test_the_partitions_of_batch_predictions_show_materialized_failed_and_missing_days(page: Page, ui: Ui):
-    from assets.daily import DAILY
+    from assets.partitions import DAILY
 
     history = ui.history
     page.goto("/assets/batch_predictions?view=partitions")

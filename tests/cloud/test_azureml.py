@@ -24,7 +24,7 @@ from dagster_pipes import decode_env_var
 
 import resources.cloud_job as cloud_job
 from assets.candidate_model import candidate_model
-from ml import runtime
+from ml import io, runtime
 from orchestration.deployments import DeploymentError, azure, resources_for
 from resources.azureml import AzureMLCompute, AzureMLError
 from tests.cloud.azure_fakes import Azurite, FakeAzureML
@@ -275,8 +275,8 @@ def test_inputs_are_files_or_folders_and_outputs_are_written_under_their_parent(
 ):
     compute: AzureMLCompute = resources["compute"]
     storage = resources["storage"]
-    storage.write_json({"a": 1}, "in", "config.json")
-    storage.write_json({"b": 2}, "in", "model", "manifest.json")
+    io.write_json({"a": 1}, storage.uri("in", "config.json"))
+    io.write_json({"b": 2}, storage.uri("in", "model", "manifest.json"))
     job = compute.command_job(
         "job-1",
         "ml.score",
@@ -298,9 +298,9 @@ def test_inputs_are_files_or_folders_and_outputs_are_written_under_their_parent(
 def test_the_request_is_refused_with_the_uri_that_cannot_work(resources, container, credential):
     compute: AzureMLCompute = resources["compute"]
     storage = resources["storage"]
-    storage.write_json({"a": 1}, "in", "config.json")
+    io.write_json({"a": 1}, storage.uri("in", "config.json"))
     existing = storage.uri("in", "config.json")
-    storage.write_json({"a": 1}, "in", "artifact", "manifest.json")
+    io.write_json({"a": 1}, storage.uri("in", "artifact", "manifest.json"))
     existing_folder = storage.uri("in", "artifact")
     cases = [
         ({"config": "/tmp/config.json"}, {}, "'/tmp/config.json' is not an Azure Blob URI"),

@@ -12,6 +12,7 @@ import sys
 import pandas as pd
 import pytest
 
+from ml import io
 from orchestration import deployments
 from resources.compute import LocalCompute
 from resources.sagemaker import SageMakerCompute
@@ -132,18 +133,19 @@ def test_the_artifact_store_works_on_s3(bucket):
     """What the assets do with storage, on moto's S3 through s3fs (AWS_ENDPOINT_URL)."""
     store = ArtifactStore(root=f"s3://{bucket}/keel")
     frame = pd.DataFrame({"id": ["a", "b"], "x": [1.5, 2.5]})
-    uri = store.write_parquet(frame, "training_set", "features.parquet")
-    assert uri == f"s3://{bucket}/keel/training_set/features.parquet" and store.exists(
-        "training_set", "features.parquet"
+    uri = store.uri("training_set", "features.parquet")
+    io.write_parquet(frame, uri)
+    assert uri == f"s3://{bucket}/keel/training_set/features.parquet" and io.exists(
+        store.uri("training_set", "features.parquet")
     )
-    pd.testing.assert_frame_equal(store.read_parquet("training_set", "features.parquet"), frame)
-    store.write_json({"n": 1}, "state.json")
-    store.write_json({"n": 2}, "state.json")  # replaced in one PUT: no temporary objects left behind
-    assert store.read_json("state.json") == {"n": 2}
-    assert not store.exists("missing.json")
+    pd.testing.assert_frame_equal(io.read_parquet(store.uri("training_set", "features.parquet")), frame)
+    io.write_json({"n": 1}, store.uri("state.json"))
+    io.write_json({"n": 2}, store.uri("state.json"))  # replaced in one PUT: no temporary objects left behind
+    assert io.read_json(store.uri("state.json")) == {"n": 2}
+    assert not io.exists(store.uri("missing.json"))
     for name in ("manifest.json", "plots/roc.png"):
-        store.write_json({"file": name}, "models", "run1", name)
-    store.write_json({"sibling": True}, "models", "run1.config.json")
+        io.write_json({"file": name}, store.uri("models", "run1", name))
+    io.write_json({"sibling": True}, store.uri("models", "run1.config.json"))
     local = store.local_copy(store.uri("models", "run1"))
     assert sorted(p.relative_to(local).as_posix() for p in local.rglob("*") if p.is_file()) == [
         "manifest.json",

@@ -3,6 +3,7 @@
 import pandas as pd
 import pytest
 
+from ml import io
 from resources.storage import ArtifactStore
 
 
@@ -10,19 +11,20 @@ from resources.storage import ArtifactStore
 def test_round_trip(tmp_path, root):
     store = ArtifactStore(root=str(tmp_path / "store") if root == "local" else root)
     frame = pd.DataFrame({"id": ["a", "b"], "x": [1.5, 2.5]})
-    uri = store.write_parquet(frame, "features", "table.parquet")
-    assert uri.endswith("features/table.parquet") and store.exists("features", "table.parquet")
-    pd.testing.assert_frame_equal(store.read_parquet("features", "table.parquet"), frame)
-    store.write_json({"levels": ["x"]}, "features", "state.json")
-    assert store.read_json("features", "state.json") == {"levels": ["x"]}
-    assert not store.exists("features", "missing.json")
+    uri = store.uri("features", "table.parquet")
+    io.write_parquet(frame, uri)
+    assert uri.endswith("features/table.parquet") and io.exists(store.uri("features", "table.parquet"))
+    pd.testing.assert_frame_equal(io.read_parquet(store.uri("features", "table.parquet")), frame)
+    io.write_json({"levels": ["x"]}, store.uri("features", "state.json"))
+    assert io.read_json(store.uri("features", "state.json")) == {"levels": ["x"]}
+    assert not io.exists(store.uri("features", "missing.json"))
 
 
 def test_local_root_leaves_no_temporary_files(tmp_path):
     store = ArtifactStore(root=str(tmp_path))
     for n in range(3):
-        store.write_json({"n": n}, "state.json")
-    assert [p.name for p in tmp_path.iterdir()] == ["state.json"] and store.read_json("state.json") == {"n": 2}
+        io.write_json({"n": n}, store.uri("state.json"))
+    assert [p.name for p in tmp_path.iterdir()] == ["state.json"] and io.read_json(store.uri("state.json")) == {"n": 2}
 
 
 def test_browser_urls_follow_the_store(tmp_path):
