@@ -32,23 +32,23 @@ class RawData(Record):
         return params.raw_uri
 
 
-class IncomingDay(Record):
-    """A day's snapshot file (params.yaml `daily.incoming`) as its data checks saw it."""
+class DayFile(Record):
+    """One day's file, as the asset that took it in read it: its md5 and row count."""
 
     day: str
     md5: str
     rows: int
+
+
+class IncomingDay(DayFile):
+    """A day's snapshot file (params.yaml `daily.incoming`) as its data checks saw it."""
 
     def uri(self, params: Params) -> str:
         return params.incoming_uri(self.day)
 
 
-class LabelledDay(Record):
+class LabelledDay(DayFile):
     """A day's labels file (params.yaml `daily.labels`) as it was taken in."""
-
-    day: str
-    md5: str
-    rows: int
 
     def uri(self, params: Params) -> str:
         return params.labels_uri(self.day)

@@ -16,8 +16,9 @@ from pathlib import Path
 import pandas as pd
 
 from ml import io
+from ml.params import ParamsError, load_params
 from ml.sources import SourceError, read_source
-from ml.spec import DatasetSpec, SpecError, load_spec
+from ml.spec import DatasetSpec, SpecError
 
 
 def with_ids(frame: pd.DataFrame, spec: DatasetSpec) -> pd.DataFrame:
@@ -47,9 +48,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     root = Path(args.params).resolve().parent
     try:
-        spec = load_spec(args.params)
+        spec = load_params(args.params).dataset
         frame = import_raw(spec, root, args.out)
-    except (SpecError, SourceError) as error:
+    except (ParamsError, SpecError, SourceError) as error:
         print(f"import failed: {error}", file=sys.stderr)
         return 2
     print(f"imported {len(frame)} rows x {frame.shape[1]} columns from {spec.source.uri} into {args.out}")

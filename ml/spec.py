@@ -2,16 +2,15 @@
 
 The spec lives in the `dataset:` section of params.yaml (so DVC tracks it as a parameter) and is
 the only place that names columns: nothing else in the project may assume a data set's column names.
-A broken spec fails here, at load, with a message that names the key or column at fault.
+A broken spec fails when params.yaml is loaded (ml/params.py), with a message that names the key or
+column at fault.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any, Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 Label = str | int | bool
 """A target label or boolean token as written in YAML."""
@@ -262,40 +261,3 @@ class DatasetSpec(_Strict):
         """The columns the source file must have (a generated id is added by the import)."""
         cols = self.expected_columns(include_target=True)
         return cols[1:] if self.id.generate else cols
-
-
-def _describe(error: ValidationError, section: str) -> str:
-    lines = []
-    for err in error.errors():
-        loc = ".".join(str(p) for p in (section, *err["loc"]))
-        msg = err["msg"].removeprefix("Value error, ")
-        if err["type"] == "extra_forbidden":
-            msg = "unknown key"
-        lines.append(f"{loc}: {msg}")
-    return "; ".join(lines)
-
-
-def parse_spec(raw: Any, *, origin: str = "spec", section: str = "dataset") -> DatasetSpec:
-    """Validate a spec mapping; raise SpecError naming every problem found."""
-    if not isinstance(raw, dict):
-        raise SpecError(f"{origin}: the {section!r} section must be a mapping, got {type(raw).__name__}")
-    try:
-        spec = DatasetSpec.model_validate(raw)
-    except ValidationError as error:
-        raise SpecError(f"{origin}: invalid dataset spec: {_describe(error, section)}") from None
-    spec.source.resolved_format  # noqa: B018 - an unknown suffix is a spec error, raised at load
-    return spec
-
-
-def load_spec(path: str | Path, section: str = "dataset") -> DatasetSpec:
-    """Load the spec from a YAML file (by default the `dataset:` section of params.yaml)."""
-    path = Path(path)
-    try:
-        document = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise SpecError(f"spec file not found: {path}") from None
-    except yaml.YAMLError as error:
-        raise SpecError(f"{path}: not valid YAML: {error}") from None
-    if not isinstance(document, dict) or section not in document:
-        raise SpecError(f"{path}: no {section!r} section")
-    return parse_spec(document[section], origin=str(path), section=section)

@@ -16,7 +16,8 @@ import yaml
 
 from ml.example_data import example_frame
 from ml.ingest import with_ids
-from ml.spec import DatasetSpec, load_spec
+from ml.params import load_params
+from ml.spec import DatasetSpec
 
 REPO = Path(__file__).resolve().parents[1]
 VENV_BIN = str(Path(sys.executable).parent)
@@ -24,7 +25,7 @@ VENV_BIN = str(Path(sys.executable).parent)
 
 @pytest.fixture(scope="session")
 def spec() -> DatasetSpec:
-    return load_spec(REPO / "params.yaml")
+    return load_params(REPO / "params.yaml").dataset
 
 
 @pytest.fixture(scope="session")

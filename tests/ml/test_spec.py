@@ -5,8 +5,10 @@ import copy
 import pytest
 import yaml
 
-from ml.spec import SpecError, load_spec, parse_spec
+from ml.params import ParamsError, load_params, parse_params
 from tests.conftest import REPO
+
+SHIPPED = yaml.safe_load((REPO / "params.yaml").read_text())
 
 
 @pytest.fixture
@@ -15,8 +17,8 @@ def raw_spec() -> dict:
 
 
 def broken(raw: dict) -> str:
-    with pytest.raises(SpecError) as caught:
-        parse_spec(raw, origin="params.yaml")
+    with pytest.raises(ParamsError) as caught:
+        parse_params({**SHIPPED, "dataset": raw}, origin="params.yaml")
     return str(caught.value)
 
 
@@ -95,16 +97,16 @@ def test_no_feature_columns(raw_spec):
     assert "no feature columns declared" in broken(raw_spec)
 
 
-def test_load_spec_names_the_file(tmp_path):
+def test_loading_names_the_file(tmp_path):
     path = tmp_path / "params.yaml"
     path.write_text("features: {}\n")
-    with pytest.raises(SpecError, match=r"params.yaml: no 'dataset' section"):
-        load_spec(path)
-    with pytest.raises(SpecError, match="spec file not found"):
-        load_spec(tmp_path / "missing.yaml")
+    with pytest.raises(ParamsError, match=r"params.yaml: dataset: Field required"):
+        load_params(path)
+    with pytest.raises(ParamsError, match="missing.yaml: no such file"):
+        load_params(tmp_path / "missing.yaml")
     path.write_text("dataset: [unclosed\n")
-    with pytest.raises(SpecError, match="not valid YAML"):
-        load_spec(path)
+    with pytest.raises(ParamsError, match="not valid YAML"):
+        load_params(path)
 
 
 def test_boolean_tokens_match_by_text(spec):
