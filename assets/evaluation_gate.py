@@ -24,6 +24,7 @@ from ml.features import encode_target
 from ml.gate import GateDecision, decide
 from ml.params import GateSection
 from ml.predictor import Predictor
+from ml.spec import DatasetSpec
 from resources.params import ParamsResource
 from resources.registry import ModelRegistry
 from resources.storage import ArtifactStore
@@ -37,7 +38,7 @@ def _auc(predictor: Predictor, rows, labels: np.ndarray) -> float:
 
 
 def evaluate_candidate(
-    candidate: Candidate, gate: GateSection, spec, storage: ArtifactStore, registry: ModelRegistry
+    candidate: Candidate, gate: GateSection, spec: DatasetSpec, storage: ArtifactStore, registry: ModelRegistry
 ) -> GateDecision:
     """Score the candidate and the champion on the candidate's holdout and apply the gate's rule."""
     rows = ml.io.read_parquet(candidate.training_set.holdout_uri(storage))

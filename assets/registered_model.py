@@ -31,11 +31,10 @@ def identical_champion(registry: ModelRegistry, manifest_sha256: str) -> int | N
     Same data, code and seed give the same bytes; a second version of them would only be noise.
     """
     champion = registry.champion()
-    if champion is not None and registry.version_info(registry.model_name, champion)["tags"].get(MANIFEST_TAG) == (
-        manifest_sha256
-    ):
-        return champion
-    return None
+    if champion is None:
+        return None
+    tags = registry.version_info(registry.model_name, champion)["tags"]
+    return champion if tags.get(MANIFEST_TAG) == manifest_sha256 else None
 
 
 def drift_reference(settings: Params, storage: ArtifactStore, candidate: Candidate) -> pd.DataFrame:

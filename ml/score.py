@@ -31,7 +31,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import glob
-import hashlib
 import os
 import re
 import sys
@@ -170,13 +169,10 @@ def _verify(path: str, rows: str, expected_md5: str | None) -> None:
     """Refuse a rows file that is not the version its data checks passed (its md5, DVC's hash of a file)."""
     if expected_md5 is None:
         return
-    digest = hashlib.md5()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 22), b""):
-            digest.update(block)
-    if digest.hexdigest() != expected_md5:
+    actual = io.file_digest(path, "md5")
+    if actual != expected_md5:
         raise ScoringError(
-            f"rows file {rows} (md5 {digest.hexdigest()}) is not the version its data checks passed ({expected_md5}); "
+            f"rows file {rows} (md5 {actual}) is not the version its data checks passed ({expected_md5}); "
             "it changed since: check the day again before scoring it"
         )
 
