@@ -8,7 +8,7 @@ import ml.sources
 import ml.spec
 from assets.metadata import column_schema, profile_table
 from assets.records import RawData
-from data_checks.asset_checks import data_check_results, data_check_specs
+from data_checks.asset_checks import data_check_results, data_check_specs, read_checked_file
 from ml.fingerprint import code_version
 from resources.dvc import DvcError, DvcResource
 from resources.params import ParamsResource
@@ -39,10 +39,7 @@ def raw_data(context: dg.AssetExecutionContext, params: ParamsResource, dvc: Dvc
             description=f"importing {spec.source.uri} failed; the previous raw data is kept.\n{error}"
         ) from None
     version = dvc.output_hash(IMPORT_STAGE, settings.data.raw)
-    try:
-        frame = ml.io.read_checked_parquet(settings.raw_uri, version, f"the DVC stage {IMPORT_STAGE}")
-    except ml.io.ChangedFileError as error:
-        raise dg.Failure(description=str(error)) from None
+    frame = read_checked_file(settings.raw_uri, version, f"the DVC stage {IMPORT_STAGE}")
     yield dg.Output(
         RawData(run_id=context.run_id, md5=version, rows=len(frame)),
         data_version=dg.DataVersion(version),

@@ -18,7 +18,7 @@ from assets.incoming_data import incoming_data
 from assets.labels import labels
 from assets.metadata import column_schema
 from assets.records import DayLineage, IncomingDay, LabelledDay, RawData, TrainingSet
-from data_checks.asset_checks import require_passing_checks
+from data_checks.asset_checks import read_checked_file, require_passing_checks
 from ml.fingerprint import code_version
 from ml.io import file_digest
 from ml.params import Params
@@ -52,13 +52,6 @@ def recent_days(labelled: list[str], config: TrainingSetConfig, window_days: int
     return chosen[-window_days:]
 
 
-def _checked(uri: str, md5: str, what: str) -> pd.DataFrame:
-    try:
-        return ml.io.read_checked_parquet(uri, md5, what)
-    except ml.io.ChangedFileError as error:
-        raise dg.Failure(description=str(error)) from None
-
-
 def labelled_rows(
     instance: dg.DagsterInstance, storage: ArtifactStore, settings: Params, days: list[str]
 ) -> tuple[pd.DataFrame, list[DayLineage]]:
@@ -69,8 +62,8 @@ def labelled_rows(
         snapshot_of = read_record(storage, incoming_data.key, IncomingDay, partition=day)
         labels_of = read_record(storage, labels.key, LabelledDay, partition=day)
         require_passing_checks(instance, incoming_data.key, snapshot_of.run_id, partition=day)
-        snapshot = _checked(snapshot_of.uri(settings), snapshot_of.md5, f"incoming_data {day}")
-        outcome = _checked(labels_of.uri(settings), labels_of.md5, f"labels {day}")
+        snapshot = read_checked_file(snapshot_of.uri(settings), snapshot_of.md5, f"incoming_data {day}")
+        outcome = read_checked_file(labels_of.uri(settings), labels_of.md5, f"labels {day}")
         joined = snapshot.merge(outcome[[spec.id.column, spec.target.column]], on=spec.id.column, how="inner")
         frames.append(joined)
         lineage.append(DayLineage(day=day, incoming=snapshot_of.md5, labels=labels_of.md5, rows=len(joined)))
@@ -101,7 +94,7 @@ def training_set(
     require_passing_checks(context.instance, context.asset_key_for_input("raw_data"), raw_data.run_id)
     settings = params.load()
     spec, training = settings.dataset, settings.training
-    raw = _checked(raw_data.uri(settings), raw_data.md5, "raw_data")
+    raw = read_checked_file(raw_data.uri(settings), raw_data.md5, "raw_data")
     labelled = context.instance.get_materialized_partitions(labels.key)
     days = recent_days(list(labelled), config, settings.retraining.window_days)
     recent, lineage = labelled_rows(context.instance, storage, settings, days)

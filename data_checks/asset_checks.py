@@ -15,6 +15,7 @@ import pandas as pd
 from dagster._core.event_api import PartitionKeyFilter  # the filter the storage API takes; not re-exported
 from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecord  # not re-exported
 
+import ml.io
 from data_checks.groups import CHECK_DESCRIPTIONS, CHECK_NAMES
 from ml.spec import DatasetSpec, RowBounds
 
@@ -158,3 +159,11 @@ def require_passing_checks(
             "fix the cause and re-materialize it with its checks",
             metadata={"failed_checks": dg.MetadataValue.json(problems)},
         )
+
+
+def read_checked_file(uri: str, md5: str, what: str) -> pd.DataFrame:
+    """The rows of `uri`, read once, refused (naming the file and both md5s) if it is not the version `what` checked."""
+    try:
+        return ml.io.read_checked_parquet(uri, md5, what)
+    except ml.io.ChangedFileError as error:
+        raise dg.Failure(description=str(error)) from None
