@@ -2,14 +2,17 @@
 profile stored with the model version that scored the day, plus a warning check in the UI."""
 
 import tempfile
+from pathlib import Path
 
 import dagster as dg
 
 import ml.drift
+import ml.drift_calibration
 import ml.io
 from assets.partitions import DAILY
 from assets.records import ScoredDay
 from ml.fingerprint import code_version
+from ml.predictor import Predictor
 from resources import layout
 from resources.params import ParamsResource
 from resources.registry import ModelRegistry
@@ -25,12 +28,14 @@ def columns_table(result: ml.drift.DriftResult) -> dg.TableMetadataValue:
                 "column": c["column"],
                 "kind": c["kind"],
                 "test": c["method"],
-                "score": round(float(c["score"]), 4),
-                "threshold": float(c["threshold"]),
+                "score": "-" if c["score"] is None else f"{c['score']:.4f}",
+                "threshold": round(float(c["threshold"]), 4),
                 "drifted": bool(c["drifted"]),
+                "importance": float(c["importance"]),
+                "reason": c["reason"],
             }
         )
-        for c in sorted(result.columns, key=lambda c: (not c["drifted"], c["column"]))
+        for c in sorted(result.columns, key=lambda c: (not c["drifted"], -c["importance"], c["column"]))
     ]
     return dg.MetadataValue.table(
         records,
@@ -39,9 +44,11 @@ def columns_table(result: ml.drift.DriftResult) -> dg.TableMetadataValue:
                 dg.TableColumn("column"),
                 dg.TableColumn("kind"),
                 dg.TableColumn("test"),
-                dg.TableColumn("score", "float"),
-                dg.TableColumn("threshold", "float"),
+                dg.TableColumn("score", description="the test's distance; '-': not tested"),
+                dg.TableColumn("threshold", "float", description="calibrated on the reference at this day's size"),
                 dg.TableColumn("drifted", "bool"),
+                dg.TableColumn("importance", "float", description="the column's share of the model's importance"),
+                dg.TableColumn("reason"),
             ]
         ),
     )
@@ -57,11 +64,12 @@ def summary(result: ml.drift.DriftResult, day: str, version: int) -> str:
             f"**{result.verdict}** on {day}, scored by v{version}",
             "",
             f"- drifted columns: {drifted}",
-            f"- share {result.drift_share:.2f} {compare} {result.drift_share_threshold:.2f} "
+            f"- they carry {result.drift_share:.2f} {compare} {result.drift_share_threshold:.2f} of the model's importance "
             f"({len(result.drifted_columns)} of {len(result.columns)} columns)",
             f"- prediction drift: {'yes' if prediction['drifted'] else 'no'} "
-            f"(score {float(prediction['score']):.3f}, threshold {float(prediction['threshold']):g})",
+            f"(score {float(prediction['score']):.3f}, threshold {float(prediction['threshold']):.3f})",
             f"- rows: {result.current_rows} current, {result.reference_rows} reference",
+            "- thresholds: calibrated on the reference at this day's size",
         ]
     )
 
@@ -71,7 +79,7 @@ def summary(result: ml.drift.DriftResult, day: str, version: int) -> str:
     group_name="monitoring",
     kinds={"evidently", "html"},
     owners=["team:ml-platform"],
-    code_version=code_version(ml.drift),
+    code_version=code_version(ml.drift, ml.drift_calibration),
     check_specs=[
         dg.AssetCheckSpec(
             CHECK_NAME,
@@ -100,8 +108,19 @@ def drift_report(
     spec, version = settings.dataset, batch_predictions.model_version
     with tempfile.TemporaryDirectory(prefix="keel-reference-") as tmp:
         reference = ml.io.read_parquet(str(registry.reference(batch_predictions.model, version, tmp)))
+        # Drift is weighed by what it costs this model: its importance per column.
+        importance = Predictor.load(
+            registry.download(batch_predictions.model, version, Path(tmp) / "model")
+        ).column_importance()
     current = ml.drift.load_capture(batch_predictions.capture_uri(storage), spec)
-    result = ml.drift.drift_report(reference, current, spec, drift_share=settings.drift.drift_share)
+    result = ml.drift.drift_report(
+        reference,
+        current,
+        spec,
+        drift_share=settings.drift.drift_share,
+        importance=importance,
+        seed=settings.drift.seed,
+    )
     html_uri = layout.drift_report(storage, day)
     with ml.io.atomic_output(html_uri) as tmp:
         tmp.write_text(result.html, encoding="utf-8")

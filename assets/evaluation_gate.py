@@ -1,9 +1,10 @@
 """evaluation_gate: the blocking check between a candidate model and the registry.
 
-The candidate and the current champion are both loaded from their verified artifacts and scored on
-the holdout rows of the training set the candidate was trained on, through the same feature code, so
-the comparison is like for like. The candidate passes when its AUC reaches `gate.min_auc` AND it
-trails the champion by no more than `gate.max_auc_drop` (params.yaml). A failed gate stops the run
+The candidate and the current champion are both loaded from their verified artifacts and scored
+through the same feature code on the same rows of the training set the candidate was trained on: the
+recent days' holdout when it has recent days, the holdout otherwise. The candidate passes when its
+holdout AUC reaches `gate.min_auc` (auto: the best single column plus a margin, ml/baseline.py) AND
+it trails the champion by no more than `gate.max_auc_drop` (params.yaml) on those rows. A failed gate stops the run
 before `registered_model`; `passed_gate` is how a registration finds the verdict on its candidate.
 """
 
@@ -44,25 +45,42 @@ def evaluate_candidate(
     rows = ml.io.read_parquet(candidate.training_set.holdout_uri(storage))
     labels = encode_target(rows, spec).to_numpy()
     local = storage.local_copy(candidate.artifact_uri(storage))
-    candidate_auc = _auc(Predictor.load(local, expected_manifest_sha256=candidate.manifest_sha256), rows, labels)
+    predictor = Predictor.load(local, expected_manifest_sha256=candidate.manifest_sha256)
+    candidate_auc = _auc(predictor, rows, labels)
     reported = candidate.metrics["roc_auc"]
     if abs(candidate_auc - reported) > 1e-9:
         raise ArtifactIntegrityError(
             f"{local}: rescored holdout AUC {candidate_auc:.6f} differs from the {reported:.6f} training reported; "
             "the holdout rows and the artifact do not belong together"
         )
+    training_set = candidate.training_set
+    if gate.min_auc == "auto":
+        min_auc = training_set.baseline_auc + gate.baseline_margin
+        bar = f"best single column {training_set.baseline_column} {training_set.baseline_auc:.4f} + {gate.baseline_margin:g}"
+    else:
+        min_auc, bar = float(gate.min_auc), ""
     champion_version = registry.champion()
-    champion_auc = None
+    champion_auc = candidate_compared_auc = None
+    compared_on = "holdout"
     if champion_version is not None:
+        # Like for like on the data the next nights will resemble: the recent days' holdout rows.
+        if training_set.recent_days:
+            rows = ml.io.read_parquet(training_set.reference_uri(storage))
+            labels = encode_target(rows, spec).to_numpy()
+            compared_on = f"recent days' holdout ({len(rows)} rows)"
         with tempfile.TemporaryDirectory(prefix="keel-champion-") as tmp:
             champion = Predictor.load(registry.download(registry.model_name, champion_version, Path(tmp) / "champion"))
             champion_auc = _auc(champion, rows, labels)
+        candidate_compared_auc = _auc(predictor, rows, labels)
     return decide(
         candidate_auc,
-        min_auc=gate.min_auc,
+        min_auc=min_auc,
         max_auc_drop=gate.max_auc_drop,
         champion_version=champion_version,
         champion_auc=champion_auc,
+        bar=bar,
+        compared_on=compared_on,
+        candidate_compared_auc=candidate_compared_auc,
     )
 
 
@@ -71,8 +89,9 @@ def evaluate_candidate(
     name=CHECK_NAME,
     blocking=True,
     description=(
-        "Blocking: the candidate's holdout ROC AUC must reach gate.min_auc AND be no more than "
-        "gate.max_auc_drop below the current champion's AUC on the same holdout rows."
+        "Blocking: the candidate's holdout ROC AUC must reach gate.min_auc (auto: the best single "
+        "column's AUC plus gate.baseline_margin) AND be no more than gate.max_auc_drop below the "
+        "current champion's AUC on the same rows (the recent days' holdout when it has recent days)."
     ),
 )
 def evaluation_gate(
@@ -101,8 +120,15 @@ def evaluation_gate(
         GRADED_RUN: candidate_model.run_id,
         "mlflow_run_id": candidate_model.mlflow_run_id,
     }
+    if decision.bar:
+        metadata["min_auc_from"] = decision.bar
     if decision.champion_version is not None:
-        metadata |= {"champion_version": decision.champion_version, "champion_auc": decision.champion_auc}
+        metadata |= {
+            "champion_version": decision.champion_version,
+            "champion_auc": decision.champion_auc,
+            "compared_on": decision.compared_on,
+            "candidate_compared_auc": decision.candidate_compared_auc,
+        }
     return dg.AssetCheckResult(passed=decision.passed, severity=dg.AssetCheckSeverity.ERROR, metadata=metadata)
 
 

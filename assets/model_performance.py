@@ -24,13 +24,15 @@ CHECK_NAME = "auc_within_tolerance"
             CHECK_NAME,
             asset="model_performance",
             description="Warns when the day's ROC AUC is below the scoring model's holdout AUC by more than "
-            "retraining.max_auc_drop; the retraining sensor acts on the same fall.",
+            "retraining.max_auc_drop plus retraining.noise_z standard errors of the day's AUC (its size).",
         )
     ],
     description=(
         "A day's ROC AUC, PR AUC, log loss, Brier score and threshold metrics: its predictions joined "
         "with its labels by id. Compared with the holdout AUC of the model version that scored the "
-        "day; a fall beyond retraining.max_auc_drop asks the sensor `retrain_on_drift` for a retrain."
+        "day, with a noise band for the day's size. The sensor `retrain_on_drift` reads each day's AUC and "
+        "its standard error and retrains when the champion's labelled AUC has decayed (orchestration/"
+        "retrain_policy.py)."
     ),
 )
 def model_performance(
@@ -57,15 +59,23 @@ def model_performance(
     info = registry.version_info(batch_predictions.model, version)
     holdout_auc = float(info["tags"].get("keel.metric.roc_auc", "nan"))
     drop = holdout_auc - metrics["roc_auc"]
-    tolerance = settings.retraining.max_auc_drop
+    positives = int(truth.sum())
+    auc_se = ml.evaluation.auc_standard_error(metrics["roc_auc"], positives, len(truth) - positives)
+    # A day's AUC moves by chance by a few standard errors: the band widens for small days.
+    retraining = settings.retraining
+    tolerance = retraining.max_auc_drop + retraining.noise_z * auc_se
     yield dg.MaterializeResult(
         metadata={
             **{name: dg.MetadataValue.float(float(metrics[name])) for name in ml.evaluation.METRIC_DESCRIPTIONS},
             "labelled_rows": len(frame),
+            "positives": positives,
+            "negatives": len(truth) - positives,
+            "auc_se": float(auc_se),
             "model_version": version,
             "model_holdout_auc": holdout_auc,
             "auc_drop": float(drop),
-            "max_auc_drop": tolerance,
+            "max_auc_drop": retraining.max_auc_drop,
+            "auc_band": float(tolerance),
             "degraded": bool(drop > tolerance),
         },
     )

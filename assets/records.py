@@ -70,6 +70,9 @@ class TrainingSet(Record):
 
     raw_data_version: str  # the raw file's md5
     recent_days: list[DayLineage]
+    raw_included: bool = True  # False: a rolling window of labelled days only (retraining.include_raw)
+    baseline_column: str = "none"  # the best single column on the holdout (ml/baseline.py) ...
+    baseline_auc: float = 0.5  # ... and its AUC: the bar of gate.min_auc auto
     version: str
 
     def rows_uri(self, store: ArtifactStore) -> str:

@@ -1,9 +1,11 @@
-"""training_set: the checked raw rows plus the recent labelled days, each row marked train or holdout.
+"""training_set: the checked raw rows and/or the recent labelled days, each row marked train or holdout.
 
 The recent days are what lets a retrain learn a shift: the days' snapshots joined with their labels,
 each day only if its snapshot passed its data checks and both files are still the checked versions.
-The holdout (by a seeded hash of the id, or the latest rows when the spec has a timestamp) is where
-every model is judged, so the `features` asset fits its state on the train rows only.
+`retraining.include_raw: false` leaves the raw rows out once there are labelled days (a rolling
+window). The holdout (by a seeded hash of the id, so every day lends rows to it) is where every model
+is judged, so the `features` asset fits its state on the train rows only; the recent days' share of
+it is a new version's drift reference and the rows the gate compares it with the champion on.
 """
 
 import datetime as dt
@@ -19,14 +21,17 @@ from assets.labels import labels
 from assets.metadata import column_schema
 from assets.records import DayLineage, IncomingDay, LabelledDay, RawData, TrainingSet
 from data_checks.asset_checks import read_checked_file, require_passing_checks
+from ml.baseline import best_single_column
 from ml.fingerprint import code_version
 from ml.io import file_digest
 from ml.params import Params
-from ml.split import HOLDOUT, TRAIN, SplitError, side, split_rows
+from ml.split import HOLDOUT, SPLIT, TRAIN, SplitError, side, split_rows
 from resources import layout
 from resources.params import ParamsResource
 from resources.records import read_record
 from resources.storage import ArtifactStore
+
+DAY_COLUMN = "__labelled_day__"  # which labelled day a recent row came from (dropped before writing)
 
 
 class TrainingSetConfig(dg.Config):
@@ -34,6 +39,11 @@ class TrainingSetConfig(dg.Config):
 
     recent_from: str | None = Field(default=None, description="First labelled day to add (YYYY-MM-DD).")
     recent_to: str | None = Field(default=None, description="Last labelled day to add (YYYY-MM-DD).")
+    reference_from: str | None = Field(
+        default=None,
+        description="First day of the drift reference (YYYY-MM-DD): the retraining sensor passes the day its "
+        "episode began, so the new version is judged against the data that asked for it. Default: every recent day.",
+    )
 
 
 def _date(value: str | None, key: str) -> str | None:
@@ -65,6 +75,7 @@ def labelled_rows(
         snapshot = read_checked_file(snapshot_of.uri(settings), snapshot_of.md5, f"incoming_data {day}")
         outcome = read_checked_file(labels_of.uri(settings), labels_of.md5, f"labels {day}")
         joined = snapshot.merge(outcome[[spec.id.column, spec.target.column]], on=spec.id.column, how="inner")
+        joined[DAY_COLUMN] = day
         frames.append(joined)
         lineage.append(DayLineage(day=day, incoming=snapshot_of.md5, labels=labels_of.md5, rows=len(joined)))
     return (pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()), lineage
@@ -77,11 +88,12 @@ def labelled_rows(
     owners=["team:ml-platform"],
     code_version=code_version(ml.split),
     description=(
-        "The checked raw data plus the recent labelled days (snapshots joined with their labels; "
-        "`retraining.window_days` of them, or the days the retraining sensor asks for), each row "
-        "marked train or holdout (seeded by id, or by time when the spec has a timestamp); plus the "
-        "raw holdout rows every model is judged on and the newest of them, a new version's drift "
-        "reference. Files per run under training_sets/<run id>/."
+        "The checked raw data (unless retraining.include_raw is false) plus the recent labelled days "
+        "(snapshots joined with their labels; the latest `retraining.window_days` of them, or the days "
+        "the retraining sensor asks for), each row marked train or holdout (seeded by id, so every day "
+        "trains); plus the holdout rows every model is judged on and the recent days' share of them, a "
+        "new version's drift reference and the rows the gate compares it with the champion on. Files "
+        "per run under training_sets/<run id>/."
     ),
 )
 def training_set(
@@ -98,19 +110,39 @@ def training_set(
     labelled = context.instance.get_materialized_partitions(labels.key)
     days = recent_days(list(labelled), config, settings.retraining.window_days)
     recent, lineage = labelled_rows(context.instance, storage, settings, days)
+    include_raw = settings.retraining.include_raw or recent.empty
+    fraction, seed = training.holdout_fraction, training.seed
     try:
-        rows = split_rows(
-            pd.concat([raw, recent], ignore_index=True) if len(recent) else raw,
-            spec,
-            fraction=training.holdout_fraction,
-            seed=training.seed,
-        )
-        # The recent days' own holdout when there are any: the data a retrained model will score next.
-        reference = (
-            side(split_rows(recent, spec, fraction=training.holdout_fraction, seed=training.seed), HOLDOUT)
+        # A labelled day's row is split by its id and day: an id that comes back day after day (a
+        # customer's daily snapshot) still lends each day's rows to both sides.
+        recent_rows = (
+            split_rows(
+                recent,
+                spec,
+                fraction=fraction,
+                seed=seed,
+                keys=recent[spec.id.column].astype(str) + "@" + recent[DAY_COLUMN],
+            )
             if len(recent)
-            else side(rows, HOLDOUT)
+            else None
         )
+        parts = ([split_rows(raw, spec, fraction=fraction, seed=seed)] if include_raw else []) + (
+            [recent_rows] if recent_rows is not None else []
+        )
+        rows = pd.concat(parts, ignore_index=True).drop(columns=DAY_COLUMN, errors="ignore")
+        # The recent days' own holdout when there are any (from reference_from on): the data a retrained
+        # model will score next, whole days of it.
+        reference = side(rows, HOLDOUT)
+        if recent_rows is not None:
+            reference = side(recent_rows, HOLDOUT)
+            start = _date(config.reference_from, "reference_from")
+            if start is not None and (reference[DAY_COLUMN] >= start).any():
+                reference = reference[reference[DAY_COLUMN] >= start]
+            reference = reference.drop(columns=DAY_COLUMN).reset_index(drop=True)
+        if rows[SPLIT].nunique() < 2:
+            raise SplitError(
+                f"holdout_fraction {fraction} leaves one side of the {len(rows)} rows empty; both need rows"
+            )
     except SplitError as error:
         raise dg.Failure(description=str(error)) from None
     run = context.run_id
@@ -123,7 +155,16 @@ def training_set(
     ml.io.write_parquet(rows, rows_uri)
     version = file_digest(rows_uri)[:16]
     counts = rows[ml.split.SPLIT].value_counts()
-    record = TrainingSet(run_id=run, raw_data_version=raw_data.md5, recent_days=lineage, version=version)
+    baseline_column, baseline_auc = best_single_column(side(rows, TRAIN), side(rows, HOLDOUT), spec)
+    record = TrainingSet(
+        run_id=run,
+        raw_data_version=raw_data.md5,
+        recent_days=lineage,
+        version=version,
+        raw_included=include_raw,
+        baseline_column=baseline_column,
+        baseline_auc=baseline_auc,
+    )
     return dg.Output(
         record,
         data_version=dg.DataVersion(version),
@@ -132,17 +173,14 @@ def training_set(
             "dagster/column_schema": column_schema(rows),
             "train_rows": int(counts.get(TRAIN, 0)),
             "holdout_rows": int(counts.get(HOLDOUT, 0)),
-            "holdout": (
-                f"latest {training.holdout_fraction:.0%} by {spec.timestamp.column}"
-                if spec.timestamp
-                else f"{training.holdout_fraction:.0%} by seeded hash of {spec.id.column} (seed {training.seed})"
-            ),
-            "raw_rows": len(raw),
+            "holdout": f"{training.holdout_fraction:.0%} by seeded hash of {spec.id.column} (seed {training.seed})",
+            "raw_rows": len(raw) if include_raw else 0,
             "recent_rows": len(recent),
             "recent_days": dg.MetadataValue.json([d.model_dump() for d in lineage]),
             "recent_window": f"{days[0]}..{days[-1]} ({len(days)} labelled days)" if days else "none",
             "training_partitions": record.partitions,
             "reference_rows": len(reference),
+            "baseline": f"best single column {baseline_column}: holdout AUC {baseline_auc:.4f}",
             "raw_data_version": raw_data.md5,
             "rows": dg.MetadataValue.path(rows_uri),
             "holdout_rows_table": dg.MetadataValue.path(holdout_uri),

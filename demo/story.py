@@ -79,12 +79,12 @@ def run_nights(
     from assets.drift_report import drift_report
     from assets.registered_model import registered_model
     from ml.params import load_params
-    from ml.simulate import simulate_day, write_labels, write_snapshot
+    from ml.simulate import simulate_day, unseen_rows, write_labels, write_snapshot
     from orchestration.history import latest_metadata
 
     params = load_params(root / "params.yaml")
     spec, daily, simulation = params.dataset, params.daily, params.simulation
-    raw = ml.io.read_parquet(params.raw_uri)
+    raw = unseen_rows(ml.io.read_parquet(params.raw_uri), params)
     cursors: dict[str, str | None] = {}
     nights = []
     for number in range(1, simulation.days + 1):

@@ -14,6 +14,7 @@ draw a report.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from html import escape
 from typing import Any
 
 import fsspec
@@ -21,10 +22,12 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 
+from ml.drift_calibration import MEANING, calibrate, score
 from ml.sample import id_hashes, smallest
 from ml.spec import DatasetSpec, token_key
 
 PREDICTION = "prediction"  # the model's score in a profile frame
+DAY = "__day__"  # the day of a reference row, when the spec has a timestamp (day-to-day calibration)
 SCORE = "score"  # the score column of a predictions file
 
 
@@ -37,12 +40,14 @@ class DriftResult:
     """What one drift report found. `verdict` is "drift" when the data drifted OR the prediction drifted."""
 
     verdict: str  # "drift" | "no drift"
-    dataset_drift: bool  # share of drifted feature columns >= drift_share_threshold
-    drift_share: float  # share of feature columns Evidently found drifted
+    dataset_drift: bool  # drift_share >= drift_share_threshold
+    drift_share: float  # share of the model's feature importance carried by the drifted columns
     drift_share_threshold: float
     drifted_columns: list[str]
-    columns: list[dict[str, Any]]  # {column, kind, method, score, threshold, drifted} per feature column
-    prediction: dict[str, Any]  # {method, score, threshold, drifted}
+    # per feature column: column, kind, method, score (None: not tested), threshold, drifted, importance,
+    # reason (why it drifted, in words), calibration (how its threshold was found)
+    columns: list[dict[str, Any]]
+    prediction: dict[str, Any]  # {method, score, threshold, drifted, calibration}
     reference_rows: int
     current_rows: int
     html: str = field(repr=False)  # the complete Evidently page
@@ -116,7 +121,12 @@ def reference_profile(
     keep = np.arange(len(rows))
     if len(rows) > max_rows:
         keep = smallest(id_hashes(rows[spec.id.column], seed), keep, max_rows)
-    return _profile_columns(rows.iloc[keep].reset_index(drop=True), spec, scores[keep])
+    kept = rows.iloc[keep].reset_index(drop=True)
+    profile = _profile_columns(kept, spec, scores[keep])
+    if spec.timestamp is not None and spec.timestamp.column in kept.columns:
+        # Whole days of the reference: their day-to-day variation is part of "normal" (ml/drift_calibration.py).
+        profile[DAY] = pd.to_datetime(kept[spec.timestamp.column], utc=True).dt.strftime("%Y-%m-%d").to_numpy()
+    return profile
 
 
 def load_capture(uri: str, spec: DatasetSpec) -> pd.DataFrame:
@@ -143,11 +153,10 @@ def _check_frame(frame: pd.DataFrame, spec: DatasetSpec, name: str) -> None:
         raise DriftError(f"the {name} frame has no {PREDICTION!r} column{hint}")
     _require(frame.columns, spec.feature_columns, f"the {name} frame")
     for col in [*spec.columns.numeric, PREDICTION]:
-        if not pd.api.types.is_numeric_dtype(frame[col]):
+        if frame[col].notna().any() and not pd.api.types.is_numeric_dtype(frame[col]):
             raise DriftError(f"column {col!r} of the {name} frame is {frame[col].dtype}, not numeric")
-    empty = [c for c in [*spec.feature_columns, PREDICTION] if frame[c].isna().all()]
-    if empty:
-        raise DriftError(f"columns {empty} of the {name} frame have no values")
+    if frame[PREDICTION].isna().all():
+        raise DriftError(f"the {name} frame's {PREDICTION!r} column has no values")
 
 
 def _with_categories(
@@ -163,74 +172,182 @@ def _with_categories(
     return reference, current
 
 
-def drift_report(reference: pd.DataFrame, current: pd.DataFrame, spec: DatasetSpec, drift_share: float) -> DriftResult:
-    """Data drift on the feature columns and prediction drift on the scores, in one Evidently report.
+def _weights(columns: list[str], importance: dict[str, float] | None) -> dict[str, float]:
+    """Each column's share of the model's importance; equal shares without one (or when all are 0)."""
+    values = {c: max(float((importance or {}).get(c, 0.0)), 0.0) for c in columns}
+    total = sum(values.values())
+    if not importance or total <= 0:
+        return {c: 1.0 / len(columns) for c in columns}
+    return {c: v / total for c, v in values.items()}
 
-    `dataset_drift` is Evidently's: the share of drifted feature columns reaches `drift_share`. The
-    verdict is "drift" when the dataset drifted OR the prediction drifted: a moved score distribution
-    means the model now acts differently, even when each feature moved too little to count.
+
+def _reason(column: str, kind: str, reference: pd.Series, current: pd.Series, drifted: bool) -> str:
+    """In words, what is unusual about a drifted column (empty when it did not drift)."""
+    if not drifted:
+        return ""
+    present = current.dropna()
+    if present.empty:
+        return "no values on this day"
+    if present.nunique() == 1 and reference.dropna().nunique() > 1:
+        value = present.iloc[0]
+        return f"constant on this day ({value.item() if isinstance(value, np.generic) else value!r}) where the reference varies"
+    if kind != "numeric":
+        new = present[~present.isin(set(reference.dropna()))]
+        if len(new):
+            levels = ", ".join(map(repr, new.value_counts().index[:3]))
+            return f"categories unseen in the reference on {len(new) / len(present):.0%} of rows ({levels})"
+    return "distribution outside the reference's normal variation"
+
+
+def drift_verdict(
+    reference: pd.DataFrame,
+    current: pd.DataFrame,
+    spec: DatasetSpec,
+    drift_share: float,
+    importance: dict[str, float] | None = None,
+    seed: int = 0,
+) -> DriftResult:
+    """The day's verdict, without the HTML page (`drift_report` adds Evidently's page).
+
+    Each column's threshold is calibrated on the reference (ml/drift_calibration.py) for this day's
+    size. The data set drifts when the drifted columns carry at least `drift_share` of the model's
+    feature importance (`importance`, per spec column; equal shares without it), so the verdict does
+    not depend on how many columns the data set has. The verdict is "drift" when the data drifted OR
+    the prediction drifted: a moved score distribution means the model now acts differently. A column
+    with no values on the day drifts ("no values on this day") instead of failing the report.
     """
     if not 0.0 < drift_share <= 1.0:
         raise DriftError(f"drift_share must be in (0, 1], got {drift_share}")
     _check_frame(reference, spec, "reference")
     _check_frame(current, spec, "current")
-    from evidently import DataDefinition, Dataset, Report
-    from evidently.metrics import ValueDrift
-    from evidently.presets import DataDriftPreset
-
-    features = spec.feature_columns
-    definition = DataDefinition(
-        numerical_columns=[*spec.columns.numeric, PREDICTION],
-        categorical_columns=[*spec.columns.categorical, *spec.columns.boolean],
-    )
-    report = Report(
-        [DataDriftPreset(columns=features, drift_share=drift_share), ValueDrift(column=PREDICTION)],
-        include_tests=True,  # the tests carry Evidently's own drift verdict per column and for the dataset
-    )
-    reference, current = _with_categories(reference, current, [*spec.columns.categorical, *spec.columns.boolean])
-    snapshot = report.run(
-        current_data=Dataset.from_pandas(current[[*features, PREDICTION]], data_definition=definition),
-        reference_data=Dataset.from_pandas(reference[[*features, PREDICTION]], data_definition=definition),
-    )
-    found = read_verdicts(snapshot.dict())
-    kinds = _kinds(spec)
-    columns = [{"column": c, "kind": kinds[c], **found["columns"][c]} for c in features]
-    prediction = found["columns"][PREDICTION]
-    drifted = [c["column"] for c in columns if c["drifted"]]
-    dataset_drift = found["dataset_drift"]
+    kinds = {**_kinds(spec), PREDICTION: "numeric"}
+    days = reference[DAY].to_numpy() if DAY in reference.columns else None
+    calibrations = calibrate(reference, kinds, len(current), days=days, seed=seed)
+    weights = _weights(spec.feature_columns, importance)
+    verdicts = {}
+    for c, kind in kinds.items():
+        cal = calibrations[c]
+        if not reference[c].notna().any():
+            verdicts[c] = (None, False, "no values in the reference: not tested")
+        elif not current[c].notna().any():
+            verdicts[c] = (None, True, "no values on this day")
+        else:
+            value = score(reference[c], current[c], kind)
+            drifted = value > cal.threshold
+            verdicts[c] = (value, drifted, _reason(c, kind, reference[c], current[c], drifted))
+    columns = [
+        {
+            "column": c,
+            "kind": kind,
+            "method": calibrations[c].method,
+            "score": verdicts[c][0],
+            "threshold": float(calibrations[c].threshold),
+            "drifted": verdicts[c][1],
+            "importance": round(weights[c], 4),
+            "reason": verdicts[c][2],
+            "calibration": calibrations[c].basis,
+        }
+        for c, kind in _kinds(spec).items()
+    ]
+    value, drifted, _ = verdicts[PREDICTION]
+    prediction = {
+        "method": calibrations[PREDICTION].method,
+        "score": value,
+        "threshold": float(calibrations[PREDICTION].threshold),
+        "drifted": drifted,
+        "calibration": calibrations[PREDICTION].basis,
+    }
+    drifted_columns = [c["column"] for c in columns if c["drifted"]]
+    share = float(sum(weights[c] for c in drifted_columns))
     return DriftResult(
-        verdict="drift" if dataset_drift or prediction["drifted"] else "no drift",
-        dataset_drift=dataset_drift,
-        drift_share=found["share"],
+        verdict="drift" if share >= drift_share or prediction["drifted"] else "no drift",
+        dataset_drift=share >= drift_share,
+        drift_share=share,
         drift_share_threshold=drift_share,
-        drifted_columns=drifted,
+        drifted_columns=drifted_columns,
         columns=columns,
         prediction=prediction,
         reference_rows=len(reference),
         current_rows=len(current),
-        html=snapshot.get_html_str(as_iframe=False),
+        html="",
     )
 
 
-def read_verdicts(document: dict[str, Any]) -> dict[str, Any]:
-    """Per column: method, score, threshold (the metric) and drifted (its test); the dataset's count test."""
-    status = {t["metric_config"]["metric_id"]: t["status"] for t in document["tests"]}
-    columns: dict[str, dict[str, Any]] = {}
-    share, dataset_drift = None, None
-    for metric in document["metrics"]:
-        config, kind = metric["config"], metric["config"]["type"]
-        verdict = status.get(metric["id"])
-        if verdict not in ("SUCCESS", "FAIL"):
-            raise DriftError(f"Evidently gave no drift verdict for {metric['metric_name']} (test status {verdict})")
-        if kind.endswith(":ValueDrift"):
-            columns[config["column"]] = {
-                "method": config["method"],
-                "score": float(metric["value"]),
-                "threshold": float(config["threshold"]),
-                "drifted": verdict == "FAIL",
-            }
-        elif kind.endswith(":DriftedColumnsCount"):
-            share, dataset_drift = float(metric["value"]["share"]), verdict == "FAIL"
-    if share is None:
-        raise DriftError("Evidently's result has no drifted-columns count")
-    return {"columns": columns, "share": share, "dataset_drift": dataset_drift}
+def drift_report(
+    reference: pd.DataFrame,
+    current: pd.DataFrame,
+    spec: DatasetSpec,
+    drift_share: float,
+    importance: dict[str, float] | None = None,
+    seed: int = 0,
+) -> DriftResult:
+    """`drift_verdict`, and Evidently's report of the same tests with the same thresholds as its page.
+
+    Evidently runs each column's test (normed Wasserstein or Jensen-Shannon) with the calibrated
+    threshold, so its page shows the numbers the verdict used; the verdict and each column's reason,
+    importance and calibration are added on top of the page.
+    """
+    result = drift_verdict(reference, current, spec, drift_share, importance, seed)
+    from evidently import DataDefinition, Dataset, Report
+    from evidently.metrics import ValueDrift
+    from evidently.presets import DataDriftPreset
+
+    tested = {c["column"]: c for c in result.columns if c["score"] is not None}
+    categorical = [c for c in [*spec.columns.categorical, *spec.columns.boolean] if c in tested]
+    definition = DataDefinition(
+        numerical_columns=[c for c in spec.columns.numeric if c in tested] + [PREDICTION],
+        categorical_columns=categorical,
+    )
+    metrics: list[Any] = [
+        ValueDrift(column=PREDICTION, method=result.prediction["method"], threshold=result.prediction["threshold"])
+    ]
+    if tested:
+        metrics.insert(
+            0,
+            DataDriftPreset(
+                columns=list(tested),
+                per_column_method={c: v["method"] for c, v in tested.items()},
+                per_column_threshold={c: v["threshold"] for c, v in tested.items()},
+                drift_share=1.0,  # Evidently counts drifted columns; the verdict weighs them by importance
+            ),
+        )
+    ref_frame, cur_frame = _with_categories(reference, current, categorical)
+    snapshot = Report(metrics).run(
+        current_data=Dataset.from_pandas(cur_frame[[*tested, PREDICTION]], data_definition=definition),
+        reference_data=Dataset.from_pandas(ref_frame[[*tested, PREDICTION]], data_definition=definition),
+    )
+    result.html = explained_html(snapshot.get_html_str(as_iframe=False), result)
+    return result
+
+
+def _number(value: float | None) -> str:
+    return "-" if value is None else f"{value:.4f}"
+
+
+def explained_html(page: str, result: DriftResult) -> str:
+    """Evidently's page with the verdict, and each column's test, threshold and calibration, on top."""
+    rows = "".join(
+        f"<tr><td>{escape(c['column'])}</td><td>{escape(c['method'])}</td>"
+        f"<td>{_number(c['score'])}</td>"
+        f"<td>{c['threshold']:.4f}</td><td>{'yes' if c['drifted'] else 'no'}</td><td>{c['importance']:.3f}</td>"
+        f"<td>{escape(c['reason'])}</td><td>{escape(c['calibration'])}</td></tr>"
+        for c in result.columns
+    )
+    meanings = "".join(f"<li><b>{escape(m)}</b>: {escape(text)}</li>" for m, text in MEANING.items())
+    block = (
+        '<section style="font-family:sans-serif;margin:16px">'
+        f"<h2>Verdict: {escape(result.verdict)}</h2>"
+        f"<p>Drifted columns carry {result.drift_share:.2f} of the model's feature importance "
+        f"(drift at {result.drift_share_threshold:.2f}); prediction drift: "
+        f"{'yes' if result.prediction['drifted'] else 'no'} (score {result.prediction['score']:.4f}, "
+        f"threshold {result.prediction['threshold']:.4f}). Each threshold is the score that days without drift "
+        "reach by themselves, calibrated on the reference at this day's size. Evidently's own count of drifted "
+        "columns below is not the verdict.</p>"
+        f"<ul>{meanings}</ul>"
+        "<table border=1 cellpadding=4 style='border-collapse:collapse'><tr><th>column</th><th>test</th>"
+        "<th>score</th><th>threshold</th><th>drifted</th><th>importance</th><th>reason</th><th>calibration</th></tr>"
+        f"{rows}</table></section>"
+    )
+    at = page.find("<body")
+    at = page.find(">", at) + 1 if at >= 0 else 0
+    return page[:at] + block + page[at:]

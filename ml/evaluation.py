@@ -135,3 +135,15 @@ def binary_metrics(
     }
     # Plain floats: numpy scalars are not JSON-serialisable and MLflow/Dagster metadata want floats.
     return {key: float(value) for key, value in values.items()}
+
+
+def auc_standard_error(auc: float, positives: int, negatives: int) -> float:
+    """The standard error of a ROC AUC measured on this many positives and negatives (Hanley & McNeil,
+    1982): how far a day's AUC moves by chance alone. Infinite when a class is missing."""
+    if positives < 1 or negatives < 1 or not np.isfinite(auc):
+        return float("inf")
+    q1, q2 = auc / (2 - auc), 2 * auc * auc / (1 + auc)
+    variance = (
+        auc * (1 - auc) + (positives - 1) * (q1 - auc * auc) + (negatives - 1) * (q2 - auc * auc)
+    ) / (positives * negatives)
+    return float(np.sqrt(max(variance, 0.0)))

@@ -63,6 +63,11 @@ class NumericState:
     upper: float
     fill: float
     missing_indicator: bool
+    name: str | None = None  # the output column (a LightGBM-safe form of `column`); None: `column` itself
+
+    @property
+    def feature(self) -> str:
+        return self.name or self.column
 
 
 @dataclass(frozen=True)
@@ -76,6 +81,11 @@ class CategoricalState:
 class BooleanState:
     column: str
     fill: int
+    name: str | None = None  # as NumericState.name
+
+    @property
+    def feature(self) -> str:
+        return self.name or self.column
 
 
 @dataclass(frozen=True)
@@ -121,9 +131,26 @@ class FeatureState:
         return [s.column for s in (*self.numeric, *self.categorical, *self.boolean)]
 
 
+SAFE_NAME = re.compile(r"[0-9A-Za-z_]+")
+
+
 def _slug(text: str) -> str:
     # LightGBM rejects JSON punctuation in feature names and warns on spaces.
     return re.sub(r"[^0-9a-zA-Z]+", "_", text).strip("_").lower() or "blank"
+
+
+def _safe_names(columns: list[str]) -> dict[str, str]:
+    """An output name per source column that models keep as it is (LightGBM rewrites spaces and
+    punctuation, so "dew point" would come back as "dew_point" and no longer match the rows)."""
+    names, used = {}, set()
+    for column in columns:
+        base = column if SAFE_NAME.fullmatch(column) else (re.sub(r"[^0-9A-Za-z_]+", "_", column).strip("_") or "column")
+        name, n = base, 2
+        while name in used:
+            name, n = f"{base}_{n}", n + 1
+        used.add(name)
+        names[column] = name
+    return names
 
 
 def _level_names(column: str, levels: list[str]) -> list[str]:
@@ -177,6 +204,7 @@ def fit_features(frame: pd.DataFrame, spec: DatasetSpec, config: FeatureConfig |
     if frame.empty:
         raise FeatureError("cannot fit features on zero rows")
     low_q, high_q = config.clip_quantiles
+    safe = _safe_names(spec.feature_columns)
     numeric = []
     for col in spec.columns.numeric:
         values = _numbers(frame, col)
@@ -184,7 +212,7 @@ def fit_features(frame: pd.DataFrame, spec: DatasetSpec, config: FeatureConfig |
         lower = float(present.quantile(low_q)) if len(present) else 0.0
         upper = float(present.quantile(high_q)) if len(present) else 0.0
         fill = float(present.clip(lower, upper).median()) if len(present) else 0.0
-        numeric.append(NumericState(col, lower, upper, fill, col in spec.nullable))
+        numeric.append(NumericState(col, lower, upper, fill, col in spec.nullable, _renamed(col, safe)))
     categorical = []
     for col in spec.columns.categorical:
         counts = frame[col].dropna().value_counts()
@@ -193,26 +221,50 @@ def fit_features(frame: pd.DataFrame, spec: DatasetSpec, config: FeatureConfig |
         # Most frequent first, ties by name, so the choice is deterministic; columns sorted by name.
         kept = sorted(kept.index, key=lambda level: (-kept[level], level))[: config.max_categories]
         levels = sorted(kept)
-        categorical.append(CategoricalState(col, levels, _level_names(col, levels)))
+        categorical.append(CategoricalState(col, levels, _level_names(safe[col], levels)))
     true, false = set(spec.booleans.true_keys), set(spec.booleans.false_keys)
     boolean = []
     for col in spec.columns.boolean:
         values = _booleans(frame, col, true, false).dropna()
-        boolean.append(BooleanState(col, int(values.mean() > 0.5) if len(values) else 0))
+        boolean.append(BooleanState(col, int(values.mean() > 0.5) if len(values) else 0, _renamed(col, safe)))
     state = FeatureState(numeric, categorical, boolean, sorted(true), sorted(false), len(frame))
     return replace(state, columns=_output_columns(state))
+
+
+def _renamed(column: str, safe: dict[str, str]) -> str | None:
+    return None if safe[column] == column else safe[column]
+
+
+def _prefix(c: CategoricalState) -> str:
+    # The level names start with the safe form of the column: `<prefix>__<level>`.
+    return c.names[0].rsplit("__", 1)[0] if c.names else _safe_names([c.column])[c.column]
 
 
 def _output_columns(state: FeatureState) -> list[str]:
     cols: list[str] = []
     for n in state.numeric:
-        cols.append(n.column)
+        cols.append(n.feature)
         if n.missing_indicator:
-            cols.append(f"{n.column}__missing__")
+            cols.append(f"{n.feature}__missing__")
     for c in state.categorical:
-        cols += [*c.names, f"{c.column}__other__", f"{c.column}__missing__"]
-    cols += [b.column for b in state.boolean]
+        cols += [*c.names, f"{_prefix(c)}__other__", f"{_prefix(c)}__missing__"]
+    cols += [b.feature for b in state.boolean]
     return cols
+
+
+def source_columns(state: FeatureState) -> dict[str, str]:
+    """The spec column each output column comes from (to read a model's importance per column)."""
+    sources: dict[str, str] = {}
+    for n in state.numeric:
+        sources[n.feature] = n.column
+        if n.missing_indicator:
+            sources[f"{n.feature}__missing__"] = n.column
+    for c in state.categorical:
+        for name in [*c.names, f"{_prefix(c)}__other__", f"{_prefix(c)}__missing__"]:
+            sources[name] = c.column
+    for b in state.boolean:
+        sources[b.feature] = b.column
+    return sources
 
 
 def transform(frame: pd.DataFrame, state: FeatureState) -> pd.DataFrame:
@@ -223,9 +275,9 @@ def transform(frame: pd.DataFrame, state: FeatureState) -> pd.DataFrame:
         values = _numbers(frame, n.column)
         if n.missing_indicator:
             missing = values.isna().to_numpy(dtype="float64")
-        out[n.column] = values.clip(n.lower, n.upper).fillna(n.fill).to_numpy()
+        out[n.feature] = values.clip(n.lower, n.upper).fillna(n.fill).to_numpy()
         if n.missing_indicator:
-            out[f"{n.column}__missing__"] = missing
+            out[f"{n.feature}__missing__"] = missing
     for c in state.categorical:
         raw_codes, texts = _factorized(frame[c.column], str)
         position = {level: i for i, level in enumerate(c.levels)}
@@ -234,11 +286,11 @@ def transform(frame: pd.DataFrame, state: FeatureState) -> pd.DataFrame:
         codes = lookup[raw_codes]  # -2: missing
         for i, name in enumerate(c.names):
             out[name] = (codes == i).astype("float64")
-        out[f"{c.column}__other__"] = (codes == -1).astype("float64")
-        out[f"{c.column}__missing__"] = (codes == -2).astype("float64")
+        out[f"{_prefix(c)}__other__"] = (codes == -1).astype("float64")
+        out[f"{_prefix(c)}__missing__"] = (codes == -2).astype("float64")
     true, false = set(state.true_tokens), set(state.false_tokens)
     for b in state.boolean:
-        out[b.column] = _booleans(frame, b.column, true, false).fillna(float(b.fill)).to_numpy()
+        out[b.feature] = _booleans(frame, b.column, true, false).fillna(float(b.fill)).to_numpy()
     return pd.DataFrame(out, index=frame.index, columns=state.columns)
 
 

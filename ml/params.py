@@ -41,10 +41,27 @@ class DataSection(_Section):
 class GateSection(_Section):
     """The evaluation gate, a blocking check on candidate_model."""
 
-    min_auc: float = Field(default=0.80, ge=0, le=1, description="The candidate's holdout ROC AUC must reach this.")
-    max_auc_drop: float = Field(
-        default=0.01, ge=0, le=1, description="... and may trail the champion's AUC on the same rows by at most this."
+    min_auc: float | Literal["auto"] = Field(
+        default="auto",
+        description="The candidate's holdout ROC AUC must reach this; auto: the best single column's AUC on "
+        "the same holdout plus baseline_margin.",
     )
+    baseline_margin: float = Field(
+        default=0.02, ge=0, le=1, description="With min_auc auto: how far the candidate must beat the best column."
+    )
+    max_auc_drop: float = Field(
+        default=0.0,
+        ge=0,
+        le=1,
+        description="... and may trail the champion's AUC on the same rows (the recent days' holdout) by at most this.",
+    )
+
+    @field_validator("min_auc")
+    @classmethod
+    def _unit(cls, value: float | str) -> float | str:
+        if isinstance(value, float) and not 0.0 <= value <= 1.0:
+            raise ValueError(f"min_auc must be auto or between 0 and 1, got {value}")
+        return value
 
 
 class RegistrySection(_Section):
@@ -122,7 +139,10 @@ class ScoringSection(_Section):
 
 class DriftSection(_Section):
     drift_share: float = Field(
-        default=0.05, gt=0, le=1, description="The dataset drifts when this share of feature columns drift."
+        default=0.3,
+        gt=0,
+        le=1,
+        description="The data set drifts when its drifted columns carry this share of the model's feature importance.",
     )
     reference_rows: int = Field(default=20_000, ge=1, description="Holdout rows kept as a model's reference.")
     current_rows: int | None = Field(
@@ -132,14 +152,18 @@ class DriftSection(_Section):
 
 
 class RetrainingSection(_Section):
-    """When the sensor retrain_on_drift asks for a retrain, and on which labelled days."""
+    """When the sensor retrain_on_drift asks for a retrain, and on which data (orchestration/retrain_policy.py)."""
 
-    min_labelled_days: int = Field(default=3, ge=1, description="Labelled days of an episode before a retrain.")
-    window_days: int = Field(default=7, ge=1, description="Labelled days (the latest) a retrain adds to the raw data.")
-    cooldown_days: int = Field(default=7, ge=0, description="Days between two retrains, whatever the trigger.")
-    max_auc_drop: float = Field(
-        default=0.05, ge=0, le=1, description="A day's AUC this far below the model's holdout AUC is a fall."
+    min_labelled_days: int = Field(
+        default=3, ge=1, description="Labelled days of a drift before a retrain; days pooled to measure a decay."
     )
+    window_days: int = Field(default=90, ge=1, description="Labelled days (the latest) a retrain trains on.")
+    include_raw: bool = Field(default=True, description="A retrain also trains on the raw data (data.raw).")
+    cooldown_days: int = Field(default=7, ge=0, description="Days between two retrain requests, whatever the trigger.")
+    max_auc_drop: float = Field(
+        default=0.02, ge=0, le=1, description="An AUC fall beyond noise and this much is a decay."
+    )
+    noise_z: float = Field(default=2.0, ge=0, description="Standard errors of a day's AUC that count as noise.")
 
 
 class Params(_Section):

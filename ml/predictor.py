@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from ml.artifact import verify_artifact
-from ml.features import FeatureState, transform
+from ml.features import FeatureState, source_columns, transform
 from ml.models import Model, load_model
 
 STATE_FILE = "feature_state.json"
@@ -38,3 +38,13 @@ class Predictor:
     def predict(self, rows: pd.DataFrame) -> np.ndarray:
         """Positive-class probabilities for raw rows (the columns the spec names)."""
         return self.model.predict(transform(rows, self.state))
+
+    def column_importance(self) -> dict[str, float]:
+        """The model's importance summed per spec column (its output columns folded back), as shares."""
+        sources = source_columns(self.state)
+        totals = dict.fromkeys(self.state.input_columns, 0.0)
+        for name, value in self.model.importance().items():
+            column = sources.get(name, name)
+            totals[column] = totals.get(column, 0.0) + abs(float(value))
+        total = sum(totals.values())
+        return {c: (v / total if total > 0 else 0.0) for c, v in totals.items()}

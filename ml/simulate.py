@@ -3,7 +3,8 @@
     python -m ml.simulate --params params.yaml --raw data/raw/data.parquet [--days N]
 
 Day d (1 = `daily.start_date`) is a sample of `rows_per_day` customers drawn without replacement
-from the raw data, so ids are stable (a customer keeps its id on every day it appears) and the
+from the raw data's holdout rows (`unseen_rows`: the customers no model trains on, so a day's AUC
+is measured out of sample), so ids are stable (a customer keeps its id on every day it appears) and the
 columns follow the raw distribution. From `scenario.from_day` on, a named drift scenario changes
 the rows and the labels. The snapshot goes to `daily.incoming` (the spec's columns without the
 target), the true labels to `daily.labels` (id and target): real labels arrive later, which the demo
@@ -23,8 +24,9 @@ import numpy as np
 import pandas as pd
 
 from ml import io
-from ml.params import DailySection, PriceRise, SimulationSection, load_params
+from ml.params import DailySection, Params, PriceRise, SimulationSection, load_params
 from ml.spec import DatasetSpec
+from ml.split import HOLDOUT, side, split_rows
 
 
 class SimulationError(ValueError):
@@ -49,14 +51,20 @@ def _with_scenario(
     return rows
 
 
+def unseen_rows(raw: pd.DataFrame, params: Params) -> pd.DataFrame:
+    """The raw rows on the holdout side of the training split: customers no model is trained on."""
+    training = params.training
+    return side(split_rows(raw, params.dataset, fraction=training.holdout_fraction, seed=training.seed), HOLDOUT)
+
+
 def simulate_day(
     raw: pd.DataFrame, spec: DatasetSpec, config: SimulationSection, day: int
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(snapshot without the target, labels) for day `day` (1-based)."""
     if config.rows_per_day > len(raw):
         raise SimulationError(
-            f"params.yaml: simulation.rows_per_day is {config.rows_per_day} but the raw data has only "
-            f"{len(raw)} customers to draw from"
+            f"params.yaml: simulation.rows_per_day is {config.rows_per_day} but there are only "
+            f"{len(raw)} customers to draw from (the raw data's holdout rows)"
         )
     rng = np.random.default_rng([config.seed, day])
     picked = np.sort(rng.choice(len(raw), size=config.rows_per_day, replace=False))
@@ -91,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         params = load_params(args.params)
         spec, daily, config = params.dataset, params.daily, params.simulation
-        raw = io.read_parquet(io.resolve(args.raw, root))
+        raw = unseen_rows(io.read_parquet(io.resolve(args.raw, root)), params)
         days = args.days or config.days
         for day in range(1, days + 1):
             snapshot, labels = simulate_day(raw, spec, config, day)

@@ -1,10 +1,10 @@
 """The reproducible holdout: which rows a model is trained on and which it is judged on.
 
-Without a timestamp, a row's side is decided by a seeded hash of its id, not by its position: the
-same id lands on the same side in every run and as rows are added, so a holdout row never leaks into
-a later training set built with the same seed. With a timestamp, the holdout is the latest
-`fraction` of rows in time, which is how the model will be used (trained on the past, scoring the
-future).
+A row's side is decided by a seeded hash of its id, not by its position: the same id lands on the
+same side in every run and as rows are added, so a holdout row never leaks into a later training set
+built with the same seed. With a timestamp too: a split by time would hold out the newest days
+whole, and the newest days are what a retrain must learn; by id, every day keeps `1 - fraction` of
+its rows in training and lends the rest to the holdout, so the newest days are judged as well.
 """
 
 from __future__ import annotations
@@ -33,16 +33,13 @@ def _unit_interval(ids: pd.Series, seed: int) -> np.ndarray:
     )
 
 
-def assign_split(frame: pd.DataFrame, spec: DatasetSpec, *, fraction: float, seed: int) -> pd.Series:
-    """A `split` column (train / holdout) aligned with `frame`."""
+def assign_split(
+    frame: pd.DataFrame, spec: DatasetSpec, *, fraction: float, seed: int, keys: pd.Series | None = None
+) -> pd.Series:
+    """A `split` column (train / holdout) aligned with `frame`, by the hash of the id (or of `keys`)."""
     if not 0.0 < fraction < 1.0:
         raise SplitError(f"training.holdout_fraction must be between 0 and 1 (exclusive), got {fraction}")
-    if spec.timestamp is not None:
-        times = pd.to_datetime(frame[spec.timestamp.column])
-        cutoff = times.quantile(1.0 - fraction)
-        holdout = (times >= cutoff).to_numpy()
-    else:
-        holdout = _unit_interval(frame[spec.id.column], seed) < fraction
+    holdout = _unit_interval(frame[spec.id.column] if keys is None else keys, seed) < fraction
     split = pd.Series(np.where(holdout, HOLDOUT, TRAIN), index=frame.index, name="split")
     counts = split.value_counts()
     if counts.get(TRAIN, 0) == 0 or counts.get(HOLDOUT, 0) == 0:
@@ -56,9 +53,11 @@ def assign_split(frame: pd.DataFrame, spec: DatasetSpec, *, fraction: float, see
 SPLIT = "split"
 
 
-def split_rows(rows: pd.DataFrame, spec: DatasetSpec, *, fraction: float, seed: int) -> pd.DataFrame:
+def split_rows(
+    rows: pd.DataFrame, spec: DatasetSpec, *, fraction: float, seed: int, keys: pd.Series | None = None
+) -> pd.DataFrame:
     """The rows with a `split` column (train / holdout) after the spec's columns."""
-    return rows.assign(**{SPLIT: assign_split(rows, spec, fraction=fraction, seed=seed).to_numpy()})
+    return rows.assign(**{SPLIT: assign_split(rows, spec, fraction=fraction, seed=seed, keys=keys).to_numpy()})
 
 
 def side(rows: pd.DataFrame, which: str) -> pd.DataFrame:

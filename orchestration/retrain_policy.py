@@ -1,18 +1,25 @@
-"""When to retrain: drift episodes, waiting for labels, and the cooldown. Plain data, no Dagster.
+"""When to retrain: drift and decay episodes of the current champion, labels, cooldown, retries.
 
-The numbers are params.yaml `retraining:` (ml/params.py RetrainingSection).
+Plain data, no Dagster; the numbers are params.yaml `retraining:` (ml/params.py RetrainingSection).
 
-An episode starts with the first bad day (a drift verdict, or a day whose AUC fell too far) scored
-by the current champion, and ends with the next good day of the same kind. Each episode asks for
-at most one retrain, once `min_labelled_days` of its days have labels (a retrain before the labels
-of the shifted days arrive could not learn the shift), and never within `cooldown_days` days of the
-previous retrain. Days scored by an older model are ignored: they say nothing about the champion.
+- An **episode** belongs to one champion. It opens on the champion's first drifted day, or when its
+  labelled AUC has **decayed**: the latest `min_labelled_days` labelled days, pooled, fall below its
+  first `min_labelled_days` labelled days (what the model reached when it was new) by more than
+  `max_auc_drop` plus the noise of those days' sizes (`noise_z` standard errors). A good day of the
+  same kind closes it. A new champion starts afresh: its days are judged against its own reference.
+- An open episode asks for a retrain once `min_labelled_days` of its days have labels (a drift
+  episode; a decay is measured on labelled days already), and never within `cooldown_days` of the
+  previous request. If the champion is still the same after another cooldown (the retrain failed,
+  was blocked by the gate or was cancelled), the episode asks again, under a new run key.
+- The state is rebuilt from history: the sensor re-reads every event after a cursor reset, and the
+  last request comes from the runs it launched (`last_request`), not only from the cursor.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import json
+import math
 from dataclasses import asdict, dataclass, field, replace
 from typing import Literal
 
@@ -28,9 +35,11 @@ class Event:
     storage_id: int
     kind: Kind
     day: str
-    bad: bool
+    bad: bool  # drift: the day's verdict; performance: unused (decay is judged over days)
     model_version: int
     detail: str
+    roc_auc: float | None = None  # performance: the day's AUC and its standard error
+    auc_se: float | None = None
 
 
 @dataclass(frozen=True)
@@ -38,24 +47,27 @@ class Episode:
     kind: Kind
     start: str
     trigger: str
-    retrained: bool = False
+    requested_on: str | None = None  # the day of the latest retrain request for it
+    attempt: int = 0
 
 
 @dataclass(frozen=True)
 class State:
-    after: int = 0  # the last event (storage id) taken into account
+    after: dict[str, int] = field(default_factory=dict)  # per kind, the last event (storage id) read
     latest_day: str | None = None
+    champion: int | None = None
     episode: Episode | None = None
     last_retrain_day: str | None = None
+    performance: dict[str, list[float]] = field(default_factory=dict)  # the champion's days: [auc, se]
 
     def to_cursor(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)
 
     @classmethod
     def from_cursor(cls, cursor: str | None) -> State:
-        if not cursor:
-            return cls()
-        data = json.loads(cursor)
+        data = json.loads(cursor) if cursor else {}
+        if not isinstance(data.get("after", {}), dict):
+            data = {}  # a cursor of an older policy: rebuild from history
         episode = data.get("episode")
         return cls(**{**data, "episode": Episode(**episode) if episode else None})
 
@@ -63,7 +75,7 @@ class State:
 @dataclass(frozen=True)
 class Decision:
     state: State
-    retrain: dict[str, str] | None = None  # run key, recent_from, recent_to, trigger
+    retrain: dict[str, str] | None = None  # run key, recent_from, recent_to, trigger, requested_on, reference_from
     notes: list[str] = field(default_factory=list)
 
 
@@ -71,55 +83,107 @@ def _days_between(first: str, second: str) -> int:
     return (dt.date.fromisoformat(second) - dt.date.fromisoformat(first)).days
 
 
-def observe(state: State, events: list[Event], champion: int | None) -> tuple[State, list[str]]:
-    """Fold new events into the state (episodes open on bad days, close on good ones)."""
+def _pooled(days: list[list[float]]) -> tuple[float, float]:
+    """Mean AUC of some days and its standard error (days weigh by their precision)."""
+    weights = [1 / max(se, 1e-6) ** 2 for _, se in days]
+    total = sum(weights)
+    return sum(w * auc for w, (auc, _) in zip(weights, days, strict=True)) / total, math.sqrt(1 / total)
+
+
+def decay(performance: dict[str, list[float]], settings: RetrainingSection) -> str | None:
+    """Why the champion's labelled AUC has decayed beyond noise, or None."""
+    k = settings.min_labelled_days
+    days = [performance[d] for d in sorted(performance)]
+    if len(days) < 2 * k:
+        return None
+    (base, base_se), (now, now_se) = _pooled(days[:k]), _pooled(days[-k:])
+    band = settings.max_auc_drop + settings.noise_z * math.hypot(base_se, now_se)
+    if now >= base - band:
+        return None
+    return f"labelled ROC AUC {now:.3f} on its latest {k} days vs {base:.3f} on its first {k} (band {band:.3f})"
+
+
+def observe(
+    state: State, events: list[Event], champion: int | None, settings: RetrainingSection
+) -> tuple[State, list[str]]:
+    """Fold new events into the state: a new champion, drifted days, labelled days and their decay."""
     notes = []
+    if champion != state.champion:
+        if state.champion is not None and champion is not None:
+            notes.append(f"v{champion} is champion: a fresh start against its own reference")
+        state = replace(state, champion=champion, episode=None, performance={})
     for event in sorted(events, key=lambda e: e.storage_id):
         latest = max(filter(None, [state.latest_day, event.day]))
-        state = replace(state, after=max(state.after, event.storage_id), latest_day=latest)
+        after = {**state.after, event.kind: max(state.after.get(event.kind, 0), event.storage_id)}
+        state = replace(state, after=after, latest_day=latest)
         if champion is None or event.model_version != champion:
             continue
         episode = state.episode
-        if event.bad and episode is None:
-            state = replace(state, episode=Episode(event.kind, event.day, event.detail))
-            notes.append(f"{event.kind} episode opened by {event.day}: {event.detail}")
-        elif not event.bad and episode is not None and episode.kind == event.kind and event.day > episode.start:
+        if event.kind == "performance":
+            if event.roc_auc is None or event.auc_se is None or not math.isfinite(event.roc_auc):
+                continue
+            state = replace(state, performance={**state.performance, event.day: [event.roc_auc, event.auc_se]})
+            why = decay(state.performance, settings)
+            if why and episode is None:
+                state = replace(state, episode=Episode("performance", event.day, f"{event.detail}: {why}"))
+                notes.append(f"performance episode opened by {event.day}: {why}")
+            elif not why and episode is not None and episode.kind == "performance":
+                state = replace(state, episode=None)
+                notes.append(f"performance episode from {episode.start} closed: no decay as of {event.day}")
+        elif event.bad and episode is None:
+            state = replace(state, episode=Episode("drift", event.day, event.detail))
+            notes.append(f"drift episode opened by {event.day}: {event.detail}")
+        elif not event.bad and episode is not None and episode.kind == "drift" and event.day > episode.start:
             state = replace(state, episode=None)
-            notes.append(f"{episode.kind} episode from {episode.start} closed by a good day, {event.day}")
+            notes.append(f"drift episode from {episode.start} closed by a good day, {event.day}")
     return state, notes
 
 
-def decide(state: State, labelled_days: list[str], settings: RetrainingSection) -> Decision:
-    """Whether the open episode asks for a retrain now, and on which labelled days."""
+def decide(
+    state: State, labelled_days: list[str], settings: RetrainingSection, last_request: str | None = None
+) -> Decision:
+    """Whether the open episode asks for a retrain now, and on which labelled days.
+
+    `last_request` is the day of the latest retrain request the sensor made (read from its runs), so
+    the cooldown holds across cursor resets.
+    """
+    last = max(filter(None, [state.last_retrain_day, last_request]), default=None)
+    state = replace(state, last_retrain_day=last)
     episode = state.episode
     if episode is None:
         return Decision(state, notes=["no open drift or performance episode"])
-    if episode.retrained:
-        return Decision(state, notes=[f"the {episode.kind} episode from {episode.start} already asked for its retrain"])
     since = sorted(d for d in labelled_days if d >= episode.start)
-    if len(since) < settings.min_labelled_days:
+    if episode.kind == "drift" and len(since) < settings.min_labelled_days:
         return Decision(
             state,
             notes=[
-                f"{episode.kind} since {episode.start}: waiting for labels ({len(since)} of "
+                f"drift since {episode.start}: waiting for labels ({len(since)} of "
                 f"{settings.min_labelled_days} days labelled)"
             ],
         )
-    if state.last_retrain_day and state.latest_day:
-        waited = _days_between(state.last_retrain_day, state.latest_day)
+    if last and state.latest_day:
+        waited = _days_between(last, state.latest_day)
         if waited < settings.cooldown_days:
+            what = "retry of the retrain" if episode.requested_on else "retrain"
             return Decision(
                 state,
                 notes=[
-                    f"cooldown: {waited} of {settings.cooldown_days} days since the retrain of {state.last_retrain_day}"
+                    f"cooldown: {waited} of {settings.cooldown_days} days since the retrain of {last} (next: {what})"
                 ],
             )
-    window = since[-settings.window_days :]
+    window = sorted(labelled_days)[-settings.window_days :]
+    if not window:
+        return Decision(state, notes=[f"{episode.kind} since {episode.start}: no labelled day to train on yet"])
+    attempt = episode.attempt + 1
+    today = state.latest_day or window[-1]
     request = {
-        "run_key": f"retrain-{episode.kind}-{episode.start}",
+        "run_key": f"retrain-{episode.kind}-{episode.start}" + (f"-attempt-{attempt}" if attempt > 1 else ""),
         "recent_from": window[0],
         "recent_to": window[-1],
         "trigger": episode.trigger,
+        "requested_on": today,
+        "reference_from": episode.start,  # the new version's drift reference: the days that asked for it
     }
-    state = replace(state, episode=replace(episode, retrained=True), last_retrain_day=state.latest_day)
-    return Decision(state, retrain=request, notes=[f"retrain on {window[0]}..{window[-1]}: {episode.trigger}"])
+    state = replace(state, episode=replace(episode, requested_on=today, attempt=attempt), last_retrain_day=today)
+    again = f" (attempt {attempt}: the champion did not change since the last request)" if attempt > 1 else ""
+    return Decision(state, retrain=request, notes=[f"retrain on {window[0]}..{window[-1]}{again}: {episode.trigger}"])

@@ -46,52 +46,76 @@ def labels_arrived(context: dg.SensorEvaluationContext, params: ParamsResource):
     return [dg.RunRequest(partition_key=day, run_key=f"labels-{day}") for day in days]
 
 
-def _events(instance: dg.DagsterInstance, after: int) -> list[Event]:
+PAGE = 1000
+
+
+def _events(instance: dg.DagsterInstance, after: dict[str, int]) -> list[Event]:
+    """Every drift_report and model_performance materialization after the cursor, page by page."""
     events = []
-    for key, kind, flag in (
-        (drift_report.key, "drift", "drift_detected"),
-        (model_performance.key, "performance", "degraded"),
-    ):
-        records = instance.fetch_materializations(
-            dg.AssetRecordsFilter(asset_key=key, after_storage_id=after), limit=1000, ascending=True
-        ).records
-        for record in records:
-            metadata = record.asset_materialization.metadata
-            detail = (
-                f"drift share {metadata['drift_share'].value:.2f}, drifted {metadata['drifted_columns'].value}, "
-                f"prediction drift {metadata['prediction_drift'].value}"
-                if kind == "drift"
-                else f"ROC AUC {metadata['roc_auc'].value:.3f} vs {metadata['model_holdout_auc'].value:.3f} on the holdout"
-            )
-            events.append(
-                Event(
-                    storage_id=record.storage_id,
-                    kind=kind,
-                    day=record.partition_key,
-                    bad=bool(metadata[flag].value),
-                    model_version=int(metadata["model_version"].value),
-                    detail=f"{key.to_user_string()} {record.partition_key}: {detail}",
-                )
-            )
+    for key, kind in ((drift_report.key, "drift"), (model_performance.key, "performance")):
+        since = after.get(kind, 0)
+        while True:
+            records = instance.fetch_materializations(
+                dg.AssetRecordsFilter(asset_key=key, after_storage_id=since), limit=PAGE, ascending=True
+            ).records
+            events += [_event(record, kind) for record in records]
+            if len(records) < PAGE:
+                break
+            since = records[-1].storage_id
     return events
+
+
+def _event(record, kind: str) -> Event:
+    metadata = {name: value.value for name, value in record.asset_materialization.metadata.items()}
+    day = record.partition_key
+    if kind == "drift":
+        detail = (
+            f"drift_report {day}: drifted columns carry {metadata['drift_share']:.2f} of the importance "
+            f"({', '.join(metadata['drifted_columns']) or 'none'}), prediction drift {metadata['prediction_drift']}"
+        )
+        return Event(
+            record.storage_id, "drift", day, bool(metadata["drift_detected"]), int(metadata["model_version"]), detail
+        )
+    return Event(
+        record.storage_id,
+        "performance",
+        day,
+        bool(metadata.get("degraded", False)),
+        int(metadata["model_version"]),
+        f"model_performance {day}",
+        roc_auc=float(metadata["roc_auc"]),
+        auc_se=float(metadata["auc_se"]) if "auc_se" in metadata else None,
+    )
+
+
+REQUESTED_ON = "keel/requested_on"
+
+
+def last_request(instance: dg.DagsterInstance) -> str | None:
+    """The day of this sensor's latest retrain request, from its runs (survives a cursor reset)."""
+    runs = instance.get_runs(
+        dg.RunsFilter(job_name=retrain.name, tags={"dagster/sensor_name": "retrain_on_drift"}), limit=1
+    )
+    return runs[0].tags.get(REQUESTED_ON) if runs else None
 
 
 @dg.sensor(
     job=retrain,
     minimum_interval_seconds=60,
     description=(
-        "Every minute (once turned on); retrains on drift, not on a calendar: when a drift_report says drift, or a day's "
-        "model_performance falls below the champion's holdout AUC by retraining.max_auc_drop, it "
-        "waits until retraining.min_labelled_days of the shifted days have labels and launches the "
-        "retrain job on them. One retrain per episode (run key = episode), none within "
-        "retraining.cooldown_days of the last."
+        "Every minute (once turned on); retrains on drift and decay, not on a calendar: when the champion's "
+        "drift_report says drift (once retraining.min_labelled_days of those days have labels), or its labelled "
+        "AUC has decayed beyond noise, it launches the retrain job on the latest retraining.window_days labelled "
+        "days. A new champion starts afresh; a retrain that did not change the champion is asked again after "
+        "retraining.cooldown_days; no two requests within the cooldown."
     ),
 )
 def retrain_on_drift(context: dg.SensorEvaluationContext, params: ParamsResource, registry: ModelRegistry):
+    settings = params.load().retraining
     state = State.from_cursor(context.cursor)
-    state, notes = observe(state, _events(context.instance, state.after), registry.champion())
+    state, notes = observe(state, _events(context.instance, state.after), registry.champion(), settings)
     labelled = sorted(context.instance.get_materialized_partitions(labels.key))
-    decision = decide(state, labelled, params.load().retraining)
+    decision = decide(state, labelled, settings, last_request(context.instance))
     for note in notes:  # episodes opening and closing; a quiet tick's reason is its skip message
         context.log.info(note)
     if decision.retrain is None:
@@ -105,13 +129,18 @@ def retrain_on_drift(context: dg.SensorEvaluationContext, params: ParamsResource
                 run_config={
                     "ops": {
                         "training_set": {
-                            "config": {"recent_from": request["recent_from"], "recent_to": request["recent_to"]}
+                            "config": {
+                                "recent_from": request["recent_from"],
+                                "recent_to": request["recent_to"],
+                                "reference_from": request["reference_from"],
+                            }
                         }
                     }
                 },
                 tags={
                     "keel/trigger": request["trigger"][:200],
                     "keel/recent_days": f"{request['recent_from']}..{request['recent_to']}",
+                    REQUESTED_ON: request["requested_on"],
                 },
             )
         ],

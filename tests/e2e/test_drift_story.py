@@ -9,7 +9,7 @@ import yaml
 from tests.conftest import clear_daily_files, set_params
 
 STORY = {
-    "simulation": {"days": 10, "rows_per_day": 2000, "label_delay_days": 1},
+    "simulation": {"days": 10, "rows_per_day": 1000, "label_delay_days": 1},
     "retraining": {"min_labelled_days": 3, "window_days": 7, "cooldown_days": 7},
 }
 
@@ -56,14 +56,16 @@ def test_drift_from_day_5_retrains_once_and_later_days_use_the_new_champion(trai
     retrained_on = [n.day for n in nights if n.retrain_requests][0]
     # Labels arrive one day late and three labelled drifted days are needed: night 8 asks.
     assert retrained_on == "2026-10-08"
+    # The latest window_days (7) labelled days: the days before the rise and the three after it.
     assert requests[0].run_config["ops"]["training_set"]["config"] == {
-        "recent_from": "2026-10-05",
+        "recent_from": "2026-10-01",
         "recent_to": "2026-10-07",
+        "reference_from": "2026-10-05",  # v2's drift reference: the shifted days
     }
 
     registered = latest(instance, registered_model.key)
     assert registered["version"] == 2 and registered["champion_version"] == 2
-    assert registered["training_partitions"].count("2026-10-0") == 3  # days 5, 6, 7 with their md5s
+    assert registered["training_partitions"].count("2026-10-0") == 7  # days 1..7 with their md5s
     assert [n.version for n in nights] == [1] * 8 + [2] * 2
     # The new champion was trained on the shift: its own reference no longer calls those days drift.
     assert [n.verdict for n in nights[8:]] == ["no drift"] * 2

@@ -9,7 +9,8 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 
-from ml.drift import DriftError, _profile_columns, drift_report, load_capture, reference_profile
+from ml.drift import DAY, DriftError, _profile_columns, drift_report, drift_verdict, load_capture, reference_profile
+from ml.drift_calibration import calibrate_column, method_for, score
 from ml.sample import StreamSample
 
 SEED = 7
@@ -52,29 +53,47 @@ def test_two_samples_of_the_same_data_do_not_drift(spec, halves):
     assert "html" not in result.to_dict()
 
 
-def test_shifted_columns_drift_with_evidently_methods_scores_and_thresholds(spec, shifted_report):
+def test_shifted_columns_drift_against_calibrated_thresholds(spec, shifted_report):
     _, _, result = shifted_report
-    assert set(result.drifted_columns) == {"tenure", "contract"}
+    assert {"tenure", "contract"} <= set(result.drifted_columns) and len(result.drifted_columns) <= 3
     by_column = {c["column"]: c for c in result.columns}
     assert list(by_column) == spec.feature_columns
-    # Over 1,000 reference rows Evidently picks distances: Wasserstein for numbers, Jensen-Shannon otherwise.
-    assert by_column["tenure"]["method"].startswith("Wasserstein")
-    assert by_column["contract"]["method"].startswith("Jensen-Shannon")
-    assert by_column["female"]["kind"] == "boolean" and by_column["female"]["method"].startswith("Jensen-Shannon")
+    # Distances for every size: Wasserstein for numbers, Jensen-Shannon for categories and booleans.
+    assert by_column["tenure"]["method"] == "wasserstein"
+    assert by_column["contract"]["method"] == "jensenshannon"
+    assert by_column["female"]["kind"] == "boolean" and by_column["female"]["method"] == "jensenshannon"
     for column in result.columns:
-        assert column["threshold"] == pytest.approx(0.1)
-        assert column["drifted"] == (column["score"] >= column["threshold"])
-    assert result.drift_share == pytest.approx(2 / len(spec.feature_columns))
-    assert result.verdict == "no drift"  # 2 of 19 columns is below a share of 0.5, and the scores did not move
+        assert 0 < column["threshold"] < 1 and "random splits" in column["calibration"]
+        assert column["drifted"] == (column["score"] > column["threshold"])
+    assert by_column["tenure"]["reason"] == "distribution outside the reference's normal variation"
+    # Without an importance every column weighs the same.
+    assert result.drift_share == pytest.approx(len(result.drifted_columns) / len(spec.feature_columns))
+    assert result.verdict == "no drift"  # a few of 19 equal columns is below a share of 0.5, scores did not move
     assert json.loads(json.dumps(result.to_dict()))["drifted_columns"] == result.drifted_columns
+    # The page says the verdict and each column's test, threshold and calibration on top of Evidently's.
+    assert "Verdict: no drift" in result.html and "calibrated on the reference" in result.html
+    assert "window.drawDashboard(" in result.html
 
 
-def test_the_verdict_follows_the_drift_share_threshold(spec, shifted_report):
-    reference, shifted, _ = shifted_report
-    share = 2 / len(spec.feature_columns)
-    at = drift_report(reference, shifted, spec, drift_share=share)
-    assert at.dataset_drift and at.verdict == "drift" and at.drift_share_threshold == share
-    assert not at.prediction["drifted"]
+def test_the_verdict_weighs_drifted_columns_by_the_models_importance(spec, shifted_report):
+    reference, shifted, equal = shifted_report
+    on_contract = {c: (0.6 if c == "contract" else 0.4 / 18) for c in spec.feature_columns}
+    elsewhere = {c: (0.0 if c in equal.drifted_columns else 1.0) for c in spec.feature_columns}
+    heavy = drift_report(reference, shifted, spec, drift_share=0.3, importance=on_contract)
+    light = drift_report(reference, shifted, spec, drift_share=0.3, importance=elsewhere)
+    assert heavy.dataset_drift and heavy.verdict == "drift" and heavy.drift_share >= 0.6
+    assert not light.dataset_drift and light.drift_share == 0.0 and light.drifted_columns == equal.drifted_columns
+
+
+def test_the_verdict_does_not_depend_on_the_column_count(spec, halves):
+    """One wholly changed column the model leans on drifts the data set, however many columns there are."""
+    reference, current = halves
+    changed = current.assign(payment_method="Bitcoin")
+    importance = {c: (0.4 if c == "payment_method" else 0.6 / 18) for c in spec.feature_columns}
+    result = drift_report(reference, changed, spec, drift_share=0.3, importance=importance)
+    column = next(c for c in result.columns if c["column"] == "payment_method")
+    assert result.verdict == "drift" and column["drifted"]
+    assert column["reason"].startswith("constant on this day") or "unseen" in column["reason"]
 
 
 def test_a_shifted_score_alone_is_prediction_drift(spec, halves):
@@ -82,9 +101,67 @@ def test_a_shifted_score_alone_is_prediction_drift(spec, halves):
     moved = current.assign(prediction=np.clip(current["prediction"] + 0.15, 0, 1))
     result = drift_report(reference, moved, spec, drift_share=0.5)
     assert result.prediction["drifted"] and result.prediction["score"] > result.prediction["threshold"]
-    assert result.prediction["method"].startswith("Wasserstein")
-    assert result.drifted_columns == [] and not result.dataset_drift
+    assert result.prediction["method"] == "wasserstein"
+    assert not result.dataset_drift
     assert result.verdict == "drift"
+
+
+def test_a_column_without_values_a_constant_and_a_new_category_are_verdicts_not_errors(spec, halves):
+    reference, current = halves
+    day = current.head(900).assign(
+        total_charges=np.nan,  # the column is missing for every row of the day
+        tenure=12.0,  # constant where the reference varies
+        internet_service=["Satellite"] * 600 + list(current["internet_service"].head(300)),
+    )
+    result = drift_verdict(reference, day, spec, drift_share=0.3)
+    by_column = {c["column"]: c for c in result.columns}
+    assert by_column["total_charges"]["drifted"] and by_column["total_charges"]["reason"] == "no values on this day"
+    assert by_column["total_charges"]["score"] is None
+    assert by_column["tenure"]["drifted"] and by_column["tenure"]["reason"].startswith("constant on this day (12.0)")
+    assert by_column["internet_service"]["drifted"]
+    assert "unseen in the reference on 67% of rows ('Satellite')" in by_column["internet_service"]["reason"]
+    page = drift_report(reference, day, spec, drift_share=0.3).html  # Evidently renders the rest of the day
+    assert "no values on this day" in page
+
+
+def test_scores_are_evidently_s_own(spec, halves):
+    """The calibration's fast scores are the numbers Evidently's stattests give."""
+    from evidently.legacy.calculations.stattests.registry import get_registered_stattest
+    from evidently.legacy.core import ColumnType
+
+    reference, current = halves
+    for column, kind, column_type in (
+        ("tenure", "numeric", ColumnType.Numerical),
+        ("contract", "categorical", ColumnType.Categorical),
+    ):
+        test = get_registered_stattest(method_for(kind), column_type)
+        expected = test(reference[column].dropna(), current[column].dropna(), column_type, None).drift_score
+        assert score(reference[column], current[column], kind) == pytest.approx(expected, rel=1e-9)
+
+
+@pytest.mark.parametrize(("day_rows", "reference_rows"), [(100, 200), (1000, 2000), (2000, 5000)])
+def test_days_without_drift_rarely_say_drift(day_rows, reference_rows):
+    """Same-distribution days at several sizes: the false-alarm rate stays at or below 5 %."""
+    from benchmarks.false_alarms import false_alarm_rate, population
+
+    rows, spec = population()
+    rate, what = false_alarm_rate(
+        rows, spec, day_rows=day_rows, reference_rows=reference_rows, days=20, drift_share=0.3, importance=None, seed=3
+    )
+    assert rate <= 0.05, what
+
+
+def test_reference_days_widen_the_thresholds_of_columns_that_vary_by_day(spec, halves):
+    """A reference of whole days: a column whose days differ by nature gets a wider threshold."""
+    reference, _ = halves
+    days = np.repeat([f"2026-01-{d:02d}" for d in range(1, 11)], int(np.ceil(len(reference) / 10)))[: len(reference)]
+    by_day = reference.assign(**{DAY: days})
+    offset = pd.Series(days).str[-2:].astype(int).to_numpy()
+    by_day["tenure"] = by_day["tenure"] + 3 * offset  # each day a little higher
+    flat = calibrate_column(reference["tenure"], "numeric", 350)
+    daily = calibrate_column(by_day["tenure"], "numeric", 350, days=by_day[DAY].to_numpy())
+    assert daily.day_level is not None and daily.threshold > flat.threshold
+    assert "reference days" in daily.basis
 
 
 def test_reference_profile_keeps_feature_columns_and_rows_by_id(spec, telco_raw):

@@ -156,3 +156,39 @@ def test_config_rejects_bad_values():
         FeatureConfig.model_validate({"clip_quantiles": [0.9, 0.1]})
     with pytest.raises(ValueError, match="clip\n  Extra inputs are not permitted"):
         FeatureConfig.model_validate({"clip": 1})
+
+
+RENAMED = {"monthly_charges": "monthly charges", "internet_service": "internet-service", "senior_citizen": "senior citizen"}
+
+
+def _renamed_spec(spec):
+    """The example spec with column names as users often have them: spaces and hyphens."""
+    from ml.spec import DatasetSpec
+
+    text = json.dumps(spec.model_dump(mode="json"))
+    for old, new in RENAMED.items():
+        text = text.replace(f'"{old}"', f'"{new}"')
+    return DatasetSpec.model_validate(json.loads(text))
+
+
+def test_columns_named_with_spaces_and_hyphens_train_and_score(spec, telco_raw):
+    from ml.features import source_columns
+    from ml.models import fit_model
+
+    renamed_spec, rows = _renamed_spec(spec), telco_raw.rename(columns=RENAMED)
+    state = fit_features(rows, renamed_spec, FeatureConfig())
+    assert "monthly_charges" in state.columns and "monthly charges" not in state.columns
+    assert any(name.startswith("internet_service__") for name in state.columns)
+    features = transform(rows, state)
+    model = fit_model("lightgbm", features, encode_target(rows, renamed_spec).to_numpy(), {"n_estimators": 5}, 0)
+    assert model.predict(transform(rows.head(50), FeatureState.from_json(state.to_json()))).shape == (50,)
+    # The importance of each output column goes back to the column as the user named it.
+    sources = {source_columns(state)[name] for name in model.importance()}
+    assert {"monthly charges", "internet-service", "senior citizen"} <= sources
+
+
+def test_two_columns_with_the_same_safe_name_stay_apart(spec, telco_raw):
+    from ml.features import _safe_names
+
+    names = _safe_names(["dew point", "dew-point", "dew_point"])
+    assert len(set(names.values())) == 3 and names["dew point"] == "dew_point"

@@ -25,11 +25,15 @@ def test_a_row_keeps_its_side_when_rows_are_added_or_reordered(spec, telco_raw):
     pd.testing.assert_series_equal(assign_split(part, spec, fraction=0.2, seed=42), whole.loc[part.index])
 
 
-def test_with_a_timestamp_the_holdout_is_the_latest_rows(spec, telco_raw):
+def test_with_a_timestamp_every_day_trains_and_lends_rows_to_the_holdout(spec, telco_raw):
+    """A time split would hold out the newest days whole: a retrain could not learn them."""
     timed = spec.model_copy(update={"timestamp": TimestampSpec(column="seen_at")})
     frame = telco_raw.assign(seen_at=pd.date_range("2026-01-01", periods=len(telco_raw), freq="h"))
     split = assign_split(frame, timed, fraction=0.25, seed=42)
-    assert frame.loc[split == HOLDOUT, "seen_at"].min() > frame.loc[split == TRAIN, "seen_at"].max()
+    by_day = split.groupby(frame["seen_at"].dt.date).agg(lambda sides: (sides == HOLDOUT).mean())
+    newest = by_day.index.max()
+    assert (split[frame["seen_at"].dt.date == newest] == TRAIN).any()
+    assert by_day.between(0.0, 0.6).all() and abs(by_day.mean() - 0.25) < 0.05
 
 
 @pytest.mark.parametrize("fraction", [0.0, 1.0, -0.1])

@@ -1,7 +1,7 @@
-"""The retraining policy on its own: episodes, waiting for labels, one retrain per episode, cooldown."""
+"""The retraining policy on its own: episodes per champion, labels, decay beyond noise, cooldown, retries."""
 
 from ml.params import RetrainingSection as Settings
-from orchestration.retrain_policy import Event, State, decide, observe
+from orchestration.retrain_policy import Event, State, decay, decide, observe
 
 SETTINGS = Settings(min_labelled_days=2, window_days=7, cooldown_days=7)
 
@@ -14,48 +14,100 @@ def drift(storage_id: int, n: int, bad: bool, version: int = 1) -> Event:
     return Event(storage_id, "drift", day(n), bad, version, f"drift_report {day(n)}")
 
 
+def perf(storage_id: int, n: int, auc: float, se: float = 0.01, version: int = 1) -> Event:
+    return Event(storage_id, "performance", day(n), False, version, f"model_performance {day(n)}", auc, se)
+
+
+def labelled(last: int, first: int = 1) -> list[str]:
+    return [day(n) for n in range(first, last + 1)]
+
+
 def test_a_drift_day_opens_an_episode_that_waits_for_labels_then_retrains_once():
-    state, notes = observe(State(), [drift(1, 1, False), drift(2, 2, True)], champion=1)
+    state, notes = observe(State(), [drift(1, 1, False), drift(2, 2, True)], 1, SETTINGS)
     assert state.episode.start == day(2) and notes == [f"drift episode opened by {day(2)}: drift_report {day(2)}"]
-    waiting = decide(state, labelled_days=[day(1), day(2)], settings=SETTINGS)
+    waiting = decide(state, labelled(2), SETTINGS)
     assert waiting.retrain is None and "1 of 2 days labelled" in waiting.notes[0]
 
-    state, _ = observe(waiting.state, [drift(3, 3, True)], champion=1)
-    asked = decide(state, labelled_days=[day(1), day(2), day(3)], settings=SETTINGS)
+    state, _ = observe(waiting.state, [drift(3, 3, True)], 1, SETTINGS)
+    asked = decide(state, labelled(3), SETTINGS)
     assert asked.retrain == {
         "run_key": f"retrain-drift-{day(2)}",
-        "recent_from": day(2),
+        "recent_from": day(1),  # the latest window_days labelled days, not only the drifted ones
         "recent_to": day(3),
         "trigger": f"drift_report {day(2)}",
+        "requested_on": day(3),
+        "reference_from": day(2),  # the new version's drift reference: the days since the drift began
     }
-    # Still drifting the next day: the same episode, no second request.
-    state, _ = observe(asked.state, [drift(4, 4, True)], champion=1)
-    again = decide(state, labelled_days=[day(n) for n in range(1, 5)], settings=SETTINGS)
-    assert again.retrain is None and "already asked" in again.notes[0]
+    # Still drifting the next day, same champion: the cooldown holds the episode's next request.
+    state, _ = observe(asked.state, [drift(4, 4, True)], 1, SETTINGS)
+    held = decide(state, labelled(4), SETTINGS)
+    assert held.retrain is None and "cooldown: 1 of 7 days" in held.notes[0] and "retry" in held.notes[0]
+
+
+def test_a_retrain_that_did_not_change_the_champion_is_asked_again_after_the_cooldown():
+    """Failed, blocked by the gate or cancelled: the champion is the same, so the episode asks again."""
+    state, _ = observe(State(), [drift(1, 2, True), drift(2, 3, True)], 1, SETTINGS)
+    first = decide(state, labelled(3), SETTINGS)
+    state, _ = observe(first.state, [drift(3, 10, True)], 1, SETTINGS)
+    again = decide(state, labelled(10), SETTINGS)
+    assert again.retrain["run_key"] == f"retrain-drift-{day(2)}-attempt-2"  # a new run key: not deduped
+    assert "attempt 2" in again.notes[0]
+
+
+def test_a_new_champion_starts_afresh_and_persistent_drift_triggers_again_after_the_cooldown():
+    state, _ = observe(State(), [drift(1, 2, True), drift(2, 3, True)], 1, SETTINGS)
+    first = decide(state, labelled(3), SETTINGS)
+    state, notes = observe(first.state, [drift(3, 4, True, version=2)], 2, SETTINGS)
+    assert notes[0] == "v2 is champion: a fresh start against its own reference"
+    assert state.episode.start == day(4)  # the new champion's own first drifted day
+    held = decide(state, labelled(6), SETTINGS)
+    assert held.retrain is None and "cooldown: 1 of 7" in held.notes[0]
+    state, _ = observe(held.state, [drift(4, 10, True, version=2)], 2, SETTINGS)
+    later = decide(state, labelled(10), SETTINGS)
+    assert later.retrain["run_key"] == f"retrain-drift-{day(4)}"
 
 
 def test_days_scored_by_an_older_model_say_nothing_about_the_champion():
-    state, _ = observe(State(), [drift(1, 5, True, version=1)], champion=2)
-    assert state.episode is None and state.after == 1
+    state, _ = observe(State(), [drift(1, 5, True, version=1)], 2, SETTINGS)
+    assert state.episode is None and state.after == {"drift": 1}
 
 
-def test_a_good_day_closes_the_episode_and_the_cooldown_holds_the_next_one():
-    state, _ = observe(State(), [drift(1, 2, True), drift(2, 3, True)], champion=1)
-    first = decide(state, [day(2), day(3)], SETTINGS)
-    assert first.retrain is not None and first.state.last_retrain_day == day(3)
-    state, notes = observe(first.state, [drift(3, 4, False, version=2)], champion=2)
-    assert state.episode is None and "closed" in notes[0]
-    state, _ = observe(state, [drift(4, 6, True, version=2), drift(5, 7, True, version=2)], champion=2)
-    held = decide(state, [day(n) for n in range(2, 8)], SETTINGS)
-    assert held.retrain is None and held.notes == [f"cooldown: 4 of 7 days since the retrain of {day(3)}"]
-    state, _ = observe(held.state, [drift(6, 10, True, version=2)], champion=2)
-    later = decide(state, [day(n) for n in range(2, 11)], SETTINGS)
-    assert later.retrain["run_key"] == f"retrain-drift-{day(6)}" and later.retrain["recent_from"] == day(6)
+def test_a_good_day_closes_a_drift_episode():
+    state, _ = observe(State(), [drift(1, 2, True), drift(2, 3, False)], 1, SETTINGS)
+    assert state.episode is None
 
 
-def test_the_window_keeps_the_latest_labelled_days_and_the_cursor_round_trips():
-    state, _ = observe(State(), [drift(1, 1, True)], champion=1)
-    decision = decide(state, [day(n) for n in range(1, 12)], Settings(min_labelled_days=2, window_days=3))
+def test_the_cooldown_survives_a_cursor_reset_through_the_last_request():
+    state, _ = observe(State(), [drift(1, 2, True), drift(2, 5, True)], 1, SETTINGS)
+    held = decide(state, labelled(5), SETTINGS, last_request=day(1))
+    assert held.retrain is None and held.notes == [
+        f"cooldown: 4 of 7 days since the retrain of {day(1)} (next: retrain)"
+    ]
+
+
+def test_a_decay_beyond_noise_opens_a_performance_episode_and_retrains():
+    settings = Settings(min_labelled_days=2, max_auc_drop=0.02, noise_z=2.0, cooldown_days=7)
+    good = [perf(1, 1, 0.80), perf(2, 2, 0.80)]
+    noisy = [perf(3, 3, 0.78, se=0.03), perf(4, 4, 0.77, se=0.03)]  # within the noise of small days
+    state, _ = observe(State(), good + noisy, 1, settings)
+    assert state.episode is None
+    fallen = [perf(5, 5, 0.70), perf(6, 6, 0.70)]  # clearly below: 0.10 against a band of ~0.05
+    state, notes = observe(state, fallen, 1, settings)
+    assert state.episode.kind == "performance" and "labelled ROC AUC" in notes[0]
+    asked = decide(state, labelled(6), settings)
+    assert asked.retrain["run_key"] == f"retrain-performance-{day(5)}"
+
+
+def test_the_noise_band_widens_for_small_days():
+    settings = Settings(min_labelled_days=2, max_auc_drop=0.02, noise_z=2.0)
+    big = {day(n): [auc, 0.01] for n, auc in ((1, 0.8), (2, 0.8), (3, 0.74), (4, 0.74))}
+    small = {d: [auc, 0.05] for d, (auc, _) in big.items()}
+    assert decay(big, settings) is not None and decay(small, settings) is None
+
+
+def test_the_cursor_round_trips_and_an_older_cursor_is_rebuilt_from_history():
+    state, _ = observe(State(), [drift(1, 1, True), perf(2, 1, 0.8)], 1, SETTINGS)
+    decision = decide(state, labelled(11), Settings(min_labelled_days=1, window_days=3))
     assert (decision.retrain["recent_from"], decision.retrain["recent_to"]) == (day(9), day(11))
     assert State.from_cursor(decision.state.to_cursor()) == decision.state
-    assert State.from_cursor(None) == State()
+    assert State.from_cursor('{"after": 12, "latest_day": null, "episode": null, "last_retrain_day": null}') == State()

@@ -33,7 +33,7 @@ def drift_event(instance, day: str, drifted: bool, version: int = 1) -> None:
         "drift_report",
         day,
         drift_detected=drifted,
-        drift_share=0.05 if drifted else 0.0,
+        drift_share=0.4 if drifted else 0.0,
         drifted_columns=dg.MetadataValue.json(["monthly_charges"] if drifted else []),
         prediction_drift=drifted,
         model_version=version,
@@ -67,17 +67,34 @@ def test_retrain_sensor_waits_for_labels_asks_once_per_episode_and_keys_runs_by_
         asked = evaluate("retrain_on_drift", instance, resources, waiting.cursor)
         [request] = asked.run_requests
         assert request.run_key == "retrain-drift-2026-10-15"
+        # The latest retraining.window_days labelled days (here all five), not only the drifted ones.
         assert request.run_config == {
-            "ops": {"training_set": {"config": {"recent_from": "2026-10-15", "recent_to": "2026-10-17"}}}
+            "ops": {
+                "training_set": {
+                    "config": {"recent_from": "2026-10-13", "recent_to": "2026-10-17", "reference_from": "2026-10-15"}
+                }
+            }
         }
-        assert request.tags["keel/recent_days"] == "2026-10-15..2026-10-17"
+        assert request.tags["keel/recent_days"] == "2026-10-13..2026-10-17"
+        assert request.tags["keel/requested_on"] == "2026-10-17"
         assert "drift_report 2026-10-15" in request.tags["keel/trigger"]
 
         again = evaluate("retrain_on_drift", instance, resources, asked.cursor)
-        assert not again.run_requests and "already asked" in again.skip_message
-        # A restarted sensor without its cursor asks again with the same key, which Dagster deduplicates.
+        assert not again.run_requests and "cooldown: 0 of 7 days" in again.skip_message
+        # The daemon launched the request: a cursor reset rebuilds the episode from history and reads
+        # the last request from the sensor's runs, so the cooldown still holds.
+        instance.add_run(
+            dg.DagsterRun(
+                job_name="retrain",
+                run_id="0" * 8 + "-0000-0000-0000-" + "0" * 12,
+                tags={**request.tags, "dagster/sensor_name": "retrain_on_drift", "dagster/run_key": request.run_key},
+            )
+        )
         restarted = evaluate("retrain_on_drift", instance, resources, None)
-        assert [r.run_key for r in restarted.run_requests] == ["retrain-drift-2026-10-15"]
+        assert (
+            not restarted.run_requests
+            and "cooldown: 0 of 7 days since the retrain of 2026-10-17" in restarted.skip_message
+        )
 
 
 def test_retrain_sensor_ignores_days_scored_by_an_older_model(tmp_path: Path):
@@ -93,20 +110,23 @@ def test_retrain_sensor_ignores_days_scored_by_an_older_model(tmp_path: Path):
 def test_a_fall_in_daily_auc_opens_a_performance_episode(tmp_path: Path):
     resources = {"params": PARAMS, "registry": ChampionIs(root=str(tmp_path), params=PARAMS)}
     with dg.instance_for_test() as instance:
-        for n, auc in ((10, 0.86), (11, 0.77), (12, 0.78), (13, 0.76)):
+        for n, auc in ((10, 0.86), (11, 0.85), (12, 0.86), (13, 0.74), (14, 0.73), (15, 0.74)):
             day = f"2026-10-{n}"
             materialize(
                 instance,
                 "model_performance",
                 day,
                 roc_auc=auc,
+                auc_se=0.01,
                 model_holdout_auc=0.85,
                 degraded=auc < 0.80,
                 model_version=1,
             )
             materialize(instance, "labels", day)
         [request] = evaluate("retrain_on_drift", instance, resources).run_requests
-        assert request.run_key == "retrain-performance-2026-10-11"
+        # Its latest 3 labelled days fell below its first 3 by more than the band: a decay.
+        assert request.run_key == "retrain-performance-2026-10-15"
+        assert "labelled ROC AUC 0.737 on its latest 3 days vs 0.857" in request.tags["keel/trigger"]
 
 
 def test_labels_sensor_asks_for_arrived_labels_of_scored_days_only(tmp_path: Path):
