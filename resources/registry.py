@@ -78,7 +78,10 @@ Loader = Callable[[Path], object]  # parses a verified artifact directory, raisi
 
 
 def _short(error: BaseException) -> str:
-    return str(error).strip().splitlines()[0][:300] if str(error).strip() else type(error).__name__
+    """The error on one line, without MLflow's `##### File x #####` headers and SQL statements."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip() and not line.startswith(("#####", "["))]
+    text = " ".join(lines) or type(error).__name__
+    return text if len(text) <= 400 else text[:397] + "..."
 
 
 @contextmanager

@@ -76,8 +76,8 @@ def failure(result, node: str) -> str:
 def test_a_candidate_modified_in_mlflow_after_the_gate_is_not_registered(trained_project, instance, registry):
     gated(trained_project, instance)
     # The gate graded the copy in var/storage; the copy in MLflow's artifact store changes one digit.
-    run_id = instance.get_latest_materialization_event(candidate_model.key).asset_materialization.metadata
-    logged = registry.client().get_run(run_id["mlflow_run_id"].value).info.artifact_uri.removeprefix("file://")
+    candidate = instance.get_latest_materialization_event(candidate_model.key).asset_materialization.metadata
+    logged = registry.client().get_run(candidate["mlflow_run_id"].value).info.artifact_uri.removeprefix("file://")
     model_file = Path(logged) / "model" / "model.txt"
     text = model_file.read_text()
     digit = next(i for i, c in enumerate(text) if c in "123456789" and i > 200)
@@ -101,7 +101,7 @@ def test_rollback_and_approve_refuse_a_version_that_cannot_be_loaded(trained_pro
     assert (
         "champion not moved: 'champion' was not moved to v1: model 'telco_churn' v1: its artifact cannot be" in message
     )
-    assert str(stored(registry, 1)) in message
+    assert str(stored(registry, 1)) in message and "No such artifact: 'model'" in message
     assert registry.champion() == 2 and [m.to_version for m in registry.alias_history(MODEL)] == [1, 2]
 
     # A version whose files verify against its manifest but whose model does not parse is refused too.
