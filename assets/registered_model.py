@@ -157,7 +157,8 @@ def registered_model(
 
     version = registry.version_for_run(name, run_id)  # set: an earlier attempt registered it
     if version is not None:
-        if registry.alias_version(name, alias) == version:
+        holds = [a for a in (alias, CHAMPION) if registry.alias_version(name, a) == version]  # challenger approved
+        if holds:
             return dg.MaterializeResult(
                 data_version=dg.DataVersion(f"{name}-v{version}"),
                 metadata={
@@ -166,7 +167,7 @@ def registered_model(
                     "champion_version": registry.champion() or 0,
                     "registered": False,
                     "reason": f"the candidate of MLflow run {run_id} is already registered as v{version}, "
-                    f"which is {alias}: nothing left to do",
+                    f"which is {holds[0]}: nothing left to do",
                     "mlflow_run_id": run_id,
                 },
             )

@@ -25,7 +25,7 @@ from ml.artifact import MANIFEST, manifest_sha256, write_manifest
 from orchestration.deployments import local
 from orchestration.promotion import approve, rollback
 from resources.registry import REFERENCE_TAG, ModelRegistry
-from tests.conftest import REPO, train, training_assets
+from tests.conftest import REPO, set_params, train, training_assets
 
 MODEL = "telco_churn"
 SEED_7 = {"ops": {"candidate_model": {"config": {"seed": 7}}}}  # another model from the same data
@@ -245,3 +245,14 @@ def test_two_promotions_racing_in_two_processes_are_serialised_by_the_dagster_po
     assert outcome == {"a": "won", "b": "won"}
     entered = sorted(float((sync / f"cas-{me}").read_text()) for me in "ab")
     assert entered[1] - entered[0] > 7  # the second waited for the first one's pool slot
+
+
+def test_a_re_run_after_the_challenger_was_approved_has_nothing_left_to_do(trained_project, instance, registry):
+    set_params(trained_project, registry={"promotion": "manual"})
+    assert train(trained_project, instance, run_config=SEED_7).success  # v2 is challenger
+    config = {"ops": {"approve_challenger": {"config": {"reason": "reviewed"}}}}
+    assert approve.execute_in_process(run_config=config, resources=local(trained_project), instance=instance).success
+    again = register_alone(trained_project, instance)
+    assert again.success and registry.versions(MODEL) == [1, 2] and registry.champion() == 2
+    recorded = instance.get_latest_materialization_event(registered_model.key).asset_materialization.metadata
+    assert "already registered as v2, which is champion: nothing left to do" in recorded["reason"].value
