@@ -39,7 +39,8 @@ def champion(registry: ModelRegistry) -> tuple[int, str]:
 
 def published_model(storage: ArtifactStore, registry: ModelRegistry, version: int) -> str:
     """The version's verified artifact in the deployment's storage, where any backend can read it."""
-    uri = layout.published_model(storage, registry.model_name, version)
+    manifest_sha256 = registry.version_info(registry.model_name, version)["tags"][MANIFEST_TAG]
+    uri = layout.published_model(storage, registry.model_name, manifest_sha256)
     if not ml.io.exists(f"{uri}/{MANIFEST}"):
         with tempfile.TemporaryDirectory(prefix="keel-publish-") as tmp:
             publish(registry.download(registry.model_name, version, Path(tmp) / "model"), uri)

@@ -3,8 +3,13 @@
 `registry.promotion` in params.yaml decides its alias: `auto` moves `champion` to it; `manual`
 moves `challenger`, and the `approve` job promotes it later. Alias moves are compare-and-set: the
 champion is moved only if it is still the version the gate compared the candidate against.
+
+Registration verifies and loads what MLflow holds before a version exists, and is resumable: a
+version left without its alias (the run was killed, or the alias lock timed out) is found again by
+the candidate's MLflow run id when the run is re-executed, and the move is finished then.
 """
 
+import getpass
 import tempfile
 from pathlib import Path
 
@@ -19,7 +24,18 @@ from ml.drift import reference_profile
 from ml.params import Params
 from ml.predictor import Predictor
 from resources.params import ParamsResource
-from resources.registry import CHALLENGER, CHAMPION, MANIFEST_TAG, AliasConflict, AliasMove, ModelRegistry
+from resources.registry import (
+    ALIAS_POOL,
+    CHALLENGER,
+    CHAMPION,
+    MANIFEST_TAG,
+    REFERENCE_TAG,
+    AliasConflict,
+    AliasMove,
+    ModelRegistry,
+    RegistryUnavailable,
+    UnusableVersion,
+)
 from resources.storage import ArtifactStore
 
 METRICS = ("roc_auc", "pr_auc", "log_loss", "brier", "accuracy", "f1")
@@ -58,6 +74,36 @@ def attach_reference(registry: ModelRegistry, name: str, version: int, profile: 
         return registry.attach_reference(name, version, path)
 
 
+def load_predictor(directory: Path) -> Predictor:
+    """The loader every alias move uses: a version must parse as the scorer will parse it."""
+    return Predictor.load(directory)
+
+
+def launched_by(context: dg.OpExecutionContext | dg.AssetExecutionContext, step: str) -> str:
+    """Who asked for this run, as far as Dagster knows it; recorded as the actor of an alias move.
+
+    A run executed in its own process (`dagster job execute`, Python) runs as the OS user who
+    started it. A run launched through the instance (the UI, the GraphQL API, `dagster job launch`,
+    a sensor or schedule) runs as the server's user, who is not the person: Dagster's open-source
+    webserver has no login, so the launch is recorded as unauthenticated, with the run's tags that
+    name a user (set by whoever launched it, or by an authenticating Dagster+ deployment).
+    """
+    run = context.dagster_run
+    tags = run.tags
+    if tags.get("dagster/sensor_name"):
+        who = f"sensor {tags['dagster/sensor_name']}"
+    elif tags.get("dagster/schedule_name"):
+        who = f"schedule {tags['dagster/schedule_name']}"
+    elif run.remote_job_origin is None:
+        who = f"OS user {getpass.getuser()} (run executed in its own process: CLI or Python)"
+    else:
+        who = "unauthenticated launch through the Dagster webserver or API"
+    claimed = [f"{key}={tags[key]}" for key in ("dagster/user", "user") if tags.get(key)]
+    if claimed:
+        who += f", run tag {', '.join(claimed)}"
+    return f"{who} via {step} (run {context.run_id[:8]})"
+
+
 def alias_move_metadata(move: AliasMove) -> dict:
     return {
         "alias_move": dg.MetadataValue.json(move.to_dict()),
@@ -68,10 +114,25 @@ def alias_move_metadata(move: AliasMove) -> dict:
     }
 
 
+def _missing_alias_error(name: str, version: int, alias: str, error: Exception, context) -> dg.Failure:
+    """Why v<version> exists without its alias, and the step that is true for that cause."""
+    if isinstance(error, AliasConflict):
+        advice = "re-run the training job so the gate compares a candidate against the current champion"
+    elif isinstance(error, UnusableVersion):
+        advice = "train a new candidate"
+    else:  # a held lock or a locked database: the same candidate can finish
+        advice = (
+            f"re-execute run {context.run_id} from failure: registration finds v{version} by its MLflow run "
+            "and finishes the move"
+        )
+    return dg.Failure(description=f"{name} v{version} is registered but was not made {alias}: {error}. {advice}")
+
+
 @dg.asset(
     group_name="registry",
     kinds={"mlflow"},
     owners=["team:ml-platform"],
+    pool=ALIAS_POOL,
     description=(
         "The MLflow model version made from a candidate that passed evaluation_gate, tagged with "
         "its lineage (data version, code version, git commit, metrics, Dagster run id, artifact "
@@ -91,49 +152,81 @@ def registered_model(
     gate = passed_gate(context.instance, candidate_model)
     settings = params.load()
     name, run_id = registry.model_name, candidate_model.mlflow_run_id
-
-    existing = registry.version_for_run(name, run_id)
-    if existing is not None:
-        raise dg.Failure(
-            description=f"the candidate of MLflow run {run_id} is already registered as {name} v{existing}; "
-            "train a new candidate to register another version"
-        )
-    champion = identical_champion(registry, candidate_model.manifest_sha256)
-    if champion is not None:
-        registry.set_run_tags(run_id, {"keel.registered": f"no: identical to v{champion}"})
-        return dg.MaterializeResult(
-            data_version=dg.DataVersion(f"{name}-v{champion}"),
-            metadata={
-                "model": name,
-                "version": champion,
-                "champion_version": champion,
-                "registered": False,
-                "reason": f"the candidate is byte-identical to champion v{champion} (same manifest sha256); "
-                "no new version was registered",
-                "mlflow_run_id": run_id,
-            },
-        )
     mode = registry.promotion
-    expected = gate.champion_version if mode == "auto" else registry.alias_version(name, CHALLENGER)
     alias = CHAMPION if mode == "auto" else CHALLENGER
+
+    version = registry.version_for_run(name, run_id)  # set: an earlier attempt registered it
+    if version is not None:
+        holds = [a for a in (alias, CHAMPION) if registry.alias_version(name, a) == version]  # challenger approved
+        if holds:
+            return dg.MaterializeResult(
+                data_version=dg.DataVersion(f"{name}-v{version}"),
+                metadata={
+                    "model": name,
+                    "version": version,
+                    "champion_version": registry.champion() or 0,
+                    "registered": False,
+                    "reason": f"the candidate of MLflow run {run_id} is already registered as v{version}, "
+                    f"which is {holds[0]}: nothing left to do",
+                    "mlflow_run_id": run_id,
+                },
+            )
+        held = [m for m in registry.alias_history(name) if m.to_version == version]
+        if held:
+            raise dg.Failure(
+                description=f"the candidate of MLflow run {run_id} is already registered as {name} v{version}, "
+                f"which was {held[-1].alias} from {held[-1].when} and has been replaced since; train a new "
+                f"candidate, or run the approve job with version {version} to make it champion again"
+            )
+    else:
+        champion = identical_champion(registry, candidate_model.manifest_sha256)
+        if champion is not None:
+            registry.set_run_tags(run_id, {"keel.registered": f"no: identical to v{champion}"})
+            return dg.MaterializeResult(
+                data_version=dg.DataVersion(f"{name}-v{champion}"),
+                metadata={
+                    "model": name,
+                    "version": champion,
+                    "champion_version": champion,
+                    "registered": False,
+                    "reason": f"the candidate is byte-identical to champion v{champion} (same manifest sha256); "
+                    "no new version was registered",
+                    "mlflow_run_id": run_id,
+                },
+            )
+    expected = gate.champion_version if mode == "auto" else registry.alias_version(name, CHALLENGER)
     current = registry.alias_version(name, alias)
     if current != expected:  # fail before registering when the champion already moved on
+        kept = f"; v{version} stays registered without an alias" if version is not None else ""
         raise dg.Failure(
             description=f"{alias} of {name} is v{current} now, but the gate compared this candidate with "
-            f"v{expected}; re-run the training job so the gate compares against the current champion"
+            f"v{expected}{kept}; re-run the training job so the gate compares against the current champion"
         )
-    tags = {
-        **candidate_lineage(candidate_model),
-        "keel.dagster_run_id": context.run_id,
-        "keel.training_dagster_run_id": candidate_model.run_id,
-        "keel.model_family": candidate_model.model_family,
-        MANIFEST_TAG: candidate_model.manifest_sha256,  # download() verifies the artifact against it
-        "keel.gate": gate.reason,
-        **{f"keel.metric.{m}": f"{candidate_model.metrics[m]:.6f}" for m in METRICS},
-    }
-    reference = drift_reference(settings, storage, candidate_model)  # before registering: a failure leaves no version
-    version = registry.register(name, run_id, tags, description=gate.reason)
-    reference_sha256 = attach_reference(registry, name, version, reference)
+    resumed = version is not None
+    reference = None
+    if version is None:
+        tags = {
+            **candidate_lineage(candidate_model),
+            "keel.dagster_run_id": context.run_id,
+            "keel.training_dagster_run_id": candidate_model.run_id,
+            "keel.model_family": candidate_model.model_family,
+            MANIFEST_TAG: candidate_model.manifest_sha256,  # download() verifies the artifact against it
+            "keel.gate": gate.reason,
+            **{f"keel.metric.{m}": f"{candidate_model.metrics[m]:.6f}" for m in METRICS},
+        }
+        reference = drift_reference(
+            settings, storage, candidate_model
+        )  # before registering: a failure leaves no version
+        try:
+            version = registry.register(name, run_id, tags, description=gate.reason, load=load_predictor)
+        except UnusableVersion as error:
+            raise dg.Failure(description=str(error)) from None
+    info = registry.version_info(name, version)
+    if REFERENCE_TAG in info["tags"]:
+        reference_sha256, reference_rows = info["tags"][REFERENCE_TAG], None
+    else:  # a first attempt, or one stopped between registering and storing the reference
+        reference = drift_reference(settings, storage, candidate_model) if reference is None else reference
+        reference_sha256, reference_rows = attach_reference(registry, name, version, reference), len(reference)
     reason = f"{'auto-promoted' if mode == 'auto' else 'awaiting approval'} after the evaluation gate: {gate.reason}"
     try:
         move = registry.move_alias(
@@ -142,12 +235,13 @@ def registered_model(
             version,
             expected_from=expected,
             reason=reason,
-            actor="registered_model",
+            actor=launched_by(context, "registered_model"),
             dagster_run_id=context.run_id,
             kind="promote",
+            load=load_predictor,
         )
-    except AliasConflict as error:
-        raise dg.Failure(description=f"{name} v{version} is registered but was not made {alias}: {error}") from None
+    except (AliasConflict, TimeoutError, UnusableVersion, RegistryUnavailable) as error:
+        raise _missing_alias_error(name, version, alias, error, context) from None
     info = registry.version_info(name, version)
     return dg.MaterializeResult(
         data_version=dg.DataVersion(f"{name}-v{version}"),
@@ -156,10 +250,11 @@ def registered_model(
             "version": version,
             "champion_version": registry.champion() or 0,
             "registered": True,
+            "resumed": resumed,
             "promotion": mode,
             **alias_move_metadata(move),
             "roc_auc": float(candidate_model.metrics["roc_auc"]),
-            "drift_reference_rows": len(reference),
+            **({"drift_reference_rows": reference_rows} if reference_rows is not None else {}),
             "drift_reference_sha256": reference_sha256,
             "training_partitions": candidate_model.training_set.partitions,
             "mlflow_run_id": run_id,

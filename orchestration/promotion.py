@@ -4,16 +4,27 @@
   dagster job execute -m orchestration.definitions -j rollback -c rollback.yaml
 
 Each move is compare-and-set in the registry and is recorded twice: as an MLflow registered-model
-tag and as a materialization of `registered_model` in Dagster, with when, what, from, to and why.
+tag and as a materialization of `registered_model` in Dagster, with when, what, from, to, why and
+who (as far as Dagster knows: see launched_by). The target must download, verify and load first.
+Both ops share the alias pool with registration, so one Dagster deployment moves one alias at a time.
 """
-
-import getpass
 
 import dagster as dg
 from pydantic import Field
 
-from assets.registered_model import alias_move_metadata, registered_model
-from resources.registry import CHALLENGER, CHAMPION, AliasConflict, ModelRegistry
+from assets.registered_model import alias_move_metadata, launched_by, load_predictor, registered_model
+from resources.registry import (
+    ALIAS_POOL,
+    CHALLENGER,
+    CHAMPION,
+    AliasConflict,
+    ModelRegistry,
+    RegistryUnavailable,
+    UnusableVersion,
+)
+
+# A promotion takes seconds; run monitoring fails a run stuck longer, which frees the alias pool.
+PROMOTION_TAGS = {"dagster/max_runtime": "900"}
 
 
 class ApproveConfig(dg.Config):
@@ -23,10 +34,6 @@ class ApproveConfig(dg.Config):
 
 class RollbackConfig(dg.Config):
     reason: str = Field(description="Why the champion is rolled back; recorded with the alias move.")
-
-
-def _actor(context: dg.OpExecutionContext, job: str) -> str:
-    return f"{getpass.getuser()} via {job} (run {context.run_id[:8]})"
 
 
 def _record(context: dg.OpExecutionContext, registry: ModelRegistry, name: str, move) -> None:
@@ -52,15 +59,16 @@ def _move(context, registry: ModelRegistry, name: str, to_version: int, expected
             to_version,
             expected_from=expected,
             reason=reason,
-            actor=_actor(context, kind),
+            actor=launched_by(context, kind),
             dagster_run_id=context.run_id,
             kind=kind,
+            load=load_predictor,
         )
-    except AliasConflict as error:
-        raise dg.Failure(description=str(error)) from None
+    except (AliasConflict, UnusableVersion, RegistryUnavailable, TimeoutError) as error:
+        raise dg.Failure(description=f"{name}: champion not moved: {error}") from None
 
 
-@dg.op(description="Move `champion` to the challenger (or a given version), compare-and-set.")
+@dg.op(description="Move `champion` to the challenger (or a given version), compare-and-set.", pool=ALIAS_POOL)
 def approve_challenger(context: dg.OpExecutionContext, config: ApproveConfig, registry: ModelRegistry) -> None:
     name = registry.model_name
     version = config.version or registry.alias_version(name, CHALLENGER)
@@ -73,7 +81,7 @@ def approve_challenger(context: dg.OpExecutionContext, config: ApproveConfig, re
     context.log.info(f"{name}: champion v{move.from_version} -> v{move.to_version}")
 
 
-@dg.op(description="Move `champion` back to the version it replaced, compare-and-set.")
+@dg.op(description="Move `champion` back to the version it replaced, compare-and-set.", pool=ALIAS_POOL)
 def rollback_champion(context: dg.OpExecutionContext, config: RollbackConfig, registry: ModelRegistry) -> None:
     name = registry.model_name
     current, target = registry.alias_version(name, CHAMPION), registry.rollback_target(name, CHAMPION)
@@ -84,11 +92,14 @@ def rollback_champion(context: dg.OpExecutionContext, config: RollbackConfig, re
     context.log.info(f"{name}: champion rolled back v{move.from_version} -> v{move.to_version}")
 
 
-@dg.job(description="Promote the challenger (or `version`) to champion. Run config: reason (required), version.")
+@dg.job(
+    description="Promote the challenger (or `version`) to champion. Run config: reason (required), version.",
+    tags=PROMOTION_TAGS,
+)
 def approve():
     approve_challenger()
 
 
-@dg.job(description="Move champion back to the previous champion. Run config: reason (required).")
+@dg.job(description="Move champion back to the previous champion. Run config: reason (required).", tags=PROMOTION_TAGS)
 def rollback():
     rollback_champion()

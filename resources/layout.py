@@ -6,13 +6,14 @@
     features/<run id>/<file>                 a fitted feature state and the training feature table
     models/candidates/<run id>/              a candidate model artifact (manifest.json and its files)
     models/candidates/<run id>.config.json   the training config it was trained with
-    models/registered/<model>/v<version>/    a registered version, published for the compute backends
+    models/registered/<model>/<manifest sha256>/  a registered version, published for the compute backends
     predictions/<day>.parquet                a day's scores (id, score); <day>.config.json its scoring config
     monitoring/capture/<day>.parquet         a seeded sample of the day's scored rows, for the drift report
     monitoring/drift/<day>.html              the day's Evidently report
 
 Run ids key what a run builds, so two runs at once never overwrite each other's files; days key
-what is replaced when a day is scored again.
+what is replaced when a day is scored again; a published model is keyed by what it contains (its
+manifest's sha256), so a version number reused by a new MLflow store never finds an old copy.
 """
 
 from __future__ import annotations
@@ -53,8 +54,8 @@ def candidate_config(store: ArtifactStore, run_id: str) -> str:
     return store.uri("models", "candidates", f"{run_id}.config.json")
 
 
-def published_model(store: ArtifactStore, model: str, version: int) -> str:
-    return store.uri("models", "registered", model, f"v{version}")
+def published_model(store: ArtifactStore, model: str, manifest_sha256: str) -> str:
+    return store.uri("models", "registered", model, manifest_sha256)
 
 
 def predictions(store: ArtifactStore, day: str) -> str:

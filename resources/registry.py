@@ -4,22 +4,29 @@ A trained model is logged as a plain artifact directory (see ml.artifact): no ML
 pyfunc, nothing pickled. Every registered version carries its lineage as tags, including the sha256
 of its manifest, and `download` refuses a version whose files no longer match.
 
+Registration downloads what the run logged and checks every file against the manifest before a
+version exists; an alias moves only to a version that downloads, verifies and (given a loader)
+loads, so a version nobody can score never becomes champion.
+
 Aliases (`champion`, ...) are moved by compare-and-set: the caller says which version it expects
 the alias to point to, and the move fails with AliasConflict if someone else moved it meanwhile.
 MLflow has no CAS of its own, so the read-check-write runs under an exclusive file lock in
 `<root>/locks`. That lock covers every process that shares the `root` folder (one machine, or a
-shared file system); with a remote tracking server, every process that promotes must share one lock
-folder too, or two promotions can both succeed. Each move is recorded as a registered-model tag
+shared file system); the Dagster pool ALIAS_POOL serialises the moves of every run of one Dagster
+deployment whatever its lock folder. Each move is recorded as a registered-model tag
 `keel.alias_move.NNNNNN` (JSON), readable in the MLflow UI and API, which is the alias's history.
+
+A locked or unreadable SQLite store raises RegistryUnavailable naming the database file and what to do.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
@@ -33,7 +40,7 @@ from mlflow.entities import Metric, Param, RunStatus, RunTag
 from mlflow.exceptions import MlflowException
 from pydantic import Field
 
-from ml.artifact import MANIFEST, ArtifactIntegrityError, verify_artifact
+from ml.artifact import ArtifactIntegrityError, verify_artifact
 from ml.io import file_digest
 from ml.params import Params
 from resources.params import ParamsResource
@@ -47,6 +54,7 @@ MODEL_PATH = "model"  # the artifact path of the model directory inside a run
 REFERENCE_PATH = "reference"  # a version's drift reference profile, beside the model in its run
 REFERENCE_TAG = "keel.reference_sha256"
 MOVE_TAG = "keel.alias_move."
+ALIAS_POOL = "keel_alias_moves"  # the Dagster concurrency pool (limit 1) of every step that moves an alias
 MANIFEST_TAG = "manifest_sha256"
 # MLflow's limits (mlflow.utils.validation); we clip ourselves rather than depend on
 # MLFLOW_TRUNCATE_LONG_VALUES, which a user may have turned off.
@@ -56,6 +64,67 @@ Kind = Literal["promote", "approve", "rollback"]
 
 class AliasConflict(RuntimeError):
     """The alias no longer points to the version the caller expected: someone else moved it."""
+
+
+class UnusableVersion(RuntimeError):
+    """A version whose artifact cannot be downloaded, verified or loaded: no alias may point to it."""
+
+
+class RegistryUnavailable(RuntimeError):
+    """The MLflow store cannot be used (a locked or corrupt SQLite file); the message says what to do."""
+
+
+Loader = Callable[[Path], object]  # parses a verified artifact directory, raising when it cannot
+
+
+def _short(error: BaseException) -> str:
+    """The error on one line, without MLflow's `##### File x #####` headers and SQL statements."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip() and not line.startswith(("#####", "["))]
+    text = " ".join(lines) or type(error).__name__
+    return text if len(text) <= 400 else text[:397] + "..."
+
+
+@contextmanager
+def _database_errors(database: Path | None) -> Iterator[None]:
+    """Turn SQLite's "locked" and "not a database" into a message naming the file and what to do."""
+    try:
+        yield
+    except Exception as error:
+        # MLflow raises SQLAlchemy's errors raw from some calls and wrapped in MlflowException from others.
+        store_error = isinstance(error, MlflowException) or type(error).__module__.startswith("sqlalchemy")
+        if database is None or not store_error:
+            raise
+        text = str(error)
+        if "database is locked" in text:
+            raise RegistryUnavailable(
+                f"MLflow database {database} is locked by another process ({_short(error)}): wait for the "
+                "other registry operation to finish, or stop the process holding the file, and run this again"
+            ) from error
+        if any(sign in text for sign in ("file is not a database", "malformed", "no such table")):
+            raise RegistryUnavailable(
+                f"MLflow database {database} is not a readable MLflow store ({_short(error)}): restore it from a "
+                "backup, or move it aside to start an empty registry (then run train_model to register a champion)"
+            ) from error
+        raise
+
+
+class _GuardedClient:
+    """An MlflowClient whose store errors name the SQLite file (see _database_errors)."""
+
+    def __init__(self, client: mlflow.MlflowClient, database: Path | None):
+        self._client, self._database = client, database
+
+    def __getattr__(self, attr: str) -> Any:
+        value = getattr(self._client, attr)
+        if not callable(value):
+            return value
+
+        @functools.wraps(value)
+        def guarded(*args: Any, **kwargs: Any) -> Any:
+            with _database_errors(self._database):
+                return value(*args, **kwargs)
+
+        return guarded
 
 
 @dataclass(frozen=True)
@@ -130,11 +199,19 @@ class ModelRegistry(dg.ConfigurableResource):
             return self.tracking_uri
         return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{self._root() / 'mlflow.db'}"
 
+    def database(self) -> Path | None:
+        """The SQLite file of the store, or None for any other kind of store."""
+        uri = self.uri()
+        return Path(uri.removeprefix("sqlite:///")) if uri.startswith("sqlite:///") else None
+
     def client(self) -> mlflow.MlflowClient:
         """A client on the store; MLflow caches the store per URI, so this is cheap after the first call."""
-        if self.uri().startswith("sqlite:///"):
-            self._root().mkdir(parents=True, exist_ok=True)
-        return mlflow.MlflowClient(tracking_uri=self.uri(), registry_uri=self.uri())
+        database = self.database()
+        if database is not None:
+            database.parent.mkdir(parents=True, exist_ok=True)
+        with _database_errors(database):  # MLflow opens (and migrates) the file here
+            client = mlflow.MlflowClient(tracking_uri=self.uri(), registry_uri=self.uri())
+        return _GuardedClient(client, database)  # type: ignore[return-value]
 
     def _experiment_id(self, client: mlflow.MlflowClient, name: str) -> str:
         experiment = client.get_experiment_by_name(name)
@@ -188,21 +265,35 @@ class ModelRegistry(dg.ConfigurableResource):
         self.client().log_batch(run_id, tags=[RunTag(key, _clip(value, MAX_RUN_TAG)) for key, value in tags.items()])
 
     # --- registry ---------------------------------------------------------------------------
-    def register(self, name: str, run_id: str, tags: dict[str, str], description: str = "") -> int:
-        """Register the run's `model` folder as a new version of `name` with lineage tags; return the version."""
+    def register(
+        self, name: str, run_id: str, tags: dict[str, str], description: str = "", load: Loader | None = None
+    ) -> int:
+        """Register the run's `model` folder as a new version of `name` with lineage tags; return the version.
+
+        Every file the run logged is downloaded and checked against the manifest `tags` names (and
+        parsed by `load`, when given) first: what is registered is what was graded, or nothing is.
+        """
         if not tags.get(MANIFEST_TAG):
             raise ValueError(
                 f"registering {name!r}: tags must include {MANIFEST_TAG!r}, or the version cannot be verified"
             )
         client = self.client()
         source = f"{client.get_run(run_id).info.artifact_uri}/{MODEL_PATH}"
-        # Catch a wrong hash now rather than at the first download, when nothing can be done about it.
-        with tempfile.TemporaryDirectory() as tmp:
-            manifest = mlflow.artifacts.download_artifacts(
-                artifact_uri=f"{source}/{MANIFEST}", dst_path=tmp, tracking_uri=self.uri()
-            )
-            if file_digest(manifest) != tags[MANIFEST_TAG]:
-                raise ValueError(f"registering {name!r}: run {run_id}'s {MANIFEST} does not match {MANIFEST_TAG}")
+        with tempfile.TemporaryDirectory(prefix="keel-register-") as tmp:
+            local = Path(tmp) / MODEL_PATH
+            try:
+                local = self._fetch(source, Path(tmp))
+                verify_artifact(local, expected_manifest_sha256=tags[MANIFEST_TAG])
+                if load is not None:
+                    load(local)
+            except RegistryUnavailable:
+                raise
+            except Exception as error:
+                problem = _short(error).replace(str(local), source)  # name the stored file, not our copy
+                raise UnusableVersion(
+                    f"registering {name!r} from MLflow run {run_id}: {problem}; nothing was registered: what MLflow "
+                    "holds for this run is not a usable copy of the evaluated model; train a new candidate"
+                ) from None
         try:
             client.create_registered_model(name)
         except MlflowException as error:
@@ -265,10 +356,20 @@ class ModelRegistry(dg.ConfigurableResource):
         actor: str,
         dagster_run_id: str | None = None,
         kind: Kind = "promote",
+        load: Loader | None = None,
     ) -> AliasMove:
-        """Point `alias` at `to_version` if it still points at `expected_from`, and record the move."""
+        """Point `alias` at `to_version` if it still points at `expected_from`, and record the move.
+
+        The version must download, verify and (with `load`) load first; else UnusableVersion, and nothing moves.
+        """
         if kind not in ("promote", "approve", "rollback"):
             raise ValueError(f"kind must be promote, approve or rollback, not {kind!r}")
+        if to_version not in self.versions(name):
+            raise ValueError(f"model {name!r} has no version {to_version} (versions: {self.versions(name) or 'none'})")
+        try:
+            self.verify_version(name, to_version, load)  # outside the lock: a download can take a while
+        except UnusableVersion as error:
+            raise UnusableVersion(f"{alias!r} was not moved to v{to_version}: {error}") from None
         with self._alias_lock(name):
             client = self.client()
             if to_version not in self.versions(name):
@@ -390,11 +491,12 @@ class ModelRegistry(dg.ConfigurableResource):
                 f"model {name!r} v{version} has no drift reference ({REFERENCE_TAG} tag); it was registered "
                 "before references were stored: register a new version to monitor drift"
             )
-        local = Path(
-            mlflow.artifacts.download_artifacts(
-                run_id=info["run_id"], artifact_path=REFERENCE_PATH, dst_path=str(dest_dir), tracking_uri=self.uri()
+        with _database_errors(self.database()):
+            local = Path(
+                mlflow.artifacts.download_artifacts(
+                    run_id=info["run_id"], artifact_path=REFERENCE_PATH, dst_path=str(dest_dir), tracking_uri=self.uri()
+                )
             )
-        )
         files = [p for p in local.rglob("*") if p.is_file()] if local.is_dir() else [local]
         if len(files) != 1 or file_digest(str(files[0])) != expected:
             raise ArtifactIntegrityError(
@@ -403,6 +505,37 @@ class ModelRegistry(dg.ConfigurableResource):
         return files[0]
 
     # --- download ---------------------------------------------------------------------------
+    def _fetch(self, artifact_uri: str, dest: Path) -> Path:
+        with _database_errors(self.database()):
+            return Path(
+                mlflow.artifacts.download_artifacts(
+                    artifact_uri=artifact_uri, dst_path=str(dest), tracking_uri=self.uri()
+                )
+            )
+
+    def verify_version(self, name: str, version: int, load: Loader | None = None) -> None:
+        """Raise UnusableVersion unless the version downloads, verifies against its manifest and loads."""
+        try:
+            local = self.download(name, version)
+        except ArtifactIntegrityError as error:
+            raise UnusableVersion(f"{error}; restore its artifact or register a new version") from None
+        except (MlflowException, OSError) as error:
+            source = self.version_info(name, version)["source"]
+            raise UnusableVersion(
+                f"model {name!r} v{version}: its artifact cannot be downloaded from {source} ({_short(error)}); "
+                "restore it there or register a new version"
+            ) from None
+        try:
+            if load is not None:
+                load(local)
+        except Exception as error:
+            raise UnusableVersion(
+                f"model {name!r} v{version}: its artifact verifies but does not load ({type(error).__name__}: "
+                f"{_short(error)}); register a new version"
+            ) from None
+        finally:
+            shutil.rmtree(local.parent, ignore_errors=True)
+
     def download(self, name: str, version: int, dest: Path | None = None) -> Path:
         """Download the version's artifact into a fresh directory and verify it against its registered manifest."""
         info = self.version_info(name, version)
@@ -415,13 +548,12 @@ class ModelRegistry(dg.ConfigurableResource):
         source = self.client().get_model_version_download_uri(name, str(version))
         staging = Path(tempfile.mkdtemp(prefix=f"keel-{name}-v{version}-"))
         try:
-            local = Path(
-                mlflow.artifacts.download_artifacts(artifact_uri=source, dst_path=str(staging), tracking_uri=self.uri())
-            )
+            local = self._fetch(source, staging)
             verify_artifact(local, expected_manifest_sha256=expected)
         except ArtifactIntegrityError as error:
             shutil.rmtree(staging, ignore_errors=True)
-            raise ArtifactIntegrityError(f"model {name!r} v{version}: {error}") from None
+            problem = str(error).replace(str(staging / MODEL_PATH), source)  # name the stored file, not our copy
+            raise ArtifactIntegrityError(f"model {name!r} v{version}: {problem}") from None
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)
             raise

@@ -454,6 +454,7 @@ def test_a_day_is_scored_as_an_azure_ml_job(trained_project, scoring_workspace, 
     assert scoring_workspace.jobs[job_name].status == "Completed", scoring_workspace.jobs[job_name].stderr
     replacements = {
         job_name: "<job name>",
+        scored["model_manifest_sha256"]: "<manifest_sha256>",
         result.run_id: "<run id>",
         container: "<container>",
         azurite.account_url: "<azurite account url>",
@@ -463,7 +464,10 @@ def test_a_day_is_scored_as_an_azure_ml_job(trained_project, scoring_workspace, 
     inputs = {key: (value["jobInputType"], value["uri"]) for key, value in properties["inputs"].items()}
     assert inputs == {
         "config": ("uri_file", f"azureml://datastores/{DATASTORE}/paths/keel/predictions/{DAY}.config.json"),
-        "model": ("uri_folder", f"azureml://datastores/{DATASTORE}/paths/keel/models/registered/{MODEL}/v1"),
+        "model": (
+            "uri_folder",
+            f"azureml://datastores/{DATASTORE}/paths/keel/models/registered/{MODEL}/{scored['model_manifest_sha256']}",
+        ),
         "rows": ("uri_file", f"azureml://datastores/{DATASTORE}/paths/daily/incoming/{DAY}.parquet"),
     }
     assert properties["outputs"]["predictions"]["uri"] == f"azureml://datastores/{DATASTORE}/paths/keel/predictions/"
@@ -476,7 +480,10 @@ def test_a_day_is_scored_as_an_azure_ml_job(trained_project, scoring_workspace, 
     messages = decode_env_var(properties["environmentVariables"]["DAGSTER_PIPES_MESSAGES"])
     chunks = blob_names(azurite, container, messages["key_prefix"] + "/")
     assert chunks and b"report_asset_materialization" in b"".join(read_blob(azurite, container, c) for c in chunks)
-    assert f"scoring {rows_uri} with the model at az://{container}/keel/models/registered/{MODEL}/v1" in logs
+    assert (
+        f"scoring {rows_uri} with the model at az://{container}/keel/models/registered/{MODEL}/{scored['model_manifest_sha256']}"
+        in logs
+    )
     assert f"wrote {scored['dagster/row_count']:,} scores to az://{container}/keel/predictions/{DAY}.parquet" in logs
     assert drift["verdict"] == "no drift" and drift["report"] == f"az://{container}/keel/monitoring/drift/{DAY}.html"
     assert blob_names(azurite, container, "keel/monitoring/") == [

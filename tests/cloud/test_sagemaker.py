@@ -87,6 +87,7 @@ def normalised(request: dict[str, Any], run_id: str) -> dict[str, Any]:
     """The request with its volatile parts (run id, random name suffix, Pipes keys) replaced by placeholders."""
     text = json.dumps(request, sort_keys=True).replace(run_id, "<run_id>")
     text = re.sub(r"keel-ml-(train|score)-[0-9a-f]{8}-[0-9a-f]{6}", "<training_job_name>", text)
+    text = re.sub(r"(/models/registered/[^/\"]+/)[0-9a-f]{64}", r"\1<manifest_sha256>", text)  # content-keyed
     document = json.loads(text)
     for name in ("DAGSTER_PIPES_CONTEXT", "DAGSTER_PIPES_MESSAGES"):
         document["Environment"][name] = "<encoded pipes params>"
@@ -344,14 +345,17 @@ def test_a_day_is_scored_as_a_sagemaker_job(aws, s3, container, trained_project)
     assert normalised(request, result.run_id) == fixture("sagemaker_score_training_job.json", request, result.run_id)
     job = request["TrainingJobName"]
     assert job.startswith(f"keel-ml-score-{result.run_id[:8]}-")
-    # The model went in as the published v1 folder, the day's rows as a file channel of their own.
+    # The model went in as v1's published folder (keyed by its manifest), the day's rows as a file channel of their own.
     channels = {c["ChannelName"]: c["DataSource"]["S3DataSource"]["S3Uri"] for c in request["InputDataConfig"]}
-    assert channels["model"] == f"s3://{BUCKET}/keel/models/registered/{MODEL}/v1/"
+    assert channels["model"] == f"s3://{BUCKET}/keel/models/registered/{MODEL}/{scored['model_manifest_sha256']}/"
     assert channels["rows"] == rows_uri
     # The entry point's messages came back through S3, its log lines are in the run.
     messages = decode_pipes_param(request["Environment"]["DAGSTER_PIPES_MESSAGES"])
     assert f"{messages['key_prefix']}/1.json" in s3_keys(s3, f"keel/pipes/{job}/")
-    assert f"scoring {rows_uri} with the model at s3://{BUCKET}/keel/models/registered/{MODEL}/v1" in logs
+    assert (
+        f"scoring {rows_uri} with the model at s3://{BUCKET}/keel/models/registered/{MODEL}/{scored['model_manifest_sha256']}"
+        in logs
+    )
     assert f"wrote {scored['dagster/row_count']:,} scores to s3://{BUCKET}/keel/predictions/{DAY}.parquet" in logs
     assert f"SageMaker training job {job}: Completed" in logs
     # The predictions file came out of model.tar.gz as one file, at the URI the asset asked for.

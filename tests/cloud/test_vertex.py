@@ -124,6 +124,7 @@ def container_env(request: dict[str, Any]) -> dict[str, str]:
 def normalised(request: dict[str, Any], run_id: str) -> dict[str, Any]:
     """The request with its volatile parts (run id, random name suffix, Pipes params) replaced by placeholders."""
     text = DISPLAY_NAME.sub("<display_name>", json.dumps(request, sort_keys=True).replace(run_id, "<run_id>"))
+    text = re.sub(r"(/models/registered/[^/\"]+/)[0-9a-f]{64}", r"\1<manifest_sha256>", text)  # content-keyed
     document = json.loads(text)
     for item in document["jobSpec"]["workerPoolSpecs"][0]["containerSpec"]["env"]:
         if item["name"] in ("DAGSTER_PIPES_CONTEXT", "DAGSTER_PIPES_MESSAGES"):
@@ -561,7 +562,10 @@ def test_a_day_is_scored_as_a_vertex_custom_job(vertex, trained_project):
     assert job.state == "JOB_STATE_SUCCEEDED", job.stderr
     # The job read the published model and the day's rows from GCS and wrote the predictions there itself.
     args = request["jobSpec"]["workerPoolSpecs"][0]["containerSpec"]["args"]
-    assert args[args.index("--model") + 1] == f"gs://{BUCKET}/keel/models/registered/{MODEL}/v1"
+    assert (
+        args[args.index("--model") + 1]
+        == f"gs://{BUCKET}/keel/models/registered/{MODEL}/{scored['model_manifest_sha256']}"
+    )
     assert args[args.index("--rows") + 1] == rows_uri
     assert blobs("keel/predictions/") == [f"keel/predictions/{DAY}.config.json", f"keel/predictions/{DAY}.parquet"]
     assert blobs(f"keel/vertex-jobs/{display_name}/") == []  # nothing was left under AIP_MODEL_DIR
@@ -569,7 +573,10 @@ def test_a_day_is_scored_as_a_vertex_custom_job(vertex, trained_project):
     messages = decode_pipes_param(container_env(request)["DAGSTER_PIPES_MESSAGES"])
     pipes_files = blobs(f"keel/pipes/{display_name}/")
     assert f"{messages['key_prefix']}/1.json" in pipes_files and not [n for n in pipes_files if "/context-" in n]
-    assert f"scoring {rows_uri} with the model at gs://{BUCKET}/keel/models/registered/{MODEL}/v1" in logs
+    assert (
+        f"scoring {rows_uri} with the model at gs://{BUCKET}/keel/models/registered/{MODEL}/{scored['model_manifest_sha256']}"
+        in logs
+    )
     assert f"wrote {scored['dagster/row_count']:,} scores to gs://{BUCKET}/keel/predictions/{DAY}.parquet" in logs
     assert f"Vertex AI custom job {display_name} succeeded" in logs
     assert drift["verdict"] == "no drift" and drift["report"] == f"gs://{BUCKET}/keel/monitoring/drift/{DAY}.html"

@@ -21,7 +21,7 @@ import pytest
 from filelock import FileLock
 
 from ml.artifact import MANIFEST, ArtifactIntegrityError, manifest_sha256, write_manifest
-from resources.registry import AliasConflict, ModelRegistry
+from resources.registry import AliasConflict, ModelRegistry, RegistryUnavailable, UnusableVersion
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -120,9 +120,46 @@ def test_register_creates_numbered_versions_with_lineage_tags(registry, name, tm
 
     with pytest.raises(ValueError, match="must include 'manifest_sha256'"):
         registry.register(name, run_id, {"data_version": "md5:9"})
-    with pytest.raises(ValueError, match="does not match manifest_sha256"):
+    with pytest.raises(UnusableVersion, match=r"manifest\.json: sha256 .* does not match .*nothing was registered"):
         registry.register(name, run_id, {"manifest_sha256": "0" * 64})
     assert registry.versions(name) == [1, 2]
+
+
+def run_artifact(registry: ModelRegistry, run_id: str) -> Path:
+    """The `model` folder a run logged, inside the tracking store's artifact folder."""
+    uri = mlflow.MlflowClient(registry.uri()).get_run(run_id).info.artifact_uri
+    return Path(url2pathname(urlparse(uri).path)) / "model"
+
+
+def test_register_verifies_every_file_the_run_logged(registry, name, tmp_path):
+    artifact = make_artifact(tmp_path / "m")
+    run_id = registry.log_training_run(name, "r", {}, {}, {}, artifact)
+    lineage = {"manifest_sha256": manifest_sha256(artifact)}
+    # The copy that was graded is intact; MLflow's copy has one byte changed (its manifest is untouched).
+    flip_byte(run_artifact(registry, run_id))
+    with pytest.raises(
+        UnusableVersion, match=rf"run {run_id}: .*artifacts/model/model\.json: sha256 .* does not match"
+    ):
+        registry.register(name, run_id, lineage)
+    assert registry.versions(name) == []
+
+
+def test_register_refuses_an_artifact_that_does_not_load(registry, name, tmp_path):
+    artifact = make_artifact(tmp_path / "m")
+    run_id = registry.log_training_run(name, "r", {}, {}, {}, artifact)
+
+    def unparseable(directory: Path) -> None:
+        raise ValueError(f"{directory / 'model.json'}: not a model this version of the code can read")
+
+    with pytest.raises(UnusableVersion, match=r"model\.json: not a model .*nothing was registered"):
+        registry.register(name, run_id, {"manifest_sha256": manifest_sha256(artifact)}, load=unparseable)
+    assert registry.versions(name) == []
+    loaded = []  # what the loader was given: the downloaded copy, every file present
+    lineage = {"manifest_sha256": manifest_sha256(artifact)}
+    assert (
+        registry.register(name, run_id, lineage, load=lambda d: loaded.append(sorted(p.name for p in d.iterdir()))) == 1
+    )
+    assert loaded == [["manifest.json", "metrics.json", "model.json"]]
 
 
 # --- alias moves ----------------------------------------------------------------------------
@@ -242,6 +279,56 @@ def test_racing_promotions_from_the_same_champion_one_wins(registry, name, tmp_p
     assert f"it points to v{won_version} now" in results[loser] and f"by {winner}: race {winner}" in results[loser]
     assert registry.alias_version(name, "champion") == won_version
     assert [m.actor for m in registry.alias_history(name, "champion")] == ["ci", winner]
+
+
+def test_an_alias_moves_only_to_a_version_that_downloads_verifies_and_loads(registry, name, tmp_path):
+    train(registry, name, tmp_path, 4)
+    registry.move_alias(name, "champion", 4, None, reason="first", actor="ci")
+    shutil.rmtree(stored_artifact(registry, name, 1))  # gone from the artifact store
+    flip_byte(stored_artifact(registry, name, 2))  # modified in place
+
+    def refuses(directory: Path) -> None:
+        raise RuntimeError("lightgbm: unknown model format")
+
+    expected = {
+        1: (
+            None,
+            rf"'champion' was not moved to v1: model '{name}' v1: its artifact cannot be downloaded from .*No such artifact",
+        ),
+        2: (None, rf"'champion' was not moved to v2: model '{name}' v2: .*model\.json: sha256 .* does not match"),
+        3: (refuses, rf"model '{name}' v3: its artifact verifies but does not load \(RuntimeError: lightgbm"),
+    }
+    for version, (load, message) in expected.items():
+        with pytest.raises(UnusableVersion, match=message):
+            registry.move_alias(name, "champion", version, 4, reason="back", actor="ana", kind="rollback", load=load)
+    assert registry.alias_version(name, "champion") == 4 and len(registry.alias_history(name)) == 1
+    registry.move_alias(
+        name, "champion", 3, 4, reason="loads", actor="ana", load=lambda d: (d / "model.json").read_text()
+    )
+    assert registry.alias_version(name, "champion") == 3
+
+
+def test_a_locked_or_corrupt_database_is_named_with_what_to_do(tmp_path):
+    import sqlite3
+
+    registry = ModelRegistry(root=str(tmp_path / "root"), tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
+    assert registry.versions("m") == []  # creates the store
+    holder = sqlite3.connect(tmp_path / "mlflow.db", isolation_level=None)
+    holder.execute("BEGIN EXCLUSIVE")  # another process mid-write (MLflow waits 20 s for it, then gives up)
+    try:
+        with pytest.raises(RegistryUnavailable, match=rf"MLflow database {tmp_path / 'mlflow.db'} is locked .*wait"):
+            registry.alias_version("m", "champion")
+    finally:
+        holder.rollback()
+        holder.close()
+
+    corrupt = tmp_path / "corrupt.db"
+    corrupt.write_bytes(b"this is not sqlite" * 200)
+    broken = ModelRegistry(root=str(tmp_path / "root"), tracking_uri=f"sqlite:///{corrupt}")
+    with pytest.raises(
+        RegistryUnavailable, match=rf"MLflow database {corrupt} is not a readable .*restore it from a backup"
+    ):
+        broken.alias_version("m", "champion")
 
 
 def test_a_held_lock_times_out_with_a_clear_error(registry, name, tmp_path):

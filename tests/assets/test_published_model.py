@@ -1,0 +1,50 @@
+"""The champion's copy in the artifact store, which the compute backends score with, is keyed by what it contains."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from assets.batch_predictions import published_model
+from ml.artifact import manifest_sha256, verify_artifact
+from resources.params import ParamsResource
+from resources.registry import ModelRegistry
+from resources.storage import ArtifactStore
+from tests.conftest import REPO
+from tests.resources.test_registry import make_artifact
+
+
+def test_a_new_mlflow_store_reusing_a_version_number_never_scores_with_the_old_copy(tmp_path, monkeypatch):
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    params = ParamsResource(project_dir=str(REPO))
+    storage = ArtifactStore(root=str(tmp_path / "storage"))
+
+    def register(registry: ModelRegistry, seed: str) -> tuple[int, str]:
+        artifact = make_artifact(tmp_path / seed, seed)
+        run_id = registry.log_training_run("e", seed, {}, {}, {}, artifact)
+        sha = manifest_sha256(artifact)
+        return registry.register(registry.model_name, run_id, {"manifest_sha256": sha}), sha
+
+    old = ModelRegistry(root=str(tmp_path / "mlflow-old"), params=params)
+    assert register(old, "a")[0] == 1
+    old_copy = published_model(storage, old, 1)
+    # The MLflow database is lost: a new store numbers a different model v1 again.
+    new = ModelRegistry(root=str(tmp_path / "mlflow-new"), params=params)
+    version, sha = register(new, "b")
+    assert version == 1
+    new_copy = published_model(storage, new, 1)
+    assert new_copy != old_copy and Path(new_copy).name == sha
+    assert verify_artifact(new_copy, sha)["model"] == "b"  # the scorer's check passes on the new copy
+    assert published_model(storage, old, 1) == old_copy and verify_artifact(old_copy)["model"] == "a"
+
+
+def test_the_same_content_is_published_once(tmp_path, monkeypatch):
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    params = ParamsResource(project_dir=str(REPO))
+    storage = ArtifactStore(root=str(tmp_path / "storage"))
+    registry = ModelRegistry(root=str(tmp_path / "mlflow"), params=params)
+    artifact = make_artifact(tmp_path / "a", "a")
+    run_id = registry.log_training_run("e", "a", {}, {}, {}, artifact)
+    for _ in range(2):
+        registry.register(registry.model_name, run_id, {"manifest_sha256": manifest_sha256(artifact)})
+    assert published_model(storage, registry, 1) == published_model(storage, registry, 2)
+    assert len(list(Path(storage.uri("models", "registered", registry.model_name)).iterdir())) == 1
