@@ -25,6 +25,7 @@ from typing import Any
 import fsspec
 import pandas as pd
 import pyarrow
+import pyarrow.parquet as pq
 
 
 def is_remote(uri: str) -> bool:
@@ -164,6 +165,20 @@ def read_parquet_and_md5(uri: str) -> tuple[pd.DataFrame, str]:
     with fsspec.open(uri, "rb") as handle:
         data = handle.read()
     return pd.read_parquet(pyarrow.BufferReader(data)), hashlib.md5(data).hexdigest()
+
+
+def read_table_and_md5(uri: str) -> tuple[pyarrow.Table, str]:
+    """The file's Arrow table (its column types as written) and the md5 of its bytes, from one read."""
+    with fsspec.open(uri, "rb") as handle:
+        data = handle.read()
+    return pq.read_table(pyarrow.BufferReader(data)), hashlib.md5(data).hexdigest()
+
+
+@contextlib.contextmanager
+def open_parquet(uri: str) -> Iterator[pq.ParquetFile]:
+    """A Parquet file opened for reading by row group or batch, never whole (local path or fsspec URI)."""
+    with fsspec.open(uri, "rb") as handle, pq.ParquetFile(handle) as parquet:
+        yield parquet
 
 
 def read_checked_parquet(uri: str, md5: str, what: str) -> pd.DataFrame:
