@@ -14,6 +14,7 @@ from pathlib import Path
 
 import dagster as dg
 import pandas as pd
+import pyarrow.parquet as pq
 from dagster._cli.utils import TMP_DAGSTER_HOME_PREFIX  # the CLI's instance without DAGSTER_HOME
 from dagster._core.event_api import PartitionKeyFilter  # the filter the storage API takes; not re-exported
 from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecord  # not re-exported
@@ -73,20 +74,22 @@ def _result_metadata(report, outcome) -> dict[str, dg.MetadataValue]:
 
 def data_check_results(
     context: dg.AssetExecutionContext,
-    frame: pd.DataFrame,
+    rows_read: pd.DataFrame | pq.ParquetFile,
     spec: DatasetSpec,
     *,
     include_target: bool,
     rows: RowBounds,
 ) -> Iterator[dg.AssetCheckResult]:
-    """Run the dataset spec's GX suite on `frame` (the rows the asset just read) and yield one result per check."""
+    """Run the dataset spec's GX suite on the rows the asset just read (a frame, or a Parquet file opened
+    for reading by batch, in bounded memory) and yield one result per check."""
     # GX is imported here, not at definition load: it takes ~9 s to import.
     from data_checks.suite import build_suite
-    from data_checks.validation import validate_frame
+    from data_checks.validation import validate_frame, validate_parquet
 
     try:
         suite = build_suite(spec, include_target=include_target, rows=rows)
-        report = validate_frame(frame, suite, id_column=spec.id.column)
+        validate = validate_frame if isinstance(rows_read, pd.DataFrame) else validate_parquet
+        report = validate(rows_read, suite, id_column=spec.id.column)
     except Exception as error:  # a suite that cannot run fails every check; it never passes silently
         context.log.error(f"data checks could not run: {error}")
         for name in CHECK_NAMES:

@@ -181,6 +181,30 @@ def open_parquet(uri: str) -> Iterator[pq.ParquetFile]:
         yield parquet
 
 
+class UnreadableParquetError(ValueError):
+    """A file is not a Parquet file pyarrow can read; the message names it."""
+
+
+@contextlib.contextmanager
+def open_parquet_and_md5(uri: str) -> Iterator[tuple[pq.ParquetFile, str]]:
+    """The file opened for reading by batch, and the md5 of its bytes (DVC's hash), without loading it.
+
+    One open handle serves both, so a file replaced meanwhile (a new version renamed onto it) is
+    still the version that was hashed.
+    """
+    with fsspec.open(uri, "rb") as handle:
+        digest = hashlib.md5()
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+        handle.seek(0)
+        try:
+            parquet = pq.ParquetFile(handle)
+        except (pyarrow.ArrowInvalid, OSError) as error:
+            raise UnreadableParquetError(f"{uri} is not a readable Parquet file ({error})") from None
+        with parquet:
+            yield parquet, digest.hexdigest()
+
+
 def read_checked_parquet(uri: str, md5: str, what: str) -> pd.DataFrame:
     """The file's rows, if its bytes are still the version `what` checked (md5); one read."""
     frame, actual = read_parquet_and_md5(uri)
