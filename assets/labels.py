@@ -199,4 +199,6 @@ def labels(context: dg.AssetExecutionContext, params: ParamsResource, storage: A
         passed=coverage.labelled == coverage.day_ids,
         severity=dg.AssetCheckSeverity.WARN,
         metadata={**share, "unlabelled_ids": coverage.day_ids - coverage.labelled},
+        description=f"{coverage.labelled} of the day's {coverage.day_ids} scored ids have a label "
+        f"({coverage.share:.1%})",
     )

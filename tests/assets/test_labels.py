@@ -73,6 +73,7 @@ def test_labels_of_part_of_the_day_are_taken_in_with_their_share(project):
     (coverage,) = result.get_asset_check_evaluations()
     assert coverage.check_name == "label_coverage" and not coverage.passed
     assert coverage.severity == dg.AssetCheckSeverity.WARN and coverage.metadata["unlabelled_ids"].value == 2
+    assert coverage.description == "8 of the day's 10 scored ids have a label (80.0%)"
 
 
 def test_labels_of_the_whole_day_pass_the_coverage_check(project):
