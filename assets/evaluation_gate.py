@@ -106,6 +106,7 @@ def evaluation_gate(
             passed=False,
             severity=dg.AssetCheckSeverity.ERROR,
             metadata={"reason": f"blocked: {error}", GRADED_RUN: candidate_model.run_id},
+            description=f"blocked: {error}",
         )
     registry.set_run_tags(
         candidate_model.mlflow_run_id,
@@ -129,7 +130,9 @@ def evaluation_gate(
             "compared_on": decision.compared_on,
             "candidate_compared_auc": decision.candidate_compared_auc,
         }
-    return dg.AssetCheckResult(passed=decision.passed, severity=dg.AssetCheckSeverity.ERROR, metadata=metadata)
+    return dg.AssetCheckResult(  # the description is printed with the verdict, on the command line too
+        passed=decision.passed, severity=dg.AssetCheckSeverity.ERROR, metadata=metadata, description=decision.reason
+    )
 
 
 def passed_gate(instance: dg.DagsterInstance, candidate: Candidate) -> GateDecision:
@@ -146,7 +149,7 @@ def passed_gate(instance: dg.DagsterInstance, candidate: Candidate) -> GateDecis
 
     evaluation = latest_evaluation(instance, key, graded_this_candidate)
     if evaluation is None or not evaluation.passed:
-        problem = "not run on it" if evaluation is None else "failed"
+        problem = "not run on it" if evaluation is None else f"failed: {evaluation.metadata['reason'].value}"
         raise dg.Failure(
             description=f"candidate_model did not pass its evaluation gate ({CHECK_NAME}: {problem}); "
             "fix the cause and re-materialize it with its checks",

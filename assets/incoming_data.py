@@ -19,7 +19,8 @@ from resources.params import ParamsResource
     description=(
         "A day's customer snapshots (params.yaml `daily.incoming`, one Parquet file per day: the "
         "spec's columns without the target). Its data version is the file's md5; the blocking data "
-        "checks run the dataset spec's GX suite on the same read, and a day that fails them is not scored."
+        "checks run the dataset spec's GX suite on the same open file, a batch of rows at a time, and a "
+        "day that fails them is not scored."
     ),
 )
 def incoming_data(context: dg.AssetExecutionContext, params: ParamsResource):
@@ -27,14 +28,23 @@ def incoming_data(context: dg.AssetExecutionContext, params: ParamsResource):
     uri = settings.incoming_uri(day)
     if not ml.io.exists(uri):
         raise dg.Failure(description=f"no incoming file for {day}: {uri} does not exist (has the day's file arrived?)")
-    frame, md5 = ml.io.read_parquet_and_md5(uri)  # one read: the version, the rows the checks see
-    yield dg.Output(
-        IncomingDay(run_id=context.run_id, day=day, md5=md5, rows=len(frame)),
-        data_version=dg.DataVersion(md5),
-        metadata={
-            "dagster/row_count": len(frame),
-            "dagster/column_schema": column_schema(frame, settings.dataset.describe),
-            "path": dg.MetadataValue.path(uri),
-        },
-    )
-    yield from data_check_results(context, frame, settings.dataset, include_target=False, rows=settings.daily.rows)
+    try:
+        with ml.io.open_parquet_and_md5(uri) as (parquet, md5):  # one handle: the version, the rows checked
+            rows = parquet.metadata.num_rows
+            yield dg.Output(
+                IncomingDay(run_id=context.run_id, day=day, md5=md5, rows=rows),
+                data_version=dg.DataVersion(md5),
+                metadata={
+                    "dagster/row_count": rows,
+                    "dagster/column_schema": column_schema(
+                        parquet.schema_arrow.empty_table().to_pandas(), settings.dataset.describe
+                    ),
+                    "path": dg.MetadataValue.path(uri),
+                },
+            )
+            # Checked a batch at a time: a day of millions of rows never sits in memory whole.
+            yield from data_check_results(
+                context, parquet, settings.dataset, include_target=False, rows=settings.daily.rows
+            )
+    except ml.io.UnreadableParquetError as error:
+        raise dg.Failure(description=f"incoming_data {day}: {error}; a day's file is Parquet") from None

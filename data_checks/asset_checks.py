@@ -7,11 +7,15 @@ expectation, its column and a few offending values. Blocking: assets downstream 
 not run in that run; `require_passing_checks` refuses to build on the materialization in a later run.
 """
 
+import os
 import warnings
 from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
 
 import dagster as dg
 import pandas as pd
+import pyarrow.parquet as pq
+from dagster._cli.utils import TMP_DAGSTER_HOME_PREFIX  # the CLI's instance without DAGSTER_HOME
 from dagster._core.event_api import PartitionKeyFilter  # the filter the storage API takes; not re-exported
 from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecord  # not re-exported
 
@@ -70,20 +74,22 @@ def _result_metadata(report, outcome) -> dict[str, dg.MetadataValue]:
 
 def data_check_results(
     context: dg.AssetExecutionContext,
-    frame: pd.DataFrame,
+    rows_read: pd.DataFrame | pq.ParquetFile,
     spec: DatasetSpec,
     *,
     include_target: bool,
     rows: RowBounds,
 ) -> Iterator[dg.AssetCheckResult]:
-    """Run the dataset spec's GX suite on `frame` (the rows the asset just read) and yield one result per check."""
+    """Run the dataset spec's GX suite on the rows the asset just read (a frame, or a Parquet file opened
+    for reading by batch, in bounded memory) and yield one result per check."""
     # GX is imported here, not at definition load: it takes ~9 s to import.
     from data_checks.suite import build_suite
-    from data_checks.validation import validate_frame
+    from data_checks.validation import validate_frame, validate_parquet
 
     try:
         suite = build_suite(spec, include_target=include_target, rows=rows)
-        report = validate_frame(frame, suite, id_column=spec.id.column)
+        validate = validate_frame if isinstance(rows_read, pd.DataFrame) else validate_parquet
+        report = validate(rows_read, suite, id_column=spec.id.column)
     except Exception as error:  # a suite that cannot run fails every check; it never passes silently
         context.log.error(f"data checks could not run: {error}")
         for name in CHECK_NAMES:
@@ -100,6 +106,8 @@ def data_check_results(
             passed=outcome.passed,
             severity=dg.AssetCheckSeverity.ERROR,
             metadata=_result_metadata(report, outcome),
+            # Dagster prints a check's description with its verdict: the command line shows what failed.
+            description="; ".join(f.line() for f in outcome.failures) or None,
         )
 
 
@@ -143,22 +151,52 @@ def require_passing_checks(
     materialized on its own, in a later run, on the value it reads (its record names `run_id`).
     """
     name = asset_key.to_user_string() + (f" partition {partition}" if partition else "")
-    problems = []
+    problems, unrun = [], 0
     for check in check_names:
         # The checks run in the step that materialized the asset, on the rows it read: same run.
         evaluation = latest_evaluation(
             instance, dg.AssetCheckKey(asset_key, check), lambda record: record.run_id == run_id, partition
         )
         if evaluation is None:
+            unrun += 1
             problems.append(f"{check}: not run on the materialization of run {run_id[:8]}")
         elif not evaluation.passed:
-            problems.append(f"{check}: failed")
-    if problems:
+            problems.append(f"{check}: failed" + (f" ({evaluation.description})" if evaluation.description else ""))
+    if not problems:
+        return
+    metadata = {"failed_checks": dg.MetadataValue.json(problems)}
+    note = ephemeral_instance_note(instance)
+    if note and unrun == len(problems):
+        raise dg.Failure(description=f"{name}: no {what} of run {run_id[:8]} are known here; {note}", metadata=metadata)
+    run = instance.get_run_by_id(run_id)
+    if run is not None and not run.is_finished and unrun == len(problems):
         raise dg.Failure(
-            description=f"{name} did not pass its {what} ({'; '.join(problems)}); "
-            "fix the cause and re-materialize it with its checks",
-            metadata={"failed_checks": dg.MetadataValue.json(problems)},
+            description=f"{name} is being materialized right now by run {run_id} ({run.status.value}), whose "
+            f"{what} have not run yet: the same {'partition' if partition else 'asset'} was launched twice at "
+            f"once. Wait for run {run_id[:8]} to finish, then re-run this one",
+            metadata=metadata,
         )
+    raise dg.Failure(
+        description=f"{name} did not pass its {what} ({'; '.join(problems)}); "
+        "fix the cause and re-materialize it with its checks",
+        metadata=metadata,
+    )
+
+
+def ephemeral_instance_note(instance: dg.DagsterInstance) -> str | None:
+    """What to do when the run's instance cannot know earlier runs: an ephemeral one, or the temporary
+    one the Dagster CLI makes under the current folder when DAGSTER_HOME is unset."""
+    unset = "" if os.environ.get("DAGSTER_HOME") else "DAGSTER_HOME is unset, so "
+    if instance.is_ephemeral:
+        kind = "an ephemeral Dagster instance"
+    elif Path(instance.root_directory).name.startswith(TMP_DAGSTER_HOME_PREFIX):
+        kind = f"a temporary Dagster instance ({instance.root_directory})"
+    else:
+        return None
+    return (
+        f"{unset}this run uses {kind}, which knows no earlier run: set DAGSTER_HOME to the instance's "
+        "folder (the Makefile uses var/dagster) and run it again"
+    )
 
 
 def read_checked_file(uri: str, md5: str, what: str) -> pd.DataFrame:

@@ -1,16 +1,34 @@
-"""Run an expectation suite on a DataFrame and say, per data check, what failed and on which values."""
+"""Run an expectation suite on a DataFrame or a Parquet file and say, per data check, what failed and on which values.
+
+Rows are validated a batch at a time (CHECK_BATCH_ROWS), so a day of millions of rows is checked in
+bounded memory: GX runs the row-level expectations on each batch and their unexpected counts are
+summed (exact); the row count and the uniqueness of ids span batches and are counted across them.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import pandas as pd
+import pyarrow.parquet as pq
 
 from data_checks.groups import CHECK_NAMES
 from data_checks.suite import TIMESTAMP_TYPES, gx
 
 SAMPLE_SIZE = 5
+PARTIAL = 20  # unexpected values kept per expectation, for examples
+CHECK_BATCH_ROWS = 100_000  # rows GX validates at once: about 2.5 s of fixed cost per batch
+# Expectations over the whole table, counted across batches here rather than per batch by GX.
+SPANNING = {"expect_table_row_count_to_be_between", "expect_column_values_to_be_unique"}
+# Row-level expectations whose unexpected counts add up over batches.
+COUNTED = {
+    "expect_column_values_to_not_be_null",
+    "expect_column_values_to_be_between",
+    "expect_column_values_to_be_in_set",
+}
 
 
 @dataclass(frozen=True)
@@ -125,35 +143,163 @@ def _exception_message(info: dict) -> str | None:
 
 
 def validate_frame(frame: pd.DataFrame, suite: gx.ExpectationSuite, *, id_column: str) -> ValidationReport:
-    """Validate a whole DataFrame as one batch with an ephemeral GX context (nothing written to disk)."""
+    """Validate a DataFrame, CHECK_BATCH_ROWS rows at a time (GX's own working memory stays bounded)."""
+
+    def batches(columns: list[str] | None = None) -> Iterator[pd.DataFrame]:
+        for start in range(0, len(frame), CHECK_BATCH_ROWS):
+            chunk = frame.iloc[start : start + CHECK_BATCH_ROWS]
+            yield chunk if columns is None else chunk[columns]
+
+    return validate_batches(batches, frame.iloc[:0], suite, id_column=id_column)
+
+
+def validate_parquet(
+    parquet: pq.ParquetFile, suite: gx.ExpectationSuite, *, id_column: str, batch_rows: int = CHECK_BATCH_ROWS
+) -> ValidationReport:
+    """Validate a Parquet file batch by batch: memory is bounded by `batch_rows` and the file's row groups."""
+
+    def batches(columns: list[str] | None = None) -> Iterator[pd.DataFrame]:
+        for batch in parquet.iter_batches(batch_size=batch_rows, columns=columns):
+            yield batch.to_pandas()
+
+    return validate_batches(batches, parquet.schema_arrow.empty_table().to_pandas(), suite, id_column=id_column)
+
+
+@dataclass
+class _Tally:
+    """One expectation's outcome summed over the batches: counts add up, examples come from the first batches."""
+
+    kind: str
+    kwargs: dict
+    check: str
+    success: bool = True
+    count: int = 0
+    partial: list = field(default_factory=list)
+    examples: list[str] = field(default_factory=list)
+    problem: str = ""
+    error: bool = False  # GX could not evaluate it: its problem says why, there are no counts
+
+
+def _key(config) -> tuple[str, str]:
+    return config.type, repr(sorted((k, v) for k, v in config.kwargs.items() if k != "batch_id"))
+
+
+def validate_batches(
+    batches: Callable[..., Iterator[pd.DataFrame]],
+    template: pd.DataFrame,
+    suite: gx.ExpectationSuite,
+    *,
+    id_column: str,
+) -> ValidationReport:
+    """Validate the rows that `batches()` yields (`batches(columns)`: only those columns), one batch at a time.
+
+    Every row-level expectation runs in GX on each batch and its unexpected counts are summed, so
+    the counts are exact; the row count and the id's uniqueness span batches and are counted here.
+    `template` is an empty frame with the rows' columns and types (what an empty file is checked as).
+    """
     context = gx.get_context(mode="ephemeral")
     context.variables.progress_bars = {"globally": False, "metric_calculations": False}
-    batch = (
+    whole = (
         context.data_sources.add_pandas("frames")
         .add_dataframe_asset("frame")
         .add_batch_definition_whole_dataframe("whole")
-        .get_batch(batch_parameters={"dataframe": frame})
     )
-    result = batch.validate(suite, result_format={"result_format": "SUMMARY", "partial_unexpected_count": 20})
+    spanning = [e for e in suite.expectations if e.expectation_type in SPANNING]
+    per_batch = gx.ExpectationSuite(
+        name=suite.name, expectations=[e for e in suite.expectations if e.expectation_type not in SPANNING]
+    )
+    tallies: dict[tuple[str, str], _Tally] = {}
+    rows, seen = 0, False
+    for frame in batches():
+        seen = True
+        rows += len(frame)
+        _tally_batch(whole, per_batch, frame, id_column, tallies)
+    if not seen:  # no rows at all: the schema is still checked, on the file's columns
+        _tally_batch(whole, per_batch, template, id_column, tallies)
+    columns = set(template.columns)
+    for expectation in spanning:
+        config = expectation.configuration
+        tally = _Tally(config.type, {k: v for k, v in config.kwargs.items() if k != "batch_id"}, config.meta["check"])
+        if config.type == "expect_table_row_count_to_be_between":
+            low, high = tally.kwargs.get("min_value"), tally.kwargs.get("max_value")
+            tally.success = (low is None or rows >= low) and (high is None or rows <= high)
+            tally.problem, _ = _explain(tally.kind, tally.kwargs, {"observed_value": rows}, template, id_column)
+        elif tally.kwargs["column"] in columns:
+            duplicated = _duplicated_values(batches, tally.kwargs["column"])
+            tally.success, tally.count = not duplicated, sum(duplicated.values())
+            tally.partial = [v for v, n in duplicated.items() for _ in range(n)][:PARTIAL]
+        else:
+            continue  # the missing column is reported once, by expect_column_to_exist
+        tallies[_key(config)] = tally
     checks = {name: CheckOutcome(name) for name in CHECK_NAMES}
+    for expectation in suite.expectations:
+        tally = tallies.get(_key(expectation.configuration))
+        check = checks[expectation.configuration.meta["check"]]
+        check.evaluated += 1
+        if tally is None or tally.success:
+            continue
+        problem, examples = tally.problem, tally.examples
+        if not tally.error and (tally.kind in COUNTED or tally.kind == "expect_column_values_to_be_unique"):
+            result = {"unexpected_count": tally.count, "partial_unexpected_list": tally.partial}
+            problem, partial_examples = _explain(tally.kind, tally.kwargs, result, template, id_column)
+            examples = examples or partial_examples
+        check.failures.append(
+            FailedExpectation(check.name, tally.kind, tally.kwargs.get("column"), problem, examples[:SAMPLE_SIZE])
+        )
+    _drop_consequences(checks)
+    return ValidationReport(suite.name, rows, checks)
+
+
+def _tally_batch(whole, suite: gx.ExpectationSuite, frame: pd.DataFrame, id_column: str, tallies: dict) -> None:
+    """Validate one batch with GX and add its outcome to each expectation's tally."""
+    result = whole.get_batch(batch_parameters={"dataframe": frame}).validate(
+        suite, result_format={"result_format": "SUMMARY", "partial_unexpected_count": PARTIAL}
+    )
     for item in result.results:
         config = item.expectation_config
-        check = checks[config.meta["check"]]
-        check.evaluated += 1
-        if item.success:
-            continue
         kwargs = {k: v for k, v in config.kwargs.items() if k != "batch_id"}
+        tally = tallies.setdefault(_key(config), _Tally(config.type, kwargs, config.meta["check"]))
+        if item.success or (not tally.success and (tally.kind not in COUNTED or tally.error)):
+            continue  # a schema problem is the same in every batch: explained once
         column = kwargs.get("column")
         if column is not None and column not in frame.columns and config.type != "expect_column_to_exist":
             continue  # the missing column is reported once, by expect_column_to_exist
         error = _exception_message(item.exception_info or {})
         if error:
             problem, examples = f"could not be evaluated: {error}", []
+            tally.error = True
         else:
             problem, examples = _explain(config.type, kwargs, item.result or {}, frame, id_column)
-        check.failures.append(FailedExpectation(check.name, config.type, column, problem, examples))
-    _drop_consequences(checks)
-    return ValidationReport(suite.name, len(frame), checks)
+            details = item.result or {}
+            tally.count += details.get("unexpected_count") or 0
+            tally.partial.extend((details.get("partial_unexpected_list") or [])[: PARTIAL - len(tally.partial)])
+        if tally.success or tally.error:
+            tally.problem = problem
+        tally.success = False
+        tally.examples.extend([e for e in examples if e not in tally.examples])
+
+
+def _duplicated_values(batches: Callable[..., Iterator[pd.DataFrame]], column: str) -> dict[Any, int]:
+    """The values of `column` that occur more than once across all batches, with their row counts (nulls ignored).
+
+    Exact, with 8 bytes per row instead of the rows: a first pass keeps a 64-bit hash of each value and
+    finds the hashes that repeat; a second pass gathers only the values with those hashes and counts
+    them, so a hash collision is never reported as a duplicate.
+    """
+    hashes = [pd.util.hash_array(f[column].dropna().to_numpy()) for f in batches([column])]
+    every = np.concatenate(hashes) if hashes else np.empty(0, dtype=np.uint64)
+    del hashes
+    every.sort()  # in place: no second copy
+    repeated = np.unique(every[1:][every[1:] == every[:-1]])
+    del every
+    if not len(repeated):
+        return {}
+    candidates = []
+    for f in batches([column]):
+        values = f[column].dropna()
+        candidates.append(values[np.isin(pd.util.hash_array(values.to_numpy()), repeated)])
+    counts = pd.concat(candidates).value_counts(sort=False)
+    return {value: int(n) for value, n in counts[counts > 1].items()}
 
 
 def _drop_consequences(checks: dict[str, CheckOutcome]) -> None:

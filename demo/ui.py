@@ -29,8 +29,12 @@ class ReportHandler(http.server.SimpleHTTPRequestHandler):
 
     def send_head(self):
         root = Path(self.directory).resolve()
-        path = Path(self.translate_path(self.path)).resolve()  # translate_path drops '..' and the query
-        if path.suffix != ".html" or not path.is_file() or root not in path.parents:
+        try:
+            path = Path(self.translate_path(self.path)).resolve()  # translate_path drops '..' and the query
+            served = path.suffix == ".html" and path.is_file() and root in path.parents
+        except (ValueError, OSError):  # a %00 (embedded NUL) or a name the file system refuses
+            served = False
+        if not served:
             self.send_error(404, "Only the stored HTML reports are served here")
             return None
         return super().send_head()

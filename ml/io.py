@@ -1,16 +1,22 @@
 """Reading and writing files by path or fsspec URI, with all-or-nothing writes.
 
 Every output of the project goes through `atomic_output`: a reader sees either the previous file or
-the complete new one, never a partial file, even when the writer is killed mid-way.
+the complete new one, never a partial file, even when the writer is killed mid-way. A killed
+writer's hidden temporary file (`.<name>.tmp-<pid>-<random>`) is removed by the next write into the
+same folder once its process is gone; a full disk is reported naming the file and the free space.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import os
+import re
+import shutil
 import tempfile
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,6 +25,7 @@ from typing import Any
 import fsspec
 import pandas as pd
 import pyarrow
+import pyarrow.parquet as pq
 
 
 def is_remote(uri: str) -> bool:
@@ -35,28 +42,97 @@ def resolve(uri: str, root: str | Path | None = None) -> str:
     return str(path.absolute())
 
 
+TEMPORARY = re.compile(r"^\.(?P<name>.+)\.tmp-(?P<pid>\d+)-[0-9a-f]{8}$")
+STALE_SECONDS = 24 * 3600  # a temporary file nobody wrote to for a day is stale whatever its pid says
+
+
+class DiskFullError(OSError):
+    """No space left while writing an output; the message names the file, the free space and what to do."""
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's live process
+        return True
+    return True
+
+
+def remove_stale_temporaries(folder: Path) -> list[str]:
+    """Delete the temporary files that killed writers left in `folder`; a live writer's file is left alone.
+
+    A temporary file names its writer's pid; it is stale when that process is gone (on this machine)
+    or when it has not been written to for STALE_SECONDS.
+    """
+    removed = []
+    try:
+        entries = list(os.scandir(folder))
+    except FileNotFoundError:
+        return removed
+    now = time.time()
+    for entry in entries:
+        match = TEMPORARY.match(entry.name)
+        if not match or not entry.is_file(follow_symlinks=False):
+            continue
+        pid = int(match["pid"])
+        try:
+            idle = now - entry.stat(follow_symlinks=False).st_mtime
+        except FileNotFoundError:
+            continue  # its writer finished meanwhile
+        if pid == os.getpid() or (_alive(pid) and idle < STALE_SECONDS):
+            continue
+        Path(entry.path).unlink(missing_ok=True)
+        removed.append(entry.name)
+    return sorted(removed)
+
+
+def _disk_full(uri: str, where: Path) -> DiskFullError:
+    try:
+        free = f"{shutil.disk_usage(where).free / 2**20:,.1f} MiB free"
+    except OSError:
+        free = "free space unknown"
+    return DiskFullError(
+        errno.ENOSPC,
+        f"no space left on the device while writing {uri} ({free} on the file system of {where}); "
+        "the previous version of the file is untouched: free some space (or move the artifact store) and re-run",
+    )
+
+
 @contextlib.contextmanager
 def atomic_output(uri: str) -> Iterator[Path]:
     """Yield a local temporary path; on success it replaces `uri` in one step, on error it is removed.
 
     Local targets are replaced with os.replace (atomic on POSIX within a file system). Remote targets
-    are uploaded in one PUT, which object stores make visible all at once.
+    are uploaded in one PUT, which object stores make visible all at once. Running out of space
+    raises DiskFullError naming `uri`.
     """
     if is_remote(uri):
         with tempfile.TemporaryDirectory(prefix="keel-") as tmp_dir:
             tmp = Path(tmp_dir) / "payload"
-            yield tmp
-            fs, path = fsspec.core.url_to_fs(uri)
-            fs.put_file(str(tmp), path)
+            try:
+                yield tmp
+                fs, path = fsspec.core.url_to_fs(uri)
+                fs.put_file(str(tmp), path)
+            except OSError as error:
+                if error.errno == errno.ENOSPC:
+                    raise _disk_full(uri, Path(tmp_dir)) from error
+                raise
         return
     target = Path(uri)
     target.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(target.parent)
     tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}")
     try:
         yield tmp
         with open(tmp, "rb+") as handle:
             os.fsync(handle.fileno())
         os.replace(tmp, target)
+    except OSError as error:
+        if error.errno == errno.ENOSPC and not isinstance(error, DiskFullError):
+            raise _disk_full(uri, target.parent) from error
+        raise
     finally:
         tmp.unlink(missing_ok=True)
 
@@ -89,6 +165,44 @@ def read_parquet_and_md5(uri: str) -> tuple[pd.DataFrame, str]:
     with fsspec.open(uri, "rb") as handle:
         data = handle.read()
     return pd.read_parquet(pyarrow.BufferReader(data)), hashlib.md5(data).hexdigest()
+
+
+def read_table_and_md5(uri: str) -> tuple[pyarrow.Table, str]:
+    """The file's Arrow table (its column types as written) and the md5 of its bytes, from one read."""
+    with fsspec.open(uri, "rb") as handle:
+        data = handle.read()
+    return pq.read_table(pyarrow.BufferReader(data)), hashlib.md5(data).hexdigest()
+
+
+@contextlib.contextmanager
+def open_parquet(uri: str) -> Iterator[pq.ParquetFile]:
+    """A Parquet file opened for reading by row group or batch, never whole (local path or fsspec URI)."""
+    with fsspec.open(uri, "rb") as handle, pq.ParquetFile(handle) as parquet:
+        yield parquet
+
+
+class UnreadableParquetError(ValueError):
+    """A file is not a Parquet file pyarrow can read; the message names it."""
+
+
+@contextlib.contextmanager
+def open_parquet_and_md5(uri: str) -> Iterator[tuple[pq.ParquetFile, str]]:
+    """The file opened for reading by batch, and the md5 of its bytes (DVC's hash), without loading it.
+
+    One open handle serves both, so a file replaced meanwhile (a new version renamed onto it) is
+    still the version that was hashed.
+    """
+    with fsspec.open(uri, "rb") as handle:
+        digest = hashlib.md5()
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+        handle.seek(0)
+        try:
+            parquet = pq.ParquetFile(handle)
+        except (pyarrow.ArrowInvalid, OSError) as error:
+            raise UnreadableParquetError(f"{uri} is not a readable Parquet file ({error})") from None
+        with parquet:
+            yield parquet, digest.hexdigest()
 
 
 def read_checked_parquet(uri: str, md5: str, what: str) -> pd.DataFrame:

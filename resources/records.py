@@ -13,6 +13,7 @@ Which record an input gets:
 
 from __future__ import annotations
 
+import os
 from typing import Any, TypeVar
 
 import dagster as dg
@@ -86,7 +87,11 @@ class RecordIOManager(dg.ConfigurableIOManager):
             return upstream.run_id  # materialized in this run (or, re-executed, in the run it came from)
         event = context.instance.get_latest_materialization_event(context.asset_key)
         if event is None:
-            raise dg.Failure(
-                description=f"{context.asset_key.to_user_string()} has never been materialized; materialize it first"
-            )
+            hint = "materialize it first"
+            if not os.environ.get("DAGSTER_HOME"):  # the CLI then runs on a temporary instance: no earlier run
+                hint = (
+                    "DAGSTER_HOME is unset, so this run's Dagster instance knows no earlier run: set it to the "
+                    "instance's folder (the Makefile uses var/dagster), or materialize it first"
+                )
+            raise dg.Failure(description=f"{context.asset_key.to_user_string()} has never been materialized; {hint}")
         return event.run_id

@@ -1,24 +1,134 @@
-"""A labels file is refused, by name, when it cannot be joined to its day or has unknown labels."""
+"""A labels file is checked against the ids its day was scored with; what cannot be joined is refused by name."""
+
+import re
+import shutil
+from pathlib import Path
 
 import dagster as dg
 import pandas as pd
 import pytest
 
-from assets.labels import check_labels
+from assets.labels import labels
+from assets.records import IncomingDay, ScoredDay
+from ml import io
+from orchestration.deployments import local
+from resources import layout
+from tests.conftest import REPO
+
+DAY = "2026-10-01"
+IDS = [f"{n:04d}-ABCD" for n in range(1, 11)]
 
 
-def test_good_labels_pass(spec):
-    check_labels(pd.DataFrame({"customer_id": ["C1", "C2"], "churn": ["Yes", "No"]}), spec, "day.parquet")
+@pytest.fixture
+def project(tmp_path) -> Path:
+    """A project folder with the day scored: its incoming file, its predictions, and both records."""
+    shutil.copy(REPO / "params.yaml", tmp_path / "params.yaml")
+    storage = local(tmp_path)["storage"]
+    incoming = tmp_path / "data" / "incoming" / f"{DAY}.parquet"
+    io.write_parquet(pd.DataFrame({"customer_id": IDS, "tenure": range(10)}), str(incoming))
+    taken_in = IncomingDay(run_id="r1", day=DAY, md5=io.file_digest(str(incoming), "md5"), rows=10)
+    io.write_json(taken_in.model_dump(mode="json"), layout.record(storage, dg.AssetKey("incoming_data"), partition=DAY))
+    io.write_parquet(pd.DataFrame({"customer_id": IDS, "score": [0.5] * 10}), layout.predictions(storage, DAY))
+    scored = ScoredDay(
+        run_id="r2",
+        day=DAY,
+        incoming=taken_in,
+        model="telco_churn",
+        model_version=1,
+        model_manifest_sha256="x",
+        rows=10,
+    )
+    io.write_json(
+        scored.model_dump(mode="json"), layout.record(storage, dg.AssetKey("batch_predictions"), partition=DAY)
+    )
+    return tmp_path
+
+
+def deliver(project: Path, frame: pd.DataFrame) -> str:
+    path = project / "data" / "labels" / f"{DAY}.parquet"
+    io.write_parquet(frame, str(path))
+    return str(path)
+
+
+def take_in(project: Path):
+    with dg.instance_for_test() as instance:
+        return dg.materialize(
+            [labels], resources=local(project), partition_key=DAY, instance=instance, raise_on_error=False
+        )
+
+
+def failure(result) -> str:
+    error = next(e for e in result.all_events if e.event_type_value == "STEP_FAILURE").step_failure_data.error
+    return error.message.partition("Failure: ")[2].strip()  # the description the asset raised
+
+
+def test_labels_of_part_of_the_day_are_taken_in_with_their_share(project):
+    deliver(project, pd.DataFrame({"customer_id": IDS[:8], "churn": ["Yes", "No"] * 4}))
+    result = take_in(project)
+    assert result.success
+    metadata = result.asset_materializations_for_node("labels")[0].metadata
+    assert metadata["day_ids"].value == 10 and metadata["labelled_ids"].value == 8
+    assert metadata["labelled_share"].value == pytest.approx(0.8)
+    assert metadata["checked_against"].value.endswith(f"predictions/{DAY}.parquet")
+    (coverage,) = result.get_asset_check_evaluations()
+    assert coverage.check_name == "label_coverage" and not coverage.passed
+    assert coverage.severity == dg.AssetCheckSeverity.WARN and coverage.metadata["unlabelled_ids"].value == 2
+    assert coverage.description == "8 of the day's 10 scored ids have a label (80.0%)"
+
+
+def test_labels_of_the_whole_day_pass_the_coverage_check(project):
+    deliver(project, pd.DataFrame({"customer_id": IDS, "churn": ["Yes", "No"] * 5}))
+    result = take_in(project)
+    assert result.success and result.get_asset_check_evaluations()[0].passed
+
+
+def test_integer_ids_for_a_day_of_text_ids_are_refused_naming_the_day_file_and_column(project):
+    uri = deliver(project, pd.DataFrame({"customer_id": range(1, 11), "churn": ["Yes"] * 10}))
+    result = take_in(project)
+    assert not result.success
+    message = failure(result)
+    assert message.startswith(f"labels {DAY}: {uri} column 'customer_id' holds integer ids (e.g. [1, 2, 3, 4, 5])")
+    assert f"the day's ids in its predictions {layout.predictions(local(project)['storage'], DAY)} are text" in message
+    assert "e.g. ['0001-ABCD']" in message
+    assert not result.asset_materializations_for_node("labels")
+
+
+def test_unknown_ids_are_refused_with_their_count_and_examples(project):
+    uri = deliver(project, pd.DataFrame({"customer_id": [*IDS[:8], "9998-XXXX", "9999-XXXX"], "churn": ["No"] * 10}))
+    result = take_in(project)
+    assert not result.success
+    assert failure(result).startswith(
+        f"labels {DAY}: {uri} column 'customer_id' has 2 of 10 ids that are not among the day's 10 ids in its "
+        f"predictions"
+    )
+    assert "e.g. ['9998-XXXX', '9999-XXXX']; is it another day's file?" in failure(result)
+
+
+def test_an_unscored_day_is_checked_against_its_incoming_file(project):
+    storage = local(project)["storage"]
+    Path(layout.record(storage, dg.AssetKey("batch_predictions"), partition=DAY)).unlink()
+    deliver(project, pd.DataFrame({"customer_id": IDS, "churn": ["No"] * 10}))
+    result = take_in(project)
+    assert result.success
+    checked = result.asset_materializations_for_node("labels")[0].metadata["checked_against"].value
+    assert checked == str(project / "data" / "incoming" / f"{DAY}.parquet")
+    Path(layout.record(storage, dg.AssetKey("incoming_data"), partition=DAY)).unlink()
+    assert "labels 2026-10-01: the day has neither predictions nor a checked incoming file" in failure(take_in(project))
 
 
 @pytest.mark.parametrize(
     ("frame", "message"),
     [
-        (pd.DataFrame({"customer_id": ["C1"]}), r"day.parquet: missing columns \['churn'\]"),
-        (pd.DataFrame({"customer_id": ["C1", "C1"], "churn": ["Yes", "No"]}), r"ids appear twice, e.g. \['C1'\]"),
-        (pd.DataFrame({"customer_id": ["C1"], "churn": ["maybe"]}), r"column 'churn' has values \['maybe'\]"),
+        (pd.DataFrame({"customer_id": IDS[:1]}), r"labels 2026-10-01: .*\.parquet lacks columns \['churn'\]"),
+        (
+            pd.DataFrame({"customer_id": [IDS[0], IDS[0]], "churn": ["Yes", "No"]}),
+            r"labels 2026-10-01: .*\.parquet column 'customer_id' has 1 repeated id\(s\), e\.g\. \['0001-ABCD'\]",
+        ),
+        (pd.DataFrame({"customer_id": IDS[:1], "churn": ["maybe"]}), r"column 'churn' has values \['maybe'\]"),
     ],
 )
-def test_bad_labels_are_named(spec, frame, message):
-    with pytest.raises(dg.Failure, match=message):
-        check_labels(frame, spec, "day.parquet")
+def test_bad_labels_are_named(project, frame, message):
+    deliver(project, frame)
+    result = take_in(project)
+    assert not result.success
+    assert re.search(message, failure(result)), failure(result)

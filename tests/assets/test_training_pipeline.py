@@ -111,6 +111,7 @@ def test_a_worse_candidate_is_blocked_and_nothing_is_registered(trained_project,
     assert not result.success
     gate = gate_result(result)
     assert not gate.passed and re.search(reason, gate.metadata["reason"].value)
+    assert gate.description == gate.metadata["reason"].value  # what the command line prints with the verdict
     assert registry.versions(MODEL) == [1] and registry.alias_version(MODEL, "champion") == 1
     blocked_run = metadata(instance, candidate_model.key)["mlflow_run_id"]
     assert registry.client().get_run(blocked_run).data.tags["keel.gate"] == "failed"  # still tracked
@@ -123,7 +124,8 @@ def test_a_worse_candidate_is_blocked_and_nothing_is_registered(trained_project,
         raise_on_error=False,
     )
     message = alone.failure_data_for_node("registered_model").error.message
-    assert "candidate_model did not pass its evaluation gate (evaluation_gate: failed)" in message
+    assert "candidate_model did not pass its evaluation gate (evaluation_gate: failed: blocked: AUC" in message
+    assert re.search(reason, message)  # the gate's reason travels with the refusal
     assert registry.versions(MODEL) == [1]
 
 

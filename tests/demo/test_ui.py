@@ -44,6 +44,13 @@ def test_serves_stored_html_reports_only(served):
     assert status(f"{served}/escape.html")[0] == 404  # a link out of the store is not followed
 
 
+def test_a_nul_or_an_unencodable_name_is_a_clean_404(served, capfd):
+    for path in ("/monitoring/drift/%00.html", "/%00", "/monitoring/drift/2026-10-01.html%00.html", "/%ff%fe.html"):
+        assert status(f"{served}{path}")[0] == 404, path
+    assert status(f"{served}/monitoring/drift/2026-10-01.html")[0] == 200  # the server still serves
+    assert "Traceback" not in capfd.readouterr().err
+
+
 def test_report_links_point_where_make_ui_serves(tmp_path):
     assert local(tmp_path, environ={})["storage"].web_url == "http://127.0.0.1:3001"
     storage = local(tmp_path, environ={"KEEL_REPORTS_URL": "http://127.0.0.1:4001/"})["storage"]

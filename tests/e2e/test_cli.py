@@ -1,6 +1,7 @@
 """The shell commands users type, run from the root of a project copy."""
 
 import re
+import subprocess
 import sys
 from pathlib import Path
 
@@ -52,3 +53,26 @@ def test_unknown_deployment_is_a_clear_error(project):
     output = proc.stdout + proc.stderr
     assert "KEEL_DEPLOYMENT='mainframe' is not a known deployment; known deployments: " in output
     assert re.search(r"known deployments: (\w+, )*aws, (\w+, )*local", output)
+
+
+def test_without_dagster_home_a_later_step_says_the_instance_is_temporary(project):
+    """A day checked under var/dagster, then scored from a shell that lacks DAGSTER_HOME."""
+    import os
+
+    import dagster as dg
+
+    from assets.incoming_data import incoming_data
+    from orchestration.deployments import local
+
+    day = "2026-10-01"
+    with dg.DagsterInstance.from_config(str(project / "var" / "dagster")) as instance:
+        assert dg.materialize([incoming_data], resources=local(project), partition_key=day, instance=instance).success
+    env = {k: v for k, v in os.environ.items() if k != "DAGSTER_HOME"}
+    command = [DAGSTER, "asset", "materialize", "-m", "orchestration.definitions", "--select", "batch_predictions"]
+    proc = subprocess.run([*command, "--partition", day], cwd=project, env=env, capture_output=True, text=True)
+    output = proc.stdout + proc.stderr
+    assert proc.returncode != 0
+    assert (
+        f"incoming_data partition {day}: no data checks of run" in output
+        and "DAGSTER_HOME is unset, so this run uses a temporary Dagster instance" in output
+    ), output[-6000:]

@@ -1,0 +1,66 @@
+"""A file checked batch by batch gives the same verdicts, counts and examples as the whole frame at once."""
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from data_checks.suite import build_suite
+from data_checks.validation import validate_frame, validate_parquet
+from ml.spec import RowBounds
+
+
+@pytest.fixture
+def broken(telco_raw, spec):
+    """The Telco rows with one of each problem, spread so that each family has hits in several batches."""
+    bad = telco_raw.drop(columns=[spec.target.column]).copy()
+    bad.loc[[3, 5000], "contract"] = np.nan  # completeness, in batches 1 and 6
+    bad.loc[[10, 6000], "monthly_charges"] = [-1.0, 9999.0]  # validity (range), batches 1 and 7
+    bad.loc[6999, "payment_method"] = "Barter"  # validity (set), the last batch
+    bad.loc[[2500, 7000], spec.id.column] = bad.loc[1, spec.id.column]  # one id on three rows, three batches
+    return bad
+
+
+def lines(report) -> dict[str, list[str]]:
+    return {name: sorted(f.line() for f in outcome.failures) for name, outcome in report.checks.items()}
+
+
+def test_batches_of_a_file_give_the_whole_frames_report(broken, spec, tmp_path):
+    suite = build_suite(spec, include_target=False, rows=RowBounds(min=100, max=7000))
+    path = tmp_path / "day.parquet"
+    pq.write_table(pa.Table.from_pandas(broken, preserve_index=False), path, row_group_size=1000)
+    whole = validate_frame(broken, suite, id_column=spec.id.column)
+    with pq.ParquetFile(path) as parquet:
+        streamed = validate_parquet(parquet, suite, id_column=spec.id.column, batch_rows=1000)
+    assert streamed.rows == whole.rows == 7043
+    assert lines(streamed) == lines(whole)
+    found = {f.column or f.expectation: f for f in streamed.failures}
+    assert found["contract"].problem == "2 missing value(s)"
+    assert found["contract"].examples == [f"customer_id={broken.loc[i, spec.id.column]}" for i in (3, 5000)]
+    assert found["monthly_charges"].problem.startswith("2 value(s) outside") and found["monthly_charges"].examples == [
+        "-1.0",
+        "9999.0",
+    ]
+    assert found["payment_method"].examples == ["'Barter'"]
+    assert found[spec.id.column].problem == "3 row(s) share an id with another row"
+    assert found["expect_table_row_count_to_be_between"].problem == "7043 rows, expected between 100 and 7000"
+    assert {name for name, c in streamed.checks.items() if not c.passed} == {
+        "completeness",
+        "validity",
+        "uniqueness",
+        "volume",
+    }
+
+
+def test_an_empty_file_is_checked_on_its_columns(broken, spec, tmp_path):
+    suite = build_suite(spec, include_target=False, rows=RowBounds(min=1, max=10))
+    path = tmp_path / "empty.parquet"
+    pq.write_table(pa.Table.from_pandas(broken.head(0), preserve_index=False), path)
+    with pq.ParquetFile(path) as parquet:
+        report = validate_parquet(parquet, suite, id_column=spec.id.column)
+    assert report.rows == 0 and [n for n, c in report.checks.items() if not c.passed] == ["volume"]
+    without = tmp_path / "without.parquet"
+    pq.write_table(pa.Table.from_pandas(broken.drop(columns=["contract"]).head(0), preserve_index=False), without)
+    with pq.ParquetFile(without) as parquet:
+        schema = validate_parquet(parquet, suite, id_column=spec.id.column).checks["schema"]
+    assert any("missing columns ['contract']" in f.problem for f in schema.failures)

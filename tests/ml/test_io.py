@@ -1,0 +1,85 @@
+"""ml.io's all-or-nothing writes: a killed writer's temporary file is cleaned up later; a full disk is named."""
+
+import errno
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from ml import io
+from tests.conftest import REPO
+
+KILLED_WRITER = """
+import os, signal, sys
+from ml import io
+with io.atomic_output(sys.argv[1]) as tmp:
+    tmp.write_text("half a report")
+    os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+def hidden(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir() if p.name.startswith("."))
+
+
+def test_a_killed_writers_temporary_file_is_removed_by_the_next_write(tmp_path):
+    report = tmp_path / "drift" / "2026-10-01.html"
+    killed = subprocess.run([sys.executable, "-c", KILLED_WRITER, str(report)], cwd=REPO)
+    assert killed.returncode == -9
+    left = hidden(report.parent)
+    assert len(left) == 1 and left[0].startswith(".2026-10-01.html.tmp-") and not report.exists()
+
+    io.write_json({"day": 2}, str(report.parent / "2026-10-02.json"))  # the next night's output, same folder
+    assert hidden(report.parent) == []
+
+
+def test_a_live_writers_temporary_file_is_left_alone_unless_idle_for_a_day(tmp_path):
+    alive = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        busy = tmp_path / f".out.parquet.tmp-{alive.pid}-0123abcd"
+        idle = tmp_path / f".old.parquet.tmp-{alive.pid}-4567cdef"
+        other = tmp_path / ".notes.tmp-keep"  # not one of ours: never touched
+        for path in (busy, idle, other):
+            path.write_text("x")
+        day_ago = time.time() - io.STALE_SECONDS - 60
+        os.utime(idle, (day_ago, day_ago))
+        io.write_json({"v": 1}, str(tmp_path / "out.json"))
+        assert hidden(tmp_path) == sorted([busy.name, other.name])
+    finally:
+        alive.kill()
+        alive.wait()
+
+
+def test_a_full_disk_names_the_file_and_the_free_space_and_keeps_the_old_version(tmp_path):
+    target = tmp_path / "predictions" / "2026-10-01.parquet"
+    io.write_json({"v": 1}, str(target))
+    with pytest.raises(io.DiskFullError) as raised, io.atomic_output(str(target)) as tmp:
+        tmp.write_text("partial")
+        raise OSError(errno.ENOSPC, "No space left on device")  # what the writer's write() raises
+    message = str(raised.value)
+    assert f"while writing {target} (" in message and "MiB free on the file system of" in message
+    assert "free some space" in message and raised.value.errno == errno.ENOSPC
+    assert io.read_json(str(target)) == {"v": 1} and hidden(target.parent) == []
+
+
+@pytest.fixture
+def tiny_disk(tmp_path):
+    """A real 64 KiB file system (tmpfs; needs root, else the test is skipped)."""
+    mount = tmp_path / "tiny"
+    mount.mkdir()
+    proc = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mount)], capture_output=True)
+    if proc.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {proc.stderr.decode().strip()}")
+    yield mount
+    subprocess.run(["umount", str(mount)], check=True)
+
+
+def test_a_really_full_disk_is_reported_by_name(tiny_disk):
+    target = tiny_disk / "report.json"
+    io.write_json({"small": True}, str(target))
+    with pytest.raises(io.DiskFullError, match=r"no space left on the device while writing .*report\.json \("):
+        io.write_json({"big": "x" * 200_000}, str(target))
+    assert io.read_json(str(target)) == {"small": True} and hidden(tiny_disk) == []
