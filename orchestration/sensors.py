@@ -1,10 +1,11 @@
-"""Sensors: retraining on drift (not on a calendar); the arrival sensors, listed in SENSORS."""
+"""Sensors: retraining on drift (not on a calendar); the arrival sensors and the alerts, listed in SENSORS."""
 
 import dagster as dg
 
 from assets.drift_report import drift_report
 from assets.labels import labels
 from assets.model_performance import model_performance
+from orchestration.alerts import ALERT_SENSORS
 from orchestration.arrival_sensors import incoming_arrived, labels_arrived
 from orchestration.jobs import retrain
 from orchestration.retrain_policy import Event, State, decide, observe
@@ -85,4 +86,4 @@ def retrain_on_drift(context: dg.SensorEvaluationContext, params: ParamsResource
     )
 
 
-SENSORS = [incoming_arrived, labels_arrived, retrain_on_drift]
+SENSORS = [incoming_arrived, labels_arrived, retrain_on_drift, *ALERT_SENSORS]
