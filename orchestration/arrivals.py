@@ -41,12 +41,13 @@ class Arrival:
 def _version(info: dict) -> str:
     # Object stores give a content tag that changes with every upload; a local file has size + mtime.
     tag = next((info[k] for k in ("ETag", "etag", "md5Hash") if info.get(k)), None)
-    raw = str(tag).strip('"') if tag else f"{info.get('size')}-{info.get('mtime')}"
+    raw = str(tag).strip('"') if tag else f"{info.get('size')}-{_modified(info)}"
     return hashlib.md5(raw.encode()).hexdigest()[:12]
 
 
 def _modified(info: dict) -> float | None:
-    value = next((info[k] for k in ("mtime", "LastModified", "last_modified", "updated") if info.get(k)), None)
+    keys = ("mtime", "LastModified", "last_modified", "updated", "created")  # local, s3, azure, gcs, memory
+    value = next((info[k] for k in keys if info.get(k)), None)
     if isinstance(value, dt.datetime):
         return value.timestamp()
     if isinstance(value, str):

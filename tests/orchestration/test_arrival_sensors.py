@@ -129,3 +129,64 @@ def test_the_daily_jobs_are_retried_by_the_daemon_and_training_is_not(tmp_path: 
     for job in ("nightly_scoring", "label_feedback"):
         assert int(defs.resolve_job_def(job).tags["dagster/max_retries"]) >= 1
     assert "dagster/max_retries" not in defs.resolve_job_def("train_model").tags
+
+
+def test_a_redelivered_labels_file_updates_the_days_labels_and_model_performance(trained_project: Path):
+    import ml.io
+    from ml.params import load_params
+    from ml.simulate import simulate_day, write_labels, write_snapshot
+    from orchestration.history import latest_metadata
+    from tests.conftest import clear_daily_files
+
+    project = trained_project
+    clear_daily_files(project)
+    resources = local(project)
+    location = definitions(resources)
+    params = load_params(project / "params.yaml")
+    snapshot, labels = simulate_day(ml.io.read_parquet(params.raw_uri), params.dataset, params.simulation, 1)
+    write_snapshot(snapshot, params.daily, 1, project)
+    day = str(params.daily.date(1))
+    with dg.DagsterInstance.from_config(str(project / "var" / "dagster")) as instance:
+        [scoring] = evaluate("incoming_arrived", instance, resources).run_requests
+        assert launch(location, "nightly_scoring", instance, scoring, sensor="incoming_arrived").success
+
+        write_labels(labels, params.daily, 1, project)
+        [first] = evaluate("labels_arrived", instance, resources).run_requests
+        assert launch(location, "label_feedback", instance, first, sensor="labels_arrived").success
+        before = latest_metadata(instance, model_performance_key, day)
+        assert "this file version already ran" in evaluate("labels_arrived", instance, resources).skip_message
+
+        corrected = labels.copy()  # the re-delivered file: a fifth of the outcomes were wrong
+        flip = corrected.index[: len(corrected) // 5]
+        corrected.loc[flip, "churn"] = corrected.loc[flip, "churn"].map({"Yes": "No", "No": "Yes"})
+        write_labels(corrected, params.daily, 1, project)
+        [second] = evaluate("labels_arrived", instance, resources).run_requests
+        assert second.partition_key == day and second.run_key != first.run_key
+        assert launch(location, "label_feedback", instance, second, sensor="labels_arrived").success
+        after = latest_metadata(instance, model_performance_key, day)
+        assert after["roc_auc"] < before["roc_auc"] - 0.05  # computed on the new labels
+        labelled = latest_metadata(instance, dg.AssetKey("labels"), day)
+        assert labelled["positive_rate"] != pytest.approx((labels["churn"] == "Yes").mean())
+
+
+model_performance_key = dg.AssetKey("model_performance")
+
+
+def test_the_incoming_folder_can_be_any_fsspec_uri(root: Path):
+    import fsspec
+    import yaml
+
+    params = yaml.safe_load((root / "params.yaml").read_text())
+    params["daily"]["incoming"] = "memory://keel-arrivals/incoming/{date}.parquet"
+    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    with fsspec.open(f"memory://keel-arrivals/incoming/{DAY}.parquet", "wb") as handle:
+        pd.DataFrame({"customer_id": ["C1"]}).to_parquet(handle)
+    try:
+        with dg.instance_for_test() as instance:
+            [request] = evaluate(
+                "incoming_arrived", instance, {"params": ParamsResource(project_dir=str(root))}
+            ).run_requests
+        assert request.partition_key == DAY
+        assert request.tags["keel/file"] == f"memory://keel-arrivals/incoming/{DAY}.parquet"
+    finally:
+        fsspec.filesystem("memory").rm("/keel-arrivals", recursive=True)
