@@ -41,7 +41,7 @@ def incoming_arrived(context: dg.SensorEvaluationContext, params: ParamsResource
     days = [a for a in files if a.day >= start and last and a.day <= last]
     todo, skipped = not_taken_in(context.instance, days, "incoming", drift_report.key)
     if not todo:
-        return dg.SkipReason(skip_message("newly arrived snapshot files", before + skipped + early))
+        return dg.SkipReason(skip_message("snapshot files", before + skipped + early))
     return _requests(todo, "incoming")
 
 
@@ -63,5 +63,5 @@ def labels_arrived(context: dg.SensorEvaluationContext, params: ParamsResource):
         context.instance, [a for a in files if a.day in scored], "labels", model_performance.key
     )
     if not todo:
-        return dg.SkipReason(skip_message("newly arrived labels", skipped + unscored))
+        return dg.SkipReason(skip_message("labels files", skipped + unscored))
     return _requests(todo, "labels")

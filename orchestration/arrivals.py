@@ -139,7 +139,7 @@ def _taken_by(arrival: Arrival, run: dg.DagsterRun) -> str:
 def skip_message(what: str, skipped: list[str], limit: int = 8) -> str:
     """One skip reason that says what was skipped and why (the first `limit` days, then a count)."""
     if not skipped:
-        return f"no {what}"
+        return f"no {what} found"
     shown = "; ".join(skipped[-limit:])  # the latest days matter most
-    more = f" (and {len(skipped) - limit} earlier days)" if len(skipped) > limit else ""
-    return f"nothing new to launch for {what}{more}: {shown}"
+    more = f" ({len(skipped) - limit} earlier days not shown)" if len(skipped) > limit else ""
+    return f"nothing to launch for the {what}{more}: {shown}"
