@@ -112,16 +112,16 @@ def not_taken_in(
         runs.setdefault(run.tags[RUN_KEY_TAG], run)
     times = [a.modified for a in arrivals if a.modified is not None]
     materialized = _latest_materialized(instance, asset, [a.day for a in arrivals], min(times)) if times else {}
-    todo, skipped = [], []
+    todo, done, held = [], [], []  # held: failed or running; listed last, so a skip message shows them
     for key, arrival in keys.items():
         run = runs.get(key)
         if run is not None:
-            skipped.append(_taken_by(arrival, run))
+            (done if run.status == dg.DagsterRunStatus.SUCCESS else held).append(_taken_by(arrival, run))
         elif arrival.modified is not None and materialized.get(arrival.day, 0.0) >= arrival.modified:
-            skipped.append(f"{arrival.day}: {asset.to_user_string()} was materialized after this file was written")
+            done.append(f"{arrival.day}: {asset.to_user_string()} was materialized after this file was written")
         else:
             todo.append(arrival)
-    return todo, skipped
+    return todo, done + held
 
 
 def _taken_by(arrival: Arrival, run: dg.DagsterRun) -> str:

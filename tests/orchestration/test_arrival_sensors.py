@@ -42,8 +42,12 @@ def test_a_failed_labels_run_is_retried_once_the_file_is_corrected_and_the_tick_
         failed = launch(definitions(resources), "label_feedback", instance, first, sensor="labels_arrived")
         assert not failed.success
 
+        for later in range(3, 13):  # ten later days already taken in: the failure is still the one shown
+            labels_file(root, f"2026-10-{later:02d}", ["C1"])
+            materialize(instance, "batch_predictions", f"2026-10-{later:02d}")
+            materialize(instance, "model_performance", f"2026-10-{later:02d}")
         waiting = evaluate("labels_arrived", instance, {"params": resources["params"]})
-        assert not waiting.run_requests
+        assert not waiting.run_requests and "(3 earlier days not shown)" in waiting.skip_message
         assert f"{DAY}: run {failed.run_id[:8]} failure on this file version ({path})" in waiting.skip_message
         assert "correct or re-deliver the file and it runs again" in waiting.skip_message
 
