@@ -19,10 +19,12 @@ export UV_PROJECT_ENVIRONMENT := .venv
 export DAGSTER_HOME ?= $(CURDIR)/var/dagster
 # Where `make ui` serves the stored HTML reports; the demo's runs link there too.
 export KEEL_REPORTS_URL ?= http://127.0.0.1:$(REPORTS_PORT)
+# Where an alert's link opens a run (orchestration/alerts.py).
+export KEEL_UI_URL ?= http://127.0.0.1:$(PORT)
 # DVC stages run `python -m ml...`: the project's interpreter must come first on PATH.
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: setup emulators demo test lint ui mlflow lock clean
+.PHONY: setup system-packages emulators demo next-day automation-on backfill test lint ui mlflow lock clean
 
 setup: .venv/.synced $(DAGSTER_HOME)/dagster.yaml
 
@@ -38,10 +40,24 @@ $(DAGSTER_HOME)/dagster.yaml: orchestration/dagster.yaml
 	mkdir -p $(DAGSTER_HOME)
 	cp $< $@
 
+## system-packages: what neither uv nor npm installs, from Debian's packages and only when missing:
+## node and npm (for Azurite) and chromium (the browser tests drive it; no Playwright browser download)
+system-packages:
+	@missing=(); \
+	command -v node >/dev/null && command -v npm >/dev/null || missing+=(nodejs npm); \
+	command -v chromium >/dev/null || missing+=(chromium); \
+	if (( $${#missing[@]} )); then \
+	  command -v apt-get >/dev/null || { echo "make test needs $${missing[*]}: install them with your package manager" >&2; exit 1; }; \
+	  sudo=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  echo "Installing $${missing[*]} from Debian's packages"; \
+	  $$sudo env DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+	  $$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$${missing[@]}"; \
+	fi
+
 ## emulators: what the cloud tests run that pip does not install (Azurite, pinned, into .tools/node)
 emulators: $(AZURITE_STAMP)
 
-$(AZURITE_STAMP):
+$(AZURITE_STAMP): | system-packages
 	@command -v npm >/dev/null || { echo "make emulators needs node and npm: apt-get install -y nodejs npm" >&2; exit 1; }
 	mkdir -p .tools/node
 	npm install --prefix .tools/node --save-exact --no-audit --no-fund --loglevel=error azurite@$(AZURITE_VERSION)
@@ -52,8 +68,23 @@ $(AZURITE_STAMP):
 demo: setup
 	$(BIN)/python -m demo
 
-## test: the whole test suite (unit, Dagster end to end, CLI, DVC, the cloud backends on emulators)
-test: setup emulators
+## next-day: one more simulated day after the demo (its snapshot, and the labels of label_delay_days ago)
+next-day: setup
+	$(BIN)/python -m demo.next_day
+
+## automation-on: turn on every sensor and the nightly schedule in $(DAGSTER_HOME); the daemon (`make ui`) runs them
+automation-on: setup
+	$(BIN)/dagster sensor start -w workspace.yaml --start-all
+	$(BIN)/dagster schedule start -w workspace.yaml --start-all
+
+## backfill: queue nightly_scoring for FROM..TO (YYYY-MM-DD); the daemon (`make ui`) runs the days
+backfill: setup
+	@test -n "$(FROM)" -a -n "$(TO)" || { echo "usage: make backfill FROM=2026-10-01 TO=2026-10-07" >&2; exit 2; }
+	$(BIN)/dagster job backfill -w workspace.yaml -j nightly_scoring --from $(FROM) --to $(TO) --noprompt
+
+## test: the whole test suite (unit, Dagster end to end, the daemon, CLI, DVC, the cloud backends on
+## emulators, the UI in Chromium); installs what it needs first, system packages included
+test: setup system-packages emulators
 	$(BIN)/pytest -n 2 --dist loadfile
 
 ## lint: ruff's lint rules and formatting (pyproject.toml)

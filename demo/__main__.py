@@ -3,7 +3,8 @@
 The whole lifecycle, against the Dagster instance in $DAGSTER_HOME (var/dagster) so that `make ui`
 afterwards shows its history: import and version the raw data (DVC), check it (GX), train, gate and
 register a champion (MLflow, var/mlflow); then 30 simulated nights (params.yaml `simulation:`, a
-price rise from day 15). Each night the day's snapshot file arrives and the nightly scoring job
+price rise from day 15) that end yesterday, so the nightly schedule and the sensors carry on from
+today (`make next-day` adds the next day). Each night the day's snapshot file arrives and the nightly scoring job
 checks, scores and drift-reports it; labels arrive `label_delay_days` later. After each night the
 demo evaluates the two sensors, as the Dagster daemon would, and runs what they ask for: the labels
 and performance of arrived days, and a retrain when drift is detected. It ends with a table per day.
@@ -14,6 +15,7 @@ Dagster history, MLflow store, artifacts and the simulated daily files), never a
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import shutil
 import sys
@@ -54,6 +56,13 @@ def reset_state(home: Path) -> list[str]:
             file.unlink()
         removed.append(str(pattern.relative_to(PROJECT_ROOT)).replace("{date}", "*"))
     return removed
+
+
+def demo_start(daily_start: dt.date, days: int, today: dt.date | None = None) -> dt.date:
+    """The first simulated day, so that the last one is yesterday (UTC); never before daily.start_date,
+    where the daily partitions begin."""
+    today = today or dt.datetime.now(dt.UTC).date()
+    return max(daily_start, today - dt.timedelta(days=days))
 
 
 def train_champion(defs: dg.Definitions, instance) -> bool:
@@ -109,20 +118,22 @@ def main() -> int:
         return 1
     params = load_params(PROJECT_ROOT / "params.yaml")
     simulation, scenario = params.simulation, params.simulation.scenario
+    start = demo_start(params.daily.start_date, simulation.days)
     print(
-        f"\nSimulating {simulation.days} nights from {params.daily.start_date}: "
+        f"\nSimulating {simulation.days} nights from {start} to {start + dt.timedelta(days=simulation.days - 1)}: "
         f"{simulation.rows_per_day} customers a day, labels {simulation.label_delay_days} days later, "
         f"scenario {scenario.name}" + (f" from day {scenario.from_day}" if scenario.name != "none" else "")
     )
     print("(the demo ticks the sensors after each night, as the Dagster daemon would)")
-    nights = run_nights(PROJECT_ROOT, defs, instance, resources_for(), on_night=print_night)
+    nights = run_nights(PROJECT_ROOT, defs, instance, resources_for(), on_night=print_night, start_date=start)
     print_table(instance, nights)
     resources_for()["dvc"].run("push")
     print(f"\nDVC pushed the versioned raw data to the local remote ({VAR / 'dvc-remote'}).")
     print(f"Done in {time.monotonic() - started:.0f}s.")
     print("Open the UI on this history:  make ui   ->  http://127.0.0.1:3000")
     print("  Assets (lineage, partitions of batch_predictions / drift_report), Runs (the sensor's retrain),")
-    print("  Automation (the nightly schedule and the sensors; turn them on to run them yourself).")
+    print("  Automation (the nightly schedule and the sensors; turn them on to run them yourself:")
+    print("  make automation-on, then make next-day delivers one more day and the labels of 3 days ago).")
     print("MLflow UI on the registry:    make mlflow -> http://127.0.0.1:5000")
     return 0
 

@@ -1,13 +1,15 @@
 """Simulated nights: the daily files arrive, the nightly job runs, the sensors tick and are obeyed.
 
 The demo and the end-to-end tests tell the same story with this module. Night d writes day d's
-snapshot and the labels of day d - label_delay_days (ml/simulate.py), runs `nightly_scoring` for day
-d, then evaluates the sensors `labels_arrived` and `retrain_on_drift` as the Dagster daemon would
-(cursor kept between ticks, run key and sensor tags on the runs) and runs what they ask for.
+snapshot and the labels of day d - label_delay_days (ml/simulate.py), then evaluates the sensors
+`incoming_arrived` (which asks for day d's `nightly_scoring` run), `labels_arrived` and
+`retrain_on_drift` as the Dagster daemon would (cursor kept between ticks, run key and sensor tags on
+the runs) and runs what they ask for.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -72,8 +74,10 @@ def run_nights(
     instance: dg.DagsterInstance,
     resources: dict,
     on_night: Callable[[int, Night], None] = lambda number, night: None,
+    start_date: dt.date | None = None,
 ) -> list[Night]:
-    """Simulate `simulation.days` nights of the project at `root` (a champion must exist)."""
+    """Simulate `simulation.days` nights of the project at `root` (a champion must exist), from
+    `start_date` (default: params.yaml's daily.start_date)."""
     import ml.io
     from assets.batch_predictions import batch_predictions
     from assets.drift_report import drift_report
@@ -84,6 +88,8 @@ def run_nights(
 
     params = load_params(root / "params.yaml")
     spec, daily, simulation = params.dataset, params.daily, params.simulation
+    if start_date is not None:
+        daily = daily.model_copy(update={"start_date": start_date})
     raw = unseen_rows(ml.io.read_parquet(params.raw_uri), params)
     cursors: dict[str, str | None] = {}
     nights = []
@@ -93,7 +99,10 @@ def run_nights(
         arriving = number - simulation.label_delay_days
         if arriving >= 1:
             write_labels(simulate_day(raw, spec, simulation, arriving)[1], daily, arriving, root)
-        night.success = launch(defs, "nightly_scoring", instance, partition_key=night.day).success
+        scoring = tick(defs, "incoming_arrived", instance, resources, cursors)
+        night.success = [r.partition_key for r in scoring] == [night.day] and all(
+            launch(defs, "nightly_scoring", instance, request, sensor="incoming_arrived").success for request in scoring
+        )
         scored = latest_metadata(instance, batch_predictions.key, night.day)
         drift = latest_metadata(instance, drift_report.key, night.day)
         night.version, night.drift_share = scored.get("model_version"), drift.get("drift_share")

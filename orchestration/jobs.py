@@ -15,6 +15,9 @@ from assets.registered_model import registered_model
 from assets.training_set import training_set
 from orchestration.promotion import approve, rollback
 
+# The daemon launches a failed daily run again (run_retries in dagster.yaml), at most this often.
+DAILY_RETRIES = {"dagster/max_retries": "2"}
+
 prepare_data = dg.define_asset_job(
     "prepare_data",
     selection=dg.AssetSelection.assets(raw_data, training_set, features),  # their checks come along
@@ -46,6 +49,7 @@ nightly_scoring = dg.define_asset_job(
     "nightly_scoring",
     selection=dg.AssetSelection.assets(incoming_data, batch_predictions, drift_report),
     partitions_def=DAILY,
+    tags=DAILY_RETRIES,
     description=(
         "One day: check the day's snapshot file (blocking GX suite), score it with the champion, and "
         "report drift against that model's reference. Backfill a date range to (re-)score it."
@@ -56,6 +60,7 @@ label_feedback = dg.define_asset_job(
     "label_feedback",
     selection=dg.AssetSelection.assets(labels, model_performance),
     partitions_def=DAILY,
+    tags=DAILY_RETRIES,
     description="One day's labels, once they arrived, and the day's model performance (AUC and friends).",
 )
 

@@ -1,50 +1,16 @@
-"""Sensors: labels that arrive, and retraining on drift (not on a calendar)."""
-
-import re
+"""Sensors: retraining on drift (not on a calendar); the arrival sensors and the alerts, listed in SENSORS."""
 
 import dagster as dg
-import fsspec
 
-from assets.batch_predictions import batch_predictions
 from assets.drift_report import drift_report
 from assets.labels import labels
 from assets.model_performance import model_performance
-from ml.params import Params
-from orchestration.jobs import label_feedback, retrain
+from orchestration.alerts import ALERT_SENSORS
+from orchestration.arrival_sensors import incoming_arrived, labels_arrived
+from orchestration.jobs import retrain
 from orchestration.retrain_policy import Event, State, decide, observe
 from resources.params import ParamsResource
 from resources.registry import ModelRegistry
-
-DATE = r"(\d{4}-\d{2}-\d{2})"
-
-
-def arrived_label_days(settings: Params) -> list[str]:
-    """Days whose labels file exists, found by globbing the `daily.labels` template."""
-    template = settings.labels_uri("{date}")
-    fs, pattern = fsspec.core.url_to_fs(template.replace("{date}", "*"))
-    day_of = re.compile(re.escape(fs._strip_protocol(template)).replace(re.escape("{date}"), DATE) + "$")
-    found = (day_of.match(fs._strip_protocol(path)) for path in fs.glob(pattern))
-    return sorted(match.group(1) for match in found if match)
-
-
-@dg.sensor(
-    job=label_feedback,
-    minimum_interval_seconds=60,
-    description=(
-        "Every minute (once turned on): finds days whose labels file has arrived (params.yaml "
-        "daily.labels) and that were scored, and launches the label_feedback job for each (labels "
-        "and model_performance of that day; one run per day)."
-    ),
-)
-def labels_arrived(context: dg.SensorEvaluationContext, params: ParamsResource):
-    instance = context.instance
-    done = instance.get_materialized_partitions(labels.key)
-    scored = instance.get_materialized_partitions(batch_predictions.key)
-    days = [d for d in arrived_label_days(params.load()) if d in scored and d not in done]
-    if not days:
-        return dg.SkipReason("no newly arrived labels for a scored day")
-    return [dg.RunRequest(partition_key=day, run_key=f"labels-{day}") for day in days]
-
 
 PAGE = 1000
 
@@ -148,4 +114,4 @@ def retrain_on_drift(context: dg.SensorEvaluationContext, params: ParamsResource
     )
 
 
-SENSORS = [labels_arrived, retrain_on_drift]
+SENSORS = [incoming_arrived, labels_arrived, retrain_on_drift, *ALERT_SENSORS]

@@ -141,7 +141,8 @@ def test_labels_sensor_asks_for_arrived_labels_of_scored_days_only(tmp_path: Pat
     with dg.instance_for_test() as instance:
         for day in ("2026-10-01", "2026-10-02"):
             materialize(instance, "batch_predictions", day)
-        materialize(instance, "labels", "2026-10-01")  # already taken in
+        materialize(instance, "model_performance", "2026-10-01")  # already taken in, after the file arrived
         result = evaluate("labels_arrived", instance, resources)
-        assert [(r.partition_key, r.run_key) for r in result.run_requests] == [("2026-10-02", "labels-2026-10-02")]
+        assert [r.partition_key for r in result.run_requests] == ["2026-10-02"]
+        assert result.run_requests[0].run_key.startswith("labels-2026-10-02-")  # keyed by the file's version
         assert defs.resolve_sensor_def("labels_arrived").job_name == "label_feedback"

@@ -1,0 +1,145 @@
+"""Daily files that arrived, each with a cheap version, and whether that version was already taken in.
+
+The arrival sensors and the nightly schedule share this: a day's file is keyed by its version, so a
+corrected or re-delivered file runs again, while a file that already ran (or failed, or is running)
+is skipped with a reason. The version is read from the listing, never from the bytes: an object
+store's ETag / MD5 (s3, gcs, azure), or size + modification time for a local file.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import re
+from dataclasses import dataclass
+
+import dagster as dg
+import fsspec
+
+DATE = r"(\d{4}-\d{2}-\d{2})"
+RUN_KEY_TAG = "dagster/run_key"
+# Tags a run that took in a file carries, so the UI and the sensors can tell which file version it read.
+FILE_TAG, VERSION_TAG = "keel/file", "keel/file_version"
+
+
+@dataclass(frozen=True)
+class Arrival:
+    """One day's file as the listing shows it."""
+
+    day: str
+    uri: str
+    version: str  # short hash of the listing's content tag or size + mtime
+    modified: float | None  # POSIX time of the last write, when the file system says
+
+    def run_key(self, prefix: str) -> str:
+        return f"{prefix}-{self.day}-{self.version}"
+
+    def tags(self) -> dict[str, str]:
+        return {FILE_TAG: self.uri[-200:], VERSION_TAG: self.version}
+
+
+def _version(info: dict) -> str:
+    # Object stores give a content tag that changes with every upload; a local file has size + mtime.
+    tag = next((info[k] for k in ("ETag", "etag", "md5Hash") if info.get(k)), None)
+    raw = str(tag).strip('"') if tag else f"{info.get('size')}-{_modified(info)}"
+    return hashlib.md5(raw.encode()).hexdigest()[:12]
+
+
+def _modified(info: dict) -> float | None:
+    keys = ("mtime", "LastModified", "last_modified", "updated", "created")  # local, s3, azure, gcs, memory
+    value = next((info[k] for k in keys if info.get(k)), None)
+    if isinstance(value, dt.datetime):
+        return value.timestamp()
+    if isinstance(value, str):
+        return dt.datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+    return float(value) if value is not None else None
+
+
+def arrived(template: str) -> list[Arrival]:
+    """The files matching a `{date}` template (a path or any fsspec URI), by day."""
+    fs, pattern = fsspec.core.url_to_fs(template.replace("{date}", "*"))
+    day_of = re.compile(re.escape(fs._strip_protocol(template)).replace(re.escape("{date}"), DATE) + "$")
+    prefix = template[: len(template) - len(fs._strip_protocol(template))] if "://" in template else ""
+    found = []
+    for path, info in fs.glob(pattern, detail=True).items():
+        match = day_of.match(fs._strip_protocol(path))
+        if match and info.get("type", "file") == "file":
+            found.append(Arrival(match.group(1), prefix + fs._strip_protocol(path), _version(info), _modified(info)))
+    return sorted(found, key=lambda a: a.day)
+
+
+def one(uri: str, day: str) -> Arrival | None:
+    """The day's file at `uri`, or None when it has not arrived."""
+    fs, path = fsspec.core.url_to_fs(uri)
+    try:
+        info = fs.info(path)
+    except FileNotFoundError:
+        return None
+    return Arrival(day, uri, _version(info), _modified(info))
+
+
+def _latest_materialized(instance: dg.DagsterInstance, key: dg.AssetKey, days: list[str], since: float) -> dict:
+    """Day -> timestamp of its latest materialization after `since`, in one paged query."""
+    latest: dict[str, float] = {}
+    cursor = None
+    while True:
+        result = instance.fetch_materializations(
+            dg.AssetRecordsFilter(asset_key=key, asset_partitions=days, after_timestamp=since),
+            limit=1000,
+            cursor=cursor,
+        )
+        for record in result.records:
+            latest.setdefault(record.partition_key, record.timestamp)
+        if not result.has_more:
+            return latest
+        cursor = result.cursor
+
+
+def not_taken_in(
+    instance: dg.DagsterInstance, arrivals: list[Arrival], prefix: str, asset: dg.AssetKey
+) -> tuple[list[Arrival], list[str]]:
+    """(arrivals to run, why the others are skipped).
+
+    An arrival is taken in when a run keyed by its version exists (whatever its outcome: a failed file
+    runs again once it is corrected, and transient failures are Dagster's run retries' job), or when
+    `asset` was materialized for the day after the file was last written (a backfill or a run by hand).
+    """
+    if not arrivals:
+        return [], []
+    keys = {a.run_key(prefix): a for a in arrivals}
+    runs: dict[str, dg.DagsterRun] = {}
+    for run in instance.get_runs(dg.RunsFilter(tags={RUN_KEY_TAG: list(keys)})):  # newest first
+        runs.setdefault(run.tags[RUN_KEY_TAG], run)
+    times = [a.modified for a in arrivals if a.modified is not None]
+    materialized = _latest_materialized(instance, asset, [a.day for a in arrivals], min(times)) if times else {}
+    todo, done, held = [], [], []  # held: failed or running; listed last, so a skip message shows them
+    for key, arrival in keys.items():
+        run = runs.get(key)
+        if run is not None:
+            (done if run.status == dg.DagsterRunStatus.SUCCESS else held).append(_taken_by(arrival, run))
+        elif arrival.modified is not None and materialized.get(arrival.day, 0.0) >= arrival.modified:
+            done.append(f"{arrival.day}: {asset.to_user_string()} was materialized after this file was written")
+        else:
+            todo.append(arrival)
+    return todo, done + held
+
+
+def _taken_by(arrival: Arrival, run: dg.DagsterRun) -> str:
+    status = run.status.value
+    if run.status == dg.DagsterRunStatus.SUCCESS:
+        return f"{arrival.day}: this file version already ran (run {run.run_id[:8]} succeeded)"
+    if run.status in (dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED):
+        return (
+            f"{arrival.day}: run {run.run_id[:8]} {status.lower()} on this file version ({arrival.uri}); "
+            "correct or re-deliver the file and it runs again"
+        )
+    return f"{arrival.day}: run {run.run_id[:8]} for this file version is {status.lower()}"
+
+
+def skip_message(what: str, skipped: list[str], limit: int = 8) -> str:
+    """One skip reason that says what was skipped and why (the first `limit` days, then a count)."""
+    if not skipped:
+        return f"no {what} found"
+    shown = "; ".join(skipped[-limit:])  # the latest days matter most
+    more = f" ({len(skipped) - limit} earlier days not shown)" if len(skipped) > limit else ""
+    return f"nothing to launch for the {what}{more}: {shown}"

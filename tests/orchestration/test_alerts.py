@@ -1,0 +1,141 @@
+"""Alerts reach a person: a failed run (with its failed blocking check), a drift episode and an alias
+move are POSTed as JSON to the webhook from KEEL_ALERT_WEBHOOK_URL, here a loopback HTTP receiver."""
+
+import http.server
+import json
+import shutil
+import threading
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+from demo.story import launch
+from orchestration.alerts import alert_on_run_failure, monitoring_alerts
+from orchestration.definitions import definitions
+from orchestration.deployments import local
+from orchestration.notify import WEBHOOK_VARIABLE
+from tests.conftest import REPO
+from tests.orchestration.test_sensors import drift_event, evaluate, materialize
+
+SECRET_PATH = "/services/T000/B000/s3cr3t-token"
+
+
+class Receiver:
+    """A webhook on 127.0.0.1 that records each JSON body and answers `status`."""
+
+    def __init__(self) -> None:
+        self.bodies: list[dict] = []
+        self.status = 200
+        receiver = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self):  # noqa: N802 - http.server's naming
+                length = int(self.headers["Content-Length"])
+                assert self.path == SECRET_PATH and self.headers["Content-Type"] == "application/json"
+                receiver.bodies.append(json.loads(self.rfile.read(length)))
+                self.send_response(receiver.status)
+                self.end_headers()
+                self.wfile.write(b"ok")
+
+            def log_message(self, *args) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_port}{SECRET_PATH}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def texts(self) -> list[str]:
+        return [body["text"] for body in self.bodies]
+
+
+@pytest.fixture
+def webhook(monkeypatch: pytest.MonkeyPatch):
+    receiver = Receiver()
+    monkeypatch.setenv(WEBHOOK_VARIABLE, receiver.url)
+    monkeypatch.setattr("orchestration.notify.time.sleep", lambda seconds: None)
+    yield receiver
+    receiver.server.shutdown()
+
+
+def failed_scoring_run(tmp_path: Path, instance) -> dg.ExecuteInProcessResult:
+    """A nightly run whose day has a value outside its range: the blocking `validity` check fails."""
+    root = tmp_path / "project"
+    (root / "data" / "incoming").mkdir(parents=True)
+    shutil.copy(REPO / "params.yaml", root / "params.yaml")
+    from ml.example_data import example_frame
+    from ml.ingest import with_ids
+    from ml.params import load_params
+
+    params = load_params(root / "params.yaml")
+    day = with_ids(example_frame("telco_churn"), params.dataset).head(200)
+    day = day[params.dataset.expected_columns(include_target=False)].copy()
+    day.loc[0, "tenure"] = 999  # beyond ranges.tenure.max
+    day.to_parquet(root / "data" / "incoming" / "2026-10-02.parquet", index=False)
+    return launch(definitions(local(root)), "nightly_scoring", instance, partition_key="2026-10-02")
+
+
+def run_failure_alert(instance, result) -> None:
+    run = instance.get_run_by_id(result.run_id)
+    failure = next(e for e in result.all_events if e.event_type == dg.DagsterEventType.RUN_FAILURE)
+    context = dg.build_run_status_sensor_context(
+        sensor_name="alert_on_run_failure", dagster_event=failure, dagster_instance=instance, dagster_run=run
+    )
+    return alert_on_run_failure(context.for_run_failure())
+
+
+def test_a_failed_run_names_its_failed_blocking_check_in_the_alert(tmp_path: Path, webhook: Receiver, caplog):
+    with dg.instance_for_test() as instance:  # no run retries: this failure is final
+        result = failed_scoring_run(tmp_path, instance)
+        assert not result.success
+        run_failure_alert(instance, result)
+    [text] = webhook.texts()
+    assert text.startswith(f"Keel: nightly_scoring failed for 2026-10-02 (run {result.run_id[:8]})")
+    assert "blocking check incoming_data/validity failed (tenure: 1 value(s) outside [0.0, 120.0])" in text
+    assert webhook.url not in caplog.text and "s3cr3t" not in caplog.text  # the secret never reaches a log
+
+
+def test_a_run_that_will_be_retried_is_not_alerted_yet(tmp_path: Path, webhook: Receiver):
+    with dg.instance_for_test(overrides={"run_retries": {"enabled": True}}) as instance:
+        result = failed_scoring_run(tmp_path, instance)  # the job's dagster/max_retries: the daemon retries it
+        skipped = run_failure_alert(instance, result)
+    assert "will be retried" in skipped.skip_message and not webhook.bodies
+
+
+def test_drift_episodes_and_alias_moves_are_alerted_once_and_resent_after_a_failed_delivery(webhook: Receiver):
+    with dg.instance_for_test() as instance:
+        drift_event(instance, "2026-10-14", False)
+        first = evaluate("alert_on_monitoring", instance, {})
+        assert not webhook.bodies  # the first tick starts from now: history is no news
+
+        for day in ("2026-10-15", "2026-10-16"):
+            drift_event(instance, day, True)
+        move = {"model": "telco_churn", "alias": "champion", "from_version": 1, "to_version": 2, "kind": "promote"}
+        move |= {"reason": "auto-promoted after the evaluation gate", "actor": "registered_model"}
+        materialize(instance, "registered_model", None, alias_move=dg.MetadataValue.json(move))
+        webhook.status = 500  # the receiver is down: the tick fails and its cursor does not move
+        with pytest.raises(Exception, match=r"alert webhook \(KEEL_ALERT_WEBHOOK_URL\) answered HTTP 500") as error:
+            evaluate("alert_on_monitoring", instance, {}, first.cursor)
+        assert "s3cr3t" not in str(error.value)
+
+        webhook.status, webhook.bodies[:] = 200, []
+        sent = evaluate("alert_on_monitoring", instance, {}, first.cursor)
+        [text] = webhook.texts()
+        assert text.splitlines() == [
+            "Keel: drift episode began on 2026-10-15 (model v1): drift share 0.05, drifted columns monthly_charges, "
+            "prediction drift True",
+            "Keel: telco_churn champion promoted: v1 -> v2 by registered_model: auto-promoted after the evaluation gate",
+        ]
+        drift_event(instance, "2026-10-17", True)  # the same episode: no new alert
+        drift_event(instance, "2026-10-18", False)
+        evaluate("alert_on_monitoring", instance, {}, sent.cursor)
+        assert webhook.texts()[1] == "Keel: drift ended on 2026-10-18: no drift against model v1's reference"
+
+
+def test_alerts_are_off_without_the_variable_and_go_to_the_tick_log(monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.delenv(WEBHOOK_VARIABLE, raising=False)
+    with dg.instance_for_test() as instance:
+        texts, cursor = monitoring_alerts(instance, None)
+        drift_event(instance, "2026-10-15", True)
+        result = evaluate("alert_on_monitoring", instance, {}, cursor)
+    assert "webhook off (1 alerts in the log): Keel: drift episode began on 2026-10-15" in result.skip_message
