@@ -30,9 +30,9 @@ class Policy:
 
 def policies(params: Params) -> list[Policy]:
     retraining = params.retraining
-    # training_set adds the latest window_days labelled days to the raw data; a params switch that
-    # leaves the raw data out, should the project grow one, is followed here.
-    with_raw = bool(getattr(retraining, "include_raw", True))
+    # training_set trains on the latest window_days labelled days, with the raw data unless
+    # retraining.include_raw is false.
+    with_raw = retraining.include_raw
     return [
         Policy("static (first 30 days)", None, None),
         Policy("weekly, 28-day window", 7, 28),
