@@ -143,7 +143,7 @@ def auc_standard_error(auc: float, positives: int, negatives: int) -> float:
     if positives < 1 or negatives < 1 or not np.isfinite(auc):
         return float("inf")
     q1, q2 = auc / (2 - auc), 2 * auc * auc / (1 + auc)
-    variance = (
-        auc * (1 - auc) + (positives - 1) * (q1 - auc * auc) + (negatives - 1) * (q2 - auc * auc)
-    ) / (positives * negatives)
+    variance = (auc * (1 - auc) + (positives - 1) * (q1 - auc * auc) + (negatives - 1) * (q2 - auc * auc)) / (
+        positives * negatives
+    )
     return float(np.sqrt(max(variance, 0.0)))

@@ -144,7 +144,9 @@ def _safe_names(columns: list[str]) -> dict[str, str]:
     punctuation, so "dew point" would come back as "dew_point" and no longer match the rows)."""
     names, used = {}, set()
     for column in columns:
-        base = column if SAFE_NAME.fullmatch(column) else (re.sub(r"[^0-9A-Za-z_]+", "_", column).strip("_") or "column")
+        base = (
+            column if SAFE_NAME.fullmatch(column) else (re.sub(r"[^0-9A-Za-z_]+", "_", column).strip("_") or "column")
+        )
         name, n = base, 2
         while name in used:
             name, n = f"{base}_{n}", n + 1

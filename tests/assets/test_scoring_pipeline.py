@@ -118,3 +118,27 @@ def test_scoring_without_a_champion_says_so(project: Path):
         assert not result.success
         failure = [e for e in result.all_events if e.event_type_value == "STEP_FAILURE"][0]
         assert "nobody has no champion: run the train_model job first" in failure.event_specific_data.error.message
+
+
+def test_a_drift_report_rerun_judges_the_checked_scored_version_not_a_replaced_file(trained_project: Path):
+    """Replacing the day's file after scoring and re-running drift_report alone: the report is on the
+    scorer's capture of the checked version, so an unchecked file never reaches a verdict."""
+    defs, _ = setup_day(trained_project)
+    with dg.DagsterInstance.from_config(str(trained_project / "var" / "dagster")) as instance:
+        assert defs.resolve_job_def("nightly_scoring").execute_in_process(instance=instance, partition_key=DAY).success
+        before = materializations(instance, "drift_report")[0].asset_materialization.metadata
+        incoming = trained_project / "data" / "incoming" / f"{DAY}.parquet"
+        replaced = pd.read_parquet(incoming)
+        replaced["monthly_charges"] = replaced["monthly_charges"] * 3  # would be drift, were it read
+        replaced.to_parquet(incoming, index=False)
+        again = dg.materialize(
+            [defs.get_assets_def(k) for k in ("incoming_data", "batch_predictions", "drift_report")],
+            selection=["drift_report"],
+            partition_key=DAY,
+            instance=instance,
+            resources=dict(defs.resources),
+        )
+        assert again.success
+        after = materializations(instance, "drift_report")[0].asset_materialization.metadata
+        assert after["verdict"].value == before["verdict"].value == "no drift"
+        assert after["current_rows"].value == before["current_rows"].value

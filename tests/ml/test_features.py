@@ -158,7 +158,11 @@ def test_config_rejects_bad_values():
         FeatureConfig.model_validate({"clip": 1})
 
 
-RENAMED = {"monthly_charges": "monthly charges", "internet_service": "internet-service", "senior_citizen": "senior citizen"}
+RENAMED = {
+    "monthly_charges": "monthly charges",
+    "internet_service": "internet-service",
+    "senior_citizen": "senior citizen",
+}
 
 
 def _renamed_spec(spec):
