@@ -98,8 +98,8 @@ def _drift_text(day: str, meta: dict, drifting: bool) -> str:
     columns = ", ".join(meta.get("drifted_columns") or []) or "none"
     link = f" {meta['report_url']}" if meta.get("report_url") else ""
     return (
-        f"Keel: drift episode began on {day} (model v{meta.get('model_version')}): drift share "
-        f"{meta.get('drift_share', 0):.2f}, drifted columns {columns}, prediction drift "
+        f"Keel: drift episode began on {day} (model v{meta.get('model_version')}): drifted columns "
+        f"{columns} carry {meta.get('drift_share', 0):.2f} of its importance, prediction drift "
         f"{meta.get('prediction_drift')}{link}"
     )
 

@@ -122,8 +122,8 @@ def test_drift_episodes_and_alias_moves_are_alerted_once_and_resent_after_a_fail
         sent = evaluate("alert_on_monitoring", instance, {}, first.cursor)
         [text] = webhook.texts()
         assert text.splitlines() == [
-            "Keel: drift episode began on 2026-10-15 (model v1): drift share 0.05, drifted columns monthly_charges, "
-            "prediction drift True",
+            "Keel: drift episode began on 2026-10-15 (model v1): drifted columns monthly_charges carry 0.40 of its "
+            "importance, prediction drift True",
             "Keel: telco_churn champion promoted: v1 -> v2 by registered_model: auto-promoted after the evaluation gate",
         ]
         drift_event(instance, "2026-10-17", True)  # the same episode: no new alert
