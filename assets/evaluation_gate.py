@@ -4,7 +4,8 @@ The candidate and the current champion are both loaded from their verified artif
 through the same feature code on the same rows of the training set the candidate was trained on: the
 recent days' holdout when it has recent days, the holdout otherwise. The candidate passes when its
 holdout AUC reaches `gate.min_auc` (auto: the best single column plus a margin, ml/baseline.py) AND
-it trails the champion by no more than `gate.max_auc_drop` (params.yaml) on those rows. A failed gate stops the run
+it trails the champion by no more than `gate.max_auc_drop` on the holdout, or `gate.max_recent_auc_drop`
+on the recent days' holdout (params.yaml). A failed gate stops the run
 before `registered_model`; `passed_gate` is how a registration finds the verdict on its candidate.
 """
 
@@ -61,13 +62,14 @@ def evaluate_candidate(
         min_auc, bar = float(gate.min_auc), ""
     champion_version = registry.champion()
     champion_auc = candidate_compared_auc = None
-    compared_on = "holdout"
+    compared_on, max_auc_drop = "holdout", gate.max_auc_drop
     if champion_version is not None:
         # Like for like on the data the next nights will resemble: the recent days' holdout rows.
         if training_set.recent_days:
             rows = ml.io.read_parquet(training_set.reference_uri(storage))
             labels = encode_target(rows, spec).to_numpy()
             compared_on = f"recent days' holdout ({len(rows)} rows)"
+            max_auc_drop = gate.max_recent_auc_drop
         with tempfile.TemporaryDirectory(prefix="keel-champion-") as tmp:
             champion = Predictor.load(registry.download(registry.model_name, champion_version, Path(tmp) / "champion"))
             champion_auc = _auc(champion, rows, labels)
@@ -75,7 +77,7 @@ def evaluate_candidate(
     return decide(
         candidate_auc,
         min_auc=min_auc,
-        max_auc_drop=gate.max_auc_drop,
+        max_auc_drop=max_auc_drop,
         champion_version=champion_version,
         champion_auc=champion_auc,
         bar=bar,
@@ -91,7 +93,8 @@ def evaluate_candidate(
     description=(
         "Blocking: the candidate's holdout ROC AUC must reach gate.min_auc (auto: the best single "
         "column's AUC plus gate.baseline_margin) AND be no more than gate.max_auc_drop below the "
-        "current champion's AUC on the same rows (the recent days' holdout when it has recent days)."
+        "current champion's AUC on the same holdout (gate.max_recent_auc_drop on the recent days' "
+        "holdout when the training set has recent days)."
     ),
 )
 def evaluation_gate(

@@ -50,10 +50,14 @@ class GateSection(_Section):
         default=0.02, ge=0, le=1, description="With min_auc auto: how far the candidate must beat the best column."
     )
     max_auc_drop: float = Field(
+        default=0.01, ge=0, le=1, description="... and may trail the champion's AUC on the same holdout by at most this."
+    )
+    max_recent_auc_drop: float = Field(
         default=0.0,
         ge=0,
         le=1,
-        description="... and may trail the champion's AUC on the same rows (the recent days' holdout) by at most this.",
+        description="With recent days in the training set, the champion is compared on their holdout rows instead, "
+        "and the candidate may trail it there by at most this.",
     )
 
     @field_validator("min_auc")
@@ -139,7 +143,7 @@ class ScoringSection(_Section):
 
 class DriftSection(_Section):
     drift_share: float = Field(
-        default=0.3,
+        default=0.1,
         gt=0,
         le=1,
         description="The data set drifts when its drifted columns carry this share of the model's feature importance.",

@@ -65,7 +65,7 @@ def test_bad_settings_name_the_key(spec):
         config(spec, scenario={**PARAMS["simulation"]["scenario"], "factr": 2})
     with pytest.raises(ParamsError, match=r"daily.incoming: .*must contain \{date\}"):
         daily_config({"daily": {**PARAMS["daily"], "incoming": "data/incoming/today.parquet"}})
-    with pytest.raises(SimulationError, match="rows_per_day is 9000 but the raw data has only 7043"):
+    with pytest.raises(SimulationError, match="rows_per_day is 9000 but there are only 7043 customers to draw from"):
         simulate_day(__import__("pandas").DataFrame({"x": range(7043)}), spec, config(spec, rows_per_day=9000), 1)
 
 
@@ -85,10 +85,24 @@ def test_the_dvc_stage_command_writes_the_same_files_for_the_same_seed(tmp_path:
     def simulate() -> dict[str, str]:
         cmd = [sys.executable, "-m", "ml.simulate", "--params", str(root / "params.yaml"), "--raw", "raw.parquet"]
         out = subprocess.run([*cmd, "--days", "3"], cwd=REPO, capture_output=True, text=True, check=True)
-        assert "simulated 3 days of 2000 rows from 2026-10-01" in out.stdout
+        assert "simulated 3 days of 1000 rows from 2026-10-01" in out.stdout
         files = sorted((root / "data").rglob("*.parquet"))
         return {str(f.relative_to(root)): hashlib.sha256(f.read_bytes()).hexdigest() for f in files}
 
     first = simulate()
     assert sorted(first) == [f"data/{kind}/2026-10-0{d}.parquet" for kind in ("incoming", "labels") for d in (1, 2, 3)]
     assert simulate() == first
+
+
+def test_simulated_days_come_from_rows_no_model_trains_on(spec, telco_raw):
+    """The daily AUC is out of sample: every simulated customer is on the holdout side of the split."""
+    from ml.params import load_params
+    from ml.simulate import unseen_rows
+    from ml.split import HOLDOUT, assign_split
+
+    params = load_params(REPO / "params.yaml")
+    unseen = unseen_rows(telco_raw, params)
+    snapshot, _ = simulate_day(unseen, spec, params.simulation, 1)
+    sides = assign_split(telco_raw, spec, fraction=params.training.holdout_fraction, seed=params.training.seed)
+    holdout_ids = set(telco_raw.loc[sides == HOLDOUT, spec.id.column])
+    assert set(snapshot[spec.id.column]) <= holdout_ids and len(snapshot) == params.simulation.rows_per_day

@@ -56,12 +56,11 @@ def test_a_failed_labels_run_is_retried_once_the_file_is_corrected_and_the_tick_
         assert retry.partition_key == DAY and retry.run_key != first.run_key
         # The daemon launches a request only when no run of the sensor used its key: this one is new.
         assert not instance.get_runs(dg.RunsFilter(tags={"dagster/run_key": retry.run_key}))
-        assert (
-            launch(definitions(resources), "label_feedback", instance, retry, sensor="labels_arrived")
-            .output_for_node("labels")
-            .rows
-            == 3
-        )
+        # The corrected file gets past the duplicate check; this instance only pretends the day was
+        # scored (no predictions file), so labels now stops at the next check, naming it.
+        rerun = launch(definitions(resources), "label_feedback", instance, retry, sensor="labels_arrived")
+        failure = str([e.event_specific_data.error for e in rerun.all_events if e.is_step_failure][0].message)
+        assert "repeated id" not in failure and "neither predictions nor a checked incoming file" in failure
 
 
 def test_incoming_sensor_scores_arrived_days_once_per_file_version_and_names_what_it_skips(root: Path):
