@@ -40,7 +40,7 @@ class DriftResult:
     """What one drift report found. `verdict` is "drift" when the data drifted OR the prediction drifted."""
 
     verdict: str  # "drift" | "no drift"
-    dataset_drift: bool  # drift_share >= drift_share_threshold
+    dataset_drift: bool  # drift_share >= drift_share_threshold, or a column far outside normal
     drift_share: float  # share of the model's feature importance carried by the drifted columns
     drift_share_threshold: float
     drifted_columns: list[str]
@@ -199,6 +199,9 @@ def _reason(column: str, kind: str, reference: pd.Series, current: pd.Series, dr
     return "distribution outside the reference's normal variation"
 
 
+SEVERE = 3.0  # a column this many times beyond its threshold is far outside anything the model saw
+
+
 def drift_verdict(
     reference: pd.DataFrame,
     current: pd.DataFrame,
@@ -212,9 +215,12 @@ def drift_verdict(
     Each column's threshold is calibrated on the reference (ml/drift_calibration.py) for this day's
     size. The data set drifts when the drifted columns carry at least `drift_share` of the model's
     feature importance (`importance`, per spec column; equal shares without it), so the verdict does
-    not depend on how many columns the data set has. The verdict is "drift" when the data drifted OR
-    the prediction drifted: a moved score distribution means the model now acts differently. A column
-    with no values on the day drifts ("no values on this day") instead of failing the report.
+    not depend on how many columns the data set has; so does one column far outside normal (its score
+    at least SEVERE times its threshold): the model extrapolates there, and an importance measured on
+    the training data says nothing about how it behaves out there. The verdict is "drift" when the
+    data drifted OR the prediction drifted: a moved score distribution means the model now acts
+    differently. A column with no values on the day drifts ("no values on this day") instead of
+    failing the report.
     """
     if not 0.0 < drift_share <= 1.0:
         raise DriftError(f"drift_share must be in (0, 1], got {drift_share}")
@@ -234,7 +240,10 @@ def drift_verdict(
         else:
             value = score(reference[c], current[c], kind)
             drifted = value > cal.threshold
-            verdicts[c] = (value, drifted, _reason(c, kind, reference[c], current[c], drifted))
+            reason = _reason(c, kind, reference[c], current[c], drifted)
+            if drifted and value >= SEVERE * cal.threshold:
+                reason += f"; far outside normal ({value / cal.threshold:.1f}x its threshold)"
+            verdicts[c] = (value, drifted, reason)
     columns = [
         {
             "column": c,
@@ -259,9 +268,11 @@ def drift_verdict(
     }
     drifted_columns = [c["column"] for c in columns if c["drifted"]]
     share = float(sum(weights[c] for c in drifted_columns))
+    severe = any("far outside normal" in c["reason"] for c in columns)
+    dataset_drift = share >= drift_share or severe
     return DriftResult(
-        verdict="drift" if share >= drift_share or prediction["drifted"] else "no drift",
-        dataset_drift=share >= drift_share,
+        verdict="drift" if dataset_drift or prediction["drifted"] else "no drift",
+        dataset_drift=dataset_drift,
         drift_share=share,
         drift_share_threshold=drift_share,
         drifted_columns=drifted_columns,
@@ -338,7 +349,8 @@ def explained_html(page: str, result: DriftResult) -> str:
         '<section style="font-family:sans-serif;margin:16px">'
         f"<h2>Verdict: {escape(result.verdict)}</h2>"
         f"<p>Drifted columns carry {result.drift_share:.2f} of the model's feature importance "
-        f"(drift at {result.drift_share_threshold:.2f}); prediction drift: "
+        f"(drift at {result.drift_share_threshold:.2f}, or when one column is {SEVERE:g}x beyond its threshold); "
+        "prediction drift: "
         f"{'yes' if result.prediction['drifted'] else 'no'} (score {result.prediction['score']:.4f}, "
         f"threshold {result.prediction['threshold']:.4f}). Each threshold is the score that days without drift "
         "reach by themselves, calibrated on the reference at this day's size. Evidently's own count of drifted "

@@ -50,7 +50,10 @@ class GateSection(_Section):
         default=0.02, ge=0, le=1, description="With min_auc auto: how far the candidate must beat the best column."
     )
     max_auc_drop: float = Field(
-        default=0.01, ge=0, le=1, description="... and may trail the champion's AUC on the same holdout by at most this."
+        default=0.01,
+        ge=0,
+        le=1,
+        description="... and may trail the champion's AUC on the same holdout by at most this.",
     )
     max_recent_auc_drop: float = Field(
         default=0.0,

@@ -248,3 +248,14 @@ def trained_project(trained_template: Path, tmp_path: Path) -> Path:
     shutil.copytree(trained_template, dest, symlinks=True)
     relocate_mlflow(dest, trained_template)
     return dest
+
+
+@pytest.fixture(autouse=True)
+def _forget_the_instance_a_test_left_current():
+    """A Dagster instance entered by a test and closed out of order stays the process's current
+    definitions-state store (a context variable); a later test's ephemeral run then reads the
+    removed temporary instance ("unable to open database file"). Each test starts without one."""
+    yield
+    from dagster._core.storage.defs_state.base import _current_storage
+
+    _current_storage.set(None)
