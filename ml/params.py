@@ -146,7 +146,7 @@ class ScoringSection(_Section):
 
 class DriftSection(_Section):
     drift_share: float = Field(
-        default=0.1,
+        default=0.3,
         gt=0,
         le=1,
         description="The data set drifts when its drifted columns carry this share of the model's feature importance.",
