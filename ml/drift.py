@@ -242,7 +242,10 @@ def drift_verdict(
             drifted = value > cal.threshold
             reason = _reason(c, kind, reference[c], current[c], drifted)
             if drifted and value >= SEVERE * cal.threshold:
-                reason += f"; far outside normal ({value / cal.threshold:.1f}x its threshold)"
+                beyond = (
+                    f"{value / cal.threshold:.1f}x its threshold" if cal.threshold > 0 else "the reference is constant"
+                )
+                reason += f"; far outside normal ({beyond})"
             verdicts[c] = (value, drifted, reason)
     columns = [
         {

@@ -43,8 +43,8 @@ def decide(
         failures.append(f"AUC {candidate_auc:.4f} is below the minimum {min_auc:.4f}{basis}")
     if champion_auc is not None and versus < champion_auc - max_auc_drop:
         failures.append(
-            f"AUC {versus:.4f} on the {compared_on} is worse than champion v{champion_version} ({champion_auc:.4f}) "
-            f"by {champion_auc - versus:.4f}, more than the tolerance {max_auc_drop:.4f}"
+            f"AUC {versus:.4f} is worse than champion v{champion_version} ({champion_auc:.4f}) "
+            f"by {champion_auc - versus:.4f}, more than the tolerance {max_auc_drop:.4f} (on the {compared_on})"
         )
     if failures:
         reason = "blocked: " + "; ".join(failures)

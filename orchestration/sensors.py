@@ -69,7 +69,7 @@ def last_request(instance: dg.DagsterInstance) -> str | None:
     job=retrain,
     minimum_interval_seconds=60,
     description=(
-        "Every minute (once turned on); retrains on drift and decay, not on a calendar: when the champion's "
+        "Every minute (once turned on); retrains on drift, not on a calendar: when the champion's "
         "drift_report says drift (once retraining.min_labelled_days of those days have labels), or its labelled "
         "AUC has decayed beyond noise, it launches the retrain job on the latest retraining.window_days labelled "
         "days. A new champion starts afresh; a retrain that did not change the champion is asked again after "
