@@ -250,6 +250,17 @@ def trained_project(trained_template: Path, tmp_path: Path) -> Path:
     return dest
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _one_definitions_load_context():
+    """Definitions resolved in this process read the current instance's definitions-state store unless a
+    load context is set; the project has no state-backed definitions, so one context without state,
+    made before any instance exists, serves every test (and no test reads another's closed instance)."""
+    from dagster._core.definitions.definitions_load_context import DefinitionsLoadContext, DefinitionsLoadType
+
+    DefinitionsLoadContext.set(DefinitionsLoadContext(load_type=DefinitionsLoadType.INITIALIZATION))
+    yield
+
+
 @pytest.fixture(autouse=True)
 def _forget_the_instance_a_test_left_current():
     """A Dagster instance entered by a test and closed out of order stays the process's current
