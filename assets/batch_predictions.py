@@ -81,6 +81,7 @@ def batch_predictions(
             "expected_manifest_sha256": manifest_sha256,
             "id_column": settings.dataset.id.column,
             "chunk_rows": settings.scoring.chunk_rows,
+            "compiled": settings.scoring.compiled,
             "model_version": str(version),
             "rows_md5": incoming_data.md5,  # the scorer refuses any other version of the file
             "capture_rows": settings.drift.current_rows,
@@ -119,6 +120,7 @@ def batch_predictions(
             "score_quantiles": dg.MetadataValue.json(report["score_quantiles"]),
             "seconds": float(report["seconds"]),
             "rows_per_second": float(report["rows_per_second"]),
+            "predictor": report["predictor"],
             "predictions": dg.MetadataValue.path(outputs["predictions"]),
             "capture": dg.MetadataValue.path(outputs["capture"]),
             "capture_rows": report["capture_rows"],

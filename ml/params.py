@@ -142,6 +142,9 @@ class SimulationSection(_Section):
 
 class ScoringSection(_Section):
     chunk_rows: int = Field(default=100_000, ge=1, description="Rows read, featurized and scored at a time.")
+    compiled: bool = Field(
+        default=True, description="LightGBM models predict compiled (lleaves), else with LightGBM itself."
+    )
 
 
 class DriftSection(_Section):

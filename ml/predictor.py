@@ -2,6 +2,8 @@
 
 `Predictor.load` checks every file against the manifest before parsing anything, then scores rows
 with the artifact's own feature state through the same feature code as training (ml/features.py).
+With `compiled=True` a LightGBM model predicts with its compiled form (ml/compiled.py), built from
+the verified model.txt; `engine` says what predicts (and why not compiled, when it could not be).
 """
 
 from __future__ import annotations
@@ -13,9 +15,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ml.artifact import verify_artifact
+from ml.artifact import MANIFEST, verify_artifact
 from ml.features import FeatureState, source_columns, transform
-from ml.models import Model, load_model
+from ml.io import file_digest
+from ml.models import MODEL_FILES, LightGBMModel, Model, load_model
 
 STATE_FILE = "feature_state.json"
 METRICS_FILE = "metrics.json"
@@ -27,13 +30,28 @@ class Predictor:
     manifest: dict[str, Any]
     state: FeatureState
     model: Model
+    engine: str = ""
 
     @classmethod
-    def load(cls, directory: str | Path, expected_manifest_sha256: str | None = None) -> Predictor:
+    def load(
+        cls, directory: str | Path, expected_manifest_sha256: str | None = None, *, compiled: bool = False
+    ) -> Predictor:
         directory = Path(directory)
         manifest = verify_artifact(directory, expected_manifest_sha256)
         state = FeatureState.from_json((directory / STATE_FILE).read_text(encoding="utf-8"))
-        return cls(directory, manifest, state, load_model(manifest["model_family"], directory))
+        model = load_model(manifest["model_family"], directory)
+        engine = model.family
+        if isinstance(model, LightGBMModel):
+            import lightgbm
+
+            engine = f"lightgbm {lightgbm.__version__}"
+            if compiled:
+                from ml.compiled import compile_lightgbm
+
+                manifest_sha256 = file_digest(str(directory / MANIFEST))  # the verified manifest: the cache key
+                model_file = directory / MODEL_FILES[model.family]
+                model, engine = compile_lightgbm(model, model_file, manifest_sha256)
+        return cls(directory, manifest, state, model, engine)
 
     def predict(self, rows: pd.DataFrame) -> np.ndarray:
         """Positive-class probabilities for raw rows (the columns the spec names)."""

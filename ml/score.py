@@ -22,7 +22,8 @@ same rows and model give a byte-identical file.
 Config JSON keys: `expected_manifest_sha256` (required), `id_column` (required), `chunk_rows`
 (default 100000), `model_version` (optional, echoed in the report), `rows_md5` (optional: refuse any
 other version of the rows file), `capture_rows` (the capture's size; null: every row) and
-`capture_seed`. Under Dagster Pipes the report is the asset's materialization (data version = sha256
+`capture_seed`, `compiled` (default true: a LightGBM model predicts with its compiled form, ml/compiled.py,
+or with LightGBM where that is unavailable; the report's `predictor` says which). Under Dagster Pipes the report is the asset's materialization (data version = sha256
 of the output); by hand it is JSON on stdout.
 """
 
@@ -79,6 +80,7 @@ class ScoreConfig:
     rows_md5: str | None = None  # the checked version of the rows file: anything else is refused
     capture_rows: int | None = None  # rows kept in the capture (a seeded sample by id); None: every row
     capture_seed: int = 0
+    compiled: bool = True  # LightGBM models predict compiled (ml/compiled.py) where that is available
 
     @classmethod
     def from_dict(cls, doc: Any, origin: str = "config") -> ScoreConfig:
@@ -92,6 +94,7 @@ class ScoreConfig:
             "rows_md5",
             "capture_rows",
             "capture_seed",
+            "compiled",
         }
         unknown = sorted(set(doc) - known)
         missing = sorted({"expected_manifest_sha256", "id_column"} - set(doc))
@@ -114,7 +117,10 @@ class ScoreConfig:
             raise ScoringError(f"{origin}: capture_rows must be a positive integer or null, got {capture_rows!r}")
         if isinstance(seed, bool) or not isinstance(seed, int):
             raise ScoringError(f"{origin}: capture_seed must be an integer, got {seed!r}")
-        return cls(digest, id_column, chunk_rows, version, rows_md5, capture_rows, seed)
+        compiled = doc.get("compiled", True)
+        if not isinstance(compiled, bool):
+            raise ScoringError(f"{origin}: compiled must be true or false, got {compiled!r}")
+        return cls(digest, id_column, chunk_rows, version, rows_md5, capture_rows, seed, compiled)
 
 
 def remove_stale_temporaries(target: Path) -> list[str]:
@@ -160,7 +166,7 @@ def load_predictor(model: str, config: ScoreConfig) -> Predictor:
         try:
             from ml.predictor import Predictor  # imports LightGBM: see the note at the bottom
 
-            return Predictor.load(directory, config.expected_manifest_sha256)
+            return Predictor.load(directory, config.expected_manifest_sha256, compiled=config.compiled)
         except ArtifactIntegrityError as error:
             raise ScoringError(f"model {model} refused: {error}") from None
 
@@ -314,6 +320,7 @@ def score_file(
     if stale:
         log(f"removed temporary files left by an interrupted run: {', '.join(stale)}")
     predictor = load_predictor(model, config)
+    log(f"predicting with {predictor.engine}")
     with _open_rows(rows, config.rows_md5) as parquet:
         schema = parquet.schema_arrow
         needed = [*predictor.state.input_columns, config.id_column]
@@ -347,6 +354,7 @@ def score_file(
         "rows_uri": rows,
         "model_uri": model,
         "model_family": predictor.model.family,
+        "predictor": predictor.engine,
         "model_manifest_sha256": config.expected_manifest_sha256,
         "model_version": config.model_version,
         "id_column": config.id_column,

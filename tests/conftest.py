@@ -251,6 +251,18 @@ def trained_project(trained_template: Path, tmp_path: Path) -> Path:
 
 
 @pytest.fixture(scope="session", autouse=True)
+def _compiled_models_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Models compiled by tests (ml/compiled.py) go to a throw-away cache, not the user's."""
+    previous = os.environ.get("KEEL_COMPILED_CACHE")
+    os.environ["KEEL_COMPILED_CACHE"] = str(tmp_path_factory.mktemp("compiled_cache"))
+    yield
+    if previous is None:
+        os.environ.pop("KEEL_COMPILED_CACHE", None)
+    else:
+        os.environ["KEEL_COMPILED_CACHE"] = previous
+
+
+@pytest.fixture(scope="session", autouse=True)
 def _one_definitions_load_context():
     """Definitions resolved in this process read the current instance's definitions-state store unless a
     load context is set; the project has no state-backed definitions, so one context without state,

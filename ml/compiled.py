@@ -1,0 +1,150 @@
+"""Compiled prediction for LightGBM models: the same trees as machine code, 4-10x faster than LightGBM.
+
+lleaves (LLVM) compiles the artifact's verified model.txt on this machine; predictions equal
+LightGBM's to within float rounding (about 1e-15). The compiled object is cached on local disk only,
+under `$KEEL_COMPILED_CACHE` (default `~/.cache/keel/compiled`), one entry per model manifest sha256
+and per compiler, compiler version and CPU (the code is tuned for the CPU that compiled it). An entry
+is written whole (temporary folder + rename, under a file lock, so concurrent scorers compile once)
+and holds the object's sha256: an entry that does not match it is compiled again. A compiled object
+is never read from the registry or a bucket.
+
+Where compilation is unavailable (lleaves not installed, a compile error) `compile_lightgbm` returns
+the model as it is, with the reason: scoring goes on with LightGBM's own predict and says so.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from filelock import FileLock
+
+from ml.models import LightGBMModel, _matrix
+
+CACHE_ENV = "KEEL_COMPILED_CACHE"
+OBJECT_FILE, ENTRY_FILE = "model.o", "entry.json"
+
+
+def cache_root() -> Path:
+    configured = os.environ.get(CACHE_ENV)
+    if configured:
+        return Path(configured).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "keel" / "compiled"
+
+
+def prediction_threads() -> int:
+    """At most 2: the scorer prepares the next chunk on another core meanwhile."""
+    return max(1, min(2, os.cpu_count() or 1))
+
+
+@dataclass
+class CompiledLightGBMModel:
+    """A LightGBM model that predicts with its compiled form; everything else is the LightGBM model's."""
+
+    source: LightGBMModel
+    compiled: Any  # lleaves.Model, compiled
+    threads: int
+    family = "lightgbm"
+
+    @property
+    def columns(self) -> list[str]:
+        return self.source.columns
+
+    @property
+    def booster(self):
+        return self.source.booster
+
+    def predict(self, features: pd.DataFrame | np.ndarray) -> np.ndarray:
+        matrix = features if isinstance(features, np.ndarray) else _matrix(features, self.columns)
+        return self.compiled.predict(matrix, n_jobs=self.threads)
+
+    def importance(self) -> dict[str, float]:
+        return self.source.importance()
+
+    def save(self, directory: Path) -> str:
+        return self.source.save(directory)
+
+
+def _toolchain() -> dict[str, str]:
+    """What the compiled code depends on besides the model: the cache key's second half."""
+    from importlib.metadata import version
+
+    import llvmlite.binding as llvm
+
+    llvm.initialize_native_target()
+    return {
+        "compiler": f"lleaves {version('lleaves')}",
+        "llvmlite": version("llvmlite"),
+        "cpu": llvm.get_host_cpu_name(),
+        "cpu_features": llvm.get_host_cpu_features().flatten(),
+    }
+
+
+def _entry_valid(entry: Path, expected: dict[str, Any]) -> bool:
+    try:
+        recorded = json.loads((entry / ENTRY_FILE).read_text(encoding="utf-8"))
+        actual = hashlib.sha256((entry / OBJECT_FILE).read_bytes()).hexdigest()
+    except (OSError, ValueError):
+        return False
+    return recorded == {**expected, "object_sha256": actual}
+
+
+def _compile_into(model_file: Path, folder: Path):
+    import lleaves
+
+    compiled = lleaves.Model(model_file=str(model_file))
+    compiled.compile(cache=str(folder / OBJECT_FILE))  # writes the object there
+    return compiled
+
+
+def compile_lightgbm(
+    model: LightGBMModel, model_file: Path, manifest_sha256: str, root: Path | None = None
+) -> tuple[LightGBMModel | CompiledLightGBMModel, str]:
+    """The compiled model and a description of what predicts, or the model itself and why not."""
+    import lightgbm
+
+    fallback = f"lightgbm {lightgbm.__version__} (compiled prediction unavailable: {{}})"
+    try:
+        import lleaves
+
+        toolchain = _toolchain()
+    except ImportError as error:
+        return model, fallback.format(f"lleaves cannot be imported: {error}")
+    expected = {"manifest_sha256": manifest_sha256, **toolchain}
+    key = hashlib.sha256(json.dumps(expected, sort_keys=True).encode()).hexdigest()[:16]
+    root = root or cache_root()
+    entry = root / f"{manifest_sha256}-{key}"
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        with FileLock(str(root / f"{entry.name}.lock")):
+            cached = _entry_valid(entry, expected)
+            if not cached:
+                shutil.rmtree(entry, ignore_errors=True)  # missing, partial or corrupted: compile again
+                for stale in root.glob(f".{entry.name}.tmp-*"):  # a killed build's (we hold the lock)
+                    shutil.rmtree(stale, ignore_errors=True)
+                building = Path(tempfile.mkdtemp(prefix=f".{entry.name}.tmp-", dir=root))
+                try:
+                    _compile_into(model_file, building)
+                    digest = hashlib.sha256((building / OBJECT_FILE).read_bytes()).hexdigest()
+                    entry_doc = json.dumps({**expected, "object_sha256": digest}, indent=1)
+                    (building / ENTRY_FILE).write_text(entry_doc, encoding="utf-8")
+                    os.replace(building, entry)
+                finally:
+                    shutil.rmtree(building, ignore_errors=True)
+            compiled = lleaves.Model(model_file=str(model_file))
+            compiled.compile(cache=str(entry / OBJECT_FILE))  # loads the object: no compilation
+    except Exception as error:  # noqa: BLE001 - any compiler failure falls back to LightGBM, with its reason
+        return model, fallback.format(f"{type(error).__name__}: {error}")
+    if compiled.num_feature() != len(model.columns):
+        return model, fallback.format(f"compiled model has {compiled.num_feature()} features, not {len(model.columns)}")
+    state = "compiled, cached" if cached else "compiled"
+    return CompiledLightGBMModel(model, compiled, prediction_threads()), f"{toolchain['compiler']} ({state})"
