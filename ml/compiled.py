@@ -64,8 +64,7 @@ class CompiledLightGBMModel:
         return self.source.booster
 
     def predict(self, features: pd.DataFrame | np.ndarray) -> np.ndarray:
-        matrix = features if isinstance(features, np.ndarray) else _matrix(features, self.columns)
-        return self.compiled.predict(matrix, n_jobs=self.threads)
+        return self.compiled.predict(_matrix(features, self.columns), n_jobs=self.threads)
 
     def importance(self) -> dict[str, float]:
         return self.source.importance()

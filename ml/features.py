@@ -2,8 +2,10 @@
 
 `fit_features` learns a `FeatureState` from training rows: per numeric column the clipping bounds
 and the imputation value, per categorical column its levels, per boolean column its fill value. The
-state is plain JSON. `transform` applies it to any rows, one row at a time in effect, so that the
-training table and a scoring chunk computed from the same rows are identical.
+state is plain JSON. `feature_matrix` applies it to any rows, one row at a time in effect, so that the
+training table and a scoring chunk computed from the same rows are identical; it reads a pandas
+frame (training) or the Arrow batch the scorer reads (no pandas copy of the chunk), and
+`transform` is the same matrix as a frame.
 
 Defined behaviour at scoring time:
 - numeric: values are clipped to the training bounds; missing values take the training median;
@@ -24,6 +26,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from ml.sources import as_text
@@ -166,37 +169,82 @@ def _level_names(column: str, levels: list[str]) -> list[str]:
     return names
 
 
-def _require(frame: pd.DataFrame, columns: list[str]) -> None:
-    missing = [c for c in columns if c not in frame.columns]
+Rows = pd.DataFrame | pa.RecordBatch | pa.Table
+Column = pd.Series | pa.Array
+
+
+def _names(rows: Rows) -> list[str]:
+    return list(rows.columns) if isinstance(rows, pd.DataFrame) else rows.schema.names
+
+
+def _require(frame: Rows, columns: list[str]) -> None:
+    present = set(_names(frame))
+    missing = [c for c in columns if c not in present]
     if missing:
         raise FeatureError(f"feature columns missing from the rows: {missing}")
 
 
-def _numbers(frame: pd.DataFrame, column: str) -> pd.Series:
-    values = pd.to_numeric(frame[column], errors="coerce")
-    bad = frame[column][values.isna() & frame[column].notna()]
+def _column(rows: Rows, name: str) -> Column:
+    if isinstance(rows, pd.DataFrame):
+        return rows[name]
+    values = rows.column(name)
+    return values.combine_chunks() if isinstance(values, pa.ChunkedArray) else values
+
+
+def _is_text(values: Column) -> bool:
+    return isinstance(values, pa.Array) and (pa.types.is_string(values.type) or pa.types.is_large_string(values.type))
+
+
+def _numeric(values: Column, column: str) -> np.ndarray:
+    """float64 per row, NaN where missing. Arrow numbers are read as they are; anything else as pandas reads it."""
+    if isinstance(values, pa.Array):
+        if pa.types.is_integer(values.type) or pa.types.is_floating(values.type):
+            return values.cast(pa.float64()).to_numpy(zero_copy_only=False)  # nulls become NaN
+        values = values.to_pandas()
+    numbers = pd.to_numeric(values, errors="coerce")
+    bad = values[numbers.isna() & values.notna()]
     if len(bad):
         raise FeatureError(f"column {column!r} has non-numeric values: {bad.unique()[:5].tolist()}")
-    return values.astype("float64")
+    return numbers.to_numpy(dtype="float64", na_value=np.nan)
 
 
-def _factorized(series: pd.Series, key) -> tuple[np.ndarray, list[str]]:
-    """Codes per row (-1 where missing) and the key of each distinct value: work per distinct value, not per row."""
-    codes, uniques = pd.factorize(series, use_na_sentinel=True)
+def _numbers(frame: pd.DataFrame, column: str) -> pd.Series:
+    return pd.Series(_numeric(frame[column], column), index=frame.index)
+
+
+def _factorized(values: Column, key) -> tuple[np.ndarray, list[str]]:
+    """Codes per row (-1 where missing) and the key of each distinct value: work per distinct value, not per row.
+
+    Arrow text is encoded by Arrow (the same distinct values and keys as pandas finds, without making a
+    Python string per row); any other Arrow type goes through pandas, exactly as the training rows did.
+    """
+    if _is_text(values) or (isinstance(values, pa.DictionaryArray) and _is_text(values.dictionary)):
+        # Text read as dictionaries (the scorer asks the Parquet reader for that) is encoded already.
+        encoded = values if isinstance(values, pa.DictionaryArray) else values.dictionary_encode()
+        codes = encoded.indices.fill_null(-1).to_numpy(zero_copy_only=False).astype("int64", copy=False)
+        return codes, [key(u) for u in encoded.dictionary.to_pylist()]
+    if isinstance(values, pa.Array):
+        values = values.to_pandas()
+    codes, uniques = pd.factorize(values, use_na_sentinel=True)
     return codes, [key(u) for u in uniques]
 
 
-def _booleans(frame: pd.DataFrame, column: str, true: set[str], false: set[str]) -> pd.Series:
+def _boolean(values: Column, column: str, true: set[str], false: set[str]) -> np.ndarray:
     """1.0 / 0.0 per token, NaN where missing."""
-    codes, keys = _factorized(frame[column], token_key)
-    unknown = [k for k in keys if k not in true and k not in false]
+    codes, keys = _factorized(values, token_key)
+    used = np.bincount(codes[codes >= 0], minlength=len(keys)) > 0  # a dictionary may hold values no row has
+    unknown = [k for k, u in zip(keys, used, strict=True) if u and k not in true and k not in false]
     if unknown:
         raise FeatureError(
             f"boolean column {column!r} has values that are neither true nor false: {unknown[:5]} "
             f"(true: {sorted(true)}, false: {sorted(false)})"
         )
     lookup = np.array([float(k in true) for k in keys] + [np.nan])  # code -1 picks the trailing NaN
-    return pd.Series(lookup[codes], index=frame.index)
+    return lookup[codes]
+
+
+def _booleans(frame: pd.DataFrame, column: str, true: set[str], false: set[str]) -> pd.Series:
+    return pd.Series(_boolean(frame[column], column, true, false), index=frame.index)
 
 
 def fit_features(frame: pd.DataFrame, spec: DatasetSpec, config: FeatureConfig | None = None) -> FeatureState:
@@ -269,31 +317,39 @@ def source_columns(state: FeatureState) -> dict[str, str]:
     return sources
 
 
-def transform(frame: pd.DataFrame, state: FeatureState) -> pd.DataFrame:
-    """Apply a fitted state to rows: a float64 frame with `state.columns`, same index as `frame`."""
-    _require(frame, state.input_columns)
-    out: dict[str, np.ndarray] = {}
-    for n in state.numeric:
-        values = _numbers(frame, n.column)
-        if n.missing_indicator:
-            missing = values.isna().to_numpy(dtype="float64")
-        out[n.feature] = values.clip(n.lower, n.upper).fillna(n.fill).to_numpy()
-        if n.missing_indicator:
-            out[f"{n.feature}__missing__"] = missing
+def feature_matrix(rows: Rows, state: FeatureState) -> np.ndarray:
+    """Apply a fitted state to rows (a pandas frame, or an Arrow batch or table as the scorer reads
+    them): float64, one row per row and one column per `state.columns`, in C order as models read it."""
+    _require(rows, state.input_columns)
+    n = len(rows)
+    position = {name: j for j, name in enumerate(state.columns)}
+    out = np.zeros((n, len(state.columns)), dtype="float64")
+    for s in state.numeric:
+        values = _numeric(_column(rows, s.column), s.column)
+        missing = np.isnan(values)
+        if s.missing_indicator:
+            out[:, position[f"{s.feature}__missing__"]] = missing
+        clipped = np.clip(values, s.lower, s.upper)
+        clipped[missing] = s.fill
+        out[:, position[s.feature]] = clipped
+    flat, row_starts = out.reshape(-1), np.arange(n) * len(state.columns)  # a view: one-hot writes go to `out`
     for c in state.categorical:
-        raw_codes, texts = _factorized(frame[c.column], str)
-        position = {level: i for i, level in enumerate(c.levels)}
-        # Per distinct value: its level index, or -1 when it is not a kept level (unseen or rare).
-        lookup = np.array([position.get(t, -1) for t in texts] + [-2], dtype="int64")
-        codes = lookup[raw_codes]  # -2: missing
-        for i, name in enumerate(c.names):
-            out[name] = (codes == i).astype("float64")
-        out[f"{_prefix(c)}__other__"] = (codes == -1).astype("float64")
-        out[f"{_prefix(c)}__missing__"] = (codes == -2).astype("float64")
+        raw_codes, texts = _factorized(_column(rows, c.column), str)
+        level_column = {level: position[name] for level, name in zip(c.levels, c.names, strict=True)}
+        other, missing = position[f"{_prefix(c)}__other__"], position[f"{_prefix(c)}__missing__"]
+        # Per distinct value: the output column it sets (a value not kept in training sets `__other__`).
+        lookup = np.array([level_column.get(t, other) for t in texts] + [missing], dtype="intp")
+        flat[row_starts + lookup[raw_codes]] = 1.0  # code -1 (missing) picks the trailing `__missing__`
     true, false = set(state.true_tokens), set(state.false_tokens)
     for b in state.boolean:
-        out[b.feature] = _booleans(frame, b.column, true, false).fillna(float(b.fill)).to_numpy()
-    return pd.DataFrame(out, index=frame.index, columns=state.columns)
+        values = _boolean(_column(rows, b.column), b.column, true, false)
+        out[:, position[b.feature]] = np.where(np.isnan(values), float(b.fill), values)
+    return out
+
+
+def transform(frame: pd.DataFrame, state: FeatureState) -> pd.DataFrame:
+    """`feature_matrix` as a float64 frame with `state.columns`, same index as `frame`."""
+    return pd.DataFrame(feature_matrix(frame, state), index=frame.index, columns=state.columns, copy=False)
 
 
 def encode_target(frame: pd.DataFrame, spec: DatasetSpec) -> pd.Series:

@@ -28,12 +28,17 @@ class Model(Protocol):
     family: str
     columns: list[str]
 
-    def predict(self, features: pd.DataFrame) -> np.ndarray: ...
+    def predict(self, features: pd.DataFrame | np.ndarray) -> np.ndarray: ...
     def importance(self) -> dict[str, float]: ...
     def save(self, directory: Path) -> str: ...
 
 
-def _matrix(features: pd.DataFrame, columns: list[str]) -> np.ndarray:
+def _matrix(features: pd.DataFrame | np.ndarray, columns: list[str]) -> np.ndarray:
+    """The float64 matrix of `columns`; a matrix is taken as it is (its columns are `columns`, in order)."""
+    if isinstance(features, np.ndarray):
+        if features.ndim != 2 or features.shape[1] != len(columns):
+            raise ModelError(f"a feature matrix must have {len(columns)} columns, got shape {features.shape}")
+        return features
     missing = [c for c in columns if c not in features.columns]
     if missing:
         raise ModelError(f"feature columns missing from the input: {missing[:10]}")
@@ -64,7 +69,7 @@ class LightGBMModel:
         estimator.fit(features, labels)
         return cls(estimator.booster_)
 
-    def predict(self, features: pd.DataFrame) -> np.ndarray:
+    def predict(self, features: pd.DataFrame | np.ndarray) -> np.ndarray:
         return self.booster.predict(_matrix(features, self.columns))
 
     def importance(self) -> dict[str, float]:
@@ -100,7 +105,7 @@ class LogisticModel:
             list(features.columns), scaler.mean_, scaler.scale_, estimator.coef_[0], float(estimator.intercept_[0])
         )
 
-    def predict(self, features: pd.DataFrame) -> np.ndarray:
+    def predict(self, features: pd.DataFrame | np.ndarray) -> np.ndarray:
         z = ((_matrix(features, self.columns) - self.mean) / self.scale) @ self.coef + self.intercept
         return 0.5 * (1.0 + np.tanh(0.5 * z))  # the logistic function, without overflow for large |z|
 

@@ -13,12 +13,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
 
 from ml.artifact import MANIFEST, verify_artifact
-from ml.features import FeatureState, source_columns, transform
+from ml.features import FeatureState, Rows, feature_matrix, source_columns
 from ml.io import file_digest
-from ml.models import MODEL_FILES, LightGBMModel, Model, load_model
+from ml.models import MODEL_FILES, LightGBMModel, Model, ModelError, load_model
 
 STATE_FILE = "feature_state.json"
 METRICS_FILE = "metrics.json"
@@ -53,9 +52,19 @@ class Predictor:
                 model, engine = compile_lightgbm(model, model_file, manifest_sha256)
         return cls(directory, manifest, state, model, engine)
 
-    def predict(self, rows: pd.DataFrame) -> np.ndarray:
+    def matrix(self, rows: Rows) -> np.ndarray:
+        """The model's input for raw rows (a pandas frame or an Arrow batch): the features in its column order."""
+        matrix = feature_matrix(rows, self.state)
+        if self.model.columns == self.state.columns:
+            return matrix
+        missing = [c for c in self.model.columns if c not in self.state.columns]
+        if missing:
+            raise ModelError(f"the model reads columns {missing[:10]} that its feature state does not make")
+        return matrix[:, [self.state.columns.index(c) for c in self.model.columns]]
+
+    def predict(self, rows: Rows) -> np.ndarray:
         """Positive-class probabilities for raw rows (the columns the spec names)."""
-        return self.model.predict(transform(rows, self.state))
+        return self.model.predict(self.matrix(rows))
 
     def column_importance(self) -> dict[str, float]:
         """The model's importance summed per spec column (its output columns folded back), as shares."""

@@ -11,7 +11,8 @@ what the day's drift report compares, so nothing reads the day's file again afte
 
 Memory is bounded by `chunk_rows` and by the input's row-group size (pyarrow decodes a row group's
 column chunks to cut batches from it), not by the size of the file: about two chunks are in flight,
-one being predicted (LightGBM releases the GIL) while the next is read and transformed.
+one being predicted (compiled code and LightGBM release the GIL) while the next is read and turned into
+features straight from Arrow (text columns read as dictionaries, no pandas copy of the chunk).
 
 The output appears all at once: it is written to a hidden sibling `.<name>.tmp-<pid>-<random>` and
 renamed onto the target (a remote target is written locally and uploaded in one PUT), so a killed
@@ -50,7 +51,7 @@ import pyarrow.parquet as pq
 
 from ml import io, runtime
 from ml.artifact import ArtifactIntegrityError
-from ml.features import FeatureError, transform
+from ml.features import FeatureError
 from ml.pipes import reporter
 from ml.sample import StreamSample
 
@@ -184,8 +185,11 @@ def _verify(path: str, rows: str, expected_md5: str | None) -> None:
 
 
 @contextlib.contextmanager
-def _open_rows(rows: str, expected_md5: str | None) -> Iterator[pq.ParquetFile]:
-    """The rows file, verified, opened by local path (a remote one is downloaded once, to a temporary file)."""
+def _open_rows(rows: str, expected_md5: str | None, dictionary: list[str] | None = None) -> Iterator[pq.ParquetFile]:
+    """The rows file, verified, opened by local path (a remote one is downloaded once, to a temporary file).
+
+    `dictionary` columns are read as Arrow dictionaries where they are text: Parquet stores them so,
+    and the feature code then works per distinct value without a string per row."""
     fs, path = fsspec.core.url_to_fs(rows)
     if not fs.exists(path):
         raise ScoringError(f"rows file not found: {rows}")
@@ -196,13 +200,34 @@ def _open_rows(rows: str, expected_md5: str | None) -> Iterator[pq.ParquetFile]:
             fs.get_file(path, local)
         _verify(local, rows, expected_md5)
         try:
-            parquet = stack.enter_context(pq.ParquetFile(local))
+            parquet = stack.enter_context(pq.ParquetFile(local, read_dictionary=dictionary))
         except (OSError, pa.ArrowException) as error:
             raise ScoringError(f"rows file {rows} is not a readable Parquet file: {error}") from None
         yield parquet
 
 
 def _batches(parquet: pq.ParquetFile, columns: list[str], chunk_rows: int, rows: str) -> Iterator[pa.RecordBatch]:
+    """Chunks of exactly `chunk_rows` rows (the last one fewer): the reader ends a batch at each row group
+    when it reads dictionaries, and a file of small row groups would otherwise be scored in small chunks."""
+    pending: list[pa.RecordBatch] = []
+    buffered = 0
+    for batch in _read_batches(parquet, columns, chunk_rows, rows):
+        pending.append(batch)
+        buffered += batch.num_rows
+        while buffered >= chunk_rows:
+            table = pa.Table.from_batches(pending)
+            yield _single_batch(table.slice(0, chunk_rows))
+            rest = table.slice(chunk_rows)
+            pending, buffered = rest.to_batches(), rest.num_rows
+    if buffered:
+        yield _single_batch(pa.Table.from_batches(pending))
+
+
+def _single_batch(table: pa.Table) -> pa.RecordBatch:
+    return table.combine_chunks().to_batches()[0]  # one chunk per column; several row groups' dictionaries unified
+
+
+def _read_batches(parquet: pq.ParquetFile, columns: list[str], chunk_rows: int, rows: str) -> Iterator[pa.RecordBatch]:
     batches = parquet.iter_batches(batch_size=chunk_rows, columns=columns)
     while True:
         try:
@@ -281,7 +306,7 @@ def _score_chunks(
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="keel-predict") as pool:
         for batch in _batches(parquet, columns, config.chunk_rows, rows):
             try:
-                features = transform(batch.select(state.input_columns).to_pandas(), state)
+                features = predictor.matrix(batch)  # straight from Arrow: no pandas copy of the chunk
             except FeatureError as error:
                 raise ScoringError(f"{rows}, rows {offset:,} to {offset + batch.num_rows - 1:,}: {error}") from None
             offset += batch.num_rows
@@ -293,6 +318,11 @@ def _score_chunks(
             finish(*pending)
     scores.close()
     return scores, chunks
+
+
+def _as_stored(field: pa.Field) -> pa.Field:
+    """A column read as a dictionary, as the file stores it (the capture keeps the file's types)."""
+    return field.with_type(field.type.value_type) if pa.types.is_dictionary(field.type) else field
 
 
 def _read_columns(state: Any, config: ScoreConfig) -> list[str]:
@@ -321,7 +351,8 @@ def score_file(
         log(f"removed temporary files left by an interrupted run: {', '.join(stale)}")
     predictor = load_predictor(model, config)
     log(f"predicting with {predictor.engine}")
-    with _open_rows(rows, config.rows_md5) as parquet:
+    state = predictor.state
+    with _open_rows(rows, config.rows_md5, [c.column for c in (*state.categorical, *state.boolean)]) as parquet:
         schema = parquet.schema_arrow
         needed = [*predictor.state.input_columns, config.id_column]
         missing = [c for c in dict.fromkeys(needed) if c not in schema.names]
@@ -340,7 +371,8 @@ def score_file(
         captured = None
         if sample is not None:
             fields = [schema.field(c) for c in _read_columns(predictor.state, config)]
-            table = sample.table(pa.schema([*fields, (SCORE_COLUMN, pa.float64())]))
+            read = pa.schema([*fields, (SCORE_COLUMN, pa.float64())])
+            table = sample.table(read).cast(pa.schema([_as_stored(f) for f in read]))  # the file's own types
             with io.atomic_output(capture if io.is_remote(capture) else io.resolve(capture)) as tmp:
                 pq.write_table(table, str(tmp))
             captured = len(table)

@@ -196,3 +196,43 @@ def test_two_columns_with_the_same_safe_name_stay_apart(spec, telco_raw):
 
     names = _safe_names(["dew point", "dew-point", "dew_point"])
     assert len(set(names.values())) == 3 and names["dew point"] == "dew_point"
+
+
+def awkward(telco_raw: pd.DataFrame) -> pd.DataFrame:
+    """Real rows with missing numbers, categories and booleans, unseen categories and out-of-range numbers."""
+    rows = pd.concat([telco_raw] * 2, ignore_index=True)
+    rows.loc[::7, "total_charges"] = np.nan
+    rows.loc[::5, "monthly_charges"] = np.nan
+    rows.loc[3::11, "tenure"] = 10**6
+    rows.loc[1::4, "contract"] = "Decade-long"
+    rows.loc[2::6, "payment_method"] = None
+    rows.loc[3::9, "partner"] = None
+    return rows
+
+
+def test_arrow_rows_as_the_scorer_reads_them_give_the_training_matrix(spec, telco_raw, state, tmp_path):
+    """One feature code path: the scorer's Arrow chunks (text read as dictionaries, several row groups'
+    dictionaries unified) give exactly the matrix training computes from pandas."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from ml.features import feature_matrix
+    from ml.score import _batches
+
+    rows = awkward(telco_raw)
+    training = transform(rows, state).to_numpy()
+    assert np.isnan(rows["total_charges"]).any() and (training[:, state.columns.index("contract__other__")] == 1).any()
+    table = pa.Table.from_pandas(rows, preserve_index=False)
+    np.testing.assert_array_equal(feature_matrix(table, state), training)
+
+    pq.write_table(table, tmp_path / "rows.parquet", row_group_size=1000)
+    text = [c.column for c in (*state.categorical, *state.boolean)]
+    parquet = pq.ParquetFile(tmp_path / "rows.parquet", read_dictionary=text)
+    chunks = list(_batches(parquet, state.input_columns, 2500, "rows.parquet"))
+    assert pa.types.is_dictionary(chunks[0].schema.field("contract").type)
+    assert [len(c) for c in chunks[:-1]] == [2500] * (len(rows) // 2500)
+    np.testing.assert_array_equal(np.vstack([feature_matrix(c, state) for c in chunks]), training)
+
+    bad = pa.Table.from_pandas(rows.astype({"female": object}).assign(female="maybe"), preserve_index=False)
+    with pytest.raises(FeatureError, match="boolean column 'female' has values that are neither true nor false"):
+        feature_matrix(bad, state)
