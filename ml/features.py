@@ -218,15 +218,27 @@ def _factorized(values: Column, key) -> tuple[np.ndarray, list[str]]:
     Arrow text is encoded by Arrow (the same distinct values and keys as pandas finds, without making a
     Python string per row); any other Arrow type goes through pandas, exactly as the training rows did.
     """
-    if _is_text(values) or (isinstance(values, pa.DictionaryArray) and _is_text(values.dictionary)):
-        # Text read as dictionaries (the scorer asks the Parquet reader for that) is encoded already.
-        encoded = values if isinstance(values, pa.DictionaryArray) else values.dictionary_encode()
+    encoded = _arrow_encoded(values) if isinstance(values, pa.Array) else None
+    if encoded is not None:
         codes = encoded.indices.fill_null(-1).to_numpy(zero_copy_only=False).astype("int64", copy=False)
         return codes, [key(u) for u in encoded.dictionary.to_pylist()]
     if isinstance(values, pa.Array):
         values = values.to_pandas()
     codes, uniques = pd.factorize(values, use_na_sentinel=True)
     return codes, [key(u) for u in uniques]
+
+
+def _arrow_encoded(values: pa.Array) -> pa.DictionaryArray | None:
+    """The column as an Arrow dictionary of the very values pandas would find; None: leave it to pandas."""
+    if isinstance(values, pa.DictionaryArray):
+        # Text read as dictionaries (the scorer asks the Parquet reader for that) is encoded already.
+        return values if _is_text(values.dictionary) else None
+    if _is_text(values):
+        return values.dictionary_encode()
+    if pa.types.is_integer(values.type):
+        # pandas reads integers with nulls as float64 (1 becomes 1.0, "1.0" as text): so does this.
+        return (values.cast(pa.float64(), safe=False) if values.null_count else values).dictionary_encode()
+    return None  # floats (NaN, -0.0), booleans, dates...: pandas' own rules
 
 
 def _boolean(values: Column, column: str, true: set[str], false: set[str]) -> np.ndarray:

@@ -365,7 +365,8 @@ def score_file(
         )
         sample = StreamSample(config.capture_rows, config.id_column, config.capture_seed) if capture else None
         with io.atomic_output(target) as tmp:
-            with pq.ParquetWriter(str(tmp), out_schema) as writer:
+            # Ids and scores are (nearly) all distinct: a dictionary would be tried on every page and dropped.
+            with pq.ParquetWriter(str(tmp), out_schema, use_dictionary=False) as writer:
                 scores, chunks = _score_chunks(parquet, predictor, config, rows, writer, sample, log)
             digest = io.file_digest(str(tmp))
         captured = None
