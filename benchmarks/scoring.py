@@ -1,21 +1,25 @@
-"""Batch scoring cost: end-to-end `score_file` against raw LightGBM prediction, and peak memory at scale.
+"""Batch scoring cost: end-to-end `score_file` against raw prediction, compiled and LightGBM, and peak memory.
 
     python -m benchmarks.scoring [--rows 1000000] [--memory-rows 10000000] [--chunk-rows 100000]
 
 1. Bootstraps rows from data/raw/data.parquet (the spec's columns without the target, new unique ids)
    into Parquet files with 100k-row row groups, generated chunk by chunk (10M rows never sit in memory).
 2. Trains a LightGBM artifact on the real training data as the project does (ml.split's training set,
-   params.yaml `training:`, `python -m ml.train`'s code).
+   params.yaml `training:`, `python -m ml.train`'s code), and compiles it (ml/compiled.py) into a fresh
+   cache: the compile time.
 3. In one process, side by side (each measured `--repeat` times, alternating, best kept):
-   (a) raw: `booster.predict` on the already-transformed feature matrix of the same rows, held in memory,
-       with the booster's own thread setting (as loaded from model.txt) and with every core;
-   (b) end-to-end: `ml.score.score_file` on the file (read -> features -> predict -> write), and the
-       same as the nightly job asks for it: also checking the file's md5 and keeping the drift capture;
-   the ratio = end-to-end throughput / raw throughput (target >= 0.6), and a sequential stage profile.
+   (a) raw: prediction on the already-built feature matrix of the same rows, held in memory: LightGBM's
+       `booster.predict` and the compiled model's, each with 1 and 2 threads;
+   (b) end-to-end: `ml.score.score_file` on the file (read -> features -> predict -> write) as it runs
+       (compiled), the same with the compilation turned off (`compiled: false`, LightGBM's predict: the
+       path before compiled prediction), and as the nightly job asks for it (also checking the file's
+       md5 and keeping the drift capture);
+   the ratio end-to-end / best compiled raw (target >= 0.6), the speed-up over the LightGBM end-to-end
+   (target >= 4), and a sequential stage profile.
 4. Scores the `--memory-rows` file with `python -m ml.score` as the nightly job runs it (md5 check and
-   capture included) in a child process: its time and peak
-   resident set size (target <= 1.5 GB), the scorer's own maximum RSS from os.wait4, taken by a small
-   launcher process (see LAUNCHER: measured from this process, the figure would include its own RSS).
+   capture included) in a child process: its time and peak resident set size (target <= 1 GB), the
+   scorer's own maximum RSS from os.wait4, taken by a small launcher process (see LAUNCHER: measured
+   from this process, the figure would include its own RSS).
 """
 
 from __future__ import annotations
@@ -34,7 +38,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from ml.features import transform
+from ml import compiled
 from ml.io import file_digest, write_json
 from ml.params import load_params
 from ml.predictor import Predictor
@@ -44,7 +48,7 @@ from ml.train import run as train
 
 REPO = Path(__file__).resolve().parents[1]
 ROW_GROUP = 100_000
-RATIO_TARGET, RSS_TARGET_MB = 0.6, 1536
+RATIO_TARGET, SPEEDUP_TARGET, RSS_TARGET_MB = 0.6, 4.0, 1024
 CAPTURE_ROWS = 50_000  # params.yaml drift.current_rows
 
 
@@ -78,9 +82,9 @@ def train_model(folder: Path) -> tuple[str, str]:
 
 
 def feature_matrix(path: Path, predictor: Predictor, chunk_rows: int) -> np.ndarray:
-    """The file's rows through the feature code, as the float64 matrix LightGBM predicts on."""
+    """The file's rows through the feature code, as the float64 matrix the models predict on."""
     parts = [
-        transform(batch.to_pandas(), predictor.state)[predictor.model.columns].to_numpy(dtype="float64")
+        predictor.matrix(batch)
         for batch in pq.ParquetFile(path).iter_batches(chunk_rows, columns=predictor.state.input_columns)
     ]
     return np.vstack(parts)
@@ -88,20 +92,20 @@ def feature_matrix(path: Path, predictor: Predictor, chunk_rows: int) -> np.ndar
 
 def stage_profile(path: Path, predictor: Predictor, id_column: str, chunk_rows: int, out: Path) -> dict[str, float]:
     """Seconds per stage, run one after the other on one thread (ml.score overlaps predict with the rest)."""
-    seconds = dict.fromkeys(["read", "to_pandas", "features", "predict", "write"], 0.0)
+    seconds = dict.fromkeys(["read", "features", "predict", "write"], 0.0)
     columns = [*predictor.state.input_columns, id_column]
     schema = pa.schema([(id_column, pa.string()), ("score", pa.float64())])
     clock = time.perf_counter()
-    with pq.ParquetWriter(out, schema) as writer:
-        for batch in pq.ParquetFile(path).iter_batches(chunk_rows, columns=columns):
+    text = [c.column for c in (*predictor.state.categorical, *predictor.state.boolean)]  # read as ml.score does
+    with pq.ParquetWriter(out, schema, use_dictionary=False) as writer:
+        for batch in pq.ParquetFile(path, read_dictionary=text).iter_batches(chunk_rows, columns=columns):
             now = time.perf_counter()
             seconds["read"] += now - clock
-            frame = batch.select(predictor.state.input_columns).to_pandas()
-            seconds["to_pandas"] += (clock := time.perf_counter()) - now
-            features = transform(frame, predictor.state)
-            seconds["features"] += (now := time.perf_counter()) - clock
+            features = predictor.matrix(batch)
+            seconds["features"] += (clock := time.perf_counter()) - now
             scores = predictor.model.predict(features)
-            seconds["predict"] += (clock := time.perf_counter()) - now
+            seconds["predict"] += (now := time.perf_counter()) - clock
+            clock = now
             writer.write_table(pa.table({id_column: batch.column(id_column), "score": scores}, schema=schema))
             seconds["write"] += (now := time.perf_counter()) - clock
             clock = now
@@ -152,53 +156,58 @@ def main(argv: list[str] | None = None) -> int:
         bootstrap(raw, id_column, args.rows, work / "rows.parquet", seed=1)
         print(f"bootstrapped {args.rows:,} rows in {time.perf_counter() - started:.1f}s", flush=True)
         model, manifest_sha256 = train_model(work)
-        predictor = Predictor.load(model, manifest_sha256)
-        booster = predictor.model.booster
+        os.environ[compiled.CACHE_ENV] = str(work / "compiled")  # a fresh cache: the first load compiles
+        clock = time.perf_counter()
+        fast = Predictor.load(model, manifest_sha256, compiled=True)
+        print(f"{fast.engine} in {time.perf_counter() - clock:.1f}s", flush=True)
+        if not isinstance(fast.model, compiled.CompiledLightGBMModel):
+            raise SystemExit("compiled prediction is unavailable here: nothing to compare")
+        booster, lleaves_model = fast.model.booster, fast.model.compiled
         config = {"expected_manifest_sha256": manifest_sha256, "id_column": id_column, "chunk_rows": args.chunk_rows}
         # What batch_predictions asks of the scorer too: the rows' checked md5, and the drift report's capture.
         nightly = {**config, "rows_md5": file_digest(str(work / "rows.parquet"), "md5"), "capture_rows": CAPTURE_ROWS}
         write_json(nightly, str(work / "config.json"))
 
-        matrix = feature_matrix(work / "rows.parquet", predictor, args.chunk_rows)
-        raw_default, raw_all, e2e, e2e_nightly = [], [], [], []
-        for _ in range(args.repeat):
-            clock = time.perf_counter()
-            booster.predict(matrix)
-            raw_default.append(time.perf_counter() - clock)
-            clock = time.perf_counter()
-            booster.predict(matrix, num_threads=os.cpu_count())
-            raw_all.append(time.perf_counter() - clock)
-            clock = time.perf_counter()
-            score_file(model, str(work / "rows.parquet"), str(work / "e2e.parquet"), config, log=lambda _: None)
-            e2e.append(time.perf_counter() - clock)
-            clock = time.perf_counter()
-            score_file(
-                model,
-                str(work / "rows.parquet"),
-                str(work / "e2e.parquet"),
-                nightly,
-                log=lambda _: None,
-                capture=str(work / "capture.parquet"),
-            )
-            e2e_nightly.append(time.perf_counter() - clock)
-        threads = booster.params.get("num_threads", "default")
-        rate = {
-            f"raw predict (num_threads={threads}, as loaded)": args.rows / min(raw_default),
-            f"raw predict (num_threads={os.cpu_count()})": args.rows / min(raw_all),
-            "end-to-end score_file": args.rows / min(e2e),
-            f"  + md5 check + {CAPTURE_ROWS:,}-row capture": args.rows / min(e2e_nightly),
+        def run(cfg: dict, capture: str | None = None) -> None:
+            report = score_file(model, str(work / "rows.parquet"), str(work / "e2e.parquet"), cfg, lambda _: 0, capture)
+            reports[report["predictor"]] = report
+
+        matrix = feature_matrix(work / "rows.parquet", fast, args.chunk_rows)
+        reports: dict[str, dict] = {}
+        measured = {
+            "LightGBM predict, 1 thread": lambda: booster.predict(matrix, num_threads=1),
+            "LightGBM predict, 2 threads": lambda: booster.predict(matrix, num_threads=2),
+            "compiled predict, 1 thread": lambda: lleaves_model.predict(matrix, n_jobs=1),
+            "compiled predict, 2 threads": lambda: lleaves_model.predict(matrix, n_jobs=2),
+            "end-to-end score_file (compiled)": lambda: run(config),
+            "end-to-end score_file (LightGBM)": lambda: run({**config, "compiled": False}),
+            f"  compiled + md5 check + {CAPTURE_ROWS:,}-row capture": lambda: run(nightly, str(work / "c.parquet")),
         }
-        seconds = dict(zip(rate, [min(raw_default), min(raw_all), min(e2e), min(e2e_nightly)], strict=True))
+        seconds = {name: float("inf") for name in measured}
+        for _ in range(args.repeat):
+            for name, call in measured.items():
+                clock = time.perf_counter()
+                call()
+                seconds[name] = min(seconds[name], time.perf_counter() - clock)
+        difference = np.abs(lleaves_model.predict(matrix) - booster.predict(matrix)).max()
         print(f"\nthroughput on {args.rows:,} rows (best of {args.repeat}; {args.chunk_rows:,}-row chunks):")
-        for name, value in rate.items():
-            print(f"  {name:45s} {seconds[name]:7.2f} s  {value:12,.0f} rows/s")
-        best_raw = max(list(rate.values())[:2])
-        ratio = rate["end-to-end score_file"] / best_raw
+        for name, value in seconds.items():
+            print(f"  {name:50s} {value:7.2f} s  {args.rows / value:12,.0f} rows/s")
+        print(f"  predictors: {sorted(reports)}; compiled vs LightGBM max |difference| {difference:.1e}")
+        rate = {name: args.rows / value for name, value in seconds.items()}
+        best_compiled = max(rate["compiled predict, 1 thread"], rate["compiled predict, 2 threads"])
+        ratio = rate["end-to-end score_file (compiled)"] / best_compiled
         verdict = "meets" if ratio >= RATIO_TARGET else "MISSES"
-        print(f"  ratio end-to-end / best raw predict: {ratio:.2f} ({verdict} the target {RATIO_TARGET})")
-        profile = stage_profile(work / "rows.parquet", predictor, id_column, args.chunk_rows, work / "p.parquet")
-        print(f"  sequential stage profile, seconds: {profile}", flush=True)
-        del matrix
+        print(f"  ratio end-to-end / best compiled raw predict: {ratio:.2f} ({verdict} the target {RATIO_TARGET})")
+        speedup = rate["end-to-end score_file (compiled)"] / rate["end-to-end score_file (LightGBM)"]
+        verdict = "meets" if speedup >= SPEEDUP_TARGET else "MISSES"
+        print(f"  end-to-end compiled / end-to-end LightGBM: {speedup:.1f}x ({verdict} the target {SPEEDUP_TARGET}x)")
+        best_lightgbm = max(rate["LightGBM predict, 1 thread"], rate["LightGBM predict, 2 threads"])
+        ratio = rate["end-to-end score_file (LightGBM)"] / best_lightgbm
+        print(f"  ratio end-to-end / best raw predict, both with LightGBM: {ratio:.2f}")
+        profile = stage_profile(work / "rows.parquet", fast, id_column, args.chunk_rows, work / "p.parquet")
+        print(f"  sequential stage profile (compiled), seconds: {profile}", flush=True)
+        matrix = np.empty((0, 0))  # frees it before the memory run (the lambdas above hold the name)
 
         if args.memory_rows:
             big = work / "big.parquet"
@@ -211,7 +220,9 @@ def main(argv: list[str] | None = None) -> int:
             write_json({**nightly, "rows_md5": file_digest(str(big), "md5")}, str(work / "config.json"))
             wall, peak_mb, report = child_run(model, big, work / "config.json", work / "big_predictions.parquet")
             verdict = "meets" if peak_mb <= RSS_TARGET_MB else "MISSES"
-            print(f"python -m ml.score on {report['rows']:,} rows ({args.chunk_rows:,}-row chunks):")
+            print(
+                f"python -m ml.score on {report['rows']:,} rows ({args.chunk_rows:,}-row chunks, {report['predictor']}):"
+            )
             print(
                 f"  {wall:.1f} s wall, {report['seconds']:.1f} s in score_file ({report['rows_per_second']:,.0f} rows/s)"
             )
