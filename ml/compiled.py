@@ -116,7 +116,7 @@ def compile_lightgbm(
         import lleaves
 
         toolchain = _toolchain()
-    except ImportError as error:
+    except (ImportError, OSError) as error:  # not installed, or llvmlite's LLVM library cannot load
         return model, fallback.format(f"lleaves cannot be imported: {error}")
     expected = {"manifest_sha256": manifest_sha256, **toolchain}
     key = hashlib.sha256(json.dumps(expected, sort_keys=True).encode()).hexdigest()[:16]
@@ -142,7 +142,7 @@ def compile_lightgbm(
             compiled = lleaves.Model(model_file=str(model_file))
             compiled.compile(cache=str(entry / OBJECT_FILE))  # loads the object: no compilation
     except Exception as error:  # noqa: BLE001 - any compiler failure falls back to LightGBM, with its reason
-        return model, fallback.format(f"{type(error).__name__}: {error}")
+        return model, fallback.format(f"{type(error).__name__}: {str(error)[:300]}")
     if compiled.num_feature() != len(model.columns):
         return model, fallback.format(f"compiled model has {compiled.num_feature()} features, not {len(model.columns)}")
     state = "compiled, cached" if cached else "compiled"
