@@ -241,17 +241,18 @@ def _arrow_encoded(values: pa.Array) -> pa.DictionaryArray | None:
     return None  # floats (NaN, -0.0), booleans, dates...: pandas' own rules
 
 
-def _boolean(values: Column, column: str, true: set[str], false: set[str]) -> np.ndarray:
-    """1.0 / 0.0 per token, NaN where missing."""
+def _boolean(values: Column, column: str, true: set[str], false: set[str], missing: float = np.nan) -> np.ndarray:
+    """1.0 / 0.0 per token, `missing` where missing."""
     codes, keys = _factorized(values, token_key)
-    used = np.bincount(codes[codes >= 0], minlength=len(keys)) > 0  # a dictionary may hold values no row has
-    unknown = [k for k, u in zip(keys, used, strict=True) if u and k not in true and k not in false]
+    unknown = [i for i, k in enumerate(keys) if k not in true and k not in false]
+    if unknown:  # a dictionary read from Parquet may hold values that no row of this chunk has
+        unknown = [keys[i] for i in unknown if (codes == i).any()]
     if unknown:
         raise FeatureError(
             f"boolean column {column!r} has values that are neither true nor false: {unknown[:5]} "
             f"(true: {sorted(true)}, false: {sorted(false)})"
         )
-    lookup = np.array([float(k in true) for k in keys] + [np.nan])  # code -1 picks the trailing NaN
+    lookup = np.array([float(k in true) for k in keys] + [missing])  # code -1 picks the trailing `missing`
     return lookup[codes]
 
 
@@ -329,13 +330,22 @@ def source_columns(state: FeatureState) -> dict[str, str]:
     return sources
 
 
-def feature_matrix(rows: Rows, state: FeatureState) -> np.ndarray:
+def feature_matrix(rows: Rows, state: FeatureState, out: np.ndarray | None = None) -> np.ndarray:
     """Apply a fitted state to rows (a pandas frame, or an Arrow batch or table as the scorer reads
-    them): float64, one row per row and one column per `state.columns`, in C order as models read it."""
+    them): float64, one row per row and one column per `state.columns`, in C order as models read it.
+
+    `out`, a C-order float64 buffer of at least as many rows, is filled and its first rows returned
+    (the scorer reuses two: a new 50 MB matrix per chunk costs more in page faults than the features)."""
     _require(rows, state.input_columns)
     n = len(rows)
     position = {name: j for j, name in enumerate(state.columns)}
-    out = np.zeros((n, len(state.columns)), dtype="float64")
+    if out is None:
+        out = np.zeros((n, len(state.columns)), dtype="float64")
+    else:
+        if out.dtype != np.float64 or not out.flags.c_contiguous or out.shape[0] < n or out.shape[1] != len(position):
+            raise ValueError(f"out must be a C-order float64 buffer of >= {n} rows x {len(position)} columns")
+        out = out[:n]
+        out.fill(0.0)
     for s in state.numeric:
         values = _numeric(_column(rows, s.column), s.column)
         missing = np.isnan(values)
@@ -354,8 +364,7 @@ def feature_matrix(rows: Rows, state: FeatureState) -> np.ndarray:
         flat[row_starts + lookup[raw_codes]] = 1.0  # code -1 (missing) picks the trailing `__missing__`
     true, false = set(state.true_tokens), set(state.false_tokens)
     for b in state.boolean:
-        values = _boolean(_column(rows, b.column), b.column, true, false)
-        out[:, position[b.feature]] = np.where(np.isnan(values), float(b.fill), values)
+        out[:, position[b.feature]] = _boolean(_column(rows, b.column), b.column, true, false, float(b.fill))
     return out
 
 

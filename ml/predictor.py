@@ -52,9 +52,10 @@ class Predictor:
                 model, engine = compile_lightgbm(model, model_file, manifest_sha256)
         return cls(directory, manifest, state, model, engine)
 
-    def matrix(self, rows: Rows) -> np.ndarray:
-        """The model's input for raw rows (a pandas frame or an Arrow batch): the features in its column order."""
-        matrix = feature_matrix(rows, self.state)
+    def matrix(self, rows: Rows, out: np.ndarray | None = None) -> np.ndarray:
+        """The model's input for raw rows (a pandas frame or an Arrow batch): the features in its column order
+        (`out`: a buffer to fill, as `feature_matrix`'s)."""
+        matrix = feature_matrix(rows, self.state, out)
         if self.model.columns == self.state.columns:
             return matrix
         missing = [c for c in self.model.columns if c not in self.state.columns]

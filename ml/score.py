@@ -303,10 +303,14 @@ def _score_chunks(
 
     pending: tuple[pa.RecordBatch, Future] | None = None
     offset = 0
+    # Two feature buffers, reused in turn: chunk i is predicted from one while chunk i+1 fills the other.
+    shape = (min(config.chunk_rows, total), len(state.columns))
+    buffers = [np.empty(shape, dtype="float64"), np.empty(shape, dtype="float64")]
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="keel-predict") as pool:
-        for batch in _batches(parquet, columns, config.chunk_rows, rows):
+        for number, batch in enumerate(_batches(parquet, columns, config.chunk_rows, rows)):
             try:
-                features = predictor.matrix(batch)  # straight from Arrow: no pandas copy of the chunk
+                # Straight from Arrow (no pandas copy of the chunk) into the buffer chunk i-2 used: it is done.
+                features = predictor.matrix(batch, buffers[number % 2])
             except FeatureError as error:
                 raise ScoringError(f"{rows}, rows {offset:,} to {offset + batch.num_rows - 1:,}: {error}") from None
             offset += batch.num_rows
