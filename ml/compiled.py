@@ -6,7 +6,8 @@ under `$KEEL_COMPILED_CACHE` (default `~/.cache/keel/compiled`), one entry per m
 and per compiler, compiler version and CPU (the code is tuned for the CPU that compiled it). An entry
 is written whole (temporary folder + rename, under a file lock, so concurrent scorers compile once)
 and holds the object's sha256: an entry that does not match it is compiled again. A compiled object
-is never read from the registry or a bucket.
+is never read from the registry or a bucket. Where the cache folder cannot be written (a read-only
+home in a container) the model is compiled for the process alone.
 
 Where compilation is unavailable (lleaves not installed, a compile error) `compile_lightgbm` returns
 the model as it is, with the reason: scoring goes on with LightGBM's own predict and says so.
@@ -105,6 +106,31 @@ def _compile_into(model_file: Path, folder: Path):
     return compiled
 
 
+def _cached(model_file: Path, entry: Path, expected: dict[str, Any]):
+    """The compiled model from the cache entry, compiled into it first when it is missing or does not match."""
+    import lleaves
+
+    root = entry.parent
+    with FileLock(str(root / f"{entry.name}.lock")):
+        cached = _entry_valid(entry, expected)
+        if not cached:
+            shutil.rmtree(entry, ignore_errors=True)  # missing, partial or corrupted: compile again
+            for stale in root.glob(f".{entry.name}.tmp-*"):  # a killed build's (we hold the lock)
+                shutil.rmtree(stale, ignore_errors=True)
+            building = Path(tempfile.mkdtemp(prefix=f".{entry.name}.tmp-", dir=root))
+            try:
+                _compile_into(model_file, building)
+                digest = hashlib.sha256((building / OBJECT_FILE).read_bytes()).hexdigest()
+                entry_doc = json.dumps({**expected, "object_sha256": digest}, indent=1)
+                (building / ENTRY_FILE).write_text(entry_doc, encoding="utf-8")
+                os.replace(building, entry)
+            finally:
+                shutil.rmtree(building, ignore_errors=True)
+        compiled = lleaves.Model(model_file=str(model_file))
+        compiled.compile(cache=str(entry / OBJECT_FILE))  # loads the object: no compilation
+    return compiled, "compiled, cached" if cached else "compiled"
+
+
 def compile_lightgbm(
     model: LightGBMModel, model_file: Path, manifest_sha256: str, root: Path | None = None
 ) -> tuple[LightGBMModel | CompiledLightGBMModel, str]:
@@ -113,7 +139,7 @@ def compile_lightgbm(
 
     fallback = f"lightgbm {lightgbm.__version__} (compiled prediction unavailable: {{}})"
     try:
-        import lleaves
+        import lleaves  # noqa: F401 - its absence is a reason to fall back
 
         toolchain = _toolchain()
     except (ImportError, OSError) as error:  # not installed, or llvmlite's LLVM library cannot load
@@ -121,29 +147,20 @@ def compile_lightgbm(
     expected = {"manifest_sha256": manifest_sha256, **toolchain}
     key = hashlib.sha256(json.dumps(expected, sort_keys=True).encode()).hexdigest()[:16]
     root = root or cache_root()
-    entry = root / f"{manifest_sha256}-{key}"
     try:
-        root.mkdir(parents=True, exist_ok=True)
-        with FileLock(str(root / f"{entry.name}.lock")):
-            cached = _entry_valid(entry, expected)
-            if not cached:
-                shutil.rmtree(entry, ignore_errors=True)  # missing, partial or corrupted: compile again
-                for stale in root.glob(f".{entry.name}.tmp-*"):  # a killed build's (we hold the lock)
-                    shutil.rmtree(stale, ignore_errors=True)
-                building = Path(tempfile.mkdtemp(prefix=f".{entry.name}.tmp-", dir=root))
-                try:
-                    _compile_into(model_file, building)
-                    digest = hashlib.sha256((building / OBJECT_FILE).read_bytes()).hexdigest()
-                    entry_doc = json.dumps({**expected, "object_sha256": digest}, indent=1)
-                    (building / ENTRY_FILE).write_text(entry_doc, encoding="utf-8")
-                    os.replace(building, entry)
-                finally:
-                    shutil.rmtree(building, ignore_errors=True)
-            compiled = lleaves.Model(model_file=str(model_file))
-            compiled.compile(cache=str(entry / OBJECT_FILE))  # loads the object: no compilation
+        try:
+            root.mkdir(parents=True, exist_ok=True)
+            writable = os.access(root, os.W_OK)
+        except OSError:
+            writable = False
+        if writable:
+            compiled, state = _cached(model_file, root / f"{manifest_sha256}-{key}", expected)
+        else:  # e.g. a read-only home in a container: compile for this process only
+            with tempfile.TemporaryDirectory(prefix="keel-compiled-") as scratch:
+                compiled, _ = _cached(model_file, Path(scratch) / key, expected)
+            state = f"compiled, not cached: {root} is not writable"
     except Exception as error:  # noqa: BLE001 - any compiler failure falls back to LightGBM, with its reason
         return model, fallback.format(f"{type(error).__name__}: {str(error)[:300]}")
     if compiled.num_feature() != len(model.columns):
         return model, fallback.format(f"compiled model has {compiled.num_feature()} features, not {len(model.columns)}")
-    state = "compiled, cached" if cached else "compiled"
     return CompiledLightGBMModel(model, compiled, prediction_threads()), f"{toolchain['compiler']} ({state})"

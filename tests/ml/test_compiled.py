@@ -130,3 +130,13 @@ def test_without_lleaves_or_with_a_compile_error_scoring_falls_back_to_lightgbm_
     )
     assert list(cache.iterdir()) == [next(cache.glob("*.lock"))]  # no cache entry, no temporary folder
     assert score(compiled=False)["predictor"] == "lightgbm 4.7.0"
+
+
+def test_an_unwritable_cache_compiles_for_the_process_only(model, tmp_path, monkeypatch, telco_raw):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    monkeypatch.setenv(compiled.CACHE_ENV, str(blocker / "cache"))  # cannot be created
+    predictor = load(model)
+    assert predictor.engine == f"lleaves 1.3.0 (compiled, not cached: {blocker / 'cache'} is not writable)"
+    expected = Predictor.load(model["dir"]).predict(telco_raw)
+    assert np.abs(predictor.predict(telco_raw) - expected).max() < 1e-12
