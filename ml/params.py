@@ -142,6 +142,12 @@ class SimulationSection(_Section):
 
 class ScoringSection(_Section):
     chunk_rows: int = Field(default=100_000, ge=1, description="Rows read, featurized and scored at a time.")
+    shards: int = Field(
+        default=2,
+        ge=1,
+        description="Processes (locally) or instances (cloud job) a day is scored in, each a contiguous range "
+        "of the day's file (ml/shards.py).",
+    )
 
 
 class DriftSection(_Section):

@@ -52,6 +52,7 @@ from ml.artifact import ArtifactIntegrityError
 from ml.features import FeatureError, transform
 from ml.pipes import reporter
 from ml.sample import StreamSample
+from ml.shards import ShardView, detected_index, part_name, plan, shard_index
 
 if TYPE_CHECKING:
     from ml.predictor import Predictor
@@ -79,6 +80,7 @@ class ScoreConfig:
     rows_md5: str | None = None  # the checked version of the rows file: anything else is refused
     capture_rows: int | None = None  # rows kept in the capture (a seeded sample by id); None: every row
     capture_seed: int = 0
+    shards: int = 1  # the day is scored as this many shards (ml/shards.py), one process each
 
     @classmethod
     def from_dict(cls, doc: Any, origin: str = "config") -> ScoreConfig:
@@ -92,6 +94,7 @@ class ScoreConfig:
             "rows_md5",
             "capture_rows",
             "capture_seed",
+            "shards",
         }
         unknown = sorted(set(doc) - known)
         missing = sorted({"expected_manifest_sha256", "id_column"} - set(doc))
@@ -100,6 +103,7 @@ class ScoreConfig:
         digest, id_column = doc["expected_manifest_sha256"], doc["id_column"]
         chunk_rows, version = doc.get("chunk_rows", 100_000), doc.get("model_version")
         rows_md5, capture_rows, seed = doc.get("rows_md5"), doc.get("capture_rows"), doc.get("capture_seed", 0)
+        shards = doc.get("shards", 1)
         if not isinstance(digest, str) or not re.fullmatch(r"[0-9a-f]{64}", digest):
             raise ScoringError(f"{origin}: expected_manifest_sha256 must be 64 lowercase hex digits, got {digest!r}")
         if not isinstance(id_column, str) or not id_column or id_column == SCORE_COLUMN:
@@ -114,7 +118,9 @@ class ScoreConfig:
             raise ScoringError(f"{origin}: capture_rows must be a positive integer or null, got {capture_rows!r}")
         if isinstance(seed, bool) or not isinstance(seed, int):
             raise ScoringError(f"{origin}: capture_seed must be an integer, got {seed!r}")
-        return cls(digest, id_column, chunk_rows, version, rows_md5, capture_rows, seed)
+        if not _positive(shards):
+            raise ScoringError(f"{origin}: shards must be a positive integer, got {shards!r}")
+        return cls(digest, id_column, chunk_rows, version, rows_md5, capture_rows, seed, shards)
 
 
 def remove_stale_temporaries(target: Path) -> list[str]:
@@ -301,11 +307,14 @@ def score_file(
     config: ScoreConfig | dict[str, Any],
     log: Callable[[str], None] = lambda message: print(message, file=sys.stderr, flush=True),
     capture: str | None = None,
+    shard: int | None = None,
 ) -> dict[str, Any]:
     """Score the rows file with the model artifact into `predictions`; return the report.
 
     With `capture`, also write there the rows a seeded sample by id keeps (`capture_rows` of them, all
-    when None: the id, the raw columns the model reads and the score), for the drift report.
+    when None: the id, the raw columns the model reads and the score), for the drift report. With
+    `shard`, score only that shard of `config.shards` (ml/shards.py); the report then also holds
+    the shard's range and its score histogram, which the day's manifest merges (ml/predictions.py).
     """
     config = config if isinstance(config, ScoreConfig) else ScoreConfig.from_dict(config)
     started = time.perf_counter()
@@ -322,6 +331,13 @@ def score_file(
             raise ScoringError(f"rows file {rows} lacks columns {missing} that the model's feature state needs")
         if parquet.metadata.num_rows == 0:
             raise ScoringError(f"rows file {rows} has no rows to score")
+        selected = None
+        if shard is not None:
+            selected = plan(parquet.metadata, config.shards)[shard]
+            log(
+                f"shard {shard} of {config.shards}: rows {selected.start:,} to {selected.stop - 1:,} ({selected.split})"
+            )
+            parquet = ShardView(parquet, selected)
         out_schema = pa.schema(
             [pa.field(config.id_column, schema.field(config.id_column).type), (SCORE_COLUMN, pa.float64())]
         )
@@ -338,7 +354,7 @@ def score_file(
                 pq.write_table(table, str(tmp))
             captured = len(table)
     seconds = time.perf_counter() - started
-    return {
+    report = {
         "rows": scores.rows,
         "chunks": chunks,
         "chunk_rows": config.chunk_rows,
@@ -358,6 +374,18 @@ def score_file(
         "score_quantiles": {f"p{int(q * 100)}": scores.quantile(q) for q in (0.1, 0.5, 0.9)},
         "stale_temporaries_removed": stale,
     }
+    if selected is not None:
+        bins = np.flatnonzero(scores.histogram)
+        report["shard"] = {
+            "index": selected.index,
+            "count": selected.count,
+            "split": selected.split,
+            "start": selected.start,
+            "stop": selected.stop,
+            "score_sum": scores.total,
+            "histogram": {"bins": bins.tolist(), "counts": scores.histogram[bins].tolist()},
+        }
+    return report
 
 
 def read_config(uri: str) -> ScoreConfig:
@@ -375,8 +403,13 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--model", required=True, help="model artifact directory (path or URI)")
     parser.add_argument("--rows", required=True, help="rows to score (Parquet path or URI)")
     parser.add_argument("--config", required=True, help="scoring configuration JSON")
-    parser.add_argument("--predictions", required=True, help="output Parquet file (path or URI), replaced whole")
+    outputs = parser.add_mutually_exclusive_group(required=True)
+    outputs.add_argument("--predictions", help="output Parquet file (path or URI), replaced whole")
+    outputs.add_argument(
+        "--parts", help="output folder of this shard's part, capture sample and report (ml/predictions.py)"
+    )
     parser.add_argument("--capture", help="also write the sample of scored rows the drift report reads here")
+    parser.add_argument("--shard", type=int, help="with --parts: the shard to score (default: from the platform)")
     return parser
 
 
@@ -384,7 +417,11 @@ INPUTS = ["model", "rows", "config"]
 
 
 def main(argv: list[str] | None = None) -> int:
-    requested = {k: v for k, v in vars(_parser().parse_args(argv)).items() if v is not None}
+    arguments = vars(_parser().parse_args(argv))
+    shard_argument = arguments.pop("shard")
+    requested = {k: v for k, v in arguments.items() if v is not None}
+    if "parts" in requested:
+        return _main_shard(requested, shard_argument)
     outputs = [name for name in ("predictions", "capture") if name in requested]
     with reporter() as report:
         # In a cloud job the platform may deliver inputs and collect outputs elsewhere (ml/runtime.py).
@@ -407,6 +444,48 @@ def main(argv: list[str] | None = None) -> int:
             f"({result['rows_per_second']:,.0f} rows/s); mean score {result['score_mean']:.4f}"
         )
         report.materialization(result, data_version=result["predictions_sha256"])
+    return 0
+
+
+def _main_shard(requested: dict[str, str], shard_argument: int | None) -> int:
+    """One shard of the day into the parts folder; only shard 0 speaks Dagster Pipes (one message channel).
+
+    Every shard writes `<part>.parquet`, `<part>.capture.parquet` and, last, `<part>.json` (its report);
+    the launcher reads the N reports and publishes the day's manifest (ml/predictions.py).
+    """
+    if "capture" in requested:
+        raise ScoringError("--capture goes with --predictions; with --parts each shard writes its capture sample")
+    index, _ = detected_index(shard_argument)
+    with reporter(pipes=index in (None, 0)) as report:
+        paths = runtime.resolve(requested, inputs=INPUTS, outputs=["parts"])
+        config = read_config(paths["config"])
+        index = shard_index(config.shards, shard_argument)
+        folder = paths["parts"].rstrip("/")
+        if not io.is_remote(folder):
+            folder = io.resolve(folder)
+            Path(folder).mkdir(parents=True, exist_ok=True)
+        stem = f"{folder}/{part_name(index, config.shards)}"
+        report.log(f"scoring shard {index} of {config.shards} of {requested['rows']} into {requested['parts']}")
+        result = score_file(
+            paths["model"],
+            paths["rows"],
+            f"{stem}.parquet",
+            config,
+            log=report.log,
+            capture=f"{stem}.capture.parquet",
+            shard=index,
+        )
+        result.update(config_uri=requested["config"], rows_uri=requested["rows"], model_uri=requested["model"])
+        result.update(predictions_uri=f"{requested['parts'].rstrip('/')}/{part_name(index, config.shards)}.parquet")
+        result["capture_uri"] = result["predictions_uri"].removesuffix(".parquet") + ".capture.parquet"
+        io.write_json(result, f"{stem}.json")  # last: a shard is done when its report is there
+        report.log(
+            f"shard {index}: wrote {result['rows']:,} scores in {result['seconds']:.1f}s "
+            f"({result['rows_per_second']:,.0f} rows/s)"
+        )
+        summary = {k: v for k, v in result.items() if k != "shard"}
+        summary["shard"] = {k: v for k, v in result["shard"].items() if k != "histogram"}
+        report.materialization(summary, data_version=result["predictions_sha256"])
     return 0
 
 
