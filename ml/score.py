@@ -465,7 +465,8 @@ def _main_shard(requested: dict[str, str], shard_argument: int | None) -> int:
             folder = io.resolve(folder)
             Path(folder).mkdir(parents=True, exist_ok=True)
         stem = f"{folder}/{part_name(index, config.shards)}"
-        report.log(f"scoring shard {index} of {config.shards} of {requested['rows']} into {requested['parts']}")
+        report.log(f"scoring {requested['rows']} with the model at {requested['model']}")
+        report.log(f"shard {index} of {config.shards} into {requested['parts']}")
         result = score_file(
             paths["model"],
             paths["rows"],

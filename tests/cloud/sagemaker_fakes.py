@@ -30,11 +30,20 @@ class SageMakerContainer:
         self.aws_env = aws_env  # what the job's execution role would provide: credentials, region, endpoint
         self.requests: list[dict[str, Any]] = []
         self.runs: list[subprocess.CompletedProcess] = []
+        self.fail_host: str | None = None  # "algo-2": that instance exits 1
+        self.failed: dict[str, str] = {}  # job name -> the FailureReason SageMaker would give
 
     def attach(self, client: Any) -> Any:
         client.meta.events.register("before-parameter-build.sagemaker.CreateTrainingJob", self._keep_request)
         client.meta.events.register("after-call.sagemaker.CreateTrainingJob", self._run_job)
+        client.meta.events.register("after-call.sagemaker.DescribeTrainingJob", self._describe)
         return client
+
+    def _describe(self, parsed: dict[str, Any], **_: Any) -> None:
+        """moto marks every job Completed; a job with a failed instance is Failed, as SageMaker reports it."""
+        reason = self.failed.get(parsed.get("TrainingJobName", ""))
+        if reason:
+            parsed.update(TrainingJobStatus="Failed", SecondaryStatus="Failed", FailureReason=reason)
 
     def _keep_request(self, params: dict[str, Any], **_: Any) -> None:
         self.requests.append(json.loads(json.dumps(params)))
@@ -46,11 +55,14 @@ class SageMakerContainer:
         count = request["ResourceConfig"].get("InstanceCount", 1)
         hosts = [f"algo-{i}" for i in range(1, count + 1)]
         started = [self._start_host(request, host, hosts) for host in hosts]
-        for process, root in started:
+        for process, _ in started:
             stdout, stderr = process.communicate(timeout=300)
             self.runs.append(subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr))
-        if all(process.returncode == 0 for process, _ in started):
-            name = request["TrainingJobName"]
+        name = request["TrainingJobName"]
+        for host, (process, _) in zip(hosts, started, strict=True):
+            if process.returncode != 0 and name not in self.failed:
+                self.failed[name] = f"AlgorithmError: instance {host} exited with status {process.returncode}"
+        if name not in self.failed:
             self._upload_model(
                 boto3.client("s3"), started[0][1] / "model", f"{request['OutputDataConfig']['S3OutputPath']}/{name}"
             )
@@ -83,6 +95,8 @@ class SageMakerContainer:
         spec = request["AlgorithmSpecification"]
         command = [*spec["ContainerEntrypoint"], *spec["ContainerArguments"]]
         command[0] = sys.executable if command[0] == "python" else command[0]
+        if host == self.fail_host:
+            command = [sys.executable, "-c", "raise SystemExit('this instance fails')"]
         process = subprocess.Popen(
             command, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
         )
