@@ -182,7 +182,8 @@ class VertexClients:
 
 SINGLE_REPLICA = (
     "only 1 replica: the ml entry points are single-process, and every replica would run the same command "
-    "and race on its outputs and Pipes messages"
+    "and race on its outputs and Pipes messages; a sharded scoring day asks for its replicas itself "
+    "(params.yaml scoring.shards)"
 )
 
 

@@ -185,6 +185,7 @@ class FakeAzureML:
         self.image_dir = image_dir
         self.job_env = job_env or {}
         self.start_delay = start_delay  # seconds a job stays Queued (room to cancel it)
+        self.fail_node: int | None = None  # that node's command exits 1
         self.jobs: dict[str, Job] = {}
         self.requests: list[Request] = []
         self.unexpected: list[Request] = []
@@ -366,6 +367,8 @@ class FakeAzureML:
             return str(paths[(kind, key)])
 
         command = PLACEHOLDER.sub(placeholder, properties["command"])
+        if rank == self.fail_node:
+            command = "echo 'this node fails' >&2; exit 1"
         workdir = scratch / "wd"  # Azure ML runs the command in a working folder of its own
         workdir.mkdir(parents=True)
         env = {

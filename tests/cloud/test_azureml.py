@@ -503,3 +503,24 @@ def test_a_day_is_scored_as_an_azure_ml_job(trained_project, scoring_workspace, 
     assert "shard 1 of 3" not in logs and "shard 2 of 3" not in logs
     assert drift["verdict"] == "no drift" and drift["report"] == f"az://{container}/keel/monitoring/drift/{DAY}.html"
     assert blob_names(azurite, container, "keel/monitoring/") == [f"keel/monitoring/drift/{DAY}.html"]
+
+
+def test_a_failing_node_fails_the_day_and_the_previous_day_stays(
+    trained_project, scoring_workspace, azurite, container, credential
+):
+    """Scoring the day again with node 1 failing: the job fails, and the day's manifest and parts stay."""
+    from ml.predictions import read_predictions
+
+    resources = resources_for(root=trained_project, environ=azure_environ(scoring_workspace, azurite, container))
+    cloud_day(trained_project, f"az://{container}/daily")
+    day = f"az://{container}/keel/predictions/day={DAY}"
+    with dg.DagsterInstance.from_config(str(trained_project / "var" / "dagster")) as instance:
+        assert score_day(trained_project, instance, resources).success
+        manifest = read_blob(azurite, container, f"keel/predictions/day={DAY}/manifest.json")
+        scores = read_predictions(day)
+        scoring_workspace.fail_node = 1
+        failed = score_day(trained_project, instance, resources)
+        assert not failed.success
+        assert "this node fails" in failed.failure_data_for_node("batch_predictions").error.to_string()
+        assert read_blob(azurite, container, f"keel/predictions/day={DAY}/manifest.json") == manifest
+        assert read_predictions(day).equals(scores)
