@@ -22,8 +22,13 @@ same rows and model give a byte-identical file.
 Config JSON keys: `expected_manifest_sha256` (required), `id_column` (required), `chunk_rows`
 (default 100000), `model_version` (optional, echoed in the report), `rows_md5` (optional: refuse any
 other version of the rows file), `capture_rows` (the capture's size; null: every row) and
-`capture_seed`. Under Dagster Pipes the report is the asset's materialization (data version = sha256
-of the output); by hand it is JSON on stdout.
+`capture_seed`, `shards` (default 1). Under Dagster Pipes the report is the asset's materialization
+(data version = sha256 of the output); by hand it is JSON on stdout.
+
+`--parts FOLDER [--shard I]` instead of `--predictions`/`--capture` scores one shard of `shards`
+(ml/shards.py: a contiguous range of the rows, the index from the argument or the platform) into
+FOLDER: `part-0000I-of-0000N.parquet`, its capture sample and, last, its report as JSON. Only shard 0
+speaks Pipes; the launcher publishes the day from the N reports (ml/predictions.py).
 """
 
 from __future__ import annotations
