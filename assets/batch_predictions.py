@@ -1,9 +1,12 @@
 """batch_predictions: a day's customers scored with the model behind the `champion` alias.
 
-Scoring runs `python -m ml.score` on the deployment's compute backend (a local subprocess by
-default), in chunks, with the same feature code as training; each day's file is replaced in one
-step, so a failed or killed run leaves the previous predictions in place. The same pass keeps the
-day's capture (a seeded sample of the scored rows), which is all the drift report reads.
+Scoring runs `python -m ml.score` on the deployment's compute backend (local subprocesses by
+default), in chunks, with the same feature code as training, as up to `scoring.shards` shards at
+once (a process each locally, an instance each in a cloud job; fewer for a small day, see
+`scoring.min_rows_per_shard`). The day is N part files and a capture named
+by one manifest written last (ml/predictions.py), so a failed shard or a killed run leaves the
+previous day in place. The same pass keeps the day's capture (a seeded sample of the scored rows,
+merged from the shards' samples), which is all the drift report reads.
 """
 
 import tempfile
@@ -12,6 +15,7 @@ from pathlib import Path
 import dagster as dg
 
 import ml.io
+import ml.predictions
 import ml.score
 from assets.partitions import DAILY
 from assets.records import IncomingDay, ScoredDay
@@ -74,6 +78,7 @@ def batch_predictions(
         context.instance, context.asset_key_for_input("incoming_data"), incoming_data.run_id, partition=day
     )
     settings = params.load()
+    shards = settings.scoring.shards_for(incoming_data.rows)
     version, manifest_sha256 = champion(registry)
     config_uri = layout.scoring_config(storage, day)
     ml.io.write_json(
@@ -86,18 +91,25 @@ def batch_predictions(
             "rows_md5": incoming_data.md5,  # the scorer refuses any other version of the file
             "capture_rows": settings.drift.current_rows,
             "capture_seed": settings.drift.seed,
+            "shards": shards,
         },
         config_uri,
     )
     rows_uri = incoming_data.uri(settings)
-    outputs = {"predictions": layout.predictions(storage, day), "capture": layout.capture(storage, day)}
-    invocation = compute.run(
+    day_uri, attempt = layout.predictions(storage, day), layout.prediction_attempt(storage, day, context.run_id)
+    # N shards of the day write their parts into a fresh attempt folder; the day becomes that attempt
+    # only when publish() replaces its manifest, after every shard succeeded.
+    compute.run(
         context,
         MODULE,
         inputs={"model": published_model(storage, registry, version), "rows": rows_uri, "config": config_uri},
-        outputs=outputs,
+        outputs={"parts": attempt},
+        replicas=shards,
     )
-    report = invocation.get_materialize_result().metadata["report"].value
+    try:
+        report = ml.predictions.publish(day_uri, attempt, shards, settings.drift.current_rows, settings.drift.seed)
+    except ml.predictions.PredictionsError as error:
+        raise dg.Failure(description=f"batch_predictions {day}: {error}") from None
     scored = ScoredDay(
         run_id=context.run_id,
         day=day,
@@ -109,7 +121,7 @@ def batch_predictions(
     )
     return dg.Output(
         scored,
-        data_version=dg.DataVersion(report["predictions_sha256"][:16]),
+        data_version=dg.DataVersion(report["content_sha256"][:16]),
         metadata={
             "dagster/row_count": report["rows"],
             "model": scored.model,
@@ -121,8 +133,12 @@ def batch_predictions(
             "seconds": float(report["seconds"]),
             "rows_per_second": float(report["rows_per_second"]),
             "predictor": report["predictor"],
-            "predictions": dg.MetadataValue.path(outputs["predictions"]),
-            "capture": dg.MetadataValue.path(outputs["capture"]),
+            "predictions": dg.MetadataValue.path(day_uri),
+            "predictions_manifest_sha256": report["manifest_sha256"],
+            "shards": report["shards"],
+            "shard_split": report["split"],
+            "shard_seconds": dg.MetadataValue.json(report["shard_seconds"]),
+            "capture": dg.MetadataValue.path(report["capture_uri"]),
             "capture_rows": report["capture_rows"],
             "rows_path": dg.MetadataValue.path(rows_uri),
         },

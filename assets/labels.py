@@ -18,6 +18,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 import ml.io
+import ml.predictions
 from assets.batch_predictions import batch_predictions
 from assets.incoming_data import incoming_data
 from assets.partitions import DAILY
@@ -40,6 +41,7 @@ class DayIds:
 
     uri: str
     what: str
+    files: tuple[str, ...] = ()  # the Parquet files holding the ids (a scored day's parts); () means uri itself
 
 
 @dataclass(frozen=True)
@@ -56,7 +58,8 @@ def day_ids_file(storage: ArtifactStore, settings: Params, day: str) -> DayIds:
     """The day's predictions when it was scored, else its incoming file; neither is a clear failure."""
     if ml.io.exists(layout.record(storage, batch_predictions.key, partition=day)):
         scored = read_record(storage, batch_predictions.key, ScoredDay, partition=day)
-        return DayIds(scored.predictions_uri(storage), "predictions")
+        day_uri = scored.predictions_uri(storage)
+        return DayIds(day_uri, "predictions", tuple(ml.predictions.part_uris(day_uri)))
     if ml.io.exists(layout.record(storage, incoming_data.key, partition=day)):
         return DayIds(
             read_record(storage, incoming_data.key, IncomingDay, partition=day).uri(settings), "incoming file"
@@ -110,28 +113,30 @@ def check_labels(table: pa.Table, spec: DatasetSpec, uri: str, day: str) -> pd.D
 
 def match_day_ids(ids: pa.ChunkedArray, day: DayIds, column: str, uri: str, label: str) -> Coverage:
     """Compare the labels' ids with the day's, streaming the day's id column; a mismatch fails naming both files."""
-    with ml.io.open_parquet(day.uri) as file:
-        if column not in file.schema_arrow.names:
-            raise dg.Failure(description=f"{label}: the day's {day.what} {day.uri} has no column {column!r}")
-        day_type = file.schema_arrow.field(column).type
-        first = file.read_row_group(0, columns=[column]).column(0).slice(0, 1) if file.num_row_groups else None
-        if id_kind(day_type) != id_kind(ids.type):
-            day_example = first.to_pylist() if first is not None else []
-            raise dg.Failure(
-                description=f"{label}: {uri} column {column!r} holds {id_kind(ids.type)} ids (e.g. "
-                f"{_examples(ids.slice(0, 100).to_pylist())}) but the day's ids in its {day.what} {day.uri} are "
-                f"{id_kind(day_type)} (e.g. {day_example}); write the labels' ids as the day's file has them"
-            )
-        wanted = ids.cast(day_type.value_type if pa.types.is_dictionary(day_type) else day_type)
-        known = np.zeros(len(wanted), dtype=bool)
-        total = labelled = 0
-        for batch in file.iter_batches(batch_size=ID_BATCH_ROWS, columns=[column]):
-            scored = batch.column(0)
-            if pa.types.is_dictionary(scored.type):
-                scored = scored.dictionary_decode()
-            total += len(scored)
-            labelled += pc.sum(pc.is_in(scored, value_set=wanted)).as_py() or 0
-            known |= pc.is_in(wanted, value_set=scored).to_numpy(zero_copy_only=False)
+    known = None
+    total = labelled = 0
+    for path in day.files or (day.uri,):
+        with ml.io.open_parquet(path) as file:
+            if column not in file.schema_arrow.names:
+                raise dg.Failure(description=f"{label}: the day's {day.what} {day.uri} has no column {column!r}")
+            day_type = file.schema_arrow.field(column).type
+            first = file.read_row_group(0, columns=[column]).column(0).slice(0, 1) if file.num_row_groups else None
+            if id_kind(day_type) != id_kind(ids.type):
+                day_example = first.to_pylist() if first is not None else []
+                raise dg.Failure(
+                    description=f"{label}: {uri} column {column!r} holds {id_kind(ids.type)} ids (e.g. "
+                    f"{_examples(ids.slice(0, 100).to_pylist())}) but the day's ids in its {day.what} {day.uri} are "
+                    f"{id_kind(day_type)} (e.g. {day_example}); write the labels' ids as the day's file has them"
+                )
+            wanted = ids.cast(day_type.value_type if pa.types.is_dictionary(day_type) else day_type)
+            known = np.zeros(len(wanted), dtype=bool) if known is None else known
+            for batch in file.iter_batches(batch_size=ID_BATCH_ROWS, columns=[column]):
+                scored = batch.column(0)
+                if pa.types.is_dictionary(scored.type):
+                    scored = scored.dictionary_decode()
+                total += len(scored)
+                labelled += pc.sum(pc.is_in(scored, value_set=wanted)).as_py() or 0
+                known |= pc.is_in(wanted, value_set=scored).to_numpy(zero_copy_only=False)
     if not known.all():
         strangers = np.asarray(ids.to_pylist(), dtype=object)[~known]
         raise dg.Failure(

@@ -5,6 +5,7 @@ import numpy as np
 
 import ml.evaluation
 import ml.io
+import ml.predictions
 from assets.partitions import DAILY
 from assets.records import LabelledDay, ScoredDay
 from resources.params import ParamsResource
@@ -45,7 +46,7 @@ def model_performance(
 ):
     day, settings = context.partition_key, params.load()
     spec = settings.dataset
-    frame = ml.io.read_parquet(batch_predictions.predictions_uri(storage)).merge(
+    frame = ml.predictions.read_predictions(batch_predictions.predictions_uri(storage)).merge(
         ml.io.read_parquet(labels.uri(settings)), on=spec.id.column, how="inner"
     )
     if frame.empty:

@@ -136,7 +136,11 @@ class ScoredDay(Record):
     rows: int
 
     def predictions_uri(self, store: ArtifactStore) -> str:
+        """The day's output folder; read its scores with `ml.predictions.read_predictions`."""
         return layout.predictions(store, self.day)
 
     def capture_uri(self, store: ArtifactStore) -> str:
-        return layout.capture(store, self.day)
+        """The capture file the day's manifest names (ml/predictions.py)."""
+        import ml.predictions
+
+        return ml.predictions.capture_uri(layout.predictions(store, self.day))

@@ -62,12 +62,13 @@ def gate_of(result) -> tuple[bool | None, str]:
 def day_auc(storage, spec, day: str, truth: pd.DataFrame) -> float | None:
     """ROC AUC of the day's stored predictions against the day's true labels."""
     import ml.io
+    from ml.predictions import MANIFEST, read_predictions
     from resources import layout
 
     uri = layout.predictions(storage, day)
-    if not ml.io.exists(uri):
+    if not ml.io.exists(f"{uri}/{MANIFEST}"):
         return None
-    scored = ml.io.read_parquet(uri).merge(truth, on=spec.id.column, how="inner", validate="one_to_one")
+    scored = read_predictions(uri).merge(truth, on=spec.id.column, how="inner", validate="one_to_one")
     return float(roc_auc_score(scored[spec.target.column] == spec.target.positive, scored["score"]))
 
 

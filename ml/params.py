@@ -145,6 +145,22 @@ class ScoringSection(_Section):
     compiled: bool = Field(
         default=True, description="LightGBM models predict compiled (lleaves), else with LightGBM itself."
     )
+    shards: int = Field(
+        default=2,
+        ge=1,
+        description="Processes (locally) or instances (cloud job) a day is scored in, each a contiguous range "
+        "of the day's file (ml/shards.py).",
+    )
+    min_rows_per_shard: int = Field(
+        default=500_000,
+        ge=1,
+        description="A day is split only into shards of at least this many rows: a small day is one process, "
+        "since each process pays its start-up and model load.",
+    )
+
+    def shards_for(self, rows: int) -> int:
+        """The shards a day of `rows` rows is scored in: `shards`, fewer when the day is small."""
+        return max(1, min(self.shards, rows // self.min_rows_per_shard))
 
 
 class DriftSection(_Section):

@@ -127,8 +127,9 @@ class Reporter:
 
 
 @contextlib.contextmanager
-def reporter() -> Iterator[Reporter]:
-    if PipesEnvVarParamsLoader().is_dagster_pipes_process():
+def reporter(pipes: bool = True) -> Iterator[Reporter]:
+    """`pipes=False`: report on stdout/stderr even under Pipes (a process that must not share the channel)."""
+    if pipes and PipesEnvVarParamsLoader().is_dagster_pipes_process():
         context_loader, message_writer = transport()
         with open_dagster_pipes(context_loader=context_loader, message_writer=message_writer) as pipes:
             try:

@@ -14,7 +14,9 @@ Platforms, in `PLATFORMS` order; the first that recognises the environment wins,
   as the channel `name` (`SM_CHANNEL_<NAME>`, else `/opt/ml/input/data/<name>`). A file input is
   the channel's file with the URI's base name; a directory input is the channel folder itself.
   Output `name` is written to `SM_MODEL_DIR/<name>` (`/opt/ml/model/<name>`), which SageMaker packs
-  into model.tar.gz; the compute backend unpacks it to the URI the asset asked for. Hyperparameters
+  into model.tar.gz; the compute backend unpacks it to the URI the asset asked for. A job on several
+  instances (`KEEL_SAGEMAKER_DIRECT_OUTPUTS=1`) writes its outputs to their s3:// URIs instead, since
+  SageMaker keeps the model folder of one instance only. Hyperparameters
   (`/opt/ml/input/config/hyperparameters.json`, all values strings) whose key names an argument
   replace that argument before it is resolved, so a job started from the console can override one.
 
@@ -87,8 +89,9 @@ def sagemaker(
         as_file = channel / _basename(resolved[name])
         resolved[name] = str(as_file if as_file.is_file() else channel)
     model_dir = Path(environ.get("SM_MODEL_DIR", str(root / "model")))
+    direct = environ.get("KEEL_SAGEMAKER_DIRECT_OUTPUTS", "") == "1"  # a job on several instances
     for name in outputs:
-        resolved[name] = str(model_dir / name)
+        resolved[name] = resolved[name] if direct else str(model_dir / name)
     return resolved
 
 

@@ -24,8 +24,14 @@ Config JSON keys: `expected_manifest_sha256` (required), `id_column` (required),
 (default 100000), `model_version` (optional, echoed in the report), `rows_md5` (optional: refuse any
 other version of the rows file), `capture_rows` (the capture's size; null: every row) and
 `capture_seed`, `compiled` (default true: a LightGBM model predicts with its compiled form, ml/compiled.py,
-or with LightGBM where that is unavailable; the report's `predictor` says which). Under Dagster Pipes the report is the asset's materialization (data version = sha256
-of the output); by hand it is JSON on stdout.
+or with LightGBM where that is unavailable; the report's `predictor` says which) and `shards` (default 1).
+Under Dagster Pipes the report is the asset's materialization (data version = sha256 of the output);
+by hand it is JSON on stdout.
+
+`--parts FOLDER [--shard I]` instead of `--predictions`/`--capture` scores one shard of `shards`
+(ml/shards.py: a contiguous range of the rows, the index from the argument or the platform) into
+FOLDER: `part-0000I-of-0000N.parquet`, its capture sample and, last, its report as JSON. Only shard 0
+speaks Pipes; the launcher publishes the day from the N reports (ml/predictions.py).
 """
 
 from __future__ import annotations
@@ -54,6 +60,7 @@ from ml.artifact import ArtifactIntegrityError
 from ml.features import FeatureError
 from ml.pipes import reporter
 from ml.sample import StreamSample
+from ml.shards import ShardView, detected_index, part_name, plan, shard_index
 
 if TYPE_CHECKING:
     from ml.predictor import Predictor
@@ -82,6 +89,7 @@ class ScoreConfig:
     capture_rows: int | None = None  # rows kept in the capture (a seeded sample by id); None: every row
     capture_seed: int = 0
     compiled: bool = True  # LightGBM models predict compiled (ml/compiled.py) where that is available
+    shards: int = 1  # the day is scored as this many shards (ml/shards.py), one process each
 
     @classmethod
     def from_dict(cls, doc: Any, origin: str = "config") -> ScoreConfig:
@@ -96,6 +104,7 @@ class ScoreConfig:
             "capture_rows",
             "capture_seed",
             "compiled",
+            "shards",
         }
         unknown = sorted(set(doc) - known)
         missing = sorted({"expected_manifest_sha256", "id_column"} - set(doc))
@@ -104,6 +113,7 @@ class ScoreConfig:
         digest, id_column = doc["expected_manifest_sha256"], doc["id_column"]
         chunk_rows, version = doc.get("chunk_rows", 100_000), doc.get("model_version")
         rows_md5, capture_rows, seed = doc.get("rows_md5"), doc.get("capture_rows"), doc.get("capture_seed", 0)
+        shards = doc.get("shards", 1)
         if not isinstance(digest, str) or not re.fullmatch(r"[0-9a-f]{64}", digest):
             raise ScoringError(f"{origin}: expected_manifest_sha256 must be 64 lowercase hex digits, got {digest!r}")
         if not isinstance(id_column, str) or not id_column or id_column == SCORE_COLUMN:
@@ -121,7 +131,9 @@ class ScoreConfig:
         compiled = doc.get("compiled", True)
         if not isinstance(compiled, bool):
             raise ScoringError(f"{origin}: compiled must be true or false, got {compiled!r}")
-        return cls(digest, id_column, chunk_rows, version, rows_md5, capture_rows, seed, compiled)
+        if not _positive(shards):
+            raise ScoringError(f"{origin}: shards must be a positive integer, got {shards!r}")
+        return cls(digest, id_column, chunk_rows, version, rows_md5, capture_rows, seed, compiled, shards)
 
 
 def remove_stale_temporaries(target: Path) -> list[str]:
@@ -341,11 +353,14 @@ def score_file(
     config: ScoreConfig | dict[str, Any],
     log: Callable[[str], None] = lambda message: print(message, file=sys.stderr, flush=True),
     capture: str | None = None,
+    shard: int | None = None,
 ) -> dict[str, Any]:
     """Score the rows file with the model artifact into `predictions`; return the report.
 
     With `capture`, also write there the rows a seeded sample by id keeps (`capture_rows` of them, all
-    when None: the id, the raw columns the model reads and the score), for the drift report.
+    when None: the id, the raw columns the model reads and the score), for the drift report. With
+    `shard`, score only that shard of `config.shards` (ml/shards.py); the report then also holds
+    the shard's range and its score histogram, which the day's manifest merges (ml/predictions.py).
     """
     config = config if isinstance(config, ScoreConfig) else ScoreConfig.from_dict(config)
     started = time.perf_counter()
@@ -364,6 +379,13 @@ def score_file(
             raise ScoringError(f"rows file {rows} lacks columns {missing} that the model's feature state needs")
         if parquet.metadata.num_rows == 0:
             raise ScoringError(f"rows file {rows} has no rows to score")
+        selected = None
+        if shard is not None:
+            selected = plan(parquet.metadata, config.shards)[shard]
+            log(
+                f"shard {shard} of {config.shards}: rows {selected.start:,} to {selected.stop - 1:,} ({selected.split})"
+            )
+            parquet = ShardView(parquet, selected)
         out_schema = pa.schema(
             [pa.field(config.id_column, schema.field(config.id_column).type), (SCORE_COLUMN, pa.float64())]
         )
@@ -382,7 +404,7 @@ def score_file(
                 pq.write_table(table, str(tmp))
             captured = len(table)
     seconds = time.perf_counter() - started
-    return {
+    report = {
         "rows": scores.rows,
         "chunks": chunks,
         "chunk_rows": config.chunk_rows,
@@ -403,6 +425,18 @@ def score_file(
         "score_quantiles": {f"p{int(q * 100)}": scores.quantile(q) for q in (0.1, 0.5, 0.9)},
         "stale_temporaries_removed": stale,
     }
+    if selected is not None:
+        bins = np.flatnonzero(scores.histogram)
+        report["shard"] = {
+            "index": selected.index,
+            "count": selected.count,
+            "split": selected.split,
+            "start": selected.start,
+            "stop": selected.stop,
+            "score_sum": scores.total,
+            "histogram": {"bins": bins.tolist(), "counts": scores.histogram[bins].tolist()},
+        }
+    return report
 
 
 def read_config(uri: str) -> ScoreConfig:
@@ -420,8 +454,13 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--model", required=True, help="model artifact directory (path or URI)")
     parser.add_argument("--rows", required=True, help="rows to score (Parquet path or URI)")
     parser.add_argument("--config", required=True, help="scoring configuration JSON")
-    parser.add_argument("--predictions", required=True, help="output Parquet file (path or URI), replaced whole")
+    outputs = parser.add_mutually_exclusive_group(required=True)
+    outputs.add_argument("--predictions", help="output Parquet file (path or URI), replaced whole")
+    outputs.add_argument(
+        "--parts", help="output folder of this shard's part, capture sample and report (ml/predictions.py)"
+    )
     parser.add_argument("--capture", help="also write the sample of scored rows the drift report reads here")
+    parser.add_argument("--shard", type=int, help="with --parts: the shard to score (default: from the platform)")
     return parser
 
 
@@ -429,7 +468,11 @@ INPUTS = ["model", "rows", "config"]
 
 
 def main(argv: list[str] | None = None) -> int:
-    requested = {k: v for k, v in vars(_parser().parse_args(argv)).items() if v is not None}
+    arguments = vars(_parser().parse_args(argv))
+    shard_argument = arguments.pop("shard")
+    requested = {k: v for k, v in arguments.items() if v is not None}
+    if "parts" in requested:
+        return _main_shard(requested, shard_argument)
     outputs = [name for name in ("predictions", "capture") if name in requested]
     with reporter() as report:
         # In a cloud job the platform may deliver inputs and collect outputs elsewhere (ml/runtime.py).
@@ -452,6 +495,49 @@ def main(argv: list[str] | None = None) -> int:
             f"({result['rows_per_second']:,.0f} rows/s); mean score {result['score_mean']:.4f}"
         )
         report.materialization(result, data_version=result["predictions_sha256"])
+    return 0
+
+
+def _main_shard(requested: dict[str, str], shard_argument: int | None) -> int:
+    """One shard of the day into the parts folder; only shard 0 speaks Dagster Pipes (one message channel).
+
+    Every shard writes `<part>.parquet`, `<part>.capture.parquet` and, last, `<part>.json` (its report);
+    the launcher reads the N reports and publishes the day's manifest (ml/predictions.py).
+    """
+    if "capture" in requested:
+        raise ScoringError("--capture goes with --predictions; with --parts each shard writes its capture sample")
+    index, _ = detected_index(shard_argument)
+    with reporter(pipes=index in (None, 0)) as report:
+        paths = runtime.resolve(requested, inputs=INPUTS, outputs=["parts"])
+        config = read_config(paths["config"])
+        index = shard_index(config.shards, shard_argument)
+        folder = paths["parts"].rstrip("/")
+        if not io.is_remote(folder):
+            folder = io.resolve(folder)
+            Path(folder).mkdir(parents=True, exist_ok=True)
+        stem = f"{folder}/{part_name(index, config.shards)}"
+        report.log(f"scoring {requested['rows']} with the model at {requested['model']}")
+        report.log(f"shard {index} of {config.shards} into {requested['parts']}")
+        result = score_file(
+            paths["model"],
+            paths["rows"],
+            f"{stem}.parquet",
+            config,
+            log=report.log,
+            capture=f"{stem}.capture.parquet",
+            shard=index,
+        )
+        result.update(config_uri=requested["config"], rows_uri=requested["rows"], model_uri=requested["model"])
+        result.update(predictions_uri=f"{requested['parts'].rstrip('/')}/{part_name(index, config.shards)}.parquet")
+        result["capture_uri"] = result["predictions_uri"].removesuffix(".parquet") + ".capture.parquet"
+        io.write_json(result, f"{stem}.json")  # last: a shard is done when its report is there
+        report.log(
+            f"shard {index}: wrote {result['rows']:,} scores in {result['seconds']:.1f}s "
+            f"({result['rows_per_second']:,.0f} rows/s)"
+        )
+        summary = {k: v for k, v in result.items() if k != "shard"}
+        summary["shard"] = {k: v for k, v in result["shard"].items() if k != "histogram"}
+        report.materialization(summary, data_version=result["predictions_sha256"])
     return 0
 
 

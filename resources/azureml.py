@@ -270,6 +270,17 @@ class AzureMLCompute(CloudJobCompute):
             return True
         return isinstance(error, HttpResponseError) and (error.status_code or 0) in (429, *range(500, 600))
 
+    def replicate(self, request: Any, replicas: int) -> Any:
+        """The command job on `replicas` nodes. A PyTorch distribution of one process per node is what makes
+        Azure ML start the command on every node and set its NODE_RANK (ml/shards.py reads it); nothing of
+        PyTorch is used. Each node uploads its own files into the same output folder."""
+        from azure.ai.ml import PyTorchDistribution
+        from azure.ai.ml.entities import JobResourceConfiguration
+
+        request.resources = JobResourceConfiguration(instance_count=replicas)
+        request.distribution = PyTorchDistribution(process_count_per_instance=1)
+        return request
+
     def cancel(self, clients: AzureMLClients, job: str) -> str | None:
         # Azure ML acknowledges a cancel before the compute stops the process (CancelRequested): wait, a
         # bounded while, for the job to end, so the run says how it ended (dagster-azure waited too).

@@ -6,6 +6,7 @@ says how its platform does each part:
 - `connect()`: the clients one call uses;
 - `build_request(...)`: the platform's job request, checked before anything starts;
 - `pipes_channels(...)`: the Pipes context injector and message reader (the cloud's object store);
+- `replicate(request, n)`: the same job on n instances (a sharded scoring day), each with its rank;
 - `start(...)`: create the job with the Pipes bootstrap in its environment, return the job's id;
 - `describe(...)`: the job's state as a `JobState`; `is_transient(error)`: whether a failed read is retried;
 - `cancel(...)`: stop the job when the Dagster run is interrupted;
@@ -119,6 +120,10 @@ class CloudJobCompute(ComputeBackend):
         """Whether a failed `describe` is worth another try (a dropped connection, throttling, a 5xx)."""
         return False
 
+    def replicate(self, request: Any, replicas: int) -> Any:
+        """The request run as `replicas` instances of the same command, each told its rank by the platform."""
+        raise NotImplementedError(f"{type(self).__name__} does not run replicas")
+
     def collect_outputs(
         self, context: dg.AssetExecutionContext, clients: Any, state: JobState, outputs: Mapping[str, str]
     ) -> None:
@@ -133,6 +138,7 @@ class CloudJobCompute(ComputeBackend):
         inputs: Mapping[str, str],
         outputs: Mapping[str, str],
         extras: Mapping[str, Any] | None = None,
+        replicas: int = 1,
     ) -> dg.PipesClientCompletedInvocation:
         platform = self.platform
         name = job_name(
@@ -144,6 +150,8 @@ class CloudJobCompute(ComputeBackend):
         )
         clients = self.connect()
         request = self.build_request(clients, name, module, inputs, outputs, context.run_id)
+        if replicas > 1:
+            request = self.replicate(request, replicas)
         injector, reader = self.pipes_channels(clients, name)
         with dg.open_pipes_session(
             context=context, context_injector=injector, message_reader=reader, extras=dict(extras or {})

@@ -59,15 +59,17 @@ def published_model(store: ArtifactStore, model: str, manifest_sha256: str) -> s
 
 
 def predictions(store: ArtifactStore, day: str) -> str:
-    return store.uri("predictions", f"{day}.parquet")
+    """The day's output folder: its manifest and attempts (read it with ml/predictions.py)."""
+    return store.uri("predictions", f"day={day}")
+
+
+def prediction_attempt(store: ArtifactStore, day: str, run_id: str) -> str:
+    """Where one run's shards write their parts before the day's manifest names them."""
+    return store.uri("predictions", f"day={day}", f"run-{run_id}")
 
 
 def scoring_config(store: ArtifactStore, day: str) -> str:
     return store.uri("predictions", f"{day}.config.json")
-
-
-def capture(store: ArtifactStore, day: str) -> str:
-    return store.uri("monitoring", "capture", f"{day}.parquet")
 
 
 def drift_report(store: ArtifactStore, day: str) -> str:

@@ -45,6 +45,7 @@ MAX_ARGUMENT = 256  # ContainerArguments items
 CHANNEL_NAME = re.compile(r"^[A-Za-z0-9.\-_]{1,64}$")
 ENV_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]{0,511}$")
 PIPES_TRANSPORT = {"KEEL_PIPES_TRANSPORT": "s3"}
+DIRECT_OUTPUTS = "KEEL_SAGEMAKER_DIRECT_OUTPUTS"  # read by ml/runtime.py: outputs stay their s3:// URIs
 # Codes of a DescribeTrainingJob refused for the call rate, not for the call (HTTP 400 with these codes).
 THROTTLING = {"ThrottlingException", "Throttling", "TooManyRequestsException", "RequestLimitExceeded"}
 
@@ -219,6 +220,15 @@ class SageMakerCompute(CloudJobCompute):
             return status >= 500 or response.get("Error", {}).get("Code") in THROTTLING
         return isinstance(error, BotoConnectionError | HTTPClientError)
 
+    def replicate(self, request: dict[str, Any], replicas: int) -> dict[str, Any]:
+        """The same job on `replicas` instances (algo-1 ... algo-N; ml/shards.py reads each one's rank from
+        resourceconfig.json). Inputs stay FullyReplicated: every instance reads the whole day and scores its
+        own rows. SageMaker keeps one instance's /opt/ml/model, so each instance writes its outputs straight
+        to their S3 URIs (DIRECT_OUTPUTS, with the job role) instead of through model.tar.gz."""
+        resources = {**request["ResourceConfig"], "InstanceCount": replicas}
+        environment = {**request.get("Environment", {}), DIRECT_OUTPUTS: "1"}
+        return {**request, "ResourceConfig": resources, "Environment": environment}
+
     def cancel(self, clients: SageMakerClients, job: str) -> None:
         clients.sagemaker.stop_training_job(TrainingJobName=job)
 
@@ -226,6 +236,9 @@ class SageMakerCompute(CloudJobCompute):
         self, context: dg.AssetExecutionContext, clients: SageMakerClients, state: JobState, outputs: Mapping[str, str]
     ) -> None:
         described = state.response
+        if described.get("ResourceConfig", {}).get("InstanceCount", 1) > 1:
+            context.log.info(f"the job's {described['ResourceConfig']['InstanceCount']} instances wrote their outputs")
+            return  # a replicated job's instances wrote their outputs to S3 themselves (replicate)
         model_tar = described.get("ModelArtifacts", {}).get("S3ModelArtifacts") or (
             f"{self.output_uri.rstrip('/')}/{described['TrainingJobName']}/output/model.tar.gz"
         )

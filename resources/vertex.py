@@ -115,19 +115,28 @@ def check_endpoint(url: str) -> str:
 
 
 def with_environment(custom_job: Mapping[str, Any], extra: Mapping[str, str]) -> dict[str, Any]:
-    """A copy of the CustomJob body whose first worker pool's container also gets `extra` as environment."""
+    """A copy of the CustomJob body whose worker pools' containers also get `extra` as environment."""
     body = {**custom_job, "jobSpec": {**custom_job["jobSpec"]}}
-    pools = [dict(pool) for pool in body["jobSpec"]["workerPoolSpecs"]]
-    container = dict(pools[0]["containerSpec"])
-    env = {item["name"]: item["value"] for item in container.get("env", [])} | dict(extra)
-    if len(env) > MAX_ENV_VARS:
-        raise ValueError(
-            f"the job's container would get {len(env)} environment variables; Vertex AI allows {MAX_ENV_VARS}"
-        )
-    container["env"] = [{"name": name, "value": value} for name, value in sorted(env.items())]
-    pools[0] = {**pools[0], "containerSpec": container}
+    pools = []
+    for pool in body["jobSpec"]["workerPoolSpecs"]:
+        container = dict(pool["containerSpec"])
+        env = {item["name"]: item["value"] for item in container.get("env", [])} | dict(extra)
+        if len(env) > MAX_ENV_VARS:
+            raise ValueError(
+                f"the job's container would get {len(env)} environment variables; Vertex AI allows {MAX_ENV_VARS}"
+            )
+        container["env"] = [{"name": name, "value": value} for name, value in sorted(env.items())]
+        pools.append({**pool, "containerSpec": container})
     body["jobSpec"]["workerPoolSpecs"] = pools
     return body
+
+
+def replicated(custom_job: Mapping[str, Any], replicas: int) -> dict[str, Any]:
+    """The CustomJob on `replicas` machines: workerPoolSpecs[0] is the primary replica (Vertex allows it one),
+    workerPoolSpecs[1] the same container on `replicas - 1` more; each learns its rank from CLUSTER_SPEC."""
+    primary = custom_job["jobSpec"]["workerPoolSpecs"][0]
+    pools = [{**primary, "replicaCount": 1}, {**primary, "replicaCount": replicas - 1}]
+    return {**custom_job, "jobSpec": {**custom_job["jobSpec"], "workerPoolSpecs": pools}}
 
 
 class PrefixedGCSMessageReader(KeyPrefixedMessages, PipesGCSMessageReader):
@@ -173,7 +182,8 @@ class VertexClients:
 
 SINGLE_REPLICA = (
     "only 1 replica: the ml entry points are single-process, and every replica would run the same command "
-    "and race on its outputs and Pipes messages"
+    "and race on its outputs and Pipes messages; a sharded scoring day asks for its replicas itself "
+    "(params.yaml scoring.shards)"
 )
 
 
@@ -323,6 +333,9 @@ class VertexCompute(CloudJobCompute):
     def is_transient(self, error: Exception) -> bool:
         # requests' ConnectionError and Timeout are OSErrors; Google answers 429 and 5xx for a passing trouble.
         return isinstance(error, OSError) or (isinstance(error, VertexAPIError) and error.retryable)
+
+    def replicate(self, request: dict[str, Any], replicas: int) -> dict[str, Any]:
+        return replicated(request, replicas)
 
     def cancel(self, clients: VertexClients, job: str) -> None:
         clients.api.call("POST", f"/v1/{job}:cancel", {})

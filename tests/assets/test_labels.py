@@ -10,13 +10,27 @@ import pytest
 
 from assets.labels import labels
 from assets.records import IncomingDay, ScoredDay
-from ml import io
+from ml import io, predictions
 from orchestration.deployments import local
 from resources import layout
 from tests.conftest import REPO
 
 DAY = "2026-10-01"
 IDS = [f"{n:04d}-ABCD" for n in range(1, 11)]
+
+
+def publish_scores(frame: pd.DataFrame, day_uri: str) -> None:
+    """A scored day of one shard holding `frame`, published as ml.score's shards and the launcher leave it."""
+    attempt = f"{day_uri}/run-r2"
+    part = f"{attempt}/part-00000-of-00001"
+    io.write_parquet(frame, f"{part}.parquet")
+    io.write_parquet(frame, f"{part}.capture.parquet")
+    shard = {"index": 0, "count": 1, "split": "row_groups", "start": 0, "stop": len(frame), "score_sum": 5.0}
+    shard["histogram"] = {"bins": [50_000], "counts": [len(frame)]}
+    report = {"rows": len(frame), "predictions_sha256": io.file_digest(f"{part}.parquet"), "seconds": 0.1}
+    report |= {"model_manifest_sha256": "x", "model_version": "1", "id_column": "customer_id", "rows_uri": "in"}
+    io.write_json({**report, "shard": shard}, f"{part}.json")
+    predictions.publish(day_uri, attempt, 1, None, 0)
 
 
 @pytest.fixture
@@ -28,7 +42,7 @@ def project(tmp_path) -> Path:
     io.write_parquet(pd.DataFrame({"customer_id": IDS, "tenure": range(10)}), str(incoming))
     taken_in = IncomingDay(run_id="r1", day=DAY, md5=io.file_digest(str(incoming), "md5"), rows=10)
     io.write_json(taken_in.model_dump(mode="json"), layout.record(storage, dg.AssetKey("incoming_data"), partition=DAY))
-    io.write_parquet(pd.DataFrame({"customer_id": IDS, "score": [0.5] * 10}), layout.predictions(storage, DAY))
+    publish_scores(pd.DataFrame({"customer_id": IDS, "score": [0.5] * 10}), layout.predictions(storage, DAY))
     scored = ScoredDay(
         run_id="r2",
         day=DAY,
@@ -69,7 +83,7 @@ def test_labels_of_part_of_the_day_are_taken_in_with_their_share(project):
     metadata = result.asset_materializations_for_node("labels")[0].metadata
     assert metadata["day_ids"].value == 10 and metadata["labelled_ids"].value == 8
     assert metadata["labelled_share"].value == pytest.approx(0.8)
-    assert metadata["checked_against"].value.endswith(f"predictions/{DAY}.parquet")
+    assert metadata["checked_against"].value.endswith(f"predictions/day={DAY}")
     (coverage,) = result.get_asset_check_evaluations()
     assert coverage.check_name == "label_coverage" and not coverage.passed
     assert coverage.severity == dg.AssetCheckSeverity.WARN and coverage.metadata["unlabelled_ids"].value == 2

@@ -6,6 +6,7 @@ from pathlib import Path
 import dagster as dg
 import pandas as pd
 
+from ml.predictions import part_uris, read_predictions
 from tests.conftest import clear_daily_files, set_params
 
 DAY = "2026-10-01"
@@ -18,6 +19,7 @@ def setup_day(project: Path) -> tuple[dg.Definitions, dict]:
     from orchestration.deployments import local
 
     clear_daily_files(project)
+    set_params(project, scoring={"min_rows_per_shard": 1})  # the day's 1,000 rows in two shards
     params = load_params(project / "params.yaml")
     daily = params.daily
     raw = pd.read_parquet(params.raw_uri)
@@ -26,6 +28,11 @@ def setup_day(project: Path) -> tuple[dg.Definitions, dict]:
     write_labels(labels, daily, 1, project)
     resources = local(project)
     return definitions(resources), resources
+
+
+def contents(day_uri: str) -> list[bytes]:
+    """The bytes of the day's part files, in order, as its manifest names them."""
+    return [Path(uri).read_bytes() for uri in part_uris(day_uri)]
 
 
 def materializations(instance, key: str) -> list:
@@ -52,7 +59,8 @@ def test_a_day_is_checked_scored_reported_and_evaluated(trained_project: Path):
         registry = resources["registry"]
         assert scored["model_version"].value == 1
         assert scored["model_manifest_sha256"].value == registry.version_info("telco_churn", 1)["tags"][MANIFEST_TAG]
-        predictions = pd.read_parquet(scored["predictions"].value)
+        predictions = read_predictions(scored["predictions"].value)  # the day's manifest and its parts
+        assert scored["shards"].value == 2 and len(part_uris(scored["predictions"].value)) == 2
         rows = pd.read_parquet(scored["rows_path"].value)
         assert list(predictions.columns) == ["customer_id", "score"]
         assert predictions["customer_id"].tolist() == rows["customer_id"].tolist()
@@ -76,12 +84,13 @@ def test_rescoring_is_identical_and_a_bad_day_keeps_the_good_predictions(trained
     job = defs.resolve_job_def("nightly_scoring")
     with dg.DagsterInstance.from_config(str(trained_project / "var" / "dagster")) as instance:
         assert job.execute_in_process(instance=instance, partition_key=DAY).success
-        output = Path(
-            materializations(instance, "batch_predictions")[0].asset_materialization.metadata["predictions"].value
-        )
-        good = output.read_bytes()
+        output = materializations(instance, "batch_predictions")[0].asset_materialization.metadata["predictions"].value
+        manifest = Path(output) / "manifest.json"
+        good, good_manifest = contents(output), manifest.read_bytes()
         assert job.execute_in_process(instance=instance, partition_key=DAY).success
-        assert output.read_bytes() == good  # same rows, same model: the same bytes
+        assert contents(output) == good  # same rows, same model: the same bytes in every part
+        assert manifest.read_bytes() != good_manifest  # ...in the new run's own files
+        good_manifest = manifest.read_bytes()
 
         incoming = trained_project / "data" / "incoming" / f"{DAY}.parquet"
         bad = pd.read_parquet(incoming)
@@ -93,7 +102,7 @@ def test_rescoring_is_identical_and_a_bad_day_keeps_the_good_predictions(trained
         assert validity and not validity[0].passed
         assert "monthly_charges" in str(validity[0].metadata["summary"].value)
         assert len(materializations(instance, "batch_predictions")) == 2  # no third scoring
-        assert output.read_bytes() == good
+        assert manifest.read_bytes() == good_manifest and contents(output) == good
 
         # Scoring on its own later refuses the day whose checks failed, naming it.
         alone = dg.materialize(
@@ -105,7 +114,7 @@ def test_rescoring_is_identical_and_a_bad_day_keeps_the_good_predictions(trained
             raise_on_error=False,
         )
         assert not alone.success
-        assert output.read_bytes() == good
+        assert manifest.read_bytes() == good_manifest and contents(output) == good
 
 
 def test_scoring_without_a_champion_says_so(project: Path):

@@ -185,6 +185,7 @@ class FakeAzureML:
         self.image_dir = image_dir
         self.job_env = job_env or {}
         self.start_delay = start_delay  # seconds a job stays Queued (room to cancel it)
+        self.fail_node: int | None = None  # that node's command exits 1
         self.jobs: dict[str, Job] = {}
         self.requests: list[Request] = []
         self.unexpected: list[Request] = []
@@ -311,54 +312,35 @@ class FakeAzureML:
             properties = job.body["properties"]
             if properties.get("jobType") != "Command":
                 raise ValueError(f"fake: only command jobs run here, not {properties.get('jobType')}")
-            paths = {("inputs", k): self._download(k, v, scratch / "inputs") for k, v in properties["inputs"].items()}
-            for key, output in properties.get("outputs", {}).items():
-                if output.get("mode") != "Upload" or output.get("jobOutputType") != "uri_folder":
-                    raise ValueError(f"fake: output {key!r} must be an Upload uri_folder, got {output}")
-                paths[("outputs", key)] = scratch / "outputs" / key
-                paths[("outputs", key)].mkdir(parents=True)  # Azure ML creates an output's folder
-
-            def placeholder(found: re.Match) -> str:
-                kind, key = found.group(1), found.group(2)
-                if (kind, key) not in paths:
-                    raise ValueError(f"fake: the command names {found.group(0)}, which the job does not declare")
-                return str(paths[(kind, key)])
-
-            command = PLACEHOLDER.sub(placeholder, properties["command"])
-            workdir = scratch / "wd"  # Azure ML runs the command in a working folder of its own
-            workdir.mkdir()
-            env = {
-                # The image's environment (Dockerfile): its interpreter first on PATH, the project on PYTHONPATH.
-                "PATH": f"{VENV_BIN}{os.pathsep}/usr/local/bin:/usr/bin:/bin",
-                "PYTHONPATH": str(self.image_dir),
-                "HOME": str(scratch),
-                "TMPDIR": str(scratch),
-                **properties.get("environmentVariables", {}),
-                **self.job_env,
-                "AZURE_STORAGE_CONNECTION_STRING": self.connection_string,  # the compute's storage identity
-            }
-            job.process = subprocess.Popen(
-                ["bash", "-c", command],
-                cwd=workdir,
-                env=env,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                text=True,
-                start_new_session=True,
-            )
-            job.stdout, job.stderr = job.process.communicate()
+            inputs = {("inputs", k): self._download(k, v, scratch / "inputs") for k, v in properties["inputs"].items()}
+            nodes = (properties.get("resources") or {}).get("instanceCount") or 1
+            distribution = properties.get("distribution") or {}
+            if nodes > 1 and (distribution.get("distributionType"), distribution.get("processCountPerInstance")) != (
+                "PyTorch",
+                1,
+            ):
+                raise ValueError(f"fake: a job on {nodes} nodes needs one PyTorch process per node, got {distribution}")
+            started = [
+                self._start_node(job, properties, inputs, scratch / f"node-{rank}", rank) for rank in range(nodes)
+            ]
+            job.process = started[0][0]  # what a cancel stops (the fake's cancel tests run one node)
+            results = [(process, *process.communicate(), outputs) for process, outputs in started]
+            job.stdout, job.stderr = results[0][1], results[0][2]
+            failed = [r for r in results if r[0].returncode != 0]
             if job.cancel_requested:
                 job.status = "Canceled"
-            elif job.process.returncode != 0:
-                tail = "\n".join(job.stderr.strip().splitlines()[-5:])
+            elif failed:
+                process, _, stderr, _ = failed[0]
+                tail = "\n".join(stderr.strip().splitlines()[-5:])
                 job.error = (
-                    f"Execution failed. User process 'bash' exited with status code {job.process.returncode}. "
+                    f"Execution failed. User process 'bash' exited with status code {process.returncode}. "
                     f"Please check log file 'user_logs/std_log.txt' for error details. Error: {tail}"
                 )
                 job.status = "Failed"
             else:
-                for key, output in properties.get("outputs", {}).items():
-                    self._upload(paths[("outputs", key)], output["uri"])
+                for *_, outputs in results:  # every node uploads its own output folders
+                    for key, output in properties.get("outputs", {}).items():
+                        self._upload(outputs[("outputs", key)], output["uri"])
                 job.status = "Completed"
         except Exception as error:  # the fake's own problems show up as a failed job with the reason
             job.error = f"{type(error).__name__}: {error}"
@@ -366,6 +348,51 @@ class FakeAzureML:
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
             job.done.set()
+
+    def _start_node(
+        self, job: Job, properties: dict[str, Any], inputs: dict, scratch: Path, rank: int
+    ) -> tuple[subprocess.Popen, dict]:
+        """One node of the job: its own output folders and working folder, NODE_RANK as Azure ML sets it."""
+        paths = dict(inputs)
+        for key, output in properties.get("outputs", {}).items():
+            if output.get("mode") != "Upload" or output.get("jobOutputType") != "uri_folder":
+                raise ValueError(f"fake: output {key!r} must be an Upload uri_folder, got {output}")
+            paths[("outputs", key)] = scratch / "outputs" / key
+            paths[("outputs", key)].mkdir(parents=True)  # Azure ML creates an output's folder
+
+        def placeholder(found: re.Match) -> str:
+            kind, key = found.group(1), found.group(2)
+            if (kind, key) not in paths:
+                raise ValueError(f"fake: the command names {found.group(0)}, which the job does not declare")
+            return str(paths[(kind, key)])
+
+        command = PLACEHOLDER.sub(placeholder, properties["command"])
+        if rank == self.fail_node:
+            command = "echo 'this node fails' >&2; exit 1"
+        workdir = scratch / "wd"  # Azure ML runs the command in a working folder of its own
+        workdir.mkdir(parents=True)
+        env = {
+            # The image's environment (Dockerfile): its interpreter first on PATH, the project on PYTHONPATH.
+            "PATH": f"{VENV_BIN}{os.pathsep}/usr/local/bin:/usr/bin:/bin",
+            "PYTHONPATH": str(self.image_dir),
+            "HOME": str(scratch),
+            "TMPDIR": str(scratch),
+            **properties.get("environmentVariables", {}),
+            **self.job_env,
+            "AZURE_STORAGE_CONNECTION_STRING": self.connection_string,  # the compute's storage identity
+        }
+        if (properties.get("resources") or {}).get("instanceCount", 1) > 1:
+            env |= {"NODE_RANK": str(rank), "RANK": str(rank), "LOCAL_RANK": "0"}
+        process = subprocess.Popen(
+            ["bash", "-c", command],
+            cwd=workdir,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=True,
+        )
+        return process, paths
 
     def _container_path(self, uri: str) -> tuple[str, str]:
         found = re.match(r"^azureml://datastores/([^/]+)/paths/(.*)$", uri)

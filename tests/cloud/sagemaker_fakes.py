@@ -4,7 +4,8 @@
 and then does what SageMaker would do in the container: copy each File-mode channel from (moto's)
 S3 into a throw-away `/opt/ml`-like folder, run the job's entry point command with the job's
 Environment plus the SM_* variables SageMaker sets, and pack `model/` into
-`<S3OutputPath>/<job>/output/model.tar.gz`. Nothing but the job's own environment, the SM_*
+`<S3OutputPath>/<job>/output/model.tar.gz`. A job with `InstanceCount: N` runs N such containers
+at once, algo-1 ... algo-N, each with its resourceconfig.json. Nothing but the job's own environment, the SM_*
 variables and the fake's credentials reaches the process, as in a real job.
 """
 
@@ -29,19 +30,46 @@ class SageMakerContainer:
         self.aws_env = aws_env  # what the job's execution role would provide: credentials, region, endpoint
         self.requests: list[dict[str, Any]] = []
         self.runs: list[subprocess.CompletedProcess] = []
+        self.fail_host: str | None = None  # "algo-2": that instance exits 1
+        self.failed: dict[str, str] = {}  # job name -> the FailureReason SageMaker would give
 
     def attach(self, client: Any) -> Any:
         client.meta.events.register("before-parameter-build.sagemaker.CreateTrainingJob", self._keep_request)
         client.meta.events.register("after-call.sagemaker.CreateTrainingJob", self._run_job)
+        client.meta.events.register("after-call.sagemaker.DescribeTrainingJob", self._describe)
         return client
+
+    def _describe(self, parsed: dict[str, Any], **_: Any) -> None:
+        """moto marks every job Completed; a job with a failed instance is Failed, as SageMaker reports it."""
+        reason = self.failed.get(parsed.get("TrainingJobName", ""))
+        if reason:
+            parsed.update(TrainingJobStatus="Failed", SecondaryStatus="Failed", FailureReason=reason)
 
     def _keep_request(self, params: dict[str, Any], **_: Any) -> None:
         self.requests.append(json.loads(json.dumps(params)))
 
     def _run_job(self, **_: Any) -> None:
+        """Every instance of the job at once (algo-1 ... algo-N, each its own /opt/ml); like SageMaker, the
+        job fails when one instance fails, and only algo-1's model folder becomes model.tar.gz."""
         request = self.requests[-1]
+        count = request["ResourceConfig"].get("InstanceCount", 1)
+        hosts = [f"algo-{i}" for i in range(1, count + 1)]
+        started = [self._start_host(request, host, hosts) for host in hosts]
+        for process, _ in started:
+            stdout, stderr = process.communicate(timeout=300)
+            self.runs.append(subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr))
         name = request["TrainingJobName"]
-        root = self.work_dir / name / "opt" / "ml"
+        for host, (process, _) in zip(hosts, started, strict=True):
+            if process.returncode != 0 and name not in self.failed:
+                self.failed[name] = f"AlgorithmError: instance {host} exited with status {process.returncode}"
+        if name not in self.failed:
+            self._upload_model(
+                boto3.client("s3"), started[0][1] / "model", f"{request['OutputDataConfig']['S3OutputPath']}/{name}"
+            )
+
+    def _start_host(self, request: dict[str, Any], host: str, hosts: list[str]) -> tuple[subprocess.Popen, Path]:
+        name = request["TrainingJobName"]
+        root = self.work_dir / name / host / "opt" / "ml"
         s3 = boto3.client("s3")
         env = {
             "PATH": os.environ["PATH"],
@@ -50,6 +78,7 @@ class SageMakerContainer:
             **request.get("Environment", {}),
             "SM_TRAINING_ENV": json.dumps({"job_name": name}),
             "SM_MODEL_DIR": str(root / "model"),
+            "SM_CURRENT_HOST": host,
             "KEEL_SAGEMAKER_ROOT": str(root),  # /opt/ml is not writable here
         }
         for channel in request.get("InputDataConfig", []):
@@ -59,15 +88,19 @@ class SageMakerContainer:
         config = root / "input" / "config"
         config.mkdir(parents=True, exist_ok=True)
         (config / "hyperparameters.json").write_text(json.dumps(request.get("HyperParameters", {})))
+        resources = {"current_host": host, "hosts": hosts, "network_interface_name": "eth0"}
+        (config / "resourceconfig.json").write_text(json.dumps(resources))
         (root / "model").mkdir(parents=True, exist_ok=True)
 
         spec = request["AlgorithmSpecification"]
         command = [*spec["ContainerEntrypoint"], *spec["ContainerArguments"]]
         command[0] = sys.executable if command[0] == "python" else command[0]
-        proc = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
-        self.runs.append(proc)
-        if proc.returncode == 0:
-            self._upload_model(s3, root / "model", f"{request['OutputDataConfig']['S3OutputPath']}/{name}")
+        if host == self.fail_host:
+            command = [sys.executable, "-c", "raise SystemExit('this instance fails')"]
+        process = subprocess.Popen(
+            command, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+        return process, root
 
     @staticmethod
     def _download(s3: Any, prefix_uri: str, folder: Path) -> None:

@@ -23,6 +23,9 @@ MODEL = "telco_churn"
 CHECKS = ("schema", "completeness", "validity", "uniqueness", "volume")
 
 
+SHARDS = 3  # one job on three instances (replicas, nodes): each scores a third of the day
+
+
 def cloud_day(project: Path, root: str) -> tuple[str, str]:
     """Set the copy's daily templates under `root` (s3://, gs://, az://) and write day 1 there; (rows, labels) URIs."""
     from ml.params import load_params
@@ -30,7 +33,9 @@ def cloud_day(project: Path, root: str) -> tuple[str, str]:
 
     root = root.rstrip("/")
     set_params(
-        project, daily={"incoming": f"{root}/incoming/{{date}}.parquet", "labels": f"{root}/labels/{{date}}.parquet"}
+        project,
+        daily={"incoming": f"{root}/incoming/{{date}}.parquet", "labels": f"{root}/labels/{{date}}.parquet"},
+        scoring={"shards": SHARDS, "min_rows_per_shard": 1},
     )
     params = load_params(project / "params.yaml")
     daily = params.daily
@@ -64,6 +69,7 @@ def assert_scored_like_local(
 ) -> dict[str, Any]:
     """Checks passed, and the delivered predictions equal the local Predictor's; returns batch_predictions' metadata."""
     from ml import io
+    from ml.predictions import capture_uri, read_manifest, read_predictions
     from ml.predictor import Predictor
     from resources.registry import MANIFEST_TAG
 
@@ -75,9 +81,16 @@ def assert_scored_like_local(
     assert scored["model_version"] == 1
     assert scored["model_manifest_sha256"] == registry.version_info(MODEL, 1)["tags"][MANIFEST_TAG]
     assert scored["rows_path"] == rows_uri
-    # The predictions are one Parquet file at the storage URI the asset asked for, in the cloud store.
-    assert scored["predictions"] == storage.uri("predictions", f"{DAY}.parquet")
-    predictions = io.read_parquet(scored["predictions"])
+    # The predictions are the day's folder in the cloud store: 3 part files and the manifest naming them.
+    assert scored["predictions"] == storage.uri("predictions", f"day={DAY}")
+    assert scored["shards"] == SHARDS
+    manifest = read_manifest(scored["predictions"])
+    assert [p["path"].split("/")[-1] for p in manifest["parts"]] == [
+        f"part-0000{i}-of-0000{SHARDS}.parquet" for i in range(SHARDS)
+    ]
+    assert all(p["rows"] > 0 for p in manifest["parts"]) and manifest["model_version"] == "1"
+    assert manifest["split"] == scored["shard_split"] == "rows"  # the day's file is one row group: cut by rows
+    predictions = read_predictions(scored["predictions"])
     rows = io.read_parquet(rows_uri)
     assert list(predictions.columns) == ["customer_id", "score"]
     assert scored["dagster/row_count"] == len(rows) == len(predictions)
@@ -85,8 +98,9 @@ def assert_scored_like_local(
     local = Predictor.load(registry.download(MODEL, 1)).predict(rows)
     assert np.abs(predictions["score"].to_numpy() - local).max() < 1e-12
     assert abs(scored["score_mean"] - float(local.mean())) < 1e-6
-    # The capture the drift report reads is the scorer's second output, delivered beside the predictions.
-    assert scored["capture"] == storage.uri("monitoring", "capture", f"{DAY}.parquet")
+    # The capture the drift report reads is the shards' samples merged, named by the same manifest.
+    assert scored["capture"] == capture_uri(scored["predictions"])
+    assert scored["capture"].startswith(storage.uri("predictions", f"day={DAY}", "run-"))
     capture = io.read_parquet(scored["capture"])
     assert capture["customer_id"].tolist() == rows["customer_id"].tolist()  # a day under drift.current_rows: all
     assert (capture["score"].to_numpy() == predictions["score"].to_numpy()).all()

@@ -25,11 +25,12 @@ from dagster_pipes import decode_env_var
 import resources.cloud_job as cloud_job
 from assets.candidate_model import candidate_model
 from ml import io, runtime
+from ml.predictions import part_uris
 from orchestration.deployments import DeploymentError, azure, resources_for
 from resources.azureml import AzureMLCompute, AzureMLError
 from tests.cloud.azure_fakes import Azurite, FakeAzureML
 from tests.cloud.conftest import azurite_blob
-from tests.cloud.scoring import DAY, assert_scored_like_local, cloud_day, latest, score_day
+from tests.cloud.scoring import DAY, SHARDS, assert_scored_like_local, cloud_day, latest, score_day
 from tests.conftest import REPO, train
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -439,12 +440,14 @@ def test_a_day_is_scored_as_an_azure_ml_job(trained_project, scoring_workspace, 
         scored = assert_scored_like_local(result, instance, resources, rows_uri)
         logs = run_log(instance, result.run_id)
         drift = latest(instance, "drift_report")
-        predictions = read_blob(azurite, container, f"keel/predictions/{DAY}.parquet")
-        # Re-scoring the day (a backfill after a new champion) replaces the day's file: same model and rows,
-        # so the same bytes.
+        day = f"az://{container}/keel/predictions/day={DAY}"
+        predictions = [read_blob(azurite, container, uri.split("/", 3)[3]) for uri in part_uris(day)]
+        # Re-scoring the day (a backfill after a new champion) replaces the day's manifest: same model and
+        # rows, so the same bytes in every part.
         again = score_day(trained_project, instance, resources)
         assert again.success, run_log(instance, again.run_id)
-        assert read_blob(azurite, container, f"keel/predictions/{DAY}.parquet") == predictions
+        assert [read_blob(azurite, container, uri.split("/", 3)[3]) for uri in part_uris(day)] == predictions
+        assert part_uris(day)[0].startswith(f"{day}/run-{again.run_id}/")
     assert scoring_workspace.unexpected == []
 
     put, rescored = scoring_workspace.job_puts()  # the night, then the same day scored again
@@ -470,12 +473,24 @@ def test_a_day_is_scored_as_an_azure_ml_job(trained_project, scoring_workspace, 
         ),
         "rows": ("uri_file", f"azureml://datastores/{DATASTORE}/paths/daily/incoming/{DAY}.parquet"),
     }
-    assert properties["outputs"]["predictions"]["uri"] == f"azureml://datastores/{DATASTORE}/paths/keel/predictions/"
-    # The upload-mode output put exactly one new file into the folder: the predictions the asset asked for.
-    assert blob_names(azurite, container, "keel/predictions/") == [
-        f"keel/predictions/{DAY}.config.json",
-        f"keel/predictions/{DAY}.parquet",
-    ]
+    assert (
+        properties["outputs"]["parts"]["uri"] == f"azureml://datastores/{DATASTORE}/paths/keel/predictions/day={DAY}/"
+    )
+    # One command job on 3 nodes, one process each (Azure ML sets each node's NODE_RANK).
+    assert properties["resources"]["instanceCount"] == SHARDS
+    assert properties["distribution"] == {"distributionType": "PyTorch", "processCountPerInstance": 1}
+    # Each node's upload-mode output put its own files into the run's new attempt folder; the launcher
+    # added the capture and the manifest; the first run's attempt is kept as the one before.
+    names = blob_names(azurite, container, "keel/predictions/")
+    for run in (result.run_id, again.run_id):
+        attempt = f"keel/predictions/day={DAY}/run-{run}"
+        parts = [
+            f"{attempt}/part-0000{i}-of-00003{end}"
+            for i in range(SHARDS)
+            for end in (".capture.parquet", ".json", ".parquet")
+        ]
+        assert set(parts) | {f"{attempt}/capture.parquet"} <= set(names)
+    assert f"keel/predictions/day={DAY}/manifest.json" in names
     # Pipes came back through Azure Blob.
     messages = decode_env_var(properties["environmentVariables"]["DAGSTER_PIPES_MESSAGES"])
     chunks = blob_names(azurite, container, messages["key_prefix"] + "/")
@@ -484,9 +499,28 @@ def test_a_day_is_scored_as_an_azure_ml_job(trained_project, scoring_workspace, 
         f"scoring {rows_uri} with the model at az://{container}/keel/models/registered/{MODEL}/{scored['model_manifest_sha256']}"
         in logs
     )
-    assert f"wrote {scored['dagster/row_count']:,} scores to az://{container}/keel/predictions/{DAY}.parquet" in logs
+    assert f"shard 0 of 3 into az://{container}/keel/predictions/day={DAY}/run-" in logs
+    assert "shard 1 of 3" not in logs and "shard 2 of 3" not in logs
     assert drift["verdict"] == "no drift" and drift["report"] == f"az://{container}/keel/monitoring/drift/{DAY}.html"
-    assert blob_names(azurite, container, "keel/monitoring/") == [
-        f"keel/monitoring/capture/{DAY}.parquet",
-        f"keel/monitoring/drift/{DAY}.html",
-    ]
+    assert blob_names(azurite, container, "keel/monitoring/") == [f"keel/monitoring/drift/{DAY}.html"]
+
+
+def test_a_failing_node_fails_the_day_and_the_previous_day_stays(
+    trained_project, scoring_workspace, azurite, container, credential
+):
+    """Scoring the day again with node 1 failing: the job fails, and the day's manifest and parts stay."""
+    from ml.predictions import read_predictions
+
+    resources = resources_for(root=trained_project, environ=azure_environ(scoring_workspace, azurite, container))
+    cloud_day(trained_project, f"az://{container}/daily")
+    day = f"az://{container}/keel/predictions/day={DAY}"
+    with dg.DagsterInstance.from_config(str(trained_project / "var" / "dagster")) as instance:
+        assert score_day(trained_project, instance, resources).success
+        manifest = read_blob(azurite, container, f"keel/predictions/day={DAY}/manifest.json")
+        scores = read_predictions(day)
+        scoring_workspace.fail_node = 1
+        failed = score_day(trained_project, instance, resources)
+        assert not failed.success
+        assert "this node fails" in failed.failure_data_for_node("batch_predictions").error.to_string()
+        assert read_blob(azurite, container, f"keel/predictions/day={DAY}/manifest.json") == manifest
+        assert read_predictions(day).equals(scores)

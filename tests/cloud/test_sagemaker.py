@@ -27,7 +27,7 @@ from orchestration import deployments
 from resources.compute import ComputeBackend
 from resources.sagemaker import SageMakerCompute, check_environment, training_job_name
 from tests.cloud.sagemaker_fakes import SageMakerContainer
-from tests.cloud.scoring import DAY, assert_scored_like_local, cloud_day, latest, score_day
+from tests.cloud.scoring import DAY, SHARDS, assert_scored_like_local, cloud_day, latest, score_day
 from tests.conftest import train
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -335,8 +335,7 @@ def test_a_day_is_scored_as_a_sagemaker_job(aws, s3, container, trained_project)
     with dg.DagsterInstance.from_config(str(trained_project / "var" / "dagster")) as instance:
         result = score_day(trained_project, instance, resources)
         assert result.success, [proc.stderr for proc in container.runs]
-        (proc,) = container.runs
-        assert proc.returncode == 0, proc.stderr
+        assert len(container.runs) == SHARDS and all(proc.returncode == 0 for proc in container.runs)
         scored = assert_scored_like_local(result, instance, resources, rows_uri)
         logs = "\n".join(e.user_message for e in instance.all_logs(result.run_id))
         drift = latest(instance, "drift_report")
@@ -349,6 +348,10 @@ def test_a_day_is_scored_as_a_sagemaker_job(aws, s3, container, trained_project)
     channels = {c["ChannelName"]: c["DataSource"]["S3DataSource"]["S3Uri"] for c in request["InputDataConfig"]}
     assert channels["model"] == f"s3://{BUCKET}/keel/models/registered/{MODEL}/{scored['model_manifest_sha256']}/"
     assert channels["rows"] == rows_uri
+    # One job on 3 instances, each reading the whole day (FullyReplicated) and writing its part to S3 itself.
+    assert request["ResourceConfig"]["InstanceCount"] == SHARDS
+    distribution = {c["DataSource"]["S3DataSource"]["S3DataDistributionType"] for c in request["InputDataConfig"]}
+    assert distribution == {"FullyReplicated"} and request["Environment"]["KEEL_SAGEMAKER_DIRECT_OUTPUTS"] == "1"
     # The entry point's messages came back through S3, its log lines are in the run.
     messages = decode_pipes_param(request["Environment"]["DAGSTER_PIPES_MESSAGES"])
     assert f"{messages['key_prefix']}/1.json" in s3_keys(s3, f"keel/pipes/{job}/")
@@ -356,13 +359,44 @@ def test_a_day_is_scored_as_a_sagemaker_job(aws, s3, container, trained_project)
         f"scoring {rows_uri} with the model at s3://{BUCKET}/keel/models/registered/{MODEL}/{scored['model_manifest_sha256']}"
         in logs
     )
-    assert f"wrote {scored['dagster/row_count']:,} scores to s3://{BUCKET}/keel/predictions/{DAY}.parquet" in logs
+    attempt = f"keel/predictions/day={DAY}/run-{result.run_id}"
+    assert f"shard 0 of 3 into s3://{BUCKET}/{attempt}" in logs  # only algo-1 speaks Pipes
+    assert "shard 1 of 3" not in logs and "shard 2 of 3" not in logs
     assert f"SageMaker training job {job}: Completed" in logs
-    # The predictions file came out of model.tar.gz as one file, at the URI the asset asked for.
-    assert s3_keys(s3, "keel/predictions/") == [
-        f"keel/predictions/{DAY}.config.json",
-        f"keel/predictions/{DAY}.parquet",
+    parts = [
+        f"{attempt}/part-0000{i}-of-00003{end}"
+        for i in range(SHARDS)
+        for end in (".capture.parquet", ".json", ".parquet")
     ]
-    assert s3_keys(s3, f"keel/sagemaker-jobs/{job}/") == [f"keel/sagemaker-jobs/{job}/output/model.tar.gz"]
+    assert s3_keys(s3, "keel/predictions/") == sorted(
+        [
+            f"keel/predictions/{DAY}.config.json",
+            f"keel/predictions/day={DAY}/manifest.json",
+            f"{attempt}/capture.parquet",
+            *parts,
+        ]
+    )
     assert drift["verdict"] == "no drift" and drift["report"] == f"s3://{BUCKET}/keel/monitoring/drift/{DAY}.html"
-    assert s3_keys(s3, "keel/monitoring/drift/") == [f"keel/monitoring/drift/{DAY}.html"]
+    assert s3_keys(s3, "keel/monitoring/") == [f"keel/monitoring/drift/{DAY}.html"]
+
+
+def test_a_failing_instance_fails_the_day_and_the_previous_day_stays(aws, s3, container, trained_project):
+    """Scoring the day again with algo-2 failing: the job fails, and the day's manifest and parts stay."""
+    from ml import io
+    from ml.predictions import read_predictions
+
+    resources = deployments.resources_for(root=trained_project, environ=aws_settings(aws))
+    cloud_day(trained_project, f"s3://{BUCKET}/daily")
+    day = f"s3://{BUCKET}/keel/predictions/day={DAY}"
+    with dg.DagsterInstance.from_config(str(trained_project / "var" / "dagster")) as instance:
+        assert score_day(trained_project, instance, resources).success
+        before, scores = io.read_json(f"{day}/manifest.json"), read_predictions(day)
+        container.fail_host = "algo-2"  # shard 1
+        failed = score_day(trained_project, instance, resources)
+        assert not failed.success
+        assert (
+            "instance algo-2 exited with status 1"
+            in failed.failure_data_for_node("batch_predictions").error.to_string()
+        )
+        assert io.read_json(f"{day}/manifest.json") == before
+        assert read_predictions(day).equals(scores)

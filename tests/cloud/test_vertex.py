@@ -26,6 +26,7 @@ import resources.cloud_job as cloud_job
 from assets.candidate_model import candidate_model
 from assets.registered_model import registered_model
 from ml import io, runtime
+from ml.predictions import read_predictions
 from orchestration import deployments
 from resources.compute import ComputeBackend
 from resources.storage import ArtifactStore
@@ -37,7 +38,7 @@ from resources.vertex import (
     custom_job_display_name,
     with_environment,
 )
-from tests.cloud.scoring import DAY, assert_scored_like_local, cloud_day, latest, score_day
+from tests.cloud.scoring import DAY, SHARDS, assert_scored_like_local, cloud_day, latest, score_day
 from tests.cloud.vertex_fakes import PROJECT_NUMBER, FakeVertex, GcsEmulator
 from tests.conftest import REPO, train
 
@@ -126,9 +127,10 @@ def normalised(request: dict[str, Any], run_id: str) -> dict[str, Any]:
     text = DISPLAY_NAME.sub("<display_name>", json.dumps(request, sort_keys=True).replace(run_id, "<run_id>"))
     text = re.sub(r"(/models/registered/[^/\"]+/)[0-9a-f]{64}", r"\1<manifest_sha256>", text)  # content-keyed
     document = json.loads(text)
-    for item in document["jobSpec"]["workerPoolSpecs"][0]["containerSpec"]["env"]:
-        if item["name"] in ("DAGSTER_PIPES_CONTEXT", "DAGSTER_PIPES_MESSAGES"):
-            item["value"] = "<encoded pipes params>"
+    for pool in document["jobSpec"]["workerPoolSpecs"]:
+        for item in pool["containerSpec"]["env"]:
+            if item["name"] in ("DAGSTER_PIPES_CONTEXT", "DAGSTER_PIPES_MESSAGES"):
+                item["value"] = "<encoded pipes params>"
     return document
 
 
@@ -567,7 +569,24 @@ def test_a_day_is_scored_as_a_vertex_custom_job(vertex, trained_project):
         == f"gs://{BUCKET}/keel/models/registered/{MODEL}/{scored['model_manifest_sha256']}"
     )
     assert args[args.index("--rows") + 1] == rows_uri
-    assert blobs("keel/predictions/") == [f"keel/predictions/{DAY}.config.json", f"keel/predictions/{DAY}.parquet"]
+    # One job on 3 machines: the primary replica and a second pool of 2, the same container and environment.
+    pools = request["jobSpec"]["workerPoolSpecs"]
+    assert [p["replicaCount"] for p in pools] == [1, SHARDS - 1]
+    assert pools[0]["containerSpec"] == pools[1]["containerSpec"]
+    attempt = f"keel/predictions/day={DAY}/run-{result.run_id}"
+    parts = [
+        f"{attempt}/part-0000{i}-of-00003{suffix}"
+        for i in range(SHARDS)
+        for suffix in (".capture.parquet", ".json", ".parquet")
+    ]
+    assert blobs("keel/predictions/") == sorted(
+        [
+            f"keel/predictions/{DAY}.config.json",
+            f"keel/predictions/day={DAY}/manifest.json",
+            f"{attempt}/capture.parquet",
+            *parts,
+        ]
+    )
     assert blobs(f"keel/vertex-jobs/{display_name}/") == []  # nothing was left under AIP_MODEL_DIR
     # Pipes messages came back through GCS; the context was cleaned up.
     messages = decode_pipes_param(container_env(request)["DAGSTER_PIPES_MESSAGES"])
@@ -577,7 +596,25 @@ def test_a_day_is_scored_as_a_vertex_custom_job(vertex, trained_project):
         f"scoring {rows_uri} with the model at gs://{BUCKET}/keel/models/registered/{MODEL}/{scored['model_manifest_sha256']}"
         in logs
     )
-    assert f"wrote {scored['dagster/row_count']:,} scores to gs://{BUCKET}/keel/predictions/{DAY}.parquet" in logs
+    assert f"shard 0 of 3 into gs://{BUCKET}/{attempt}" in logs  # only replica 0 speaks Pipes
+    assert "shard 1 of 3" not in logs and "shard 2 of 3" not in logs
     assert f"Vertex AI custom job {display_name} succeeded" in logs
     assert drift["verdict"] == "no drift" and drift["report"] == f"gs://{BUCKET}/keel/monitoring/drift/{DAY}.html"
-    assert blobs("keel/monitoring/") == [f"keel/monitoring/capture/{DAY}.parquet", f"keel/monitoring/drift/{DAY}.html"]
+    assert blobs("keel/monitoring/") == [f"keel/monitoring/drift/{DAY}.html"]
+
+
+def test_a_failing_replica_fails_the_day_and_the_previous_day_stays(vertex, trained_project):
+    """Scoring the day again with one replica failing: the job fails, and the day's manifest and parts stay."""
+    resources = deployments.resources_for(root=trained_project, environ=gcp_settings(vertex))
+    rows_uri, _ = cloud_day(trained_project, f"gs://{BUCKET}/daily")
+    with dg.DagsterInstance.from_config(str(trained_project / "var" / "dagster")) as instance:
+        assert score_day(trained_project, instance, resources).success
+        manifest = f"gs://{BUCKET}/keel/predictions/day={DAY}/manifest.json"
+        before, scores = io.read_json(manifest), read_predictions(f"gs://{BUCKET}/keel/predictions/day={DAY}")
+        vertex.fail_replica = ("workerpool1", 0)  # shard 1
+        failed = score_day(trained_project, instance, resources)
+        assert not failed.success
+        failure = failed.failure_data_for_node("batch_predictions").error.to_string()
+        assert "The replica workerpool1-0 exited with a non-zero status" in failure
+        assert io.read_json(manifest) == before
+        pd.testing.assert_frame_equal(read_predictions(f"gs://{BUCKET}/keel/predictions/day={DAY}"), scores)

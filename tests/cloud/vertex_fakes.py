@@ -3,14 +3,14 @@
 No Vertex AI emulator exists. `FakeVertex` serves the calls the backend makes
 (`POST /v1/projects/{p}/locations/{l}/customJobs`, `GET /v1/{name}`, `POST /v1/{name}:cancel`) on a
 free 127.0.0.1 port, keeps every request body, and plays the job the way Vertex would: it runs the
-first worker pool's container command (`python -m ml.train ...`) in a subprocess with the container
+worker pools' container command (`python -m ml.train ...`), one subprocess per replica (with its CLUSTER_SPEC), with the container
 environment the request sent plus the AIP_* variables Vertex derives from `baseOutputDirectory`
 and what the job's service account would provide (the emulator's address), then reports
 JOB_STATE_PENDING -> JOB_STATE_RUNNING -> JOB_STATE_SUCCEEDED / JOB_STATE_FAILED. Nothing of the
 test process's environment reaches the job but PATH and HOME, as in a real container.
 
 Knobs for the failure paths: `fail_next` makes the next job fail without running (an infrastructure
-error, with that message), `hold` keeps jobs running until they are cancelled, and a project named
+error, with that message), `fail_replica` makes one replica of a job exit 1, `hold` keeps jobs running until they are cancelled, and a project named
 in `denied_projects` gets the 403 Vertex answers without aiplatform.customJobs.create, and
 `unavailable_reads` answers that many job reads with 503.
 """
@@ -87,6 +87,7 @@ class FakeVertex:
         self.calls: list[str] = []  # "METHOD path", in order
         self.jobs: dict[str, FakeJob] = {}
         self.fail_next: str | None = None
+        self.fail_replica: tuple[str, int] | None = None  # ("workerpool1", 0): that replica exits 1
         self.hold = False
         self.denied_projects: set[str] = set()
         self.unavailable_reads = 0  # the next N job reads answer 503, as Google's front end sometimes does
@@ -182,10 +183,45 @@ class FakeVertex:
     # --- the container -------------------------------------------------------------------------
 
     def _play(self, job: FakeJob) -> None:
+        """Every replica of every worker pool at once, each told its place by CLUSTER_SPEC, as Vertex does;
+        the job fails when one replica fails."""
         spec = job.body["jobSpec"]
-        container = spec["workerPoolSpecs"][0]["containerSpec"]
+        pools = spec["workerPoolSpecs"]
+        cluster = {
+            f"workerpool{i}": [f"workerpool{i}-{r}:2222" for r in range(p.get("replicaCount", 1))]
+            for i, p in enumerate(pools)
+        }
+        replicas = [(i, r) for i, pool in enumerate(pools) for r in range(pool.get("replicaCount", 1))]
+        processes = [self._start_replica(job, pools[i]["containerSpec"], cluster, i, r) for i, r in replicas]
+        job.process = processes[0]
+        job.state = "JOB_STATE_RUNNING"
+        outputs = [process.communicate() for process in processes]
+        job.stdout, job.stderr = outputs[0]
+        if job.state != "JOB_STATE_RUNNING":  # cancelled meanwhile
+            return
+        failed = [
+            (replica, p.returncode, out)
+            for replica, p, out in zip(replicas, processes, outputs, strict=True)
+            if p.returncode
+        ]
+        if not failed:
+            job.state = "JOB_STATE_SUCCEEDED"
+        else:
+            (pool, index), code, (_, stderr) = failed[0]
+            job.state = "JOB_STATE_FAILED"
+            job.stderr = stderr
+            job.error = {
+                "code": 3,
+                "message": f"The replica workerpool{pool}-{index} exited with a non-zero status of {code}. "
+                "To find out more about why your job exited please check the logs.",
+            }
+
+    def _start_replica(
+        self, job: FakeJob, container: dict[str, Any], cluster: dict[str, Any], pool: int, index: int
+    ) -> subprocess.Popen:
+        spec = job.body["jobSpec"]
         base = (spec.get("baseOutputDirectory") or {}).get("outputUriPrefix", "").rstrip("/")
-        home = self.work_dir / job.name.rsplit("/", 1)[-1]
+        home = self.work_dir / job.name.rsplit("/", 1)[-1] / f"workerpool{pool}-{index}"
         home.mkdir(parents=True, exist_ok=True)
         env = {
             "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
@@ -193,6 +229,7 @@ class FakeVertex:
             **self.job_env,
             **{item["name"]: item["value"] for item in container.get("env", [])},
             "CLOUD_ML_PROJECT_ID": job.name.split("/")[1],
+            "CLUSTER_SPEC": json.dumps({"cluster": cluster, "task": {"type": f"workerpool{pool}", "index": index}}),
         }
         if base:  # what Vertex derives from baseOutputDirectory
             env |= {
@@ -202,22 +239,9 @@ class FakeVertex:
             }
         command = [*container.get("command", []), *container.get("args", [])]
         command[0] = sys.executable if command[0] == "python" else command[0]
-        job.process = subprocess.Popen(
-            command, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-        )
-        job.state = "JOB_STATE_RUNNING"
-        job.stdout, job.stderr = job.process.communicate()
-        if job.state != "JOB_STATE_RUNNING":  # cancelled meanwhile
-            return
-        if job.process.returncode == 0:
-            job.state = "JOB_STATE_SUCCEEDED"
-        else:
-            job.state = "JOB_STATE_FAILED"
-            job.error = {
-                "code": 3,
-                "message": f"The replica workerpool0-0 exited with a non-zero status of {job.process.returncode}. "
-                "To find out more about why your job exited please check the logs.",
-            }
+        if self.fail_replica == (f"workerpool{pool}", index):
+            command = [sys.executable, "-c", "raise SystemExit('this replica fails')"]
+        return subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
     def _handler(self) -> type[BaseHTTPRequestHandler]:
         fake = self

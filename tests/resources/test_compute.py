@@ -63,3 +63,44 @@ def test_a_failing_entry_point_fails_the_step_with_its_message(training_inputs, 
     messages = "\n".join(e.user_message for e in instance.all_logs(outcome.run_id) if e.level >= 40)
     assert "training.model 'xgboost' is not one of lightgbm, logistic_regression" in messages
     assert not (tmp_path / "model").exists()
+
+
+PROBE = """
+import os, sys
+from dagster_pipes import open_dagster_pipes
+
+index = int(os.environ["KEEL_SHARD_INDEX"])
+open(os.path.join(os.environ["OUT"], f"replica-{index}"), "w").write(os.environ["OMP_NUM_THREADS"])
+if index == 0:
+    with open_dagster_pipes() as pipes:
+        pipes.report_asset_materialization(metadata={"replica": index})
+else:
+    print(f"replica {index} says hello", file=sys.stderr)
+    sys.exit(1 if str(index) == os.environ.get("FAIL") else 0)
+"""
+
+
+def run_replicas(tmp_path, fail: str | None) -> dg.ExecuteInProcessResult:
+    (tmp_path / "replica_probe.py").write_text(PROBE)
+    env = {"OUT": str(tmp_path), "OMP_NUM_THREADS": "1", **({"FAIL": fail} if fail else {})}
+
+    @dg.asset
+    def sharded(context: dg.AssetExecutionContext, compute: ComputeBackend) -> dg.MaterializeResult:
+        return compute.run(context, "replica_probe", {}, {}, replicas=3).get_materialize_result()
+
+    compute = LocalCompute(working_dir=str(tmp_path), env=env)
+    return dg.materialize([sharded], resources={"compute": compute}, raise_on_error=False)
+
+
+def test_local_replicas_run_at_once_each_with_its_index_and_only_replica_0_reports(tmp_path):
+    outcome = run_replicas(tmp_path, fail=None)
+    assert outcome.success
+    assert outcome.asset_materializations_for_node("sharded")[0].metadata["replica"].value == 0
+    assert sorted(p.name for p in tmp_path.glob("replica-*")) == ["replica-0", "replica-1", "replica-2"]
+
+
+def test_a_failing_local_replica_fails_the_call_with_its_last_lines(tmp_path):
+    outcome = run_replicas(tmp_path, fail="2")
+    assert not outcome.success
+    message = outcome.failure_data_for_node("sharded").error.to_string()
+    assert "replica 2 exited with 1: replica 2 says hello" in message and "replica 1 exited" not in message
