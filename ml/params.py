@@ -200,6 +200,10 @@ class RolloutSection(_Section):
         return value
 
 
+class ServingSection(_Section):
+    rollout: RolloutSection = Field(default_factory=RolloutSection)
+
+
 class Params(_Section):
     """The whole of params.yaml."""
 
@@ -214,6 +218,7 @@ class Params(_Section):
     scoring: ScoringSection = Field(default_factory=ScoringSection)
     drift: DriftSection = Field(default_factory=DriftSection)
     retraining: RetrainingSection = Field(default_factory=RetrainingSection)
+    serving: ServingSection = Field(default_factory=ServingSection)
 
     # The project folder that relative paths in the file are taken from (the file's folder).
     _root: Path | None = PrivateAttr(default=None)

@@ -32,6 +32,7 @@ from resources.registry import ModelRegistry
 from resources.sagemaker import SageMakerCompute
 from resources.storage import ArtifactStore
 from resources.vertex import VertexCompute
+from serving.cloud import LocalEndpoint
 
 DEPLOYMENT_VARIABLE = "KEEL_DEPLOYMENT"
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
@@ -108,6 +109,7 @@ def shared(root: Path, storage: ArtifactStore) -> dict[str, Any]:
         "registry": ModelRegistry(root=str(root / "var" / "mlflow"), params=params),
         "storage": storage,
         "io_manager": RecordIOManager(storage=storage),
+        "endpoint": LocalEndpoint(),  # the serving endpoint a rollout is applied to; the clouds' replace it
     }
 
 
