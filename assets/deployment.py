@@ -72,6 +72,7 @@ def deployment_event(
 
 @dg.asset(
     group_name="serving",
+    kinds={"json"},
     owners=["team:ml-platform"],
     description=(
         "Which registered version answers which share of the endpoint's requests, since when and why "

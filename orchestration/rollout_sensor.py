@@ -72,8 +72,8 @@ def judge(state: RolloutState, settings: Params, store_root: str, champion: int 
     description=(
         "Every 30 s while a canary or shadow runs (rollout.json): compares its arm of the request log with "
         "the champion's over the bake (p99 latency, 5xx rate, score drift, AUC on labelled requests; "
-        "serving.rollout thresholds). A breach returns all traffic to the champion at once and launches "
-        "conclude_rollout to record the rollback with its reason; a clean bake launches it to promote."
+        "serving.rollout thresholds). A breach returns all traffic to the champion at once and launches the "
+        "conclude_rollout job to record the rollback with its reason; a clean bake launches it to promote."
     ),
 )
 def canary_bake(
