@@ -87,6 +87,15 @@ backfill: setup
 test: setup system-packages emulators
 	$(BIN)/pytest -n 2 --dist loadfile
 
+## canary: try VERSION on live traffic (MODE=canary|shadow, PERCENT of requests, REASON); the sensor canary_bake
+## promotes it after serving.rollout.bake_minutes, or rolls it back at the first breach
+.PHONY: canary
+comma := ,
+canary: setup
+	@test -n "$(VERSION)" || { echo "usage: make canary VERSION=3 [MODE=shadow] [PERCENT=10] [REASON='...']" >&2; exit 2; }
+	@mkdir -p var && echo '{"ops": {"start_rollout": {"config": {"version": $(VERSION), "mode": "$(or $(MODE),canary)", $(if $(PERCENT),"percent": $(PERCENT)$(comma)) "reason": "$(or $(REASON),make canary VERSION=$(VERSION))"}}}}' > var/canary.yaml
+	$(BIN)/dagster job execute -m orchestration.definitions -j start_canary -c var/canary.yaml
+
 ## lint: ruff's lint rules and formatting (pyproject.toml)
 lint: setup
 	$(BIN)/ruff check .

@@ -13,6 +13,7 @@ from assets.labels import labels
 from assets.model_performance import model_performance
 from assets.raw_data import raw_data
 from assets.registered_model import registered_model
+from assets.served_requests import served_requests
 from assets.training_set import training_set
 from orchestration.deployments import resources_for
 from orchestration.jobs import JOBS
@@ -33,6 +34,7 @@ ASSETS = [
     labels,
     model_performance,
     deployment,
+    served_requests,
 ]
 CHECKS = [evaluation_gate]  # the data checks and the monitoring warnings are declared on their assets
 
