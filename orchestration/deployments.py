@@ -33,6 +33,7 @@ from resources.sagemaker import SageMakerCompute
 from resources.storage import ArtifactStore
 from resources.vertex import VertexCompute
 from serving.cloud import LocalEndpoint
+from serving.cloud.sagemaker_endpoint import SageMakerEndpoint
 
 DEPLOYMENT_VARIABLE = "KEEL_DEPLOYMENT"
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
@@ -154,6 +155,18 @@ SAGEMAKER_SETTINGS: Settings = {
 }
 
 
+# The SageMaker endpoint a rollout is applied to: the training role and image unless told otherwise.
+SAGEMAKER_ENDPOINT_SETTINGS: Settings = {
+    "region": ("AWS_REGION", "AWS_DEFAULT_REGION"),
+    "role_arn": ("KEEL_SAGEMAKER_ENDPOINT_ROLE_ARN", "KEEL_SAGEMAKER_ROLE_ARN"),
+    "image_uri": ("KEEL_SERVING_IMAGE_URI", "KEEL_SAGEMAKER_IMAGE_URI"),
+    "endpoint_name": "KEEL_SAGEMAKER_ENDPOINT_NAME",
+    "instance_type": "KEEL_SAGEMAKER_ENDPOINT_INSTANCE_TYPE",
+    "instance_count": "KEEL_SAGEMAKER_ENDPOINT_INSTANCE_COUNT",
+    "endpoint_url": "KEEL_SAGEMAKER_ENDPOINT_URL",
+}
+
+
 def aws(root: Path = PROJECT_ROOT, environ: Mapping[str, str] | None = None) -> dict[str, Any]:
     """SageMaker training jobs, artifacts under KEEL_S3_ROOT (docs/cloud.md lists every variable)."""
     environ = os.environ if environ is None else environ
@@ -165,7 +178,10 @@ def aws(root: Path = PROJECT_ROOT, environ: Mapping[str, str] | None = None) -> 
         pipes_uri=f"{s3_root}/pipes",  # Pipes context and messages, one folder per job
         output_uri=f"{s3_root}/sagemaker-jobs",  # each job's model.tar.gz, before it is unpacked
     )
-    return {**shared(root, ArtifactStore(root=s3_root)), "compute": compute}
+    endpoint = build_resource(
+        SageMakerEndpoint, "aws", read_settings(SageMakerEndpoint, "aws", SAGEMAKER_ENDPOINT_SETTINGS, environ)
+    )
+    return {**shared(root, ArtifactStore(root=s3_root)), "compute": compute, "endpoint": endpoint}
 
 
 VERTEX_SETTINGS: Settings = {
