@@ -34,6 +34,7 @@ from resources.storage import ArtifactStore
 from resources.vertex import VertexCompute
 from serving.cloud import LocalEndpoint
 from serving.cloud.sagemaker_endpoint import SageMakerEndpoint
+from serving.cloud.vertex_endpoint import VertexEndpoint
 
 DEPLOYMENT_VARIABLE = "KEEL_DEPLOYMENT"
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
@@ -198,6 +199,17 @@ VERTEX_SETTINGS: Settings = {
 }
 
 
+VERTEX_ENDPOINT_SETTINGS: Settings = {
+    "project": ("KEEL_VERTEX_PROJECT", "GOOGLE_CLOUD_PROJECT"),
+    "location": "KEEL_VERTEX_LOCATION",
+    "image_uri": ("KEEL_SERVING_IMAGE_URI", "KEEL_VERTEX_IMAGE_URI"),
+    "endpoint_id": "KEEL_VERTEX_ENDPOINT_ID",
+    "machine_type": "KEEL_VERTEX_ENDPOINT_MACHINE_TYPE",
+    "min_replicas": "KEEL_VERTEX_ENDPOINT_MIN_REPLICAS",
+    "api_endpoint": "KEEL_VERTEX_API_ENDPOINT",
+}
+
+
 def gcp(root: Path = PROJECT_ROOT, environ: Mapping[str, str] | None = None) -> dict[str, Any]:
     """Vertex AI custom jobs, artifacts under KEEL_GCS_ROOT (docs/cloud.md lists every variable).
 
@@ -213,7 +225,10 @@ def gcp(root: Path = PROJECT_ROOT, environ: Mapping[str, str] | None = None) -> 
         pipes_uri=f"{gcs_root}/pipes",  # Pipes context and messages, one folder per job
         output_uri=f"{gcs_root}/vertex-jobs",  # each job's baseOutputDirectory (AIP_MODEL_DIR, ...)
     )
-    return {**shared(root, ArtifactStore(root=gcs_root)), "compute": compute}
+    endpoint = build_resource(
+        VertexEndpoint, "gcp", read_settings(VertexEndpoint, "gcp", VERTEX_ENDPOINT_SETTINGS, environ)
+    )
+    return {**shared(root, ArtifactStore(root=gcs_root)), "compute": compute, "endpoint": endpoint}
 
 
 AZUREML_SETTINGS: Settings = {
