@@ -33,6 +33,7 @@ from resources.sagemaker import SageMakerCompute
 from resources.storage import ArtifactStore
 from resources.vertex import VertexCompute
 from serving.cloud import LocalEndpoint
+from serving.cloud.azureml_endpoint import AzureMLEndpoint
 from serving.cloud.sagemaker_endpoint import SageMakerEndpoint
 from serving.cloud.vertex_endpoint import VertexEndpoint
 
@@ -247,6 +248,19 @@ AZUREML_SETTINGS: Settings = {
 }
 
 
+AZUREML_ENDPOINT_SETTINGS: Settings = {
+    "subscription_id": "KEEL_AZUREML_SUBSCRIPTION_ID",
+    "resource_group": "KEEL_AZUREML_RESOURCE_GROUP",
+    "workspace": "KEEL_AZUREML_WORKSPACE",
+    "location": "KEEL_AZUREML_LOCATION",
+    "image": ("KEEL_SERVING_IMAGE_URI", "KEEL_AZUREML_IMAGE"),
+    "endpoint_name": "KEEL_AZUREML_ENDPOINT_NAME",
+    "instance_type": "KEEL_AZUREML_ENDPOINT_INSTANCE_TYPE",
+    "instance_count": "KEEL_AZUREML_ENDPOINT_INSTANCE_COUNT",
+    "resource_manager_url": "KEEL_AZUREML_RESOURCE_MANAGER_URL",
+}
+
+
 def azure(root: Path = PROJECT_ROOT, environ: Mapping[str, str] | None = None) -> dict[str, Any]:
     """Azure ML command jobs, artifacts under KEEL_AZURE_STORAGE_ROOT (docs/cloud.md lists every variable).
 
@@ -278,7 +292,10 @@ def azure(root: Path = PROJECT_ROOT, environ: Mapping[str, str] | None = None) -
         storage_account_url=account_url,
         storage_connection_string=dg.EnvVar(connection) if setting(environ, connection) else None,
     )
-    return {**shared(root, ArtifactStore(root=root_uri)), "compute": compute}
+    endpoint = build_resource(
+        AzureMLEndpoint, "azure", read_settings(AzureMLEndpoint, "azure", AZUREML_ENDPOINT_SETTINGS, environ)
+    )
+    return {**shared(root, ArtifactStore(root=root_uri)), "compute": compute, "endpoint": endpoint}
 
 
 # KEEL_DEPLOYMENT value -> function building its resources. One entry per deployment.
