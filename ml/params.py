@@ -173,6 +173,18 @@ class RetrainingSection(_Section):
     noise_z: float = Field(default=2.0, ge=0, description="Standard errors of a day's AUC that count as noise.")
 
 
+class ServingSection(_Section):
+    """The real-time endpoint (serving/): where it listens, how often it looks for new models, its request log."""
+
+    host: str = Field(default="127.0.0.1", description="The address the endpoint listens on.")
+    port: int = Field(default=8080, ge=1, le=65535, description="Its port.")
+    poll_seconds: float = Field(
+        default=5.0, gt=0, description="How often the endpoint re-reads the registry's aliases and the rollout state."
+    )
+    log_flush_seconds: float = Field(default=2.0, gt=0, description="The request log is written at least this often.")
+    log_flush_rows: int = Field(default=20_000, ge=1, description="... or as soon as this many rows are queued.")
+
+
 class Params(_Section):
     """The whole of params.yaml."""
 
@@ -187,6 +199,7 @@ class Params(_Section):
     scoring: ScoringSection = Field(default_factory=ScoringSection)
     drift: DriftSection = Field(default_factory=DriftSection)
     retraining: RetrainingSection = Field(default_factory=RetrainingSection)
+    serving: ServingSection = Field(default_factory=ServingSection)
 
     # The project folder that relative paths in the file are taken from (the file's folder).
     _root: Path | None = PrivateAttr(default=None)
