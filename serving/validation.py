@@ -92,7 +92,11 @@ class RowValidator:
         if self.reject_unexpected:
             for column in row:
                 if column not in self.known:
-                    bad(column, row[column], "is not a column of the dataset spec (unexpected_columns: reject)")
+                    bad(
+                        column,
+                        row[column],
+                        f"(value {row[column]!r}) is not a column of the dataset spec (unexpected_columns: reject)",
+                    )
         for column in self.numeric:
             value = row.get(column)
             if value is None:
