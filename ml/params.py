@@ -201,6 +201,15 @@ class RolloutSection(_Section):
 
 
 class ServingSection(_Section):
+    """The real-time endpoint (serving/): where it listens, how often it looks for new models, its request log."""
+
+    host: str = Field(default="127.0.0.1", description="The address the endpoint listens on.")
+    port: int = Field(default=8080, ge=1, le=65535, description="Its port.")
+    poll_seconds: float = Field(
+        default=5.0, gt=0, description="How often the endpoint re-reads the registry's aliases and the rollout state."
+    )
+    log_flush_seconds: float = Field(default=2.0, gt=0, description="The request log is written at least this often.")
+    log_flush_rows: int = Field(default=20_000, ge=1, description="... or as soon as this many rows are queued.")
     rollout: RolloutSection = Field(default_factory=RolloutSection)
 
 

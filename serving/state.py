@@ -79,11 +79,18 @@ def parse_state(document: object, origin: str = STATE_FILE) -> RolloutState:
         raise RolloutStateError(f"{origin}: {'; '.join(problems)}") from None
 
 
+_NO_ROLLOUT: RolloutState | None = None
+
+
 def read_state(store_root: str) -> RolloutState:
-    """The current rollout state; `off` when no rollout was ever written."""
+    """The current rollout state; `off` (the same value every time, since this process first asked) when
+    no rollout was ever written."""
+    global _NO_ROLLOUT
     uri = state_uri(store_root)
     if not io.exists(uri):
-        return RolloutState(mode="off", reason="no rollout state written yet", decided_by="default")
+        if _NO_ROLLOUT is None:
+            _NO_ROLLOUT = RolloutState(mode="off", reason="no rollout state written yet", decided_by="default")
+        return _NO_ROLLOUT
     return parse_state(io.read_json(uri), uri)
 
 
