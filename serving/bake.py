@@ -30,10 +30,14 @@ from sklearn.metrics import roc_auc_score
 
 from ml.drift_calibration import calibrate_column, score
 from ml.params import RolloutSection
+from ml.sample import id_hashes, smallest
 
 CHAMPION_ARM = "champion"
 LABEL = "label"  # 0/1 truth column of the labels frame given to `decide`
 Outcome = Literal["wait", "promote", "rollback"]
+# Scores compared for drift, per arm: a seeded sample by request id beyond this (as the drift report
+# samples its days), so a tick costs the same whatever the traffic.
+MAX_DRIFT_ROWS = 20_000
 REQUIRED = ("request_id", "received_at", "arm", "model_version", "latency_ms", "status", "score")
 
 
@@ -90,6 +94,14 @@ def _auc(rows: pd.DataFrame, labels: pd.DataFrame | None, id_column: str | None)
     if len(joined) == 0 or truth.min() == truth.max():  # one class: no AUC
         return len(joined), None
     return len(joined), float(roc_auc_score(truth, joined["score"].to_numpy(dtype="float64")))
+
+
+def _drift_sample(rows: pd.DataFrame, seed: int) -> pd.Series:
+    scored = rows[rows["score"].notna()]
+    if len(scored) > MAX_DRIFT_ROWS:
+        keep = smallest(id_hashes(scored["request_id"].astype(str), seed), np.arange(len(scored)), MAX_DRIFT_ROWS)
+        scored = scored.iloc[keep]
+    return scored["score"].reset_index(drop=True)
 
 
 def _figures(rows: pd.DataFrame, arm: str, labels: pd.DataFrame | None, id_column: str | None) -> ArmFigures:
@@ -160,7 +172,7 @@ def decide(
     passed.append(f"error rate {canary.error_rate:.2%}")
 
     drift, threshold = None, None
-    canary_scores, champion_scores = canary_rows["score"].dropna(), champion_rows["score"].dropna()
+    canary_scores, champion_scores = _drift_sample(canary_rows, seed), _drift_sample(champion_rows, seed)
     if len(canary_scores) and len(champion_scores) >= 4:
         drift = score(champion_scores, canary_scores, "numeric")
         if s.max_score_drift == "auto":
