@@ -20,6 +20,7 @@ from ml.artifact import manifest_sha256
 from ml.io import read_parquet
 from ml.predictor import Predictor
 from ml.train import train_artifact
+from orchestration.alerts import monitoring_alerts
 from orchestration.definitions import definitions
 from orchestration.deployments import local
 from resources.registry import CHALLENGER, CHAMPION
@@ -147,6 +148,8 @@ def test_a_slow_canary_is_rolled_back_and_a_good_one_promoted(root, artifacts, t
         rolled = deployments(instance)[-1]
         assert rolled["mode"] == "off" and rolled["outcome"] == "rollback" and rolled["rolled_back_version"] == 2
         assert rolled["p99_ms_canary"] > 1.5 * rolled["p99_ms_champion"] and rolled["requests_canary"] >= 100
+        alerts, _ = monitoring_alerts(instance, '{"after": 0, "drifting": false}')
+        assert any("challenger rolled back: v2 -> none" in text and "latency p99" in text for text in alerts), alerts
 
         # A good challenger: as fast as the champion, scores like it; clean after the (zero-minute) bake.
         shutil.rmtree(Path(store) / "serving" / "requests")
