@@ -246,12 +246,22 @@ def run_compute(predictor, records: list[dict], spec) -> None:
     )
 
 
+def scoring_counts(port: int) -> tuple[int, int]:
+    import httpx
+
+    counts = httpx.get(f"http://127.0.0.1:{port}/metadata", timeout=10).json()["scoring"]
+    return counts["predict_calls"], counts["rows"]
+
+
 def run_closed(port: int, trivial_port: int, singles: list[bytes], batches: list[bytes], seconds: float) -> None:
-    print(f"\nclosed loop over HTTP ({seconds:g} s each):")
+    print(f"\nclosed loop over HTTP ({seconds:g} s each; rows/call: rows per Predictor.predict call in the server):")
     asyncio.run(closed_loop(port, singles, 8, 1.0))  # warm-up
     for concurrency in (1, 8, 32):
+        calls, rows = scoring_counts(port)
         latencies, elapsed = asyncio.run(closed_loop(port, singles, concurrency, seconds))
-        print(line(f"1 row, concurrency {concurrency}", summary(latencies, elapsed)))
+        after_calls, after_rows = scoring_counts(port)
+        per_call = (after_rows - rows) / max(after_calls - calls, 1)
+        print(line(f"1 row, concurrency {concurrency}", summary(latencies, elapsed)) + f"  {per_call:5.1f} rows/call")
     latencies, elapsed = asyncio.run(closed_loop(port, batches, 8, seconds))
     print(line("100 rows, concurrency 8", summary(latencies, elapsed, 100)))
     latencies, elapsed = asyncio.run(closed_loop(trivial_port, singles, 32, seconds / 2))
