@@ -8,7 +8,7 @@ process with a raw asyncio HTTP/1.1 keep-alive client (one connection per concur
 
 - closed loop, single-row requests at concurrency 1, 8 and 32: p50 / p99 latency and requests/s;
 - closed loop, 100-row requests at concurrency 8: rows/s;
-- open loop at `--rate` single-row requests/s (sends on a fixed schedule, latency from the scheduled
+- open loop at each of `--rates` single-row requests/s (sends on a fixed schedule, latency from the scheduled
   time, so a stall is not hidden), with the rollout off, with a canary of `--canary-percent` and with
   a shadow, side by side;
 - beside them, the compute alone: `Predictor.predict` on the same rows in this process;
@@ -268,10 +268,10 @@ def run_closed(port: int, trivial_port: int, singles: list[bytes], batches: list
     print(line("client limit: no-work server, concurrency 32", summary(latencies, elapsed)))
 
 
-def run_open(port: int, store_root: str, singles: list[bytes], args: argparse.Namespace) -> None:
+def run_open(port: int, store_root: str, singles: list[bytes], rate: float, args: argparse.Namespace) -> None:
     from serving.state import RolloutState, write_state
 
-    print(f"\nopen loop, {args.rate:g} single-row requests/s ({args.seconds:g} s each):")
+    print(f"\nopen loop, {rate:g} single-row requests/s ({args.seconds:g} s each):")
     p99 = {}
     labels = {"off": "champion only", "canary": f"canary {args.canary_percent:g} %", "shadow": "shadow"}
     for mode in ("off", "canary", "shadow"):
@@ -284,7 +284,7 @@ def run_open(port: int, store_root: str, singles: list[bytes], args: argparse.Na
         )
         write_state(store_root, state)
         wait_for_mode(port, mode)
-        latencies, elapsed = asyncio.run(open_loop(port, singles, args.rate, args.seconds))
+        latencies, elapsed = asyncio.run(open_loop(port, singles, rate, args.seconds))
         figures = summary(latencies, elapsed)
         p99[mode] = figures["p99_ms"]
         print(line(labels[mode], figures))
@@ -296,8 +296,10 @@ def run_open(port: int, store_root: str, singles: list[bytes], args: argparse.Na
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.serving", description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=8.0, help="length of each load test")
-    parser.add_argument("--rate", type=float, default=500.0, help="single-row requests/s of the open-loop tests")
-    parser.add_argument("--canary-percent", type=float, default=50.0)
+    parser.add_argument(
+        "--rates", type=float, nargs="+", default=[500.0, 200.0], help="single-row requests/s of the open-loop tests"
+    )
+    parser.add_argument("--canary-percent", type=float, default=10.0)
     parser.add_argument("--only", choices=["compute", "closed", "open"], nargs="+", help="run only these parts")
     parser.add_argument("--project", type=Path, help="reuse this benchmark project (made by a previous run's --keep)")
     parser.add_argument("--keep", type=Path, help="build the project here and keep it")
@@ -342,7 +344,8 @@ def main(argv: list[str] | None = None) -> int:
             if "closed" in parts:
                 run_closed(port, trivial_port, singles, batches, args.seconds)
             if "open" in parts:
-                run_open(port, store.root, singles, args)
+                for rate in args.rates:
+                    run_open(port, store.root, singles, rate, args)
         finally:
             for process in (server, trivial):
                 process.terminate()
