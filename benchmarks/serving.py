@@ -8,11 +8,14 @@ process with a raw asyncio HTTP/1.1 keep-alive client (one connection per concur
 
 - closed loop, single-row requests at concurrency 1, 8 and 32: p50 / p99 latency and requests/s;
 - closed loop, 100-row requests at concurrency 8: rows/s;
-- open loop at `--rate` single-row requests/s (sends on a fixed schedule, latency from the scheduled
+- open loop at each of `--rates` single-row requests/s (sends on a fixed schedule, latency from the scheduled
   time, so a stall is not hidden), with the rollout off, with a canary of `--canary-percent` and with
   a shadow, side by side;
 - beside them, the compute alone: `Predictor.predict` on the same rows in this process;
 - the client's own limit: the same client against a server that answers at once without work.
+
+`--keep DIR` keeps the project it builds, `--project DIR` reuses it; `--only compute closed open`
+runs some parts.
 
 Client and server share the machine's cores, so every figure includes the client's own CPU time.
 """
@@ -35,6 +38,7 @@ import orjson
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
+ROUNDS = 3
 
 TRIVIAL_SERVER = """
 import asyncio, sys
@@ -210,78 +214,147 @@ def line(name: str, figures: dict[str, float]) -> str:
     return f"  {name:<44} " + "  ".join(parts)
 
 
+def median_ms(function, repeat: int = 200) -> float:
+    times = []
+    for _ in range(repeat):
+        started = time.perf_counter()
+        function()
+        times.append(time.perf_counter() - started)
+    return statistics.median(times) * 1000
+
+
+def run_compute(predictor, records: list[dict], spec) -> None:
+    from ml.features import transform
+    from serving.scoring import rows_frame
+    from serving.validation import RowValidator
+
+    print("\ncompute only (Predictor.predict in this process, features + model):")
+    for rows in (1, 32, 100):
+        print(line(f"{rows} row(s) per call", compute_only(predictor, records, rows)))
+    validator, body = RowValidator(spec), orjson.dumps({"rows": records[:1]})
+    frame = rows_frame(records[:1], predictor)
+    features = transform(frame, predictor.state)
+    stages = {
+        "JSON parse": lambda: orjson.loads(body),
+        "row checks": lambda: validator.validate(records[:1]),
+        "rows -> frame": lambda: rows_frame(records[:1], predictor),
+        "features (ml.features.transform)": lambda: transform(frame, predictor.state),
+        "model": lambda: predictor.model.predict(features),
+    }
+    print(
+        "  where a single row's time goes (median per call): "
+        + ", ".join(f"{name} {median_ms(function):.3f} ms" for name, function in stages.items())
+    )
+
+
+def scoring_counts(port: int) -> tuple[int, int]:
+    import httpx
+
+    counts = httpx.get(f"http://127.0.0.1:{port}/metadata", timeout=10).json()["scoring"]
+    return counts["predict_calls"], counts["rows"]
+
+
+def run_closed(port: int, trivial_port: int, singles: list[bytes], batches: list[bytes], seconds: float) -> None:
+    print(f"\nclosed loop over HTTP ({seconds:g} s each; rows/call: rows per Predictor.predict call in the server):")
+    asyncio.run(closed_loop(port, singles, 8, 1.0))  # warm-up
+    for concurrency in (1, 8, 32):
+        calls, rows = scoring_counts(port)
+        latencies, elapsed = asyncio.run(closed_loop(port, singles, concurrency, seconds))
+        after_calls, after_rows = scoring_counts(port)
+        per_call = (after_rows - rows) / max(after_calls - calls, 1)
+        print(line(f"1 row, concurrency {concurrency}", summary(latencies, elapsed)) + f"  {per_call:5.1f} rows/call")
+    latencies, elapsed = asyncio.run(closed_loop(port, batches, 8, seconds))
+    print(line("100 rows, concurrency 8", summary(latencies, elapsed, 100)))
+    latencies, elapsed = asyncio.run(closed_loop(trivial_port, singles, 32, seconds / 2))
+    print(line("client limit: no-work server, concurrency 32", summary(latencies, elapsed)))
+
+
+def run_open(port: int, store_root: str, singles: list[bytes], rate: float, args: argparse.Namespace) -> None:
+    """The three modes in turn, `ROUNDS` times in short slices, so a change in the machine's load
+    falls on all of them alike; latencies pooled per mode."""
+    from serving.state import RolloutState, write_state
+
+    print(f"\nopen loop, {rate:g} single-row requests/s ({args.seconds:g} s per mode, in {ROUNDS} slices):")
+    labels = {"off": "champion only", "canary": f"canary {args.canary_percent:g} %", "shadow": "shadow"}
+    pooled: dict[str, list[float]] = {mode: [] for mode in labels}
+    elapsed: dict[str, float] = dict.fromkeys(labels, 0.0)
+    for _ in range(ROUNDS):
+        for mode in labels:
+            state = RolloutState(
+                mode=mode,
+                challenger_version=None if mode == "off" else 2,
+                canary_percent=args.canary_percent if mode == "canary" else 0.0,
+                reason="benchmark",
+                decided_by="benchmarks/serving.py",
+            )
+            write_state(store_root, state)
+            wait_for_mode(port, mode)
+            latencies, seconds = asyncio.run(open_loop(port, singles, rate, args.seconds / ROUNDS))
+            pooled[mode] += latencies
+            elapsed[mode] += seconds
+    write_state(store_root, RolloutState(mode="off", reason="benchmark done", decided_by="benchmarks/serving.py"))
+    p99 = {}
+    for mode, label in labels.items():
+        figures = summary(pooled[mode], elapsed[mode])
+        p99[mode] = figures["p99_ms"]
+        print(line(label, figures))
+    for mode in ("canary", "shadow"):
+        print(f"  p99 {mode} / champion only: {p99[mode] / p99['off']:.2f}")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.serving", description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=8.0, help="length of each load test")
-    parser.add_argument("--rate", type=float, default=500.0, help="single-row requests/s of the open-loop tests")
-    parser.add_argument("--canary-percent", type=float, default=50.0)
+    parser.add_argument(
+        "--rates", type=float, nargs="+", default=[500.0, 200.0], help="single-row requests/s of the open-loop tests"
+    )
+    parser.add_argument("--canary-percent", type=float, default=10.0)
+    parser.add_argument("--only", choices=["compute", "closed", "open"], nargs="+", help="run only these parts")
+    parser.add_argument("--project", type=Path, help="reuse this benchmark project (made by a previous run's --keep)")
+    parser.add_argument("--keep", type=Path, help="build the project here and keep it")
     args = parser.parse_args(argv)
     os.environ["OMP_NUM_THREADS"] = "1"  # as the server runs (serving/__main__.py)
 
-    from ml.predictor import Predictor
+    from ml.params import load_params
+    from resources.registry import ModelRegistry
     from resources.storage import ArtifactStore
     from serving.models import ModelSource
-    from serving.state import RolloutState, write_state
     from tests.serving.project import example_rows, make_project
 
+    parts = set(args.only or ["compute", "closed", "open"])
     load = os.getloadavg()
     print(f"cores: {os.cpu_count()}, load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f} at the start")
     with tempfile.TemporaryDirectory(prefix="keel-bench-serving-") as tmp:
-        project = Path(tmp) / "project"
-        registry = make_project(project)
-        settings = yaml.safe_load((project / "params.yaml").read_text(encoding="utf-8"))
-        settings["serving"]["poll_seconds"] = 0.5  # switch rollout modes quickly between tests
-        (project / "params.yaml").write_text(yaml.safe_dump(settings, sort_keys=False), encoding="utf-8")
+        project = args.project or args.keep or Path(tmp) / "project"
+        if args.project:
+            registry = ModelRegistry(root=str(project / "var" / "mlflow"))
+        else:
+            registry = make_project(project)
+            settings = yaml.safe_load((project / "params.yaml").read_text(encoding="utf-8"))
+            settings["serving"]["poll_seconds"] = 0.5  # switch rollout modes quickly between tests
+            (project / "params.yaml").write_text(yaml.safe_dump(settings, sort_keys=False), encoding="utf-8")
         store = ArtifactStore(root=str(project / "var" / "storage"))
-        model_name = "telco_churn"
-        predictor: Predictor = ModelSource(registry, store, model_name).load(1).predictor
+        predictor = ModelSource(registry, store, "telco_churn").load(1).predictor
         records = orjson.loads(example_rows().to_json(orient="records"))
         singles = [orjson.dumps({"rows": [{**r, "request_id": f"r{i}"}]}) for i, r in enumerate(records)]
         batches = [orjson.dumps({"rows": records[i : i + 100]}) for i in range(0, len(records) - 100, 100)]
 
-        port = free_port()
+        port, trivial_port = free_port(), free_port()
         server = subprocess.Popen(
             [sys.executable, "-m", "serving", "--project-dir", str(project), "--port", str(port)],
             cwd=ROOT,
             env={**os.environ, "PYTHONPATH": str(ROOT)},
         )
-        trivial_port = free_port()
         trivial = subprocess.Popen([sys.executable, "-c", TRIVIAL_SERVER, str(trivial_port)])
         try:
             wait_until_up(port, server)
-            print("\ncompute only (Predictor.predict in this process, features + model):")
-            for rows in (1, 32, 100):
-                print(line(f"{rows} row(s) per call", compute_only(predictor, records, rows)))
-
-            print(f"\nclosed loop over HTTP ({args.seconds:g} s each):")
-            asyncio.run(closed_loop(port, singles, 8, 1.0))  # warm-up
-            for concurrency in (1, 8, 32):
-                latencies, elapsed = asyncio.run(closed_loop(port, singles, concurrency, args.seconds))
-                print(line(f"1 row, concurrency {concurrency}", summary(latencies, elapsed)))
-            latencies, elapsed = asyncio.run(closed_loop(port, batches, 8, args.seconds))
-            print(line("100 rows, concurrency 8", summary(latencies, elapsed, 100)))
-            latencies, elapsed = asyncio.run(closed_loop(trivial_port, singles, 32, args.seconds / 2))
-            print(line("client limit: no-work server, concurrency 32", summary(latencies, elapsed)))
-
-            print(f"\nopen loop, {args.rate:g} single-row requests/s ({args.seconds:g} s each):")
-            p99 = {}
-            for mode in ("off", "canary", "shadow"):
-                state = RolloutState(
-                    mode=mode,
-                    challenger_version=None if mode == "off" else 2,
-                    canary_percent=args.canary_percent if mode == "canary" else 0.0,
-                    reason="benchmark",
-                    decided_by="benchmarks/serving.py",
-                )
-                write_state(store.root, state)
-                wait_for_mode(port, mode)
-                latencies, elapsed = asyncio.run(open_loop(port, singles, args.rate, args.seconds))
-                figures = summary(latencies, elapsed)
-                p99[mode] = figures["p99_ms"]
-                label = {"off": "champion only", "canary": f"canary {args.canary_percent:g} %", "shadow": "shadow"}
-                print(line(label[mode], figures))
-            for mode in ("canary", "shadow"):
-                print(f"  p99 {mode} / champion only: {p99[mode] / p99['off']:.2f}")
+            if "compute" in parts:
+                run_compute(predictor, records, load_params(project / "params.yaml").dataset)
+            if "closed" in parts:
+                run_closed(port, trivial_port, singles, batches, args.seconds)
+            if "open" in parts:
+                for rate in args.rates:
+                    run_open(port, store.root, singles, rate, args)
         finally:
             for process in (server, trivial):
                 process.terminate()

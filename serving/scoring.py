@@ -50,7 +50,8 @@ class Scorer:
         self._shadow: deque[Job] = deque()
         self._shadow_rows = 0
         self.shadow_dropped = 0
-        self.batches = 0
+        self.batches = 0  # predict calls, and the rows they scored: their ratio is the batching achieved
+        self.rows = 0
         self._cond = threading.Condition()
         self._closed = False
         self._thread = threading.Thread(target=self._run, name="scorer", daemon=True)
@@ -99,10 +100,10 @@ class Scorer:
 
     def _score(self, jobs: list[Job]) -> None:
         predictor = jobs[0].predictor
-        self.batches += 1
+        rows = [row for job in jobs for row in job.rows]
         started = time.perf_counter()
         try:
-            scores = predictor.predict(rows_frame([row for job in jobs for row in job.rows], predictor))
+            scores = predictor.predict(rows_frame(rows, predictor))
         except Exception as error:
             if len(jobs) > 1:  # one request's rows broke the batch: score each alone so only it fails
                 for job in jobs:
@@ -111,6 +112,8 @@ class Scorer:
             jobs[0].done(None, error, started, time.perf_counter())
             return
         finished = time.perf_counter()
+        self.batches += 1
+        self.rows += len(rows)
         start = 0
         for job in jobs:
             job.done(scores[start : start + len(job.rows)], None, started, finished)

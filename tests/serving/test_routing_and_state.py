@@ -45,3 +45,16 @@ def test_the_rollout_file_round_trips_and_missing_means_off(tmp_path):
 def test_a_bad_rollout_file_is_refused_naming_the_key(document, words):
     with pytest.raises(RolloutStateError, match=words):
         parse_state(document, "rollout.json")
+
+
+def test_the_serving_settings_are_checked_naming_the_key():
+    import yaml
+
+    from ml.params import ParamsError, parse_params
+    from tests.serving.project import REPO
+
+    document = yaml.safe_load((REPO / "params.yaml").read_text(encoding="utf-8"))
+    assert parse_params(document).serving.poll_seconds > 0
+    document["serving"]["port"] = 0
+    with pytest.raises(ParamsError, match=r"serving\.port"):
+        parse_params(document)
