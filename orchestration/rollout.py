@@ -59,7 +59,7 @@ class ConcludeConfig(dg.Config):
 
 def served(storage: ArtifactStore, registry: ModelRegistry, version: int) -> ServedModel:
     sha = registry.version_info(registry.model_name, version)["tags"][MANIFEST_TAG]
-    return ServedModel(version, sha, published_model(storage, registry, version))
+    return ServedModel(version, sha, published_model(storage, registry, version), storage.root)
 
 
 def _apply(endpoint: Endpoint, state: RolloutState, storage, registry, champion: int, challenger: int | None) -> dict:

@@ -23,6 +23,16 @@ class ServedModel:
     version: int
     manifest_sha256: str
     model_uri: str  # the published artifact folder (resources/layout.py published_model)
+    store_root: str  # the artifact store: the container logs its requests there and reads rollout.json
+
+    def environment(self) -> dict[str, str]:
+        """What the model container (serving/cloud/container.py) is told."""
+        return {
+            "KEEL_MODEL_URI": self.model_uri,
+            "KEEL_MODEL_SHA256": self.manifest_sha256,
+            "KEEL_MODEL_VERSION": str(self.version),
+            "KEEL_STORE_ROOT": self.store_root,
+        }
 
 
 class Endpoint(dg.ConfigurableResource):

@@ -137,11 +137,7 @@ class AzureMLEndpoint(Endpoint):
                 "endpointComputeType": "Managed",
                 "instanceType": self.instance_type,
                 "environmentId": self._environment(client),
-                "environmentVariables": {
-                    "KEEL_MODEL_URI": model.model_uri,
-                    "KEEL_MODEL_SHA256": model.manifest_sha256,
-                    "KEEL_MODEL_VERSION": str(model.version),
-                },
+                "environmentVariables": model.environment(),
             },
         }
         self._call(client, "PUT", path, body)

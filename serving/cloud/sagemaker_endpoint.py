@@ -57,11 +57,7 @@ class SageMakerEndpoint(Endpoint):
                 ExecutionRoleArn=self.role_arn,
                 PrimaryContainer={
                     "Image": self.image_uri,
-                    "Environment": {
-                        "KEEL_MODEL_URI": model.model_uri,
-                        "KEEL_MODEL_SHA256": model.manifest_sha256,
-                        "KEEL_MODEL_VERSION": str(model.version),
-                    },
+                    "Environment": model.environment(),
                 },
             )
         return name

@@ -81,17 +81,13 @@ class VertexEndpoint(Endpoint):
         except Exception as error:
             if getattr(error, "status", None) != 404:
                 raise
-        env = {"KEEL_MODEL_URI": model.model_uri, "KEEL_MODEL_SHA256": model.manifest_sha256}
         body = {
             "modelId": self.model_id(model),
             "model": {
                 "displayName": f"v{model.version}",
                 "containerSpec": {
                     "imageUri": self.image_uri,
-                    "env": [
-                        {"name": k, "value": v}
-                        for k, v in sorted({**env, "KEEL_MODEL_VERSION": str(model.version)}.items())
-                    ],
+                    "env": [{"name": k, "value": v} for k, v in sorted(model.environment().items())],
                     "predictRoute": "/predict",
                     "healthRoute": "/health",
                 },

@@ -15,7 +15,10 @@ from tests.cloud.azureml_endpoint_fakes import FakeAzureMLEndpoints
 
 FIXTURES = Path(__file__).parent / "fixtures"
 IMAGE = "keeltest.azurecr.io/keel-serving:test"
-V1, V2 = (ServedModel(n, f"{n}" * 64, f"az://keel/keel/models/registered/telco_churn/{n}{'0' * 63}") for n in (1, 2))
+V1, V2 = (
+    ServedModel(n, f"{n}" * 64, f"az://keel/keel/models/registered/telco_churn/{n}{'0' * 63}", "az://keel/keel")
+    for n in (1, 2)
+)
 
 
 class Token:

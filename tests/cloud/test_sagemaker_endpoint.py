@@ -22,7 +22,12 @@ FIXTURES = Path(__file__).parent / "fixtures"
 ROLE = "arn:aws:iam::123456789012:role/keel-sagemaker-endpoint"
 IMAGE = "123456789012.dkr.ecr.us-east-1.amazonaws.com/keel-serving:test"
 V1, V2, V3 = (
-    ServedModel(n, f"{n}" * 64, f"s3://keel-artifacts/keel/models/registered/telco_churn/{n}{'0' * 63}")
+    ServedModel(
+        n,
+        f"{n}" * 64,
+        f"s3://keel-artifacts/keel/models/registered/telco_churn/{n}{'0' * 63}",
+        "s3://keel-artifacts/keel",
+    )
     for n in (1, 2, 3)
 )
 CANARY = "canary"

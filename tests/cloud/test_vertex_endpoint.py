@@ -14,7 +14,10 @@ from tests.cloud.vertex_endpoint_fakes import FakeVertexEndpoints
 FIXTURES = Path(__file__).parent / "fixtures"
 IMAGE = "europe-west4-docker.pkg.dev/keel-test/keel/serving:test"
 V1, V2 = (
-    ServedModel(n, f"{n}" * 64, f"gs://keel-test/keel/models/registered/telco_churn/{n}{'0' * 63}") for n in (1, 2)
+    ServedModel(
+        n, f"{n}" * 64, f"gs://keel-test/keel/models/registered/telco_churn/{n}{'0' * 63}", "gs://keel-test/keel"
+    )
+    for n in (1, 2)
 )
 ENDPOINT = "projects/keel-test/locations/europe-west4/endpoints/keel"
 
