@@ -157,11 +157,11 @@ SAGEMAKER_SETTINGS: Settings = {
 }
 
 
-# The SageMaker endpoint a rollout is applied to: the training role and image unless told otherwise.
+# The SageMaker endpoint a rollout is applied to: the training role unless told otherwise.
 SAGEMAKER_ENDPOINT_SETTINGS: Settings = {
     "region": ("AWS_REGION", "AWS_DEFAULT_REGION"),
     "role_arn": ("KEEL_SAGEMAKER_ENDPOINT_ROLE_ARN", "KEEL_SAGEMAKER_ROLE_ARN"),
-    "image_uri": ("KEEL_SERVING_IMAGE_URI", "KEEL_SAGEMAKER_IMAGE_URI"),
+    "image_uri": "KEEL_SERVING_IMAGE_URI",
     "endpoint_name": "KEEL_SAGEMAKER_ENDPOINT_NAME",
     "instance_type": "KEEL_SAGEMAKER_ENDPOINT_INSTANCE_TYPE",
     "instance_count": "KEEL_SAGEMAKER_ENDPOINT_INSTANCE_COUNT",
@@ -203,7 +203,7 @@ VERTEX_SETTINGS: Settings = {
 VERTEX_ENDPOINT_SETTINGS: Settings = {
     "project": ("KEEL_VERTEX_PROJECT", "GOOGLE_CLOUD_PROJECT"),
     "location": "KEEL_VERTEX_LOCATION",
-    "image_uri": ("KEEL_SERVING_IMAGE_URI", "KEEL_VERTEX_IMAGE_URI"),
+    "image_uri": "KEEL_SERVING_IMAGE_URI",
     "endpoint_id": "KEEL_VERTEX_ENDPOINT_ID",
     "machine_type": "KEEL_VERTEX_ENDPOINT_MACHINE_TYPE",
     "min_replicas": "KEEL_VERTEX_ENDPOINT_MIN_REPLICAS",
@@ -253,7 +253,7 @@ AZUREML_ENDPOINT_SETTINGS: Settings = {
     "resource_group": "KEEL_AZUREML_RESOURCE_GROUP",
     "workspace": "KEEL_AZUREML_WORKSPACE",
     "location": "KEEL_AZUREML_LOCATION",
-    "image": ("KEEL_SERVING_IMAGE_URI", "KEEL_AZUREML_IMAGE"),
+    "image": "KEEL_SERVING_IMAGE_URI",
     "endpoint_name": "KEEL_AZUREML_ENDPOINT_NAME",
     "instance_type": "KEEL_AZUREML_ENDPOINT_INSTANCE_TYPE",
     "instance_count": "KEEL_AZUREML_ENDPOINT_INSTANCE_COUNT",

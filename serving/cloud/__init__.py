@@ -49,6 +49,14 @@ class LocalEndpoint(Endpoint):
         return {"endpoint": "local server (reads rollout.json every serving.poll_seconds)"}
 
 
+def require_image(image: str | None, platform: str) -> str:
+    if not image:
+        raise ValueError(
+            f"a rollout on {platform} needs the serving image in KEEL_SERVING_IMAGE_URI (built from Dockerfile.serving)"
+        )
+    return image
+
+
 def shares(state: RolloutState, champion: int, challenger: int | None) -> dict[str, float]:
     """Percent of the answers each version gives (a shadow scores every request but answers none)."""
     if state.mode == "canary" and challenger is not None:

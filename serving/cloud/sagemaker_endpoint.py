@@ -21,7 +21,7 @@ import boto3
 from botocore.exceptions import ClientError
 from pydantic import Field
 
-from serving.cloud import Endpoint, ServedModel
+from serving.cloud import Endpoint, ServedModel, require_image
 from serving.state import RolloutState
 
 
@@ -34,7 +34,7 @@ class SageMakerEndpoint(Endpoint):
 
     region: str = Field(description="AWS region of the endpoint.")
     role_arn: str = Field(description="Execution role the endpoint's containers run as (reads the models in S3).")
-    image_uri: str = Field(description="ECR URI of the project's serving image.")
+    image_uri: str | None = Field(default=None, description="ECR URI of the project's serving image.")
     endpoint_name: str = Field(default="keel", description="The endpoint's name.")
     instance_type: str = Field(default="ml.m5.large", description="Instance type of each variant.")
     instance_count: int = Field(default=1, ge=1, description="Instances per variant.")
@@ -56,7 +56,7 @@ class SageMakerEndpoint(Endpoint):
                 ModelName=name,
                 ExecutionRoleArn=self.role_arn,
                 PrimaryContainer={
-                    "Image": self.image_uri,
+                    "Image": require_image(self.image_uri, "SageMaker"),
                     "Environment": model.environment(),
                 },
             )

@@ -17,7 +17,7 @@ from typing import Any
 from pydantic import Field
 
 from resources.vertex import CLOUD_PLATFORM_SCOPE, VertexAPI, check_endpoint
-from serving.cloud import Endpoint, ServedModel
+from serving.cloud import Endpoint, ServedModel, require_image
 from serving.state import RolloutState
 
 
@@ -30,7 +30,7 @@ class VertexEndpoint(Endpoint):
 
     project: str = Field(description="Google Cloud project ID of the endpoint.")
     location: str = Field(description="Vertex AI region, e.g. europe-west4.")
-    image_uri: str = Field(description="Artifact Registry URI of the project's serving image.")
+    image_uri: str | None = Field(default=None, description="Artifact Registry URI of the project's serving image.")
     endpoint_id: str = Field(default="keel", description="The endpoint's ID (created on the first rollout).")
     machine_type: str = Field(default="n1-standard-2", description="Machine type of each deployed model.")
     min_replicas: int = Field(default=1, ge=1, description="Replicas of each deployed model.")
@@ -86,7 +86,7 @@ class VertexEndpoint(Endpoint):
             "model": {
                 "displayName": f"v{model.version}",
                 "containerSpec": {
-                    "imageUri": self.image_uri,
+                    "imageUri": require_image(self.image_uri, "Vertex AI"),
                     "env": [{"name": k, "value": v} for k, v in sorted(model.environment().items())],
                     "predictRoute": "/predict",
                     "healthRoute": "/health",

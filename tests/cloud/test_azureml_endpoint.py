@@ -97,9 +97,10 @@ def test_the_azure_deployment_applies_rollouts_to_its_online_endpoint(fake):
         "KEEL_AZUREML_RESOURCE_MANAGER_URL": fake.url,
     }
     online = resources_for("azure", environ=environ)["endpoint"]
-    assert isinstance(online, AzureMLEndpoint) and online.image == IMAGE
-    with pytest.raises(AzureMLEndpointError, match="KEEL_AZUREML_LOCATION"):
+    assert isinstance(online, AzureMLEndpoint) and online.image is None  # not the batch image
+    with pytest.raises(AzureMLEndpointError, match="KEEL_AZUREML_LOCATION and KEEL_SERVING_IMAGE_URI"):
         online.apply(state("off"), V1, None)
-    located = resources_for("azure", environ={**environ, "KEEL_AZUREML_LOCATION": "westeurope"})["endpoint"]
+    complete = {**environ, "KEEL_AZUREML_LOCATION": "westeurope", "KEEL_SERVING_IMAGE_URI": IMAGE}
+    located = resources_for("azure", environ=complete)["endpoint"]
     located.apply(state("off"), V1, None)
     assert fake.traffic("keel") == ({"v1": 100}, {})

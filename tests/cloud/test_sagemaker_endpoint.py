@@ -118,6 +118,8 @@ def test_the_aws_deployment_applies_rollouts_to_its_sagemaker_endpoint(aws):
     }
     endpoint = resources_for("aws", environ=environ)["endpoint"]
     assert isinstance(endpoint, SageMakerEndpoint)
-    assert (endpoint.endpoint_name, endpoint.role_arn, endpoint.image_uri) == ("churn", ROLE, IMAGE)
+    assert (endpoint.endpoint_name, endpoint.role_arn, endpoint.image_uri) == ("churn", ROLE, None)
+    with pytest.raises(ValueError, match="KEEL_SERVING_IMAGE_URI"):  # the batch image cannot serve
+        endpoint.apply(state("off"), V1, None)
     serving_image = {**environ, "KEEL_SERVING_IMAGE_URI": IMAGE.replace(":test", ":serve")}
     assert resources_for("aws", environ=serving_image)["endpoint"].image_uri.endswith(":serve")

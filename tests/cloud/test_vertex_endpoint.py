@@ -85,4 +85,5 @@ def test_the_gcp_deployment_applies_rollouts_to_its_vertex_endpoint():
     endpoint = resources_for("gcp", environ=environ)["endpoint"]
     assert isinstance(endpoint, VertexEndpoint)
     assert endpoint.endpoint_name == "projects/keel-test/locations/europe-west4/endpoints/churn"
-    assert endpoint.image_uri == IMAGE
+    assert endpoint.image_uri is None  # the batch image cannot serve: the serving one is asked for
+    assert resources_for("gcp", environ={**environ, "KEEL_SERVING_IMAGE_URI": IMAGE})["endpoint"].image_uri == IMAGE
