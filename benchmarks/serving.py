@@ -247,6 +247,12 @@ def run_compute(predictor, records: list[dict], spec) -> None:
     )
 
 
+def cpu_seconds(pid: int) -> float:
+    """A process's user + system CPU time so far (Linux /proc): what it used, whatever else runs."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def scoring_counts(port: int) -> tuple[int, int]:
     import httpx
 
@@ -254,17 +260,28 @@ def scoring_counts(port: int) -> tuple[int, int]:
     return counts["predict_calls"], counts["rows"]
 
 
-def run_closed(port: int, trivial_port: int, singles: list[bytes], batches: list[bytes], seconds: float) -> None:
-    print(f"\nclosed loop over HTTP ({seconds:g} s each; rows/call: rows per Predictor.predict call in the server):")
+def run_closed(
+    port: int, pid: int, trivial_port: int, singles: list[bytes], batches: list[bytes], seconds: float
+) -> None:
+    print(
+        f"\nclosed loop over HTTP ({seconds:g} s each; rows/call: rows per Predictor.predict call in the server; "
+        "CPU: the server's CPU time per request, which the machine's load does not inflate as much):"
+    )
     asyncio.run(closed_loop(port, singles, 8, 1.0))  # warm-up
-    for concurrency in (1, 8, 32):
+    for name, bodies, concurrency, rows_per_request in [
+        ("1 row, concurrency 1", singles, 1, 1),
+        ("1 row, concurrency 8", singles, 8, 1),
+        ("1 row, concurrency 32", singles, 32, 1),
+        ("100 rows, concurrency 8", batches, 8, 100),
+    ]:
         calls, rows = scoring_counts(port)
-        latencies, elapsed = asyncio.run(closed_loop(port, singles, concurrency, seconds))
+        cpu = cpu_seconds(pid)
+        latencies, elapsed = asyncio.run(closed_loop(port, bodies, concurrency, seconds))
+        cpu_ms = (cpu_seconds(pid) - cpu) * 1000 / len(latencies)
         after_calls, after_rows = scoring_counts(port)
         per_call = (after_rows - rows) / max(after_calls - calls, 1)
-        print(line(f"1 row, concurrency {concurrency}", summary(latencies, elapsed)) + f"  {per_call:5.1f} rows/call")
-    latencies, elapsed = asyncio.run(closed_loop(port, batches, 8, seconds))
-    print(line("100 rows, concurrency 8", summary(latencies, elapsed, 100)))
+        figures = summary(latencies, elapsed, rows_per_request)
+        print(line(name, figures) + f"  {per_call:5.1f} rows/call  CPU {cpu_ms:5.2f} ms/request")
     latencies, elapsed = asyncio.run(closed_loop(trivial_port, singles, 32, seconds / 2))
     print(line("client limit: no-work server, concurrency 32", summary(latencies, elapsed)))
 
@@ -351,7 +368,7 @@ def main(argv: list[str] | None = None) -> int:
             if "compute" in parts:
                 run_compute(predictor, records, load_params(project / "params.yaml").dataset)
             if "closed" in parts:
-                run_closed(port, trivial_port, singles, batches, args.seconds)
+                run_closed(port, server.pid, trivial_port, singles, batches, args.seconds)
             if "open" in parts:
                 for rate in args.rates:
                     run_open(port, store.root, singles, rate, args)

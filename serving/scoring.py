@@ -3,8 +3,9 @@
 The features' fixed cost per call (pandas, once per column) dwarfs their cost per row, so rows
 of concurrent requests are scored together: nothing waits for a batch to fill, a request arriving
 while the worker is busy simply joins the next call. Served work (champion and canary) always goes
-before shadow work, so a shadow never delays a response; shadow work waits in a bounded queue and
-its oldest entries are dropped (and counted) if the worker cannot keep up.
+before shadow work, and shadow work is scored in small batches, so a response waits for at most one
+of them; shadow work waits in a bounded queue and its oldest entries are dropped (and counted) if
+the worker cannot keep up.
 """
 
 from __future__ import annotations
@@ -23,7 +24,9 @@ from ml.predictor import Predictor
 
 # (scores or None, error or None, perf_counter when its batch started, ... when it finished)
 Done = Callable[[np.ndarray | None, BaseException | None, float, float], None]
-MAX_SHADOW_ROWS = 50_000
+MAX_SHADOW_ROWS = 5_000  # beyond, the oldest shadow rows are dropped: a shadow samples, it must not build a backlog
+# Shadow rows per predict call: a served request that arrives meanwhile waits for at most this batch.
+SHADOW_BATCH_ROWS = 64
 
 
 @dataclass
@@ -83,9 +86,12 @@ class Scorer:
             if self._served:
                 jobs, self._served = self._served, []
             elif self._shadow:
-                jobs = list(self._shadow)
-                self._shadow.clear()
-                self._shadow_rows = 0
+                jobs, rows = [], 0
+                while self._shadow and (not jobs or rows + len(self._shadow[0].rows) <= SHADOW_BATCH_ROWS):
+                    job = self._shadow.popleft()
+                    jobs.append(job)
+                    rows += len(job.rows)
+                self._shadow_rows -= rows
             else:
                 return None
             return jobs
