@@ -24,7 +24,7 @@ export KEEL_UI_URL ?= http://127.0.0.1:$(PORT)
 # DVC stages run `python -m ml...`: the project's interpreter must come first on PATH.
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: setup system-packages emulators demo next-day automation-on backfill test lint ui mlflow lock clean
+.PHONY: setup system-packages emulators demo next-day automation-on backfill test lint ui serve mlflow lock clean
 
 setup: .venv/.synced $(DAGSTER_HOME)/dagster.yaml
 
@@ -87,6 +87,15 @@ backfill: setup
 test: setup system-packages emulators
 	$(BIN)/pytest -n 2 --dist loadfile
 
+## canary: try VERSION on live traffic (MODE=canary|shadow, PERCENT of requests, REASON); the sensor canary_bake
+## promotes it after serving.rollout.bake_minutes, or rolls it back at the first breach
+.PHONY: canary
+comma := ,
+canary: setup
+	@test -n "$(VERSION)" || { echo "usage: make canary VERSION=3 [MODE=shadow] [PERCENT=10] [REASON='...']" >&2; exit 2; }
+	@mkdir -p var && echo '{"ops": {"start_rollout": {"config": {"version": $(VERSION), "mode": "$(or $(MODE),canary)", $(if $(PERCENT),"percent": $(PERCENT)$(comma)) "reason": "$(or $(REASON),make canary VERSION=$(VERSION))"}}}}' > var/canary.yaml
+	$(BIN)/dagster job execute -m orchestration.definitions -j start_canary -c var/canary.yaml
+
 ## lint: ruff's lint rules and formatting (pyproject.toml)
 lint: setup
 	$(BIN)/ruff check .
@@ -95,6 +104,11 @@ lint: setup
 ## ui: the Dagster UI on http://127.0.0.1:$(PORT) over the demo's history; the drift reports on $(REPORTS_PORT)
 ui: setup
 	$(BIN)/python -m demo.ui --host 127.0.0.1 --port $(PORT) --reports-port $(REPORTS_PORT)
+
+## serve: the real-time endpoint for the champion (after `make demo`), on params.yaml serving.host/port
+## (http://127.0.0.1:8080; SERVE_PORT=... for another port)
+serve: setup
+	$(BIN)/python -m serving --project-dir $(CURDIR) $(if $(SERVE_PORT),--port $(SERVE_PORT))
 
 ## mlflow: the MLflow UI on the local tracking store and registry (var/mlflow)
 mlflow: setup

@@ -192,6 +192,46 @@ class RetrainingSection(_Section):
     noise_z: float = Field(default=2.0, ge=0, description="Standard errors of a day's AUC that count as noise.")
 
 
+class RolloutSection(_Section):
+    """When a canary (or shadow) is promoted or rolled back (serving/bake.py; the sensor canary_bake)."""
+
+    canary_percent: float = Field(default=10.0, gt=0, le=100, description="Share of requests a canary serves.")
+    bake_minutes: float = Field(default=30.0, ge=0, description="Minutes a clean canary serves before promotion.")
+    min_requests: int = Field(default=200, ge=1, description="Requests per arm before any figure is judged.")
+    max_p99_latency_ms: float = Field(default=250.0, gt=0, description="The canary's p99 latency may not exceed this.")
+    max_p99_ratio: float = Field(default=1.5, gt=0, description="... nor this multiple of the champion's p99.")
+    max_error_rate: float = Field(default=0.01, ge=0, le=1, description="Share of 5xx answers the canary may give.")
+    max_score_drift: float | Literal["auto"] = Field(
+        default="auto",
+        description="Normed Wasserstein distance of the canary's scores from the champion's beyond which they "
+        "drifted; auto: calibrated on the champion's scores at the canary's size (ml/drift_calibration.py).",
+    )
+    max_auc_drop: float = Field(
+        default=0.02, ge=0, le=1, description="The canary's AUC on labelled requests may trail the champion's by this."
+    )
+    min_labelled: int = Field(default=100, ge=2, description="Labelled requests per arm before AUC is judged.")
+
+    @field_validator("max_score_drift")
+    @classmethod
+    def _positive(cls, value: float | str) -> float | str:
+        if isinstance(value, float) and value <= 0:
+            raise ValueError(f"max_score_drift must be auto or a positive number, got {value}")
+        return value
+
+
+class ServingSection(_Section):
+    """The real-time endpoint (serving/): where it listens, how often it looks for new models, its request log."""
+
+    host: str = Field(default="127.0.0.1", description="The address the endpoint listens on.")
+    port: int = Field(default=8080, ge=1, le=65535, description="Its port.")
+    poll_seconds: float = Field(
+        default=5.0, gt=0, description="How often the endpoint re-reads the registry's aliases and the rollout state."
+    )
+    log_flush_seconds: float = Field(default=2.0, gt=0, description="The request log is written at least this often.")
+    log_flush_rows: int = Field(default=20_000, ge=1, description="... or as soon as this many rows are queued.")
+    rollout: RolloutSection = Field(default_factory=RolloutSection)
+
+
 class Params(_Section):
     """The whole of params.yaml."""
 
@@ -206,6 +246,7 @@ class Params(_Section):
     scoring: ScoringSection = Field(default_factory=ScoringSection)
     drift: DriftSection = Field(default_factory=DriftSection)
     retraining: RetrainingSection = Field(default_factory=RetrainingSection)
+    serving: ServingSection = Field(default_factory=ServingSection)
 
     # The project folder that relative paths in the file are taken from (the file's folder).
     _root: Path | None = PrivateAttr(default=None)

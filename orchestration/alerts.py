@@ -108,10 +108,8 @@ def _move_text(meta: dict) -> str:
     move = meta["alias_move"]
     kind = {"rollback": "rolled back", "approve": "approved"}.get(move.get("kind"), "promoted")
     old = f"v{move['from_version']}" if move.get("from_version") is not None else "none"
-    return (
-        f"Keel: {move['model']} {move['alias']} {kind}: {old} -> v{move['to_version']} by {move.get('actor')}: "
-        f"{move.get('reason')}"
-    )
+    new = f"v{move['to_version']}" if move.get("to_version") is not None else "none"  # a rolled-back challenger
+    return f"Keel: {move['model']} {move['alias']} {kind}: {old} -> {new} by {move.get('actor')}: {move.get('reason')}"
 
 
 def monitoring_alerts(instance: dg.DagsterInstance, cursor: str | None) -> tuple[list[str], str]:

@@ -4,6 +4,7 @@ import dagster as dg
 
 from assets.batch_predictions import batch_predictions
 from assets.candidate_model import candidate_model
+from assets.deployment import deployment
 from assets.drift_report import drift_report
 from assets.evaluation_gate import evaluation_gate
 from assets.features import features
@@ -12,9 +13,12 @@ from assets.labels import labels
 from assets.model_performance import model_performance
 from assets.raw_data import raw_data
 from assets.registered_model import registered_model
+from assets.served_requests import served_requests
 from assets.training_set import training_set
 from orchestration.deployments import resources_for
 from orchestration.jobs import JOBS
+from orchestration.rollout import ROLLOUT_JOBS
+from orchestration.rollout_sensor import ROLLOUT_SENSORS
 from orchestration.schedules import SCHEDULES
 from orchestration.sensors import SENSORS
 
@@ -29,6 +33,8 @@ ASSETS = [
     drift_report,
     labels,
     model_performance,
+    deployment,
+    served_requests,
 ]
 CHECKS = [evaluation_gate]  # the data checks and the monitoring warnings are declared on their assets
 
@@ -38,9 +44,9 @@ def definitions(resources: dict) -> dg.Definitions:
     return dg.Definitions(
         assets=ASSETS,
         asset_checks=CHECKS,
-        jobs=JOBS,
+        jobs=[*JOBS, *ROLLOUT_JOBS],
         schedules=SCHEDULES,
-        sensors=SENSORS,
+        sensors=[*SENSORS, *ROLLOUT_SENSORS],
         resources=resources,
         # Steps share one process: the heavy work runs in subprocesses or cloud jobs (Pipes), and on a
         # laptop a process per step would pay Dagster's and GX's import time again for every step.

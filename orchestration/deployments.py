@@ -32,6 +32,10 @@ from resources.registry import ModelRegistry
 from resources.sagemaker import SageMakerCompute
 from resources.storage import ArtifactStore
 from resources.vertex import VertexCompute
+from serving.cloud import LocalEndpoint
+from serving.cloud.azureml_endpoint import AzureMLEndpoint
+from serving.cloud.sagemaker_endpoint import SageMakerEndpoint
+from serving.cloud.vertex_endpoint import VertexEndpoint
 
 DEPLOYMENT_VARIABLE = "KEEL_DEPLOYMENT"
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
@@ -108,6 +112,7 @@ def shared(root: Path, storage: ArtifactStore) -> dict[str, Any]:
         "registry": ModelRegistry(root=str(root / "var" / "mlflow"), params=params),
         "storage": storage,
         "io_manager": RecordIOManager(storage=storage),
+        "endpoint": LocalEndpoint(),  # the serving endpoint a rollout is applied to; the clouds' replace it
     }
 
 
@@ -152,6 +157,18 @@ SAGEMAKER_SETTINGS: Settings = {
 }
 
 
+# The SageMaker endpoint a rollout is applied to: the training role unless told otherwise.
+SAGEMAKER_ENDPOINT_SETTINGS: Settings = {
+    "region": ("AWS_REGION", "AWS_DEFAULT_REGION"),
+    "role_arn": ("KEEL_SAGEMAKER_ENDPOINT_ROLE_ARN", "KEEL_SAGEMAKER_ROLE_ARN"),
+    "image_uri": "KEEL_SERVING_IMAGE_URI",
+    "endpoint_name": "KEEL_SAGEMAKER_ENDPOINT_NAME",
+    "instance_type": "KEEL_SAGEMAKER_ENDPOINT_INSTANCE_TYPE",
+    "instance_count": "KEEL_SAGEMAKER_ENDPOINT_INSTANCE_COUNT",
+    "endpoint_url": "KEEL_SAGEMAKER_ENDPOINT_URL",
+}
+
+
 def aws(root: Path = PROJECT_ROOT, environ: Mapping[str, str] | None = None) -> dict[str, Any]:
     """SageMaker training jobs, artifacts under KEEL_S3_ROOT (docs/cloud.md lists every variable)."""
     environ = os.environ if environ is None else environ
@@ -163,7 +180,10 @@ def aws(root: Path = PROJECT_ROOT, environ: Mapping[str, str] | None = None) -> 
         pipes_uri=f"{s3_root}/pipes",  # Pipes context and messages, one folder per job
         output_uri=f"{s3_root}/sagemaker-jobs",  # each job's model.tar.gz, before it is unpacked
     )
-    return {**shared(root, ArtifactStore(root=s3_root)), "compute": compute}
+    endpoint = build_resource(
+        SageMakerEndpoint, "aws", read_settings(SageMakerEndpoint, "aws", SAGEMAKER_ENDPOINT_SETTINGS, environ)
+    )
+    return {**shared(root, ArtifactStore(root=s3_root)), "compute": compute, "endpoint": endpoint}
 
 
 VERTEX_SETTINGS: Settings = {
@@ -176,6 +196,17 @@ VERTEX_SETTINGS: Settings = {
     "timeout_seconds": "KEEL_VERTEX_TIMEOUT_SECONDS",
     "poll_interval_seconds": "KEEL_VERTEX_POLL_SECONDS",
     "message_interval_seconds": "KEEL_PIPES_MESSAGE_INTERVAL",
+    "api_endpoint": "KEEL_VERTEX_API_ENDPOINT",
+}
+
+
+VERTEX_ENDPOINT_SETTINGS: Settings = {
+    "project": ("KEEL_VERTEX_PROJECT", "GOOGLE_CLOUD_PROJECT"),
+    "location": "KEEL_VERTEX_LOCATION",
+    "image_uri": "KEEL_SERVING_IMAGE_URI",
+    "endpoint_id": "KEEL_VERTEX_ENDPOINT_ID",
+    "machine_type": "KEEL_VERTEX_ENDPOINT_MACHINE_TYPE",
+    "min_replicas": "KEEL_VERTEX_ENDPOINT_MIN_REPLICAS",
     "api_endpoint": "KEEL_VERTEX_API_ENDPOINT",
 }
 
@@ -195,7 +226,10 @@ def gcp(root: Path = PROJECT_ROOT, environ: Mapping[str, str] | None = None) -> 
         pipes_uri=f"{gcs_root}/pipes",  # Pipes context and messages, one folder per job
         output_uri=f"{gcs_root}/vertex-jobs",  # each job's baseOutputDirectory (AIP_MODEL_DIR, ...)
     )
-    return {**shared(root, ArtifactStore(root=gcs_root)), "compute": compute}
+    endpoint = build_resource(
+        VertexEndpoint, "gcp", read_settings(VertexEndpoint, "gcp", VERTEX_ENDPOINT_SETTINGS, environ)
+    )
+    return {**shared(root, ArtifactStore(root=gcs_root)), "compute": compute, "endpoint": endpoint}
 
 
 AZUREML_SETTINGS: Settings = {
@@ -211,6 +245,19 @@ AZUREML_SETTINGS: Settings = {
     "resource_manager_url": "KEEL_AZUREML_RESOURCE_MANAGER_URL",
     "poll_interval_seconds": "KEEL_AZUREML_POLL_SECONDS",
     "message_interval_seconds": "KEEL_PIPES_MESSAGE_INTERVAL",
+}
+
+
+AZUREML_ENDPOINT_SETTINGS: Settings = {
+    "subscription_id": "KEEL_AZUREML_SUBSCRIPTION_ID",
+    "resource_group": "KEEL_AZUREML_RESOURCE_GROUP",
+    "workspace": "KEEL_AZUREML_WORKSPACE",
+    "location": "KEEL_AZUREML_LOCATION",
+    "image": "KEEL_SERVING_IMAGE_URI",
+    "endpoint_name": "KEEL_AZUREML_ENDPOINT_NAME",
+    "instance_type": "KEEL_AZUREML_ENDPOINT_INSTANCE_TYPE",
+    "instance_count": "KEEL_AZUREML_ENDPOINT_INSTANCE_COUNT",
+    "resource_manager_url": "KEEL_AZUREML_RESOURCE_MANAGER_URL",
 }
 
 
@@ -245,7 +292,10 @@ def azure(root: Path = PROJECT_ROOT, environ: Mapping[str, str] | None = None) -
         storage_account_url=account_url,
         storage_connection_string=dg.EnvVar(connection) if setting(environ, connection) else None,
     )
-    return {**shared(root, ArtifactStore(root=root_uri)), "compute": compute}
+    endpoint = build_resource(
+        AzureMLEndpoint, "azure", read_settings(AzureMLEndpoint, "azure", AZUREML_ENDPOINT_SETTINGS, environ)
+    )
+    return {**shared(root, ArtifactStore(root=root_uri)), "compute": compute, "endpoint": endpoint}
 
 
 # KEEL_DEPLOYMENT value -> function building its resources. One entry per deployment.

@@ -74,3 +74,12 @@ def scoring_config(store: ArtifactStore, day: str) -> str:
 
 def drift_report(store: ArtifactStore, day: str) -> str:
     return store.uri("monitoring", "drift", f"{day}.html")
+
+
+# What the endpoint answered on a day (served_requests), in the shapes the monitoring assets read.
+def served_predictions(store: ArtifactStore, day: str) -> str:
+    return store.uri("serving", "served", day, "predictions.parquet")
+
+
+def served_capture(store: ArtifactStore, day: str) -> str:
+    return store.uri("serving", "served", day, "capture.parquet")

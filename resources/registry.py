@@ -566,3 +566,41 @@ class ModelRegistry(dg.ConfigurableResource):
         shutil.move(local, dest)
         shutil.rmtree(staging, ignore_errors=True)
         return dest
+
+    def retire_alias(
+        self,
+        name: str,
+        alias: str,
+        expected: int,
+        reason: str,
+        actor: str,
+        dagster_run_id: str | None = None,
+        kind: Kind = "rollback",
+    ) -> AliasMove:
+        """Remove `alias` from version `expected` (compare-and-set) and record it in the history with why.
+
+        Unlike delete_alias this is a move (to no version), so a rolled-back challenger stays visible.
+        """
+        with self._alias_lock(name):
+            current = self.alias_version(name, alias)
+            if current != expected:
+                raise AliasConflict(
+                    f"cannot remove {alias!r} of model {name!r} from v{expected}: it points to {_v(current)} now"
+                )
+            move = AliasMove(
+                when=datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+                model=name,
+                alias=alias,
+                from_version=current,
+                to_version=None,  # type: ignore[arg-type]  # no version holds the alias any more
+                reason=reason,
+                actor=actor,
+                dagster_run_id=dagster_run_id,
+                kind=kind,
+            )
+            client = self.client()
+            sequence = max((int(key[len(MOVE_TAG) :]) for key in self._move_tags(name)), default=0) + 1
+            client.set_registered_model_tag(name, f"{MOVE_TAG}{sequence:06d}", json.dumps(move.to_dict()))
+            client.delete_registered_model_alias(name, alias)
+            client.delete_model_version_tag(name, str(current), f"keel.{alias}.since")
+            return move

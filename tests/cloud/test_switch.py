@@ -40,7 +40,7 @@ def test_the_variable_swaps_compute_and_storage_together(tmp_path):
     )
     assert compute.pipes_uri.startswith("s3://keel-artifacts/keel/") and not compute.spot
     # Settings, registry and DVC do not change with the deployment; the IO manager keeps records in its storage.
-    assert local.keys() == aws.keys() == {"params", "dvc", "registry", "storage", "io_manager", "compute"}
+    assert local.keys() == aws.keys() == {"params", "dvc", "registry", "storage", "io_manager", "compute", "endpoint"}
     assert aws["registry"] == local["registry"] and aws["dvc"] == local["dvc"] and aws["params"] == local["params"]
     assert aws["io_manager"].storage == aws["storage"] and local["io_manager"].storage == local["storage"]
 

@@ -19,7 +19,7 @@ def test_definitions_load():
     dg.Definitions.validate_loadable(defs)
 
 
-LIFECYCLE_GROUPS = {"data", "training", "registry", "scoring", "monitoring"}
+LIFECYCLE_GROUPS = {"data", "training", "registry", "scoring", "monitoring", "serving"}
 
 
 def test_every_asset_is_described_grouped_owned_and_kinded():

@@ -1,0 +1,219 @@
+"""The rollout jobs: start a canary (or shadow) of a registered version, and conclude it.
+
+  make canary VERSION=3                     (the start_canary job, mode canary, serving.rollout.canary_percent)
+  dagster job execute -m orchestration.definitions -j start_canary -c start.yaml
+  dagster job execute -m orchestration.definitions -j conclude_rollout -c conclude.yaml
+
+start_canary moves the `challenger` alias to the version (it must download, verify and load),
+applies the split to the deployment's endpoint and writes rollout.json. conclude_rollout is what the
+sensor canary_bake launches on its decision (or a person, to end a rollout by hand): `promote` moves
+`champion` to the challenger through the promotion path (orchestration/promotion.py: compare-and-set,
+the version loads first) and serves it alone; `rollback` removes the `challenger` alias with the reason
+recorded in the alias history, and serves the champion alone. Each step materializes `deployment`.
+"""
+
+import json
+from typing import Literal
+
+import dagster as dg
+from pydantic import Field
+
+from assets.batch_predictions import published_model
+from assets.deployment import deployment_event
+from assets.registered_model import launched_by, load_predictor, registered_model
+from orchestration.promotion import PROMOTION_TAGS, _move, _record
+from resources.params import ParamsResource
+from resources.registry import (
+    ALIAS_POOL,
+    CHALLENGER,
+    CHAMPION,
+    MANIFEST_TAG,
+    AliasConflict,
+    ModelRegistry,
+    RegistryUnavailable,
+    UnusableVersion,
+)
+from resources.storage import ArtifactStore
+from serving.cloud import Endpoint, ServedModel
+from serving.state import RolloutState, read_state, write_state
+
+
+class StartCanaryConfig(dg.Config):
+    reason: str = Field(description="Why this version is tried; recorded with the alias move and in rollout.json.")
+    version: int | None = Field(default=None, description="The version to try; the current challenger by default.")
+    mode: Literal["canary", "shadow"] = Field(
+        default="canary", description="canary: it answers `percent` of requests; shadow: it scores all, answers none."
+    )
+    percent: float | None = Field(
+        default=None, gt=0, le=100, description="A canary's share of requests; default serving.rollout.canary_percent."
+    )
+
+
+class ConcludeConfig(dg.Config):
+    outcome: Literal["promote", "rollback"] = Field(description="promote the challenger, or roll it back.")
+    version: int = Field(description="The challenger the decision is about; nothing happens to any other.")
+    reason: str = Field(description="Why; recorded in the alias history, rollout.json and `deployment`.")
+    since: str | None = Field(default=None, description="The rollout's start the decision judged (the sensor sets it).")
+    decision: str = Field(default="{}", description="The bake's figures as JSON (serving/bake.py Decision.to_dict).")
+
+
+def served(storage: ArtifactStore, registry: ModelRegistry, version: int) -> ServedModel:
+    sha = registry.version_info(registry.model_name, version)["tags"][MANIFEST_TAG]
+    return ServedModel(version, sha, published_model(storage, registry, version), storage.root)
+
+
+def _apply(endpoint: Endpoint, state: RolloutState, storage, registry, champion: int, challenger: int | None) -> dict:
+    return endpoint.apply(
+        state,
+        served(storage, registry, champion),
+        served(storage, registry, challenger) if challenger is not None and state.mode != "off" else None,
+    )
+
+
+@dg.op(description="Make `challenger` the version and start its canary or shadow.", pool=ALIAS_POOL)
+def start_rollout(
+    context: dg.OpExecutionContext,
+    config: StartCanaryConfig,
+    params: ParamsResource,
+    storage: ArtifactStore,
+    registry: ModelRegistry,
+    endpoint: Endpoint,
+) -> None:
+    name, settings = registry.model_name, params.load().serving.rollout
+    champion = registry.champion()
+    if champion is None:
+        raise dg.Failure(description=f"{name} has no champion to compare a canary with: run train_model first")
+    challenger = registry.alias_version(name, CHALLENGER)
+    version = config.version or challenger
+    if version is None:
+        raise dg.Failure(description=f"{name} has no challenger: pass `version` (make canary VERSION=n)")
+    if version == champion:
+        raise dg.Failure(description=f"{name} v{version} is the champion already; a canary needs another version")
+    current = read_state(storage.root)
+    if current.mode != "off":
+        raise dg.Failure(
+            description=f"a {current.mode} of v{current.challenger_version} is under way since "
+            f"{current.since.isoformat()}; wait for its bake, or end it with conclude_rollout (outcome rollback)"
+        )
+    actor = launched_by(context, "start_canary")
+    try:
+        if challenger != version:
+            move = registry.move_alias(
+                name, CHALLENGER, version, challenger, config.reason, actor, context.run_id, "promote", load_predictor
+            )
+            _record(context, registry, name, move)
+        else:
+            registry.verify_version(name, version, load_predictor)
+    except (AliasConflict, UnusableVersion, RegistryUnavailable, TimeoutError, ValueError) as error:
+        raise dg.Failure(description=f"{name}: no canary of v{version}: {error}") from None
+    percent = (config.percent or settings.canary_percent) if config.mode == "canary" else 0.0
+    state = RolloutState(
+        mode=config.mode, challenger_version=version, canary_percent=percent, reason=config.reason, decided_by=actor
+    )
+    applied = _apply(endpoint, state, storage, registry, champion, version)  # the endpoint first: no state it lacks
+    write_state(storage.root, state)
+    context.log_event(deployment_event(state, champion, **applied))
+    context.log.info(f"{name}: {config.mode} of v{version} against champion v{champion} ({percent:g} %)")
+
+
+def _retire(context, registry: ModelRegistry, name: str, version: int, reason: str, actor: str) -> None:
+    """Remove `challenger` from the version with the reason in the alias history (when it still holds it)."""
+    if registry.alias_version(name, CHALLENGER) != version:
+        context.log.info(f"{name}: challenger no longer v{version}; the alias history is left as it is")
+        return
+    move = registry.retire_alias(name, CHALLENGER, version, reason, actor, context.run_id, kind="rollback")
+    context.log_event(
+        dg.AssetMaterialization(
+            asset_key=registered_model.key,
+            description=f"challenger: v{version} rolled back",
+            metadata={
+                "model": name,
+                "version": version,
+                "champion_version": registry.champion() or 0,
+                "alias_move": dg.MetadataValue.json(move.to_dict()),
+                "alias": CHALLENGER,
+                "moved_from": f"v{version}",
+                "moved_to": "none",
+                "reason": reason,
+            },
+        )
+    )
+
+
+@dg.op(
+    description="Promote or roll back the challenger the bake judged, and serve the champion alone.", pool=ALIAS_POOL
+)
+def conclude(
+    context: dg.OpExecutionContext,
+    config: ConcludeConfig,
+    storage: ArtifactStore,
+    registry: ModelRegistry,
+    endpoint: Endpoint,
+) -> None:
+    name, version = registry.model_name, config.version
+    state = read_state(storage.root)
+    decision = json.loads(config.decision) or None
+    actor = launched_by(context, "conclude_rollout")
+    ours = state.challenger_version == version and (config.since is None or state.since.isoformat() == config.since)
+    if config.outcome == "promote":
+        if state.mode == "off" or not ours:
+            raise dg.Failure(
+                description=f"{name}: v{version} not promoted: the rollout changed since the decision "
+                f"(now {state.mode}, challenger v{state.challenger_version}, since {state.since.isoformat()})"
+            )
+        try:
+            move = _move(context, registry, name, version, registry.champion(), config.reason, "promote")
+        except dg.Failure as failure:  # a version that no longer loads is never promoted: back to the champion
+            _roll_back(
+                context, storage, registry, endpoint, state, version, f"promotion refused: {failure.description}"
+            )
+            raise
+        if registry.alias_version(name, CHALLENGER) == version:
+            registry.delete_alias(name, CHALLENGER)  # the champion's history records the promotion
+        _record(context, registry, name, move)
+        after = RolloutState(mode="off", reason=f"v{version} promoted: {config.reason}", decided_by=actor)
+        applied = _apply(endpoint, after, storage, registry, version, None)
+        write_state(storage.root, after)
+        context.log_event(deployment_event(after, version, decision, **applied))
+        context.log.info(f"{name}: v{version} promoted to champion after its bake")
+        return
+    _roll_back(context, storage, registry, endpoint, state, version, config.reason, decision)
+
+
+def _roll_back(context, storage, registry, endpoint, state: RolloutState, version: int, reason: str, decision=None):
+    name, actor = registry.model_name, launched_by(context, "conclude_rollout")
+    _retire(context, registry, name, version, reason, actor)
+    if state.mode != "off" and state.challenger_version != version:
+        context.log.info(f"{name}: a newer rollout (v{state.challenger_version}) serves; rollout.json left as it is")
+        return
+    # The sensor already wrote `off` on a breach, and the server follows it; keep its time and words.
+    after = (
+        state if state.mode == "off" else RolloutState(mode="off", reason=f"rolled back: {reason}", decided_by=actor)
+    )
+    champion = registry.alias_version(name, CHAMPION)
+    applied = _apply(endpoint, after, storage, registry, champion, None) if champion is not None else {}
+    if after is not state:
+        write_state(storage.root, after)
+    context.log_event(deployment_event(after, champion, decision, rolled_back_version=version, **applied))
+    context.log.warning(f"{name}: v{version} rolled back: {reason}")
+
+
+@dg.job(
+    description="Try a registered version on live traffic: a canary (a share of the requests) or a shadow. "
+    "Run config: reason (required), version (default: the challenger), mode, percent.",
+    tags=PROMOTION_TAGS,
+)
+def start_canary():
+    start_rollout()
+
+
+@dg.job(
+    description="End a rollout: promote the challenger to champion, or roll it back; the sensor canary_bake "
+    "launches it on its decision. Run config: outcome, version, reason.",
+    tags=PROMOTION_TAGS,
+)
+def conclude_rollout():
+    conclude()
+
+
+ROLLOUT_JOBS = [start_canary, conclude_rollout]

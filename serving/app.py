@@ -1,0 +1,222 @@
+"""The HTTP endpoint: `POST /predict`, `GET /health`, `GET /metadata` (FastAPI on uvicorn).
+
+    POST /predict  {"rows": [{<the spec's columns without the target>, "request_id": "optional"}, ...]}
+             200   {"predictions": [{"request_id": ..., "score": 0.27, "model_version": 3}, ...]}
+             422   {"error": "row 0: column 'tenure': value 'abc' is not a number", "problems": [...]}
+    GET /health    200 once a verified champion is loaded, else 503
+    GET /metadata  the served versions, their manifest sha256, the traffic split and since when
+
+A row's request id is its `request_id`, else the `X-Request-ID` header (`<header>-<row>` in a batch),
+else a fresh one; it picks the row's arm (serving/routing.py). Every row is logged once per arm
+that scored it (serving/request_log.py). The request path does only what differs per request:
+parse JSON, check the rows, hand them to the scorer (serving/scoring.py) and await the scores.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import time
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import orjson
+from fastapi import FastAPI, Request, Response
+
+from ml.spec import DatasetSpec
+from serving.models import LoadedModel, ModelPoller, Serving
+from serving.request_log import RequestLog
+from serving.routing import CANARY, CHAMPION, SHADOW, served_arm
+from serving.scoring import Job, Scorer
+from serving.validation import REQUEST_ID, RequestError, RowValidator
+
+REQUEST_ID_HEADER = "x-request-id"
+
+
+@dataclass(frozen=True)
+class ServerParts:
+    """What the app runs on: the spec, the model poller, the request log (all built by the caller)."""
+
+    spec: DatasetSpec
+    poller: ModelPoller
+    request_log: RequestLog
+    model_name: str
+
+
+def _json(status: int, document: Any) -> Response:
+    return Response(content=orjson.dumps(document), status_code=status, media_type="application/json")
+
+
+def _request_ids(rows: list[Any], header: str | None) -> list[str]:
+    ids = []
+    for i, row in enumerate(rows):
+        given = row.get(REQUEST_ID) if isinstance(row, dict) else None
+        if given:
+            ids.append(given)
+        elif header:
+            ids.append(header if len(rows) == 1 else f"{header}-{i}")
+        else:
+            ids.append(uuid.uuid4().hex)
+    return ids
+
+
+def _model_info(model: LoadedModel | None) -> dict[str, Any] | None:
+    if model is None:
+        return None
+    return {"version": model.version, "manifest_sha256": model.manifest_sha256, "loaded_at": model.loaded_at}
+
+
+def create_app(parts: ServerParts) -> FastAPI:
+    validator = RowValidator(parts.spec)
+    poller, request_log = parts.poller, parts.request_log
+    scorer: Scorer | None = None
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        nonlocal scorer
+        scorer = Scorer()
+        # A first load before the port opens, so /health is green as soon as the server answers.
+        with contextlib.suppress(Exception):
+            await asyncio.to_thread(poller.refresh)
+        poller.start()
+        try:
+            yield
+        finally:
+            poller.stop()
+            scorer.close()
+            request_log.close()
+
+    app = FastAPI(title="Keel real-time scoring", lifespan=lifespan)
+
+    def entries(rows, ids, arm, model, status, scores, served, latency_ms, received):
+        for i, row in enumerate(rows):
+            yield {
+                **(row if isinstance(row, dict) else {}),
+                "request_id": ids[i],
+                "received_at": received,
+                "arm": arm,
+                "model_version": model.version,
+                "manifest_sha256": model.manifest_sha256,
+                "latency_ms": latency_ms,
+                "status": status,
+                "score": None if scores is None else float(scores[i]),
+                "served": served,
+            }
+
+    async def score(model: LoadedModel, rows: list[dict[str, Any]]) -> tuple[np.ndarray | None, Any, float]:
+        loop = asyncio.get_running_loop()
+        future = loop.create_future()
+
+        def done(scores, error, _started, finished):
+            loop.call_soon_threadsafe(future.set_result, (scores, error, finished))
+
+        scorer.submit(Job(model.predictor, rows, done))
+        return await future
+
+    def shadow(serving: Serving, rows, ids, received, checked_ms: float) -> None:
+        model = serving.challenger
+
+        def done(scores, error, started, finished):
+            latency = checked_ms + (finished - started) * 1000  # its own compute, not its wait behind served work
+            status = 200 if error is None else 500
+            request_log.append(entries(rows, ids, SHADOW, model, status, scores, False, latency, received))
+
+        scorer.submit(Job(model.predictor, rows, done), shadow=True)
+
+    @app.post("/predict")
+    async def predict(request: Request) -> Response:
+        received = dt.datetime.now(dt.UTC)
+        started = time.perf_counter()
+        serving = poller.current
+        if serving is None:
+            return _json(503, {"error": f"no verified model is loaded yet ({poller.last_error or 'loading'})"})
+        try:
+            document = orjson.loads(await request.body())
+        except orjson.JSONDecodeError as error:
+            return _json(422, {"error": f"the body is not valid JSON: {error}"})
+        if not isinstance(document, dict) or "rows" not in document:
+            return _json(422, {"error": 'the body must be a JSON object {"rows": [{...}, ...]}'})
+        raw_rows = document["rows"]
+        ids = _request_ids(raw_rows if isinstance(raw_rows, list) else [], request.headers.get(REQUEST_ID_HEADER))
+        try:
+            rows = validator.validate(raw_rows)
+        except RequestError as error:
+            latency = (time.perf_counter() - started) * 1000
+            if isinstance(raw_rows, list):
+                request_log.append(
+                    entries(raw_rows, ids, CHAMPION, serving.champion, 422, None, False, latency, received)
+                )
+            return _json(422, {"error": str(error), "problems": [p.to_dict() for p in error.problems]})
+        checked_ms = (time.perf_counter() - started) * 1000
+
+        arms = [CHAMPION] * len(rows)
+        if serving.mode == "canary":
+            arms = [served_arm(i, serving.state) for i in ids]
+        by_arm: dict[str, list[int]] = {}
+        for i, arm in enumerate(arms):
+            by_arm.setdefault(arm, []).append(i)
+        models = {CHAMPION: serving.champion, CANARY: serving.challenger}
+        results = await asyncio.gather(
+            *(score(models[arm], [rows[i] for i in positions]) for arm, positions in by_arm.items())
+        )
+
+        predictions: list[dict[str, Any] | None] = [None] * len(rows)
+        failure = None
+        for (arm, positions), (scores, error, finished) in zip(by_arm.items(), results, strict=True):
+            model, latency = models[arm], (finished - started) * 1000
+            sub_rows, sub_ids = [rows[i] for i in positions], [ids[i] for i in positions]
+            status = 200 if error is None else 500
+            request_log.append(entries(sub_rows, sub_ids, arm, model, status, scores, error is None, latency, received))
+            if error is not None:
+                failure = f"{type(error).__name__}: {error}"
+                continue
+            for j, i in enumerate(positions):
+                predictions[i] = {"request_id": ids[i], "score": float(scores[j]), "model_version": model.version}
+        if serving.mode == "shadow":
+            shadow(serving, rows, ids, received, checked_ms)
+        if failure is not None:
+            return _json(500, {"error": f"scoring failed: {failure}"})
+        return _json(200, {"predictions": predictions})
+
+    @app.get("/health")
+    async def health() -> Response:
+        serving = poller.current
+        if serving is None:
+            return _json(503, {"status": "no verified model loaded", "error": poller.last_error})
+        return _json(200, {"status": "ok", "champion_version": serving.champion.version})
+
+    @app.get("/metadata")
+    async def metadata() -> Response:
+        serving = poller.current
+        if serving is None:
+            return _json(503, {"error": f"no verified model is loaded yet ({poller.last_error or 'loading'})"})
+        state = serving.state
+        canary = state.canary_percent if serving.mode == "canary" else 0.0
+        return _json(
+            200,
+            {
+                "model": parts.model_name,
+                "champion": _model_info(serving.champion),
+                "challenger": _model_info(serving.challenger),
+                "challenger_alias_version": serving.challenger_alias,
+                "mode": serving.mode,
+                "traffic": {
+                    "champion_percent": 100.0 - canary,
+                    "canary_percent": canary,
+                    "shadow": serving.mode == "shadow",
+                },
+                "since": state.since.isoformat(),
+                "rollout": state.to_dict(),
+                "reloads": poller.reloads,
+                "last_refresh_error": poller.last_error,
+                "request_log_errors": request_log.errors[-5:],
+                "shadow_rows_dropped": scorer.shadow_dropped if scorer else 0,
+                "scoring": {"predict_calls": scorer.batches, "rows": scorer.rows} if scorer else None,
+            },
+        )
+
+    return app

@@ -1,0 +1,179 @@
+"""A rollout on a Dagster instance: start_canary, the sensor canary_bake's ticks, and conclude_rollout.
+
+Real registered versions (LightGBM artifacts trained on the Telco rows) and a request log written in
+the serving format with each version's real scores; only the latencies are made to order.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import shutil
+from pathlib import Path
+
+import dagster as dg
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from ml.artifact import manifest_sha256
+from ml.io import read_parquet
+from ml.predictor import Predictor
+from ml.train import train_artifact
+from orchestration.alerts import monitoring_alerts
+from orchestration.definitions import definitions
+from orchestration.deployments import local
+from resources.registry import CHALLENGER, CHAMPION
+from serving.request_log import RequestLog, input_columns
+from serving.state import read_state
+from tests.conftest import REPO
+
+ROLLOUT = {"bake_minutes": 0, "min_requests": 100, "max_p99_ratio": 1.5, "canary_percent": 20}
+
+
+@pytest.fixture(scope="module")
+def artifacts(training_inputs, tmp_path_factory) -> list[Path]:
+    """Three models of the same data: seeds 1, 2, 3."""
+    import json
+
+    table = read_parquet(training_inputs["features"])
+    state = json.loads(Path(training_inputs["state"]).read_text())
+    folder = tmp_path_factory.mktemp("artifacts")
+    made = []
+    for seed in (1, 2, 3):
+        config = training_inputs["training_config"].model_copy(update={"seed": seed})
+        directory = folder / f"model-{seed}"
+        directory.mkdir()
+        train_artifact(table, state, config, directory)
+        made.append(directory)
+    return made
+
+
+@pytest.fixture
+def root(tmp_path: Path, artifacts: list[Path]) -> Path:
+    """A project folder: params.yaml (short bake) and an MLflow registry with v1 champion, v2 and v3 registered."""
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    params["serving"] = {**params.get("serving", {}), "rollout": ROLLOUT}
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    registry = local(tmp_path)["registry"]
+    name = registry.model_name
+    for n, artifact in enumerate(artifacts, start=1):
+        run_id = registry.log_training_run(name, f"model-{n}", {}, {}, {}, artifact)
+        assert registry.register(name, run_id, {"manifest_sha256": manifest_sha256(artifact)}) == n
+    registry.move_alias(name, CHAMPION, 1, None, "first model", "test")
+    return tmp_path
+
+
+def serve(root: Path, holdout: pd.DataFrame, artifacts: list[Path], canary: int, canary_latency: float) -> None:
+    """Log the holdout rows as requests: 20 % to the canary version, the rest to champion v1."""
+    resources = local(root)
+    spec = resources["params"].load().dataset
+    log = RequestLog(resources["storage"].root, spec, flush_seconds=3600)
+    rng = np.random.default_rng(canary)
+    arms = np.where(rng.random(len(holdout)) < 0.2, "canary", "champion")
+    now = dt.datetime.now(dt.UTC)
+    entries = []
+    for arm, version, latency in (("champion", 1, 4.0), ("canary", canary, canary_latency)):
+        rows = holdout[arms == arm]
+        predictor = Predictor.load(artifacts[version - 1])
+        scores = predictor.predict(rows)
+        for i, (record, score) in enumerate(zip(rows[input_columns(spec)].to_dict("records"), scores, strict=True)):
+            entries.append(
+                {
+                    "request_id": f"{arm}-{i}",
+                    "received_at": now,
+                    "arm": arm,
+                    "model_version": version,
+                    "manifest_sha256": predictor.manifest.get("sha256", ""),
+                    "latency_ms": float(rng.gamma(4, latency / 4)),
+                    "status": 200,
+                    "score": float(score),
+                    "served": True,
+                    **record,
+                }
+            )
+    log.append(entries)
+    log.close()
+
+
+def tick(defs: dg.Definitions, instance: dg.DagsterInstance, root: Path):
+    resources = local(root)
+    with dg.build_sensor_context(
+        instance=instance, sensor_name="canary_bake", definitions=defs, resources=resources
+    ) as context:
+        return defs.resolve_sensor_def("canary_bake").evaluate_tick(context)
+
+
+def run_job(defs, instance, name: str, config: dict, tags: dict | None = None) -> dg.ExecuteInProcessResult:
+    job = defs.resolve_job_def(name)
+    op = "start_rollout" if name == "start_canary" else "conclude"
+    return job.execute_in_process(
+        run_config={"ops": {op: {"config": config}}}, instance=instance, tags=tags, raise_on_error=False
+    )
+
+
+def deployments(instance) -> list[dict]:
+    records = instance.fetch_materializations(dg.AssetKey("deployment"), limit=100).records
+    return [{k: v.value for k, v in r.asset_materialization.metadata.items()} for r in reversed(records)]
+
+
+def test_a_slow_canary_is_rolled_back_and_a_good_one_promoted(root, artifacts, training_inputs):
+    holdout = training_inputs["holdout"]
+    defs = definitions(local(root))
+    registry, store = local(root)["registry"], local(root)["storage"].root
+    name = registry.model_name
+    with dg.instance_for_test() as instance:
+        assert "no canary" in tick(defs, instance, root).skip_message
+
+        started = run_job(defs, instance, "start_canary", {"version": 2, "reason": "try seed 2"})
+        assert started.success
+        state = read_state(store)
+        assert (state.mode, state.challenger_version, state.canary_percent) == ("canary", 2, 20.0)
+        assert registry.alias_version(name, CHALLENGER) == 2
+        assert "too few requests" in tick(defs, instance, root).skip_message
+
+        serve(root, holdout, artifacts, canary=2, canary_latency=40.0)  # ten times slower than the champion
+        result = tick(defs, instance, root)
+        [request] = result.run_requests
+        assert read_state(store).mode == "off"  # traffic is back on the champion before any run
+        assert "latency p99" in read_state(store).reason
+        assert tick(defs, instance, root).skip_message.startswith("no canary")
+
+        concluded = run_job(defs, instance, "conclude_rollout", request.run_config["ops"]["conclude"]["config"])
+        assert concluded.success
+        assert registry.champion() == 1 and registry.alias_version(name, CHALLENGER) is None
+        last = registry.alias_history(name, CHALLENGER)[-1]
+        assert (last.kind, last.from_version, last.to_version) == ("rollback", 2, None)
+        assert "latency p99" in last.reason and "max_p99_ratio 1.5" in last.reason
+        rolled = deployments(instance)[-1]
+        assert rolled["mode"] == "off" and rolled["outcome"] == "rollback" and rolled["rolled_back_version"] == 2
+        assert rolled["p99_ms_canary"] > 1.5 * rolled["p99_ms_champion"] and rolled["requests_canary"] >= 100
+        alerts, _ = monitoring_alerts(instance, '{"after": 0, "drifting": false}')
+        assert any("challenger rolled back: v2 -> none" in text and "latency p99" in text for text in alerts), alerts
+
+        # A good challenger: as fast as the champion, scores like it; clean after the (zero-minute) bake.
+        shutil.rmtree(Path(store) / "serving" / "requests")
+        assert run_job(defs, instance, "start_canary", {"version": 3, "reason": "try seed 3"}).success
+        serve(root, holdout, artifacts, canary=3, canary_latency=4.0)
+        [request] = tick(defs, instance, root).run_requests
+        config = request.run_config["ops"]["conclude"]["config"]
+        assert config["outcome"] == "promote", config["reason"]
+        assert read_state(store).mode == "canary"  # promotion happens in the run, not the tick
+        assert run_job(defs, instance, "conclude_rollout", config).success
+        assert registry.champion() == 3 and registry.alias_version(name, CHALLENGER) is None
+        promoted = registry.alias_history(name, CHAMPION)[-1]
+        assert (promoted.from_version, promoted.to_version) == (1, 3) and "clean after" in promoted.reason
+        state = read_state(store)
+        assert state.mode == "off" and "v3 promoted" in state.reason
+        assert deployments(instance)[-1]["champion_version"] == 3
+
+
+def test_a_promotion_is_refused_when_the_rollout_changed(root):
+    defs = definitions(local(root))
+    with dg.instance_for_test() as instance:
+        assert run_job(defs, instance, "start_canary", {"version": 2, "reason": "try"}).success
+        config = {"outcome": "promote", "version": 3, "reason": "stale decision"}
+        result = run_job(defs, instance, "conclude_rollout", config)
+        assert not result.success
+        assert "the rollout changed" in str(result.all_events)
+        assert local(root)["registry"].champion() == 1
