@@ -16,6 +16,7 @@ import logging
 import shutil
 import tempfile
 import threading
+import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -68,26 +69,31 @@ class ModelSource:
         self.registry, self.store, self.model_name = registry, store, model_name
 
     def load(self, version: int) -> LoadedModel:
-        """The version's predictor, every file verified against its registered manifest sha256, warmed up."""
-        model = self._load(version)
-        warm_up(model.predictor)
-        return model
+        """The version's predictor, every file verified against its registered manifest sha256, warmed up.
 
-    def _load(self, version: int) -> LoadedModel:
+        A downloaded copy stays on disk while the model is in use (the predictor may read its
+        directory after loading) and is removed once the model is dropped.
+        """
         expected = self.registry.version_info(self.model_name, version)["tags"].get(MANIFEST_TAG)
         if not expected:
             raise ValueError(f"model {self.model_name!r} v{version} has no {MANIFEST_TAG} tag: it cannot be verified")
         published = layout.published_model(self.store, self.model_name, expected)
         if io.exists(f"{published}/manifest.json"):
             local = self.store.local_copy(published)
-            try:
-                return LoadedModel(version, expected, Predictor.load(local, expected))
-            finally:
-                if local != Path(published):
-                    shutil.rmtree(local, ignore_errors=True)
-        with tempfile.TemporaryDirectory(prefix="keel-serving-") as tmp:
-            local = self.registry.download(self.model_name, version, Path(tmp) / "model")
-            return LoadedModel(version, expected, Predictor.load(local, expected))
+            owned = None if local == Path(published) else local
+        else:
+            owned = Path(tempfile.mkdtemp(prefix="keel-serving-"))
+            local = self.registry.download(self.model_name, version, owned / "model")
+        try:
+            model = LoadedModel(version, expected, Predictor.load(local, expected))
+            warm_up(model.predictor)
+        except BaseException:
+            if owned is not None:
+                shutil.rmtree(owned, ignore_errors=True)
+            raise
+        if owned is not None:
+            weakref.finalize(model, shutil.rmtree, owned, ignore_errors=True)
+        return model
 
 
 class ModelPoller:
