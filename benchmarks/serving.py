@@ -189,14 +189,14 @@ def wait_for_mode(port: int, mode: str, timeout: float = 60) -> None:
 
 
 def compute_only(predictor, records: list[dict], rows: int, seconds: float = 2.0) -> dict[str, float]:
-    from serving.scoring import rows_frame
+    from serving.scoring import rows_batch
 
     times, n = [], 0
     deadline = time.perf_counter() + seconds
     while time.perf_counter() < deadline or len(times) < 20:
         batch = [records[(n + i) % len(records)] for i in range(rows)]
         started = time.perf_counter()
-        predictor.predict(rows_frame(batch, predictor))
+        predictor.predict(rows_batch(batch, predictor))
         times.append(time.perf_counter() - started)
         n += rows
     return {
@@ -225,19 +225,19 @@ def median_ms(function, repeat: int = 200) -> float:
 
 def run_compute(predictor, records: list[dict], spec) -> None:
     from ml.features import transform
-    from serving.scoring import rows_frame
+    from serving.scoring import rows_batch
     from serving.validation import RowValidator
 
     print("\ncompute only (Predictor.predict in this process, features + model):")
     for rows in (1, 32, 100):
         print(line(f"{rows} row(s) per call", compute_only(predictor, records, rows)))
     validator, body = RowValidator(spec), orjson.dumps({"rows": records[:1]})
-    frame = rows_frame(records[:1], predictor)
+    frame = rows_batch(records[:1], predictor)
     features = transform(frame, predictor.state)
     stages = {
         "JSON parse": lambda: orjson.loads(body),
         "row checks": lambda: validator.validate(records[:1]),
-        "rows -> frame": lambda: rows_frame(records[:1], predictor),
+        "rows -> frame": lambda: rows_batch(records[:1], predictor),
         "features (ml.features.transform)": lambda: transform(frame, predictor.state),
         "model": lambda: predictor.model.predict(features),
     }

@@ -32,7 +32,7 @@ def build_app(project_dir: Path):
     params = load_params(project_dir / "params.yaml")
     resources = resources_for(root=project_dir)
     registry, store = resources["registry"], resources["storage"]
-    source = ModelSource(registry, store, params.model_name)
+    source = ModelSource(registry, store, params.model_name, compiled=params.scoring.compiled)
     poller = ModelPoller(source, store.root, params.serving.poll_seconds)
     log = RequestLog(
         store.root,

@@ -55,18 +55,19 @@ class Serving:
 def warm_up(predictor: Predictor) -> None:
     """Score one row made of the feature state's own fill values: a model that cannot score is never
     swapped in, and the first request does not pay for LightGBM's first-call setup (~100 ms)."""
-    from serving.scoring import rows_frame
+    from serving.scoring import rows_batch
 
     state = predictor.state
     row = {n.column: n.fill for n in state.numeric}
     row |= {c.column: (c.levels[0] if c.levels else None) for c in state.categorical}
     row |= {b.column: (state.true_tokens if b.fill else state.false_tokens)[0] for b in state.boolean}
-    predictor.predict(rows_frame([row], predictor))
+    predictor.predict(rows_batch([row], predictor))
 
 
 class ModelSource:
-    def __init__(self, registry: ModelRegistry, store: ArtifactStore, model_name: str):
+    def __init__(self, registry: ModelRegistry, store: ArtifactStore, model_name: str, compiled: bool = True):
         self.registry, self.store, self.model_name = registry, store, model_name
+        self.compiled = compiled  # as batch scoring predicts (params.yaml scoring.compiled)
 
     def load(self, version: int) -> LoadedModel:
         """The version's predictor, every file verified against its registered manifest sha256, warmed up.
@@ -85,7 +86,7 @@ class ModelSource:
             owned = Path(tempfile.mkdtemp(prefix="keel-serving-"))
             local = self.registry.download(self.model_name, version, owned / "model")
         try:
-            model = LoadedModel(version, expected, Predictor.load(local, expected))
+            model = LoadedModel(version, expected, Predictor.load(local, expected, compiled=self.compiled))
             warm_up(model.predictor)
         except BaseException:
             if owned is not None:

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-import pandas as pd
+import pyarrow as pa
 
 from ml.predictor import Predictor
 
@@ -37,14 +37,15 @@ class Job:
     submitted: float = field(default_factory=time.perf_counter)
 
 
-def rows_frame(rows: list[dict[str, Any]], predictor: Predictor) -> pd.DataFrame:
-    """The rows as the frame batch scoring reads from Parquet: numbers as float64, the rest as given."""
+def rows_batch(rows: list[dict[str, Any]], predictor: Predictor) -> pa.RecordBatch:
+    """The rows as batch scoring reads them from Parquet (an Arrow batch): numbers as float64, the rest as
+    given. Arrow rather than pandas: the feature code's fixed cost per call is a few times smaller."""
     numeric = {n.column for n in predictor.state.numeric}
     columns = {}
     for column in predictor.state.input_columns:
         values = [row.get(column) for row in rows]
-        columns[column] = np.array(values, dtype="float64") if column in numeric else values
-    return pd.DataFrame(columns)
+        columns[column] = pa.array(values, pa.float64()) if column in numeric else pa.array(values)
+    return pa.RecordBatch.from_pydict(columns)
 
 
 class Scorer:
@@ -109,7 +110,7 @@ class Scorer:
         rows = [row for job in jobs for row in job.rows]
         started = time.perf_counter()
         try:
-            scores = predictor.predict(rows_frame(rows, predictor))
+            scores = predictor.predict(rows_batch(rows, predictor))
         except Exception as error:
             if len(jobs) > 1:  # one request's rows broke the batch: score each alone so only it fails
                 for job in jobs:

@@ -39,7 +39,7 @@ from ml import io  # noqa: E402
 from ml.params import load_params  # noqa: E402
 from ml.predictor import Predictor  # noqa: E402
 from serving.request_log import RequestLog, input_columns  # noqa: E402
-from serving.scoring import rows_frame  # noqa: E402
+from serving.scoring import rows_batch  # noqa: E402
 from serving.state import RolloutState, RolloutStateError, read_state  # noqa: E402
 from serving.validation import RequestError, RowValidator  # noqa: E402
 
@@ -53,7 +53,7 @@ def load_model(uri: str, manifest_sha256: str) -> Predictor:
         fs, path = fsspec.core.url_to_fs(uri)
         local = f"/tmp/keel-model-{manifest_sha256[:12]}"
         fs.get(path.rstrip("/") + "/", local, recursive=True)
-    return Predictor.load(Path(local), manifest_sha256)
+    return Predictor.load(Path(local), manifest_sha256, compiled=True)  # compiled locally, as batch scoring
 
 
 class Arm:
@@ -102,7 +102,7 @@ def create_app(project_dir: Path, environ: dict[str, str] | None = None):
         except RequestError as error:
             return JSONResponse({"error": str(error), "problems": [p.to_dict() for p in error.problems]}, 422)
         ids = [str(row.get("request_id") or uuid.uuid4()) for row in clean]
-        scores = predictor.predict(rows_frame(clean, predictor))  # as `make serve` scores them
+        scores = predictor.predict(rows_batch(clean, predictor))  # as `make serve` scores them
         latency = (time.perf_counter() - started) * 1000
         if log is not None:
             which = arm.current()

@@ -28,7 +28,13 @@ def publish_scores(frame: pd.DataFrame, day_uri: str) -> None:
     shard = {"index": 0, "count": 1, "split": "row_groups", "start": 0, "stop": len(frame), "score_sum": 5.0}
     shard["histogram"] = {"bins": [50_000], "counts": [len(frame)]}
     report = {"rows": len(frame), "predictions_sha256": io.file_digest(f"{part}.parquet"), "seconds": 0.1}
-    report |= {"model_manifest_sha256": "x", "model_version": "1", "id_column": "customer_id", "rows_uri": "in", "predictor": "lightgbm"}
+    report |= {
+        "model_manifest_sha256": "x",
+        "model_version": "1",
+        "id_column": "customer_id",
+        "rows_uri": "in",
+        "predictor": "lightgbm",
+    }
     io.write_json({**report, "shard": shard}, f"{part}.json")
     predictions.publish(day_uri, attempt, 1, None, 0)
 

@@ -11,7 +11,7 @@ from ml.artifact import manifest_sha256
 from ml.predictor import Predictor
 from serving.cloud.container import create_app
 from serving.request_log import read_day
-from serving.scoring import rows_frame
+from serving.scoring import rows_batch
 from serving.state import RolloutState, write_state
 from tests.serving.project import REPO
 
@@ -39,7 +39,7 @@ def environ(artifact, store, **extra) -> dict[str, str]:
 def test_the_routes_of_each_platform_answer_the_models_scores(artifact, records, tmp_path):
     app = create_app(REPO, environ(artifact, tmp_path / "store"))
     rows = [{**r, "request_id": f"c-{n}"} for n, r in enumerate(records[:20])]
-    expected = Predictor.load(artifact).predict(rows_frame(rows, Predictor.load(artifact)))
+    expected = Predictor.load(artifact).predict(rows_batch(rows, Predictor.load(artifact)))
     with TestClient(app) as client:
         assert client.get("/ping").status_code == 200 and client.get("/health").json()["model_version"] == 2
         for route, key in (("/predict", "rows"), ("/invocations", "rows"), ("/predict", "instances")):
