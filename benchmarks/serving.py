@@ -224,7 +224,6 @@ def median_ms(function, repeat: int = 200) -> float:
 
 
 def run_compute(predictor, records: list[dict], spec) -> None:
-    from ml.features import transform
     from serving.scoring import rows_batch
     from serving.validation import RowValidator
 
@@ -232,13 +231,13 @@ def run_compute(predictor, records: list[dict], spec) -> None:
     for rows in (1, 32, 100):
         print(line(f"{rows} row(s) per call", compute_only(predictor, records, rows)))
     validator, body = RowValidator(spec), orjson.dumps({"rows": records[:1]})
-    frame = rows_batch(records[:1], predictor)
-    features = transform(frame, predictor.state)
+    batch = rows_batch(records[:1], predictor)
+    features = predictor.matrix(batch)
     stages = {
         "JSON parse": lambda: orjson.loads(body),
         "row checks": lambda: validator.validate(records[:1]),
-        "rows -> frame": lambda: rows_batch(records[:1], predictor),
-        "features (ml.features.transform)": lambda: transform(frame, predictor.state),
+        "rows -> Arrow batch": lambda: rows_batch(records[:1], predictor),
+        "features (Predictor.matrix: ml.features.feature_matrix)": lambda: predictor.matrix(batch),
         "model": lambda: predictor.model.predict(features),
     }
     print(
