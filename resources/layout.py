@@ -10,6 +10,7 @@
     predictions/<day>.parquet                a day's scores (id, score); <day>.config.json its scoring config
     monitoring/capture/<day>.parquet         a seeded sample of the day's scored rows, for the drift report
     monitoring/drift/<day>.html              the day's Evidently report
+    monitoring/importance/<model>/<manifest sha256>.json  a model's importance per column, for the drift report
 
 Run ids key what a run builds, so two runs at once never overwrite each other's files; days key
 what is replaced when a day is scored again; a published model is keyed by what it contains (its
@@ -83,3 +84,7 @@ def served_predictions(store: ArtifactStore, day: str) -> str:
 
 def served_capture(store: ArtifactStore, day: str) -> str:
     return store.uri("serving", "served", day, "capture.parquet")
+
+
+def model_importance(store: ArtifactStore, model: str, manifest_sha256: str) -> str:
+    return store.uri("monitoring", "importance", model, f"{manifest_sha256}.json")

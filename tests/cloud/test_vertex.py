@@ -466,7 +466,7 @@ def test_the_documented_gcp_example_is_a_complete_deployment(tmp_path):
     )
     assert compute.pipes_uri == f"{settings['KEEL_GCS_ROOT']}/pipes"
     assert compute.endpoint() == f"https://{settings['KEEL_VERTEX_LOCATION']}-aiplatform.googleapis.com"
-    assert resources.keys() == {"params", "dvc", "registry", "storage", "io_manager", "compute"}
+    assert resources.keys() == {"params", "dvc", "registry", "storage", "io_manager", "compute", "endpoint"}
 
 
 @pytest.mark.parametrize("missing", sorted(GCP_REQUIRED))

@@ -248,3 +248,23 @@ def test_a_capture_is_read_as_a_profile_and_refused_by_name_when_it_lacks_a_colu
         load_capture(str(tmp_path / "noscore.parquet"), spec)
     with pytest.raises(DriftError, match="capture not found: .*nowhere.parquet; score the day first"):
         load_capture(str(tmp_path / "nowhere.parquet"), spec)
+
+
+def test_the_report_page_is_the_stock_presets_page(spec, shifted_report, monkeypatch):
+    """The report skips the per-column metrics the stock DataDriftPreset computes but never shows: the
+    page is the same, up to the random ids Evidently gives each widget."""
+    import re
+
+    import evidently.presets
+
+    import ml.drift
+
+    reference, shifted, result = shifted_report
+    monkeypatch.setattr(ml.drift, "drift_table_preset", lambda: evidently.presets.DataDriftPreset)
+    stock = drift_report(reference, shifted, spec, drift_share=0.5)
+
+    def without_ids(page: str) -> str:
+        return re.sub(r"[0-9a-f]{32}|[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", "<id>", page)
+
+    assert without_ids(result.html) == without_ids(stock.html)
+    assert "tenure" in result.html and len(result.html) > 100_000
