@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import subprocess
 import sys
 import tempfile
@@ -33,11 +34,16 @@ SPEEDUP_TARGET = 1.7  # two processes against one
 CAPTURE_ROWS, CAPTURE_SEED = 50_000, 0  # params.yaml drift.current_rows / drift.seed
 
 
-def _score_day(model_dir: str, config: Path, rows_path: str, parts: Path, shards: int) -> float:
-    """Wall seconds for `shards` scoring processes started together, one prediction thread each."""
+def _children_cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _score_day(model_dir: str, config: Path, rows_path: str, parts: Path, shards: int) -> tuple[float, float]:
+    """(wall seconds, CPU seconds) for `shards` scoring processes started together, one prediction thread each."""
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     base = [sys.executable, "-m", "ml.score", "--model", model_dir, "--rows", rows_path, "--config", str(config)]
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), _children_cpu_seconds()
     processes = [
         subprocess.Popen(
             [*base, "--parts", str(parts), "--shard", str(i)],
@@ -50,11 +56,11 @@ def _score_day(model_dir: str, config: Path, rows_path: str, parts: Path, shards
         for i in range(shards)
     ]
     failures = [(i, p.communicate()[1]) for i, p in enumerate(processes)]
-    seconds = time.perf_counter() - started
+    seconds, cpu = time.perf_counter() - started, _children_cpu_seconds() - cpu
     for (i, stderr), process in zip(failures, processes, strict=True):
         if process.returncode != 0:
             raise SystemExit(f"shard {i} of {shards} failed:\n{stderr[-2000:]}")
-    return seconds
+    return seconds, cpu
 
 
 def sharded_figures(
@@ -77,7 +83,7 @@ def sharded_figures(
             document |= {"rows_md5": md5, "capture_rows": CAPTURE_ROWS, "capture_seed": CAPTURE_SEED, "shards": n}
             write_json(document, str(config))
             day = work / f"day-{n}"
-            seconds = _score_day(model_dir, config, rows_path, day / "run-1", n)
+            seconds, cpu = _score_day(model_dir, config, rows_path, day / "run-1", n)
             started = time.perf_counter()
             report = publish(str(day), str(day / "run-1"), n, CAPTURE_ROWS, CAPTURE_SEED)
             publishing = time.perf_counter() - started
@@ -86,13 +92,15 @@ def sharded_figures(
                 "seconds": round(total, 2),
                 "score_seconds": round(seconds, 2),
                 "publish": round(publishing, 2),
+                "cpu_seconds": round(cpu, 1),
             }
             figures[n]["rows_per_second"] = round(rows / total)
             figures[n]["split"] = read_manifest(str(day))["split"]
             assert report["rows"] == rows
             print(
                 f"{n} process(es), 1 prediction thread each: {total:.1f}s ({rows / total:,.0f} rows/s; "
-                f"scoring {seconds:.1f}s + publish {publishing:.2f}s; split by {figures[n]['split']})",
+                f"scoring {seconds:.1f}s + publish {publishing:.2f}s; split by {figures[n]['split']}; "
+                f"{cpu:.1f} CPU s, {cpu / seconds:.2f} cores busy)",
                 flush=True,
             )
     one = figures.get(1, {}).get("seconds")
