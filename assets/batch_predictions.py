@@ -13,6 +13,7 @@ import dagster as dg
 
 import ml.io
 import ml.score
+from assets.costs import cost_metadata, invocation_cost
 from assets.partitions import DAILY
 from assets.records import IncomingDay, ScoredDay
 from data_checks.asset_checks import require_passing_checks
@@ -123,5 +124,6 @@ def batch_predictions(
             "capture": dg.MetadataValue.path(outputs["capture"]),
             "capture_rows": report["capture_rows"],
             "rows_path": dg.MetadataValue.path(rows_uri),
+            **cost_metadata(invocation_cost(invocation, settings)),
         },
     )

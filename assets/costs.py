@@ -1,0 +1,39 @@
+"""The cost of a run's entry point as materialization metadata: what the process and the platform measured, priced."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import dagster as dg
+
+from ml.cost import run_cost
+from ml.params import Params
+from resources.cloud_job import JOB_USAGE
+
+COST_TAG = "keel.cost"  # keel.cost.amount / .unit / .basis on the candidate's run and the version
+
+
+def invocation_cost(invocation: dg.PipesClientCompletedInvocation, settings: Params) -> dict[str, Any]:
+    """The entry point's own usage (its report's `usage`) and, on a cloud backend, the job's, priced by `costs:`."""
+    metadata = invocation.get_materialize_result().metadata
+    job = metadata[JOB_USAGE].value if JOB_USAGE in metadata else None
+    return run_cost(metadata["report"].value.get("usage"), job, settings.costs)
+
+
+def cost_metadata(cost: dict[str, Any]) -> dict[str, Any]:
+    """`cost` (the figure in its unit) first, then every term it was worked out from."""
+    return {
+        "cost": dg.MetadataValue.float(float(cost["amount"])),
+        "cost_unit": cost["unit"],
+        "cost_basis": cost["basis"],
+        "cpu_seconds": dg.MetadataValue.float(float(cost.get("cpu_seconds", 0.0))),
+        "cost_details": dg.MetadataValue.json(cost),
+    }
+
+
+def cost_tags(cost: dict[str, Any]) -> dict[str, str]:
+    return {
+        f"{COST_TAG}.amount": f"{cost['amount']:.6f}",
+        f"{COST_TAG}.unit": cost["unit"],
+        f"{COST_TAG}.basis": cost["basis"],
+    }
