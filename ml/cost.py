@@ -86,7 +86,7 @@ def run_cost(process: dict[str, Any] | None, job: dict[str, Any] | None, costs: 
         amount = seconds * count * price / 3600
         record |= {"job_seconds": seconds, "estimate": True}
         basis = f"estimate: {seconds:g} s of the job x {count} x ${price:g}/h, {label}"
-    return {**record, "amount": round(amount, 6), "unit": USD, "basis": basis}
+    return {**record, "amount": amount, "unit": USD, "basis": basis}
 
 
 def calendar_comparison(

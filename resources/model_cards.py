@@ -4,7 +4,7 @@
   version tags `keel.model_card_sha256` (of the JSON) and `keel.model_card_url`;
 - the artifact store: `cards/<model>/v<version>.html` and `.json`, which the browser link opens
   (KEEL_REPORTS_URL locally, the cloud console otherwise);
-- SageMaker (KEEL_DEPLOYMENT=aws): a model card `<model>-v<version>` (CreateModelCard, then
+- SageMaker (KEEL_DEPLOYMENT=aws, whose artifacts are on S3): a model card `<model>-v<version>` (CreateModelCard, then
   UpdateModelCard when an alias moves) holding the SageMaker schema's sections of the card.
 
 A card is written whole each time: the alias history is refreshed by writing the card again.
@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import mlflow
+from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
 
 import ml.io
 from ml.model_card import render_html, render_markdown, sagemaker_content
@@ -64,10 +65,12 @@ def publish_card(
         (folder / CARD_FILE).write_text(document, encoding="utf-8")
         (folder / "model_card.md").write_text(render_markdown(card), encoding="utf-8")
         (folder / "model_card.html").write_text(page, encoding="utf-8")
-        client.log_artifacts(run_id, str(folder), artifact_path=CARD_PATH)
+        # By the run's artifact URI as stored now (MLflow's per-run repository cache can outlive a moved store).
+        get_artifact_repository(client.get_run(run_id).info.artifact_uri).log_artifacts(str(folder), CARD_PATH)
     client.set_model_version_tag(name, str(version), CARD_TAG, digest)
     client.set_model_version_tag(name, str(version), CARD_URL_TAG, link)
-    arn = publish_sagemaker_card(card) if os.environ.get("KEEL_DEPLOYMENT", "local") == "aws" else None
+    # Artifacts on S3 are the AWS deployment's (orchestration/deployments.py): its cards go to SageMaker too.
+    arn = publish_sagemaker_card(card) if storage.root.startswith("s3://") else None
     return {"sha256": digest, "url": link, **({"sagemaker_model_card_arn": arn} if arn else {})}
 
 
@@ -78,8 +81,9 @@ def read_card(registry: ModelRegistry, name: str, version: int) -> dict[str, Any
     if not expected:
         return None
     with tempfile.TemporaryDirectory(prefix="keel-card-") as tmp:
+        root = registry.client().get_run(info["run_id"]).info.artifact_uri
         local = mlflow.artifacts.download_artifacts(
-            run_id=info["run_id"], artifact_path=f"{CARD_PATH}/{CARD_FILE}", dst_path=tmp, tracking_uri=registry.uri()
+            artifact_uri=f"{root}/{CARD_PATH}/{CARD_FILE}", dst_path=tmp, tracking_uri=registry.uri()
         )
         text = Path(local).read_text(encoding="utf-8")
     if hashlib.sha256(text.encode()).hexdigest() != expected:

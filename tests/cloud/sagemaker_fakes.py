@@ -4,7 +4,9 @@
 and then does what SageMaker would do in the container: copy each File-mode channel from (moto's)
 S3 into a throw-away `/opt/ml`-like folder, run the job's entry point command with the job's
 Environment plus the SM_* variables SageMaker sets, and pack `model/` into
-`<S3OutputPath>/<job>/output/model.tar.gz`. Nothing but the job's own environment, the SM_*
+`<S3OutputPath>/<job>/output/model.tar.gz`. moto's DescribeTrainingJob has no TrainingTimeInSeconds
+or BillableTimeInSeconds: the container adds them, from the time the job's process took (a spot job
+is billed SPOT_BILLED of it, as if SageMaker's spot price were that share). Nothing but the job's own environment, the SM_*
 variables and the fake's credentials reaches the process, as in a real job.
 """
 
@@ -15,12 +17,15 @@ import os
 import subprocess
 import sys
 import tarfile
+import time
 from pathlib import Path
 from typing import Any
 
 import boto3
 
 from tests.conftest import REPO
+
+SPOT_BILLED = 0.3  # the share of the training time a spot job is billed in this fake
 
 
 class SageMakerContainer:
@@ -29,11 +34,21 @@ class SageMakerContainer:
         self.aws_env = aws_env  # what the job's execution role would provide: credentials, region, endpoint
         self.requests: list[dict[str, Any]] = []
         self.runs: list[subprocess.CompletedProcess] = []
+        self.seconds: dict[str, int] = {}  # job name -> TrainingTimeInSeconds
 
     def attach(self, client: Any) -> Any:
         client.meta.events.register("before-parameter-build.sagemaker.CreateTrainingJob", self._keep_request)
         client.meta.events.register("after-call.sagemaker.CreateTrainingJob", self._run_job)
+        client.meta.events.register("after-call.sagemaker.DescribeTrainingJob", self._add_times)
         return client
+
+    def _add_times(self, parsed: dict[str, Any], **_: Any) -> None:
+        name = parsed.get("TrainingJobName")
+        if name in self.seconds:
+            request = next(r for r in self.requests if r["TrainingJobName"] == name)
+            share = SPOT_BILLED if request.get("EnableManagedSpotTraining") else 1.0
+            parsed["TrainingTimeInSeconds"] = self.seconds[name]
+            parsed["BillableTimeInSeconds"] = max(int(self.seconds[name] * share), 1)
 
     def _keep_request(self, params: dict[str, Any], **_: Any) -> None:
         self.requests.append(json.loads(json.dumps(params)))
@@ -64,7 +79,9 @@ class SageMakerContainer:
         spec = request["AlgorithmSpecification"]
         command = [*spec["ContainerEntrypoint"], *spec["ContainerArguments"]]
         command[0] = sys.executable if command[0] == "python" else command[0]
+        started = time.monotonic()
         proc = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+        self.seconds[name] = max(round(time.monotonic() - started), 1)  # SageMaker reports whole seconds
         self.runs.append(proc)
         if proc.returncode == 0:
             self._upload_model(s3, root / "model", f"{request['OutputDataConfig']['S3OutputPath']}/{name}")

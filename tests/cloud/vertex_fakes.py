@@ -71,9 +71,10 @@ class FakeJob:
         self.stdout = ""
         self.stderr = ""
         self.create_time = _now()
+        self.times: dict[str, str] = {}  # startTime / endTime, as Vertex sets them when the job starts and ends
 
     def resource(self) -> dict[str, Any]:
-        document = {**self.body, "name": self.name, "state": self.state, "createTime": self.create_time}
+        document = {**self.body, "name": self.name, "state": self.state, "createTime": self.create_time, **self.times}
         if self.error:
             document["error"] = self.error
         return document
@@ -205,8 +206,9 @@ class FakeVertex:
         job.process = subprocess.Popen(
             command, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
         )
-        job.state = "JOB_STATE_RUNNING"
+        job.state, job.times["startTime"] = "JOB_STATE_RUNNING", _now()
         job.stdout, job.stderr = job.process.communicate()
+        job.times["endTime"] = _now()
         if job.state != "JOB_STATE_RUNNING":  # cancelled meanwhile
             return
         if job.process.returncode == 0:
