@@ -22,6 +22,7 @@ from assets.cards import card_metadata, make_card, refresh_card
 from assets.evaluation_gate import passed_gate
 from assets.records import Candidate
 from ml.drift import reference_profile
+from ml.gate import GateDecision
 from ml.params import Params
 from ml.predictor import Predictor
 from resources.model_cards import publish_card, read_card
@@ -82,7 +83,16 @@ def training_cost_tags(registry: ModelRegistry, run_id: str) -> dict[str, str]:
     return {k: v for k, v in tags.items() if k.startswith("keel.cost.")}
 
 
-def publish_version_card(context, candidate, gate, settings, storage, registry, version, reference_rows=None) -> dict:
+def publish_version_card(
+    context: dg.AssetExecutionContext,
+    candidate: Candidate,
+    gate: GateDecision,
+    settings: Params,
+    storage: ArtifactStore,
+    registry: ModelRegistry,
+    version: int,
+    reference_rows: int | None = None,
+) -> dict:
     """Make and store the version's model card; the asset's metadata that shows and links it."""
     info = registry.version_info(registry.model_name, version)
     rows = reference_rows if reference_rows is not None else f"at most {settings.drift.reference_rows}"
@@ -162,8 +172,8 @@ def _missing_alias_error(name: str, version: int, alias: str, error: Exception, 
     description=(
         "The MLflow model version made from a candidate that passed evaluation_gate, tagged with "
         "its lineage (data version, code version, git commit, metrics, Dagster run id, artifact "
-        "hashes). With registry.promotion=auto it becomes `champion`; with manual, `challenger` "
-        "(promote it with the approve job; the rollback job moves champion back). Every alias move "
+        "hashes), with its model card (`model_card`, `model_card_url`). With registry.promotion=auto "
+        "it becomes `champion`; with manual, `challenger` (promote it with the approve job; the rollback job moves champion back). Every alias move "
         "is recorded here and in MLflow."
     ),
 )

@@ -99,7 +99,11 @@ def compare_cards(registry: ModelRegistry, name: str, version: int, champion: in
     return side_by_side(challenger_card, champion_card)
 
 
-@dg.op(description="Move `champion` to the challenger (or a given version), compare-and-set.", pool=ALIAS_POOL)
+@dg.op(
+    description="Show the challenger's model card beside the champion's, then move `champion` to the challenger "
+    "(or a given version), compare-and-set.",
+    pool=ALIAS_POOL,
+)
 def approve_challenger(
     context: dg.OpExecutionContext, config: ApproveConfig, registry: ModelRegistry, storage: ArtifactStore
 ) -> None:

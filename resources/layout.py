@@ -10,6 +10,7 @@
     predictions/<day>.parquet                a day's scores (id, score); <day>.config.json its scoring config
     monitoring/capture/<day>.parquet         a seeded sample of the day's scored rows, for the drift report
     monitoring/drift/<day>.html              the day's Evidently report
+    cards/<model>/v<version>.{json,html}     a registered version's model card (also kept in MLflow)
 
 Run ids key what a run builds, so two runs at once never overwrite each other's files; days key
 what is replaced when a day is scored again; a published model is keyed by what it contains (its
@@ -72,3 +73,7 @@ def capture(store: ArtifactStore, day: str) -> str:
 
 def drift_report(store: ArtifactStore, day: str) -> str:
     return store.uri("monitoring", "drift", f"{day}.html")
+
+
+def model_card(store: ArtifactStore, model: str, version: int, suffix: str) -> str:
+    return store.uri("cards", model, f"v{version}.{suffix}")

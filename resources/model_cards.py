@@ -26,16 +26,13 @@ from mlflow.store.artifact.artifact_repository_registry import get_artifact_repo
 
 import ml.io
 from ml.model_card import render_html, render_markdown, sagemaker_content
+from resources import layout
 from resources.registry import ModelRegistry
 from resources.storage import ArtifactStore
 
 CARD_PATH = "model_card"  # in the version's MLflow run
 CARD_FILE = "model_card.json"
 CARD_TAG, CARD_URL_TAG = "keel.model_card_sha256", "keel.model_card_url"
-
-
-def card_uri(storage: ArtifactStore, model: str, version: int, suffix: str) -> str:
-    return storage.uri("cards", model, f"v{version}.{suffix}")
 
 
 def sagemaker_card_name(model: str, version: int) -> str:
@@ -55,9 +52,11 @@ def publish_card(
     digest = hashlib.sha256(document.encode()).hexdigest()
     page = render_html(card, plots)
     for suffix, text in (("json", document), ("html", page)):  # each file replaced in one step
-        with ml.io.atomic_output(card_uri(storage, name, version, suffix)) as tmp:
+        with ml.io.atomic_output(layout.model_card(storage, name, version, suffix)) as tmp:
             tmp.write_text(text, encoding="utf-8")
-    link = storage.browser_url(card_uri(storage, name, version, "html")) or card_uri(storage, name, version, "html")
+    link = storage.browser_url(layout.model_card(storage, name, version, "html")) or layout.model_card(
+        storage, name, version, "html"
+    )
     client = registry.client()
     run_id = registry.version_info(name, version)["run_id"]
     with tempfile.TemporaryDirectory(prefix="keel-card-") as tmp:

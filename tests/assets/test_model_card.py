@@ -13,7 +13,8 @@ from assets.cards import version_costs
 from assets.registered_model import registered_model
 from orchestration.deployments import local
 from orchestration.promotion import approve
-from resources.model_cards import CARD_URL_TAG, card_uri, read_card
+from resources import layout
+from resources.model_cards import CARD_URL_TAG, read_card
 from resources.registry import MANIFEST_TAG, ModelRegistry
 from tests.cloud.scoring import cloud_day, score_day
 from tests.conftest import set_params, train
@@ -71,7 +72,7 @@ def test_a_registered_version_has_a_card_that_matches_its_lineage(trained_projec
     registered = latest(instance, registered_model.key)
     assert registered["model_card"].startswith(f"# Model card: {MODEL} v{version}")
     assert registered["model_card_url"] == tags[CARD_URL_TAG]
-    page = Path(card_uri(resources["storage"], MODEL, version, "html")).read_text()
+    page = Path(layout.model_card(resources["storage"], MODEL, version, "html")).read_text()
     assert "<table>" in page and tags[MANIFEST_TAG] in page
 
     # approve sets the challenger's card beside the champion's, then both cards record the move.
