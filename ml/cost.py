@@ -9,6 +9,9 @@ nothing is priced, because a laptop's hour has no list price. A cloud job is pri
 - Vertex AI and Azure ML: the job's duration x replicas x the machine type's price, an estimate
   (neither platform returns a billed time for a job).
 
+A type without a price in the table is recorded in instance-seconds, its basis naming the type:
+the job has run by then, and its result is worth more than a complete price list.
+
 `calendar_comparison` sets the retrains a model name had against a weekly retraining calendar over
 the same days, at the same mean cost per retrain.
 """
@@ -23,7 +26,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-LOCAL_UNIT, USD = "cpu_seconds", "USD"
+LOCAL_UNIT, USD, UNPRICED_UNIT = "cpu_seconds", "USD", "instance_seconds"
 
 
 class CostsSection(BaseModel):
@@ -49,16 +52,6 @@ def process_usage(started: float) -> dict[str, float]:
     return {"cpu_seconds": round(cpu, 3), "wall_seconds": round(time.monotonic() - started, 3)}
 
 
-def _price(costs: CostsSection, instance_type: str) -> float:
-    try:
-        return costs.usd_per_hour[instance_type]
-    except KeyError:
-        known = ", ".join(sorted(costs.usd_per_hour)) or "none"
-        raise ValueError(
-            f"params.yaml costs.usd_per_hour has no price for instance type {instance_type!r} (priced: {known})"
-        ) from None
-
-
 def run_cost(process: dict[str, Any] | None, job: dict[str, Any] | None, costs: CostsSection) -> dict[str, Any]:
     """One run's cost record: `amount` in `unit`, and how it was worked out (`basis`).
 
@@ -71,22 +64,25 @@ def run_cost(process: dict[str, Any] | None, job: dict[str, Any] | None, costs: 
         if "cpu_seconds" not in record:
             raise ValueError("the entry point reported no usage (cpu_seconds); it was built without ml/cost.py")
         return {**record, "amount": record["cpu_seconds"], "unit": LOCAL_UNIT, "basis": "local CPU-seconds"}
-    price, count = _price(costs, job["instance_type"]), int(job["instance_count"])
-    label = f"list prices of {costs.prices_as_of.isoformat()} ({costs.price_source})"
-    record |= {"platform": job["platform"], "instance_type": job["instance_type"], "instance_count": count}
-    record |= {"usd_per_hour": price, "prices_as_of": costs.prices_as_of.isoformat()}
+    instance_type, count = job["instance_type"], int(job["instance_count"])
+    record |= {"platform": job["platform"], "instance_type": instance_type, "instance_count": count}
     if "billable_seconds" in job:  # SageMaker bills what it reports
-        billable, trained = float(job["billable_seconds"]), float(job.get("training_seconds") or 0)
-        amount = billable * count * price / 3600
-        record |= {"billable_seconds": billable, "training_seconds": trained, "estimate": False}
-        record["spot_saving"] = round(1 - billable / trained, 4) if trained > 0 else 0.0
-        basis = f"{billable:g} billable s x {count} x ${price:g}/h, {label}"
+        seconds, trained = float(job["billable_seconds"]), float(job.get("training_seconds") or 0)
+        record |= {"billable_seconds": seconds, "training_seconds": trained, "estimate": False}
+        record["spot_saving"] = round(1 - seconds / trained, 4) if trained > 0 else 0.0
+        terms = f"{seconds:g} billable s x {count}"
     else:
         seconds = float(job["seconds"])
-        amount = seconds * count * price / 3600
         record |= {"job_seconds": seconds, "estimate": True}
-        basis = f"estimate: {seconds:g} s of the job x {count} x ${price:g}/h, {label}"
-    return {**record, "amount": amount, "unit": USD, "basis": basis}
+        terms = f"estimate: {seconds:g} s of the job x {count}"
+    price = costs.usd_per_hour.get(instance_type)
+    if price is None:  # the job ran and its model is good: record what it used rather than fail the run
+        basis = f"{terms} instance-seconds; params.yaml costs.usd_per_hour has no price for {instance_type!r}"
+        return {**record, "amount": seconds * count, "unit": UNPRICED_UNIT, "basis": basis}
+    label = f"list prices of {costs.prices_as_of.isoformat()} ({costs.price_source})"
+    record |= {"usd_per_hour": price, "prices_as_of": costs.prices_as_of.isoformat()}
+    amount = seconds * count * price / 3600
+    return {**record, "amount": amount, "unit": USD, "basis": f"{terms} x ${price:g}/h, {label}"}
 
 
 def calendar_comparison(

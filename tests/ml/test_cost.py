@@ -42,10 +42,11 @@ def test_vertex_and_azure_jobs_are_estimates_from_their_duration():
     assert cost["estimate"] is True and cost["basis"].startswith("estimate")
 
 
-def test_an_unpriced_instance_type_is_named():
-    job = {"platform": "azureml", "instance_type": "Standard_NC6", "instance_count": 1, "seconds": 60}
-    with pytest.raises(ValueError, match="no price for instance type 'Standard_NC6'"):
-        run_cost(None, job, COSTS)
+def test_an_unpriced_instance_type_is_recorded_in_instance_seconds_and_named():
+    job = {"platform": "azureml", "instance_type": "Standard_NC6", "instance_count": 2, "seconds": 60}
+    cost = run_cost(None, job, COSTS)
+    assert cost["unit"] == "instance_seconds" and cost["amount"] == 120
+    assert "no price for 'Standard_NC6'" in cost["basis"]
 
 
 def test_retrains_are_set_beside_a_weekly_calendar_at_the_same_mean_cost():
