@@ -13,7 +13,7 @@ import dagster as dg
 
 import ml.io
 import ml.score
-from assets.costs import cost_metadata, invocation_cost
+from assets.costs import cost_metadata, invocation_cost, record_scoring_cost
 from assets.partitions import DAILY
 from assets.records import IncomingDay, ScoredDay
 from data_checks.asset_checks import require_passing_checks
@@ -98,6 +98,8 @@ def batch_predictions(
         outputs=outputs,
     )
     report = invocation.get_materialize_result().metadata["report"].value
+    cost = invocation_cost(invocation, settings)
+    record_scoring_cost(registry, registry.model_name, version, day, cost)
     scored = ScoredDay(
         run_id=context.run_id,
         day=day,
@@ -124,6 +126,6 @@ def batch_predictions(
             "capture": dg.MetadataValue.path(outputs["capture"]),
             "capture_rows": report["capture_rows"],
             "rows_path": dg.MetadataValue.path(rows_uri),
-            **cost_metadata(invocation_cost(invocation, settings)),
+            **cost_metadata(cost),
         },
     )

@@ -3,19 +3,20 @@
 The card is written at registration (ml/model_card.py builds it, resources/model_cards.py keeps it)
 and written again, whole, by every alias move (approve, rollback, a later registration), so its alias
 history and its costs so far are those of the last move. Costs: the version's training run (the
-candidate's MLflow run tags), the scoring runs that used the version (batch_predictions in this
-Dagster instance), and this model name's retrains beside a weekly calendar (ml/cost.py).
+candidate's MLflow run tags), the scoring runs that used the version (the tags batch_predictions
+sets on it, one per day), and this model name's retrains beside a weekly calendar (ml/cost.py).
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import json
 from typing import Any
 
 import dagster as dg
 
 import ml.io
-from assets.costs import COST_TAG
+from assets.costs import COST_TAG, SCORING_COST_TAG
 from assets.records import Candidate
 from ml.cost import calendar_comparison
 from ml.features import encode_target
@@ -29,8 +30,6 @@ from resources.model_cards import publish_card, read_card
 from resources.registry import MANIFEST_TAG, ModelRegistry
 from resources.storage import ArtifactStore
 
-BATCH_PREDICTIONS = dg.AssetKey("batch_predictions")
-
 
 def _tagged_cost(tags: dict[str, str]) -> dict[str, Any]:
     if f"{COST_TAG}.amount" not in tags:
@@ -42,35 +41,22 @@ def _tagged_cost(tags: dict[str, str]) -> dict[str, Any]:
     }
 
 
-def _all_materializations(instance: dg.DagsterInstance, key: dg.AssetKey):
-    cursor = None
-    while True:
-        page = instance.fetch_materializations(dg.AssetRecordsFilter(asset_key=key), limit=1000, cursor=cursor)
-        yield from page.records
-        if not page.has_more:
-            return
-        cursor = page.cursor
+def scoring_cost(tags: dict[str, str]) -> dict[str, Any]:
+    """The version's scoring runs, as batch_predictions tagged them on it (one per day, its latest), summed."""
+    days = [json.loads(v) for k, v in tags.items() if k.startswith(SCORING_COST_TAG)]
+    if not days:
+        return {}
+    unit = days[-1]["unit"]
+    same = [d["amount"] for d in days if d["unit"] == unit]
+    return {"runs": len(same), "amount": round(sum(same), 6), "unit": unit}
 
 
-def scoring_cost(instance: dg.DagsterInstance, model: str, version: int) -> dict[str, Any]:
-    """The scoring runs (batch_predictions materializations) this instance recorded for the version, summed."""
-    runs, amount, unit = 0, 0.0, None
-    for record in _all_materializations(instance, BATCH_PREDICTIONS):
-        meta = record.asset_materialization.metadata
-        if meta.get("model") is None or meta["model"].value != model or meta.get("model_version") is None:
-            continue
-        if meta["model_version"].value != version or "cost" not in meta:
-            continue
-        runs, amount, unit = runs + 1, amount + float(meta["cost"].value), meta["cost_unit"].value
-    return {"runs": runs, "amount": round(amount, 6), "unit": unit} if runs else {}
-
-
-def version_costs(registry: ModelRegistry, instance: dg.DagsterInstance, name: str, version: int) -> dict[str, Any]:
+def version_costs(registry: ModelRegistry, name: str, version: int) -> dict[str, Any]:
     """The version's training cost, its scoring so far, and the model name's retrains against a weekly calendar."""
     infos = [registry.version_info(name, v) for v in registry.versions(name)]
     own = next(info for info in infos if info["version"] == version)
     training = _tagged_cost(own["tags"])
-    costs: dict[str, Any] = {"training": training, "scoring": scoring_cost(instance, name, version)}
+    costs: dict[str, Any] = {"training": training, "scoring": scoring_cost(own["tags"])}
     if training:
         same_unit = [c for c in (_tagged_cost(i["tags"]) for i in infos) if c and c["unit"] == training["unit"]]
         first = dt.datetime.fromisoformat(infos[0]["created"])
@@ -159,14 +145,14 @@ def make_card(
         drift_reference=reference,
         lineage=lineage,
         alias_history=alias_moves(registry, name, version),
-        cost=version_costs(registry, context.instance, name, version),
+        cost=version_costs(registry, name, version),
         artifact_uri=info["source"],
     )
     return card, plots
 
 
 def refresh_card(
-    registry: ModelRegistry, storage: ArtifactStore, instance: dg.DagsterInstance, name: str, version: int | None
+    registry: ModelRegistry, storage: ArtifactStore, name: str, version: int | None
 ) -> dict[str, Any] | None:
     """Write the version's card again with its alias history and costs as they are now; None without a card."""
     if version is None:
@@ -176,7 +162,7 @@ def refresh_card(
         return None
     card = {
         **with_alias_history(card, alias_moves(registry, name, version)),
-        "cost": version_costs(registry, instance, name, version),
+        "cost": version_costs(registry, name, version),
     }
     return {**publish_card(registry, storage, card), "card": card}
 

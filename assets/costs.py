@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import dagster as dg
@@ -9,8 +10,10 @@ import dagster as dg
 from ml.cost import run_cost
 from ml.params import Params
 from resources.cloud_job import JOB_USAGE
+from resources.registry import ModelRegistry
 
 COST_TAG = "keel.cost"  # keel.cost.amount / .unit / .basis on the candidate's run and the version
+SCORING_COST_TAG = "keel.cost.scoring."  # + day: that day's latest scoring run, on the version that scored it
 
 
 def invocation_cost(invocation: dg.PipesClientCompletedInvocation, settings: Params) -> dict[str, Any]:
@@ -37,3 +40,9 @@ def cost_tags(cost: dict[str, Any]) -> dict[str, str]:
         f"{COST_TAG}.unit": cost["unit"],
         f"{COST_TAG}.basis": cost["basis"],
     }
+
+
+def record_scoring_cost(registry: ModelRegistry, model: str, version: int, day: str, cost: dict[str, Any]) -> None:
+    """Tag the version with the day's scoring cost, so its model card sums what scoring with it cost."""
+    value = json.dumps({"amount": cost["amount"], "unit": cost["unit"]})
+    registry.client().set_model_version_tag(model, str(version), f"{SCORING_COST_TAG}{day}", value)

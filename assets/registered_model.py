@@ -286,7 +286,7 @@ def registered_model(
     except (AliasConflict, TimeoutError, UnusableVersion, RegistryUnavailable) as error:
         raise _missing_alias_error(name, version, alias, error, context) from None
     # The version that lost the alias keeps a card that says so; this version's card is made now.
-    refresh_card(registry, storage, context.instance, name, move.from_version)
+    refresh_card(registry, storage, name, move.from_version)
     card = publish_version_card(context, candidate_model, gate, settings, storage, registry, version, reference_rows)
     info = registry.version_info(name, version)
     return dg.MaterializeResult(

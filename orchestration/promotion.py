@@ -54,7 +54,7 @@ def _record(
 ) -> None:
     cards = {}
     for version in (move.from_version, move.to_version):  # both cards' alias history follows the move
-        refreshed = refresh_card(registry, storage, context.instance, name, version)
+        refreshed = refresh_card(registry, storage, name, version)
         if refreshed and version == move.to_version:
             cards["model_card_url"] = dg.MetadataValue.url(refreshed["url"])
     context.log_event(

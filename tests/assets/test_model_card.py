@@ -94,5 +94,5 @@ def test_a_scored_day_records_its_cost_and_the_version_sums_it(trained_project, 
     scored = latest(instance, batch_predictions.key)
     assert scored["cost_unit"] == "cpu_seconds" and scored["cost"] > 0
     assert scored["cost_details"]["wall_seconds"] > 0
-    costs = version_costs(resources["registry"], instance, MODEL, scored["model_version"])
+    costs = version_costs(resources["registry"], MODEL, scored["model_version"])
     assert costs["scoring"] == {"runs": 1, "amount": pytest.approx(scored["cost"], abs=1e-6), "unit": "cpu_seconds"}
