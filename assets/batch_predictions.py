@@ -17,6 +17,7 @@ import dagster as dg
 import ml.io
 import ml.predictions
 import ml.score
+from assets.costs import cost_metadata, invocation_cost, record_scoring_cost
 from assets.partitions import DAILY
 from assets.records import IncomingDay, ScoredDay
 from data_checks.asset_checks import require_passing_checks
@@ -99,7 +100,7 @@ def batch_predictions(
     day_uri, attempt = layout.predictions(storage, day), layout.prediction_attempt(storage, day, context.run_id)
     # N shards of the day write their parts into a fresh attempt folder; the day becomes that attempt
     # only when publish() replaces its manifest, after every shard succeeded.
-    compute.run(
+    invocation = compute.run(
         context,
         MODULE,
         inputs={"model": published_model(storage, registry, version), "rows": rows_uri, "config": config_uri},
@@ -110,6 +111,8 @@ def batch_predictions(
         report = ml.predictions.publish(day_uri, attempt, shards, settings.drift.current_rows, settings.drift.seed)
     except ml.predictions.PredictionsError as error:
         raise dg.Failure(description=f"batch_predictions {day}: {error}") from None
+    cost = invocation_cost(invocation, settings, usage=report["usage"])  # every shard's CPU, the job's time
+    record_scoring_cost(registry, registry.model_name, version, day, cost)
     scored = ScoredDay(
         run_id=context.run_id,
         day=day,
@@ -141,5 +144,6 @@ def batch_predictions(
             "capture": dg.MetadataValue.path(report["capture_uri"]),
             "capture_rows": report["capture_rows"],
             "rows_path": dg.MetadataValue.path(rows_uri),
+            **cost_metadata(cost),
         },
     )

@@ -15,6 +15,7 @@ import ml.io
 import ml.models
 import ml.train
 import ml.training_config
+from assets.costs import cost_metadata, cost_tags, invocation_cost
 from assets.metadata import markdown_images, ranked_table
 from assets.records import Candidate, Features
 from ml.fingerprint import code_version
@@ -96,6 +97,7 @@ def candidate_model(
         outputs={"out": layout.candidate(storage, run)},
     )
     report = invocation.get_materialize_result().metadata["report"].value
+    cost = invocation_cost(invocation, params.load())
     metrics = report["metrics"]
     git_commit = dvc.git_revision()
     lineage = lineage_tags(features, CODE_VERSION, git_commit, run)
@@ -111,7 +113,12 @@ def candidate_model(
             **{f"hp.{k}": v for k, v in settings.hyperparameters.items()},
         },
         metrics={k: float(v) for k, v in metrics.items() if isinstance(v, int | float)},
-        tags={**lineage, "keel.manifest_sha256": report["manifest_sha256"], "keel.model_family": settings.model},
+        tags={
+            **lineage,
+            "keel.manifest_sha256": report["manifest_sha256"],
+            "keel.model_family": settings.model,
+            **cost_tags(cost),
+        },
         artifact_dir=local_dir,
     )
     candidate = Candidate(
@@ -135,6 +142,7 @@ def candidate_model(
             "train_rows": report["train_rows"],
             "holdout_rows": report["holdout_rows"],
             "training_seconds": report["training_seconds"],
+            **cost_metadata(cost),
             "top_features": ranked_table(dict(report["top_features"]), "feature", "importance"),
             "artifact": dg.MetadataValue.path(report["artifact_uri"]),
             "manifest_sha256": candidate.manifest_sha256,

@@ -18,11 +18,14 @@ import pandas as pd
 
 import ml.io
 from assets.candidate_model import candidate_lineage
+from assets.cards import card_metadata, make_card, refresh_card
 from assets.evaluation_gate import passed_gate
 from assets.records import Candidate
 from ml.drift import reference_profile
+from ml.gate import GateDecision
 from ml.params import Params
 from ml.predictor import Predictor
+from resources.model_cards import publish_card, read_card
 from resources.params import ParamsResource
 from resources.registry import (
     ALIAS_POOL,
@@ -72,6 +75,39 @@ def attach_reference(registry: ModelRegistry, name: str, version: int, profile: 
         path = Path(tmp) / "reference.parquet"
         profile.to_parquet(path, index=False)
         return registry.attach_reference(name, version, path)
+
+
+def training_cost_tags(registry: ModelRegistry, run_id: str) -> dict[str, str]:
+    """The candidate's training cost, as its MLflow run recorded it (candidate_model), for the version's tags."""
+    tags = registry.client().get_run(run_id).data.tags
+    return {k: v for k, v in tags.items() if k.startswith("keel.cost.")}
+
+
+def publish_version_card(
+    context: dg.AssetExecutionContext,
+    candidate: Candidate,
+    gate: GateDecision,
+    settings: Params,
+    storage: ArtifactStore,
+    registry: ModelRegistry,
+    version: int,
+    reference_rows: int | None = None,
+) -> dict:
+    """Make and store the version's model card; the asset's metadata that shows and links it."""
+    info = registry.version_info(registry.model_name, version)
+    rows = reference_rows if reference_rows is not None else f"at most {settings.drift.reference_rows}"
+    reference = {"sha256": info["tags"].get(REFERENCE_TAG), "rows": rows}
+    card, plots = make_card(
+        context=context,
+        candidate=candidate,
+        gate=gate,
+        settings=settings,
+        storage=storage,
+        registry=registry,
+        version=version,
+        reference=reference,
+    )
+    return card_metadata(card, publish_card(registry, storage, card, plots))
 
 
 def load_predictor(directory: Path) -> Predictor:
@@ -136,8 +172,8 @@ def _missing_alias_error(name: str, version: int, alias: str, error: Exception, 
     description=(
         "The MLflow model version made from a candidate that passed evaluation_gate, tagged with "
         "its lineage (data version, code version, git commit, metrics, Dagster run id, artifact "
-        "hashes). With registry.promotion=auto it becomes `champion`; with manual, `challenger` "
-        "(promote it with the approve job; the rollback job moves champion back). Every alias move "
+        "hashes), with its model card (`model_card`, `model_card_url`). With registry.promotion=auto "
+        "it becomes `champion`; with manual, `challenger` (promote it with the approve job; the rollback job moves champion back). Every alias move "
         "is recorded here and in MLflow."
     ),
 )
@@ -159,6 +195,11 @@ def registered_model(
     if version is not None:
         holds = [a for a in (alias, CHAMPION) if registry.alias_version(name, a) == version]  # challenger approved
         if holds:
+            card = (
+                {}
+                if read_card(registry, name, version)
+                else publish_version_card(context, candidate_model, gate, settings, storage, registry, version)
+            )
             return dg.MaterializeResult(
                 data_version=dg.DataVersion(f"{name}-v{version}"),
                 metadata={
@@ -169,6 +210,7 @@ def registered_model(
                     "reason": f"the candidate of MLflow run {run_id} is already registered as v{version}, "
                     f"which is {holds[0]}: nothing left to do",
                     "mlflow_run_id": run_id,
+                    **card,
                 },
             )
         held = [m for m in registry.alias_history(name) if m.to_version == version]
@@ -213,6 +255,7 @@ def registered_model(
             MANIFEST_TAG: candidate_model.manifest_sha256,  # download() verifies the artifact against it
             "keel.gate": gate.reason,
             **{f"keel.metric.{m}": f"{candidate_model.metrics[m]:.6f}" for m in METRICS},
+            **training_cost_tags(registry, run_id),
         }
         reference = drift_reference(
             settings, storage, candidate_model
@@ -242,6 +285,9 @@ def registered_model(
         )
     except (AliasConflict, TimeoutError, UnusableVersion, RegistryUnavailable) as error:
         raise _missing_alias_error(name, version, alias, error, context) from None
+    # The version that lost the alias keeps a card that says so; this version's card is made now.
+    refresh_card(registry, storage, name, move.from_version)
+    card = publish_version_card(context, candidate_model, gate, settings, storage, registry, version, reference_rows)
     info = registry.version_info(name, version)
     return dg.MaterializeResult(
         data_version=dg.DataVersion(f"{name}-v{version}"),
@@ -259,5 +305,6 @@ def registered_model(
             "training_partitions": candidate_model.training_set.partitions,
             "mlflow_run_id": run_id,
             "lineage": dg.MetadataValue.json({k.removeprefix("keel."): v for k, v in info["tags"].items()}),
+            **card,
         },
     )

@@ -19,7 +19,9 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
 from ml import io
+from ml.cost import CostsSection
 from ml.features import FeatureConfig
+from ml.model_card import ModelCardSection
 from ml.spec import DatasetSpec, RowBounds, SpecError
 from ml.training_config import TrainingSection
 
@@ -247,6 +249,8 @@ class Params(_Section):
     drift: DriftSection = Field(default_factory=DriftSection)
     retraining: RetrainingSection = Field(default_factory=RetrainingSection)
     serving: ServingSection = Field(default_factory=ServingSection)
+    model_card: ModelCardSection = Field(default_factory=ModelCardSection)
+    costs: CostsSection = Field(default_factory=CostsSection)
 
     # The project folder that relative paths in the file are taken from (the file's folder).
     _root: Path | None = PrivateAttr(default=None)

@@ -19,6 +19,7 @@ import contextlib
 import json
 import os
 import sys
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -34,6 +35,8 @@ from dagster_pipes import (
     PipesS3MessageWriter,
     open_dagster_pipes,
 )
+
+from ml.cost import process_usage
 
 # Errors that describe bad input or configuration; anything else is a bug and keeps its traceback.
 USER_ERRORS: tuple[type[BaseException], ...] = (ValueError, FileNotFoundError, RuntimeError)
@@ -111,6 +114,7 @@ def transport() -> Transport | tuple[None, None]:
 class Reporter:
     def __init__(self, pipes: Any | None) -> None:
         self.pipes = pipes
+        self.started = time.monotonic()
 
     def log(self, message: str) -> None:
         if self.pipes is not None:
@@ -119,6 +123,7 @@ class Reporter:
             print(message, file=sys.stderr, flush=True)
 
     def materialization(self, report: dict[str, Any], data_version: str | None = None) -> None:
+        report = {**report, "usage": process_usage(self.started)}  # what the run cost, measured at its end
         if self.pipes is not None:
             metadata = {"report": {"raw_value": report, "type": "json"}}
             self.pipes.report_asset_materialization(metadata=metadata, data_version=data_version)

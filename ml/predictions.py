@@ -153,6 +153,10 @@ def publish(day_uri: str, attempt_uri: str, shards: int, capture_rows: int | Non
         "model_version": first["model_version"],
         "predictor": first["predictor"],
         "shard_seconds": [r["seconds"] for r in reports],
+        "usage": {  # the shards' processes together: their CPU summed, the slowest one's wall time
+            "cpu_seconds": round(sum(r["usage"]["cpu_seconds"] for r in reports), 3),
+            "wall_seconds": max(r["usage"]["wall_seconds"] for r in reports),
+        },
     }
 
 

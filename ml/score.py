@@ -57,6 +57,7 @@ import pyarrow.parquet as pq
 
 from ml import io, runtime
 from ml.artifact import ArtifactIntegrityError
+from ml.cost import process_usage
 from ml.features import FeatureError
 from ml.pipes import reporter
 from ml.sample import StreamSample
@@ -530,6 +531,7 @@ def _main_shard(requested: dict[str, str], shard_argument: int | None) -> int:
         result.update(config_uri=requested["config"], rows_uri=requested["rows"], model_uri=requested["model"])
         result.update(predictions_uri=f"{requested['parts'].rstrip('/')}/{part_name(index, config.shards)}.parquet")
         result["capture_uri"] = result["predictions_uri"].removesuffix(".parquet") + ".capture.parquet"
+        result["usage"] = process_usage(report.started)  # this shard's own CPU: the day sums its shards'
         io.write_json(result, f"{stem}.json")  # last: a shard is done when its report is there
         report.log(
             f"shard {index}: wrote {result['rows']:,} scores in {result['seconds']:.1f}s "

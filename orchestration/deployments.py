@@ -242,6 +242,7 @@ AZUREML_SETTINGS: Settings = {
     "environment": "KEEL_AZUREML_ENVIRONMENT",
     "identity_client_id": "KEEL_AZUREML_IDENTITY_CLIENT_ID",
     "experiment": "KEEL_AZUREML_EXPERIMENT",
+    "vm_size": "KEEL_AZUREML_VM_SIZE",
     "resource_manager_url": "KEEL_AZUREML_RESOURCE_MANAGER_URL",
     "poll_interval_seconds": "KEEL_AZUREML_POLL_SECONDS",
     "message_interval_seconds": "KEEL_PIPES_MESSAGE_INTERVAL",

@@ -7,12 +7,19 @@ Each move is compare-and-set in the registry and is recorded twice: as an MLflow
 tag and as a materialization of `registered_model` in Dagster, with when, what, from, to, why and
 who (as far as Dagster knows: see launched_by). The target must download, verify and load first.
 Both ops share the alias pool with registration, so one Dagster deployment moves one alias at a time.
+
+`approve` first sets the challenger's model card beside the champion's (a Markdown table in its log
+and in the recorded materialization), so the person approving has the facts in front of them; every
+move writes both versions' cards again, so their alias history is the registry's.
 """
 
 import dagster as dg
 from pydantic import Field
 
+from assets.cards import refresh_card
 from assets.registered_model import alias_move_metadata, launched_by, load_predictor, registered_model
+from ml.model_card import side_by_side
+from resources.model_cards import read_card
 from resources.registry import (
     ALIAS_POOL,
     CHALLENGER,
@@ -22,6 +29,7 @@ from resources.registry import (
     RegistryUnavailable,
     UnusableVersion,
 )
+from resources.storage import ArtifactStore
 
 # A promotion takes seconds; run monitoring fails a run stuck longer, which frees the alias pool.
 PROMOTION_TAGS = {"dagster/max_runtime": "900"}
@@ -36,7 +44,19 @@ class RollbackConfig(dg.Config):
     reason: str = Field(description="Why the champion is rolled back; recorded with the alias move.")
 
 
-def _record(context: dg.OpExecutionContext, registry: ModelRegistry, name: str, move) -> None:
+def _record(
+    context: dg.OpExecutionContext,
+    registry: ModelRegistry,
+    storage: ArtifactStore,
+    name: str,
+    move,
+    extra: dict | None = None,
+) -> None:
+    cards = {}
+    for version in (move.from_version, move.to_version):  # both cards' alias history follows the move
+        refreshed = refresh_card(registry, storage, name, version)
+        if refreshed and version == move.to_version:
+            cards["model_card_url"] = dg.MetadataValue.url(refreshed["url"])
     context.log_event(
         dg.AssetMaterialization(
             asset_key=registered_model.key,
@@ -46,6 +66,8 @@ def _record(context: dg.OpExecutionContext, registry: ModelRegistry, name: str, 
                 "version": move.to_version,
                 "champion_version": registry.champion() or 0,
                 **alias_move_metadata(move),
+                **cards,
+                **(extra or {}),
             },
         )
     )
@@ -68,27 +90,47 @@ def _move(context, registry: ModelRegistry, name: str, to_version: int, expected
         raise dg.Failure(description=f"{name}: champion not moved: {error}") from None
 
 
-@dg.op(description="Move `champion` to the challenger (or a given version), compare-and-set.", pool=ALIAS_POOL)
-def approve_challenger(context: dg.OpExecutionContext, config: ApproveConfig, registry: ModelRegistry) -> None:
+def compare_cards(registry: ModelRegistry, name: str, version: int, champion: int | None) -> str:
+    """The challenger's card beside the champion's, as a Markdown table; says so when a card is missing."""
+    challenger_card = read_card(registry, name, version)
+    if challenger_card is None:
+        return f"v{version} has no model card (registered before cards existed)\n"
+    champion_card = read_card(registry, name, champion) if champion is not None else None
+    return side_by_side(challenger_card, champion_card)
+
+
+@dg.op(
+    description="Show the challenger's model card beside the champion's, then move `champion` to the challenger "
+    "(or a given version), compare-and-set.",
+    pool=ALIAS_POOL,
+)
+def approve_challenger(
+    context: dg.OpExecutionContext, config: ApproveConfig, registry: ModelRegistry, storage: ArtifactStore
+) -> None:
     name = registry.model_name
     version = config.version or registry.alias_version(name, CHALLENGER)
     if version is None:
         raise dg.Failure(description=f"{name} has no challenger to approve; pass `version` to promote a given one")
-    move = _move(context, registry, name, version, registry.alias_version(name, CHAMPION), config.reason, "approve")
+    champion = registry.alias_version(name, CHAMPION)
+    comparison = compare_cards(registry, name, version, champion)
+    context.log.info(f"{name}: v{version} (challenger) beside v{champion} (champion):\n{comparison}")
+    move = _move(context, registry, name, version, champion, config.reason, "approve")
     if registry.alias_version(name, CHALLENGER) == version:
         registry.delete_alias(name, CHALLENGER)
-    _record(context, registry, name, move)
+    _record(context, registry, storage, name, move, {"cards_side_by_side": dg.MetadataValue.md(comparison)})
     context.log.info(f"{name}: champion v{move.from_version} -> v{move.to_version}")
 
 
 @dg.op(description="Move `champion` back to the version it replaced, compare-and-set.", pool=ALIAS_POOL)
-def rollback_champion(context: dg.OpExecutionContext, config: RollbackConfig, registry: ModelRegistry) -> None:
+def rollback_champion(
+    context: dg.OpExecutionContext, config: RollbackConfig, registry: ModelRegistry, storage: ArtifactStore
+) -> None:
     name = registry.model_name
     current, target = registry.alias_version(name, CHAMPION), registry.rollback_target(name, CHAMPION)
     if target is None:
         raise dg.Failure(description=f"{name}: champion v{current} has no earlier champion to roll back to")
     move = _move(context, registry, name, target, current, config.reason, "rollback")
-    _record(context, registry, name, move)
+    _record(context, registry, storage, name, move)
     context.log.info(f"{name}: champion rolled back v{move.from_version} -> v{move.to_version}")
 
 

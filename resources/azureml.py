@@ -105,6 +105,9 @@ class AzureMLCompute(CloudJobCompute):
     identity_client_id: str | None = Field(
         default=None, description="Client id of the compute's user-assigned identity (AZURE_CLIENT_ID in the job)."
     )
+    vm_size: str = Field(
+        default="Standard_DS3_v2", description="VM size of the compute cluster: the cost estimate's price (costs:)."
+    )
     experiment: str = Field(default="keel", description="Azure ML experiment the jobs are grouped under.")
     input_mode: Literal["ro_mount", "download"] = Field(default="ro_mount", description="How inputs reach the job.")
     resource_manager_url: str = Field(
@@ -303,6 +306,17 @@ class AzureMLCompute(CloudJobCompute):
         except Exception as exc:  # the job's status is what matters; the reason is best effort
             return f"no error details ({type(exc).__name__}: {exc}); see the job's user_logs/std_log.txt"
         return "no error details recorded; see the job's user_logs/std_log.txt"
+
+    def job_usage(
+        self, clients: AzureMLClients, job: str, state: JobState, observed_seconds: float, replicas: int = 1
+    ) -> dict[str, Any]:
+        """Creation to end as this process saw it (the job entity has no duration) on `replicas` nodes of vm_size."""
+        return {
+            "platform": "azureml",
+            "instance_type": self.vm_size,
+            "instance_count": replicas,
+            "seconds": round(observed_seconds, 3),
+        }
 
     def job_metadata(self, job: str) -> dict[str, Any]:
         metadata: dict[str, Any] = {"azureml_job": job, "azureml_workspace": self.workspace}

@@ -12,7 +12,9 @@ says how its platform does each part:
 - `cancel(...)`: stop the job when the Dagster run is interrupted;
 - `collect_outputs(...)`: after success, bring outputs to the URIs the asset asked for (when the
   platform writes them somewhere of its own);
-- `job_metadata(...)`: what the materialization and a failure record about the job (its console URL).
+- `job_metadata(...)`: what the materialization and a failure record about the job (its console URL);
+- `job_usage(...)`: what the job used, for its cost (ml/cost.py prices it): instance type and count,
+  and the seconds the platform billed or the job ran.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from resources.compute import ComputeBackend, entry_point_command
 
 # A state read that fails this many times in a row (network, throttling, 5xx) fails the step; fewer are retried.
 MAX_READ_FAILURES = 5
+JOB_USAGE = "job_usage"  # the completed invocation's metadata key for job_usage()
 
 
 def job_name(
@@ -129,6 +132,14 @@ class CloudJobCompute(ComputeBackend):
     ) -> None:
         """After success: put the outputs at the URIs the asset asked for. Jobs that write them in place do nothing."""
 
+    def job_usage(
+        self, clients: Any, job: str, state: JobState, observed_seconds: float, replicas: int = 1
+    ) -> dict[str, Any] | None:
+        """What the finished job used: platform, instance_type, instance_count, and `seconds` (the job's
+        duration) or `billable_seconds`/`training_seconds`. `observed_seconds` is creation to end as
+        this process saw it (with queueing), for a platform that reports no duration."""
+        return None
+
     # ---- the one way a job runs ----
 
     def run(
@@ -156,6 +167,7 @@ class CloudJobCompute(ComputeBackend):
         with dg.open_pipes_session(
             context=context, context_injector=injector, message_reader=reader, extras=dict(extras or {})
         ) as session:
+            launched = time.monotonic()
             try:
                 job = self.start(clients, request, session.get_bootstrap_env_vars())
             except Exception as error:
@@ -176,7 +188,9 @@ class CloudJobCompute(ComputeBackend):
                 )
             context.log.info(f"{platform.job} {name} {platform.succeeded}")
         self.collect_outputs(context, clients, state, outputs)
-        return dg.PipesClientCompletedInvocation(session, metadata=self.job_metadata(job))
+        usage = self.job_usage(clients, job, state, time.monotonic() - launched, replicas)
+        metadata = {**self.job_metadata(job), **({JOB_USAGE: dg.MetadataValue.json(usage)} if usage else {})}
+        return dg.PipesClientCompletedInvocation(session, metadata=metadata)
 
     def _wait_for_end(self, context: dg.AssetExecutionContext, clients: Any, job: str) -> JobState:
         seen, failures = None, 0

@@ -11,6 +11,7 @@
     monitoring/capture/<day>.parquet         a seeded sample of the day's scored rows, for the drift report
     monitoring/drift/<day>.html              the day's Evidently report
     monitoring/importance/<model>/<manifest sha256>.json  a model's importance per column, for the drift report
+    cards/<model>/v<version>.{json,html}     a registered version's model card (also kept in MLflow)
 
 Run ids key what a run builds, so two runs at once never overwrite each other's files; days key
 what is replaced when a day is scored again; a published model is keyed by what it contains (its
@@ -88,3 +89,7 @@ def served_capture(store: ArtifactStore, day: str) -> str:
 
 def model_importance(store: ArtifactStore, model: str, manifest_sha256: str) -> str:
     return store.uri("monitoring", "importance", model, f"{manifest_sha256}.json")
+
+
+def model_card(store: ArtifactStore, model: str, version: int, suffix: str) -> str:
+    return store.uri("cards", model, f"v{version}.{suffix}")

@@ -253,6 +253,19 @@ class SageMakerCompute(CloudJobCompute):
             ),
         }
 
+    def job_usage(
+        self, clients: SageMakerClients, job: str, state: JobState, observed_seconds: float, replicas: int = 1
+    ) -> dict[str, Any]:
+        """What DescribeTrainingJob says SageMaker bills: BillableTimeInSeconds (spot: less than the training time)."""
+        described, config = state.response, state.response.get("ResourceConfig", {})
+        return {
+            "platform": "sagemaker",
+            "instance_type": config.get("InstanceType", self.instance_type),
+            "instance_count": config.get("InstanceCount", self.instance_count),
+            "billable_seconds": described.get("BillableTimeInSeconds", 0),
+            "training_seconds": described.get("TrainingTimeInSeconds", 0),
+        }
+
 
 def deliver_outputs(s3: Any, model_tar: str, outputs: Mapping[str, str]) -> list[str]:
     """Unpack each output `name` of the job's model.tar.gz (`name` or `name/...`) to its S3 URI.

@@ -20,6 +20,7 @@ makes the REST calls.
 
 from __future__ import annotations
 
+import datetime as dt
 import importlib.util
 import ipaddress
 import re
@@ -339,6 +340,25 @@ class VertexCompute(CloudJobCompute):
 
     def cancel(self, clients: VertexClients, job: str) -> None:
         clients.api.call("POST", f"/v1/{job}:cancel", {})
+
+    def job_usage(
+        self, clients: VertexClients, job: str, state: JobState, observed_seconds: float, replicas: int = 1
+    ) -> dict[str, Any]:
+        """The job's startTime to endTime (what this process saw when Vertex gave neither) x its replicas
+        (`replicas` machines for a sharded day)."""
+        document = state.response or {}
+        seconds = observed_seconds
+        if document.get("startTime") and document.get("endTime"):
+            start, end = (
+                dt.datetime.fromisoformat(document[k].replace("Z", "+00:00")) for k in ("startTime", "endTime")
+            )
+            seconds = (end - start).total_seconds()
+        return {
+            "platform": "vertex",
+            "instance_type": self.machine_type,
+            "instance_count": self.replica_count * replicas,
+            "seconds": round(seconds, 3),
+        }
 
     def job_metadata(self, job: str) -> dict[str, Any]:
         metadata: dict[str, Any] = {"vertex_custom_job": job}

@@ -5,8 +5,10 @@ and then does what SageMaker would do in the container: copy each File-mode chan
 S3 into a throw-away `/opt/ml`-like folder, run the job's entry point command with the job's
 Environment plus the SM_* variables SageMaker sets, and pack `model/` into
 `<S3OutputPath>/<job>/output/model.tar.gz`. A job with `InstanceCount: N` runs N such containers
-at once, algo-1 ... algo-N, each with its resourceconfig.json. Nothing but the job's own environment, the SM_*
-variables and the fake's credentials reaches the process, as in a real job.
+at once, algo-1 ... algo-N, each with its resourceconfig.json. moto's DescribeTrainingJob has no
+TrainingTimeInSeconds or BillableTimeInSeconds: the fake adds them, from the time the job's instances
+took (a spot job is billed SPOT_BILLED of it, as if SageMaker's spot price were that share). Nothing
+but the job's own environment, the SM_* variables and the fake's credentials reaches the process, as in a real job.
 """
 
 from __future__ import annotations
@@ -16,12 +18,15 @@ import os
 import subprocess
 import sys
 import tarfile
+import time
 from pathlib import Path
 from typing import Any
 
 import boto3
 
 from tests.conftest import REPO
+
+SPOT_BILLED = 0.3  # the share of the training time a spot job is billed in this fake
 
 
 class SageMakerContainer:
@@ -32,6 +37,7 @@ class SageMakerContainer:
         self.runs: list[subprocess.CompletedProcess] = []
         self.fail_host: str | None = None  # "algo-2": that instance exits 1
         self.failed: dict[str, str] = {}  # job name -> the FailureReason SageMaker would give
+        self.seconds: dict[str, int] = {}  # job name -> TrainingTimeInSeconds
 
     def attach(self, client: Any) -> Any:
         client.meta.events.register("before-parameter-build.sagemaker.CreateTrainingJob", self._keep_request)
@@ -41,9 +47,15 @@ class SageMakerContainer:
 
     def _describe(self, parsed: dict[str, Any], **_: Any) -> None:
         """moto marks every job Completed; a job with a failed instance is Failed, as SageMaker reports it."""
-        reason = self.failed.get(parsed.get("TrainingJobName", ""))
+        name = parsed.get("TrainingJobName", "")
+        reason = self.failed.get(name)
         if reason:
             parsed.update(TrainingJobStatus="Failed", SecondaryStatus="Failed", FailureReason=reason)
+        if name in self.seconds:
+            request = next(r for r in self.requests if r["TrainingJobName"] == name)
+            share = SPOT_BILLED if request.get("EnableManagedSpotTraining") else 1.0
+            parsed["TrainingTimeInSeconds"] = self.seconds[name]
+            parsed["BillableTimeInSeconds"] = max(int(self.seconds[name] * share), 1)
 
     def _keep_request(self, params: dict[str, Any], **_: Any) -> None:
         self.requests.append(json.loads(json.dumps(params)))
@@ -54,11 +66,13 @@ class SageMakerContainer:
         request = self.requests[-1]
         count = request["ResourceConfig"].get("InstanceCount", 1)
         hosts = [f"algo-{i}" for i in range(1, count + 1)]
+        clock = time.monotonic()
         started = [self._start_host(request, host, hosts) for host in hosts]
         for process, _ in started:
             stdout, stderr = process.communicate(timeout=300)
             self.runs.append(subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr))
         name = request["TrainingJobName"]
+        self.seconds[name] = max(round(time.monotonic() - clock), 1)  # SageMaker reports whole seconds
         for host, (process, _) in zip(hosts, started, strict=True):
             if process.returncode != 0 and name not in self.failed:
                 self.failed[name] = f"AlgorithmError: instance {host} exited with status {process.returncode}"

@@ -28,6 +28,7 @@ from ml import io, runtime
 from ml.predictions import part_uris
 from orchestration.deployments import DeploymentError, azure, resources_for
 from resources.azureml import AzureMLCompute, AzureMLError
+from resources.model_cards import read_card
 from tests.cloud.azure_fakes import Azurite, FakeAzureML
 from tests.cloud.conftest import azurite_blob
 from tests.cloud.scoring import DAY, SHARDS, assert_scored_like_local, cloud_day, latest, score_day
@@ -217,6 +218,14 @@ def test_training_runs_as_an_azure_ml_job_and_the_model_lands_in_the_registry(
     manifest = json.loads(read_blob(azurite, container, f"{artifact}/manifest.json"))
     files = {f.path for f in registry.client().list_artifacts(registry.version_info(MODEL, 1)["run_id"], "model")}
     assert {f"model/{name}" for name in manifest["files"] if "/" not in name} | {"model/plots"} <= files
+
+    # The run's cost is an estimate: the job's time as the orchestrator saw it, on one node of the VM size.
+    cost = candidate.metadata["cost_details"].value
+    assert cost["platform"] == "azureml" and cost["instance_type"] == "Standard_DS3_v2" and cost["estimate"]
+    assert cost["amount"] == pytest.approx(cost["job_seconds"] * 0.293 / 3600)
+    assert candidate.metadata["cost_unit"].value == "USD" and cost["cpu_seconds"] > 0
+    card = read_card(registry, MODEL, 1)  # the version's card, with the same cost
+    assert card["cost"]["training"]["amount"] == pytest.approx(cost["amount"], abs=1e-6)
 
 
 def test_a_failed_job_fails_the_run_with_its_error_and_registers_nothing(

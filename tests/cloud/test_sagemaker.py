@@ -198,6 +198,12 @@ def test_the_training_flow_materializes_on_the_aws_deployment(aws, s3, container
     assert registry.version_info(MODEL, 1)["tags"]["manifest_sha256"] == candidate["manifest_sha256"]
     registered = instance.get_latest_materialization_event(registered_model.key).asset_materialization
     assert registered.metadata["moved_to"].value == "v1"
+    # The version's model card is on S3 and a SageMaker model card; the training cost is SageMaker's billed time.
+    card = boto3.client("sagemaker").describe_model_card(ModelCardName="telco-churn-v1")
+    assert registered.metadata["sagemaker_model_card_arn"].value == card["ModelCardArn"]
+    assert json.loads(card["Content"])["model_overview"]["model_version"] == 1
+    assert f"keel/cards/{MODEL}/v1.html" in s3_keys(s3, "keel/cards/")
+    assert candidate["cost_details"]["billable_seconds"] > 0 and candidate["cost_unit"] == "USD"
 
 
 def described(status: str, secondary: str, reason: str | None = None) -> dict[str, Any]:

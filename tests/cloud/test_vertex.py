@@ -15,6 +15,7 @@ import subprocess
 import sys
 import zlib
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,8 @@ import resources.cloud_job as cloud_job
 from assets.candidate_model import candidate_model
 from assets.registered_model import registered_model
 from ml import io, runtime
+from ml.cost import run_cost
+from ml.params import load_params
 from ml.predictions import read_predictions
 from orchestration import deployments
 from resources.compute import ComputeBackend
@@ -205,6 +208,17 @@ def test_a_custom_job_runs_the_entry_point_and_writes_where_the_asset_asked(vert
     assert f"Vertex AI custom job {name}: JOB_STATE_SUCCEEDED" in logs
     metadata = outcome.asset_materializations_for_node("trained")[0].metadata
     assert metadata["vertex_custom_job"].value == name
+    # The cost estimate's terms: the job's startTime to endTime, the machine type, the replicas.
+    usage = metadata["job_usage"].value
+    started, ended = (datetime.fromisoformat(job.times[k].replace("Z", "+00:00")) for k in ("startTime", "endTime"))
+    assert usage == {
+        "platform": "vertex",
+        "instance_type": "n1-standard-4",
+        "instance_count": 1,
+        "seconds": round((ended - started).total_seconds(), 3),
+    }
+    cost = run_cost(report["usage"], usage, load_params().costs)
+    assert cost["estimate"] and cost["amount"] == pytest.approx(usage["seconds"] * 0.219 / 3600)
 
 
 def test_a_failing_entry_point_fails_the_step_with_the_job_error_and_its_own_message(vertex, training_inputs, tmp_path):

@@ -71,9 +71,10 @@ class FakeJob:
         self.stdout = ""
         self.stderr = ""
         self.create_time = _now()
+        self.times: dict[str, str] = {}  # startTime / endTime, as Vertex sets them when the job starts and ends
 
     def resource(self) -> dict[str, Any]:
-        document = {**self.body, "name": self.name, "state": self.state, "createTime": self.create_time}
+        document = {**self.body, "name": self.name, "state": self.state, "createTime": self.create_time, **self.times}
         if self.error:
             document["error"] = self.error
         return document
@@ -194,8 +195,9 @@ class FakeVertex:
         replicas = [(i, r) for i, pool in enumerate(pools) for r in range(pool.get("replicaCount", 1))]
         processes = [self._start_replica(job, pools[i]["containerSpec"], cluster, i, r) for i, r in replicas]
         job.process = processes[0]
-        job.state = "JOB_STATE_RUNNING"
+        job.state, job.times["startTime"] = "JOB_STATE_RUNNING", _now()
         outputs = [process.communicate() for process in processes]
+        job.times["endTime"] = _now()
         job.stdout, job.stderr = outputs[0]
         if job.state != "JOB_STATE_RUNNING":  # cancelled meanwhile
             return
