@@ -51,6 +51,19 @@ def scoring_cost(tags: dict[str, str]) -> dict[str, Any]:
     return {"runs": len(same), "amount": round(sum(same), 6), "unit": unit}
 
 
+def _period(infos: list[dict[str, Any]]) -> tuple[dt.datetime, dt.datetime]:
+    """The days a weekly calendar is set against: those the model name scored (first to last, whole days, as
+    the versions' scoring tags name them: a simulated or backfilled day counts as the day it is), else the
+    time since its first version was registered."""
+    days = sorted(
+        {k.removeprefix(SCORING_COST_TAG) for i in infos for k in i["tags"] if k.startswith(SCORING_COST_TAG)}
+    )
+    if not days:
+        return dt.datetime.fromisoformat(infos[0]["created"]), dt.datetime.now(dt.UTC)
+    first, last = (dt.datetime.fromisoformat(d).replace(tzinfo=dt.UTC) for d in (days[0], days[-1]))
+    return first, last + dt.timedelta(days=1)
+
+
 def version_costs(registry: ModelRegistry, name: str, version: int) -> dict[str, Any]:
     """The version's training cost, its scoring so far, and the model name's retrains against a weekly calendar."""
     infos = [registry.version_info(name, v) for v in registry.versions(name)]
@@ -59,10 +72,8 @@ def version_costs(registry: ModelRegistry, name: str, version: int) -> dict[str,
     costs: dict[str, Any] = {"training": training, "scoring": scoring_cost(own["tags"])}
     if training:
         same_unit = [c for c in (_tagged_cost(i["tags"]) for i in infos) if c and c["unit"] == training["unit"]]
-        first = dt.datetime.fromisoformat(infos[0]["created"])
-        costs["calendar"] = calendar_comparison(
-            [c["amount"] for c in same_unit], training["unit"], first, dt.datetime.now(dt.UTC)
-        )
+        start, end = _period(infos)
+        costs["calendar"] = calendar_comparison([c["amount"] for c in same_unit], training["unit"], start, end)
     return costs
 
 

@@ -96,3 +96,21 @@ def test_a_scored_day_records_its_cost_and_the_version_sums_it(trained_project, 
     assert scored["cost_details"]["wall_seconds"] > 0
     costs = version_costs(resources["registry"], MODEL, scored["model_version"])
     assert costs["scoring"] == {"runs": 1, "amount": pytest.approx(scored["cost"], abs=1e-6), "unit": "cpu_seconds"}
+
+
+def test_the_weekly_calendar_is_set_against_the_days_the_model_scored_not_the_wall_clock():
+    import datetime as dt
+
+    from assets.cards import _period
+    from assets.costs import SCORING_COST_TAG
+
+    cost = '{"amount": 1.0, "unit": "cpu_seconds"}'
+    infos = [
+        {"created": "2026-12-03T17:40:00+00:00", "tags": {f"{SCORING_COST_TAG}2026-11-21": cost}},
+        {"created": "2026-12-03T17:42:00+00:00", "tags": {f"{SCORING_COST_TAG}2026-11-03": cost, "other": "x"}},
+    ]
+    start, end = _period(infos)  # a simulated month scored in minutes: its days, not the minutes
+    assert (start.date(), end.date()) == (dt.date(2026, 11, 3), dt.date(2026, 11, 22))
+    unscored = [{"created": "2026-12-01T00:00:00+00:00", "tags": {}}]
+    start, end = _period(unscored)
+    assert start == dt.datetime(2026, 12, 1, tzinfo=dt.UTC) and end > start
