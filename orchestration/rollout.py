@@ -19,6 +19,7 @@ import dagster as dg
 from pydantic import Field
 
 from assets.batch_predictions import published_model
+from assets.cards import refresh_card
 from assets.deployment import deployment_event
 from assets.registered_model import launched_by, load_predictor, registered_model
 from orchestration.promotion import PROMOTION_TAGS, _move, _record
@@ -101,7 +102,7 @@ def start_rollout(
             move = registry.move_alias(
                 name, CHALLENGER, version, challenger, config.reason, actor, context.run_id, "promote", load_predictor
             )
-            _record(context, registry, name, move)
+            _record(context, registry, storage, name, move)
         else:
             registry.verify_version(name, version, load_predictor)
     except (AliasConflict, UnusableVersion, RegistryUnavailable, TimeoutError, ValueError) as error:
@@ -116,12 +117,16 @@ def start_rollout(
     context.log.info(f"{name}: {config.mode} of v{version} against champion v{champion} ({percent:g} %)")
 
 
-def _retire(context, registry: ModelRegistry, name: str, version: int, reason: str, actor: str) -> None:
-    """Remove `challenger` from the version with the reason in the alias history (when it still holds it)."""
+def _retire(
+    context, registry: ModelRegistry, storage: ArtifactStore, name: str, version: int, reason: str, actor: str
+) -> None:
+    """Remove `challenger` from the version with the reason in the alias history (when it still holds it);
+    the version's model card is written again, so its alias history shows the rollback."""
     if registry.alias_version(name, CHALLENGER) != version:
         context.log.info(f"{name}: challenger no longer v{version}; the alias history is left as it is")
         return
     move = registry.retire_alias(name, CHALLENGER, version, reason, actor, context.run_id, kind="rollback")
+    refreshed = refresh_card(registry, storage, name, version)
     context.log_event(
         dg.AssetMaterialization(
             asset_key=registered_model.key,
@@ -135,6 +140,7 @@ def _retire(context, registry: ModelRegistry, name: str, version: int, reason: s
                 "moved_from": f"v{version}",
                 "moved_to": "none",
                 "reason": reason,
+                **({"model_card_url": dg.MetadataValue.url(refreshed["url"])} if refreshed else {}),
             },
         )
     )
@@ -170,7 +176,7 @@ def conclude(
             raise
         if registry.alias_version(name, CHALLENGER) == version:
             registry.delete_alias(name, CHALLENGER)  # the champion's history records the promotion
-        _record(context, registry, name, move)
+        _record(context, registry, storage, name, move)
         after = RolloutState(mode="off", reason=f"v{version} promoted: {config.reason}", decided_by=actor)
         applied = _apply(endpoint, after, storage, registry, version, None)
         write_state(storage.root, after)
@@ -182,7 +188,7 @@ def conclude(
 
 def _roll_back(context, storage, registry, endpoint, state: RolloutState, version: int, reason: str, decision=None):
     name, actor = registry.model_name, launched_by(context, "conclude_rollout")
-    _retire(context, registry, name, version, reason, actor)
+    _retire(context, registry, storage, name, version, reason, actor)
     if state.mode != "off" and state.challenger_version != version:
         context.log.info(f"{name}: a newer rollout (v{state.challenger_version}) serves; rollout.json left as it is")
         return

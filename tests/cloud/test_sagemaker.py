@@ -383,7 +383,11 @@ def test_a_day_is_scored_as_a_sagemaker_job(aws, s3, container, trained_project)
         ]
     )
     assert drift["verdict"] == "no drift" and drift["report"] == f"s3://{BUCKET}/keel/monitoring/drift/{DAY}.html"
-    assert s3_keys(s3, "keel/monitoring/") == [f"keel/monitoring/drift/{DAY}.html"]
+    drift_html, importance = s3_keys(
+        s3, "keel/monitoring/"
+    )  # the day's report, and the model's importance kept once per version
+    assert drift_html == f"keel/monitoring/drift/{DAY}.html"
+    assert re.fullmatch(r"keel/monitoring/importance/telco_churn/[0-9a-f]{64}\.json", importance)
 
 
 def test_a_failing_instance_fails_the_day_and_the_previous_day_stays(aws, s3, container, trained_project):
