@@ -20,6 +20,8 @@
    capture included) in a child process: its time and peak resident set size (target <= 1 GB), the
    scorer's own maximum RSS from os.wait4, taken by a small launcher process (see LAUNCHER: measured
    from this process, the figure would include its own RSS).
+5. Scores the same file as 1 and as 2 local shards (benchmarks/sharded_scoring.py: N `python -m ml.score`
+   processes at once, as LocalCompute runs a sharded day): wall time, CPU seconds, the speed-up.
 """
 
 from __future__ import annotations
@@ -227,6 +229,10 @@ def main(argv: list[str] | None = None) -> int:
                 f"  {wall:.1f} s wall, {report['seconds']:.1f} s in score_file ({report['rows_per_second']:,.0f} rows/s)"
             )
             print(f"  peak RSS {peak_mb:,.0f} MiB ({verdict} the target {RSS_TARGET_MB} MiB)", flush=True)
+            from benchmarks.sharded_scoring import sharded_figures  # it imports this module's helpers
+
+            print(f"\nthe same {args.memory_rows:,} rows as local shards (benchmarks/sharded_scoring.py):", flush=True)
+            sharded_figures(model, manifest_sha256, str(big), id_column, shards=(1, 2), chunk_rows=args.chunk_rows)
     return 0
 
 
