@@ -40,8 +40,8 @@ def _children_cpu_seconds() -> float:
 
 
 def _score_day(model_dir: str, config: Path, rows_path: str, parts: Path, shards: int) -> tuple[float, float]:
-    """(wall seconds, CPU seconds) for `shards` scoring processes started together, one prediction thread each."""
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    """(wall seconds, CPU seconds) for `shards` scoring processes started together, the cores split between them, as LocalCompute does."""
+    env = {**os.environ, "OMP_NUM_THREADS": str(max(1, (os.cpu_count() or 1) // shards))}  # as LocalCompute
     base = [sys.executable, "-m", "ml.score", "--model", model_dir, "--rows", rows_path, "--config", str(config)]
     started, cpu = time.perf_counter(), _children_cpu_seconds()
     processes = [
@@ -71,7 +71,7 @@ def sharded_figures(
     shards: tuple[int, ...] = (1, 2),
     chunk_rows: int = 100_000,
 ) -> dict:
-    """Score the file as each N in `shards` (N processes, one prediction thread each); print and return the figures."""
+    """Score the file as each N in `shards` (N processes, the cores split between them, as LocalCompute does); print and return the figures."""
     rows = pq.ParquetFile(rows_path).metadata.num_rows
     figures: dict = {"rows": rows, "cores": os.cpu_count(), "load_average": round(os.getloadavg()[0], 2)}
     with tempfile.TemporaryDirectory(prefix="keel-bench-shards-") as tmp:
@@ -98,7 +98,7 @@ def sharded_figures(
             figures[n]["split"] = read_manifest(str(day))["split"]
             assert report["rows"] == rows
             print(
-                f"{n} process(es), 1 prediction thread each: {total:.1f}s ({rows / total:,.0f} rows/s; "
+                f"{n} process(es), {max(1, (os.cpu_count() or 1) // n)} prediction thread(s) each: {total:.1f}s ({rows / total:,.0f} rows/s; "
                 f"scoring {seconds:.1f}s + publish {publishing:.2f}s; split by {figures[n]['split']}; "
                 f"{cpu:.1f} CPU s, {cpu / seconds:.2f} cores busy)",
                 flush=True,

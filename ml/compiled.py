@@ -43,8 +43,11 @@ def cache_root() -> Path:
 
 
 def prediction_threads() -> int:
-    """At most 2: the scorer prepares the next chunk on another core meanwhile."""
-    return max(1, min(2, os.cpu_count() or 1))
+    """At most 2: the scorer prepares the next chunk on another core meanwhile; fewer when OMP_NUM_THREADS
+    says so (the shards of a day share the machine's cores, resources/compute.py)."""
+    limit = os.environ.get("OMP_NUM_THREADS", "")
+    cores = int(limit) if limit.isdigit() and int(limit) > 0 else (os.cpu_count() or 1)
+    return max(1, min(2, cores))
 
 
 @dataclass
