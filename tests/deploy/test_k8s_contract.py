@@ -1,0 +1,281 @@
+"""The Kubernetes Job a `nightly_scoring` run gets from deploy/dagster/values.yaml.
+
+No cluster runs here, so the test goes as far as one can without one: the instance is configured with
+the run launcher, coordinator, monitoring, retries and concurrency the chart renders from the values
+(tests/deploy/chart.py), the code location `orchestration.definitions` is loaded with the image and
+container context the chart gives its code server, and dagster-k8s's own K8sRunLauncher launches a
+run of `nightly_scoring`. The launcher sends its Job to a Kubernetes API that is a recorder on
+127.0.0.1 (a kubeconfig points the official client at it), and the recorded Job is validated offline
+against the schema of a pinned Kubernetes version (kubernetes-validate, strict: no unknown fields).
+
+It proves what the Job says: image, command, environment, secrets by reference, resources, labels.
+It does not prove that a cluster admits and runs it (RBAC, image pull, scheduling, the network).
+"""
+
+import json
+import re
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import kubernetes_validate
+import pytest
+import yaml
+from dagster._core.launcher import LaunchRunContext
+from dagster._core.remote_origin import InProcessCodeLocationOrigin
+from dagster._core.test_utils import create_run_for_test, instance_for_test
+from dagster._core.types.loadable_target_origin import LoadableTargetOrigin
+from dagster._grpc.types import ExecuteRunArgs
+from dagster._serdes import deserialize_value
+
+from tests.conftest import REPO
+from tests.deploy import chart
+
+# The Kubernetes version the Job is validated against: one the managed clusters (EKS, GKE, AKS) run.
+KUBERNETES_VERSION = "1.34.0"
+
+# What the daemon's environment holds in the cluster; none of it may reach the Job as a literal.
+SECRETS_IN_THE_ENVIRONMENT = {
+    "MLFLOW_TRACKING_USERNAME": "keel-runner-sentinel-user",
+    "MLFLOW_TRACKING_PASSWORD": "sentinel-password-b7f3e1",
+    "DAGSTER_PG_PASSWORD": "sentinel-pg-password-41aa",
+    "AWS_SECRET_ACCESS_KEY": "sentinel-aws-secret-9c2d",
+}
+
+
+class KubernetesApiRecorder(BaseHTTPRequestHandler):
+    """Answers `create_namespaced_job` as the API server does (201 with the object) and keeps the body."""
+
+    jobs: list[tuple[str, dict]] = []
+
+    def do_POST(self):  # noqa: N802 (http.server's name)
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        match = re.fullmatch(r"/apis/batch/v1/namespaces/([^/]+)/jobs", self.path.split("?")[0])
+        if not match:
+            self.send_error(404, f"no such API path in this recorder: {self.path}")
+            return
+        type(self).jobs.append((match.group(1), body))
+        payload = json.dumps(body).encode()
+        self.send_response(201)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
+
+    def log_message(self, format, *args):  # keep pytest's output clean
+        pass
+
+
+@pytest.fixture
+def kubernetes_api(tmp_path: Path) -> Iterator[Path]:
+    """A kubeconfig pointing the official client at the recorder on a free loopback port."""
+    KubernetesApiRecorder.jobs = []
+    server = ThreadingHTTPServer(("127.0.0.1", 0), KubernetesApiRecorder)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(
+        yaml.safe_dump(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "clusters": [{"name": "recorder", "cluster": {"server": f"http://127.0.0.1:{server.server_port}"}}],
+                "users": [{"name": "recorder", "user": {"token": "not-a-secret"}}],
+                "contexts": [{"name": "recorder", "context": {"cluster": "recorder", "user": "recorder"}}],
+                "current-context": "recorder",
+            }
+        )
+    )
+    try:
+        yield kubeconfig
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def values() -> dict:
+    return chart.load_values()
+
+
+@pytest.fixture
+def nightly_scoring_job(values: dict, kubernetes_api: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict:
+    """Launch a nightly_scoring run with the chart's K8sRunLauncher; return the Job it sent to Kubernetes."""
+    # The pod environment the chart gives the daemon, plus the secrets it may hold.
+    monkeypatch.setenv("DAGSTER_HOME", chart.DAGSTER_HOME)
+    monkeypatch.setenv("DAGSTER_K8S_INSTANCE_CONFIG_MAP", f"{chart.FULLNAME}-instance")
+    monkeypatch.setenv("DAGSTER_K8S_PG_PASSWORD_SECRET", values["global"]["postgresqlSecretName"])
+    monkeypatch.setenv("DAGSTER_K8S_PIPELINE_RUN_ENV_CONFIGMAP", f"{chart.FULLNAME}-pipeline-env")
+    for name, secret in SECRETS_IN_THE_ENVIRONMENT.items():
+        monkeypatch.setenv(name, secret)
+
+    # In the cluster the launcher loads the in-cluster config; here the same launcher reads the kubeconfig.
+    launcher_config = {
+        **chart.run_launcher_config(values),
+        "load_incluster_config": False,
+        "kubeconfig_file": str(kubernetes_api),
+    }
+    overrides = {
+        "run_launcher": {"module": "dagster_k8s", "class": "K8sRunLauncher", "config": launcher_config},
+        "run_coordinator": chart.run_coordinator(values),
+        "run_monitoring": chart.run_monitoring(values),
+        "run_retries": chart.run_retries(values),
+        "concurrency": chart.concurrency(values),
+    }
+    deployment = chart.user_deployment(values)
+    origin = InProcessCodeLocationOrigin(
+        loadable_target_origin=LoadableTargetOrigin(module_name="orchestration.definitions", working_directory=str(REPO)),
+        container_image=chart.image_name(deployment["image"]),
+        container_context=chart.container_context(values, deployment),
+        location_name=deployment["name"],
+    )
+    instance_dir = tmp_path / "instance"
+    instance_dir.mkdir()
+    with instance_for_test(overrides=overrides, temp_dir=str(instance_dir), set_dagster_home=False) as instance:
+        with origin.create_location(instance) as location:
+            (repository,) = location.get_repositories().values()
+            remote_job = repository.get_full_job("nightly_scoring")
+            run = create_run_for_test(
+                instance,
+                job_name="nightly_scoring",
+                tags={**remote_job.tags, "dagster/partition": "2026-11-30"},
+                remote_job_origin=remote_job.get_remote_origin(),
+                job_code_origin=remote_job.get_python_origin(),
+            )
+            instance.run_launcher.launch_run(LaunchRunContext(dagster_run=run, workspace=None))
+    (namespace, job), *others = KubernetesApiRecorder.jobs
+    assert not others, "one run, one Job"
+    return {"namespace": namespace, "job": job, "run_id": run.run_id}
+
+
+def container(job: dict) -> dict:
+    (only,) = job["spec"]["template"]["spec"]["containers"]
+    return only
+
+
+def test_the_job_is_valid_for_the_pinned_kubernetes_version(nightly_scoring_job):
+    job = nightly_scoring_job["job"]
+    assert (job["apiVersion"], job["kind"]) == ("batch/v1", "Job")
+    kubernetes_validate.validate(job, KUBERNETES_VERSION, strict=True)  # raises on any schema error
+
+
+def test_an_invalid_job_is_refused_by_the_same_validation(nightly_scoring_job):
+    """The validation can fail: a misspelt field and a wrong type are both refused."""
+    job = json.loads(json.dumps(nightly_scoring_job["job"]))
+    container(job)["imagePullPolicy"] = "Sometimes"
+    container(job)["resourcez"] = container(job).pop("resources")
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(job, KUBERNETES_VERSION, strict=True)
+
+
+def test_the_job_runs_the_run_worker_from_the_project_image(values, nightly_scoring_job):
+    job, run_id = nightly_scoring_job["job"], nightly_scoring_job["run_id"]
+    deployment = chart.user_deployment(values)
+    worker = container(job)
+    assert worker["image"] == chart.image_name(deployment["image"])
+    assert worker["imagePullPolicy"] == deployment["image"]["pullPolicy"]
+    assert worker["args"][:3] == ["dagster", "api", "execute_run"]
+    args = deserialize_value(worker["args"][3], ExecuteRunArgs)
+    assert args.run_id == run_id
+    assert args.job_origin.job_name == "nightly_scoring"
+    # The run worker loads the same module, from the image's working directory, as the code server.
+    assert args.job_origin.repository_origin.code_pointer.module == "orchestration.definitions"
+    assert nightly_scoring_job["namespace"] == chart.NAMESPACE
+    labels = job["metadata"]["labels"]
+    assert labels["dagster/job"] == "nightly_scoring"
+    assert labels["dagster/code-location"] == "keel"
+    assert labels["dagster/run-id"] == run_id
+    # Retries are Dagster's: the Job itself never starts a second pod.
+    assert job["spec"]["backoffLimit"] == 0
+
+
+def test_the_job_gets_the_projects_settings_and_secrets_by_reference(values, nightly_scoring_job):
+    worker = container(nightly_scoring_job["job"])
+    env = {item["name"]: item for item in worker["env"]}
+    assert env["KEEL_DEPLOYMENT"]["value"] == "aws"
+    assert env["MLFLOW_TRACKING_URI"]["value"] == "http://keel-mlflow.keel.svc.cluster.local:5000"
+    assert env["DAGSTER_RUN_JOB_NAME"]["value"] == "nightly_scoring"
+    # The instance's Postgres password: a reference to the Secret the values name.
+    assert env["DAGSTER_PG_PASSWORD"]["valueFrom"] == {
+        "secretKeyRef": {"name": "keel-dagster-postgresql", "key": "postgresql-password"}
+    }
+    sources = {(kind, ref["name"]) for item in worker["envFrom"] for kind, ref in item.items()}
+    assert ("secretRef", "keel-mlflow-credentials") in sources
+    assert ("configMapRef", "keel-deployment") in sources
+    assert ("configMapRef", "dagster-keel-user-env") in sources  # the chart's ConfigMap for this deployment
+
+
+def test_no_secret_is_written_into_the_job(nightly_scoring_job):
+    job = nightly_scoring_job["job"]
+    text = json.dumps(job)
+    for name, secret in SECRETS_IN_THE_ENVIRONMENT.items():
+        assert secret not in text, f"the value of {name} from the launching process is in the Job"
+    secretive = re.compile(r"PASSWORD|SECRET|TOKEN|CREDENTIAL|_KEY$", re.IGNORECASE)
+    for item in container(job)["env"]:
+        if secretive.search(item["name"]):
+            assert "value" not in item and "secretKeyRef" in item.get("valueFrom", {}), item
+
+
+def test_the_run_worker_has_resources(values, nightly_scoring_job):
+    resources = container(nightly_scoring_job["job"])["resources"]
+    # The run worker's share from the launcher: a code location's own resources would replace it.
+    assert "resources" not in chart.user_deployment(values)
+    assert resources == values["runLauncher"]["config"]["k8sRunLauncher"]["resources"]
+    assert resources["requests"]["cpu"] and resources["requests"]["memory"] and resources["limits"]["memory"]
+
+
+# The values repeat what the project says elsewhere; these keep them from drifting apart silently.
+
+
+def code_server_args(deployment: dict) -> dict[str, str]:
+    args = deployment["codeServerArgs"]
+    return dict(zip(args[::2], args[1::2], strict=True))
+
+
+def test_the_code_location_is_the_one_workspace_yaml_names(values):
+    (location,) = yaml.safe_load((REPO / "workspace.yaml").read_text())["load_from"]
+    module = location["python_module"]
+    deployment = chart.user_deployment(values, module["location_name"])  # the chart names the location after it
+    args = code_server_args(deployment)
+    assert args["--module-name"] == module["module_name"]
+    assert args["--location-name"] == module["location_name"]
+    # The image's working directory is the project root, where workspace.yaml's `.` points.
+    dockerfile = (REPO / "deploy" / "dagster" / "Dockerfile").read_text()
+    assert re.search(r"^WORKDIR (\S+)$", dockerfile, flags=re.MULTILINE).group(1) == args["--working-directory"]
+
+
+def test_the_instance_settings_are_orchestration_dagster_yaml(values):
+    """Run monitoring, retries and pools as on a laptop; the cluster adds only what a laptop has no use for."""
+    laptop = yaml.safe_load((REPO / "orchestration" / "dagster.yaml").read_text())
+    monitoring = chart.run_monitoring(values)
+    assert monitoring.pop("max_resume_run_attempts") == 0  # the K8s launcher could resume; a retry starts clean
+    assert monitoring == laptop["run_monitoring"]
+    assert chart.run_retries(values) == laptop["run_retries"]
+    assert chart.concurrency(values) == laptop["concurrency"]
+
+
+def test_a_drifted_setting_would_be_caught(values):
+    drifted = json.loads(json.dumps(values))
+    drifted["concurrency"]["pools"]["defaultLimit"] = 2
+    drifted["dagsterDaemon"]["runRetries"]["maxRetries"] = 3
+    laptop = yaml.safe_load((REPO / "orchestration" / "dagster.yaml").read_text())
+    assert chart.concurrency(drifted) != laptop["concurrency"]
+    assert chart.run_retries(drifted) != laptop["run_retries"]
+
+
+def test_the_instance_dagster_builds_from_the_values_has_the_projects_limits(values, tmp_path):
+    """Dagster itself reads the rendered sections: the pool limit and retries are what the daemon enforces."""
+    overrides = {
+        "run_coordinator": chart.run_coordinator(values),
+        "run_monitoring": chart.run_monitoring(values),
+        "run_retries": chart.run_retries(values),
+        "concurrency": chart.concurrency(values),
+    }
+    with instance_for_test(overrides=overrides, temp_dir=str(tmp_path), set_dagster_home=False) as instance:
+        assert instance.run_coordinator.__class__.__name__ == "QueuedRunCoordinator"
+        assert instance.run_monitoring_enabled and instance.run_retries_enabled
+        assert instance.run_monitoring_max_resume_run_attempts == 0
+        assert instance.get_concurrency_config().pool_config.default_pool_limit == 1
+        assert instance.get_concurrency_config().pool_config.pool_granularity.value == "op"
