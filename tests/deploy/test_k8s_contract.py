@@ -126,25 +126,29 @@ def nightly_scoring_job(values: dict, kubernetes_api: Path, tmp_path: Path, monk
     }
     deployment = chart.user_deployment(values)
     origin = InProcessCodeLocationOrigin(
-        loadable_target_origin=LoadableTargetOrigin(module_name="orchestration.definitions", working_directory=str(REPO)),
+        loadable_target_origin=LoadableTargetOrigin(
+            module_name="orchestration.definitions", working_directory=str(REPO)
+        ),
         container_image=chart.image_name(deployment["image"]),
         container_context=chart.container_context(values, deployment),
         location_name=deployment["name"],
     )
     instance_dir = tmp_path / "instance"
     instance_dir.mkdir()
-    with instance_for_test(overrides=overrides, temp_dir=str(instance_dir), set_dagster_home=False) as instance:
-        with origin.create_location(instance) as location:
-            (repository,) = location.get_repositories().values()
-            remote_job = repository.get_full_job("nightly_scoring")
-            run = create_run_for_test(
-                instance,
-                job_name="nightly_scoring",
-                tags={**remote_job.tags, "dagster/partition": "2026-11-30"},
-                remote_job_origin=remote_job.get_remote_origin(),
-                job_code_origin=remote_job.get_python_origin(),
-            )
-            instance.run_launcher.launch_run(LaunchRunContext(dagster_run=run, workspace=None))
+    with (
+        instance_for_test(overrides=overrides, temp_dir=str(instance_dir), set_dagster_home=False) as instance,
+        origin.create_location(instance) as location,
+    ):
+        (repository,) = location.get_repositories().values()
+        remote_job = repository.get_full_job("nightly_scoring")
+        run = create_run_for_test(
+            instance,
+            job_name="nightly_scoring",
+            tags={**remote_job.tags, "dagster/partition": "2026-11-30"},
+            remote_job_origin=remote_job.get_remote_origin(),
+            job_code_origin=remote_job.get_python_origin(),
+        )
+        instance.run_launcher.launch_run(LaunchRunContext(dagster_run=run, workspace=None))
     (namespace, job), *others = KubernetesApiRecorder.jobs
     assert not others, "one run, one Job"
     return {"namespace": namespace, "job": job, "run_id": run.run_id}
