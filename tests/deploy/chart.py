@@ -133,11 +133,31 @@ def _snake(name: str) -> str:
 
 
 def run_monitoring(values: dict[str, Any]) -> dict[str, Any]:
-    return {_snake(key): value for key, value in values["dagsterDaemon"]["runMonitoring"].items()}
+    """`run_monitoring` of the instance ConfigMap: the keys the chart's template renders, and only those
+    (it renders no max_runtime_seconds: the run's time limit is the Job's activeDeadlineSeconds)."""
+    monitoring = values["dagsterDaemon"]["runMonitoring"]
+    if not monitoring.get("enabled"):
+        return {}
+    section = {
+        "enabled": True,
+        "start_timeout_seconds": monitoring["startTimeoutSeconds"],
+        "poll_interval_seconds": monitoring["pollIntervalSeconds"],
+        "free_slots_after_run_end_seconds": monitoring["freeSlotsAfterRunEndSeconds"],
+    }
+    for key in ("cancelTimeoutSeconds", "maxResumeRunAttempts"):
+        if monitoring.get(key) is not None:
+            section[_snake(key)] = monitoring[key]
+    return section
 
 
 def run_retries(values: dict[str, Any]) -> dict[str, Any]:
-    return {_snake(key): value for key, value in values["dagsterDaemon"]["runRetries"].items()}
+    retries = values["dagsterDaemon"]["runRetries"]
+    if not retries.get("enabled"):
+        return {}
+    section: dict[str, Any] = {"enabled": True}
+    if retries.get("maxRetries"):
+        section["max_retries"] = retries["maxRetries"]
+    return section
 
 
 def concurrency(values: dict[str, Any]) -> dict[str, Any]:

@@ -14,6 +14,7 @@ It does not prove that a cluster admits and runs it (RBAC, image pull, schedulin
 
 import json
 import re
+import tempfile
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -191,8 +192,9 @@ def test_the_job_runs_the_run_worker_from_the_project_image(values, nightly_scor
     assert labels["dagster/job"] == "nightly_scoring"
     assert labels["dagster/code-location"] == "keel"
     assert labels["dagster/run-id"] == run_id
-    # Retries are Dagster's: the Job itself never starts a second pod.
+    # Retries are Dagster's: the Job itself never starts a second pod; Kubernetes ends a run past its time.
     assert job["spec"]["backoffLimit"] == 0
+    assert job["spec"]["activeDeadlineSeconds"] == 21600
 
 
 def test_the_job_gets_the_projects_settings_and_secrets_by_reference(values, nightly_scoring_job):
@@ -250,36 +252,62 @@ def test_the_code_location_is_the_one_workspace_yaml_names(values):
     assert re.search(r"^WORKDIR (\S+)$", dockerfile, flags=re.MULTILINE).group(1) == args["--working-directory"]
 
 
-def test_the_instance_settings_are_orchestration_dagster_yaml(values):
-    """Run monitoring, retries and pools as on a laptop; the cluster adds only what a laptop has no use for."""
-    laptop = yaml.safe_load((REPO / "orchestration" / "dagster.yaml").read_text())
-    monitoring = chart.run_monitoring(values)
-    assert monitoring.pop("max_resume_run_attempts") == 0  # the K8s launcher could resume; a retry starts clean
-    assert monitoring == laptop["run_monitoring"]
-    assert chart.run_retries(values) == laptop["run_retries"]
-    assert chart.concurrency(values) == laptop["concurrency"]
+def effective_settings(sections: dict) -> dict:
+    """What a real Dagster instance configured with these sections enforces (defaults filled in)."""
+    with (
+        tempfile.TemporaryDirectory() as temp_dir,
+        instance_for_test(overrides=sections, temp_dir=temp_dir, set_dagster_home=False) as instance,
+    ):
+        pools = instance.get_concurrency_config().pool_config
+        return {
+            "run_coordinator": type(instance.run_coordinator).__name__,
+            "run_monitoring": instance.run_monitoring_enabled,
+            "start_timeout_seconds": instance.run_monitoring_start_timeout_seconds,
+            "cancel_timeout_seconds": instance.run_monitoring_cancel_timeout_seconds,
+            "poll_interval_seconds": instance.run_monitoring_poll_interval_seconds,
+            "free_slots_after_run_end_seconds": instance.run_monitoring_settings.get(
+                "free_slots_after_run_end_seconds"
+            ),
+            "max_resume_run_attempts": instance.run_monitoring_max_resume_run_attempts,
+            "run_retries": instance.run_retries_enabled,
+            "max_retries": instance.run_retries_max_retries,
+            "retry_on_asset_or_op_failure": instance.run_retries_retry_on_asset_or_op_failure,
+            "default_pool_limit": pools.default_pool_limit,
+            "pool_granularity": pools.pool_granularity,
+        }
 
 
-def test_a_drifted_setting_would_be_caught(values):
-    drifted = json.loads(json.dumps(values))
-    drifted["concurrency"]["pools"]["defaultLimit"] = 2
-    drifted["dagsterDaemon"]["runRetries"]["maxRetries"] = 3
-    laptop = yaml.safe_load((REPO / "orchestration" / "dagster.yaml").read_text())
-    assert chart.concurrency(drifted) != laptop["concurrency"]
-    assert chart.run_retries(drifted) != laptop["run_retries"]
-
-
-def test_the_instance_dagster_builds_from_the_values_has_the_projects_limits(values, tmp_path):
-    """Dagster itself reads the rendered sections: the pool limit and retries are what the daemon enforces."""
-    overrides = {
+def cluster_sections(values: dict) -> dict:
+    return {
         "run_coordinator": chart.run_coordinator(values),
         "run_monitoring": chart.run_monitoring(values),
         "run_retries": chart.run_retries(values),
         "concurrency": chart.concurrency(values),
     }
-    with instance_for_test(overrides=overrides, temp_dir=str(tmp_path), set_dagster_home=False) as instance:
-        assert instance.run_coordinator.__class__.__name__ == "QueuedRunCoordinator"
-        assert instance.run_monitoring_enabled and instance.run_retries_enabled
-        assert instance.run_monitoring_max_resume_run_attempts == 0
-        assert instance.get_concurrency_config().pool_config.default_pool_limit == 1
-        assert instance.get_concurrency_config().pool_config.pool_granularity.value == "op"
+
+
+@pytest.fixture(scope="module")
+def laptop() -> dict:
+    return yaml.safe_load((REPO / "orchestration" / "dagster.yaml").read_text())
+
+
+def test_the_cluster_enforces_what_orchestration_dagster_yaml_does(values, laptop):
+    """Run monitoring, retries and pools as on a laptop, read back from real Dagster instances."""
+    local = {name: laptop[name] for name in ("run_monitoring", "run_retries", "concurrency")}
+    # `dagster dev` queues runs too (its daemon dequeues them); the team profile names the coordinator.
+    local["run_coordinator"] = {"module": "dagster._core.run_coordinator", "class": "QueuedRunCoordinator"}
+    assert effective_settings(cluster_sections(values)) == effective_settings(local)
+    # The run time limit: the Job's deadline on Kubernetes, the run monitor's on a laptop.
+    job_spec = values["runLauncher"]["config"]["k8sRunLauncher"]["runK8sConfig"]["jobSpecConfig"]
+    assert job_spec["activeDeadlineSeconds"] == laptop["run_monitoring"]["max_runtime_seconds"]
+
+
+def test_a_drifted_setting_would_be_caught(values, laptop):
+    local = {name: laptop[name] for name in ("run_monitoring", "run_retries", "concurrency")}
+    for section, key, value in [
+        ("concurrency", "pools", {"defaultLimit": 2, "granularity": "op"}),
+        ("dagsterDaemon", "runRetries", {"enabled": True, "maxRetries": 3}),
+    ]:
+        drifted = json.loads(json.dumps(values))
+        drifted[section][key] = value
+        assert effective_settings(cluster_sections(drifted)) != effective_settings(local)
