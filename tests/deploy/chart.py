@@ -22,6 +22,8 @@ VALUES_FILE = REPO / "deploy" / "dagster" / "values.yaml"
 RELEASE = "dagster"
 NAMESPACE = "keel"
 FULLNAME = RELEASE  # the chart's fullname when the release name contains the chart name
+# The subchart's fullname: its chart name does not contain the release name, so both are joined.
+USER_DEPLOYMENTS_FULLNAME = f"{RELEASE}-dagster-user-deployments"
 SERVICE_ACCOUNT = RELEASE  # dagster.serviceAccountName with serviceAccount.name unset
 DAGSTER_HOME = "/opt/dagster/dagster_home"  # the chart's default global.dagsterHome
 
@@ -93,9 +95,12 @@ def container_context(values: dict[str, Any], deployment: dict[str, Any]) -> dic
     """The code server's container context: what runs from this code location get on top of the launcher's."""
     k8s: dict[str, Any] = {
         "image_pull_policy": deployment["image"]["pullPolicy"],
-        "env_config_maps": [f"{FULLNAME}-{deployment['name']}-user-env", *_names(deployment.get("envConfigMaps", []))],
+        "env_config_maps": [
+            f"{USER_DEPLOYMENTS_FULLNAME}-{deployment['name']}-user-env",
+            *_names(deployment.get("envConfigMaps", [])),
+        ],
         "namespace": NAMESPACE,
-        "service_account_name": f"{FULLNAME}-user-deployments",
+        "service_account_name": f"{USER_DEPLOYMENTS_FULLNAME}-user-deployments",
     }
     for key, name in {
         "envSecrets": "env_secrets",

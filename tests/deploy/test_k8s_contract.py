@@ -210,7 +210,10 @@ def test_the_job_gets_the_projects_settings_and_secrets_by_reference(values, nig
     sources = {(kind, ref["name"]) for item in worker["envFrom"] for kind, ref in item.items()}
     assert ("secretRef", "keel-mlflow-credentials") in sources
     assert ("configMapRef", "keel-deployment") in sources
-    assert ("configMapRef", "dagster-keel-user-env") in sources  # the chart's ConfigMap for this deployment
+    # The chart's ConfigMap for this deployment, and the service account it makes for its pods.
+    assert ("configMapRef", "dagster-dagster-user-deployments-keel-user-env") in sources
+    pod_spec = nightly_scoring_job["job"]["spec"]["template"]["spec"]
+    assert pod_spec["serviceAccountName"] == "dagster-dagster-user-deployments-user-deployments"
 
 
 def test_no_secret_is_written_into_the_job(nightly_scoring_job):
