@@ -314,3 +314,33 @@ def test_a_drifted_setting_would_be_caught(values, laptop):
         drifted = json.loads(json.dumps(values))
         drifted[section][key] = value
         assert effective_settings(cluster_sections(drifted)) != effective_settings(local)
+
+
+def test_the_values_hold_no_secret(values):
+    """Every credential is a Secret's name; the one password field the chart has stays empty."""
+    secretive = re.compile(r"password|secret|token|credential|_key$", re.IGNORECASE)
+    found = []
+
+    def walk(node, path):
+        if isinstance(node, dict):
+            if {"name", "value"} <= node.keys() and secretive.search(str(node["name"])):
+                found.append(f"{path}: {node['name']} has a literal value")
+            for key, value in node.items():
+                if isinstance(value, str) and value and secretive.search(key) and not key.endswith("SecretName"):
+                    found.append(f"{path}.{key} = {value!r}")
+                walk(value, f"{path}.{key}")
+        elif isinstance(node, list):
+            for index, item in enumerate(node):
+                walk(item, f"{path}[{index}]")
+
+    walk(values, "values")
+    assert values["postgresql"]["postgresqlPassword"] == ""
+    assert not values["generatePostgresqlPasswordSecret"]  # the chart would write the password into a Secret it makes
+    assert found == []
+    leaky = json.loads(json.dumps(values))
+    leaky["dagster-user-deployments"]["deployments"][0]["env"].append(
+        {"name": "MLFLOW_TRACKING_PASSWORD", "value": "x"}
+    )
+    found.clear()
+    walk(leaky, "values")
+    assert found, "the check must catch a password written into the values"
