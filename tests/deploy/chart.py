@@ -57,14 +57,14 @@ def run_launcher_config(values: dict[str, Any]) -> dict[str, Any]:
         "job_namespace": k8s.get("jobNamespace") or NAMESPACE,
         "image_pull_policy": k8s["imagePullPolicy"],
         "service_account_name": SERVICE_ACCOUNT,
-        "dagster_home": {"env": "DAGSTER_HOME"},
-        "instance_config_map": {"env": "DAGSTER_K8S_INSTANCE_CONFIG_MAP"},
-        "postgres_password_secret": {"env": "DAGSTER_K8S_PG_PASSWORD_SECRET"},
-        "env_config_maps": [{"env": "DAGSTER_K8S_PIPELINE_RUN_ENV_CONFIGMAP"}, *_names(k8s.get("envConfigMaps", []))],
+        "dagster_home": values.get("global", {}).get("dagsterHome", DAGSTER_HOME),
+        "instance_config_map": f"{FULLNAME}-instance",
+        "postgres_password_secret": values["global"]["postgresqlSecretName"],
     }
     if k8s.get("kubeconfigFile"):
         config["kubeconfig_file"] = k8s["kubeconfigFile"]
     optional = {
+        "envConfigMaps": ("env_config_maps", _names),
         "envSecrets": ("env_secrets", _names),
         "envVars": ("env_vars", list),
         "volumeMounts": ("volume_mounts", list),

@@ -104,11 +104,7 @@ def values() -> dict:
 @pytest.fixture
 def nightly_scoring_job(values: dict, kubernetes_api: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict:
     """Launch a nightly_scoring run with the chart's K8sRunLauncher; return the Job it sent to Kubernetes."""
-    # The pod environment the chart gives the daemon, plus the secrets it may hold.
-    monkeypatch.setenv("DAGSTER_HOME", chart.DAGSTER_HOME)
-    monkeypatch.setenv("DAGSTER_K8S_INSTANCE_CONFIG_MAP", f"{chart.FULLNAME}-instance")
-    monkeypatch.setenv("DAGSTER_K8S_PG_PASSWORD_SECRET", values["global"]["postgresqlSecretName"])
-    monkeypatch.setenv("DAGSTER_K8S_PIPELINE_RUN_ENV_CONFIGMAP", f"{chart.FULLNAME}-pipeline-env")
+    # Secrets the daemon's environment may hold in the cluster.
     for name, secret in SECRETS_IN_THE_ENVIRONMENT.items():
         monkeypatch.setenv(name, secret)
 
@@ -203,6 +199,10 @@ def test_the_job_gets_the_projects_settings_and_secrets_by_reference(values, nig
     assert env["KEEL_DEPLOYMENT"]["value"] == "aws"
     assert env["MLFLOW_TRACKING_URI"]["value"] == "http://keel-mlflow.keel.svc.cluster.local:5000"
     assert env["DAGSTER_RUN_JOB_NAME"]["value"] == "nightly_scoring"
+    # The instance the run reports to: the chart's ConfigMap mounted at DAGSTER_HOME, as the image sets it.
+    dockerfile = (REPO / "deploy" / "dagster" / "Dockerfile").read_text()
+    assert env["DAGSTER_HOME"]["value"] == chart.DAGSTER_HOME
+    assert f"DAGSTER_HOME={chart.DAGSTER_HOME}" in dockerfile
     # The instance's Postgres password: a reference to the Secret the values name.
     assert env["DAGSTER_PG_PASSWORD"]["valueFrom"] == {
         "secretKeyRef": {"name": "keel-dagster-postgresql", "key": "postgresql-password"}
