@@ -12,6 +12,7 @@ from assets.model_performance import model_performance
 from assets.partitions import DAILY
 from orchestration.arrivals import arrived, not_taken_in, skip_message
 from orchestration.jobs import label_feedback, nightly_scoring
+from orchestration.sensor_guard import alerting
 from resources.params import ParamsResource
 
 
@@ -29,6 +30,7 @@ def _requests(todo, prefix: str) -> list[dg.RunRequest]:
         "02:00 nightly_scoring_schedule is the deadline for a day this sensor did not score."
     ),
 )
+@alerting
 def incoming_arrived(context: dg.SensorEvaluationContext, params: ParamsResource):
     settings = params.load()
     last = DAILY.get_last_partition_key()  # yesterday: a day's partition opens once the day is over
@@ -55,6 +57,7 @@ def incoming_arrived(context: dg.SensorEvaluationContext, params: ParamsResource
         "labels file runs again and updates the day's labels and model_performance."
     ),
 )
+@alerting
 def labels_arrived(context: dg.SensorEvaluationContext, params: ParamsResource):
     files = arrived(params.load().labels_uri("{date}"))
     scored = context.instance.get_materialized_partitions(batch_predictions.key)
