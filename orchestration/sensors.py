@@ -8,6 +8,7 @@ from assets.model_performance import model_performance
 from orchestration.alerts import ALERT_SENSORS
 from orchestration.arrival_sensors import incoming_arrived, labels_arrived
 from orchestration.jobs import retrain
+from orchestration.request_log_alerts import alert_on_request_log
 from orchestration.retrain_policy import Event, State, decide, observe
 from orchestration.sensor_guard import alerting
 from resources.params import ParamsResource
@@ -116,4 +117,4 @@ def retrain_on_drift(context: dg.SensorEvaluationContext, params: ParamsResource
     )
 
 
-SENSORS = [incoming_arrived, labels_arrived, retrain_on_drift, *ALERT_SENSORS]
+SENSORS = [incoming_arrived, labels_arrived, retrain_on_drift, *ALERT_SENSORS, alert_on_request_log]

@@ -122,3 +122,40 @@ def test_an_invalid_date_in_a_file_name_is_named_not_waited_for(tmp_path: Path):
     message = result.skip_message
     assert "2026-13-45" in message and "not a partition yet" not in message
     assert "2026-13-45.parquet: no valid date in its name" in message
+
+
+def test_a_request_log_outage_is_alerted_when_it_begins_and_ends(tmp_path: Path, monkeypatch, spec, telco_raw):
+    import datetime as dt
+
+    from resources.storage import ArtifactStore
+    from serving.request_log import RequestLog, day_folder, input_columns
+
+    webhook = Receiver()
+    monkeypatch.setenv(WEBHOOK_VARIABLE, webhook.url)
+    storage = ArtifactStore(root=str(tmp_path / "store"))
+    at = dt.datetime(2026, 10, 5, 10, tzinfo=dt.UTC)
+    blocker = Path(day_folder(storage.root, "2026-10-05"))
+    blocker.parent.mkdir(parents=True)
+    blocker.write_text("a file where the day's folder belongs")
+    log = RequestLog(storage.root, spec, flush_seconds=3600, spool_dir=tmp_path / "spool")
+    base = {"received_at": at, "arm": "champion", "model_version": 1, "status": 200, "score": 0.3, "served": True}
+    records = telco_raw.head(20)[input_columns(spec)].to_dict("records")
+    log.append({**row, **base, "request_id": f"r{i}"} for i, row in enumerate(records))
+    try:
+        with dg.instance_for_test() as instance:
+            quiet = evaluate("alert_on_request_log", instance, {"storage": storage})
+            assert quiet.skip_message == "the request log wrote every row" and not webhook.bodies
+            log.flush()  # the write fails: spooled
+            down = evaluate("alert_on_request_log", instance, {"storage": storage}, quiet.cursor)
+            [text] = webhook.texts()
+            assert "cannot write to the artifact store" in text and "20 row(s) wait in its local spool" in text
+            log.flush()  # still down: the same outage is not alerted again
+            still = evaluate("alert_on_request_log", instance, {"storage": storage}, down.cursor)
+            assert len(webhook.texts()) == 1
+            blocker.unlink()
+            log.flush()
+            evaluate("alert_on_request_log", instance, {"storage": storage}, still.cursor)
+            assert webhook.texts()[1].endswith("writes again; every spooled row was written")
+    finally:
+        log.close()
+        webhook.server.shutdown()
