@@ -8,10 +8,11 @@ score (null on error), served (this arm's score was returned; false for the shad
 dataset spec's input columns (every spec column but the target): numeric as float64, everything
 else as text (booleans as their token, e.g. "1"), so the logged rows score again as they came.
 
-Per row safe: `RequestLog.append` coerces each entry to the fixed schema before it is queued (a
-request id that is not text is logged as its text; an input value of the wrong type as null, its
-status says why), so one odd row never takes the rows of its flush with it; an entry that cannot be
-coerced at all is refused alone and counted under `rows_dropped` with the reason.
+Per row safe: each entry is coerced to the fixed schema on its own before it is written (a request
+id that is not text is logged as its text; an input value of the wrong type as null, its status
+says why), so one odd row never takes the rows of its flush with it; an entry that cannot be
+coerced at all is refused alone and counted under `rows_dropped` with the reason. `append` only
+queues, so the request path never pays for the coercion.
 
 Durable: a background thread writes the queue every `flush_seconds` or `flush_rows` entries, each
 file all-or-nothing (ml.io.atomic_output), so a request never waits on the disk and a reader never
@@ -72,6 +73,7 @@ BASE_SCHEMA = pa.schema(
 )
 RETRY_MAX_SECONDS = 60.0  # a spooled file is tried again at least this often while the store is down
 STATUS_FOLDER = "request_log_status"
+QUEUE_FULL = "queue full (the store and the spool both failed)"
 
 
 def input_columns(spec: DatasetSpec) -> list[str]:
@@ -177,7 +179,26 @@ class RequestLog:
     # --- queueing --------------------------------------------------------------------------------
 
     def append(self, entries: Iterable[dict[str, Any]]) -> None:
-        """Queue entries (the contract's columns and the row's input columns); never blocks on I/O."""
+        """Queue entries (the contract's columns and the row's input columns); never blocks on I/O.
+
+        The request path only queues: each entry is put in the log's schema, alone, by the writer
+        thread (`_coerce`), so a request never pays for it and no entry can fail another's write.
+        """
+        entries = list(entries)
+        with self._lock:
+            room = max(self._max_pending - len(self._pending), 0)
+            dropped = len(entries) - room if len(entries) > room else 0
+            self._pending.extend(entries[:room] if dropped else entries)
+            if dropped:
+                self.rows_dropped[QUEUE_FULL] += dropped
+            full = len(self._pending) >= self._flush_rows
+        if dropped:
+            logger.error("request log: %d row(s) dropped: %s", dropped, QUEUE_FULL)
+        if full:
+            self._wake.set()
+
+    def _coerce(self, entries: list[Any]) -> list[dict[str, Any]]:
+        """The entries in the log's fixed schema; one that cannot be is refused alone, counted with why."""
         rows, refused = [], Counter()
         for entry in entries:
             try:
@@ -186,18 +207,12 @@ class RequestLog:
                 refused[f"refused: {error}"] += 1
             except Exception as error:  # an entry of a kind nobody foresaw: refused alone, never its flush
                 refused[f"refused: {type(error).__name__}"] += 1
-        with self._lock:
-            room = self._max_pending - len(self._pending)
-            if len(rows) > room:
-                refused["queue full (the store and the spool both failed)"] += len(rows) - max(room, 0)
-                rows = rows[: max(room, 0)]
-            self._pending.extend(rows)
-            full = len(self._pending) >= self._flush_rows
-            self.rows_dropped.update(refused)
-        for reason, count in refused.items():
-            logger.warning("request log: %d row(s) dropped: %s", count, reason)
-        if full:
-            self._wake.set()
+        if refused:
+            with self._lock:
+                self.rows_dropped.update(refused)
+            for reason, count in refused.items():
+                logger.warning("request log: %d row(s) dropped: %s", count, reason)
+        return rows
 
     def _row(self, entry: dict[str, Any]) -> dict[str, Any]:
         """The entry in the log's fixed schema: every value of its column's type, or RowRefused."""
@@ -231,7 +246,7 @@ class RequestLog:
             with self._lock:
                 entries, self._pending = self._pending, []
             by_day: dict[str, list[dict[str, Any]]] = {}
-            for entry in entries:
+            for entry in self._coerce(entries):
                 by_day.setdefault(entry["received_at"].date().isoformat(), []).append(entry)
             for day, rows in sorted(by_day.items()):
                 uri = self._save(day, rows)
@@ -242,8 +257,9 @@ class RequestLog:
 
     def _table(self, rows: list[dict[str, Any]]) -> pa.Table:
         try:
-            return pa.Table.from_pylist(rows, schema=self.schema)
-        except (pa.ArrowException, TypeError, ValueError, OverflowError):
+            columns = {f.name: pa.array([row[f.name] for row in rows], type=f.type) for f in self.schema}
+            return pa.Table.from_pydict(columns, schema=self.schema)
+        except (pa.ArrowException, TypeError, ValueError, OverflowError, KeyError):
             # Rows are coerced when queued, so this is a last guard: keep every row that converts.
             good = []
             for row in rows:
@@ -285,9 +301,8 @@ class RequestLog:
             kept = table.to_pylist()[: max(room, 0)]
             self._pending[:0] = kept
             if table.num_rows > len(kept):
-                reason = "queue full (the store and the spool both failed)"
-                self.rows_dropped[reason] += table.num_rows - len(kept)
-                logger.error("request log: %d row(s) dropped: %s", table.num_rows - len(kept), reason)
+                self.rows_dropped[QUEUE_FULL] += table.num_rows - len(kept)
+                logger.error("request log: %d row(s) dropped: %s", table.num_rows - len(kept), QUEUE_FULL)
         return None
 
     def _failed(self, what: str, error: Exception) -> None:
