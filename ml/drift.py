@@ -200,6 +200,7 @@ def _reason(column: str, kind: str, reference: pd.Series, current: pd.Series, dr
     return "distribution outside the reference's normal variation"
 
 
+NO_VALUES = "no values on this day"
 SEVERE = 3.0  # a column this many times beyond its threshold is far outside anything the model saw
 
 
@@ -220,8 +221,9 @@ def drift_verdict(
     at least SEVERE times its threshold): the model extrapolates there, and an importance measured on
     the training data says nothing about how it behaves out there. The verdict is "drift" when the
     data drifted OR the prediction drifted: a moved score distribution means the model now acts
-    differently. A column with no values on the day drifts ("no values on this day") instead of
-    failing the report.
+    differently. A column with no values on the day (where the reference has some) drifts ("no values on
+    this day") instead of failing the report, and makes the day's verdict "drift" whatever its
+    importance, so an emptied feature reaches a person (the drift alert names it).
     """
     if not 0.0 < drift_share <= 1.0:
         raise DriftError(f"drift_share must be in (0, 1], got {drift_share}")
@@ -237,7 +239,7 @@ def drift_verdict(
         if not reference[c].notna().any():
             verdicts[c] = (None, False, "no values in the reference: not tested")
         elif not current[c].notna().any():
-            verdicts[c] = (None, True, "no values on this day")
+            verdicts[c] = (None, True, NO_VALUES)
         else:
             value = score(reference[c], current[c], kind)
             drifted = value > cal.threshold
@@ -273,7 +275,10 @@ def drift_verdict(
     drifted_columns = [c["column"] for c in columns if c["drifted"]]
     share = float(sum(weights[c] for c in drifted_columns))
     severe = any("far outside normal" in c["reason"] for c in columns)
-    dataset_drift = share >= drift_share or severe
+    # A feature the reference has values for and the day has none of is a broken input, not a small
+    # shift: whatever its share of the importance, the day drifts, naming the column.
+    emptied = any(c["reason"] == NO_VALUES for c in columns)
+    dataset_drift = share >= drift_share or severe or emptied
     return DriftResult(
         verdict="drift" if dataset_drift or prediction["drifted"] else "no drift",
         dataset_drift=dataset_drift,

@@ -231,6 +231,15 @@ class ServingSection(_Section):
     )
     log_flush_seconds: float = Field(default=2.0, gt=0, description="The request log is written at least this often.")
     log_flush_rows: int = Field(default=20_000, ge=1, description="... or as soon as this many rows are queued.")
+    log_spool_dir: str = Field(
+        default="var/serving/request_log_spool",
+        description="Local folder (relative to the project) where request-log writes that failed wait to be retried.",
+    )
+    log_spool_max_mb: float = Field(
+        default=1024.0,
+        gt=0,
+        description="The spool's bound; beyond it rows wait in memory, then are dropped (counted).",
+    )
     rollout: RolloutSection = Field(default_factory=RolloutSection)
 
 

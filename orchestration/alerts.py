@@ -16,6 +16,7 @@ from dagster._core.events import DagsterEventType
 from assets.drift_report import drift_report
 from assets.registered_model import registered_model
 from orchestration.notify import notify, run_link
+from orchestration.sensor_guard import alerting
 
 
 def will_retry(run: dg.DagsterRun, instance: dg.DagsterInstance) -> bool:
@@ -82,7 +83,8 @@ def alert_on_run_failure(context: dg.RunFailureSensorContext):
     run = context.instance.get_run_by_id(context.dagster_run.run_id) or context.dagster_run
     if will_retry(run, context.instance):
         return dg.SkipReason(f"run {run.run_id[:8]} of {run.job_name} failed and will be retried; no alert yet")
-    notify(failure_text(context.instance, run, context.failure_event.message or ""), context.log)
+    text = failure_text(context.instance, run, context.failure_event.message or "")
+    notify(text, context.log, instance=context.instance, key=f"run-failure:{run.run_id}")
     return None
 
 
@@ -151,12 +153,14 @@ def _records_last(instance: dg.DagsterInstance, key: dg.AssetKey) -> list[dg.Eve
         "that could not be delivered is sent again at the next tick."
     ),
 )
+@alerting
 def alert_on_monitoring(context: dg.SensorEvaluationContext):
     texts, cursor = monitoring_alerts(context.instance, context.cursor)
     if not texts:
         return dg.SensorResult(skip_reason="no drift episode began or ended and no alias moved", cursor=cursor)
     # One message per tick: a delivery that fails raises before the cursor moves, and is sent whole again.
-    sent = notify("\n".join(texts), context.log)
+    text = "\n".join(texts)
+    sent = notify(text, context.log, instance=context.instance, key=f"monitoring:{context.cursor}:{text}")
     reason = None if sent else f"webhook off ({len(texts)} alerts in the log): " + " | ".join(texts)[:900]
     return dg.SensorResult(skip_reason=reason, cursor=cursor)
 

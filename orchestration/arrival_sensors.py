@@ -12,6 +12,7 @@ from assets.model_performance import model_performance
 from assets.partitions import DAILY
 from orchestration.arrivals import arrived, not_taken_in, skip_message
 from orchestration.jobs import label_feedback, nightly_scoring
+from orchestration.sensor_guard import alerting
 from resources.params import ParamsResource
 
 
@@ -29,11 +30,15 @@ def _requests(todo, prefix: str) -> list[dg.RunRequest]:
         "02:00 nightly_scoring_schedule is the deadline for a day this sensor did not score."
     ),
 )
+@alerting
 def incoming_arrived(context: dg.SensorEvaluationContext, params: ParamsResource):
     settings = params.load()
     last = DAILY.get_last_partition_key()  # yesterday: a day's partition opens once the day is over
     start = str(settings.daily.start_date)
-    files = arrived(settings.incoming_uri("{date}"))
+    misnamed: list[str] = []
+    files = arrived(settings.incoming_uri("{date}"), misnamed)
+    for problem in misnamed:  # named on every tick, launches or not, until the file is renamed
+        context.log.warning(f"not a day's file: {problem}")
     early = [
         f"{a.day}: not a partition yet (scored once the day is over, UTC)" for a in files if not last or a.day > last
     ]
@@ -41,7 +46,7 @@ def incoming_arrived(context: dg.SensorEvaluationContext, params: ParamsResource
     days = [a for a in files if a.day >= start and last and a.day <= last]
     todo, skipped = not_taken_in(context.instance, days, "incoming", drift_report.key)
     if not todo:
-        return dg.SkipReason(skip_message("snapshot files", before + skipped + early))
+        return dg.SkipReason(skip_message("snapshot files", before + skipped + early + misnamed))
     return _requests(todo, "incoming")
 
 
@@ -55,13 +60,17 @@ def incoming_arrived(context: dg.SensorEvaluationContext, params: ParamsResource
         "labels file runs again and updates the day's labels and model_performance."
     ),
 )
+@alerting
 def labels_arrived(context: dg.SensorEvaluationContext, params: ParamsResource):
-    files = arrived(params.load().labels_uri("{date}"))
+    misnamed: list[str] = []
+    files = arrived(params.load().labels_uri("{date}"), misnamed)
+    for problem in misnamed:
+        context.log.warning(f"not a day's file: {problem}")
     scored = context.instance.get_materialized_partitions(batch_predictions.key)
     unscored = [f"{a.day}: labels arrived but the day is not scored yet" for a in files if a.day not in scored]
     todo, skipped = not_taken_in(
         context.instance, [a for a in files if a.day in scored], "labels", model_performance.key
     )
     if not todo:
-        return dg.SkipReason(skip_message("labels files", skipped + unscored))
+        return dg.SkipReason(skip_message("labels files", skipped + unscored + misnamed))
     return _requests(todo, "labels")

@@ -55,8 +55,20 @@ def _modified(info: dict) -> float | None:
     return float(value) if value is not None else None
 
 
-def arrived(template: str) -> list[Arrival]:
-    """The files matching a `{date}` template (a path or any fsspec URI), by day."""
+def _invalid_date(day: str) -> str | None:
+    try:
+        dt.date.fromisoformat(day)
+    except ValueError as error:
+        return str(error)
+    return None
+
+
+def arrived(template: str, misnamed: list[str] | None = None) -> list[Arrival]:
+    """The files matching a `{date}` template (a path or any fsspec URI), by day.
+
+    A file whose name has the date's shape but no real date (`2026-13-45`) is no day's file: it is
+    left out and named in `misnamed`, so a sensor says so rather than wait for that day forever.
+    """
     fs, pattern = fsspec.core.url_to_fs(template.replace("{date}", "*"))
     day_of = re.compile(re.escape(fs._strip_protocol(template)).replace(re.escape("{date}"), DATE) + "$")
     prefix = template[: len(template) - len(fs._strip_protocol(template))] if "://" in template else ""
@@ -64,6 +76,10 @@ def arrived(template: str) -> list[Arrival]:
     for path, info in fs.glob(pattern, detail=True).items():
         match = day_of.match(fs._strip_protocol(path))
         if match and info.get("type", "file") == "file":
+            if (problem := _invalid_date(match.group(1))) is not None:
+                if misnamed is not None:
+                    misnamed.append(f"{prefix + fs._strip_protocol(path)}: no valid date in its name ({problem})")
+                continue
             found.append(Arrival(match.group(1), prefix + fs._strip_protocol(path), _version(info), _modified(info)))
     return sorted(found, key=lambda a: a.day)
 

@@ -15,6 +15,7 @@ import pandas as pd
 import ml.io
 from ml.params import Params
 from orchestration.rollout import conclude_rollout
+from orchestration.sensor_guard import alerting
 from resources.params import ParamsResource
 from resources.registry import ModelRegistry
 from resources.storage import ArtifactStore
@@ -30,36 +31,69 @@ def _days(since: dt.datetime, now: dt.datetime) -> list[str]:
     return [(first + dt.timedelta(days=n)).isoformat() for n in range((last - first).days + 1)]
 
 
-def bake_requests(store_root: str, since: dt.datetime, now: dt.datetime) -> pd.DataFrame:
-    """Every logged request row of the days the bake spans (decide keeps those from `since`)."""
-    frames = [frame for day in _days(since, now) if not (frame := read_day(store_root, day)).empty]
+def bake_requests(
+    store_root: str, since: dt.datetime, now: dt.datetime, ignored: list[str] | None = None
+) -> pd.DataFrame:
+    """Every logged request row of the days the bake spans (decide keeps those from `since`); a file
+    that is not the log's is left out and named in `ignored`."""
+    frames = [frame for day in _days(since, now) if not (frame := read_day(store_root, day, ignored)).empty]
     return pd.concat(frames, ignore_index=True) if frames else read_day(store_root, since.date())
 
 
-def arrived_labels(settings: Params, days: list[str]) -> pd.DataFrame | None:
-    """The labels that have arrived for the bake's days (params.yaml daily.labels), id + 0/1 `label`."""
+def _labels_file(uri: str, spec) -> pd.DataFrame:
+    """A labels file's id + target, or ValueError saying what is wrong with it."""
+    try:
+        frame = ml.io.read_parquet(uri)
+    except Exception as error:
+        raise ValueError(f"not a readable Parquet file ({type(error).__name__})") from error
+    missing = [c for c in (spec.id.column, spec.target.column) if c not in frame.columns]
+    if missing:
+        raise ValueError(f"it has no column {missing[0]!r}")
+    ids = frame[spec.id.column]
+    if not ids.map(lambda v: isinstance(v, str)).all():  # the log's ids are text: other ids join nothing
+        raise ValueError(f"column {spec.id.column!r} is {ids.dtype}, not text like the request log's ids")
+    return frame[[spec.id.column, spec.target.column]]
+
+
+def arrived_labels(settings: Params, days: list[str], ignored: list[str] | None = None) -> pd.DataFrame | None:
+    """The labels that have arrived for the bake's days (params.yaml daily.labels), id + 0/1 `label`;
+    a file that cannot be used is left out and named in `ignored`."""
     spec, frames = settings.dataset, []
     for day in days:
         uri = settings.labels_uri(day)
-        if ml.io.exists(uri):
-            frame = ml.io.read_parquet(uri)[[spec.id.column, spec.target.column]]
-            frames.append(frame.assign(**{LABEL: (frame[spec.target.column].astype(str) == spec.target.positive)}))
+        if not ml.io.exists(uri):
+            continue
+        try:
+            frame = _labels_file(uri, spec)
+        except ValueError as error:
+            if ignored is not None:
+                ignored.append(f"{uri}: {error}")
+            continue
+        frames.append(frame.assign(**{LABEL: (frame[spec.target.column].astype(str) == spec.target.positive)}))
     if not frames:
         return None
     labels = pd.concat(frames, ignore_index=True).drop_duplicates(spec.id.column, keep="last")
     return labels.assign(**{LABEL: labels[LABEL].astype("int64")})
 
 
-def judge(state: RolloutState, settings: Params, store_root: str, champion: int | None, now: dt.datetime) -> Decision:
+def judge(
+    state: RolloutState,
+    settings: Params,
+    store_root: str,
+    champion: int | None,
+    now: dt.datetime,
+    ignored: list[str] | None = None,
+) -> Decision:
+    """The bake's decision; files it could not use are named in `ignored` (and left out)."""
     return decide(
-        bake_requests(store_root, state.since, now),
+        bake_requests(store_root, state.since, now, ignored),
         canary_arm="shadow" if state.mode == "shadow" else "canary",
         challenger_version=state.challenger_version,
         since=state.since,
         now=now,
         settings=settings.serving.rollout,
         champion_version=champion,
-        labels=arrived_labels(settings, _days(state.since, now)),
+        labels=arrived_labels(settings, _days(state.since, now), ignored),
         id_column=settings.dataset.id.column,
         seed=settings.drift.seed,
     )
@@ -76,6 +110,7 @@ def judge(state: RolloutState, settings: Params, store_root: str, champion: int 
         "conclude_rollout job to record the rollback with its reason; a clean bake launches it to promote."
     ),
 )
+@alerting
 def canary_bake(
     context: dg.SensorEvaluationContext, params: ParamsResource, storage: ArtifactStore, registry: ModelRegistry
 ):
@@ -83,10 +118,14 @@ def canary_bake(
     if state.mode == "off":
         return dg.SkipReason(f"no canary or shadow: rollout.json is off ({state.reason or 'no reason'})")
     settings, now = params.load(), dt.datetime.now(dt.UTC)
-    decision = judge(state, settings, storage.root, registry.champion(), now)
+    ignored: list[str] = []
+    decision = judge(state, settings, storage.root, registry.champion(), now, ignored)
+    for problem in ignored:  # a stray or malformed file never stops the bake; it is named
+        context.log.warning(f"ignored {problem}")
+    note = f" (ignored {len(ignored)} file(s): {'; '.join(ignored)[:600]})" if ignored else ""
     what = f"{state.mode} of v{state.challenger_version} since {state.since.isoformat()}"
     if decision.outcome == "wait":
-        return dg.SkipReason(f"{what}: {decision.reason}")
+        return dg.SkipReason(f"{what}: {decision.reason}{note}")
     if decision.outcome == "rollback":
         # Traffic first: the server follows rollout.json within serving.poll_seconds.
         write_state(

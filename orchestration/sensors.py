@@ -8,7 +8,9 @@ from assets.model_performance import model_performance
 from orchestration.alerts import ALERT_SENSORS
 from orchestration.arrival_sensors import incoming_arrived, labels_arrived
 from orchestration.jobs import retrain
+from orchestration.request_log_alerts import alert_on_request_log
 from orchestration.retrain_policy import Event, State, decide, observe
+from orchestration.sensor_guard import alerting
 from resources.params import ParamsResource
 from resources.registry import ModelRegistry
 
@@ -76,6 +78,7 @@ def last_request(instance: dg.DagsterInstance) -> str | None:
         "retraining.cooldown_days; no two requests within the cooldown."
     ),
 )
+@alerting
 def retrain_on_drift(context: dg.SensorEvaluationContext, params: ParamsResource, registry: ModelRegistry):
     settings = params.load().retraining
     state = State.from_cursor(context.cursor)
@@ -114,4 +117,4 @@ def retrain_on_drift(context: dg.SensorEvaluationContext, params: ParamsResource
     )
 
 
-SENSORS = [incoming_arrived, labels_arrived, retrain_on_drift, *ALERT_SENSORS]
+SENSORS = [incoming_arrived, labels_arrived, retrain_on_drift, *ALERT_SENSORS, alert_on_request_log]

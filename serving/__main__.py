@@ -39,6 +39,8 @@ def build_app(project_dir: Path):
         params.dataset,
         flush_seconds=params.serving.log_flush_seconds,
         flush_rows=params.serving.log_flush_rows,
+        spool_dir=project_dir / params.serving.log_spool_dir,
+        spool_max_mb=params.serving.log_spool_max_mb,
     )
     return create_app(ServerParts(params.dataset, poller, log, params.model_name))
 

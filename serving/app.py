@@ -214,6 +214,7 @@ def create_app(parts: ServerParts) -> FastAPI:
                 "reloads": poller.reloads,
                 "last_refresh_error": poller.last_error,
                 "request_log_errors": request_log.errors[-5:],
+                "request_log": request_log.status(),
                 "shadow_rows_dropped": scorer.shadow_dropped if scorer else 0,
                 "scoring": {"predict_calls": scorer.batches, "rows": scorer.rows} if scorer else None,
             },

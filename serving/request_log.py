@@ -1,6 +1,6 @@
 """The endpoint's request log: one row per request row and arm, as Parquet files per day.
 
-    <artifact store root>/serving/requests/day=YYYY-MM-DD/<host>-<pid>-<seq>.parquet
+    <artifact store root>/serving/requests/day=YYYY-MM-DD/<host>-<pid>-<start>-<seq>.parquet
 
 Columns: request_id, received_at (UTC), arm (champion | canary | shadow), model_version,
 manifest_sha256, latency_ms (validation + features + prediction for that arm), status (HTTP),
@@ -8,18 +8,42 @@ score (null on error), served (this arm's score was returned; false for the shad
 dataset spec's input columns (every spec column but the target): numeric as float64, everything
 else as text (booleans as their token, e.g. "1"), so the logged rows score again as they came.
 
-`RequestLog.append` only queues entries; a background thread writes them every `flush_seconds` or
-`flush_rows` entries, each file all-or-nothing (ml.io.atomic_output), so a request never waits on
-the disk and a reader never sees a partial file. `read_day` reads every file of a day.
+Per row safe: each entry is coerced to the fixed schema on its own before it is written (a request
+id that is not text is logged as its text; an input value of the wrong type as null, its status
+says why), so one odd row never takes the rows of its flush with it; an entry that cannot be
+coerced at all is refused alone and counted under `rows_dropped` with the reason. `append` only
+queues, so the request path never pays for the coercion.
+
+Durable: a background thread writes the queue every `flush_seconds` or `flush_rows` entries, each
+file all-or-nothing (ml.io.atomic_output), so a request never waits on the disk and a reader never
+sees a partial file. A write that fails (store unreachable, folder unwritable, disk full) goes to a
+local spool folder instead, and the spooled files are written to the store again at every later
+flush (with a backoff up to RETRY_MAX_SECONDS) and when a restarted server starts, under the name
+they were meant to have, so a retry never duplicates rows. The spool is bounded (`spool_max_mb`);
+beyond it rows wait in memory up to `max_pending_rows`, and only beyond that are they dropped,
+counted with the reason. `status()` has the counts (served on `/metadata`); once a flush failed or
+a row was dropped the counts are also written to `serving/request_log_status/<process>.json`, where
+the sensor alert_on_request_log reads them. `read_day` reads every file of a day, skipping (and
+naming) a file that is not a request-log Parquet file.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
+import json
+import logging
+import math
 import os
+import shutil
 import socket
+import tempfile
 import threading
+import time
+import uuid
+from collections import Counter
 from collections.abc import Iterable
+from pathlib import Path
 from typing import Any
 
 import fsspec
@@ -30,6 +54,8 @@ import pyarrow.parquet as pq
 from ml import io
 from ml.spec import DatasetSpec, token_key
 from serving.state import serving_uri
+
+logger = logging.getLogger(__name__)
 
 ARMS = ("champion", "canary", "shadow")
 BASE_SCHEMA = pa.schema(
@@ -45,6 +71,9 @@ BASE_SCHEMA = pa.schema(
         ("served", pa.bool_()),
     ]
 )
+RETRY_MAX_SECONDS = 60.0  # a spooled file is tried again at least this often while the store is down
+STATUS_FOLDER = "request_log_status"
+QUEUE_FULL = "queue full (the store and the spool both failed)"
 
 
 def input_columns(spec: DatasetSpec) -> list[str]:
@@ -62,10 +91,22 @@ def day_folder(store_root: str, day: str | dt.date) -> str:
     return serving_uri(store_root, "requests", f"day={day}")
 
 
+def default_spool_dir() -> Path:
+    return Path(tempfile.gettempdir()) / "keel-request-log-spool"
+
+
+class RowRefused(ValueError):
+    """An entry that cannot be logged at all; the message is the reason it is counted under."""
+
+
 def _as_text(value: Any) -> str | None:
     if value is None or (isinstance(value, float) and value != value):
         return None
-    return value if isinstance(value, str) else token_key(value)
+    if isinstance(value, str):
+        return value
+    if isinstance(value, dict | list):
+        return json.dumps(value, default=str)[:1000]
+    return token_key(value)
 
 
 def _as_number(value: Any) -> float | None:
@@ -73,73 +114,281 @@ def _as_number(value: Any) -> float | None:
         return None if value is None else float(value)
     try:
         return float(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         return None  # only rejected rows carry such values; their status says why
+
+
+def _as_time(value: Any) -> dt.datetime:
+    if not isinstance(value, dt.datetime):
+        raise RowRefused("received_at is not a time")
+    return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)
+
+
+def _as_int(value: Any, name: str, low: int, high: int, *, required: bool) -> int | None:
+    if value is None and not required:
+        return None
+    number = _as_number(value)
+    if number is None or not math.isfinite(number) or not number.is_integer() or not low <= number <= high:
+        raise RowRefused(f"{name} is not an integer in {low}..{high}")
+    return int(number)
 
 
 class RequestLog:
     """Queues log entries and writes them from a background thread; `close` writes what is left."""
 
-    def __init__(self, store_root: str, spec: DatasetSpec, *, flush_seconds: float = 2.0, flush_rows: int = 50_000):
+    def __init__(
+        self,
+        store_root: str,
+        spec: DatasetSpec,
+        *,
+        flush_seconds: float = 2.0,
+        flush_rows: int = 50_000,
+        spool_dir: str | Path | None = None,
+        spool_max_mb: float = 1024.0,
+        max_pending_rows: int | None = None,
+    ):
         self.store_root = store_root
         self.schema = log_schema(spec)
+        self._inputs = input_columns(spec)
         self._numeric = set(spec.columns.numeric)
         self._flush_seconds, self._flush_rows = flush_seconds, flush_rows
+        self._max_pending = max_pending_rows or max(10 * flush_rows, 100_000)
+        # One spool per store, so two stores never trade rows through a shared spool folder.
+        store_key = hashlib.sha256(store_root.encode()).hexdigest()[:12]
+        self.spool = Path(spool_dir or default_spool_dir()) / store_key
+        self._spool_max_bytes = int(spool_max_mb * 1024 * 1024)
         self._pending: list[dict[str, Any]] = []
         self._lock = threading.Lock()
+        self._write_lock = threading.Lock()  # the background thread and close() never write at once
         self._wake = threading.Event()
         self._closed = False
         self._seq = 0
-        self._prefix = f"{socket.gethostname()}-{os.getpid()}"
-        self.errors: list[str] = []  # write failures, kept for /metadata rather than failing requests
+        # The start time and a random token: a restarted container often has the same pid.
+        started = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S")
+        self._prefix = f"{socket.gethostname()}-{os.getpid()}-{started}-{uuid.uuid4().hex[:6]}"
+        self.rows_logged = 0
+        self.failed_flushes = 0
+        self.rows_dropped: Counter[str] = Counter()
+        self.errors: list[str] = []  # the latest write failures, for /metadata
+        self._spooled: dict[Path, int] = self._spooled_files()
+        self._retry_at, self._retry_delay = 0.0, 0.0
+        self._status_written: dict[str, Any] | None = None
         self._thread = threading.Thread(target=self._run, name="request-log", daemon=True)
         self._thread.start()
 
+    # --- queueing --------------------------------------------------------------------------------
+
     def append(self, entries: Iterable[dict[str, Any]]) -> None:
-        """Queue entries (the contract's columns and the row's input columns); never blocks on I/O."""
+        """Queue entries (the contract's columns and the row's input columns); never blocks on I/O.
+
+        The request path only queues: each entry is put in the log's schema, alone, by the writer
+        thread (`_coerce`), so a request never pays for it and no entry can fail another's write.
+        """
+        entries = list(entries)
         with self._lock:
-            self._pending.extend(entries)
+            room = max(self._max_pending - len(self._pending), 0)
+            dropped = len(entries) - room if len(entries) > room else 0
+            self._pending.extend(entries[:room] if dropped else entries)
+            if dropped:
+                self.rows_dropped[QUEUE_FULL] += dropped
             full = len(self._pending) >= self._flush_rows
+        if dropped:
+            logger.error("request log: %d row(s) dropped: %s", dropped, QUEUE_FULL)
         if full:
             self._wake.set()
 
-    def flush(self) -> list[str]:
-        """Write every queued entry now; the files written."""
-        with self._lock:
-            entries, self._pending = self._pending, []
-        if not entries:
-            return []
-        by_day: dict[str, list[dict[str, Any]]] = {}
+    def _coerce(self, entries: list[Any]) -> list[dict[str, Any]]:
+        """The entries in the log's fixed schema; one that cannot be is refused alone, counted with why."""
+        rows, refused = [], Counter()
         for entry in entries:
-            by_day.setdefault(entry["received_at"].astimezone(dt.UTC).date().isoformat(), []).append(entry)
-        return [self._write(day, rows) for day, rows in sorted(by_day.items())]
+            try:
+                rows.append(self._row(entry))
+            except RowRefused as error:
+                refused[f"refused: {error}"] += 1
+            except Exception as error:  # an entry of a kind nobody foresaw: refused alone, never its flush
+                refused[f"refused: {type(error).__name__}"] += 1
+        if refused:
+            with self._lock:
+                self.rows_dropped.update(refused)
+            for reason, count in refused.items():
+                logger.warning("request log: %d row(s) dropped: %s", count, reason)
+        return rows
+
+    def _row(self, entry: dict[str, Any]) -> dict[str, Any]:
+        """The entry in the log's fixed schema: every value of its column's type, or RowRefused."""
+        if not isinstance(entry, dict):
+            raise RowRefused("the entry is not a mapping")
+        row = {
+            "request_id": _as_text(entry.get("request_id")),
+            "received_at": _as_time(entry.get("received_at")),
+            "arm": _as_text(entry.get("arm")),
+            "model_version": _as_int(entry.get("model_version"), "model_version", 0, 2**62, required=False),
+            "manifest_sha256": _as_text(entry.get("manifest_sha256")),
+            "latency_ms": _as_number(entry.get("latency_ms")),
+            "status": _as_int(entry.get("status"), "status", 0, 999, required=True),
+            "score": _as_number(entry.get("score")),
+            "served": bool(entry.get("served")),
+        }
+        for column in self._inputs:
+            value = entry.get(column)
+            row[column] = _as_number(value) if column in self._numeric else _as_text(value)
+        return row
+
+    # --- writing ---------------------------------------------------------------------------------
+
+    def flush(self) -> list[str]:
+        """Write every queued entry now (and what the spool holds); the files written to the store."""
+        return self._flush(force=True)
+
+    def _flush(self, force: bool) -> list[str]:
+        with self._write_lock:
+            written = self._drain_spool(force=force)
+            with self._lock:
+                entries, self._pending = self._pending, []
+            by_day: dict[str, list[dict[str, Any]]] = {}
+            for entry in self._coerce(entries):
+                by_day.setdefault(entry["received_at"].date().isoformat(), []).append(entry)
+            for day, rows in sorted(by_day.items()):
+                uri = self._save(day, rows)
+                if uri:
+                    written.append(uri)
+            self._write_status()
+            return written
 
     def _table(self, rows: list[dict[str, Any]]) -> pa.Table:
-        columns = {}
-        for field in self.schema:
-            values = [row.get(field.name) for row in rows]
-            if field.name in self._numeric:
-                values = [_as_number(v) for v in values]
-            elif field.type == pa.string() and field.name not in BASE_SCHEMA.names:
-                values = [_as_text(v) for v in values]
-            columns[field.name] = pa.array(values, type=field.type)
-        return pa.Table.from_pydict(columns, schema=self.schema)
+        try:
+            columns = {f.name: pa.array([row[f.name] for row in rows], type=f.type) for f in self.schema}
+            return pa.Table.from_pydict(columns, schema=self.schema)
+        except (pa.ArrowException, TypeError, ValueError, OverflowError, KeyError):
+            # Rows are coerced when queued, so this is a last guard: keep every row that converts.
+            good = []
+            for row in rows:
+                try:
+                    pa.Table.from_pylist([row], schema=self.schema)
+                    good.append(row)
+                except (pa.ArrowException, TypeError, ValueError, OverflowError) as error:
+                    self.rows_dropped[f"refused: {type(error).__name__}"] += 1
+            return pa.Table.from_pylist(good, schema=self.schema)
 
-    def _write(self, day: str, rows: list[dict[str, Any]]) -> str:
+    def _save(self, day: str, rows: list[dict[str, Any]]) -> str | None:
+        """Write a day's rows to the store; on failure spool them (or queue them again). The store URI."""
         self._seq += 1
-        uri = f"{day_folder(self.store_root, day)}/{self._prefix}-{self._seq:06d}.parquet"
-        with io.atomic_output(uri) as tmp:
-            pq.write_table(self._table(rows), tmp)
-        return uri
+        name = f"{self._prefix}-{self._seq:06d}.parquet"
+        table = self._table(rows)
+        if table.num_rows == 0:
+            return None
+        uri = f"{day_folder(self.store_root, day)}/{name}"
+        try:
+            with io.atomic_output(uri) as tmp:
+                pq.write_table(table, tmp)
+            self.rows_logged += table.num_rows
+            return uri
+        except Exception as error:
+            self._failed(f"writing {table.num_rows} rows of {day}", error)
+        if self._spool_bytes() < self._spool_max_bytes:
+            target = self.spool / f"day={day}" / name
+            try:
+                target.parent.mkdir(parents=True, exist_ok=True)
+                with io.atomic_output(str(target)) as tmp:
+                    pq.write_table(table, tmp)
+                self._spooled[target] = table.num_rows
+                return None
+            except Exception as error:
+                logger.error("request log: could not spool %d rows to %s: %s", table.num_rows, self.spool, error)
+        # Neither the store nor the spool took them: back to the queue, which is bounded by append.
+        with self._lock:
+            room = self._max_pending - len(self._pending)
+            kept = table.to_pylist()[: max(room, 0)]
+            self._pending[:0] = kept
+            if table.num_rows > len(kept):
+                self.rows_dropped[QUEUE_FULL] += table.num_rows - len(kept)
+                logger.error("request log: %d row(s) dropped: %s", table.num_rows - len(kept), QUEUE_FULL)
+        return None
+
+    def _failed(self, what: str, error: Exception) -> None:
+        self.failed_flushes += 1
+        message = f"{dt.datetime.now(dt.UTC).isoformat(timespec='seconds')} {what}: {type(error).__name__}: {error}"
+        self.errors = [*self.errors[-9:], message]
+        logger.error("request log: %s (kept in the spool %s, retried)", message, self.spool)
+
+    def _spooled_files(self) -> dict[Path, int]:
+        """The spool's files (a restarted server's too) with their row counts."""
+        files = {}
+        for path in sorted(self.spool.glob("day=*/*.parquet")) if self.spool.exists() else []:
+            try:
+                files[path] = pq.ParquetFile(path).metadata.num_rows
+            except Exception as error:  # a spool file cut short by a crash: kept aside, named, never read again
+                logger.error("request log: spool file %s is unreadable (%s); moved to .unreadable", path, error)
+                path.rename(path.with_suffix(".unreadable"))
+        return files
+
+    def _spool_bytes(self) -> int:
+        return sum(p.stat().st_size for p in self._spooled if p.exists())
+
+    def _drain_spool(self, force: bool = False) -> list[str]:
+        """Write spooled files to the store, oldest first; stop at the first failure (the store is down)."""
+        if not self._spooled or (not force and time.monotonic() < self._retry_at):
+            return []
+        written = []
+        for path in sorted(self._spooled):
+            day = path.parent.name.removeprefix("day=")
+            uri = f"{day_folder(self.store_root, day)}/{path.name}"
+            try:
+                with io.atomic_output(uri) as tmp:
+                    shutil.copyfile(path, tmp)
+            except Exception as error:
+                self._failed(f"retrying the spooled {path.name}", error)
+                self._retry_delay = min(max(2 * self._retry_delay, self._flush_seconds), RETRY_MAX_SECONDS)
+                self._retry_at = time.monotonic() + self._retry_delay
+                return written
+            self.rows_logged += self._spooled.pop(path)
+            path.unlink(missing_ok=True)
+            written.append(uri)
+        self._retry_delay = 0.0
+        return written
+
+    # --- reporting -------------------------------------------------------------------------------
+
+    def status(self) -> dict[str, Any]:
+        """What /metadata shows: rows written, waiting (queued or spooled), failed writes, drops by reason."""
+        with self._lock:
+            queued = len(self._pending)
+        return {
+            "process": self._prefix,
+            "rows_logged": self.rows_logged,
+            "rows_pending": queued + sum(self._spooled.values()),
+            "rows_spooled": sum(self._spooled.values()),
+            "spool": str(self.spool),
+            "failed_flushes": self.failed_flushes,
+            "rows_dropped": sum(self.rows_dropped.values()),
+            "rows_dropped_by_reason": dict(self.rows_dropped),
+            "last_errors": self.errors[-3:],
+        }
+
+    def _write_status(self) -> None:
+        """The counts in the store for the alert sensor, once something went wrong and when they change."""
+        status = self.status()
+        if not (status["failed_flushes"] or status["rows_dropped"]):
+            return
+        counts = {k: status[k] for k in ("failed_flushes", "rows_dropped", "rows_pending")}
+        if counts == self._status_written:
+            return
+        uri = serving_uri(self.store_root, STATUS_FOLDER, f"{self._prefix}.json")
+        try:
+            with io.atomic_output(uri) as tmp:
+                tmp.write_text(json.dumps({**status, "written_at": dt.datetime.now(dt.UTC).isoformat()}))
+            self._status_written = counts
+        except Exception as error:  # the store is down: the next flush tries again
+            logger.warning("request log: could not write its status to %s: %s", uri, error)
 
     def _run(self) -> None:
         while not self._closed:
             self._wake.wait(self._flush_seconds)
             self._wake.clear()
             try:
-                self.flush()
-            except Exception as error:  # a full disk must not stop serving; the error is reported
-                self.errors.append(f"{type(error).__name__}: {error}")
+                self._flush(force=False)
+            except Exception as error:  # never stop the writer thread; the error is reported
+                self._failed("flushing", error)
 
     def close(self) -> None:
         self._closed = True
@@ -148,15 +397,56 @@ class RequestLog:
         self.flush()
 
 
-def read_day(store_root: str, day: str | dt.date) -> pd.DataFrame:
-    """Every logged row of the day (all files, all processes); empty with no file."""
+def read_status(store_root: str) -> list[dict[str, Any]]:
+    """The status every serving process wrote once its request log failed or dropped rows."""
+    fs, path = fsspec.core.url_to_fs(serving_uri(store_root, STATUS_FOLDER))
+    statuses = []
+    for file in sorted(fs.glob(f"{path}/*.json")):
+        try:
+            with fs.open(file, "rb") as handle:
+                statuses.append(json.loads(handle.read()))
+        except (OSError, ValueError) as error:
+            logger.warning("request log status %s is unreadable: %s", file, error)
+    return statuses
+
+
+def _read_file(fs, file: str) -> pa.Table:
+    with fs.open(file, "rb") as handle:
+        table = pq.read_table(handle)
+    fields = []
+    for field in BASE_SCHEMA:
+        if field.name not in table.column_names:
+            raise ValueError(f"it has no column {field.name!r}")
+        fields.append(field)
+    # The contract's columns in the contract's types (a foreign file with other types fails here).
+    for field in fields:
+        i = table.column_names.index(field.name)
+        if table.schema.field(i).type != field.type:
+            table = table.set_column(i, field, table.column(i).cast(field.type))
+    return table
+
+
+def read_day(store_root: str, day: str | dt.date, skipped: list[str] | None = None) -> pd.DataFrame:
+    """Every logged row of the day (all files, all processes); empty with no file.
+
+    A file that is not a request-log Parquet file (unreadable, or without the log's columns in its
+    types) is left out, named in `skipped` (`<file>: <why>`) and in a warning, so one stray file
+    never hides the rest of the day.
+    """
     folder = day_folder(store_root, day)
     fs, path = fsspec.core.url_to_fs(folder)
-    files = sorted(p for p in fs.glob(f"{path}/*.parquet") if not p.rsplit("/", 1)[-1].startswith("."))
-    if not files:
-        return pd.DataFrame({name: pd.Series(dtype="object") for name in BASE_SCHEMA.names})
+    files = sorted(p for p in fs.glob(f"{path}/*") if not p.rsplit("/", 1)[-1].startswith("."))
     tables = []
     for file in files:
-        with fs.open(file, "rb") as handle:
-            tables.append(pq.read_table(handle))
-    return pa.concat_tables(tables, promote_options="default").to_pandas()
+        try:
+            if fs.isdir(file):
+                raise ValueError("it is a folder")
+            tables.append(_read_file(fs, file))
+        except Exception as error:
+            problem = f"{file}: not a request-log Parquet file ({type(error).__name__}: {error})"[:500]
+            logger.warning("request log: skipped %s", problem)
+            if skipped is not None:
+                skipped.append(problem)
+    if not tables:
+        return pd.DataFrame({name: pd.Series(dtype="object") for name in BASE_SCHEMA.names})
+    return pa.concat_tables(tables, promote_options="permissive").to_pandas()

@@ -268,3 +268,13 @@ def test_the_report_page_is_the_stock_presets_page(spec, shifted_report, monkeyp
 
     assert without_ids(result.html) == without_ids(stock.html)
     assert "tenure" in result.html and len(result.html) > 100_000
+
+
+def test_a_feature_with_no_values_on_the_day_makes_the_day_drift_whatever_its_importance(spec, halves):
+    reference, current = halves
+    day = current.assign(total_charges=np.nan)  # a nullable column, emptied by a broken feed
+    importance = {c: 1.0 for c in spec.feature_columns} | {"total_charges": 0.001}
+    result = drift_verdict(reference, day, spec, drift_share=0.5, importance=importance)
+    assert result.verdict == "drift" and result.dataset_drift
+    assert result.drifted_columns == ["total_charges"] and result.drift_share < 0.5
+    assert {c["column"]: c["reason"] for c in result.columns}["total_charges"] == "no values on this day"

@@ -120,3 +120,20 @@ def test_the_request_log_has_the_contracts_columns(server, records):
     assert {name: schema.field(name).type for name in CONTRACT} == CONTRACT
     assert schema.names[: len(CONTRACT)] == list(CONTRACT)
     assert "churn" not in schema.names and {"customer_id", "tenure", "contract", "female"} <= set(schema.names)
+
+
+def test_a_row_with_a_number_for_its_request_id_is_refused_alone(server, records):
+    """Its 422 is logged with its id as text, and the good rows of the same flush are all logged."""
+    refused = server.predict([{**records[5], "request_id": 4242}])
+    assert refused.status_code == 422 and "request_id" in refused.text
+    good = [{**row, "request_id": f"beside-{i}"} for i, row in enumerate(records[100:150])]
+    assert server.predict(good).status_code == 200
+    day = dt.datetime.now(dt.UTC).date()
+    wanted = {"4242", *(f"beside-{i}" for i in range(50))}
+    deadline = time.monotonic() + 30
+    while not wanted <= set(read_day(server.store_root, day)["request_id"]):
+        assert time.monotonic() < deadline, "the request log did not keep every row within 30 s"
+        time.sleep(0.2)
+    status = server.metadata()["request_log"]
+    assert status["rows_dropped"] == 0 and status["failed_flushes"] == 0
+    assert status["spool"].startswith(str(server.project / "var" / "serving" / "request_log_spool"))

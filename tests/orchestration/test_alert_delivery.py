@@ -1,0 +1,161 @@
+"""Alert delivery never holds a sensor up and sends each alert once; a sensor tick that fails alerts.
+
+The webhooks are real HTTP servers on 127.0.0.1: one that takes the request and then answers one
+byte every few seconds, and a plain one that records what it was sent."""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import threading
+import time
+from pathlib import Path
+
+import dagster as dg
+import pytest
+import yaml
+
+from orchestration.notify import WEBHOOK_VARIABLE
+from resources.params import ParamsResource
+from tests.conftest import REPO
+from tests.orchestration.test_alerts import Receiver
+from tests.orchestration.test_sensors import drift_event, evaluate
+
+
+class TricklingWebhook:
+    """Reads each POST whole, then answers `HTTP/1.1 200 OK...` one byte every `pause` seconds."""
+
+    def __init__(self, pause: float = 5.0, answer_for: float = 40.0) -> None:
+        self.posts = 0
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.listener.getsockname()[1]}/hook"
+        self.pause, self.answer_for, self.stopped = pause, answer_for, threading.Event()
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while not self.stopped.is_set():
+            try:
+                connection, _ = self.listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._answer, args=(connection,), daemon=True).start()
+
+    def _answer(self, connection: socket.socket) -> None:
+        with connection:
+            data = b""
+            while b"\r\n\r\n" not in data:
+                data += connection.recv(4096)
+            head, body = data.split(b"\r\n\r\n", 1)
+            length = int(
+                next(line.split(b":")[1] for line in head.split(b"\r\n") if line.lower().startswith(b"content-length"))
+            )
+            while len(body) < length:
+                body += connection.recv(4096)
+            self.posts += 1
+            end = time.monotonic() + self.answer_for
+            for byte in b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok":
+                if time.monotonic() > end or self.stopped.wait(self.pause):
+                    return
+                try:
+                    connection.sendall(bytes([byte]))
+                except OSError:
+                    return
+
+    def close(self) -> None:
+        self.stopped.set()
+        self.listener.close()
+
+
+@pytest.fixture
+def trickling(monkeypatch: pytest.MonkeyPatch):
+    webhook = TricklingWebhook()
+    monkeypatch.setenv(WEBHOOK_VARIABLE, webhook.url)
+    yield webhook
+    webhook.close()
+
+
+def test_a_trickling_webhook_holds_a_tick_a_few_seconds_and_gets_each_alert_once(trickling: TricklingWebhook):
+    with dg.instance_for_test() as instance:
+        first = evaluate("alert_on_monitoring", instance, {})
+        drift_event(instance, "2026-10-15", True)
+        started = time.monotonic()
+        result = evaluate("alert_on_monitoring", instance, {}, first.cursor)
+        took = time.monotonic() - started
+        assert took < 8, f"the tick waited {took:.1f} s on the webhook"
+        assert trickling.posts == 1 and result.cursor != first.cursor
+        # The same alert again (as a tick that failed before its cursor moved would see it): not resent.
+        started = time.monotonic()
+        evaluate("alert_on_monitoring", instance, {}, first.cursor)
+        assert time.monotonic() - started < 3 and trickling.posts == 1
+
+
+def test_a_failed_sensor_tick_sends_an_alert_naming_the_sensor_once(tmp_path: Path, monkeypatch):
+    webhook = Receiver()
+    monkeypatch.setenv(WEBHOOK_VARIABLE, webhook.url)
+    root = tmp_path / "project"
+    root.mkdir()
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    params["daily"]["labels"] = "nosuchprotocol://bucket/labels/{date}.parquet"
+    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    resources = {"params": ParamsResource(project_dir=str(root))}
+    try:
+        with dg.instance_for_test() as instance:
+            for _ in range(2):  # the daemon ticks again a minute later: the same failure, one alert
+                with pytest.raises(Exception, match="nosuchprotocol"):
+                    evaluate("labels_arrived", instance, resources)
+        [text] = webhook.texts()
+        assert text.startswith("Keel: sensor labels_arrived failed its tick: ValueError: ")
+        assert "nosuchprotocol" in text
+    finally:
+        webhook.server.shutdown()
+
+
+def test_an_invalid_date_in_a_file_name_is_named_not_waited_for(tmp_path: Path):
+    root = tmp_path / "project"
+    (root / "data" / "incoming").mkdir(parents=True)
+    shutil.copy(REPO / "params.yaml", root / "params.yaml")
+    (root / "data" / "incoming" / "2026-13-45.parquet").write_bytes(b"")
+    resources = {"params": ParamsResource(project_dir=str(root))}
+    with dg.instance_for_test() as instance:
+        result = evaluate("incoming_arrived", instance, resources)
+    assert not result.run_requests
+    message = result.skip_message
+    assert "2026-13-45" in message and "not a partition yet" not in message
+    assert "2026-13-45.parquet: no valid date in its name" in message
+
+
+def test_a_request_log_outage_is_alerted_when_it_begins_and_ends(tmp_path: Path, monkeypatch, spec, telco_raw):
+    import datetime as dt
+
+    from resources.storage import ArtifactStore
+    from serving.request_log import RequestLog, day_folder, input_columns
+
+    webhook = Receiver()
+    monkeypatch.setenv(WEBHOOK_VARIABLE, webhook.url)
+    storage = ArtifactStore(root=str(tmp_path / "store"))
+    at = dt.datetime(2026, 10, 5, 10, tzinfo=dt.UTC)
+    blocker = Path(day_folder(storage.root, "2026-10-05"))
+    blocker.parent.mkdir(parents=True)
+    blocker.write_text("a file where the day's folder belongs")
+    log = RequestLog(storage.root, spec, flush_seconds=3600, spool_dir=tmp_path / "spool")
+    base = {"received_at": at, "arm": "champion", "model_version": 1, "status": 200, "score": 0.3, "served": True}
+    records = telco_raw.head(20)[input_columns(spec)].to_dict("records")
+    log.append({**row, **base, "request_id": f"r{i}"} for i, row in enumerate(records))
+    try:
+        with dg.instance_for_test() as instance:
+            quiet = evaluate("alert_on_request_log", instance, {"storage": storage})
+            assert quiet.skip_message == "the request log wrote every row" and not webhook.bodies
+            log.flush()  # the write fails: spooled
+            down = evaluate("alert_on_request_log", instance, {"storage": storage}, quiet.cursor)
+            [text] = webhook.texts()
+            assert "cannot write to the artifact store" in text and "20 row(s) wait in its local spool" in text
+            log.flush()  # still down: the same outage is not alerted again
+            still = evaluate("alert_on_request_log", instance, {"storage": storage}, down.cursor)
+            assert len(webhook.texts()) == 1
+            blocker.unlink()
+            log.flush()
+            evaluate("alert_on_request_log", instance, {"storage": storage}, still.cursor)
+            assert webhook.texts()[1].endswith("writes again; every spooled row was written")
+    finally:
+        log.close()
+        webhook.server.shutdown()

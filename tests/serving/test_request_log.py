@@ -1,0 +1,126 @@
+"""The request log is per-row safe and durable: an odd row is refused alone, a failed write is spooled
+on local disk and retried (also after a restart), and every row that is dropped is counted with why."""
+
+from __future__ import annotations
+
+import datetime as dt
+import shutil
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from serving.request_log import RequestLog, day_folder, input_columns, read_day, read_status
+
+DAY = "2026-10-05"
+AT = dt.datetime.fromisoformat(f"{DAY}T10:00:00+00:00")
+
+
+@pytest.fixture
+def rows(telco_raw, spec) -> list[dict]:
+    return telco_raw.head(60)[input_columns(spec)].to_dict("records")
+
+
+def entry(row: dict, request_id, status: int = 200, **changes) -> dict:
+    base = {"request_id": request_id, "received_at": AT, "arm": "champion", "model_version": 1}
+    base |= {"manifest_sha256": "abc", "latency_ms": 2.5, "status": status, "score": 0.4, "served": status == 200}
+    return {**row, **base, **changes}
+
+
+def logged_ids(store_root: str) -> list[str]:
+    log = read_day(store_root, DAY)
+    return sorted(log["request_id"]) if not log.empty else []
+
+
+def test_an_odd_row_is_refused_or_kept_alone_never_with_its_flush(tmp_path, spec, rows):
+    store = str(tmp_path / "store")
+    log = RequestLog(store, spec, flush_seconds=3600, spool_dir=tmp_path / "spool")
+    good = [entry(row, f"good-{i}") for i, row in enumerate(rows[:50])]
+    # A 422 row whose request id is a number and whose tenure is text: logged as text and null.
+    odd = entry({**rows[50], "tenure": "abc", "contract": {"a": 1}}, 7, status=422, score=None)
+    broken = entry(rows[51], "no-time", received_at="yesterday")  # cannot be placed on a day at all
+    log.append([good[0], odd, broken, *good[1:]])
+    log.close()
+    assert logged_ids(store) == sorted(["7", *(f"good-{i}" for i in range(50))])
+    frame = read_day(store, DAY).set_index("request_id")
+    assert pd.isna(frame.loc["7", "tenure"]) and frame.loc["7", "status"] == 422
+    assert frame.loc["7", "contract"] == '{"a": 1}'
+    status = log.status()
+    assert status["rows_logged"] == 51 and status["rows_pending"] == 0
+    assert status["rows_dropped_by_reason"] == {"refused: received_at is not a time": 1}
+
+
+def _block(store: str) -> Path:
+    """Make the day's folder unwritable (a file where the folder should be; root ignores chmod)."""
+    folder = Path(day_folder(store, DAY))
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    folder.write_text("not a folder")
+    return folder
+
+
+def test_a_failed_write_is_spooled_retried_and_counted(tmp_path, spec, rows):
+    store = str(tmp_path / "store")
+    blocker = _block(store)
+    log = RequestLog(store, spec, flush_seconds=0.1, spool_dir=tmp_path / "spool")
+    log.append(entry(row, f"outage-{i}") for i, row in enumerate(rows[:40]))
+    deadline = dt.datetime.now() + dt.timedelta(seconds=20)
+    while log.status()["rows_spooled"] < 40 or not read_status(store):
+        assert dt.datetime.now() < deadline, log.status()
+    status = log.status()
+    assert status["failed_flushes"] >= 1 and status["rows_pending"] == 40 and status["rows_dropped"] == 0
+    assert DAY in status["last_errors"][-1] and "Error" in status["last_errors"][-1]
+    # The alert sensor's view: the counts are in the store beside the log.
+    assert read_status(store)[0]["rows_pending"] == 40
+    blocker.unlink()  # the folder is writable again: the spool drains by itself
+    log.append(entry(row, f"after-{i}") for i, row in enumerate(rows[40:50]))
+    deadline = dt.datetime.now() + dt.timedelta(seconds=20)
+    while log.status()["rows_pending"]:
+        assert dt.datetime.now() < deadline, log.status()
+    log.close()
+    assert logged_ids(store) == sorted([*(f"outage-{i}" for i in range(40)), *(f"after-{i}" for i in range(10))])
+    assert log.status()["rows_logged"] == 50 and not list((tmp_path / "spool").rglob("*.parquet"))
+
+
+def test_rows_spooled_before_a_restart_are_written_by_the_next_process(tmp_path, spec, rows):
+    store = str(tmp_path / "store")
+    blocker = _block(store)
+    first = RequestLog(store, spec, flush_seconds=3600, spool_dir=tmp_path / "spool")
+    first.append(entry(row, f"before-{i}") for i, row in enumerate(rows[:30]))
+    first.close()  # the store is still down when the server stops
+    assert first.status()["rows_spooled"] == 30 and logged_ids(store) == []
+    blocker.unlink()
+    second = RequestLog(store, spec, flush_seconds=3600, spool_dir=tmp_path / "spool")
+    assert second.status()["rows_pending"] == 30  # seen at start, before any new request
+    second.close()
+    assert logged_ids(store) == sorted(f"before-{i}" for i in range(30))
+    # Written under the name it was spooled with, so a retry that raced another never duplicates rows.
+    assert len(read_day(store, DAY)) == 30
+
+
+def test_beyond_the_bounds_rows_are_dropped_and_counted_not_silently(tmp_path, spec, rows):
+    store = str(tmp_path / "store")
+    _block(store)
+    unwritable_spool = tmp_path / "spool-is-a-file"
+    unwritable_spool.write_text("")
+    log = RequestLog(store, spec, flush_seconds=3600, spool_dir=unwritable_spool, max_pending_rows=25)
+    log.append(entry(row, f"r{i}") for i, row in enumerate(rows[:20]))
+    log.flush()  # neither the store nor the spool takes them: they wait in memory
+    log.append(entry(row, f"s{i}") for i, row in enumerate(rows[20:40]))
+    status = log.status()
+    assert status["rows_pending"] == 25
+    assert status["rows_dropped_by_reason"] == {"queue full (the store and the spool both failed)": 15}
+
+
+def test_a_foreign_file_in_the_log_is_skipped_and_named(tmp_path, spec, rows):
+    store = str(tmp_path / "store")
+    log = RequestLog(store, spec, flush_seconds=3600, spool_dir=tmp_path / "spool")
+    log.append(entry(row, f"r{i}") for i, row in enumerate(rows[:10]))
+    log.close()
+    folder = Path(day_folder(store, DAY))
+    (folder / "notes.txt").write_text("not parquet")
+    pd.DataFrame({"request_id": [1, 2], "x": [1.0, 2.0]}).to_parquet(folder / "other.parquet")
+    skipped: list[str] = []
+    frame = read_day(store, DAY, skipped)
+    assert sorted(frame["request_id"]) == sorted(f"r{i}" for i in range(10))
+    assert len(skipped) == 2 and "notes.txt" in skipped[0] and "other.parquet" in skipped[1]
