@@ -266,3 +266,24 @@ def test_start_canary_repairs_the_published_copy_the_endpoint_will_load(root):
     sha = registry.version_info(registry.model_name, 2)["tags"]["manifest_sha256"]
     verify_artifact(published, sha)  # the endpoint loads a verified copy
     assert list(published.parent.glob(f".{published.name}.corrupt-*"))
+
+
+def test_nothing_is_judged_while_a_job_moves_an_alias(root):
+    import uuid
+
+    defs = definitions(local(root))
+    registry, store = local(root)["registry"], local(root)["storage"].root
+    with dg.instance_for_test() as instance:
+        assert run_job(defs, instance, "start_canary", {"version": 2, "reason": "try seed 2"}).success
+        first = tick_with(defs, instance, root, None)
+        # conclude_rollout promoting v2, between its champion move and its rollout.json write:
+        registry.move_alias(registry.model_name, CHAMPION, 2, 1, reason="promoted", actor="tests")
+        running = dg.DagsterRun(
+            job_name="conclude_rollout", run_id=str(uuid.uuid4()), status=dg.DagsterRunStatus.STARTED
+        )
+        instance.add_run(running)
+        waiting = tick_with(defs, instance, root, first.cursor)
+        assert f"conclude_rollout run {running.run_id} is under way" in waiting.skip_message
+        assert read_state(store).mode == "canary" and not waiting.run_requests
+        instance.report_run_failed(running)  # it died: the registry's truth is acted on after all
+        assert tick_with(defs, instance, root, first.cursor).run_requests
