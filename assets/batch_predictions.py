@@ -9,9 +9,6 @@ previous day in place. The same pass keeps the day's capture (a seeded sample of
 merged from the shards' samples), which is all the drift report reads.
 """
 
-import tempfile
-from pathlib import Path
-
 import dagster as dg
 
 import ml.io
@@ -21,11 +18,11 @@ from assets.costs import cost_metadata, invocation_cost, record_scoring_cost
 from assets.partitions import DAILY
 from assets.records import IncomingDay, ScoredDay
 from data_checks.asset_checks import require_passing_checks
-from ml.artifact import MANIFEST, publish
 from ml.fingerprint import code_version
 from resources import layout
 from resources.compute import ComputeBackend
 from resources.params import ParamsResource
+from resources.published import published_copy
 from resources.registry import CHAMPION, MANIFEST_TAG, ModelRegistry
 from resources.storage import ArtifactStore
 
@@ -43,12 +40,11 @@ def champion(registry: ModelRegistry) -> tuple[int, str]:
 
 
 def published_model(storage: ArtifactStore, registry: ModelRegistry, version: int) -> str:
-    """The version's verified artifact in the deployment's storage, where any backend can read it."""
-    manifest_sha256 = registry.version_info(registry.model_name, version)["tags"][MANIFEST_TAG]
-    uri = layout.published_model(storage, registry.model_name, manifest_sha256)
-    if not ml.io.exists(f"{uri}/{MANIFEST}"):
-        with tempfile.TemporaryDirectory(prefix="keel-publish-") as tmp:
-            publish(registry.download(registry.model_name, version, Path(tmp) / "model"), uri)
+    """The version's verified artifact in the deployment's storage, where any backend can read it; a copy
+    that no longer verifies is replaced by the registry's verified one (resources/published.py)."""
+    uri, note = published_copy(storage, registry, registry.model_name, version)
+    if note:
+        dg.get_dagster_logger().warning(note)
     return uri
 
 

@@ -5,8 +5,11 @@ LightGBM's to within float rounding (about 1e-15). The compiled object is cached
 under `$KEEL_COMPILED_CACHE` (default `~/.cache/keel/compiled`), one entry per model manifest sha256
 and per compiler, compiler version and CPU (the code is tuned for the CPU that compiled it). An entry
 is written whole (temporary folder + rename, under a file lock, so concurrent scorers compile once)
-and holds the object's sha256: an entry that does not match it is compiled again. A compiled object
-is never read from the registry or a bucket. Where the cache folder cannot be written (a read-only
+and holds an HMAC-SHA256 over the object's bytes, the model's manifest sha256 and the toolchain, keyed
+with a random key made once per cache folder (`entry-key`, mode 0600, never leaves the machine): an
+entry is trusted only if it was built from this manifest by this cache, so an object swapped for
+another model's (its recorded sha256 rewritten too) does not match and is compiled again. A compiled
+object is never read from the registry or a bucket. Where the cache folder cannot be written (a read-only
 home in a container) the model is compiled for the process alone.
 
 Where compilation is unavailable (lleaves not installed, a compile error) `compile_lightgbm` returns
@@ -16,9 +19,12 @@ the model as it is, with the reason: scoring goes on with LightGBM's own predict
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 import os
+import secrets
 import shutil
+import stat
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,7 +37,8 @@ from filelock import FileLock
 from ml.models import LightGBMModel, _matrix
 
 CACHE_ENV = "KEEL_COMPILED_CACHE"
-OBJECT_FILE, ENTRY_FILE = "model.o", "entry.json"
+OBJECT_FILE, ENTRY_FILE, KEY_FILE = "model.o", "entry.json", "entry-key"
+KEY_BYTES = 32
 
 
 def cache_root() -> Path:
@@ -92,13 +99,57 @@ def _toolchain() -> dict[str, str]:
     }
 
 
-def _entry_valid(entry: Path, expected: dict[str, Any]) -> bool:
+def _trusted_key(path: Path) -> bytes | None:
+    """The cache's key, if only this user can have written or read it."""
+    try:
+        info = path.lstat()
+        key = path.read_bytes()
+    except OSError:
+        return None
+    private = stat.S_ISREG(info.st_mode) and info.st_uid == os.getuid() and not info.st_mode & 0o077
+    return key if private and len(key) == KEY_BYTES else None
+
+
+def _local_key(root: Path) -> bytes:
+    """The cache folder's HMAC key, made once with mode 0600; a key others could read or replace is made
+    again (which invalidates every entry: each is compiled again on its next load)."""
+    path = root / KEY_FILE
+    key = _trusted_key(path)
+    if key is not None:
+        return key
+    with FileLock(str(root / f"{KEY_FILE}.lock")):
+        key = _trusted_key(path)
+        if key is not None:  # another process made it meanwhile
+            return key
+        staging = root / f"{KEY_FILE}.tmp-{os.getpid()}"
+        staging.unlink(missing_ok=True)
+        descriptor = os.open(staging, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(descriptor, "wb") as file:
+            file.write(secrets.token_bytes(KEY_BYTES))
+        os.replace(staging, path)
+        return path.read_bytes()
+
+
+def _signature(key: bytes, object_bytes: bytes, expected: dict[str, Any]) -> str:
+    """What makes an entry this cache's: the object, the manifest it was compiled from, the toolchain."""
+    mac = hmac.new(key, json.dumps(expected, sort_keys=True).encode("utf-8"), hashlib.sha256)
+    mac.update(b"\0")
+    mac.update(object_bytes)
+    return mac.hexdigest()
+
+
+def _entry_valid(entry: Path, expected: dict[str, Any], key: bytes) -> bool:
     try:
         recorded = json.loads((entry / ENTRY_FILE).read_text(encoding="utf-8"))
-        actual = hashlib.sha256((entry / OBJECT_FILE).read_bytes()).hexdigest()
+        object_bytes = (entry / OBJECT_FILE).read_bytes()
     except (OSError, ValueError):
         return False
-    return recorded == {**expected, "object_sha256": actual}
+    if not isinstance(recorded, dict) or not isinstance(recorded.get("hmac_sha256"), str):
+        return False
+    described = {k: v for k, v in recorded.items() if k not in ("object_sha256", "hmac_sha256")}
+    return described == expected and hmac.compare_digest(
+        recorded["hmac_sha256"], _signature(key, object_bytes, expected)
+    )
 
 
 def _compile_into(model_file: Path, folder: Path):
@@ -114,8 +165,9 @@ def _cached(model_file: Path, entry: Path, expected: dict[str, Any]):
     import lleaves
 
     root = entry.parent
+    key = _local_key(root)
     with FileLock(str(root / f"{entry.name}.lock")):
-        cached = _entry_valid(entry, expected)
+        cached = _entry_valid(entry, expected, key)
         if not cached:
             shutil.rmtree(entry, ignore_errors=True)  # missing, partial or corrupted: compile again
             for stale in root.glob(f".{entry.name}.tmp-*"):  # a killed build's (we hold the lock)
@@ -123,8 +175,10 @@ def _cached(model_file: Path, entry: Path, expected: dict[str, Any]):
             building = Path(tempfile.mkdtemp(prefix=f".{entry.name}.tmp-", dir=root))
             try:
                 _compile_into(model_file, building)
-                digest = hashlib.sha256((building / OBJECT_FILE).read_bytes()).hexdigest()
-                entry_doc = json.dumps({**expected, "object_sha256": digest}, indent=1)
+                object_bytes = (building / OBJECT_FILE).read_bytes()
+                signed = {"object_sha256": hashlib.sha256(object_bytes).hexdigest()}
+                signed["hmac_sha256"] = _signature(key, object_bytes, expected)
+                entry_doc = json.dumps({**expected, **signed}, indent=1)
                 (building / ENTRY_FILE).write_text(entry_doc, encoding="utf-8")
                 os.replace(building, entry)
             finally:

@@ -7,6 +7,8 @@ Each move is compare-and-set in the registry and is recorded twice: as an MLflow
 tag and as a materialization of `registered_model` in Dagster, with when, what, from, to, why and
 who (as far as Dagster knows: see launched_by). The target must download, verify and load first.
 Both ops share the alias pool with registration, so one Dagster deployment moves one alias at a time.
+A rollback onto the version under canary or shadow is refused (the bake would judge it against itself):
+end the rollout first.
 
 `approve` first sets the challenger's model card beside the champion's (a Markdown table in its log
 and in the recorded materialization), so the person approving has the facts in front of them; every
@@ -30,6 +32,7 @@ from resources.registry import (
     UnusableVersion,
 )
 from resources.storage import ArtifactStore
+from serving.state import read_state
 
 # A promotion takes seconds; run monitoring fails a run stuck longer, which frees the alias pool.
 PROMOTION_TAGS = {"dagster/max_runtime": "900"}
@@ -121,6 +124,19 @@ def approve_challenger(
     context.log.info(f"{name}: champion v{move.from_version} -> v{move.to_version}")
 
 
+def rollout_of(storage: ArtifactStore, registry: ModelRegistry) -> tuple[int, str] | None:
+    """The version under canary or shadow and how, by rollout.json; by the `challenger` alias when the file
+    cannot be read (it may name a rollout then)."""
+    try:
+        state = read_state(storage.root)
+    except Exception as error:  # noqa: BLE001 - the registry's alias is what is left to go by
+        challenger = registry.alias_version(registry.model_name, CHALLENGER)
+        return None if challenger is None else (challenger, f"a rollout as far as is known ({error})")
+    if state.mode == "off":
+        return None
+    return state.challenger_version, f"{state.mode} since {state.since.isoformat()} (rollout.json)"
+
+
 @dg.op(description="Move `champion` back to the version it replaced, compare-and-set.", pool=ALIAS_POOL)
 def rollback_champion(
     context: dg.OpExecutionContext, config: RollbackConfig, registry: ModelRegistry, storage: ArtifactStore
@@ -129,6 +145,13 @@ def rollback_champion(
     current, target = registry.alias_version(name, CHAMPION), registry.rollback_target(name, CHAMPION)
     if target is None:
         raise dg.Failure(description=f"{name}: champion v{current} has no earlier champion to roll back to")
+    under = rollout_of(storage, registry)
+    if under is not None and under[0] == target:
+        raise dg.Failure(
+            description=f"{name}: champion not rolled back to v{target}: v{target} is under {under[1]}; the bake would "
+            f"judge it against itself. End the rollout first (conclude_rollout, outcome rollback, version {target}), "
+            "then roll back"
+        )
     move = _move(context, registry, name, target, current, config.reason, "rollback")
     _record(context, registry, storage, name, move)
     context.log.info(f"{name}: champion rolled back v{move.from_version} -> v{move.to_version}")

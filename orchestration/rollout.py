@@ -13,6 +13,8 @@ recorded in the alias history, and serves the champion alone. Each step material
 """
 
 import json
+import shutil
+from pathlib import Path
 from typing import Literal
 
 import dagster as dg
@@ -22,6 +24,10 @@ from assets.batch_predictions import published_model
 from assets.cards import refresh_card
 from assets.deployment import deployment_event
 from assets.registered_model import launched_by, load_predictor, registered_model
+from ml.artifact import ArtifactIntegrityError
+from ml.io import exists
+from ml.models import ModelError
+from ml.predictor import Predictor
 from orchestration.promotion import PROMOTION_TAGS, _move, _record
 from resources.params import ParamsResource
 from resources.registry import (
@@ -36,7 +42,8 @@ from resources.registry import (
 )
 from resources.storage import ArtifactStore
 from serving.cloud import Endpoint, ServedModel
-from serving.state import RolloutState, read_state, write_state
+from serving.models import warm_up
+from serving.state import RolloutState, read_state, state_uri, write_state
 
 
 class StartCanaryConfig(dg.Config):
@@ -61,6 +68,18 @@ class ConcludeConfig(dg.Config):
 def served(storage: ArtifactStore, registry: ModelRegistry, version: int) -> ServedModel:
     sha = registry.version_info(registry.model_name, version)["tags"][MANIFEST_TAG]
     return ServedModel(version, sha, published_model(storage, registry, version), storage.root)
+
+
+def verify_served_copy(storage: ArtifactStore, registry: ModelRegistry, version: int, compiled: bool) -> None:
+    """Load the version from its published copy as the endpoint will (verified, compiled, one row scored):
+    a canary of a copy the endpoint cannot load would serve none of its share."""
+    model = served(storage, registry, version)
+    local = storage.local_copy(model.model_uri)
+    try:
+        warm_up(Predictor.load(local, model.manifest_sha256, compiled=compiled))
+    finally:
+        if local != Path(model.model_uri):
+            shutil.rmtree(local, ignore_errors=True)
 
 
 def _apply(endpoint: Endpoint, state: RolloutState, storage, registry, champion: int, challenger: int | None) -> dict:
@@ -98,6 +117,8 @@ def start_rollout(
         )
     actor = launched_by(context, "start_canary")
     try:
+        # The copy the endpoint will load (re-published when it does not verify), loaded as the server loads it.
+        verify_served_copy(storage, registry, version, params.load().scoring.compiled)
         if challenger != version:
             move = registry.move_alias(
                 name, CHALLENGER, version, challenger, config.reason, actor, context.run_id, "promote", load_predictor
@@ -105,7 +126,15 @@ def start_rollout(
             _record(context, registry, storage, name, move)
         else:
             registry.verify_version(name, version, load_predictor)
-    except (AliasConflict, UnusableVersion, RegistryUnavailable, TimeoutError, ValueError) as error:
+    except (
+        AliasConflict,
+        UnusableVersion,
+        RegistryUnavailable,
+        TimeoutError,
+        ValueError,
+        ArtifactIntegrityError,
+        ModelError,
+    ) as error:
         raise dg.Failure(description=f"{name}: no canary of v{version}: {error}") from None
     percent = (config.percent or settings.canary_percent) if config.mode == "canary" else 0.0
     state = RolloutState(
@@ -198,8 +227,14 @@ def _roll_back(context, storage, registry, endpoint, state: RolloutState, versio
     )
     champion = registry.alias_version(name, CHAMPION)
     applied = _apply(endpoint, after, storage, registry, champion, None) if champion is not None else {}
-    if after is not state:
+    if after is not state or not exists(state_uri(storage.root)):  # a deleted file is written again
         write_state(storage.root, after)
+    if (
+        champion == version
+    ):  # it became the champion by another path (approve): its rollout is over, nothing rolled back
+        context.log_event(deployment_event(after, champion, decision, ended_version=version, **applied))
+        context.log.info(f"{name}: the rollout of v{version} ended: {reason}")
+        return
     context.log_event(deployment_event(after, champion, decision, rolled_back_version=version, **applied))
     context.log.warning(f"{name}: v{version} rolled back: {reason}")
 

@@ -16,12 +16,13 @@ import ml.io
 from ml.params import Params
 from orchestration.rollout import conclude_rollout
 from orchestration.sensor_guard import alerting
+from orchestration.rollout_reconcile import Ended, alias_move_running, check, cursor_for, end_request
 from resources.params import ParamsResource
 from resources.registry import ModelRegistry
 from resources.storage import ArtifactStore
 from serving.bake import LABEL, Decision, decide
 from serving.request_log import read_day
-from serving.state import RolloutState, read_state, write_state
+from serving.state import RolloutState, write_state
 
 SENSOR = "canary_bake"
 
@@ -96,6 +97,7 @@ def judge(
         labels=arrived_labels(settings, _days(state.since, now), ignored),
         id_column=settings.dataset.id.column,
         seed=settings.drift.seed,
+        canary_percent=state.canary_percent,
     )
 
 
@@ -114,7 +116,15 @@ def judge(
 def canary_bake(
     context: dg.SensorEvaluationContext, params: ParamsResource, storage: ArtifactStore, registry: ModelRegistry
 ):
-    state = read_state(storage.root)
+    busy = alias_move_running(context.instance)
+    if busy:
+        return dg.SkipReason(f"{busy}: the rollout is judged after it")
+    checked = check(storage, registry, context.cursor, f"sensor {SENSOR}")
+    context.update_cursor(cursor_for(checked if isinstance(checked, RolloutState) else None))
+    if isinstance(checked, Ended):
+        context.log.warning(checked.reason)
+        return end_request(checked) if checked.version is not None else dg.SkipReason(checked.reason)
+    state = checked
     if state.mode == "off":
         return dg.SkipReason(f"no canary or shadow: rollout.json is off ({state.reason or 'no reason'})")
     settings, now = params.load(), dt.datetime.now(dt.UTC)
@@ -136,6 +146,7 @@ def canary_bake(
                 decided_by=f"sensor {SENSOR}",
             ),
         )
+        context.update_cursor("")  # ended here, with its record
         context.log.warning(f"{what}: rolled back: {decision.reason}")
     else:
         context.log.info(f"{what}: promote: {decision.reason}")

@@ -204,6 +204,31 @@ class ModelRegistry(dg.ConfigurableResource):
         uri = self.uri()
         return Path(uri.removeprefix("sqlite:///")) if uri.startswith("sqlite:///") else None
 
+    def store_identity(self) -> tuple[int, int] | None:
+        """The SQLite file's (device, inode), None when the store is no SQLite file; FileNotFoundError when the
+        file is gone. A different identity means the database was replaced (moved, restored) under us."""
+        database = self.database()
+        if database is None:
+            return None
+        if not database.is_file():
+            raise FileNotFoundError(
+                f"MLflow database {database} does not exist (moved or deleted?): put it back, or train and "
+                "promote a model to create a new registry there"
+            )
+        stat = database.stat()
+        return stat.st_dev, stat.st_ino
+
+    def reconnect(self) -> None:
+        """Close the pooled connections to the store, so the next call opens the file now at its path: an open
+        SQLite connection keeps reading a database file that was moved away."""
+        from mlflow.store.model_registry.sqlalchemy_store import SqlAlchemyStore as RegistryStore
+        from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore as TrackingStore
+
+        for store in (RegistryStore, TrackingStore):
+            engine = store._engine_map.get(self.uri())
+            if engine is not None:
+                engine.dispose()
+
     def client(self) -> mlflow.MlflowClient:
         """A client on the store; MLflow caches the store per URI, so this is cheap after the first call."""
         database = self.database()

@@ -3,7 +3,7 @@
     POST /predict  {"rows": [{<the spec's columns without the target>, "request_id": "optional"}, ...]}
              200   {"predictions": [{"request_id": ..., "score": 0.27, "model_version": 3}, ...]}
              422   {"error": "row 0: column 'tenure': value 'abc' is not a number", "problems": [...]}
-    GET /health    200 once a verified champion is loaded, else 503
+    GET /health    200 once a verified champion is loaded ("ok", or "degraded" with the reasons), else 503
     GET /metadata  the served versions, their manifest sha256, the traffic split and since when
 
 A row's request id is its `request_id`, else the `X-Request-ID` header (`<header>-<row>` in a batch),
@@ -67,7 +67,8 @@ def _request_ids(rows: list[Any], header: str | None) -> list[str]:
 def _model_info(model: LoadedModel | None) -> dict[str, Any] | None:
     if model is None:
         return None
-    return {"version": model.version, "manifest_sha256": model.manifest_sha256, "loaded_at": model.loaded_at}
+    info = {"version": model.version, "manifest_sha256": model.manifest_sha256, "loaded_at": model.loaded_at}
+    return info | ({"note": model.note} if model.note else {})
 
 
 def create_app(parts: ServerParts) -> FastAPI:
@@ -80,8 +81,7 @@ def create_app(parts: ServerParts) -> FastAPI:
         nonlocal scorer
         scorer = Scorer()
         # A first load before the port opens, so /health is green as soon as the server answers.
-        with contextlib.suppress(Exception):
-            await asyncio.to_thread(poller.refresh)
+        await asyncio.to_thread(poller.refresh_once)
         poller.start()
         try:
             yield
@@ -183,11 +183,22 @@ def create_app(parts: ServerParts) -> FastAPI:
         return _json(200, {"predictions": predictions})
 
     @app.get("/health")
-    async def health() -> Response:
-        serving = poller.current
+    async def health(strict: bool = False) -> Response:
+        """ok: serving what the registry names; degraded: still answering (the last verified models, or the
+        champion alone) with the reasons; 503: no verified champion loaded (or degraded, with ?strict=true)."""
+        serving, problems = poller.current, poller.problems()
         if serving is None:
-            return _json(503, {"status": "no verified model loaded", "error": poller.last_error})
-        return _json(200, {"status": "ok", "champion_version": serving.champion.version})
+            return _json(503, {"status": "unavailable", "error": poller.last_error, "problems": problems})
+        status = "degraded" if problems else "ok"
+        body = {
+            "status": status,
+            "champion_version": serving.champion.version,
+            "challenger_version": serving.challenger.version if serving.challenger else None,
+            "mode": serving.mode,
+            "reasons": [p["reason"] for p in problems],
+            "problems": problems,
+        }
+        return _json(503 if strict and problems else 200, body)
 
     @app.get("/metadata")
     async def metadata() -> Response:
@@ -213,6 +224,8 @@ def create_app(parts: ServerParts) -> FastAPI:
                 "rollout": state.to_dict(),
                 "reloads": poller.reloads,
                 "last_refresh_error": poller.last_error,
+                "problems": poller.problems(),
+                "store_replaced": poller.store_replaced[-5:],
                 "request_log_errors": request_log.errors[-5:],
                 "request_log": request_log.status(),
                 "shadow_rows_dropped": scorer.shadow_dropped if scorer else 0,

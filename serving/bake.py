@@ -13,7 +13,10 @@ labels where they have arrived:
 - performance: with at least `min_labelled` labelled requests per arm, its ROC AUC may trail the
   champion's by at most `max_auc_drop`.
 
-`wait` until each arm has `min_requests` requests; then any breach is a `rollback` at once (a bad
+`wait` until each arm has `min_requests` requests, except that an arm with no request at all while
+the champion has `min_requests` and the canary's share should have brought at least
+`MIN_EXPECTED_UNSERVED` is rolled back: the endpoint is not serving the challenger (it did not load
+there), and waiting would wait forever. Then any breach is a `rollback` at once (a bad
 canary should not serve until the bake ends), and a clean canary is promoted once `bake_minutes`
 have passed. Every reason names the figure, its value and the threshold. No Dagster here.
 """
@@ -38,6 +41,9 @@ Outcome = Literal["wait", "promote", "rollback"]
 # Scores compared for drift, per arm: a seeded sample by request id beyond this (as the drift report
 # samples its days), so a tick costs the same whatever the traffic.
 MAX_DRIFT_ROWS = 20_000
+# An arm with 0 requests where at least this many were expected is not served at all: the chance that
+# a working canary draws none of them by its ids' hashes is below e**-20.
+MIN_EXPECTED_UNSERVED = 20
 REQUIRED = ("request_id", "received_at", "arm", "model_version", "latency_ms", "status", "score")
 
 
@@ -130,10 +136,12 @@ def decide(
     labels: pd.DataFrame | None = None,
     id_column: str | None = None,
     seed: int = 0,
+    canary_percent: float | None = None,
 ) -> Decision:
     """The bake's outcome over the requests received from `since` to `now` (see the module docstring).
 
     `labels`: the truth of the labelled requests, `id_column` + `label` (0/1), when any have arrived.
+    `canary_percent`: a canary's share of the requests (a shadow scores them all).
     """
     _check(requests)
     period = requests[(requests["received_at"] >= pd.Timestamp(since)) & (requests["received_at"] <= pd.Timestamp(now))]
@@ -146,6 +154,15 @@ def decide(
     baked = max((now - since).total_seconds() / 60.0, 0.0)
     s = settings
 
+    share = 1.0 if canary_arm == "shadow" else (canary_percent or 0.0) / max(100.0 - (canary_percent or 0.0), 1e-9)
+    expected = champion.requests * share
+    if canary.requests == 0 and champion.requests >= s.min_requests and expected >= MIN_EXPECTED_UNSERVED:
+        unserved = (
+            f"the {canary_arm} served none of its share: 0 requests while the champion had {champion.requests} "
+            f"(about {expected:.0f} expected): the endpoint is not serving v{challenger_version} (it did not load "
+            "there; see the endpoint's /health)"
+        )
+        return Decision("rollback", [unserved], champion, canary, baked_minutes=baked)
     short = [f.arm for f in (champion, canary) if f.requests < s.min_requests]
     if short:
         counts = ", ".join(f"{f.arm} {f.requests}" for f in (champion, canary))

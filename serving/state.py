@@ -99,3 +99,27 @@ def write_state(store_root: str, state: RolloutState) -> str:
     uri = state_uri(store_root)
     io.write_json(state.to_dict(), uri)
     return uri
+
+
+def reconcile(
+    state: RolloutState, champion: int | None, challenger_alias: int | None
+) -> tuple[RolloutState, str | None]:
+    """The rollout state as the registry's aliases allow it, and why it was overruled (None when it was not).
+
+    The registry is the truth: a rollout whose challenger has become the champion, or no longer holds
+    the `challenger` alias, is over, whatever the file says; the champion then answers alone.
+    """
+    if state.mode == "off":
+        return state, None
+    version = state.challenger_version
+    if version == champion:
+        why = f"rollout.json runs a {state.mode} of v{version}, but v{version} is the registry's champion: the {state.mode} is over"
+    elif challenger_alias != version:
+        holder = f"v{challenger_alias}" if challenger_alias is not None else "unset"
+        why = (
+            f"rollout.json runs a {state.mode} of v{version}, but the registry's challenger alias is {holder}: "
+            f"the {state.mode} is over"
+        )
+    else:
+        return state, None
+    return RolloutState(mode="off", since=state.since, reason=why, decided_by="the registry's aliases"), why

@@ -48,3 +48,32 @@ def test_the_same_content_is_published_once(tmp_path, monkeypatch):
         registry.register(registry.model_name, run_id, {"manifest_sha256": manifest_sha256(artifact)})
     assert published_model(storage, registry, 1) == published_model(storage, registry, 2)
     assert len(list(Path(storage.uri("models", "registered", registry.model_name)).iterdir())) == 1
+
+
+def test_a_corrupt_published_copy_is_published_again_from_the_registry(tmp_path, monkeypatch):
+    import pytest
+
+    from ml.artifact import ArtifactIntegrityError
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    params = ParamsResource(project_dir=str(REPO))
+    storage = ArtifactStore(root=str(tmp_path / "storage"))
+    registry = ModelRegistry(root=str(tmp_path / "mlflow"), params=params)
+    artifact = make_artifact(tmp_path / "a", "a")
+    run_id = registry.log_training_run("e", "a", {}, {}, {}, artifact)
+    sha = manifest_sha256(artifact)
+    registry.register(registry.model_name, run_id, {"manifest_sha256": sha})
+    copy = Path(published_model(storage, registry, 1))
+    payload = next(p for p in copy.iterdir() if p.name != "manifest.json")
+    payload.write_bytes(payload.read_bytes() + b"x")  # corrupt: every night's scoring would refuse it
+
+    assert published_model(storage, registry, 1) == str(copy)
+    assert verify_artifact(copy, sha)["model"] == "a"  # published again from the registry's verified copy
+    assert len(list(copy.parent.glob(f".{copy.name}.corrupt-*"))) == 1  # the bad one kept aside for a look
+
+    source = Path(registry.version_info(registry.model_name, 1)["source"].removeprefix("file://"))
+    (source / payload.name).write_bytes(b"bad too")
+    payload.write_bytes(b"bad")
+    with pytest.raises(ArtifactIntegrityError):  # no verified copy anywhere: nothing is published
+        published_model(storage, registry, 1)
+    assert not copy.exists()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import shutil
 import sys
 import threading
@@ -89,6 +90,51 @@ def test_a_corrupted_or_missing_cache_entry_is_compiled_again(model, cache, telc
     assert [p.name for p in cache.iterdir() if p.name.startswith(".")] == []  # no temporary folder left
 
 
+@pytest.fixture(scope="module")
+def other_model(training_inputs, tmp_path_factory) -> dict:
+    """Another LightGBM model on the same features: its compiled object would load in the first's place."""
+    from ml.io import read_json, write_json
+
+    config = read_json(training_inputs["config"])
+    config["hyperparameters"] |= {"num_leaves": 31, "learning_rate": 0.2, "n_estimators": 60}
+    folder = tmp_path_factory.mktemp("other_model")
+    write_json(config, str(folder / "config.json"))
+    report = train(
+        training_inputs["features"], training_inputs["state"], str(folder / "config.json"), str(folder / "m")
+    )
+    return {"dir": str(folder / "m"), "sha256": report["manifest_sha256"]}
+
+
+def test_an_object_swapped_for_another_models_is_refused_and_compiled_again(model, other_model, cache, telco_raw):
+    import json
+    import stat
+
+    expected = Predictor.load(model["dir"]).predict(telco_raw)
+    load(model)
+    ours = the_object(cache)
+    load(other_model)
+    theirs = next(p / OBJECT_FILE for p in cache.iterdir() if p.is_dir() and p != ours.parent)
+    assert np.abs(Predictor.load(other_model["dir"]).predict(telco_raw) - expected).max() > 0.05  # they differ
+
+    # The swap an attacker or a bad copy makes: the other model's object, its sha256 written in the entry.
+    ours.write_bytes(theirs.read_bytes())
+    entry = json.loads((ours.parent / compiled.ENTRY_FILE).read_text())
+    entry["object_sha256"] = hashlib.sha256(theirs.read_bytes()).hexdigest()
+    (ours.parent / compiled.ENTRY_FILE).write_text(json.dumps(entry))
+
+    rebuilt = load(model)
+    assert rebuilt.engine == "lleaves 1.3.0 (compiled)"  # not "cached": the entry was refused
+    assert np.abs(rebuilt.predict(telco_raw) - expected).max() < 1e-12
+    assert ours.read_bytes() != theirs.read_bytes()
+    assert load(model).engine == "lleaves 1.3.0 (compiled, cached)"
+
+    key = cache / compiled.KEY_FILE
+    assert stat.S_IMODE(key.stat().st_mode) == 0o600 and len(key.read_bytes()) == compiled.KEY_BYTES
+    key.chmod(0o644)  # a key others may read signs nothing: a new key, and every entry compiled again
+    assert load(model).engine == "lleaves 1.3.0 (compiled)"
+    assert stat.S_IMODE(key.stat().st_mode) == 0o600
+
+
 def test_concurrent_loads_compile_once(model, cache):
     engines: list[str] = []
     threads = [threading.Thread(target=lambda: engines.append(load(model).engine)) for _ in range(2)]
@@ -128,7 +174,8 @@ def test_without_lleaves_or_with_a_compile_error_scoring_falls_back_to_lightgbm_
     assert report["predictor"] == (
         "lightgbm 4.7.0 (compiled prediction unavailable: RuntimeError: LLVM ERROR: out of registers)"
     )
-    assert list(cache.iterdir()) == [next(cache.glob("*.lock"))]  # no cache entry, no temporary folder
+    entries = [p for p in cache.iterdir() if not p.name.startswith(compiled.KEY_FILE)]
+    assert [p.suffix for p in entries] == [".lock"]  # no cache entry, no temporary folder
     assert score(compiled=False)["predictor"] == "lightgbm 4.7.0"
 
 

@@ -202,3 +202,113 @@ def test_a_stray_log_file_and_a_labels_file_with_number_ids_are_named_and_the_ba
         serve(root, training_inputs["holdout"], artifacts, canary=3, canary_latency=4.0)
         [request] = tick(defs, instance, root).run_requests  # judged on the good files
         assert request.run_config["ops"]["conclude"]["config"]["outcome"] == "promote"
+
+
+def tick_with(defs: dg.Definitions, instance: dg.DagsterInstance, root: Path, cursor: str | None):
+    """A tick that carries the sensor's cursor on, as the daemon does."""
+    with dg.build_sensor_context(
+        instance=instance, sensor_name="canary_bake", definitions=defs, resources=local(root), cursor=cursor
+    ) as context:
+        return defs.resolve_sensor_def("canary_bake").evaluate_tick(context)
+
+
+def _conclude(defs, instance, request) -> dg.ExecuteInProcessResult:
+    result = run_job(defs, instance, "conclude_rollout", request.run_config["ops"]["conclude"]["config"])
+    assert result.success, result.all_events
+    return result
+
+
+@pytest.mark.parametrize("how", ["deleted", "unreadable", "champion"])
+def test_a_rollout_ended_outside_conclude_rollout_is_recorded(root, how):
+    """rollout.json deleted or unreadable, or the challenger made champion by another path: the challenger alias
+    does not stay behind, the end is in the alias history and on `deployment`, and the file says `off` why."""
+    defs = definitions(local(root))
+    registry, store = local(root)["registry"], local(root)["storage"].root
+    name, file = registry.model_name, Path(store) / "serving" / "rollout.json"
+    with dg.instance_for_test() as instance:
+        assert run_job(defs, instance, "start_canary", {"version": 2, "reason": "try seed 2"}).success
+        first = tick_with(defs, instance, root, None)
+        assert "too few requests" in first.skip_message and first.cursor
+
+        if how == "deleted":
+            file.unlink()
+        elif how == "unreadable":
+            file.write_text('{"mode": "canary", "challenger_version": ', encoding="utf-8")
+        else:  # approved by a hand that left the challenger alias (a rollback job cannot: see below)
+            registry.move_alias(name, CHAMPION, 2, 1, reason="made champion by hand", actor="tests")
+        ended = tick_with(defs, instance, root, first.cursor)
+        [request] = ended.run_requests
+        assert request.tags["keel/rollout_outcome"] == "ended" and not ended.cursor
+        state = read_state(store)
+        words = {"deleted": "was deleted", "unreadable": "cannot be read", "champion": "is the registry's champion"}
+        assert state.mode == "off" and words[how] in state.reason, state.reason
+        if how == "unreadable":
+            assert list(file.parent.glob("rollout.json.unreadable-*"))  # kept for a look
+
+        _conclude(defs, instance, request)
+        assert registry.alias_version(name, CHALLENGER) is None
+        last = registry.alias_history(name, CHALLENGER)[-1]
+        assert (last.kind, last.from_version, last.to_version) == ("rollback", 2, None) and words[how] in last.reason
+        recorded = deployments(instance)[-1]
+        assert recorded["mode"] == "off" and words[how] in recorded["reason"]
+        key = "ended_version" if how == "champion" else "rolled_back_version"
+        assert recorded[key] == 2
+        assert read_state(store).mode == "off"
+        assert tick_with(defs, instance, root, ended.cursor).skip_message.startswith("no canary")
+
+
+def test_a_rollback_onto_the_version_under_canary_is_refused(root):
+    defs = definitions(local(root))
+    registry = local(root)["registry"]
+    name = registry.model_name
+    registry.move_alias(name, CHAMPION, 2, 1, reason="v2 serves", actor="tests")
+    with dg.instance_for_test() as instance:
+        assert run_job(defs, instance, "start_canary", {"version": 1, "reason": "try v1 again"}).success
+        rollback = defs.resolve_job_def("rollback").execute_in_process(
+            run_config={"ops": {"rollback_champion": {"config": {"reason": "v2 is bad"}}}},
+            instance=instance,
+            raise_on_error=False,
+        )
+        assert not rollback.success
+        assert "v1 is under canary since" in str(rollback.all_events) and "End the rollout first" in str(
+            rollback.all_events
+        )
+        assert registry.champion() == 2 and registry.alias_version(name, CHALLENGER) == 1
+
+
+def test_start_canary_repairs_the_published_copy_the_endpoint_will_load(root):
+    from assets.batch_predictions import published_model
+    from ml.artifact import verify_artifact
+
+    defs = definitions(local(root))
+    resources = local(root)
+    registry, storage = resources["registry"], resources["storage"]
+    published = Path(published_model(storage, registry, 2))
+    model_file = next(p for p in published.iterdir() if p.name.startswith("model"))
+    model_file.write_bytes(model_file.read_bytes()[:-10])  # a truncated copy, as a failed upload leaves
+    with dg.instance_for_test() as instance:
+        assert run_job(defs, instance, "start_canary", {"version": 2, "reason": "try seed 2"}).success
+    sha = registry.version_info(registry.model_name, 2)["tags"]["manifest_sha256"]
+    verify_artifact(published, sha)  # the endpoint loads a verified copy
+    assert list(published.parent.glob(f".{published.name}.corrupt-*"))
+
+
+def test_nothing_is_judged_while_a_job_moves_an_alias(root):
+    import uuid
+
+    defs = definitions(local(root))
+    registry, store = local(root)["registry"], local(root)["storage"].root
+    with dg.instance_for_test() as instance:
+        assert run_job(defs, instance, "start_canary", {"version": 2, "reason": "try seed 2"}).success
+        first = tick_with(defs, instance, root, None)
+        # conclude_rollout promoting v2, between its champion move and its rollout.json write:
+        registry.move_alias(registry.model_name, CHAMPION, 2, 1, reason="promoted", actor="tests")
+        running = dg.DagsterRun(
+            job_name="conclude_rollout", run_id=str(uuid.uuid4()), status=dg.DagsterRunStatus.STARTED
+        )
+        instance.add_run(running)
+        waiting = tick_with(defs, instance, root, first.cursor)
+        assert f"conclude_rollout run {running.run_id} is under way" in waiting.skip_message
+        assert read_state(store).mode == "canary" and not waiting.run_requests
+        instance.report_run_failed(running)  # it died: the registry's truth is acted on after all
+        assert tick_with(defs, instance, root, first.cursor).run_requests

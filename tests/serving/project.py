@@ -2,7 +2,8 @@
 
 v1 is LightGBM with the project's settings, v2 a logistic regression on the same features, so
 their scores differ on every row; v1 is the `champion`. Used by the serving tests and by
-benchmarks/serving.py. Nothing is published to the store: the endpoint downloads from the registry.
+benchmarks/serving.py. Nothing is published to the store beforehand: the endpoint publishes a version from the
+registry on its first load.
 """
 
 from __future__ import annotations

@@ -132,3 +132,15 @@ def test_a_shadow_is_judged_on_its_own_arm():
 def test_a_log_without_a_column_is_named():
     with pytest.raises(BakeError, match="latency_ms"):
         run(log(arm_rows("canary", 2, 300)).drop(columns="latency_ms"))
+
+
+def test_a_canary_the_endpoint_does_not_serve_is_rolled_back_not_awaited_forever():
+    nothing = arm_rows("canary", 2, 0)
+    decision = run(log(nothing, champion_n=400), canary_percent=10.0)
+    assert decision.outcome == "rollback" and "served none of its share" in decision.reason
+    assert "about 44 expected" in decision.reason and "not serving v2" in decision.reason
+    assert run(log(arm_rows("shadow", 2, 0), champion_n=400), canary_arm="shadow").outcome == "rollback"
+    # Too few champion requests, or a share too small to expect any: wait as before.
+    assert run(log(nothing, champion_n=150), canary_percent=10.0).outcome == "wait"
+    assert run(log(nothing, champion_n=400), canary_percent=1.0).outcome == "wait"
+    assert run(log(arm_rows("canary", 2, 3), champion_n=400), canary_percent=10.0).outcome == "wait"

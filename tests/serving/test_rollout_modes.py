@@ -9,13 +9,18 @@ import time
 import httpx
 import pytest
 
-from resources.registry import CHAMPION
+from resources.registry import CHALLENGER, CHAMPION
 from serving.request_log import read_day
 from serving.routing import CANARY, served_arm
 from serving.state import RolloutState, write_state
 
 
 def _rollout(server, mode: str, percent: float = 0.0) -> RolloutState:
+    # As start_canary and conclude_rollout do: the registry's challenger alias agrees with the file.
+    if mode == "off":
+        server.registry.delete_alias(server.model_name, CHALLENGER)
+    else:
+        server.registry.client().set_registered_model_alias(server.model_name, CHALLENGER, "2")
     state = RolloutState(
         mode=mode,
         challenger_version=None if mode == "off" else 2,
@@ -127,6 +132,6 @@ def test_a_rollout_file_that_cannot_be_used_keeps_the_last_good_state(server, re
     from serving.state import state_uri
 
     write_json({"mode": "canary", "canary_percent": 10}, state_uri(server.store_root))  # no challenger_version
-    metadata = server.wait_for(lambda m: m["last_refresh_error"], "report the bad rollout file")
-    assert "challenger_version" in metadata["last_refresh_error"] and metadata["mode"] == "canary"
+    metadata = server.wait_for(lambda m: m["problems"], "report the bad rollout file")
+    assert "challenger_version" in metadata["problems"][0]["reason"] and metadata["mode"] == "canary"
     assert server.predict(records[:3]).status_code == 200

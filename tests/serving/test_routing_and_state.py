@@ -58,3 +58,17 @@ def test_the_serving_settings_are_checked_naming_the_key():
     document["serving"]["port"] = 0
     with pytest.raises(ParamsError, match=r"serving\.port"):
         parse_params(document)
+
+
+def test_the_registrys_aliases_overrule_the_rollout_file():
+    from serving.state import reconcile
+
+    canary = RolloutState(mode="canary", challenger_version=2, canary_percent=10)
+    assert reconcile(canary, champion=1, challenger_alias=2) == (canary, None)
+    became, why = reconcile(canary, champion=2, challenger_alias=2)
+    assert became.mode == "off" and "v2 is the registry's champion" in why and became.since == canary.since
+    gone, why = reconcile(canary, champion=1, challenger_alias=None)
+    assert gone.mode == "off" and "challenger alias is unset" in why
+    assert "challenger alias is v3" in reconcile(canary, champion=1, challenger_alias=3)[1]
+    off = RolloutState(mode="off")
+    assert reconcile(off, champion=1, challenger_alias=2) == (off, None)  # a challenger awaiting approval
