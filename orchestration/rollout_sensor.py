@@ -15,8 +15,8 @@ import pandas as pd
 import ml.io
 from ml.params import Params
 from orchestration.rollout import conclude_rollout
-from orchestration.sensor_guard import alerting
 from orchestration.rollout_reconcile import Ended, alias_move_running, check, cursor_for, end_request
+from orchestration.sensor_guard import alerting
 from resources.params import ParamsResource
 from resources.registry import ModelRegistry
 from resources.storage import ArtifactStore
