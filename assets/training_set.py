@@ -24,6 +24,7 @@ from assets.records import DayLineage, IncomingDay, LabelledDay, RawData, Traini
 from data_checks.asset_checks import read_checked_file, require_passing_checks
 from ml.baseline import best_single_column
 from ml.fingerprint import code_version
+from ml.ids import ids_as_text
 from ml.io import file_digest
 from ml.params import Params
 from ml.split import HOLDOUT, SPLIT, TRAIN, SplitError, side, split_rows
@@ -75,7 +76,10 @@ def labelled_rows(
         require_passing_checks(instance, incoming_data.key, snapshot_of.run_id, partition=day)
         snapshot = read_checked_file(snapshot_of.uri(settings), snapshot_of.md5, f"incoming_data {day}")
         outcome = read_checked_file(labels_of.uri(settings), labels_of.md5, f"labels {day}")
-        joined = snapshot.merge(outcome[[spec.id.column, spec.target.column]], on=spec.id.column, how="inner")
+        # Ids as text on both sides (ml/ids.py): an integer id joins its text form, and the raw ids are text.
+        snapshot = ids_as_text(snapshot, spec.id.column, f"incoming_data {day}")
+        outcome = ids_as_text(outcome[[spec.id.column, spec.target.column]], spec.id.column, f"labels {day}")
+        joined = snapshot.merge(outcome, on=spec.id.column, how="inner")
         joined[DAY_COLUMN] = day
         frames.append(joined)
         lineage.append(DayLineage(day=day, incoming=snapshot_of.md5, labels=labels_of.md5, rows=len(joined)))

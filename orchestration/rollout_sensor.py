@@ -13,6 +13,7 @@ import dagster as dg
 import pandas as pd
 
 import ml.io
+from ml.ids import ids_as_text
 from ml.params import Params
 from orchestration.rollout import conclude_rollout
 from resources.params import ParamsResource
@@ -42,7 +43,7 @@ def arrived_labels(settings: Params, days: list[str]) -> pd.DataFrame | None:
     for day in days:
         uri = settings.labels_uri(day)
         if ml.io.exists(uri):
-            frame = ml.io.read_parquet(uri)[[spec.id.column, spec.target.column]]
+            frame = ids_as_text(ml.io.read_parquet(uri)[[spec.id.column, spec.target.column]], spec.id.column, uri)
             frames.append(frame.assign(**{LABEL: (frame[spec.target.column].astype(str) == spec.target.positive)}))
     if not frames:
         return None
