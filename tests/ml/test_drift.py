@@ -268,3 +268,16 @@ def test_the_report_page_is_the_stock_presets_page(spec, shifted_report, monkeyp
 
     assert without_ids(result.html) == without_ids(stock.html)
     assert "tenure" in result.html and len(result.html) > 100_000
+
+
+def test_the_page_refers_to_one_shared_script_instead_of_inlining_it(spec, shifted_report):
+    from ml.drift import evidently_bundle, with_shared_bundle
+
+    _, _, result = shifted_report
+    name, bundle = evidently_bundle()
+    page, shared = with_shared_bundle(result.html)
+    assert shared == name and name.startswith("evidently-") and name.endswith(".js")
+    assert f'<script src="{name}"></script>' in page and bundle not in page
+    assert len(page) < len(result.html) - 3_000_000  # the page is its data, not the 3.5 MB bundle
+    assert page.replace(f'<script src="{name}"></script>', f"<script>{bundle}</script>") == result.html
+    assert with_shared_bundle("<html>no bundle</html>") == ("<html>no bundle</html>", None)
