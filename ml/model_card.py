@@ -270,6 +270,11 @@ def _money(cost: Mapping[str, Any]) -> str:
     return f"${cost['amount']:.4f}" if unit == "USD" else f"{cost['amount']:.2f} {unit}"
 
 
+def _ranked(importance: Mapping[str, float]) -> list[tuple[str, float]]:
+    """Columns by importance share, largest first (a card read back from JSON has its keys sorted by name)."""
+    return sorted(importance.items(), key=lambda kv: -kv[1])
+
+
 def _gate_line(gate: Mapping[str, Any]) -> str:
     """The gate's verdict once: its reason already starts with it ("passed: AUC ...")."""
     decision, reason = gate.get("decision", "passed"), gate.get("reason", "")
@@ -289,7 +294,7 @@ def render_markdown(card: Mapping[str, Any]) -> str:
         f"- **Algorithm**: {overview['algorithm_type']} ({overview['problem_type']})",
         f"- **Registered**: {details['version']['date']}",
         f"- **Risk rating**: {card['intended_uses']['risk_rating']}"
-        + (f" ({_not_provided('risk_rating')})" if card["intended_uses"]["risk_rating"] == "Unknown" else ""),
+        + (f": {_not_provided('risk_rating')}" if card["intended_uses"]["risk_rating"] == "Unknown" else ""),
         "",
         "## Intended use",
         "",
@@ -351,7 +356,7 @@ def render_markdown(card: Mapping[str, Any]) -> str:
         "",
         "## Features (importance share)",
         "",
-        *_table(["column", "share"], [[c, f"{v:.3f}"] for c, v in list(card["features"]["importance"].items())[:15]]),
+        *_table(["column", "share"], [[c, f"{v:.3f}"] for c, v in _ranked(card["features"]["importance"])[:15]]),
         "",
         "## Drift reference",
         "",
