@@ -229,6 +229,10 @@ def draft(
     if id_column is not None:
         if inferred[id_column].isna().any() or not text[id_column].is_unique:
             raise DraftError(f"--id {id_column!r} is not unique and complete: an id names one row")
+        if pd.api.types.infer_dtype(inferred[id_column]) not in ("string", "integer"):
+            raise DraftError(
+                f"--id {id_column!r} holds {inferred[id_column].dtype} values; ids must be text or integers"
+            )
         result.reasons.append((id_column, "id: as given"))
     else:
         candidates = id_candidates(inferred, text, {target, *([stamp] if stamp else [])})

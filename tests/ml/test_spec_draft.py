@@ -69,6 +69,22 @@ def test_what_is_given_wins_over_the_guess(source):
     assert "signed_up" not in section["columns"]["categorical"]  # dates are left out, not levels
 
 
+def test_an_id_that_is_not_unique_complete_text_or_integers_is_refused(source):
+    with pytest.raises(DraftError, match="--id 'plan' is not unique and complete"):
+        drafted(source, id_column="plan")
+    inferred, text = read_source(source, "csv")
+    ratio = [i / 3 for i in range(len(inferred))]  # unique and complete, but floats
+    with pytest.raises(DraftError, match="--id 'ratio' holds float64 values; ids must be text or integers"):
+        draft(
+            inferred.assign(ratio=ratio),
+            text.assign(ratio=[str(r) for r in ratio]),
+            uri=source,
+            target="left",
+            name="a",
+            id_column="ratio",
+        )
+
+
 def test_without_an_id_column_row_numbers_are_generated(tmp_path):
     path = tmp_path / "plain.csv"
     frame().drop(columns=["account_id"]).to_csv(path, index=False)
