@@ -24,7 +24,7 @@ export KEEL_UI_URL ?= http://127.0.0.1:$(PORT)
 # DVC stages run `python -m ml...`: the project's interpreter must come first on PATH.
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: setup system-packages emulators demo next-day automation-on backfill test lint ui serve mlflow lock clean
+.PHONY: setup system-packages emulators demo next-day automation-on backfill dataset test lint ui serve mlflow lock clean
 
 setup: .venv/.synced $(DAGSTER_HOME)/dagster.yaml
 
@@ -81,6 +81,13 @@ automation-on: setup
 backfill: setup
 	@test -n "$(FROM)" -a -n "$(TO)" || { echo "usage: make backfill FROM=2026-10-01 TO=2026-10-07" >&2; exit 2; }
 	$(BIN)/dagster job backfill -w workspace.yaml -j nightly_scoring --from $(FROM) --to $(TO) --noprompt
+
+## dataset: draft the dataset: section from your file: make dataset SOURCE=data/source/x.csv TARGET=label
+## [OUT=dataset.yaml] (a new file), or INTO=params.yaml (replaces its dataset: section; the old file is kept
+## as params.yaml.bak); DRAFT_ARGS='--positive ... --id ... --timestamp ...' to override a guess
+dataset: setup
+	@test -n "$(SOURCE)" -a -n "$(TARGET)" || { echo "usage: make dataset SOURCE=data/source/x.csv TARGET=label [OUT=dataset.yaml | INTO=params.yaml]" >&2; exit 2; }
+	$(BIN)/python -m ml.spec_draft $(SOURCE) --target $(TARGET) $(if $(INTO),--into-params $(INTO),--out $(or $(OUT),dataset.yaml)) $(DRAFT_ARGS)
 
 ## test: the whole test suite (unit, Dagster end to end, the daemon, CLI, DVC, the cloud backends on
 ## emulators, the UI in Chromium); installs what it needs first, system packages included

@@ -94,7 +94,8 @@ def make_card(
     reference: dict[str, Any],
 ) -> tuple[dict[str, Any], dict[str, bytes]]:
     """The card of a version just registered (or resumed), and its plots."""
-    name, spec, human = registry.model_name, settings.dataset, settings.model_card
+    name, spec = registry.model_name, settings.dataset
+    human = settings.model_card.for_dataset(spec.name)  # the example's human fields stay with the example
     info = registry.version_info(name, version)
     local = storage.local_copy(candidate.artifact_uri(storage))
     predictor = Predictor.load(local, expected_manifest_sha256=candidate.manifest_sha256)

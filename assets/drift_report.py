@@ -142,8 +142,14 @@ def drift_report(
         seed=settings.drift.seed,
     )
     html_uri = layout.drift_report(storage, day)
+    page, bundle = ml.drift.with_shared_bundle(result.html)
+    if bundle is not None:  # Evidently's script, once beside every day's page (about 3.5 MB)
+        bundle_uri = layout.drift_script(storage, bundle)
+        if not ml.io.exists(bundle_uri):
+            with ml.io.atomic_output(bundle_uri) as tmp:
+                tmp.write_text(ml.drift.evidently_bundle()[1], encoding="utf-8")
     with ml.io.atomic_output(html_uri) as tmp:
-        tmp.write_text(result.html, encoding="utf-8")
+        tmp.write_text(page, encoding="utf-8")
     text = summary(result, day, version)
     link = storage.browser_url(html_uri)
     # Insertion order is the UI's order: what a person reads first, the per-column table last.

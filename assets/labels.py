@@ -1,7 +1,7 @@
 """labels: the true outcomes of a day's customers, which arrive days after the day was scored.
 
 A labels file is checked against the ids the day was scored with (its predictions file, or the
-day's incoming file when it has not been scored): the id column's type must be the day's, every
+day's incoming file when it has not been scored): ids are compared as text (an integer id 7 is "7"), every
 labelled id must be one of the day's (an unknown id fails the day, with the count and examples:
 such a file is usually another day's or has mangled ids, and its rows would be dropped silently by
 every join), ids appear once, and labels are the spec's. The share of the day's ids that have a
@@ -17,6 +17,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+import ml.ids
 import ml.io
 import ml.predictions
 from assets.batch_predictions import batch_predictions
@@ -70,17 +71,6 @@ def day_ids_file(storage: ArtifactStore, settings: Params, day: str) -> DayIds:
     )
 
 
-def id_kind(type_: pa.DataType) -> str:
-    """What kind of value an id is, as far as joining goes: text, integer, or the Arrow type."""
-    if pa.types.is_dictionary(type_):
-        type_ = type_.value_type
-    if pa.types.is_string(type_) or pa.types.is_large_string(type_):
-        return "text"
-    if pa.types.is_integer(type_):
-        return "integer"
-    return str(type_)
-
-
 def _examples(values) -> list:
     return pd.unique(pd.Series(values))[:EXAMPLES].tolist()
 
@@ -112,39 +102,35 @@ def check_labels(table: pa.Table, spec: DatasetSpec, uri: str, day: str) -> pd.D
 
 
 def match_day_ids(ids: pa.ChunkedArray, day: DayIds, column: str, uri: str, label: str) -> Coverage:
-    """Compare the labels' ids with the day's, streaming the day's id column; a mismatch fails naming both files."""
-    known = None
+    """Compare the labels' ids with the day's as text (ml/ids.py), streaming the day's id column; a mismatch
+    fails naming both files."""
+    wanted = _as_text(ids, column, f"{label}: {uri}")
+    known = np.zeros(len(wanted), dtype=bool)
     total = labelled = 0
     for path in day.files or (day.uri,):
         with ml.io.open_parquet(path) as file:
             if column not in file.schema_arrow.names:
                 raise dg.Failure(description=f"{label}: the day's {day.what} {day.uri} has no column {column!r}")
-            day_type = file.schema_arrow.field(column).type
-            first = file.read_row_group(0, columns=[column]).column(0).slice(0, 1) if file.num_row_groups else None
-            if id_kind(day_type) != id_kind(ids.type):
-                day_example = first.to_pylist() if first is not None else []
-                raise dg.Failure(
-                    description=f"{label}: {uri} column {column!r} holds {id_kind(ids.type)} ids (e.g. "
-                    f"{_examples(ids.slice(0, 100).to_pylist())}) but the day's ids in its {day.what} {day.uri} are "
-                    f"{id_kind(day_type)} (e.g. {day_example}); write the labels' ids as the day's file has them"
-                )
-            wanted = ids.cast(day_type.value_type if pa.types.is_dictionary(day_type) else day_type)
-            known = np.zeros(len(wanted), dtype=bool) if known is None else known
             for batch in file.iter_batches(batch_size=ID_BATCH_ROWS, columns=[column]):
-                scored = batch.column(0)
-                if pa.types.is_dictionary(scored.type):
-                    scored = scored.dictionary_decode()
+                scored = _as_text(batch.column(0), column, f"{label}: the day's {day.what} {day.uri}")
                 total += len(scored)
                 labelled += pc.sum(pc.is_in(scored, value_set=wanted)).as_py() or 0
                 known |= pc.is_in(wanted, value_set=scored).to_numpy(zero_copy_only=False)
     if not known.all():
-        strangers = np.asarray(ids.to_pylist(), dtype=object)[~known]
+        strangers = np.asarray(wanted.to_pylist(), dtype=object)[~known]
         raise dg.Failure(
             description=f"{label}: {uri} column {column!r} has {len(strangers)} of {len(known)} ids that are not "
             f"among the day's {total} ids in its {day.what} {day.uri}, e.g. {_examples(strangers)}; is it "
             "another day's file? Correct the file (or drop those rows) and materialize the day's labels again"
         )
     return Coverage(day_ids=total, labelled=labelled)
+
+
+def _as_text(ids, column: str, where: str):
+    try:
+        return ml.ids.arrow_ids_as_text(ids, column, where)
+    except ml.ids.IdTypeError as error:
+        raise dg.Failure(description=str(error)) from None
 
 
 def _coverage_spec() -> dg.AssetCheckSpec:
@@ -168,7 +154,7 @@ def _coverage_spec() -> dg.AssetCheckSpec:
     description=(
         "The true labels of a day's customers (params.yaml `daily.labels`: id and target), which "
         "arrive some days after the day was scored. The sensor `labels_arrived` materializes a day "
-        "when its file appears. Checked against the ids the day was scored with (same id type, no "
+        "when its file appears. Checked against the ids the day was scored with (compared as text; no "
         "unknown or repeated ids); the share of the day's ids labelled is metadata. Labelled days "
         "feed model_performance and the next training set."
     ),

@@ -8,6 +8,7 @@ import ml.io
 import ml.predictions
 from assets.partitions import DAILY
 from assets.records import LabelledDay, ScoredDay
+from ml.ids import ids_as_text
 from resources.params import ParamsResource
 from resources.registry import ModelRegistry
 from resources.storage import ArtifactStore
@@ -46,9 +47,11 @@ def model_performance(
 ):
     day, settings = context.partition_key, params.load()
     spec = settings.dataset
-    frame = ml.predictions.read_predictions(batch_predictions.predictions_uri(storage)).merge(
-        ml.io.read_parquet(labels.uri(settings)), on=spec.id.column, how="inner"
-    )
+    column = spec.id.column
+    # Ids as text on both sides (ml/ids.py): a day scored with integer ids joins labels written either way.
+    scored = ids_as_text(ml.predictions.read_predictions(batch_predictions.predictions_uri(storage)), column, day)
+    truth_rows = ids_as_text(ml.io.read_parquet(labels.uri(settings)), column, f"labels {day}")
+    frame = scored.merge(truth_rows, on=column, how="inner")
     if frame.empty:
         raise dg.Failure(description=f"no id of the labels for {day} matches its predictions ({spec.id.column})")
     truth = (frame[spec.target.column].astype(str) == spec.target.positive).to_numpy(dtype=np.int64)

@@ -3,7 +3,8 @@
 The recent days are what lets a retrain learn a shift: the days' snapshots joined with their labels,
 each day only if its snapshot passed its data checks and both files are still the checked versions.
 `retraining.include_raw: false` leaves the raw rows out once there are labelled days (a rolling
-window). The holdout (by a seeded hash of the id, so every day lends rows to it) is where every model
+window). The holdout (the raw data's latest rows when the spec has a timestamp, else by a seeded hash of
+the id; a recent day's rows by a hash of id and day, so every day lends rows to it) is where every model
 is judged, so the `features` asset fits its state on the train rows only; the recent days' share of
 it is a new version's drift reference and the rows the gate compares it with the champion on.
 """
@@ -23,6 +24,7 @@ from assets.records import DayLineage, IncomingDay, LabelledDay, RawData, Traini
 from data_checks.asset_checks import read_checked_file, require_passing_checks
 from ml.baseline import best_single_column
 from ml.fingerprint import code_version
+from ml.ids import ids_as_text
 from ml.io import file_digest
 from ml.params import Params
 from ml.split import HOLDOUT, SPLIT, TRAIN, SplitError, side, split_rows
@@ -74,7 +76,10 @@ def labelled_rows(
         require_passing_checks(instance, incoming_data.key, snapshot_of.run_id, partition=day)
         snapshot = read_checked_file(snapshot_of.uri(settings), snapshot_of.md5, f"incoming_data {day}")
         outcome = read_checked_file(labels_of.uri(settings), labels_of.md5, f"labels {day}")
-        joined = snapshot.merge(outcome[[spec.id.column, spec.target.column]], on=spec.id.column, how="inner")
+        # Ids as text on both sides (ml/ids.py): an integer id joins its text form, and the raw ids are text.
+        snapshot = ids_as_text(snapshot, spec.id.column, f"incoming_data {day}")
+        outcome = ids_as_text(outcome[[spec.id.column, spec.target.column]], spec.id.column, f"labels {day}")
+        joined = snapshot.merge(outcome, on=spec.id.column, how="inner")
         joined[DAY_COLUMN] = day
         frames.append(joined)
         lineage.append(DayLineage(day=day, incoming=snapshot_of.md5, labels=labels_of.md5, rows=len(joined)))
@@ -90,8 +95,8 @@ def labelled_rows(
     description=(
         "The checked raw data (unless retraining.include_raw is false) plus the recent labelled days "
         "(snapshots joined with their labels; the latest `retraining.window_days` of them, or the days "
-        "the retraining sensor asks for), each row marked train or holdout (seeded by id, so every day "
-        "trains); plus the holdout rows every model is judged on and the recent days' share of them, a "
+        "the retraining sensor asks for), each row marked train or holdout (the raw data's latest rows "
+        "with a timestamp, else seeded by id; a recent day's rows seeded by id and day, so every day trains); plus the holdout rows every model is judged on and the recent days' share of them, a "
         "new version's drift reference and the rows the gate compares it with the champion on. Files "
         "per run under training_sets/<run id>/."
     ),
@@ -173,7 +178,8 @@ def training_set(
             "dagster/column_schema": column_schema(rows),
             "train_rows": int(counts.get(TRAIN, 0)),
             "holdout_rows": int(counts.get(HOLDOUT, 0)),
-            "holdout": f"{training.holdout_fraction:.0%} by seeded hash of {spec.id.column} (seed {training.seed})",
+            "holdout": ml.split.split_rule(spec, fraction=training.holdout_fraction, seed=training.seed)
+            + (" (recent days: by seeded hash of id and day)" if len(recent) else ""),
             "raw_rows": len(raw) if include_raw else 0,
             "recent_rows": len(recent),
             "recent_days": dg.MetadataValue.json([d.model_dump() for d in lineage]),

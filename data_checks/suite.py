@@ -26,6 +26,8 @@ NUMERIC_TYPES = [
     "Float64",
 ]
 TEXT_TYPES = ["object", "str", "string", "category"]
+# Ids may be text or integers: they are compared as text everywhere (ml/ids.py), so 7 and "7" are one id.
+ID_TYPES = [*TEXT_TYPES, *_INTS, *(t.capitalize() for t in _INTS), "UInt8", "UInt16", "UInt32", "UInt64"]
 TIMESTAMP_TYPES = [f"datetime64[{unit}{tz}]" for unit in ("ns", "us", "ms", "s") for tz in ("", ", UTC")]
 
 
@@ -44,7 +46,8 @@ def build_suite(
     """
     rows = rows or spec.rows
     expected = spec.expected_columns(include_target=include_target)
-    types = {c: TEXT_TYPES for c in (spec.id.column, *spec.columns.categorical)}
+    types = {c: TEXT_TYPES for c in spec.columns.categorical}
+    types[spec.id.column] = ID_TYPES
     types |= {c: NUMERIC_TYPES for c in spec.columns.numeric}
     if spec.timestamp:
         types[spec.timestamp.column] = TIMESTAMP_TYPES

@@ -16,7 +16,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 
 from data_checks.groups import CHECK_NAMES
-from data_checks.suite import TIMESTAMP_TYPES, gx
+from data_checks.suite import ID_TYPES, TIMESTAMP_TYPES, gx
 
 SAMPLE_SIZE = 5
 PARTIAL = 20  # unexpected values kept per expectation, for examples
@@ -115,6 +115,8 @@ def _explain(kind: str, kwargs: dict, result: dict, frame: pd.DataFrame, id_colu
     if kind == "expect_column_values_to_be_in_type_list":
         examples = _unparsable(frame, column, kwargs["type_list"]) if column in frame else []
         observed = frame[column].dtype if column in frame else result.get("observed_value")
+        if kwargs["type_list"] == ID_TYPES:
+            return f"type is {observed}; ids must be text or integers (compared as text)", examples
         return f"type is {observed}, expected one of {kwargs['type_list'][:4]}...", examples
     if kind == "expect_column_values_to_not_be_null":
         ids = frame.loc[frame[column].isna(), id_column].head(SAMPLE_SIZE).tolist() if id_column in frame else []

@@ -3,7 +3,7 @@ reports served beside it.
 
 Dagster's webserver serves no files of ours, so the Evidently reports that `drift_report` links to
 (metadata `report_url`) are served by a small read-only server on a second loopback port: `.html`
-files under the local artifact store and nothing else (no listings, no models, no data). The runs
+files under the local artifact store and the `.js` script the drift reports share, and nothing else (no listings, no models, no data). The runs
 launched from the UI are told where it serves (KEEL_REPORTS_URL), so their links point at it. With a
 cloud store there is nothing to serve: its links go to the cloud console.
 """
@@ -25,13 +25,14 @@ from orchestration.deployments import PROJECT_ROOT, REPORTS_URL_VARIABLE, resour
 
 
 class ReportHandler(http.server.SimpleHTTPRequestHandler):
-    """GET and HEAD of existing .html files under `directory`; anything else is a 404."""
+    """GET and HEAD of existing .html and .js files under `directory`; anything else is a 404."""
 
     def send_head(self):
         root = Path(self.directory).resolve()
         try:
             path = Path(self.translate_path(self.path)).resolve()  # translate_path drops '..' and the query
-            served = path.suffix == ".html" and path.is_file() and root in path.parents
+            # The reports and the script their pages share (Evidently's bundle, written beside them).
+            served = path.suffix in (".html", ".js") and path.is_file() and root in path.parents
         except (ValueError, OSError):  # a %00 (embedded NUL) or a name the file system refuses
             served = False
         if not served:

@@ -390,3 +390,31 @@ def explained_html(page: str, result: DriftResult) -> str:
     at = page.find("<body")
     at = page.find(">", at) + 1 if at >= 0 else 0
     return page[:at] + block + page[at:]
+
+
+# --- the page's shared script ------------------------------------------------------------------------
+
+
+@functools.cache
+def evidently_bundle() -> tuple[str, str]:
+    """(file name, text) of the JavaScript bundle Evidently inlines in every page (about 3.5 MB)."""
+    import evidently
+    from evidently.legacy.utils.dashboard import STATIC_PATH
+
+    with open(f"{STATIC_PATH}/index.js", encoding="utf-8") as file:
+        return f"evidently-{evidently.__version__}.js", file.read()
+
+
+def with_shared_bundle(page: str) -> tuple[str, str | None]:
+    """The page with Evidently's inlined bundle replaced by a script beside it, and that script's file name.
+
+    Every day's page inlines the same 3.5 MB bundle; written once beside the pages and referenced by a
+    relative path, it is fetched once and cached by the browser, and a page is its data alone. The name
+    carries Evidently's version, so pages drawn by another version keep their own bundle. A page that does
+    not inline the bundle as expected is returned whole (None): it still opens, only larger.
+    """
+    name, bundle = evidently_bundle()
+    inlined = f"<script>{bundle}</script>"
+    if inlined not in page:
+        return page, None
+    return page.replace(inlined, f'<script src="{name}"></script>', 1), name

@@ -34,7 +34,12 @@ class ModelCardSection(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    owner: str = Field(default="team:ml-platform", description="Who answers for the model.")
+    dataset: str | None = Field(
+        default=None,
+        description="The dataset.name these human fields were written for. When the dataset spec names another "
+        "data set, they are not used and its card says they were not provided; unset: they describe any data set.",
+    )
+    owner: str = Field(default="", description="Who answers for the model.")
     contact: str = Field(default="", description="Where to send questions about it.")
     intended_use: str = Field(default="", description="What the model's scores are for.")
     intended_users: list[str] = Field(default_factory=list, description="Who uses the scores.")
@@ -47,6 +52,17 @@ class ModelCardSection(BaseModel):
     bootstrap_resamples: int = Field(default=500, ge=50, description="Resamples of the holdout for each interval.")
     confidence_level: float = Field(default=0.95, gt=0, lt=1, description="Coverage of the intervals.")
     seed: int = 0
+
+    def for_dataset(self, name: str) -> ModelCardSection:
+        """The section as a card for data set `name` uses it: the human fields blank when they were written
+        for another data set (the shipped example's stay with the example), the bootstrap settings kept."""
+        if self.dataset is None or self.dataset == name:
+            return self
+        kept = {key: getattr(self, key) for key in ("bootstrap_resamples", "confidence_level", "seed")}
+        return ModelCardSection(dataset=name, **kept)
+
+
+NOT_PROVIDED = "not provided"
 
 
 def bootstrap_intervals(
@@ -239,8 +255,12 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> list[str]:
     return lines + ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows]
 
 
-def _bullets(items: Sequence[str], empty: str = "not stated (params.yaml `model_card:`)") -> list[str]:
-    return [f"- {item}" for item in items] if items else [f"- {empty}"]
+def _not_provided(key: str) -> str:
+    return f"{NOT_PROVIDED} (params.yaml `model_card.{key}`)"
+
+
+def _bullets(items: Sequence[str], key: str) -> list[str]:
+    return [f"- {item}" for item in items] if items else [f"- {_not_provided(key)}"]
 
 
 def _money(cost: Mapping[str, Any]) -> str:
@@ -248,6 +268,17 @@ def _money(cost: Mapping[str, Any]) -> str:
         return "not recorded"
     unit = cost.get("unit", "")
     return f"${cost['amount']:.4f}" if unit == "USD" else f"{cost['amount']:.2f} {unit}"
+
+
+def _ranked(importance: Mapping[str, float]) -> list[tuple[str, float]]:
+    """Columns by importance share, largest first (a card read back from JSON has its keys sorted by name)."""
+    return sorted(importance.items(), key=lambda kv: -kv[1])
+
+
+def _gate_line(gate: Mapping[str, Any]) -> str:
+    """The gate's verdict once: its reason already starts with it ("passed: AUC ...")."""
+    decision, reason = gate.get("decision", "passed"), gate.get("reason", "")
+    return reason if reason.startswith(decision) else f"{decision}: {reason}".rstrip(": ")
 
 
 def render_markdown(card: Mapping[str, Any]) -> str:
@@ -258,24 +289,28 @@ def render_markdown(card: Mapping[str, Any]) -> str:
         "",
         f"{overview['model_description']}",
         "",
-        f"- **Owner**: {overview['model_owner']}"
+        f"- **Owner**: {overview['model_owner'] or _not_provided('owner')}"
         + (f" ({details['owners'][0]['contact']})" if details["owners"][0]["contact"] else ""),
         f"- **Algorithm**: {overview['algorithm_type']} ({overview['problem_type']})",
         f"- **Registered**: {details['version']['date']}",
-        f"- **Risk rating**: {card['intended_uses']['risk_rating']}",
+        f"- **Risk rating**: {card['intended_uses']['risk_rating']}"
+        + (f": {_not_provided('risk_rating')}" if card["intended_uses"]["risk_rating"] == "Unknown" else ""),
         "",
         "## Intended use",
         "",
-        card["intended_uses"]["purpose_of_model"] or "not stated (params.yaml `model_card.intended_use`)",
+        card["intended_uses"]["purpose_of_model"] or _not_provided("intended_use"),
+        "",
+        "**Intended users**:",
+        *_bullets([u["description"] for u in considerations["users"]], "intended_users"),
         "",
         "**Out of scope**:",
-        *_bullets([u["description"] for u in considerations["out_of_scope_uses"]]),
+        *_bullets([u["description"] for u in considerations["out_of_scope_uses"]], "out_of_scope_uses"),
         "",
         "**Limitations**:",
-        *_bullets([u["description"] for u in considerations["limitations"]]),
+        *_bullets([u["description"] for u in considerations["limitations"]], "limitations"),
         "",
         "**Ethical considerations**:",
-        *_bullets([u["name"] for u in considerations["ethical_considerations"]]),
+        *_bullets([u["name"] for u in considerations["ethical_considerations"]], "ethical_considerations"),
         "",
         "## Training data",
         "",
@@ -307,7 +342,7 @@ def render_markdown(card: Mapping[str, Any]) -> str:
             ],
         ),
         "",
-        f"**Gate**: {gate.get('decision', 'passed')}: {gate.get('reason', '')}",
+        f"**Gate**: {_gate_line(gate)}",
         "",
         "**Previous champion**: "
         + (
@@ -321,7 +356,7 @@ def render_markdown(card: Mapping[str, Any]) -> str:
         "",
         "## Features (importance share)",
         "",
-        *_table(["column", "share"], [[c, f"{v:.3f}"] for c, v in list(card["features"]["importance"].items())[:15]]),
+        *_table(["column", "share"], [[c, f"{v:.3f}"] for c, v in _ranked(card["features"]["importance"])[:15]]),
         "",
         "## Drift reference",
         "",

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
 
 from ml import io
 from ml.cost import CostsSection
@@ -133,7 +133,8 @@ Scenario = Annotated[NoDrift | PriceRise, Field(discriminator="name")]
 
 
 class SimulationSection(_Section):
-    """The shipped example's simulated daily stream (ml/simulate.py)."""
+    """The shipped example's simulated daily stream (ml/simulate.py). Only the simulator reads it, so a
+    scenario naming another data set's column stops the simulation, not every run that loads params.yaml."""
 
     days: int = Field(default=30, ge=1)
     rows_per_day: int = Field(default=2000, ge=1)
@@ -263,16 +264,6 @@ class Params(_Section):
 
     # The project folder that relative paths in the file are taken from (the file's folder).
     _root: Path | None = PrivateAttr(default=None)
-
-    @model_validator(mode="after")
-    def _scenario_column_is_numeric(self) -> Params:
-        scenario = self.simulation.scenario
-        if isinstance(scenario, PriceRise) and scenario.column not in self.dataset.columns.numeric:
-            raise ValueError(
-                f"simulation.scenario.column {scenario.column!r} is not a numeric column of the dataset spec "
-                f"(numeric columns: {', '.join(self.dataset.columns.numeric)})"
-            )
-        return self
 
     @property
     def root(self) -> Path | None:

@@ -59,6 +59,7 @@ from ml import io, runtime
 from ml.artifact import ArtifactIntegrityError
 from ml.cost import process_usage
 from ml.features import FeatureError
+from ml.ids import IdTypeError, arrow_ids_as_text
 from ml.pipes import reporter
 from ml.sample import StreamSample
 from ml.shards import ShardView, detected_index, part_name, plan, shard_index
@@ -306,9 +307,12 @@ def _score_chunks(
     def finish(batch: pa.RecordBatch, future: Future) -> None:
         nonlocal chunks
         predicted = future.result()
-        scores.add(batch.column(config.id_column), predicted)
+        ids = arrow_ids_as_text(batch.column(config.id_column), config.id_column, f"rows file {rows}")
+        scores.add(ids, predicted)
         if capture is not None:
-            capture.add(pa.Table.from_batches([batch]).append_column(SCORE_COLUMN, pa.array(predicted, pa.float64())))
+            table = pa.Table.from_batches([batch])
+            table = table.set_column(table.schema.get_field_index(config.id_column), config.id_column, ids)
+            capture.add(table.append_column(SCORE_COLUMN, pa.array(predicted, pa.float64())))
         chunks += 1
         if chunks == 1 or chunks % PROGRESS_EVERY_CHUNKS == 0 or scores.rows == total:
             rate = scores.rows / max(time.perf_counter() - started, 1e-9)
@@ -387,9 +391,11 @@ def score_file(
                 f"shard {shard} of {config.shards}: rows {selected.start:,} to {selected.stop - 1:,} ({selected.split})"
             )
             parquet = ShardView(parquet, selected)
-        out_schema = pa.schema(
-            [pa.field(config.id_column, schema.field(config.id_column).type), (SCORE_COLUMN, pa.float64())]
-        )
+        try:  # ids are written as text (ml/ids.py): the labels join them whatever type the day's file has
+            arrow_ids_as_text(pa.array([], schema.field(config.id_column).type), config.id_column, f"rows file {rows}")
+        except IdTypeError as error:
+            raise ScoringError(str(error)) from None
+        out_schema = pa.schema([pa.field(config.id_column, pa.string()), (SCORE_COLUMN, pa.float64())])
         sample = StreamSample(config.capture_rows, config.id_column, config.capture_seed) if capture else None
         with io.atomic_output(target) as tmp:
             # Ids and scores are (nearly) all distinct: a dictionary would be tried on every page and dropped.

@@ -33,6 +33,17 @@ class SimulationError(ValueError):
     """The simulation settings and the raw data do not fit together; the message names the key."""
 
 
+def check_scenario(spec: DatasetSpec, config: SimulationSection) -> None:
+    """The scenario's column must be a numeric column of the data set being simulated."""
+    scenario = config.scenario
+    if isinstance(scenario, PriceRise) and scenario.column not in spec.columns.numeric:
+        raise SimulationError(
+            f"params.yaml: simulation.scenario.column {scenario.column!r} is not a numeric column of the dataset "
+            f"spec (numeric columns: {', '.join(spec.columns.numeric) or 'none'}); the shipped scenario belongs to "
+            "the example data: set simulation.scenario.name to none, or name one of your numeric columns"
+        )
+
+
 def _with_scenario(
     rows: pd.DataFrame, raw: pd.DataFrame, spec: DatasetSpec, scenario: PriceRise, rng: np.random.Generator
 ) -> pd.DataFrame:
@@ -61,6 +72,7 @@ def simulate_day(
     raw: pd.DataFrame, spec: DatasetSpec, config: SimulationSection, day: int
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(snapshot without the target, labels) for day `day` (1-based)."""
+    check_scenario(spec, config)
     if config.rows_per_day > len(raw):
         raise SimulationError(
             f"params.yaml: simulation.rows_per_day is {config.rows_per_day} but there are only "

@@ -51,7 +51,8 @@ class TrainingSection(_Strict):
     model: str = Field(default="lightgbm", description="The model family trained by default.")
     seed: int = Field(default=42, description="Model seed and holdout seed: same data + seed -> same metrics.")
     holdout_fraction: float = Field(
-        default=0.2, description="By a seeded hash of the id; the latest rows with a timestamp."
+        default=0.2,
+        description="The latest rows by time when the spec has a timestamp, else by a seeded hash of the id.",
     )
     threshold: float = Field(default=0.5, description="Accuracy, precision, recall and F1 at this score.")
     hyperparameters: dict[str, dict[str, Any]] = Field(

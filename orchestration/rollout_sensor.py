@@ -13,6 +13,7 @@ import dagster as dg
 import pandas as pd
 
 import ml.io
+from ml.ids import ids_as_text
 from ml.params import Params
 from orchestration.rollout import conclude_rollout
 from orchestration.rollout_reconcile import Ended, alias_move_running, check, cursor_for, end_request
@@ -50,10 +51,8 @@ def _labels_file(uri: str, spec) -> pd.DataFrame:
     missing = [c for c in (spec.id.column, spec.target.column) if c not in frame.columns]
     if missing:
         raise ValueError(f"it has no column {missing[0]!r}")
-    ids = frame[spec.id.column]
-    if not ids.map(lambda v: isinstance(v, str)).all():  # the log's ids are text: other ids join nothing
-        raise ValueError(f"column {spec.id.column!r} is {ids.dtype}, not text like the request log's ids")
-    return frame[[spec.id.column, spec.target.column]]
+    # Ids join the request log's as text (ml/ids.py); a float or date id raises IdTypeError, a ValueError.
+    return ids_as_text(frame[[spec.id.column, spec.target.column]], spec.id.column, uri)
 
 
 def arrived_labels(settings: Params, days: list[str], ignored: list[str] | None = None) -> pd.DataFrame | None:

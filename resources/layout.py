@@ -10,6 +10,7 @@
     predictions/<day>.parquet                a day's scores (id, score); <day>.config.json its scoring config
     monitoring/capture/<day>.parquet         a seeded sample of the day's scored rows, for the drift report
     monitoring/drift/<day>.html              the day's Evidently report
+    monitoring/drift/evidently-<version>.js  the script every day's report shares (Evidently's bundle)
     monitoring/importance/<model>/<manifest sha256>.json  a model's importance per column, for the drift report
     cards/<model>/v<version>.{json,html}     a registered version's model card (also kept in MLflow)
 
@@ -76,6 +77,11 @@ def scoring_config(store: ArtifactStore, day: str) -> str:
 
 def drift_report(store: ArtifactStore, day: str) -> str:
     return store.uri("monitoring", "drift", f"{day}.html")
+
+
+def drift_script(store: ArtifactStore, name: str) -> str:
+    """The script the drift reports share, beside them: each page refers to it by `name`."""
+    return store.uri("monitoring", "drift", name)
 
 
 # What the endpoint answered on a day (served_requests), in the shapes the monitoring assets read.

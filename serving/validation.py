@@ -126,7 +126,14 @@ class RowValidator:
                     bad(column, value, "is null but the spec does not list it as nullable")
             elif isinstance(value, dict | list) or token_key(value) not in self.tokens:
                 bad(column, value, f"value {value!r} is neither a true nor a false token {sorted(self.tokens)}")
+        ident = row.get(self.id_column)
+        if isinstance(ident, int) and not isinstance(ident, bool):
+            row[self.id_column] = str(ident)  # ids are compared as text everywhere (ml/ids.py): 7 is "7"
         for column in (self.id_column, REQUEST_ID, self.timestamp):
             value = row.get(column) if column else None
             if value is not None and not isinstance(value, str):
-                bad(column, value, f"value {value!r} is not text")
+                bad(
+                    column,
+                    value,
+                    f"value {value!r} is not text" + (" or an integer" if column == self.id_column else ""),
+                )

@@ -103,14 +103,40 @@ def test_labels_of_the_whole_day_pass_the_coverage_check(project):
     assert result.success and result.get_asset_check_evaluations()[0].passed
 
 
-def test_integer_ids_for_a_day_of_text_ids_are_refused_naming_the_day_file_and_column(project):
+def test_integer_ids_are_compared_as_text_with_the_days_ids(tmp_path):
+    """A day delivered with integer ids, scored (the predictions hold them as text), labelled with integers."""
+    numbers = list(range(1, 11))
+    storage = local(tmp_path)["storage"]
+    shutil.copy(REPO / "params.yaml", tmp_path / "params.yaml")
+    publish_scores(
+        pd.DataFrame({"customer_id": [str(n) for n in numbers], "score": [0.5] * 10}), layout.predictions(storage, DAY)
+    )
+    taken_in = IncomingDay(run_id="r1", day=DAY, md5="m", rows=10)
+    scored = ScoredDay(
+        run_id="r2", day=DAY, incoming=taken_in, model="m", model_version=1, model_manifest_sha256="x", rows=10
+    )
+    io.write_json(
+        scored.model_dump(mode="json"), layout.record(storage, dg.AssetKey("batch_predictions"), partition=DAY)
+    )
+    deliver(tmp_path, pd.DataFrame({"customer_id": numbers[:6], "churn": ["Yes", "No"] * 3}))
+    result = take_in(tmp_path)
+    assert result.success
+    assert result.asset_materializations_for_node("labels")[0].metadata["labelled_ids"].value == 6
+
+
+def test_integer_ids_that_are_not_the_days_are_refused_as_unknown(project):
     uri = deliver(project, pd.DataFrame({"customer_id": range(1, 11), "churn": ["Yes"] * 10}))
     result = take_in(project)
     assert not result.success
-    message = failure(result)
-    assert message.startswith(f"labels {DAY}: {uri} column 'customer_id' holds integer ids (e.g. [1, 2, 3, 4, 5])")
-    assert f"the day's ids in its predictions {layout.predictions(local(project)['storage'], DAY)} are text" in message
-    assert "e.g. ['0001-ABCD']" in message
+    assert failure(result).startswith(f"labels {DAY}: {uri} column 'customer_id' has 10 of 10 ids that are not among")
+    assert "e.g. ['1', '2', '3', '4', '5']" in failure(result)
+
+
+def test_float_ids_are_refused_naming_the_file_and_column(project):
+    uri = deliver(project, pd.DataFrame({"customer_id": [float(n) for n in range(1, 11)], "churn": ["Yes"] * 10}))
+    result = take_in(project)
+    assert not result.success
+    assert failure(result).startswith(f"labels {DAY}: {uri}: id column 'customer_id' holds double values; ids must be")
     assert not result.asset_materializations_for_node("labels")
 
 

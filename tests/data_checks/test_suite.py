@@ -155,3 +155,13 @@ def test_timestamp_column_must_be_a_datetime(spec, telco_raw):
     (failure,) = failures(validate(telco_raw.assign(signed_up=text), timed), "schema")
     assert failure.column == "signed_up" and "type is object" in failure.problem
     assert failure.examples == ["'last tuesday'"]
+
+
+def test_integer_ids_pass_and_float_ids_are_refused_with_what_to_do(spec, telco_raw):
+    day = telco_raw.drop(columns=[spec.target.column]).head(200)
+    numbered = day.assign(**{spec.id.column: range(1, 201)})
+    assert validate(numbered, spec, include_target=False, rows=RowBounds(min=100)).success
+    floated = day.assign(**{spec.id.column: [float(n) for n in range(1, 201)]})
+    (failure,) = failures(validate(floated, spec, include_target=False, rows=RowBounds(min=100)), "schema")
+    assert failure.column == spec.id.column
+    assert failure.problem == "type is float64; ids must be text or integers (compared as text)"

@@ -15,6 +15,7 @@ def served(tmp_path):
     root = tmp_path / "store"
     (root / "monitoring" / "drift").mkdir(parents=True)
     (root / "monitoring" / "drift" / "2026-10-01.html").write_text("<html>report</html>")
+    (root / "monitoring" / "drift" / "evidently-0.7.js").write_text("var shared")
     (root / "models").mkdir()
     (root / "models" / "model.txt").write_text("tree")
     (tmp_path / "secret.html").write_text("<html>outside</html>")
@@ -36,6 +37,7 @@ def status(url: str) -> tuple[int, str]:
 def test_serves_stored_html_reports_only(served):
     assert status(f"{served}/monitoring/drift/2026-10-01.html") == (200, "<html>report</html>")
     assert status(f"{served}/monitoring/drift/2026-10-01.html?x=1")[0] == 200
+    assert status(f"{served}/monitoring/drift/evidently-0.7.js") == (200, "var shared")  # the pages' script
     assert status(f"{served}/models/model.txt")[0] == 404  # other artifacts are not served
     assert status(f"{served}/monitoring/drift/")[0] == 404  # no listings
     assert status(f"{served}/")[0] == 404

@@ -278,3 +278,16 @@ def test_a_feature_with_no_values_on_the_day_makes_the_day_drift_whatever_its_im
     assert result.verdict == "drift" and result.dataset_drift
     assert result.drifted_columns == ["total_charges"] and result.drift_share < 0.5
     assert {c["column"]: c["reason"] for c in result.columns}["total_charges"] == "no values on this day"
+
+
+def test_the_page_refers_to_one_shared_script_instead_of_inlining_it(spec, shifted_report):
+    from ml.drift import evidently_bundle, with_shared_bundle
+
+    _, _, result = shifted_report
+    name, bundle = evidently_bundle()
+    page, shared = with_shared_bundle(result.html)
+    assert shared == name and name.startswith("evidently-") and name.endswith(".js")
+    assert f'<script src="{name}"></script>' in page and bundle not in page
+    assert len(page) < len(result.html) - 3_000_000  # the page is its data, not the 3.5 MB bundle
+    assert page.replace(f'<script src="{name}"></script>', f"<script>{bundle}</script>") == result.html
+    assert with_shared_bundle("<html>no bundle</html>") == ("<html>no bundle</html>", None)

@@ -37,11 +37,15 @@ def test_a_holdout_with_one_class_has_no_interval():
         bootstrap_intervals(np.ones(50), np.random.default_rng(0).random(50), 0.5, resamples=50, level=0.9, seed=0)
 
 
-def card(version: int = 2, auc_shift: float = 0.0) -> dict:
+def card(
+    version: int = 2, auc_shift: float = 0.0, human: ModelCardSection | None = None, gate: dict | None = None
+) -> dict:
     labels, scores = holdout()
     intervals = bootstrap_intervals(labels, scores, 0.5, resamples=60, level=0.95, seed=0)
     intervals["roc_auc"] = {k: v + auc_shift for k, v in intervals["roc_auc"].items()}
-    human = ModelCardSection(intended_use="rank churn risk", out_of_scope_uses=["credit decisions"], risk_rating="Low")
+    human = human or ModelCardSection(
+        intended_use="rank churn risk", out_of_scope_uses=["credit decisions"], risk_rating="Low"
+    )
     return build_card(
         model="telco_churn",
         version=version,
@@ -60,7 +64,7 @@ def card(version: int = 2, auc_shift: float = 0.0) -> dict:
         },
         intervals=intervals,
         level=0.95,
-        gate={"decision": "passed", "reason": "AUC 0.85 >= 0.80", "champion_version": 1, "champion_auc": 0.84},
+        gate=gate or {"decision": "passed", "reason": "AUC 0.85 >= 0.80", "champion_version": 1, "champion_auc": 0.84},
         importance={"tenure": 0.6, "monthly_charges": 0.4},
         plots=["roc"],
         drift_reference={"sha256": "f00", "rows": 600},
@@ -98,3 +102,21 @@ def test_an_approver_sees_the_challenger_beside_the_champion():
     assert rows["holdout roc_auc"].count("[") == 2  # each side with its interval
     alone = side_by_side(card(2), None)
     assert "champion (none)" in alone
+
+
+def test_the_examples_human_fields_stay_with_the_example():
+    example = ModelCardSection(dataset="telco_churn", owner="team:x", intended_use="rank churn risk", seed=4)
+    assert example.for_dataset("telco_churn") == example
+    other = example.for_dataset("credit")
+    assert (other.owner, other.intended_use, other.out_of_scope_uses, other.seed) == ("", "", [], 4)
+    assert ModelCardSection(owner="team:y").for_dataset("credit").owner == "team:y"  # unset dataset: any data set
+    markdown = render_markdown(card(human=other))
+    assert "rank churn risk" not in markdown and "credit decisions" not in markdown
+    for key in ("owner", "intended_use", "intended_users", "out_of_scope_uses", "limitations", "risk_rating"):
+        assert f"not provided (params.yaml `model_card.{key}`)" in markdown, key
+
+
+def test_the_gate_line_states_the_verdict_once():
+    reason = "passed: AUC 0.8500 >= minimum 0.8000 (gate.min_auc; best single column tenure 0.7400)"
+    markdown = render_markdown(card(gate={"decision": "passed", "reason": reason}))
+    assert f"**Gate**: {reason}\n" in markdown and "passed: passed" not in markdown

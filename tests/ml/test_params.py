@@ -22,7 +22,7 @@ def test_the_shipped_file_loads_with_every_section_as_written():
             dumped = getattr(params, section).model_dump(mode="json")
             assert {k: dumped[k] for k in written} == yaml.safe_load(yaml.safe_dump(written)), section
     assert params.root == REPO and params.incoming_uri("2026-10-02") == str(REPO / "data/incoming/2026-10-02.parquet")
-    assert params.model_name == SHIPPED["registry"]["model_name"]
+    assert params.model_name == SHIPPED["dataset"]["name"]  # registry.model_name null: the dataset's name
 
 
 @pytest.mark.parametrize("section", sorted(SHIPPED))

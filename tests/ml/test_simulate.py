@@ -59,8 +59,10 @@ def test_the_price_rise_moves_the_column_and_the_churn_from_its_first_day(spec, 
 
 
 def test_bad_settings_name_the_key(spec):
-    with pytest.raises(ParamsError, match="simulation.scenario.column 'tenur' is not a numeric column"):
-        config(spec, scenario={**PARAMS["simulation"]["scenario"], "column": "tenur"})
+    # Loading params.yaml does not judge the scenario (only the example is simulated); simulating does.
+    misnamed = config(spec, scenario={**PARAMS["simulation"]["scenario"], "column": "tenur"})
+    with pytest.raises(SimulationError, match="simulation.scenario.column 'tenur' is not a numeric column.*set "):
+        simulate_day(__import__("pandas").DataFrame({"x": range(7043)}), spec, misnamed, 1)
     with pytest.raises(ParamsError, match=r"simulation.scenario.price_rise.factr: unknown key"):
         config(spec, scenario={**PARAMS["simulation"]["scenario"], "factr": 2})
     with pytest.raises(ParamsError, match=r"daily.incoming: .*must contain \{date\}"):

@@ -25,15 +25,41 @@ def test_a_row_keeps_its_side_when_rows_are_added_or_reordered(spec, telco_raw):
     pd.testing.assert_series_equal(assign_split(part, spec, fraction=0.2, seed=42), whole.loc[part.index])
 
 
-def test_with_a_timestamp_every_day_trains_and_lends_rows_to_the_holdout(spec, telco_raw):
-    """A time split would hold out the newest days whole: a retrain could not learn them."""
+def test_with_a_timestamp_the_holdout_is_the_latest_rows(spec, telco_raw):
     timed = spec.model_copy(update={"timestamp": TimestampSpec(column="seen_at")})
     frame = telco_raw.assign(seen_at=pd.date_range("2026-01-01", periods=len(telco_raw), freq="h"))
-    split = assign_split(frame, timed, fraction=0.25, seed=42)
-    by_day = split.groupby(frame["seen_at"].dt.date).agg(lambda sides: (sides == HOLDOUT).mean())
-    newest = by_day.index.max()
-    assert (split[frame["seen_at"].dt.date == newest] == TRAIN).any()
+    shuffled = frame.sample(frac=1.0, random_state=3)
+    split = assign_split(shuffled, timed, fraction=0.25, seed=42)
+    held = shuffled.loc[split == HOLDOUT, "seen_at"]
+    trained = shuffled.loc[split == TRAIN, "seen_at"]
+    assert len(held) == -(-len(frame) * 25 // 100)  # ceil(25 %)
+    assert held.min() > trained.max()  # every holdout row is later than every training row
+
+
+def test_with_a_timestamp_ties_at_the_cut_are_split_by_the_id_hash(spec, telco_raw):
+    timed = spec.model_copy(update={"timestamp": TimestampSpec(column="seen_at")})
+    frame = telco_raw.assign(seen_at=pd.Timestamp("2026-01-01"))  # one instant: the id's hash decides
+    first = assign_split(frame, timed, fraction=0.2, seed=42)
+    pd.testing.assert_series_equal(first, assign_split(frame.iloc[::-1], timed, fraction=0.2, seed=42).loc[frame.index])
+    assert not first.equals(assign_split(frame, timed, fraction=0.2, seed=43))
+
+
+def test_recent_days_split_by_their_keys_lend_every_day_to_both_sides(spec, telco_raw):
+    """A retrain's labelled days: each day trains and is judged, so a retrain learns the newest days."""
+    timed = spec.model_copy(update={"timestamp": TimestampSpec(column="seen_at")})
+    frame = telco_raw.assign(seen_at=pd.date_range("2026-01-01", periods=len(telco_raw), freq="h"))
+    day = frame["seen_at"].dt.date.astype(str)
+    split = assign_split(frame, timed, fraction=0.25, seed=42, keys=frame[spec.id.column] + "@" + day)
+    by_day = split.groupby(day).agg(lambda sides: (sides == HOLDOUT).mean())
+    assert (split[day == day.max()] == TRAIN).any()
     assert by_day.between(0.0, 0.6).all() and abs(by_day.mean() - 0.25) < 0.05
+
+
+def test_a_timestamp_that_does_not_parse_is_named(spec, telco_raw):
+    timed = spec.model_copy(update={"timestamp": TimestampSpec(column="seen_at")})
+    frame = telco_raw.head(10).assign(seen_at=["2026-01-01"] * 9 + ["soon"])
+    with pytest.raises(SplitError, match="timestamp column 'seen_at' has 1 missing or unreadable"):
+        assign_split(frame, timed, fraction=0.2, seed=1)
 
 
 @pytest.mark.parametrize("fraction", [0.0, 1.0, -0.1])

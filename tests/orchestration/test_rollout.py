@@ -179,7 +179,7 @@ def test_a_promotion_is_refused_when_the_rollout_changed(root):
         assert local(root)["registry"].champion() == 1
 
 
-def test_a_stray_log_file_and_a_labels_file_with_number_ids_are_named_and_the_bake_goes_on(
+def test_a_stray_log_file_and_a_labels_file_with_float_ids_are_named_and_the_bake_goes_on(
     root, artifacts, training_inputs
 ):
     defs = definitions(local(root))
@@ -192,12 +192,14 @@ def test_a_stray_log_file_and_a_labels_file_with_number_ids_are_named_and_the_ba
         (folder / "broken.parquet").write_text("not a parquet file")
         labels = Path(params.labels_uri(today))
         labels.parent.mkdir(parents=True, exist_ok=True)
-        pd.DataFrame({params.dataset.id.column: [1, 2], params.dataset.target.column: ["Yes", "No"]}).to_parquet(labels)
+        pd.DataFrame({params.dataset.id.column: [1.5, 2.5], params.dataset.target.column: ["Yes", "No"]}).to_parquet(
+            labels
+        )
 
         waiting = tick(defs, instance, root).skip_message
         assert "too few requests" in waiting and "ignored 2 file(s)" in waiting
         assert "broken.parquet: not a request-log Parquet file" in waiting
-        assert f"{labels}: column {params.dataset.id.column!r} is int64, not text" in waiting
+        assert f"id column {params.dataset.id.column!r} holds float64 values" in waiting
 
         serve(root, training_inputs["holdout"], artifacts, canary=3, canary_latency=4.0)
         [request] = tick(defs, instance, root).run_requests  # judged on the good files
