@@ -23,9 +23,23 @@ from pathlib import Path
 from ml import io
 from orchestration.deployments import PROJECT_ROOT, REPORTS_URL_VARIABLE, resources_for
 
+# The reports are self-contained (Evidently's page inlines its script, styles, font and plots; a model card
+# its images): a page may run its own inline script and nothing it would fetch or send anywhere.
+CONTENT_SECURITY_POLICY = (
+    "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; "
+    "img-src data:; font-src data:; form-action 'none'; base-uri 'none'; frame-ancestors 'none'"
+)
+
 
 class ReportHandler(http.server.SimpleHTTPRequestHandler):
-    """GET and HEAD of existing .html files under `directory`; anything else is a 404."""
+    """GET and HEAD of existing .html files under `directory`; anything else is a 404. Every answer
+    carries a Content-Security-Policy that keeps a page from loading or sending anything."""
+
+    def end_headers(self) -> None:
+        self.send_header("Content-Security-Policy", CONTENT_SECURITY_POLICY)
+        self.send_header("X-Content-Type-Options", "nosniff")
+        self.send_header("Referrer-Policy", "no-referrer")
+        super().end_headers()
 
     def send_head(self):
         root = Path(self.directory).resolve()

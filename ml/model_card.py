@@ -15,6 +15,7 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import html
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
@@ -231,16 +232,26 @@ def with_alias_history(card: Mapping[str, Any], history: Sequence[Mapping[str, A
 # ---- rendering ------------------------------------------------------------------------------
 
 
-def _table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> list[str]:
-    def cell(value: Any) -> str:
-        return str(value).replace("|", "\\|").replace("\n", " ")
+# What starts Markdown inline (emphasis, code, links, images, HTML, entities, table cells); `_` only at a
+# word's edge (inside a word it is no emphasis, and names keep their underscores readable).
+_INLINE = re.compile(r"[\\`*\[\]<>&!|~]|(?<![A-Za-z0-9])_|_(?![A-Za-z0-9])")
+# What opens a block (heading, quote, list, rule, ordered list) when a value starts a line.
+_BLOCK_MARK, _ORDERED = re.compile(r"^(\s*)([#>+=-])"), re.compile(r"^(\s*\d+)([.)])")
 
+
+def _md(value: Any) -> str:
+    """A value from data or a person as literal Markdown text: no markup, link, HTML or new block."""
+    text = _INLINE.sub(lambda m: "\\" + m.group(), " ".join(str(value).splitlines()))
+    return _ORDERED.sub(r"\1\\\2", _BLOCK_MARK.sub(r"\1\\\2", text))
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> list[str]:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    return lines + ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows]
+    return lines + ["| " + " | ".join(_md(v) for v in row) + " |" for row in rows]
 
 
 def _bullets(items: Sequence[str], empty: str = "not stated (params.yaml `model_card:`)") -> list[str]:
-    return [f"- {item}" for item in items] if items else [f"- {empty}"]
+    return [f"- {_md(item)}" for item in items] if items else [f"- {empty}"]
 
 
 def _money(cost: Mapping[str, Any]) -> str:
@@ -254,19 +265,21 @@ def render_markdown(card: Mapping[str, Any]) -> str:
     overview, details, data = card["model_overview"], card["model_details"], card["training_data"]
     considerations, gate, lineage = card["considerations"], card["gate"], card["lineage"]
     lines = [
-        f"# Model card: {overview['model_name']} v{overview['model_version']}",
+        f"# Model card: {_md(overview['model_name'])} v{_md(overview['model_version'])}",
         "",
-        f"{overview['model_description']}",
+        _md(overview["model_description"]),
         "",
-        f"- **Owner**: {overview['model_owner']}"
-        + (f" ({details['owners'][0]['contact']})" if details["owners"][0]["contact"] else ""),
-        f"- **Algorithm**: {overview['algorithm_type']} ({overview['problem_type']})",
-        f"- **Registered**: {details['version']['date']}",
-        f"- **Risk rating**: {card['intended_uses']['risk_rating']}",
+        f"- **Owner**: {_md(overview['model_owner'])}"
+        + (f" ({_md(details['owners'][0]['contact'])})" if details["owners"][0]["contact"] else ""),
+        f"- **Algorithm**: {_md(overview['algorithm_type'])} ({_md(overview['problem_type'])})",
+        f"- **Registered**: {_md(details['version']['date'])}",
+        f"- **Risk rating**: {_md(card['intended_uses']['risk_rating'])}",
         "",
         "## Intended use",
         "",
-        card["intended_uses"]["purpose_of_model"] or "not stated (params.yaml `model_card.intended_use`)",
+        _md(card["intended_uses"]["purpose_of_model"])
+        if card["intended_uses"]["purpose_of_model"]
+        else "not stated (params.yaml `model_card.intended_use`)",
         "",
         "**Out of scope**:",
         *_bullets([u["description"] for u in considerations["out_of_scope_uses"]]),
@@ -307,17 +320,17 @@ def render_markdown(card: Mapping[str, Any]) -> str:
             ],
         ),
         "",
-        f"**Gate**: {gate.get('decision', 'passed')}: {gate.get('reason', '')}",
+        f"**Gate**: {_md(gate.get('decision', 'passed'))}: {_md(gate.get('reason', ''))}",
         "",
         "**Previous champion**: "
         + (
-            f"v{gate['champion_version']} (AUC {gate['champion_auc']:.4f} on {gate.get('compared_on', 'the holdout')})"
+            f"v{_md(gate['champion_version'])} (AUC {gate['champion_auc']:.4f} on {_md(gate.get('compared_on', 'the holdout'))})"
             if gate.get("champion_version") is not None and gate.get("champion_auc") is not None
             else "none (first champion)"
         ),
         "",
         "Plots (with the version's MLflow run, `plots/`): "
-        + (", ".join(g["name"] for g in card["quantitative_analysis"]["graphics"]["collection"]) or "none"),
+        + (", ".join(_md(g["name"]) for g in card["quantitative_analysis"]["graphics"]["collection"]) or "none"),
         "",
         "## Features (importance share)",
         "",
@@ -325,11 +338,11 @@ def render_markdown(card: Mapping[str, Any]) -> str:
         "",
         "## Drift reference",
         "",
-        f"{card['drift_reference'].get('rows', '?')} rows, sha256 `{card['drift_reference'].get('sha256', '')}`",
+        f"{_md(card['drift_reference'].get('rows', '?'))} rows, sha256 {_md(card['drift_reference'].get('sha256', ''))}",
         "",
         "## Lineage",
         "",
-        *_table(["", ""], [[k, f"`{v}`"] for k, v in lineage.items()]),
+        *_table(["", ""], list(lineage.items())),
         "",
         "## Alias history",
         "",
@@ -360,7 +373,7 @@ def render_markdown(card: Mapping[str, Any]) -> str:
 def _cost_lines(cost: Mapping[str, Any]) -> list[str]:
     lines = ["## Cost", ""]
     training, scoring = cost.get("training") or {}, cost.get("scoring") or {}
-    lines.append(f"- **Training run**: {_money(training)}" + (f" ({training['basis']})" if training else ""))
+    lines.append(f"- **Training run**: {_money(training)}" + (f" ({_md(training['basis'])})" if training else ""))
     if scoring:
         lines.append(f"- **Scoring runs so far**: {scoring['runs']} runs, {_money(scoring)}")
     calendar = cost.get("calendar")
