@@ -1,5 +1,10 @@
 """The alert notifier: a JSON POST to a webhook (Slack incoming-webhook compatible: {"text": ...}).
 
+Every message is sent as plain text: `&`, `<` and `>` are escaped as Slack's rules ask, so a reason,
+a user name or a column name cannot mention `<!channel>`, draw a link `<url|text>` or open a user's
+profile (`<@U123>`); `@channel`, `@here`, `@all` and `@everyone` (the mentions Mattermost and Discord
+webhooks read in plain text) get a word joiner after the `@`, so they stay text there too.
+
 The URL is a secret (a Slack webhook URL is its own credential), so it comes from the environment
 only (KEEL_ALERT_WEBHOOK_URL) and never appears in a message, a log line or an error. Unset, alerts
 are off: the sensors write them to their tick log instead.
@@ -9,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import time
 import urllib.error
 import urllib.request
@@ -31,9 +37,18 @@ def run_link(run_id: str, environ: Mapping[str, str] | None = None) -> str:
     return f" {base}/runs/{run_id}" if base else ""
 
 
+_MENTION = re.compile(r"@(?=(?:channel|here|all|everyone)\b)", re.IGNORECASE)
+
+
+def plain_text(text: str) -> str:
+    """`text` as a chat webhook shows it literally: Slack's escapes, and no broadcast mention."""
+    escaped = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    return _MENTION.sub("@\u2060", escaped)
+
+
 def post(url: str, text: str, attempts: int = 3, timeout: float = 10.0) -> None:
-    """POST {"text": text}; a refused or failed delivery is tried `attempts` times, then raises."""
-    body = json.dumps({"text": text}).encode()
+    """POST {"text": text} as plain text; a refused or failed delivery is tried `attempts` times, then raises."""
+    body = json.dumps({"text": plain_text(text)}).encode()
     problem = ""
     for attempt in range(attempts):
         request = urllib.request.Request(url, data=body, headers={"Content-Type": "application/json"}, method="POST")
