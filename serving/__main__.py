@@ -40,7 +40,7 @@ def build_app(project_dir: Path):
         flush_seconds=params.serving.log_flush_seconds,
         flush_rows=params.serving.log_flush_rows,
     )
-    return create_app(ServerParts(params.dataset, poller, log, params.model_name))
+    return create_app(ServerParts(params.dataset, poller, log, params.model_name, params.serving.limits))
 
 
 def main(argv: list[str] | None = None) -> int:
