@@ -1,5 +1,5 @@
-"""Runs that die free what they hold: a run SIGKILLed while holding the alias pool's slot is failed by run
-monitoring (the instance's launcher checks its process), and the next alias move clears the slot by
+"""Runs that die free what they hold: a run SIGKILLed while holding the alias pool's slot is failed at the
+next tick of fail_dead_runs and its slot freed by run monitoring, and the next alias move clears the slot by
 itself; a move behind a live holder waits asleep, stops on SIGTERM, and gives up naming the holder.
 
 Each run executes in a process of its own against a real instance (a temporary DAGSTER_HOME with the
@@ -19,8 +19,10 @@ from pathlib import Path
 import dagster as dg
 import psutil
 import pytest
-from dagster._daemon.monitoring.run_monitoring import execute_run_monitoring_iteration
+from dagster._core.test_utils import freeze_time
+from dagster._daemon.monitoring.concurrency import execute_concurrency_slots_iteration
 
+from orchestration.dead_runs import fail_dead_runs
 from resources.registry import ALIAS_POOL
 from tests.conftest import REPO, write_dagster_home
 
@@ -97,33 +99,32 @@ def alias_slot_runs(instance: dg.DagsterInstance) -> set[str]:
     return instance.event_log_storage.get_concurrency_info(ALIAS_POOL).active_run_ids
 
 
-class MonitoringContext:
-    """What the daemon's monitoring iteration asks of its workspace: the instance (a STARTED run's
-    health is the launcher's business; the workspace would only be used to resume a run, which the
-    instance does not do)."""
+class DaemonContext:
+    """What the daemon's monitoring passes ask of their workspace: the instance."""
 
     def __init__(self, instance: dg.DagsterInstance):
         self.instance = instance
 
-    def create_request_context(self):
-        return None
 
-
-def test_run_monitoring_fails_a_run_killed_holding_the_alias_slot(home, tmp_path):
+def test_a_run_killed_holding_the_alias_slot_is_failed_within_a_tick_and_its_slot_freed(home, tmp_path):
     holder = start_mover(home, tmp_path / "holder", wait=60, hold=3600)
     run_id = holding(holder, tmp_path / "holder")
     with dg.DagsterInstance.from_config(home) as instance:
         assert instance.get_run_by_id(run_id).status == dg.DagsterRunStatus.STARTED
-        list(execute_run_monitoring_iteration(MonitoringContext(instance), logging.getLogger("monitoring")))
-        assert instance.get_run_by_id(run_id).status == dg.DagsterRunStatus.STARTED  # alive: left alone
+        alive = fail_dead_runs(dg.build_sensor_context(instance=instance))
+        assert "alive" in alive.skip_message and instance.get_run_by_id(run_id).status == dg.DagsterRunStatus.STARTED
         kill(holder)
-        # The daemon's own monitoring pass (every poll_interval_seconds under `make ui`).
-        list(execute_run_monitoring_iteration(MonitoringContext(instance), logging.getLogger("monitoring")))
-        run = instance.get_run_by_id(run_id)
-        assert run.status == dg.DagsterRunStatus.FAILURE
+        # The sensor's tick under the daemon (every minute), then the daemon's concurrency pass.
+        ticked = fail_dead_runs(dg.build_sensor_context(instance=instance))
+        assert run_id in ticked.skip_message
+        assert instance.get_run_by_id(run_id).status == dg.DagsterRunStatus.FAILURE
         [failure] = instance.all_logs(run_id, of_type=dg.DagsterEventType.RUN_FAILURE)
         assert f"pid {holder.pid}) no longer exists" in failure.dagster_event.message
-        assert run_id in alias_slot_runs(instance)  # the concurrency pass frees it a minute after the failure
+        assert run_id in alias_slot_runs(instance)
+        later = time.time() + instance.run_monitoring_settings["free_slots_after_run_end_seconds"] + 5
+        with freeze_time(later):
+            list(execute_concurrency_slots_iteration(DaemonContext(instance), logging.getLogger("daemon")))
+        assert alias_slot_runs(instance) == set()
 
 
 def test_a_move_behind_a_killed_run_clears_its_slot_without_the_daemon(home, tmp_path):

@@ -17,8 +17,6 @@ def test_run_monitoring_is_on_so_killed_runs_do_not_stay_started(tmp_path):
         assert instance.run_monitoring_max_runtime_seconds == 6 * 3600
         assert instance.run_monitoring_settings["poll_interval_seconds"] == 60
         assert instance.run_monitoring_settings["free_slots_after_run_end_seconds"] == 60
-        # The launcher checks each STARTED run's process, so monitoring fails a killed run at its next poll.
-        assert instance.run_launcher.supports_check_run_worker_health
 
 
 def test_every_alias_move_is_in_one_pool_of_one(tmp_path):
