@@ -4,6 +4,7 @@ Text goes into HTML through `html.escape`; JSON goes into a `<script>` block thr
 which escapes what could end the block or start markup (`<`, `>`, `&`) and the two line separators
 that old JavaScript parsers read as line ends. `safe_evidently_page` applies it to Evidently's page,
 whose data block embeds the report's JSON (column names and category values among it) as it is.
+Text goes into Markdown (a model card, a summary in the Dagster UI) through `markdown_text`.
 """
 
 from __future__ import annotations
@@ -54,3 +55,16 @@ def safe_evidently_page(page: str) -> str:
         f"    var additional_graphs_{start.group(1)} = {script_json(graphs)};\n</script>"
     )
     return page[: start.start()] + block + page[close.end() :]
+
+
+# What starts Markdown inline (emphasis, code, links, images, HTML, entities, table cells); `_` only at a
+# word's edge (inside a word it is no emphasis, and names keep their underscores readable).
+_INLINE = re.compile(r"[\\`*\[\]<>&!|~]|(?<![A-Za-z0-9])_|_(?![A-Za-z0-9])")
+# What opens a block (heading, quote, list, rule, ordered list) when a value starts a line.
+_BLOCK_MARK, _ORDERED = re.compile(r"^(\s*)([#>+=-])"), re.compile(r"^(\s*\d+)([.)])")
+
+
+def markdown_text(value: Any) -> str:
+    """A value from data or a person as literal Markdown text: no markup, link, HTML or new block."""
+    text = _INLINE.sub(lambda m: "\\" + m.group(), " ".join(str(value).splitlines()))
+    return _ORDERED.sub(r"\1\\\2", _BLOCK_MARK.sub(r"\1\\\2", text))

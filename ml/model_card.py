@@ -15,7 +15,6 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import html
-import re
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
@@ -24,6 +23,7 @@ from markdown_it import MarkdownIt
 from pydantic import BaseModel, ConfigDict, Field
 
 from ml.evaluation import binary_metrics
+from ml.html_safety import markdown_text as _md
 
 CARD_VERSION = 1
 # Holdout metrics with a bootstrap interval; the others are derived or fixed.
@@ -230,19 +230,6 @@ def with_alias_history(card: Mapping[str, Any], history: Sequence[Mapping[str, A
 
 
 # ---- rendering ------------------------------------------------------------------------------
-
-
-# What starts Markdown inline (emphasis, code, links, images, HTML, entities, table cells); `_` only at a
-# word's edge (inside a word it is no emphasis, and names keep their underscores readable).
-_INLINE = re.compile(r"[\\`*\[\]<>&!|~]|(?<![A-Za-z0-9])_|_(?![A-Za-z0-9])")
-# What opens a block (heading, quote, list, rule, ordered list) when a value starts a line.
-_BLOCK_MARK, _ORDERED = re.compile(r"^(\s*)([#>+=-])"), re.compile(r"^(\s*\d+)([.)])")
-
-
-def _md(value: Any) -> str:
-    """A value from data or a person as literal Markdown text: no markup, link, HTML or new block."""
-    text = _INLINE.sub(lambda m: "\\" + m.group(), " ".join(str(value).splitlines()))
-    return _ORDERED.sub(r"\1\\\2", _BLOCK_MARK.sub(r"\1\\\2", text))
 
 
 def _table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> list[str]:

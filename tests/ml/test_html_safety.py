@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from ml.html_safety import PageLayoutError, safe_evidently_page, script_json
+from ml.html_safety import PageLayoutError, markdown_text, safe_evidently_page, script_json
 
 HOSTILE = "</script><script>alert(1)</script> & <!-- \u2028\u2029"
 
@@ -43,3 +43,20 @@ def test_the_data_block_is_read_as_json_and_written_back_escaped():
 def test_a_page_laid_out_otherwise_is_refused(changed):
     with pytest.raises(PageLayoutError):
         safe_evidently_page(changed)
+
+
+@pytest.mark.parametrize(
+    ("value", "rendered"),
+    [
+        ("telco_churn", "<p>telco_churn</p>"),
+        ("[x](javascript:alert(1)) ![i](http://e/p.png)", "<p>[x](javascript:alert(1)) ![i](http://e/p.png)</p>"),
+        ("<b>b</b> &amp; *e* `c` _u_", "<p>&lt;b&gt;b&lt;/b&gt; &amp;amp; *e* `c` _u_</p>"),
+        ("# heading", "<p># heading</p>"),
+        ("1. item", "<p>1. item</p>"),
+        ("- item\n> quote", "<p>- item &gt; quote</p>"),
+    ],
+)
+def test_markdown_text_renders_as_the_text_itself(value, rendered):
+    from markdown_it import MarkdownIt
+
+    assert MarkdownIt("commonmark").render(markdown_text(value)).strip() == rendered
