@@ -15,6 +15,7 @@ import ml.predictor
 from assets.partitions import DAILY
 from assets.records import ScoredDay
 from ml.fingerprint import code_version
+from ml.html_safety import markdown_text
 from ml.predictor import Predictor
 from resources import layout
 from resources.params import ParamsResource
@@ -79,7 +80,7 @@ def columns_table(result: ml.drift.DriftResult) -> dg.TableMetadataValue:
 def summary(result: ml.drift.DriftResult, day: str, version: int) -> str:
     """A few short lines (the UI shows markdown metadata in a narrow column, without wrapping code)."""
     prediction = result.prediction
-    drifted = ", ".join(f"`{c}`" for c in result.drifted_columns) or "none"
+    drifted = ", ".join(markdown_text(c) for c in result.drifted_columns) or "none"  # names from the data
     compare = "≥" if result.drift_share >= result.drift_share_threshold else "<"
     return "\n".join(
         [

@@ -25,6 +25,7 @@ from ml.drift import reference_profile
 from ml.gate import GateDecision
 from ml.params import Params
 from ml.predictor import Predictor
+from resources.alias_slot import alias_slot
 from resources.model_cards import publish_card, read_card
 from resources.params import ParamsResource
 from resources.registry import (
@@ -168,7 +169,7 @@ def _missing_alias_error(name: str, version: int, alias: str, error: Exception, 
     group_name="registry",
     kinds={"mlflow"},
     owners=["team:ml-platform"],
-    pool=ALIAS_POOL,
+    op_tags={"keel/pool": ALIAS_POOL},
     description=(
         "The MLflow model version made from a candidate that passed evaluation_gate, tagged with "
         "its lineage (data version, code version, git commit, metrics, Dagster run id, artifact "
@@ -178,6 +179,17 @@ def _missing_alias_error(name: str, version: int, alias: str, error: Exception, 
     ),
 )
 def registered_model(
+    context: dg.AssetExecutionContext,
+    candidate_model: Candidate,
+    params: ParamsResource,
+    storage: ArtifactStore,
+    registry: ModelRegistry,
+) -> dg.MaterializeResult:
+    with alias_slot(context):  # one alias move at a time, across every run of the instance
+        return _register(context, candidate_model, params, storage, registry)
+
+
+def _register(
     context: dg.AssetExecutionContext,
     candidate_model: Candidate,
     params: ParamsResource,

@@ -23,9 +23,23 @@ from pathlib import Path
 from ml import io
 from orchestration.deployments import PROJECT_ROOT, REPORTS_URL_VARIABLE, resources_for
 
+# The reports carry their styles, font, plots and images inline; a drift page loads Evidently's script from
+# beside it (one shared file): a page may run that script and its own inline one, and fetch or send nothing.
+CONTENT_SECURITY_POLICY = (
+    "default-src 'none'; script-src 'self' 'unsafe-inline'; style-src 'unsafe-inline'; "
+    "img-src data:; font-src data:; form-action 'none'; base-uri 'none'; frame-ancestors 'none'"
+)
+
 
 class ReportHandler(http.server.SimpleHTTPRequestHandler):
-    """GET and HEAD of existing .html and .js files under `directory`; anything else is a 404."""
+    """GET and HEAD of existing .html and .js files under `directory`; anything else is a 404. Every answer
+    carries a Content-Security-Policy that keeps a page from loading or sending anything."""
+
+    def end_headers(self) -> None:
+        self.send_header("Content-Security-Policy", CONTENT_SECURITY_POLICY)
+        self.send_header("X-Content-Type-Options", "nosniff")
+        self.send_header("Referrer-Policy", "no-referrer")
+        super().end_headers()
 
     def send_head(self):
         root = Path(self.directory).resolve()

@@ -24,6 +24,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 
 from ml.drift_calibration import MEANING, calibrate, score
+from ml.html_safety import safe_evidently_page
 from ml.sample import id_hashes, smallest
 from ml.spec import DatasetSpec, token_key
 
@@ -337,7 +338,8 @@ def drift_report(
         current_data=Dataset.from_pandas(cur_frame[[*tested, PREDICTION]], data_definition=definition),
         reference_data=Dataset.from_pandas(ref_frame[[*tested, PREDICTION]], data_definition=definition),
     )
-    result.html = explained_html(snapshot.get_html_str(as_iframe=False), result)
+    # Evidently embeds the data (column names, category values) in a <script> block as it is.
+    result.html = explained_html(safe_evidently_page(snapshot.get_html_str(as_iframe=False)), result)
     return result
 
 

@@ -23,6 +23,7 @@ from markdown_it import MarkdownIt
 from pydantic import BaseModel, ConfigDict, Field
 
 from ml.evaluation import binary_metrics
+from ml.html_safety import markdown_text as _md
 
 CARD_VERSION = 1
 # Holdout metrics with a bootstrap interval; the others are derived or fixed.
@@ -248,11 +249,8 @@ def with_alias_history(card: Mapping[str, Any], history: Sequence[Mapping[str, A
 
 
 def _table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> list[str]:
-    def cell(value: Any) -> str:
-        return str(value).replace("|", "\\|").replace("\n", " ")
-
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    return lines + ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows]
+    return lines + ["| " + " | ".join(_md(v) for v in row) + " |" for row in rows]
 
 
 def _not_provided(key: str) -> str:
@@ -260,7 +258,7 @@ def _not_provided(key: str) -> str:
 
 
 def _bullets(items: Sequence[str], key: str) -> list[str]:
-    return [f"- {item}" for item in items] if items else [f"- {_not_provided(key)}"]
+    return [f"- {_md(item)}" for item in items] if items else [f"- {_not_provided(key)}"]
 
 
 def _money(cost: Mapping[str, Any]) -> str:
@@ -285,20 +283,22 @@ def render_markdown(card: Mapping[str, Any]) -> str:
     overview, details, data = card["model_overview"], card["model_details"], card["training_data"]
     considerations, gate, lineage = card["considerations"], card["gate"], card["lineage"]
     lines = [
-        f"# Model card: {overview['model_name']} v{overview['model_version']}",
+        f"# Model card: {_md(overview['model_name'])} v{_md(overview['model_version'])}",
         "",
-        f"{overview['model_description']}",
+        _md(overview["model_description"]),
         "",
-        f"- **Owner**: {overview['model_owner'] or _not_provided('owner')}"
-        + (f" ({details['owners'][0]['contact']})" if details["owners"][0]["contact"] else ""),
-        f"- **Algorithm**: {overview['algorithm_type']} ({overview['problem_type']})",
-        f"- **Registered**: {details['version']['date']}",
-        f"- **Risk rating**: {card['intended_uses']['risk_rating']}"
+        f"- **Owner**: {_md(overview['model_owner']) if overview['model_owner'] else _not_provided('owner')}"
+        + (f" ({_md(details['owners'][0]['contact'])})" if details["owners"][0]["contact"] else ""),
+        f"- **Algorithm**: {_md(overview['algorithm_type'])} ({_md(overview['problem_type'])})",
+        f"- **Registered**: {_md(details['version']['date'])}",
+        f"- **Risk rating**: {_md(card['intended_uses']['risk_rating'])}"
         + (f": {_not_provided('risk_rating')}" if card["intended_uses"]["risk_rating"] == "Unknown" else ""),
         "",
         "## Intended use",
         "",
-        card["intended_uses"]["purpose_of_model"] or _not_provided("intended_use"),
+        _md(card["intended_uses"]["purpose_of_model"])
+        if card["intended_uses"]["purpose_of_model"]
+        else _not_provided("intended_use"),
         "",
         "**Intended users**:",
         *_bullets([u["description"] for u in considerations["users"]], "intended_users"),
@@ -342,17 +342,17 @@ def render_markdown(card: Mapping[str, Any]) -> str:
             ],
         ),
         "",
-        f"**Gate**: {_gate_line(gate)}",
+        f"**Gate**: {_md(_gate_line(gate))}",
         "",
         "**Previous champion**: "
         + (
-            f"v{gate['champion_version']} (AUC {gate['champion_auc']:.4f} on {gate.get('compared_on', 'the holdout')})"
+            f"v{_md(gate['champion_version'])} (AUC {gate['champion_auc']:.4f} on {_md(gate.get('compared_on', 'the holdout'))})"
             if gate.get("champion_version") is not None and gate.get("champion_auc") is not None
             else "none (first champion)"
         ),
         "",
         "Plots (with the version's MLflow run, `plots/`): "
-        + (", ".join(g["name"] for g in card["quantitative_analysis"]["graphics"]["collection"]) or "none"),
+        + (", ".join(_md(g["name"]) for g in card["quantitative_analysis"]["graphics"]["collection"]) or "none"),
         "",
         "## Features (importance share)",
         "",
@@ -360,11 +360,11 @@ def render_markdown(card: Mapping[str, Any]) -> str:
         "",
         "## Drift reference",
         "",
-        f"{card['drift_reference'].get('rows', '?')} rows, sha256 `{card['drift_reference'].get('sha256', '')}`",
+        f"{_md(card['drift_reference'].get('rows', '?'))} rows, sha256 {_md(card['drift_reference'].get('sha256', ''))}",
         "",
         "## Lineage",
         "",
-        *_table(["", ""], [[k, f"`{v}`"] for k, v in lineage.items()]),
+        *_table(["", ""], list(lineage.items())),
         "",
         "## Alias history",
         "",
@@ -395,7 +395,7 @@ def render_markdown(card: Mapping[str, Any]) -> str:
 def _cost_lines(cost: Mapping[str, Any]) -> list[str]:
     lines = ["## Cost", ""]
     training, scoring = cost.get("training") or {}, cost.get("scoring") or {}
-    lines.append(f"- **Training run**: {_money(training)}" + (f" ({training['basis']})" if training else ""))
+    lines.append(f"- **Training run**: {_money(training)}" + (f" ({_md(training['basis'])})" if training else ""))
     if scoring:
         lines.append(f"- **Scoring runs so far**: {scoring['runs']} runs, {_money(scoring)}")
     calendar = cost.get("calendar")

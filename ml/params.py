@@ -222,6 +222,18 @@ class RolloutSection(_Section):
         return value
 
 
+class RequestLimits(_Section):
+    """What one `POST /predict` may carry: beyond, it is refused (413, or 422 for an id) before any work."""
+
+    max_body_bytes: int = Field(
+        default=1_000_000, ge=1024, description="The request body's size; 1,000 rows of the example data take ~0.46 MB."
+    )
+    max_rows: int = Field(default=1000, ge=1, description="Rows in one request.")
+    max_request_id_chars: int = Field(
+        default=128, ge=1, description="A request id's length (a row's request_id or id, or the X-Request-ID header)."
+    )
+
+
 class ServingSection(_Section):
     """The real-time endpoint (serving/): where it listens, how often it looks for new models, its request log."""
 
@@ -242,6 +254,7 @@ class ServingSection(_Section):
         description="The spool's bound; beyond it rows wait in memory, then are dropped (counted).",
     )
     rollout: RolloutSection = Field(default_factory=RolloutSection)
+    limits: RequestLimits = Field(default_factory=RequestLimits)
 
 
 class Params(_Section):

@@ -15,6 +15,7 @@ from assets.raw_data import raw_data
 from assets.registered_model import registered_model
 from assets.served_requests import served_requests
 from assets.training_set import training_set
+from orchestration.dead_runs import DEAD_RUN_SENSORS
 from orchestration.deployments import resources_for
 from orchestration.jobs import JOBS
 from orchestration.rollout import ROLLOUT_JOBS
@@ -46,7 +47,7 @@ def definitions(resources: dict) -> dg.Definitions:
         asset_checks=CHECKS,
         jobs=[*JOBS, *ROLLOUT_JOBS],
         schedules=SCHEDULES,
-        sensors=[*SENSORS, *ROLLOUT_SENSORS],
+        sensors=[*SENSORS, *ROLLOUT_SENSORS, *DEAD_RUN_SENSORS],
         resources=resources,
         # Steps share one process: the heavy work runs in subprocesses or cloud jobs (Pipes), and on a
         # laptop a process per step would pay Dagster's and GX's import time again for every step.

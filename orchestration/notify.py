@@ -1,5 +1,10 @@
 """The alert notifier: a JSON POST to a webhook (Slack incoming-webhook compatible: {"text": ...}).
 
+Every message is sent as plain text: `&`, `<` and `>` are escaped as Slack's rules ask, so a reason,
+a user name or a column name cannot mention `<!channel>`, draw a link `<url|text>` or open a user's
+profile (`<@U123>`); `@channel`, `@here`, `@all` and `@everyone` (the mentions Mattermost and Discord
+webhooks read in plain text) get a word joiner after the `@`, so they stay text there too.
+
 The URL is a secret (a Slack webhook URL is its own credential), so it comes from the environment
 only (KEEL_ALERT_WEBHOOK_URL) and never appears in a message, a log line or an error. Unset, alerts
 are off: the sensors write them to their tick log instead.
@@ -16,6 +21,7 @@ import hashlib
 import http.client
 import json
 import os
+import re
 import socket
 import threading
 import time
@@ -38,6 +44,15 @@ def webhook_url(environ: Mapping[str, str] | None = None) -> str | None:
 def run_link(run_id: str, environ: Mapping[str, str] | None = None) -> str:
     base = (os.environ if environ is None else environ).get(UI_VARIABLE, "").rstrip("/")
     return f" {base}/runs/{run_id}" if base else ""
+
+
+_MENTION = re.compile(r"@(?=(?:channel|here|all|everyone)\b)", re.IGNORECASE)
+
+
+def plain_text(text: str) -> str:
+    """`text` as a chat webhook shows it literally: Slack's escapes, and no broadcast mention."""
+    escaped = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    return _MENTION.sub("@\u2060", escaped)
 
 
 DEADLINE_SECONDS = 5.0  # the whole delivery, every attempt included: a sensor tick never waits longer
@@ -106,7 +121,7 @@ def post(url: str, text: str, attempts: int = 3, deadline: float = DEADLINE_SECO
     Returns "delivered", or "unanswered" when the whole request reached the webhook but its answer did
     not come in time: it was most likely taken, so it is not sent again (each alert goes out once).
     """
-    body = json.dumps({"text": text}).encode()
+    body = json.dumps({"text": plain_text(text)}).encode()
     end = time.monotonic() + deadline
     problem = "could not be reached"
     for attempt in range(attempts):

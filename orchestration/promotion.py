@@ -6,7 +6,8 @@
 Each move is compare-and-set in the registry and is recorded twice: as an MLflow registered-model
 tag and as a materialization of `registered_model` in Dagster, with when, what, from, to, why and
 who (as far as Dagster knows: see launched_by). The target must download, verify and load first.
-Both ops share the alias pool with registration, so one Dagster deployment moves one alias at a time.
+Both ops take the alias pool's slot as registration does (resources/alias_slot.py), so one Dagster
+deployment moves one alias at a time; a run that died holding the slot does not block them.
 A rollback onto the version under canary or shadow is refused (the bake would judge it against itself):
 end the rollout first.
 
@@ -21,6 +22,7 @@ from pydantic import Field
 from assets.cards import refresh_card
 from assets.registered_model import alias_move_metadata, launched_by, load_predictor, registered_model
 from ml.model_card import side_by_side
+from resources.alias_slot import alias_slot
 from resources.model_cards import read_card
 from resources.registry import (
     ALIAS_POOL,
@@ -34,7 +36,7 @@ from resources.registry import (
 from resources.storage import ArtifactStore
 from serving.state import read_state
 
-# A promotion takes seconds; run monitoring fails a run stuck longer, which frees the alias pool.
+# A promotion takes seconds; run monitoring fails a run stuck longer, which frees the alias slot.
 PROMOTION_TAGS = {"dagster/max_runtime": "900"}
 
 
@@ -105,9 +107,16 @@ def compare_cards(registry: ModelRegistry, name: str, version: int, champion: in
 @dg.op(
     description="Show the challenger's model card beside the champion's, then move `champion` to the challenger "
     "(or a given version), compare-and-set.",
-    pool=ALIAS_POOL,
+    tags={"keel/pool": ALIAS_POOL},
 )
 def approve_challenger(
+    context: dg.OpExecutionContext, config: ApproveConfig, registry: ModelRegistry, storage: ArtifactStore
+) -> None:
+    with alias_slot(context):
+        _approve(context, config, registry, storage)
+
+
+def _approve(
     context: dg.OpExecutionContext, config: ApproveConfig, registry: ModelRegistry, storage: ArtifactStore
 ) -> None:
     name = registry.model_name
@@ -137,8 +146,15 @@ def rollout_of(storage: ArtifactStore, registry: ModelRegistry) -> tuple[int, st
     return state.challenger_version, f"{state.mode} since {state.since.isoformat()} (rollout.json)"
 
 
-@dg.op(description="Move `champion` back to the version it replaced, compare-and-set.", pool=ALIAS_POOL)
+@dg.op(description="Move `champion` back to the version it replaced, compare-and-set.", tags={"keel/pool": ALIAS_POOL})
 def rollback_champion(
+    context: dg.OpExecutionContext, config: RollbackConfig, registry: ModelRegistry, storage: ArtifactStore
+) -> None:
+    with alias_slot(context):
+        _rollback(context, config, registry, storage)
+
+
+def _rollback(
     context: dg.OpExecutionContext, config: RollbackConfig, registry: ModelRegistry, storage: ArtifactStore
 ) -> None:
     name = registry.model_name

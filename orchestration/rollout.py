@@ -29,6 +29,7 @@ from ml.io import exists
 from ml.models import ModelError
 from ml.predictor import Predictor
 from orchestration.promotion import PROMOTION_TAGS, _move, _record
+from resources.alias_slot import alias_slot
 from resources.params import ParamsResource
 from resources.registry import (
     ALIAS_POOL,
@@ -90,8 +91,20 @@ def _apply(endpoint: Endpoint, state: RolloutState, storage, registry, champion:
     )
 
 
-@dg.op(description="Make `challenger` the version and start its canary or shadow.", pool=ALIAS_POOL)
+@dg.op(description="Make `challenger` the version and start its canary or shadow.", tags={"keel/pool": ALIAS_POOL})
 def start_rollout(
+    context: dg.OpExecutionContext,
+    config: StartCanaryConfig,
+    params: ParamsResource,
+    storage: ArtifactStore,
+    registry: ModelRegistry,
+    endpoint: Endpoint,
+) -> None:
+    with alias_slot(context):  # one alias move at a time; a dead holder does not block it
+        _start_rollout(context, config, params, storage, registry, endpoint)
+
+
+def _start_rollout(
     context: dg.OpExecutionContext,
     config: StartCanaryConfig,
     params: ParamsResource,
@@ -176,9 +189,21 @@ def _retire(
 
 
 @dg.op(
-    description="Promote or roll back the challenger the bake judged, and serve the champion alone.", pool=ALIAS_POOL
+    description="Promote or roll back the challenger the bake judged, and serve the champion alone.",
+    tags={"keel/pool": ALIAS_POOL},
 )
 def conclude(
+    context: dg.OpExecutionContext,
+    config: ConcludeConfig,
+    storage: ArtifactStore,
+    registry: ModelRegistry,
+    endpoint: Endpoint,
+) -> None:
+    with alias_slot(context):
+        _conclude(context, config, storage, registry, endpoint)
+
+
+def _conclude(
     context: dg.OpExecutionContext,
     config: ConcludeConfig,
     storage: ArtifactStore,

@@ -42,7 +42,7 @@ def build_app(project_dir: Path):
         spool_dir=project_dir / params.serving.log_spool_dir,
         spool_max_mb=params.serving.log_spool_max_mb,
     )
-    return create_app(ServerParts(params.dataset, poller, log, params.model_name))
+    return create_app(ServerParts(params.dataset, poller, log, params.model_name, params.serving.limits))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -3,13 +3,16 @@
     POST /predict  {"rows": [{<the spec's columns without the target>, "request_id": "optional"}, ...]}
              200   {"predictions": [{"request_id": ..., "score": 0.27, "model_version": 3}, ...]}
              422   {"error": "row 0: column 'tenure': value 'abc' is not a number", "problems": [...]}
+             413   {"error": "... more than serving.limits.max_rows (1000) ..."}: the body or the rows beyond
+                   params.yaml serving.limits (a request id beyond its limit is a 422 of its row)
     GET /health    200 once a verified champion is loaded ("ok", or "degraded" with the reasons), else 503
     GET /metadata  the served versions, their manifest sha256, the traffic split and since when
 
 A row's request id is its `request_id`, else the `X-Request-ID` header (`<header>-<row>` in a batch),
 else a fresh one; it picks the row's arm (serving/routing.py). Every row is logged once per arm
 that scored it (serving/request_log.py). The request path does only what differs per request:
-parse JSON, check the rows, hand them to the scorer (serving/scoring.py) and await the scores.
+parse JSON, check the rows, hand them to the scorer (serving/scoring.py) and await the scores;
+a large body is parsed and checked on a worker thread, so /health never waits behind it.
 """
 
 from __future__ import annotations
@@ -20,21 +23,23 @@ import datetime as dt
 import time
 import uuid
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import orjson
 from fastapi import FastAPI, Request, Response
 
+from ml.params import RequestLimits
 from ml.spec import DatasetSpec
 from serving.models import LoadedModel, ModelPoller, Serving
 from serving.request_log import RequestLog
 from serving.routing import CANARY, CHAMPION, SHADOW, served_arm
 from serving.scoring import Job, Scorer
-from serving.validation import REQUEST_ID, RequestError, RowValidator
+from serving.validation import REQUEST_ID, LimitError, RequestError, RowValidator, shown
 
 REQUEST_ID_HEADER = "x-request-id"
+INLINE_BODY_BYTES = 64 * 1024  # a body up to this size is parsed on the event loop (~100 us); larger ones on a thread
 
 
 @dataclass(frozen=True)
@@ -45,18 +50,20 @@ class ServerParts:
     poller: ModelPoller
     request_log: RequestLog
     model_name: str
+    limits: RequestLimits = field(default_factory=RequestLimits)
 
 
 def _json(status: int, document: Any) -> Response:
     return Response(content=orjson.dumps(document), status_code=status, media_type="application/json")
 
 
-def _request_ids(rows: list[Any], header: str | None) -> list[str]:
+def _request_ids(rows: list[Any], header: str | None, max_chars: int) -> list[str]:
     ids = []
     for i, row in enumerate(rows):
         given = row.get(REQUEST_ID) if isinstance(row, dict) else None
         if given:
-            ids.append(given)
+            # A refused row is still logged: an id beyond the limit only by its start.
+            ids.append(given[:max_chars] if isinstance(given, str) else given)
         elif header:
             ids.append(header if len(rows) == 1 else f"{header}-{i}")
         else:
@@ -71,8 +78,32 @@ def _model_info(model: LoadedModel | None) -> dict[str, Any] | None:
     return info | ({"note": model.note} if model.note else {})
 
 
+class BodyTooLarge(Exception):
+    pass
+
+
+async def _body(request: Request, limit: int) -> bytes:
+    """The request body, read only up to `limit` bytes: a larger one raises BodyTooLarge before it is all read."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise BodyTooLarge(int(declared))
+    chunks, size = [], 0
+    async for chunk in request.stream():  # a chunked body has no length to check first
+        size += len(chunk)
+        if size > limit:
+            raise BodyTooLarge(size)
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+async def _maybe_off_loop(big: bool, work: Any, *args: Any) -> Any:
+    """`work(*args)` on a worker thread when the request is big, else here (a thread hop costs more than small work)."""
+    return await asyncio.to_thread(work, *args) if big else work(*args)
+
+
 def create_app(parts: ServerParts) -> FastAPI:
-    validator = RowValidator(parts.spec)
+    limits = parts.limits
+    validator = RowValidator(parts.spec, limits)
     poller, request_log = parts.poller, parts.request_log
     scorer: Scorer | None = None
 
@@ -135,16 +166,38 @@ def create_app(parts: ServerParts) -> FastAPI:
         if serving is None:
             return _json(503, {"error": f"no verified model is loaded yet ({poller.last_error or 'loading'})"})
         try:
-            document = orjson.loads(await request.body())
+            body = await _body(request, limits.max_body_bytes)
+        except BodyTooLarge as error:
+            return _json(
+                413,
+                {
+                    "error": f"the body ({error.args[0]} bytes, or more) is larger than "
+                    f"serving.limits.max_body_bytes ({limits.max_body_bytes})"
+                },
+            )
+        header = request.headers.get(REQUEST_ID_HEADER)
+        if header is not None and len(header) > limits.max_request_id_chars:
+            return _json(
+                422,
+                {
+                    "error": f"the X-Request-ID header ({shown(header)}, {len(header)} characters) is "
+                    f"longer than serving.limits.max_request_id_chars ({limits.max_request_id_chars})"
+                },
+            )
+        big = len(body) > INLINE_BODY_BYTES
+        try:
+            document = await _maybe_off_loop(big, orjson.loads, body)
         except orjson.JSONDecodeError as error:
             return _json(422, {"error": f"the body is not valid JSON: {error}"})
         if not isinstance(document, dict) or "rows" not in document:
             return _json(422, {"error": 'the body must be a JSON object {"rows": [{...}, ...]}'})
         raw_rows = document["rows"]
-        ids = _request_ids(raw_rows if isinstance(raw_rows, list) else [], request.headers.get(REQUEST_ID_HEADER))
         try:
-            rows = validator.validate(raw_rows)
+            rows = await _maybe_off_loop(big, validator.validate, raw_rows)
+        except LimitError as error:  # refused whole, before any row is looked at: nothing to log per row
+            return _json(413, {"error": str(error), "problems": [p.to_dict() for p in error.problems]})
         except RequestError as error:
+            ids = _request_ids(raw_rows if isinstance(raw_rows, list) else [], header, limits.max_request_id_chars)
             latency = (time.perf_counter() - started) * 1000
             if isinstance(raw_rows, list):
                 request_log.append(
@@ -152,6 +205,7 @@ def create_app(parts: ServerParts) -> FastAPI:
                 )
             return _json(422, {"error": str(error), "problems": [p.to_dict() for p in error.problems]})
         checked_ms = (time.perf_counter() - started) * 1000
+        ids = _request_ids(rows, header, limits.max_request_id_chars)
 
         arms = [CHAMPION] * len(rows)
         if serving.mode == "canary":

@@ -6,6 +6,10 @@ wrong type (numbers for numeric columns, text for categorical ones, a listed tok
 is missing where the spec does not allow it, lies outside the spec's range, or is a category the
 spec does not list; an unexpected column is refused or ignored per `unexpected_columns`. Categories
 of a column the spec lists no values for are accepted: the features map unseen ones to `__other__`.
+
+Requests are bounded (params.yaml `serving.limits`): more rows than `max_rows` is a LimitError (413)
+and a request id longer than `max_request_id_chars` a problem of its row (422). An answer quotes at
+most the first characters of a long value, so a request cannot have itself echoed back whole.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+from ml.params import RequestLimits
 from ml.spec import DatasetSpec, token_key
 
 REQUEST_ID = "request_id"  # the optional per-row request id, beside the spec's columns
@@ -40,7 +45,23 @@ class RequestError(ValueError):
         super().__init__(f"row {first.row}: {first.message}{more}")
 
 
+class LimitError(RequestError):
+    """The request is larger than `serving.limits` allows (HTTP 413); the message names the limit."""
+
+
 MAX_PROBLEMS = 20
+QUOTED_CHARS = 80  # of a value in an answer
+
+
+def shown(value: Any) -> str:
+    """A value as an answer quotes it: its repr, cut after QUOTED_CHARS characters."""
+    text = repr(value)
+    return text if len(text) <= QUOTED_CHARS else f"{text[:QUOTED_CHARS]}... ({len(text)} characters)"
+
+
+def _quoted(value: Any) -> Any:
+    """A value as a problem carries it back: long text and containers cut to `shown`."""
+    return shown(value) if isinstance(value, str | dict | list) and len(repr(value)) > QUOTED_CHARS else value
 
 
 def _is_number(value: Any) -> bool:
@@ -48,8 +69,9 @@ def _is_number(value: Any) -> bool:
 
 
 class RowValidator:
-    def __init__(self, spec: DatasetSpec):
+    def __init__(self, spec: DatasetSpec, limits: RequestLimits | None = None):
         self.spec = spec
+        self.limits = limits or RequestLimits()
         self.id_column = spec.id.column
         self.timestamp = spec.timestamp.column if spec.timestamp else None
         self.numeric = list(spec.columns.numeric)
@@ -67,12 +89,15 @@ class RowValidator:
     def validate(self, rows: Any) -> list[dict[str, Any]]:
         """The rows as dicts of the spec's input columns (the id when given), or RequestError."""
         if not isinstance(rows, list) or not rows:
-            raise RequestError([Problem(0, "rows", rows, "`rows` must be a non-empty list of objects")])
+            raise RequestError([Problem(0, "rows", _quoted(rows), "`rows` must be a non-empty list of objects")])
+        if len(rows) > self.limits.max_rows:
+            message = f"{len(rows)} rows is more than serving.limits.max_rows ({self.limits.max_rows}) in one request"
+            raise LimitError([Problem(0, "rows", len(rows), message)])
         problems: list[Problem] = []
         clean = []
         for i, row in enumerate(rows):
             if not isinstance(row, dict):
-                problems.append(Problem(i, "(row)", row, f"row {i} must be a JSON object of columns"))
+                problems.append(Problem(i, "(row)", _quoted(row), f"row {i} must be a JSON object of columns"))
                 continue
             self._check(i, row, problems)
             if len(problems) >= MAX_PROBLEMS:
@@ -84,7 +109,7 @@ class RowValidator:
 
     def _check(self, i: int, row: dict[str, Any], problems: list[Problem]) -> None:
         def bad(column: str, value: Any, message: str) -> None:
-            problems.append(Problem(i, column, value, f"column {column!r}: {message}"))
+            problems.append(Problem(i, column, _quoted(value), f"column {column!r}: {message}"))
 
         for column in self.required:
             if column not in row:
@@ -95,7 +120,7 @@ class RowValidator:
                     bad(
                         column,
                         row[column],
-                        f"(value {row[column]!r}) is not a column of the dataset spec (unexpected_columns: reject)",
+                        f"(value {shown(row[column])}) is not a column of the dataset spec (unexpected_columns: reject)",
                     )
         for column in self.numeric:
             value = row.get(column)
@@ -103,21 +128,23 @@ class RowValidator:
                 if column in row and column not in self.nullable:
                     bad(column, value, "is null but the spec does not list it as nullable")
             elif not _is_number(value) or not math.isfinite(value):
-                bad(column, value, f"value {value!r} is not a number")
+                bad(column, value, f"value {shown(value)} is not a number")
             elif column in self.ranges:
                 low, high = self.ranges[column]
                 if (low is not None and value < low) or (high is not None and value > high):
-                    bad(column, value, f"value {value!r} is outside the spec's range {low} .. {high}")
+                    bad(column, value, f"value {shown(value)} is outside the spec's range {low} .. {high}")
         for column in self.categorical:
             value = row.get(column)
             if value is None:
                 if column in row and column not in self.nullable:
                     bad(column, value, "is null but the spec does not list it as nullable")
             elif not isinstance(value, str):
-                bad(column, value, f"value {value!r} is not text")
+                bad(column, value, f"value {shown(value)} is not text")
             elif column in self.allowed and value not in self.allowed[column]:
                 bad(
-                    column, value, f"value {value!r} is not one of the spec's categories {sorted(self.allowed[column])}"
+                    column,
+                    value,
+                    f"value {shown(value)} is not one of the spec's categories {sorted(self.allowed[column])}",
                 )
         for column in self.boolean:
             value = row.get(column)
@@ -125,7 +152,7 @@ class RowValidator:
                 if column in row and column not in self.nullable:
                     bad(column, value, "is null but the spec does not list it as nullable")
             elif isinstance(value, dict | list) or token_key(value) not in self.tokens:
-                bad(column, value, f"value {value!r} is neither a true nor a false token {sorted(self.tokens)}")
+                bad(column, value, f"value {shown(value)} is neither a true nor a false token {sorted(self.tokens)}")
         ident = row.get(self.id_column)
         if isinstance(ident, int) and not isinstance(ident, bool):
             row[self.id_column] = str(ident)  # ids are compared as text everywhere (ml/ids.py): 7 is "7"
@@ -135,5 +162,10 @@ class RowValidator:
                 bad(
                     column,
                     value,
-                    f"value {value!r} is not text" + (" or an integer" if column == self.id_column else ""),
+                    f"value {shown(value)} is not text" + (" or an integer" if column == self.id_column else ""),
+                )
+            elif value is not None and len(value) > self.limits.max_request_id_chars and column != self.timestamp:
+                limit = self.limits.max_request_id_chars
+                bad(
+                    column, value, f"{len(value)} characters is more than serving.limits.max_request_id_chars ({limit})"
                 )

@@ -41,7 +41,7 @@ from ml.predictor import Predictor  # noqa: E402
 from serving.request_log import RequestLog, input_columns  # noqa: E402
 from serving.scoring import rows_batch  # noqa: E402
 from serving.state import RolloutState, RolloutStateError, read_state  # noqa: E402
-from serving.validation import RequestError, RowValidator  # noqa: E402
+from serving.validation import LimitError, RequestError, RowValidator  # noqa: E402
 
 STATE_SECONDS = 5.0  # how often the arm is re-read from rollout.json
 
@@ -77,10 +77,11 @@ class Arm:
 
 def create_app(project_dir: Path, environ: dict[str, str] | None = None):
     environ = dict(os.environ if environ is None else environ)
-    spec = load_params(project_dir / "params.yaml").dataset
+    params = load_params(project_dir / "params.yaml")
+    spec = params.dataset
     version, sha = int(environ["KEEL_MODEL_VERSION"]), environ["KEEL_MODEL_SHA256"]
     predictor = load_model(environ["KEEL_MODEL_URI"], sha)
-    validator, columns = RowValidator(spec), input_columns(spec)
+    validator, columns = RowValidator(spec, params.serving.limits), input_columns(spec)
     store_root = environ.get("KEEL_STORE_ROOT")
     log = RequestLog(store_root, spec) if store_root else None
     arm = Arm(store_root, version) if store_root else None
@@ -99,6 +100,8 @@ def create_app(project_dir: Path, environ: dict[str, str] | None = None):
         rows = document.get("rows", document.get("instances")) if isinstance(document, dict) else None
         try:
             clean = validator.validate(rows)
+        except LimitError as error:  # the platform bounds the body; the rows and ids are bounded here
+            return JSONResponse({"error": str(error), "problems": [p.to_dict() for p in error.problems]}, 413)
         except RequestError as error:
             return JSONResponse({"error": str(error), "problems": [p.to_dict() for p in error.problems]}, 422)
         ids = [str(row.get("request_id") or uuid.uuid4()) for row in clean]

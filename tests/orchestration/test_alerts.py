@@ -124,7 +124,8 @@ def test_drift_episodes_and_alias_moves_are_alerted_once_and_resent_after_a_fail
         assert text.splitlines() == [
             "Keel: drift episode began on 2026-10-15 (model v1): drifted columns monthly_charges carry 0.40 of its "
             "importance, prediction drift True",
-            "Keel: telco_churn champion promoted: v1 -> v2 by registered_model: auto-promoted after the evaluation gate",
+            # As Slack receives it: its escapes for & < > (it shows "v1 -> v2").
+            "Keel: telco_churn champion promoted: v1 -&gt; v2 by registered_model: auto-promoted after the evaluation gate",
         ]
         drift_event(instance, "2026-10-17", True)  # the same episode: no new alert
         drift_event(instance, "2026-10-18", False)
@@ -139,3 +140,19 @@ def test_alerts_are_off_without_the_variable_and_go_to_the_tick_log(monkeypatch:
         drift_event(instance, "2026-10-15", True)
         result = evaluate("alert_on_monitoring", instance, {}, cursor)
     assert "webhook off (1 alerts in the log): Keel: drift episode began on 2026-10-15" in result.skip_message
+
+
+def test_a_reason_and_a_user_reach_the_webhook_as_plain_text(webhook: Receiver):
+    """A rollback's reason and its `dagster/user` tag are whatever the launcher typed: no mention, no link."""
+    with dg.instance_for_test() as instance:
+        first = evaluate("alert_on_monitoring", instance, {})
+        move = {"model": "telco_churn", "alias": "champion", "from_version": 2, "to_version": 1, "kind": "rollback"}
+        move |= {"reason": "<!channel> see <https://evil.example|the runbook> & <@U024BE7LH> @here", "actor": "<!here>"}
+        materialize(instance, "registered_model", None, alias_move=dg.MetadataValue.json(move))
+        evaluate("alert_on_monitoring", instance, {}, first.cursor)
+    [text] = webhook.texts()
+    assert "<" not in text and ">" not in text and "@here" not in text
+    assert text == (
+        "Keel: telco_churn champion rolled back: v2 -&gt; v1 by &lt;!here&gt;: &lt;!channel&gt; see "
+        "&lt;https://evil.example|the runbook&gt; &amp; &lt;@U024BE7LH&gt; @\u2060here"
+    )

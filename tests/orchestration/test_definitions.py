@@ -51,7 +51,7 @@ def test_every_check_job_schedule_and_sensor_says_what_it_does():
         assert sensor.description.startswith("Every "), sensor.name
         if sensor.targets:
             assert f"{sensor.job_name} job" in sensor.description, sensor.name
-        else:
+        elif sensor.name != "fail_dead_runs":  # housekeeping: fails runs whose process is gone
             assert "KEEL_ALERT_WEBHOOK_URL" in sensor.description, sensor.name
 
 

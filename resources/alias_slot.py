@@ -1,0 +1,95 @@
+"""The one slot of the Dagster pool ALIAS_POOL, taken by the step that moves an alias, and waited for politely.
+
+Dagster's own wait for a pool slot (an op's `pool=`) polls without sleeping in the in-process
+executor and cannot be interrupted: a rollback behind a run that died holding the slot spun at 100 %
+CPU, ignored SIGTERM and waited for the run's 6 h `max_runtime`. The steps that move an alias take
+the slot here instead, in the same pool of the same instance (the UI's Concurrency page shows it):
+
+- between tries the step sleeps, where Dagster can interrupt it (terminate, SIGTERM, Ctrl-C);
+- a holder that cannot be using the slot any more is cleared at once: a run that has ended (run
+  monitoring frees its slots only a minute later, and not at all without the daemon), or a run
+  still STARTED whose process is gone (resources/run_liveness.py), which is marked failed as run
+  monitoring would mark it;
+- after `wait_seconds` the step fails naming the run that holds the slot, its job, status and step.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import dagster as dg
+
+from resources.registry import ALIAS_POOL
+from resources.run_liveness import process_gone
+
+WAIT_SECONDS = 600.0  # an alias move takes seconds; run monitoring finds a dead holder within about two minutes
+POLL_SECONDS = 1.0
+
+
+class AliasSlotTimeout(dg.Failure):
+    """Another run held the alias slot for longer than the step would wait; the message names it."""
+
+
+def _clear_dead_holders(instance: dg.DagsterInstance, me: str, log) -> bool:
+    """Free the slot of holders that cannot be using it; True when one was freed."""
+    freed = False
+    for run_id in sorted(instance.event_log_storage.get_concurrency_info(ALIAS_POOL).active_run_ids - {me}):
+        run = instance.get_run_by_id(run_id)
+        if run is not None and not run.is_finished:
+            gone = process_gone(instance, run_id)
+            if gone is None:
+                continue
+            instance.report_run_failed(run, f"Run {run_id} held the alias slot, but {gone}: marked failed.")
+            log.warning(f"run {run_id} held the alias slot, but {gone}: marked it failed")
+        instance.event_log_storage.free_concurrency_slots_for_run(run_id)
+        log.info(f"freed the alias slot held by run {run_id}, which has ended")
+        freed = True
+    return freed
+
+
+def _holders(instance: dg.DagsterInstance, me: str) -> str:
+    described = []
+    for slot in instance.event_log_storage.get_concurrency_info(ALIAS_POOL).claimed_slots:
+        if slot.run_id == me:
+            continue
+        run = instance.get_run_by_id(slot.run_id)
+        what = f"{run.job_name}, {run.status.value}" if run is not None else "unknown to this instance"
+        described.append(f"run {slot.run_id} ({what}, step {slot.step_key})")
+    return ", ".join(described) or "no run (the pool's limit is 0?)"
+
+
+@contextmanager
+def alias_slot(
+    context: dg.OpExecutionContext | dg.AssetExecutionContext,
+    wait_seconds: float = WAIT_SECONDS,
+    poll_seconds: float = POLL_SECONDS,
+) -> Iterator[None]:
+    """Hold the alias pool's slot for the block; wait for it as the module says."""
+    instance, run_id = context.instance, context.run_id
+    storage = instance.event_log_storage
+    step_key = context.get_step_execution_context().step.key
+    if not storage.supports_global_concurrency_limits:
+        yield
+        return
+    storage.initialize_concurrency_limit_to_default(ALIAS_POOL)
+    deadline, announced = time.monotonic() + wait_seconds, False
+    try:
+        while not storage.claim_concurrency_slot(ALIAS_POOL, run_id, step_key).is_claimed:
+            if _clear_dead_holders(instance, run_id, context.log):
+                continue
+            if time.monotonic() > deadline:
+                raise AliasSlotTimeout(
+                    description=f"gave up after {wait_seconds:.0f} s waiting for the {ALIAS_POOL} pool's slot "
+                    f"(alias moves are one at a time), held by {_holders(instance, run_id)}. If that run is "
+                    "stuck, terminate it in the UI (or free its slot under Deployment > Concurrency), then "
+                    "run this again."
+                )
+            if not announced:
+                context.log.info(f"waiting for the {ALIAS_POOL} pool's slot, held by {_holders(instance, run_id)}")
+                announced = True
+            time.sleep(poll_seconds)  # Dagster interrupts a sleeping step (terminate, SIGTERM)
+        yield
+    finally:
+        storage.free_concurrency_slot_for_step(run_id, step_key)

@@ -1,0 +1,170 @@
+"""Runs that die free what they hold: a run SIGKILLed while holding the alias pool's slot is failed at the
+next tick of fail_dead_runs and its slot freed by run monitoring, and the next alias move clears the slot by
+itself; a move behind a live holder waits asleep, stops on SIGTERM, and gives up naming the holder.
+
+Each run executes in a process of its own against a real instance (a temporary DAGSTER_HOME with the
+project's dagster.yaml), as `dagster job execute` would run it."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import dagster as dg
+import psutil
+import pytest
+from dagster._core.test_utils import freeze_time
+from dagster._daemon.monitoring.concurrency import execute_concurrency_slots_iteration
+
+from orchestration.dead_runs import fail_dead_runs
+from resources.registry import ALIAS_POOL
+from tests.conftest import REPO, write_dagster_home
+
+MOVER = textwrap.dedent(
+    """
+    import sys, time
+    from pathlib import Path
+    import dagster as dg
+    from resources.alias_slot import alias_slot
+
+    home, flag, wait, hold = sys.argv[1], Path(sys.argv[2]), float(sys.argv[3]), float(sys.argv[4])
+
+    @dg.op
+    def move_alias(context):
+        with alias_slot(context, wait_seconds=wait):
+            flag.write_text(context.run_id)
+            time.sleep(hold)
+
+    @dg.job
+    def alias_mover():
+        move_alias()
+
+    with dg.DagsterInstance.from_config(home) as instance:
+        result = alias_mover.execute_in_process(instance=instance, raise_on_error=False)
+        if result.success:
+            print("moved")
+        else:
+            failure = result.failure_data_for_node("move_alias")
+            print("failed:", failure.user_failure_data.description if failure.user_failure_data else failure.error.message)
+    """
+)
+
+
+@pytest.fixture
+def home(tmp_path: Path) -> str:
+    return str(write_dagster_home(tmp_path / "dagster"))
+
+
+def start_mover(home: str, flag: Path, wait: float, hold: float) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-c", MOVER, home, str(flag), str(wait), str(hold)],
+        cwd=REPO,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def holding(process: subprocess.Popen, flag: Path, timeout: float = 180) -> str:
+    """The run id of `process` once its step holds the slot."""
+    deadline = time.monotonic() + timeout
+    while not flag.exists():
+        if process.poll() is not None:
+            raise AssertionError(f"the mover exited: {process.communicate()}")
+        assert time.monotonic() < deadline, "the mover never took the slot"
+        time.sleep(0.2)
+    return flag.read_text()
+
+
+def kill(process: subprocess.Popen) -> None:
+    process.send_signal(signal.SIGKILL)
+    process.wait(timeout=30)
+
+
+def outcome(process: subprocess.Popen, timeout: float = 180) -> str:
+    out, err = process.communicate(timeout=timeout)
+    lines = out.strip().splitlines()
+    assert lines, err[-3000:]
+    return lines[-1]
+
+
+def alias_slot_runs(instance: dg.DagsterInstance) -> set[str]:
+    return instance.event_log_storage.get_concurrency_info(ALIAS_POOL).active_run_ids
+
+
+class DaemonContext:
+    """What the daemon's monitoring passes ask of their workspace: the instance."""
+
+    def __init__(self, instance: dg.DagsterInstance):
+        self.instance = instance
+
+
+def test_a_run_killed_holding_the_alias_slot_is_failed_within_a_tick_and_its_slot_freed(home, tmp_path):
+    holder = start_mover(home, tmp_path / "holder", wait=60, hold=3600)
+    run_id = holding(holder, tmp_path / "holder")
+    with dg.DagsterInstance.from_config(home) as instance:
+        assert instance.get_run_by_id(run_id).status == dg.DagsterRunStatus.STARTED
+        alive = fail_dead_runs(dg.build_sensor_context(instance=instance))
+        assert "alive" in alive.skip_message and instance.get_run_by_id(run_id).status == dg.DagsterRunStatus.STARTED
+        kill(holder)
+        # The sensor's tick under the daemon (every minute), then the daemon's concurrency pass.
+        ticked = fail_dead_runs(dg.build_sensor_context(instance=instance))
+        assert run_id in ticked.skip_message
+        assert instance.get_run_by_id(run_id).status == dg.DagsterRunStatus.FAILURE
+        [failure] = instance.all_logs(run_id, of_type=dg.DagsterEventType.RUN_FAILURE)
+        assert f"pid {holder.pid}) no longer exists" in failure.dagster_event.message
+        assert run_id in alias_slot_runs(instance)
+        later = time.time() + instance.run_monitoring_settings["free_slots_after_run_end_seconds"] + 5
+        with freeze_time(later):
+            list(execute_concurrency_slots_iteration(DaemonContext(instance), logging.getLogger("daemon")))
+        assert alias_slot_runs(instance) == set()
+
+
+def test_a_move_behind_a_killed_run_clears_its_slot_without_the_daemon(home, tmp_path):
+    holder = start_mover(home, tmp_path / "holder", wait=60, hold=3600)
+    dead = holding(holder, tmp_path / "holder")
+    kill(holder)
+    started = time.monotonic()
+    mover = start_mover(home, tmp_path / "mover", wait=600, hold=0)
+    assert outcome(mover) == "moved"
+    assert time.monotonic() - started < 120  # not the 6 h max_runtime
+    with dg.DagsterInstance.from_config(home) as instance:
+        run = instance.get_run_by_id(dead)
+        assert run.status == dg.DagsterRunStatus.FAILURE  # as run monitoring would have marked it
+        assert alias_slot_runs(instance) == set()
+
+
+def test_a_move_behind_a_live_run_sleeps_stops_on_sigterm_and_gives_up_naming_the_holder(home, tmp_path):
+    holder = start_mover(home, tmp_path / "holder", wait=60, hold=3600)
+    try:
+        live = holding(holder, tmp_path / "holder")
+        impatient = start_mover(home, tmp_path / "impatient", wait=3, hold=0)
+        said = outcome(impatient)
+        assert said.startswith(f"failed: gave up after 3 s waiting for the {ALIAS_POOL} pool's slot")
+        assert f"held by run {live} (alias_mover, STARTED, step move_alias)" in said
+
+        waiter = start_mover(home, tmp_path / "waiter", wait=600, hold=0)
+        with dg.DagsterInstance.from_config(home) as instance:
+            deadline = time.monotonic() + 180
+            while not instance.event_log_storage.get_concurrency_info(ALIAS_POOL).pending_steps:
+                assert time.monotonic() < deadline and waiter.poll() is None, "the waiter never queued"
+                time.sleep(0.2)
+        process = psutil.Process(waiter.pid)
+        before = process.cpu_times()
+        time.sleep(3)
+        after = process.cpu_times()
+        assert (after.user + after.system) - (before.user + before.system) < 1.0  # asleep, not spinning
+        sent = time.monotonic()
+        waiter.send_signal(signal.SIGTERM)
+        waiter.communicate(timeout=60)
+        assert time.monotonic() - sent < 30 and waiter.returncode != 0
+        assert not (tmp_path / "waiter").exists()  # it never moved anything
+    finally:
+        kill(holder)
