@@ -136,7 +136,7 @@ def candidate_model(
     else:
         table = ml.io.read_parquet(features.table_uri(storage))
         for window in windows:
-            table_uri = layout.candidate_window(storage, run, window.name, "features.parquet")
+            table_uri = layout.candidate_window(storage, run, window.name, ".features.parquet")
             ml.io.write_parquet(window_rows(table, window), table_uri)
             context.log.info(f"window {window.name}: {window.describe()}")
             invocation = compute.run(
