@@ -27,7 +27,7 @@ from data_checks.asset_checks import read_checked_file, require_passing_checks
 from ml.baseline import best_single_column
 from ml.fingerprint import code_version
 from ml.io import file_digest
-from ml.params import Params
+from ml.params import Params, TrainingWindow
 from ml.split import HOLDOUT, SPLIT, TRAIN, SplitError, side, split_rows
 from resources import layout
 from resources.params import ParamsResource
@@ -85,11 +85,11 @@ def labelled_rows(
     return (pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()), lineage
 
 
-def candidate_windows(settings: Params, training_days: list[str]) -> list[WindowDays]:
+def candidate_windows(configured: list[TrainingWindow], training_days: list[str]) -> list[WindowDays]:
     """The windows of `retraining.windows` over the days before the evaluation; a window with the same
     days as one before it is trained once (under the first name)."""
     windows: list[WindowDays] = []
-    for window in settings.retraining.windows:
+    for window in configured:
         days = ml.windows.window_days(training_days, window.days)
         if not days and not window.raw:
             continue
@@ -132,7 +132,7 @@ def training_set(
     rows_per_day = {d.day: d.rows for d in lineage if d.rows}
     evaluation = ml.windows.evaluation_days(rows_per_day, settings.gate.min_rows)
     before = [d for d in sorted(rows_per_day) if d not in evaluation]
-    windows = candidate_windows(settings, before) if evaluation else []
+    windows = candidate_windows(settings.retraining.windows, before) if evaluation else []
     include_raw = not windows or any(w.raw for w in windows)
     _date(config.reference_from, "reference_from")
     try:

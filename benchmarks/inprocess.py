@@ -74,7 +74,7 @@ def retrain(
     spec = params.dataset
     days = [d for d in sorted(by_day) if request["recent_from"] <= d <= request["recent_to"]]
     evaluation = evaluation_days({d: len(by_day[d]) for d in days}, params.gate.min_rows)
-    windows = candidate_windows(params, [d for d in days if d not in evaluation])
+    windows = candidate_windows(params.retraining.windows, [d for d in days if d not in evaluation])
     holdout = pd.concat([by_day[d] for d in evaluation], ignore_index=True)
     labels = encode_target(holdout, spec).to_numpy()
     models, aucs = {}, {}

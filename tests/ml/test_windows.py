@@ -30,3 +30,23 @@ def test_the_best_evaluation_auc_wins_and_the_reason_names_the_others():
     assert choose({"recent": 0.7, "long": 0.7})[0] == "recent"  # a tie: the first listed
     with pytest.raises(ValueError):
         choose({})
+
+
+def test_windows_with_the_same_days_train_once_and_the_raw_window_stays():
+    from assets.training_set import candidate_windows
+    from ml.params import TrainingWindow
+
+    configured = [
+        TrainingWindow(name="recent", days=28),
+        TrainingWindow(name="long", days=90),
+        TrainingWindow(name="raw_and_long", days=90, raw=True),
+    ]
+    few = list(days(*[1] * 10))
+    assert [(w.name, len(w.days), w.raw) for w in candidate_windows(configured, few)] == [
+        ("recent", 10, False),
+        ("raw_and_long", 10, True),
+    ]
+    many = list(days(*[1] * 31)) + [f"2026-11-{n:02d}" for n in range(1, 31)]
+    chosen = candidate_windows(configured, many)
+    assert [(w.name, len(w.days)) for w in chosen] == [("recent", 28), ("long", 61), ("raw_and_long", 61)]
+    assert chosen[0].days == many[-28:]
