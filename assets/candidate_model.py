@@ -1,23 +1,30 @@
 """candidate_model: a model trained on the features by `ml.train`, on the deployment's compute backend.
 
-Every candidate is logged to MLflow (parameters, metrics, artifacts, data version, git commit,
+With labelled days, one model per window of the training set (its labelled days, with or without
+the raw rows), each through the same entry point; the one with the best AUC on the evaluation days
+(the newest whole labelled days, which none trained on) is the candidate, and its card and lineage
+say which window won and why (ml/windows.py). Every candidate is logged to MLflow (parameters, metrics, artifacts, data version, git commit,
 Dagster run id), whether or not the evaluation gate later lets it into the registry.
 """
 
 from typing import Any
 
 import dagster as dg
+import pandas as pd
 import pydantic
 from pydantic import Field
 
 import ml.evaluation
 import ml.io
 import ml.models
+import ml.split
 import ml.train
 import ml.training_config
+import ml.windows
 from assets.costs import cost_metadata, cost_tags, invocation_cost
 from assets.metadata import markdown_images, ranked_table
-from assets.records import Candidate, Features
+from assets.records import Candidate, Features, WindowDays
+from assets.training_set import DAY_COLUMN, RAW_DAY
 from ml.fingerprint import code_version
 from ml.training_config import FAMILIES
 from resources import layout
@@ -29,7 +36,7 @@ from resources.storage import ArtifactStore
 
 MODULE = "ml.train"
 PLOT_ORDER = ("roc", "precision_recall", "calibration", "feature_importance")
-CODE_VERSION = code_version(ml.evaluation, ml.models, ml.train, ml.training_config)
+CODE_VERSION = code_version(ml.evaluation, ml.models, ml.train, ml.training_config, ml.windows)
 
 
 class TrainingOverrides(dg.Config):
@@ -58,7 +65,30 @@ def lineage_tags(features: Features, code_version: str, git_commit: str, run_id:
 
 
 def candidate_lineage(candidate: Candidate) -> dict[str, str]:
-    return lineage_tags(candidate.features, candidate.code_version, candidate.git_commit, candidate.run_id)
+    """The lineage tags, and which window the candidate learned from and why (the version copies them)."""
+    tags = lineage_tags(candidate.features, candidate.code_version, candidate.git_commit, candidate.run_id)
+    if candidate.window:
+        tags |= {"keel.window": candidate.window, "keel.window_reason": candidate.window_reason}
+    return tags
+
+
+def window_rows(table: pd.DataFrame, window: WindowDays) -> pd.DataFrame:
+    """The feature table's holdout (the evaluation days) and the train rows of the window's days."""
+    day = table[DAY_COLUMN]
+    keep = (table[ml.split.SPLIT] == ml.split.HOLDOUT) | day.isin(window.days) | ((day == RAW_DAY) & window.raw)
+    return table[keep].drop(columns=DAY_COLUMN).reset_index(drop=True)
+
+
+def summed_cost(costs: list[dict[str, Any]]) -> dict[str, Any]:
+    """One cost for the windows' trainings: amounts (and CPU-seconds) add up when they share a unit."""
+    if len(costs) == 1 or len({c["unit"] for c in costs}) > 1:
+        return costs[0]
+    return {
+        **costs[0],
+        "amount": sum(c["amount"] for c in costs),
+        "cpu_seconds": sum(float(c.get("cpu_seconds", 0.0)) for c in costs),
+        "basis": f"{costs[0]['basis']}, summed over {len(costs)} windows' trainings",
+    }
 
 
 @dg.asset(
@@ -90,14 +120,42 @@ def candidate_model(
     run = context.run_id
     config_uri = layout.candidate_config(storage, run)
     ml.io.write_json(settings.to_dict(), config_uri)
-    invocation = compute.run(
-        context,
-        MODULE,
-        inputs={"features": features.table_uri(storage), "state": features.state_uri(storage), "config": config_uri},
-        outputs={"out": layout.candidate(storage, run)},
-    )
-    report = invocation.get_materialize_result().metadata["report"].value
-    cost = invocation_cost(invocation, params.load())
+    inputs = {"state": features.state_uri(storage), "config": config_uri}
+    windows = features.training_set.windows
+    reports: dict[str, dict[str, Any]] = {}
+    costs = []
+    if not windows:
+        invocation = compute.run(
+            context,
+            MODULE,
+            inputs={"features": features.table_uri(storage), **inputs},
+            outputs={"out": layout.candidate(storage, run)},
+        )
+        reports[""] = invocation.get_materialize_result().metadata["report"].value
+        costs.append(invocation_cost(invocation, params.load()))
+    else:
+        table = ml.io.read_parquet(features.table_uri(storage))
+        for window in windows:
+            table_uri = layout.candidate_window(storage, run, window.name, ".features.parquet")
+            ml.io.write_parquet(window_rows(table, window), table_uri)
+            context.log.info(f"window {window.name}: {window.describe()}")
+            invocation = compute.run(
+                context,
+                MODULE,
+                inputs={"features": table_uri, **inputs},
+                outputs={"out": layout.candidate_window(storage, run, window.name)},
+            )
+            reports[window.name] = invocation.get_materialize_result().metadata["report"].value
+            costs.append(invocation_cost(invocation, params.load()))
+    aucs = {name: float(report["metrics"]["roc_auc"]) for name, report in reports.items()}
+    if windows:
+        chosen, why = ml.windows.choose(aucs)
+        described = next(w for w in windows if w.name == chosen).describe()
+        why = f"{why}; trained on {described}"
+    else:
+        chosen, why = "", ""
+    report = reports[chosen]
+    cost = summed_cost(costs)
     metrics = report["metrics"]
     git_commit = dvc.git_revision()
     lineage = lineage_tags(features, CODE_VERSION, git_commit, run)
@@ -111,10 +169,15 @@ def candidate_model(
             "holdout_fraction": settings.holdout_fraction,
             "threshold": settings.threshold,
             **{f"hp.{k}": v for k, v in settings.hyperparameters.items()},
+            **({"window": chosen} if chosen else {}),
         },
-        metrics={k: float(v) for k, v in metrics.items() if isinstance(v, int | float)},
+        metrics={
+            **{k: float(v) for k, v in metrics.items() if isinstance(v, int | float)},
+            **({f"window.{name}.roc_auc": auc for name, auc in aucs.items()} if chosen else {}),
+        },
         tags={
             **lineage,
+            **({"keel.window": chosen, "keel.window_reason": why} if chosen else {}),
             "keel.manifest_sha256": report["manifest_sha256"],
             "keel.model_family": settings.model,
             **cost_tags(cost),
@@ -130,6 +193,9 @@ def candidate_model(
         metrics={k: float(v) for k, v in metrics.items() if isinstance(v, int | float)},
         code_version=CODE_VERSION,
         git_commit=git_commit,
+        window=chosen,
+        window_reason=why,
+        window_aucs=aucs if chosen else {},
     )
     return dg.Output(
         candidate,
@@ -138,6 +204,7 @@ def candidate_model(
             **{name: dg.MetadataValue.float(float(metrics[name])) for name in ml.evaluation.METRIC_DESCRIPTIONS},
             "model_family": settings.model,
             "hyperparameters": dg.MetadataValue.json(settings.hyperparameters),
+            **({"window": chosen, "window_reason": why, "window_aucs": dg.MetadataValue.json(aucs)} if chosen else {}),
             "seed": settings.seed,
             "train_rows": report["train_rows"],
             "holdout_rows": report["holdout_rows"],

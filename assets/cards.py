@@ -18,6 +18,7 @@ import dagster as dg
 import ml.io
 from assets.costs import COST_TAG, SCORING_COST_TAG
 from assets.records import Candidate
+from assets.training_set import DAY_COLUMN, RAW_DAY
 from ml.cost import calendar_comparison
 from ml.features import encode_target
 from ml.gate import GateDecision
@@ -110,8 +111,15 @@ def make_card(
         seed=human.seed,
     )
     rows = ml.io.read_parquet(candidate.training_set.rows_uri(storage))
-    train = rows[rows["split"] == TRAIN]
     training_set = candidate.training_set
+    window = next((w for w in training_set.windows if w.name == candidate.window), None)
+    if window is not None:  # the rows the winning window trained on, not every window's
+        rows = rows[
+            rows[DAY_COLUMN].isin(window.days)
+            | ((rows[DAY_COLUMN] == RAW_DAY) & window.raw)
+            | (rows["split"] == HOLDOUT)
+        ]
+    train = rows[rows["split"] == TRAIN]
     training_data = {
         "data_version": training_set.raw_data_version,
         "training_set_version": training_set.version,
@@ -121,6 +129,16 @@ def make_card(
         "train_rows": len(train),
         "holdout_rows": int((rows["split"] == HOLDOUT).sum()),
         "label_balance": label_balance(encode_target(train, spec).to_numpy()),
+        **(
+            {
+                "window": candidate.window,
+                "window_reason": candidate.window_reason,
+                "window_aucs": candidate.window_aucs,
+                "evaluation_days": training_set.evaluation_days,
+            }
+            if candidate.window
+            else {}
+        ),
     }
     config = ml.io.read_json(layout.candidate_config(storage, candidate.run_id))
     lineage = {

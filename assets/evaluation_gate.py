@@ -1,11 +1,11 @@
 """evaluation_gate: the blocking check between a candidate model and the registry.
 
 The candidate and the current champion are both loaded from their verified artifacts and scored
-through the same feature code on the same rows of the training set the candidate was trained on: the
-recent days' holdout when it has recent days, the holdout otherwise. The candidate passes when its
-holdout AUC reaches `gate.min_auc` (auto: the best single column plus a margin, ml/baseline.py) AND
-it trails the champion by no more than `gate.max_auc_drop` on the holdout, or `gate.max_recent_auc_drop`
-on the recent days' holdout (params.yaml). A failed gate stops the run
+through the same feature code on the same rows: the training set's holdout (with labelled days, the
+newest whole days, which no candidate trained on). The candidate passes when its holdout AUC reaches
+`gate.min_auc` (auto: the best single column plus a margin, ml/baseline.py) AND it is not worse than
+the champion beyond the noise: a paired bootstrap of the AUC difference on those rows (ml/gate.py)
+blocks it only when even its upper bound is below `-gate.max_auc_drop`. A failed gate stops the run
 before `registered_model`; `passed_gate` is how a registration finds the verdict on its candidate.
 """
 
@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 import dagster as dg
-import numpy as np
 
 import ml.io
 from assets.candidate_model import candidate_model
@@ -23,7 +22,7 @@ from data_checks.asset_checks import latest_evaluation
 from ml.artifact import ArtifactIntegrityError
 from ml.evaluation import binary_metrics
 from ml.features import encode_target
-from ml.gate import GateDecision, decide
+from ml.gate import GateDecision, decide, paired_auc_difference
 from ml.params import GateSection
 from ml.predictor import Predictor
 from ml.spec import DatasetSpec
@@ -35,10 +34,6 @@ CHECK_NAME = "evaluation_gate"
 GRADED_RUN = "candidate_run_id"  # which candidate (by the run that trained it) an evaluation graded
 
 
-def _auc(predictor: Predictor, rows, labels: np.ndarray) -> float:
-    return binary_metrics(labels, predictor.predict(rows), 0.5)["roc_auc"]  # AUC does not depend on the threshold
-
-
 def evaluate_candidate(
     candidate: Candidate, gate: GateSection, spec: DatasetSpec, storage: ArtifactStore, registry: ModelRegistry
 ) -> GateDecision:
@@ -47,7 +42,8 @@ def evaluate_candidate(
     labels = encode_target(rows, spec).to_numpy()
     local = storage.local_copy(candidate.artifact_uri(storage))
     predictor = Predictor.load(local, expected_manifest_sha256=candidate.manifest_sha256)
-    candidate_auc = _auc(predictor, rows, labels)
+    candidate_scores = predictor.predict(rows)
+    candidate_auc = binary_metrics(labels, candidate_scores, 0.5)["roc_auc"]  # AUC does not depend on the threshold
     reported = candidate.metrics["roc_auc"]
     if abs(candidate_auc - reported) > 1e-9:
         raise ArtifactIntegrityError(
@@ -62,28 +58,36 @@ def evaluate_candidate(
         # A fixed bar still says what one column alone reaches: a model below it adds nothing.
         min_auc, bar = float(gate.min_auc), f"gate.min_auc; {baseline}"
     champion_version = registry.champion()
-    champion_auc = candidate_compared_auc = None
-    compared_on, max_auc_drop = "holdout", gate.max_auc_drop
+    champion_auc = difference = None
+    compared_on = "holdout"
     if champion_version is not None:
-        # Like for like on the data the next nights will resemble: the recent days' holdout rows.
-        if training_set.recent_days:
-            rows = ml.io.read_parquet(training_set.reference_uri(storage))
-            labels = encode_target(rows, spec).to_numpy()
-            compared_on = f"recent days' holdout ({len(rows)} rows)"
-            max_auc_drop = gate.max_recent_auc_drop
+        days = training_set.evaluation_days
+        if days:
+            compared_on = f"newest labelled days {days[0]}..{days[-1]}, {len(rows)} rows no candidate trained on"
+        else:
+            compared_on = f"holdout, {len(rows)} rows"
         with tempfile.TemporaryDirectory(prefix="keel-champion-") as tmp:
             champion = Predictor.load(registry.download(registry.model_name, champion_version, Path(tmp) / "champion"))
-            champion_auc = _auc(champion, rows, labels)
-        candidate_compared_auc = _auc(predictor, rows, labels)
+            champion_scores = champion.predict(rows)
+        champion_auc = binary_metrics(labels, champion_scores, 0.5)["roc_auc"]
+        difference = paired_auc_difference(
+            labels,
+            candidate_scores,
+            champion_scores,
+            resamples=gate.resamples,
+            confidence=gate.confidence,
+            seed=gate.seed,
+        )
     return decide(
         candidate_auc,
         min_auc=min_auc,
-        max_auc_drop=max_auc_drop,
+        max_auc_drop=gate.max_auc_drop,
         champion_version=champion_version,
         champion_auc=champion_auc,
         bar=bar,
         compared_on=compared_on,
-        candidate_compared_auc=candidate_compared_auc,
+        candidate_compared_auc=candidate_auc if champion_version is not None else None,
+        difference=difference,
     )
 
 
@@ -93,9 +97,9 @@ def evaluate_candidate(
     blocking=True,
     description=(
         "Blocking: the candidate's holdout ROC AUC must reach gate.min_auc (auto: the best single "
-        "column's AUC plus gate.baseline_margin) AND be no more than gate.max_auc_drop below the "
-        "current champion's AUC on the same holdout (gate.max_recent_auc_drop on the recent days' "
-        "holdout when the training set has recent days)."
+        "column's AUC plus gate.baseline_margin) AND not be worse than the current champion's on the "
+        "same rows (the newest whole labelled days) beyond the noise: blocked only when the paired "
+        "bootstrap's one-sided gate.confidence upper bound of the difference is below -gate.max_auc_drop."
     ),
 )
 def evaluation_gate(
@@ -133,6 +137,13 @@ def evaluation_gate(
             "champion_auc": decision.champion_auc,
             "compared_on": decision.compared_on,
             "candidate_compared_auc": decision.candidate_compared_auc,
+        }
+    if decision.difference is not None:
+        metadata |= {
+            "auc_difference": decision.difference.difference,
+            "auc_difference_lower": decision.difference.lower,
+            "auc_difference_upper": decision.difference.upper,
+            "compared_rows": decision.difference.rows,
         }
     return dg.AssetCheckResult(  # the description is printed with the verdict, on the command line too
         passed=decision.passed, severity=dg.AssetCheckSeverity.ERROR, metadata=metadata, description=decision.reason

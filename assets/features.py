@@ -12,6 +12,7 @@ import ml.io
 import ml.split
 from assets.metadata import column_schema
 from assets.records import Features, TrainingSet
+from assets.training_set import DAY_COLUMN
 from ml.features import FeatureError
 from ml.fingerprint import code_version
 from ml.io import file_digest
@@ -42,6 +43,8 @@ def features(
         table, state = ml.split.training_features(rows, settings.dataset, settings.features)
     except FeatureError as error:
         raise dg.Failure(description=f"{rows_uri}: {error}") from None
+    if DAY_COLUMN in rows.columns:  # which day each row came from: candidate_model trains windows of days
+        table[DAY_COLUMN] = rows[DAY_COLUMN].to_numpy()
     run = context.run_id
     state_uri, table_uri = (
         layout.features(storage, run, name) for name in (layout.FEATURE_STATE, layout.FEATURE_TABLE)

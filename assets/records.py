@@ -65,12 +65,30 @@ class DayLineage(BaseModel):
     rows: int
 
 
+class WindowDays(BaseModel):
+    """One window a candidate is trained on: labelled days (and whether the raw rows join them)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str
+    days: list[str]
+    raw: bool
+
+    def describe(self) -> str:
+        span = f"{len(self.days)} labelled days {self.days[0]}..{self.days[-1]}" if self.days else "no labelled day"
+        return ("raw data + " if self.raw else "") + span
+
+
 class TrainingSet(Record):
     """The checked raw rows plus recent labelled days, each row marked train or holdout."""
 
     raw_data_version: str  # the raw file's md5
     recent_days: list[DayLineage]
-    raw_included: bool = True  # False: a rolling window of labelled days only (retraining.include_raw)
+    raw_included: bool = True  # whether the raw rows are in the rows file (some window trains on them)
+    # The newest whole labelled days every candidate is judged on and none trains on (the holdout);
+    # empty: the holdout is a seeded share of every row (no labelled days yet, or only one).
+    evaluation_days: list[str] = []
+    windows: list[WindowDays] = []  # the candidates to train; empty: one, on every train row
     baseline_column: str = "none"  # the best single column on the holdout (ml/baseline.py) ...
     baseline_auc: float = 0.5  # ... and its AUC: the bar of gate.min_auc auto
     version: str
@@ -116,12 +134,17 @@ class Candidate(Record):
     metrics: dict[str, float]
     code_version: str
     git_commit: str
+    window: str = ""  # the window that won (TrainingSet.windows); empty: one model on every train row
+    window_reason: str = ""  # why it won, in words
+    window_aucs: dict[str, float] = {}  # every window's AUC on the evaluation days
 
     @property
     def training_set(self) -> TrainingSet:
         return self.features.training_set
 
     def artifact_uri(self, store: ArtifactStore) -> str:
+        if self.window:
+            return layout.candidate_window(store, self.run_id, self.window)
         return layout.candidate(store, self.run_id)
 
 

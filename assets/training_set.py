@@ -1,12 +1,14 @@
-"""training_set: the checked raw rows and/or the recent labelled days, each row marked train or holdout.
+"""training_set: the checked raw rows and the recent labelled days, each row marked train or holdout.
 
 The recent days are what lets a retrain learn a shift: the days' snapshots joined with their labels,
 each day only if its snapshot passed its data checks and both files are still the checked versions.
-`retraining.include_raw: false` leaves the raw rows out once there are labelled days (a rolling
-window). The holdout (the raw data's latest rows when the spec has a timestamp, else by a seeded hash of
-the id; a recent day's rows by a hash of id and day, so every day lends rows to it) is where every model
-is judged, so the `features` asset fits its state on the train rows only; the recent days' share of
-it is a new version's drift reference and the rows the gate compares it with the champion on.
+With labelled days, the holdout is the newest whole days (`gate.min_rows` rows at least, ml/windows.py):
+every candidate is judged on them and none trains on them, the gate compares the winner with the
+champion on them, and they are the new version's drift reference. The days before them feed the
+windows of `retraining.windows` (each a candidate: its latest labelled days, with or without the raw
+rows). Without labelled days (the first model), the holdout is the raw data's latest rows when the spec has a
+timestamp, else a seeded hash of the id. The
+`features` asset fits its state on the train rows only.
 """
 
 import datetime as dt
@@ -17,34 +19,36 @@ from pydantic import Field
 
 import ml.io
 import ml.split
+import ml.windows
 from assets.incoming_data import incoming_data
 from assets.labels import labels
 from assets.metadata import column_schema
-from assets.records import DayLineage, IncomingDay, LabelledDay, RawData, TrainingSet
+from assets.records import DayLineage, IncomingDay, LabelledDay, RawData, TrainingSet, WindowDays
 from data_checks.asset_checks import read_checked_file, require_passing_checks
 from ml.baseline import best_single_column
 from ml.fingerprint import code_version
 from ml.ids import ids_as_text
 from ml.io import file_digest
-from ml.params import Params
+from ml.params import Params, TrainingWindow
 from ml.split import HOLDOUT, SPLIT, TRAIN, SplitError, side, split_rows
 from resources import layout
 from resources.params import ParamsResource
 from resources.records import read_record
 from resources.storage import ArtifactStore
 
-DAY_COLUMN = "__labelled_day__"  # which labelled day a recent row came from (dropped before writing)
+DAY_COLUMN = "__labelled_day__"  # which labelled day a row came from (kept: a window is a set of days)
+RAW_DAY = "raw"  # the day of the raw rows
 
 
 class TrainingSetConfig(dg.Config):
-    """Which labelled days join the raw data; by default the latest `retraining.window_days` of them."""
+    """Which labelled days are loaded; by default the latest `retraining.window_days` of them."""
 
     recent_from: str | None = Field(default=None, description="First labelled day to add (YYYY-MM-DD).")
     recent_to: str | None = Field(default=None, description="Last labelled day to add (YYYY-MM-DD).")
     reference_from: str | None = Field(
         default=None,
-        description="First day of the drift reference (YYYY-MM-DD): the retraining sensor passes the day its "
-        "episode began, so the new version is judged against the data that asked for it. Default: every recent day.",
+        description="The day the episode that asked for this retrain began (YYYY-MM-DD), recorded with the "
+        "training set; the drift reference is the evaluation days, the newest whole labelled days.",
     )
 
 
@@ -86,19 +90,33 @@ def labelled_rows(
     return (pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()), lineage
 
 
+def candidate_windows(configured: list[TrainingWindow], training_days: list[str]) -> list[WindowDays]:
+    """The windows of `retraining.windows` over the days before the evaluation; a window with the same
+    days as one before it is trained once (under the first name)."""
+    windows: list[WindowDays] = []
+    for window in configured:
+        days = ml.windows.window_days(training_days, window.days)
+        if not days and not window.raw:
+            continue
+        if any(w.days == days and w.raw == window.raw for w in windows):
+            continue
+        windows.append(WindowDays(name=window.name, days=days, raw=window.raw))
+    return windows
+
+
 @dg.asset(
     deps=[incoming_data, labels],
     group_name="training",
     kinds={"pandas", "parquet"},
     owners=["team:ml-platform"],
-    code_version=code_version(ml.split),
+    code_version=code_version(ml.split, ml.windows),
     description=(
-        "The checked raw data (unless retraining.include_raw is false) plus the recent labelled days "
-        "(snapshots joined with their labels; the latest `retraining.window_days` of them, or the days "
-        "the retraining sensor asks for), each row marked train or holdout (the raw data's latest rows "
-        "with a timestamp, else seeded by id; a recent day's rows seeded by id and day, so every day trains); plus the holdout rows every model is judged on and the recent days' share of them, a "
-        "new version's drift reference and the rows the gate compares it with the champion on. Files "
-        "per run under training_sets/<run id>/."
+        "The checked raw data plus the recent labelled days (snapshots joined with their labels; the latest "
+        "`retraining.window_days` of them, or the days the retraining sensor asks for). With labelled days, "
+        "the holdout is the newest whole days (at least gate.min_rows rows), on which every candidate is "
+        "judged and none is trained, the gate compares it with the champion, and the new version's drift "
+        "reference; the days before them feed the windows of retraining.windows, one candidate each. "
+        "Without, the raw data's latest rows (with a timestamp) or a seeded hash of the id hold rows out. Files per run under training_sets/<run id>/."
     ),
 )
 def training_set(
@@ -115,52 +133,58 @@ def training_set(
     labelled = context.instance.get_materialized_partitions(labels.key)
     days = recent_days(list(labelled), config, settings.retraining.window_days)
     recent, lineage = labelled_rows(context.instance, storage, settings, days)
-    include_raw = settings.retraining.include_raw or recent.empty
     fraction, seed = training.holdout_fraction, training.seed
+    rows_per_day = {d.day: d.rows for d in lineage if d.rows}
+    evaluation = ml.windows.evaluation_days(rows_per_day, settings.gate.min_rows)
+    before = [d for d in sorted(rows_per_day) if d not in evaluation]
+    windows = candidate_windows(settings.retraining.windows, before) if evaluation else []
+    include_raw = not windows or any(w.raw for w in windows)
+    _date(config.reference_from, "reference_from")
     try:
-        # A labelled day's row is split by its id and day: an id that comes back day after day (a
-        # customer's daily snapshot) still lends each day's rows to both sides.
-        recent_rows = (
-            split_rows(
-                recent,
-                spec,
-                fraction=fraction,
-                seed=seed,
-                keys=recent[spec.id.column].astype(str) + "@" + recent[DAY_COLUMN],
+        parts = []
+        if include_raw:
+            raw_rows = raw.assign(**{DAY_COLUMN: RAW_DAY})
+            parts.append(
+                raw_rows.assign(**{SPLIT: TRAIN})
+                if evaluation
+                else split_rows(raw_rows, spec, fraction=fraction, seed=seed)
             )
-            if len(recent)
-            else None
-        )
-        parts = ([split_rows(raw, spec, fraction=fraction, seed=seed)] if include_raw else []) + (
-            [recent_rows] if recent_rows is not None else []
-        )
-        rows = pd.concat(parts, ignore_index=True).drop(columns=DAY_COLUMN, errors="ignore")
-        # The recent days' own holdout when there are any (from reference_from on): the data a retrained
-        # model will score next, whole days of it.
-        reference = side(rows, HOLDOUT)
-        if recent_rows is not None:
-            reference = side(recent_rows, HOLDOUT)
-            start = _date(config.reference_from, "reference_from")
-            if start is not None and (reference[DAY_COLUMN] >= start).any():
-                reference = reference[reference[DAY_COLUMN] >= start]
-            reference = reference.drop(columns=DAY_COLUMN).reset_index(drop=True)
+        if len(recent):
+            if evaluation:
+                # Whole newest days held out: the next nights are whole days, and after a change the
+                # newest days are the ones that show it.
+                parts.append(
+                    recent.assign(**{SPLIT: recent[DAY_COLUMN].isin(evaluation).map({True: HOLDOUT, False: TRAIN})})
+                )
+            else:
+                # A labelled day's row is split by its id and day: an id that comes back day after day (a
+                # customer's daily snapshot) still lends each day's rows to both sides.
+                keys = recent[spec.id.column].astype(str) + "@" + recent[DAY_COLUMN]
+                parts.append(split_rows(recent, spec, fraction=fraction, seed=seed, keys=keys))
+        rows = pd.concat(parts, ignore_index=True)
         if rows[SPLIT].nunique() < 2:
             raise SplitError(
                 f"holdout_fraction {fraction} leaves one side of the {len(rows)} rows empty; both need rows"
             )
     except SplitError as error:
         raise dg.Failure(description=str(error)) from None
+    holdout = side(rows, HOLDOUT).drop(columns=DAY_COLUMN)
+    # The drift reference: the evaluation days (whole, newest, never trained on); without them the
+    # recent days' share of the holdout, else the whole holdout.
+    recent_holdout = side(rows[rows[DAY_COLUMN] != RAW_DAY], HOLDOUT).drop(columns=DAY_COLUMN)
+    reference = recent_holdout if len(recent_holdout) else holdout
     run = context.run_id
     holdout_uri, reference_uri, rows_uri = (
         layout.training_set(storage, run, name)
         for name in (layout.HOLDOUT_ROWS, layout.REFERENCE_ROWS, layout.TRAINING_ROWS)
     )
-    ml.io.write_parquet(side(rows, HOLDOUT), holdout_uri)
+    ml.io.write_parquet(holdout, holdout_uri)
     ml.io.write_parquet(reference, reference_uri)
     ml.io.write_parquet(rows, rows_uri)
     version = file_digest(rows_uri)[:16]
     counts = rows[ml.split.SPLIT].value_counts()
-    baseline_column, baseline_auc = best_single_column(side(rows, TRAIN), side(rows, HOLDOUT), spec)
+    train_rows = side(rows, TRAIN).drop(columns=DAY_COLUMN)
+    baseline_column, baseline_auc = best_single_column(train_rows, holdout, spec)
     record = TrainingSet(
         run_id=run,
         raw_data_version=raw_data.md5,
@@ -169,7 +193,17 @@ def training_set(
         raw_included=include_raw,
         baseline_column=baseline_column,
         baseline_auc=baseline_auc,
+        evaluation_days=evaluation,
+        windows=windows,
     )
+    if evaluation:
+        held_out = (
+            f"the newest whole labelled days {evaluation[0]}..{evaluation[-1]} (gate.min_rows {settings.gate.min_rows})"
+        )
+    else:
+        held_out = ml.split.split_rule(spec, fraction=training.holdout_fraction, seed=training.seed) + (
+            " (recent days: by seeded hash of id and day)" if len(recent) else ""
+        )
     return dg.Output(
         record,
         data_version=dg.DataVersion(version),
@@ -178,14 +212,15 @@ def training_set(
             "dagster/column_schema": column_schema(rows),
             "train_rows": int(counts.get(TRAIN, 0)),
             "holdout_rows": int(counts.get(HOLDOUT, 0)),
-            "holdout": ml.split.split_rule(spec, fraction=training.holdout_fraction, seed=training.seed)
-            + (" (recent days: by seeded hash of id and day)" if len(recent) else ""),
+            "holdout": held_out,
+            "windows": dg.MetadataValue.json({w.name: w.describe() for w in windows}),
             "raw_rows": len(raw) if include_raw else 0,
             "recent_rows": len(recent),
             "recent_days": dg.MetadataValue.json([d.model_dump() for d in lineage]),
             "recent_window": f"{days[0]}..{days[-1]} ({len(days)} labelled days)" if days else "none",
             "training_partitions": record.partitions,
             "reference_rows": len(reference),
+            "episode_from": config.reference_from or "none",
             "baseline": f"best single column {baseline_column}: holdout AUC {baseline_auc:.4f}",
             "raw_data_version": raw_data.md5,
             "rows": dg.MetadataValue.path(rows_uri),

@@ -29,18 +29,17 @@ class Policy:
 
 
 def policies(params: Params) -> list[Policy]:
-    retraining = params.retraining
-    # training_set trains on the latest window_days labelled days, with the raw data unless
-    # retraining.include_raw is false.
-    with_raw = retraining.include_raw
+    # The project's longest window (raw + its days when one of retraining.windows has the raw data),
+    # on a calendar: what the project's retrains would learn without choosing.
+    longest = max(params.retraining.windows, key=lambda w: (w.raw, w.days))
     return [
         Policy("static (first 30 days)", None, None),
         Policy("weekly, 28-day window", 7, 28),
         Policy(
-            f"weekly, project window ({'raw + ' if with_raw else ''}{retraining.window_days} days)",
+            f"weekly, project window {longest.name} ({'raw + ' if longest.raw else ''}{longest.days} days)",
             7,
-            retraining.window_days,
-            with_raw=with_raw,
+            longest.days,
+            with_raw=longest.raw,
         ),
         Policy("daily, 28-day window", 1, 28),
     ]

@@ -327,6 +327,15 @@ def render_markdown(card: Mapping[str, Any]) -> str:
                 ]
             ],
         ),
+        *(
+            [
+                "",
+                f"**What it learned from**: {data['window_reason']}; judged on the newest labelled days "
+                f"{data['evaluation_days'][0]}..{data['evaluation_days'][-1]}, which no window trained on.",
+            ]
+            if data.get("window") and data.get("evaluation_days")
+            else []
+        ),
         "",
         "## Evaluation (holdout)",
         "",

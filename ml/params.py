@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
 from ml import io
 from ml.cost import CostsSection
@@ -52,18 +52,23 @@ class GateSection(_Section):
         default=0.02, ge=0, le=1, description="With min_auc auto: how far the candidate must beat the best column."
     )
     max_auc_drop: float = Field(
-        default=0.01,
-        ge=0,
-        le=1,
-        description="... and may trail the champion's AUC on the same holdout by at most this.",
-    )
-    max_recent_auc_drop: float = Field(
         default=0.0,
         ge=0,
         le=1,
-        description="With recent days in the training set, the champion is compared on their holdout rows instead, "
-        "and the candidate may trail it there by at most this.",
+        description="A candidate is blocked only when its AUC trails the champion's on the same rows by more than "
+        "this beyond the noise (the paired bootstrap's upper bound of the difference is below -max_auc_drop).",
     )
+    min_rows: int = Field(
+        default=1000,
+        ge=1,
+        description="Rows the candidate and the champion are compared on at least: the newest whole labelled days "
+        "until they hold this many (also the least a new version's drift reference holds).",
+    )
+    confidence: float = Field(
+        default=0.95, gt=0.5, lt=1, description="Level of the one-sided bootstrap bound of the AUC difference."
+    )
+    resamples: int = Field(default=1000, ge=100, description="Paired bootstrap resamples of the compared rows.")
+    seed: int = Field(default=0, description="Seed of the bootstrap.")
 
     @field_validator("min_auc")
     @classmethod
@@ -180,19 +185,49 @@ class DriftSection(_Section):
     seed: int = 0
 
 
+class TrainingWindow(_Section):
+    """One window a retrain trains a candidate on (ml/windows.py)."""
+
+    name: str = Field(pattern=r"^[a-z0-9_]+$", description="How the card and the lineage call it.")
+    days: int = Field(ge=1, description="The latest labelled days before the evaluation days.")
+    raw: bool = Field(default=False, description="Plus the raw data (data.raw).")
+
+
 class RetrainingSection(_Section):
     """When the sensor retrain_on_drift asks for a retrain, and on which data (orchestration/retrain_policy.py)."""
 
     min_labelled_days: int = Field(
         default=3, ge=1, description="Labelled days of a drift before a retrain; days pooled to measure a decay."
     )
-    window_days: int = Field(default=90, ge=1, description="Labelled days (the latest) a retrain trains on.")
-    include_raw: bool = Field(default=True, description="A retrain also trains on the raw data (data.raw).")
+    window_days: int = Field(
+        default=90, ge=1, description="Labelled days (the latest) a retrain loads; its windows pick from them."
+    )
+    windows: list[TrainingWindow] = Field(
+        default_factory=lambda: [
+            TrainingWindow(name="recent", days=28),
+            TrainingWindow(name="long", days=90),
+            TrainingWindow(name="raw_and_long", days=90, raw=True),
+        ],
+        min_length=1,
+        description="One candidate per window; the one with the best AUC on the newest labelled days wins.",
+    )
     cooldown_days: int = Field(default=7, ge=0, description="Days between two retrain requests, whatever the trigger.")
     max_auc_drop: float = Field(
         default=0.02, ge=0, le=1, description="An AUC fall beyond noise and this much is a decay."
     )
     noise_z: float = Field(default=2.0, ge=0, description="Standard errors of a day's AUC that count as noise.")
+    close_after_days: int = Field(
+        default=3,
+        ge=1,
+        description="An episode closes only when this many of the champion's latest days, pooled, are good.",
+    )
+
+    @model_validator(mode="after")
+    def _windows_fit(self) -> RetrainingSection:
+        names = [w.name for w in self.windows]
+        if len(set(names)) != len(names):
+            raise ValueError(f"retraining.windows names must be unique, got {names}")
+        return self
 
 
 class RolloutSection(_Section):

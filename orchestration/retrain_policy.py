@@ -5,8 +5,11 @@ Plain data, no Dagster; the numbers are params.yaml `retraining:` (ml/params.py 
 - An **episode** belongs to one champion. It opens on the champion's first drifted day, or when its
   labelled AUC has **decayed**: the latest `min_labelled_days` labelled days, pooled, fall below its
   first `min_labelled_days` labelled days (what the model reached when it was new) by more than
-  `max_auc_drop` plus the noise of those days' sizes (`noise_z` standard errors). A good day of the
-  same kind closes it. A new champion starts afresh: its days are judged against its own reference.
+  `max_auc_drop` plus the noise of those days' sizes (`noise_z` standard errors). It closes only on
+  enough good evidence: the latest `close_after_days` days since it opened all without drift (a drift
+  episode), or pooled back within the band (a decay). So a shift that is flagged every other night
+  still retrains, and one good day does not close an episode. A new champion starts afresh: its days
+  are judged against its own reference.
 - An open episode asks for a retrain once `min_labelled_days` of its days have labels (a drift
   episode; a decay is measured on labelled days already), and never within `cooldown_days` of the
   previous request. If the champion is still the same after another cooldown (the retrain failed,
@@ -59,6 +62,7 @@ class State:
     episode: Episode | None = None
     last_retrain_day: str | None = None
     performance: dict[str, list[float]] = field(default_factory=dict)  # the champion's days: [auc, se]
+    verdicts: dict[str, bool] = field(default_factory=dict)  # the champion's days: drifted or not
 
     def to_cursor(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)
@@ -103,6 +107,25 @@ def decay(performance: dict[str, list[float]], settings: RetrainingSection) -> s
     return f"labelled ROC AUC {now:.3f} on its latest {k} days vs {base:.3f} on its first {k} (band {band:.3f})"
 
 
+def recovered(performance: dict[str, list[float]], since: str, settings: RetrainingSection) -> bool:
+    """Whether the champion's latest `close_after_days` labelled days after `since`, pooled, are back
+    within the band of its first days: the evidence a decay episode needs to close."""
+    k, first = settings.close_after_days, settings.min_labelled_days
+    days = [performance[d] for d in sorted(performance)]
+    after = [performance[d] for d in sorted(performance) if d > since]
+    if len(after) < k or len(days) < first:
+        return False
+    (base, base_se), (now, now_se) = _pooled(days[:first]), _pooled(after[-k:])
+    return now >= base - settings.max_auc_drop - settings.noise_z * math.hypot(base_se, now_se)
+
+
+def calm(verdicts: dict[str, bool], since: str, settings: RetrainingSection) -> bool:
+    """Whether the latest `close_after_days` drift verdicts after `since` all said no drift."""
+    after = [verdicts[d] for d in sorted(verdicts) if d > since]
+    k = settings.close_after_days
+    return len(after) >= k and not any(after[-k:])
+
+
 def observe(
     state: State, events: list[Event], champion: int | None, settings: RetrainingSection
 ) -> tuple[State, list[str]]:
@@ -111,7 +134,7 @@ def observe(
     if champion != state.champion:
         if state.champion is not None and champion is not None:
             notes.append(f"v{champion} is champion: a fresh start against its own reference")
-        state = replace(state, champion=champion, episode=None, performance={})
+        state = replace(state, champion=champion, episode=None, performance={}, verdicts={})
     for event in sorted(events, key=lambda e: e.storage_id):
         latest = max(filter(None, [state.latest_day, event.day]))
         after = {**state.after, event.kind: max(state.after.get(event.kind, 0), event.storage_id)}
@@ -127,15 +150,33 @@ def observe(
             if why and episode is None:
                 state = replace(state, episode=Episode("performance", event.day, f"{event.detail}: {why}"))
                 notes.append(f"performance episode opened by {event.day}: {why}")
-            elif not why and episode is not None and episode.kind == "performance":
+            elif (
+                episode is not None
+                and episode.kind == "performance"
+                and not why
+                and recovered(state.performance, episode.start, settings)
+            ):
                 state = replace(state, episode=None)
-                notes.append(f"performance episode from {episode.start} closed: no decay as of {event.day}")
-        elif event.bad and episode is None:
+                notes.append(
+                    f"performance episode from {episode.start} closed: its latest {settings.close_after_days} "
+                    f"labelled days, pooled, are back within the band as of {event.day}"
+                )
+            continue
+        state = replace(state, verdicts={**state.verdicts, event.day: bool(event.bad)})
+        if event.bad and episode is None:
             state = replace(state, episode=Episode("drift", event.day, event.detail))
             notes.append(f"drift episode opened by {event.day}: {event.detail}")
-        elif not event.bad and episode is not None and episode.kind == "drift" and event.day > episode.start:
+        elif (
+            not event.bad
+            and episode is not None
+            and episode.kind == "drift"
+            and calm(state.verdicts, episode.start, settings)
+        ):
             state = replace(state, episode=None)
-            notes.append(f"drift episode from {episode.start} closed by a good day, {event.day}")
+            notes.append(
+                f"drift episode from {episode.start} closed: no drift on the latest {settings.close_after_days} days, "
+                f"as of {event.day}"
+            )
     return state, notes
 
 

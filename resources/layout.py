@@ -53,6 +53,11 @@ def candidate(store: ArtifactStore, run_id: str) -> str:
     return store.uri("models", "candidates", run_id)
 
 
+def candidate_window(store: ArtifactStore, run_id: str, window: str, suffix: str = "") -> str:
+    """One window's candidate (a model directory) or, with `suffix`, a file beside it it was trained from."""
+    return store.uri("models", "candidates", f"{run_id}.windows", window + suffix)
+
+
 def candidate_config(store: ArtifactStore, run_id: str) -> str:
     return store.uri("models", "candidates", f"{run_id}.config.json")
 

@@ -20,7 +20,7 @@ from orchestration.deployments import local
 from tests.conftest import REPO, set_params
 
 MODEL = "telco_churn"
-GOOD = {"ops": {"candidate_model": {"config": {"seed": 7}}}}  # passes: within 0.01 of champion v1
+GOOD = {"ops": {"candidate_model": {"config": {"seed": 7}}}}  # passes: not worse than champion v1 beyond the noise
 WEAK = {"ops": {"candidate_model": {"config": {"hyperparameters": {"n_estimators": 1, "num_leaves": 2}}}}}
 GATE = dg.AssetCheckKey(candidate_model.key, CHECK_NAME)
 

@@ -92,7 +92,7 @@ def test_same_data_and_seed_give_identical_metrics_and_artifact(trained_project,
 
 def test_a_new_seed_passes_the_gate_and_takes_over_as_champion(trained_project, instance, registry):
     result = train(trained_project, instance, run_config=SEED_7)
-    assert result.success and "within 0.0100 of champion v1" in gate_result(result).metadata["reason"].value
+    assert result.success and "not worse than champion v1" in gate_result(result).metadata["reason"].value
     assert registry.alias_version(MODEL, "champion") == 2
     assert [(m.from_version, m.to_version) for m in registry.alias_history(MODEL, "champion")] == [(None, 1), (1, 2)]
     assert metadata(instance, registered_model.key)["registered"] is True
@@ -103,7 +103,7 @@ def test_a_new_seed_passes_the_gate_and_takes_over_as_champion(trained_project, 
     [
         # A fixed bar still shows what the best single column reaches beside it.
         (0.80, r"AUC 0\.7\d+ is below the minimum 0\.8000 \(gate\.min_auc; best single column \w+ 0\.\d{4}\)"),
-        (0.70, r"AUC 0\.7\d+ is worse than champion v1 \(0\.8\d+\) by 0\.1\d+, more than the tolerance 0\.0100"),
+        (0.70, r"AUC 0\.7\d+ is worse than champion v1 \(0\.8\d+\) beyond the noise: difference -0\.1\d+"),
     ],
 )
 def test_a_worse_candidate_is_blocked_and_nothing_is_registered(trained_project, instance, registry, min_auc, reason):
@@ -137,7 +137,7 @@ def test_run_config_picks_the_scikit_learn_family(trained_project, instance, reg
     candidate = metadata(instance, candidate_model.key)
     assert candidate["model_family"] == "logistic_regression" and candidate["hyperparameters"]["C"] == 0.5
     assert registry.version_info(MODEL, 2)["tags"]["keel.model_family"] == "logistic_regression"
-    assert "within 0.0100 of champion v1" in gate_result(result).metadata["reason"].value
+    assert "not worse than champion v1" in gate_result(result).metadata["reason"].value
 
 
 def test_manual_promotion_waits_for_the_approve_job(trained_project, instance, registry):

@@ -17,14 +17,14 @@ def report(tmp_path_factory):
     from benchmarks.retraining import MIN_AUC, run
 
     out = tmp_path_factory.mktemp("retraining")
-    return run(NIGHTS, LABEL_DELAY, out / "out", False, False, MIN_AUC, out), out / "out"
+    return run("flights", NIGHTS, LABEL_DELAY, out / "out", False, False, MIN_AUC, out), out / "out" / "flights"
 
 
 @pytest.fixture(scope="module")
 def rules():
-    from benchmarks.retraining import MIN_AUC, _params
+    from benchmarks.retraining import MIN_AUC, STREAMS, _params
 
-    return _params(LABEL_DELAY, MIN_AUC).retraining
+    return _params(STREAMS["flights"], LABEL_DELAY, MIN_AUC).retraining
 
 
 def test_every_night_is_scored_and_tabled(report):

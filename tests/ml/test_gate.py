@@ -1,8 +1,12 @@
-"""The gate's rule: a minimum AUC AND no worse than the champion beyond the tolerance."""
+"""The gate's rule: a minimum AUC AND no worse than the champion beyond the tolerance, or beyond the noise."""
 
 from __future__ import annotations
 
-from ml.gate import decide
+import numpy as np
+import pytest
+from sklearn.metrics import roc_auc_score
+
+from ml.gate import decide, paired_auc_difference, weighted_aucs
 
 
 def test_first_model_needs_only_the_minimum():
@@ -27,3 +31,54 @@ def test_both_failures_are_named():
     assert (
         decision.reason.count(";") == 1 and "below the minimum" in decision.reason and "worse than" in decision.reason
     )
+
+
+def _scores(rng, labels, separation):
+    """Scores whose AUC grows with `separation` (positives shifted up by it)."""
+    return 1 / (1 + np.exp(-(rng.normal(size=len(labels)) + separation * labels)))
+
+
+def test_the_weighted_auc_matches_sklearn_with_ties():
+    rng = np.random.default_rng(1)
+    labels = rng.integers(0, 2, 500)
+    scores = np.round(_scores(rng, labels, 1.0), 2)  # rounded: many ties
+    assert weighted_aucs(labels, scores, np.ones((1, 500)))[0] == pytest.approx(roc_auc_score(labels, scores))
+
+
+def test_a_candidate_worse_only_within_the_noise_is_promoted():
+    rng = np.random.default_rng(2)
+    labels = rng.integers(0, 2, 1000)
+    shared = rng.normal(size=1000) + 1.0 * labels
+    champion = 1 / (1 + np.exp(-shared))
+    candidate = 1 / (1 + np.exp(-(shared + rng.normal(scale=0.1, size=1000))))  # a touch noisier
+    difference = paired_auc_difference(labels, candidate, champion)
+    assert difference.difference < 0 < difference.upper  # lower on these rows, but not beyond the noise
+    decision = decide(0.7, min_auc=0.6, max_auc_drop=0.0, champion_version=1, champion_auc=0.71, difference=difference)
+    assert decision.passed and "not worse than champion v1 (0.7100) beyond the noise" in decision.reason
+
+
+def test_a_candidate_worse_beyond_the_noise_is_blocked():
+    rng = np.random.default_rng(3)
+    labels = rng.integers(0, 2, 1000)
+    champion = _scores(rng, labels, 1.5)
+    candidate = _scores(rng, labels, 0.7)
+    difference = paired_auc_difference(labels, candidate, champion)
+    assert difference.upper < 0
+    decision = decide(0.7, min_auc=0.6, max_auc_drop=0.0, champion_version=1, champion_auc=0.8, difference=difference)
+    assert not decision.passed and "beyond the noise" in decision.reason
+
+
+def test_the_same_point_difference_is_noise_on_few_rows_and_evidence_on_many():
+    rng = np.random.default_rng(4)
+    few, many = (rng.integers(0, 2, n) for n in (60, 6000))
+    verdicts = []
+    for labels in (few, many):
+        shared = rng.normal(size=len(labels)) + 1.0 * labels
+        worse = shared + rng.normal(scale=0.6, size=len(labels))
+        verdicts.append(paired_auc_difference(labels, 1 / (1 + np.exp(-worse)), 1 / (1 + np.exp(-shared))).upper < 0)
+    assert verdicts == [False, True]
+
+
+def test_one_class_only_cannot_be_compared():
+    with pytest.raises(ValueError, match="one class only"):
+        paired_auc_difference(np.ones(10), np.linspace(0, 1, 10), np.linspace(0, 1, 10))

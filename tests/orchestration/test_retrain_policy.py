@@ -72,9 +72,32 @@ def test_days_scored_by_an_older_model_say_nothing_about_the_champion():
     assert state.episode is None and state.after == {"drift": 1}
 
 
-def test_a_good_day_closes_a_drift_episode():
-    state, _ = observe(State(), [drift(1, 2, True), drift(2, 3, False)], 1, SETTINGS)
-    assert state.episode is None
+def test_one_good_day_does_not_close_a_drift_episode_but_enough_good_days_do():
+    settings = Settings(min_labelled_days=2, window_days=7, cooldown_days=7, close_after_days=3)
+    state, _ = observe(State(), [drift(1, 2, True), drift(2, 3, False)], 1, settings)
+    assert state.episode is not None and state.episode.start == day(2)
+    state, notes = observe(state, [drift(3, 4, False), drift(4, 5, False)], 1, settings)
+    assert state.episode is None and "no drift on the latest 3 days" in notes[0]
+
+
+def test_a_flickering_persistent_shift_still_retrains():
+    settings = Settings(min_labelled_days=3, window_days=7, cooldown_days=7, close_after_days=3)
+    flicker = [drift(n, n, n % 2 == 0) for n in range(2, 9)]  # drift every other night
+    state, notes = observe(State(), flicker, 1, settings)
+    assert state.episode.start == day(2) and not any("closed" in note for note in notes)
+    asked = decide(state, labelled(8), settings)
+    assert asked.retrain["run_key"] == f"retrain-drift-{day(2)}"
+
+
+def test_one_good_day_does_not_close_a_decay_episode():
+    settings = Settings(min_labelled_days=2, max_auc_drop=0.02, noise_z=2.0, close_after_days=3)
+    history = [perf(1, 1, 0.80), perf(2, 2, 0.80), perf(3, 3, 0.70), perf(4, 4, 0.70)]
+    state, _ = observe(State(), history, 1, settings)
+    assert state.episode.kind == "performance"
+    state, _ = observe(state, [perf(5, 5, 0.90)], 1, settings)  # one good day: the pool of the latest 2 is 0.80
+    assert state.episode is not None
+    state, notes = observe(state, [perf(6, 6, 0.80), perf(7, 7, 0.80)], 1, settings)
+    assert state.episode is None and "back within the band" in notes[0]
 
 
 def test_the_cooldown_survives_a_cursor_reset_through_the_last_request():

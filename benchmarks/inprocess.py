@@ -1,0 +1,198 @@
+"""The project's retraining rules called in-process, without Dagster runs: a faster approximation of the
+replay (benchmarks/replay.py), for streams too long to replay through the real machinery each time.
+
+It calls the project's own functions for every decision: ml.features and ml.models to train,
+assets.training_set.candidate_windows and ml.windows for the evaluation days, the windows and the
+winner, ml.baseline and ml.gate (the paired bootstrap) for the gate, ml.drift.drift_verdict against
+the version's reference profile with its column importance for the nightly verdict,
+ml.evaluation.auc_standard_error for a labelled day's AUC, and orchestration.retrain_policy
+(observe / decide) for when to retrain. What it leaves out: Dagster runs, data checks, MLflow, the
+artifact files, and the scorer's capture (the day's rows are sampled for the verdict by the same
+seeded id hash). Its figures are labelled as in-process wherever they are printed.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pandas as pd
+from sklearn.metrics import roc_auc_score
+
+from assets.training_set import candidate_windows
+from ml.baseline import best_single_column
+from ml.drift import drift_verdict, reference_profile
+from ml.evaluation import auc_standard_error
+from ml.features import encode_target, fit_features, source_columns, transform
+from ml.gate import decide as gate_decide
+from ml.gate import paired_auc_difference
+from ml.models import fit_model
+from ml.params import Params
+from ml.split import HOLDOUT, TRAIN, side, split_rows
+from ml.windows import choose, evaluation_days
+from orchestration.retrain_policy import Event, State, decide, observe
+
+DAY = "day"
+
+
+class Version:
+    """A trained model with its feature state, importance per column and drift reference."""
+
+    def __init__(self, number: int, train: pd.DataFrame, reference_rows: pd.DataFrame, params: Params) -> None:
+        spec, config = params.dataset, params.training.resolve()
+        self.number = number
+        self.state = fit_features(train, spec, params.features)
+        self.model = fit_model(
+            config.model,
+            transform(train, self.state),
+            encode_target(train, spec).to_numpy(),
+            config.hyperparameters,
+            config.seed,
+        )
+        sources = source_columns(self.state)
+        totals = dict.fromkeys(self.state.input_columns, 0.0)
+        for name, value in self.model.importance().items():
+            column = sources.get(name, name)
+            totals[column] = totals.get(column, 0.0) + abs(float(value))
+        total = sum(totals.values())
+        self.importance = {c: (v / total if total > 0 else 0.0) for c, v in totals.items()}
+        self.reference = self.profile(reference_rows, params, params.drift.reference_rows)
+
+    def predict(self, rows: pd.DataFrame) -> np.ndarray:
+        return self.model.predict(transform(rows, self.state))
+
+    def profile(self, rows: pd.DataFrame, params: Params, max_rows: int | None) -> pd.DataFrame:
+        return reference_profile(
+            rows, self.predict(rows), params.dataset, max_rows=max_rows or len(rows), seed=params.drift.seed
+        )
+
+
+def retrain(
+    request: dict, by_day: dict[str, pd.DataFrame], raw: pd.DataFrame, champion: Version, number: int, params: Params
+) -> tuple[Version | None, dict]:
+    """What the retrain job decides for a request: the windows, the winner, the gate; the new version if it passed."""
+    spec = params.dataset
+    days = [d for d in sorted(by_day) if request["recent_from"] <= d <= request["recent_to"]]
+    evaluation = evaluation_days({d: len(by_day[d]) for d in days}, params.gate.min_rows)
+    windows = candidate_windows(params.retraining.windows, [d for d in days if d not in evaluation])
+    holdout = pd.concat([by_day[d] for d in evaluation], ignore_index=True)
+    labels = encode_target(holdout, spec).to_numpy()
+    models, aucs = {}, {}
+    for window in windows:
+        train = pd.concat(([raw] if window.raw else []) + [by_day[d] for d in window.days], ignore_index=True)
+        models[window.name] = Version(number, train, holdout, params)
+        aucs[window.name] = float(roc_auc_score(labels, models[window.name].predict(holdout)))
+    chosen, why = choose(aucs)
+    union = pd.concat(
+        ([raw] if any(w.raw for w in windows) else []) + [by_day[d] for w in windows for d in w.days],
+        ignore_index=True,
+    ).drop_duplicates(spec.id.column)
+    _, baseline = best_single_column(union, holdout, spec)
+    candidate = models[chosen]
+    scores = candidate.predict(holdout)
+    champion_scores = champion.predict(holdout)
+    gate = params.gate
+    decision = gate_decide(
+        aucs[chosen],
+        min_auc=baseline + gate.baseline_margin if gate.min_auc == "auto" else float(gate.min_auc),
+        max_auc_drop=gate.max_auc_drop,
+        champion_version=champion.number,
+        champion_auc=float(roc_auc_score(labels, champion_scores)),
+        candidate_compared_auc=aucs[chosen],
+        difference=paired_auc_difference(
+            labels, scores, champion_scores, resamples=gate.resamples, confidence=gate.confidence, seed=gate.seed
+        ),
+    )
+    entry = {
+        "run_key": request["run_key"],
+        "window": chosen,
+        "window_reason": why,
+        "gate_passed": decision.passed,
+        "gate_reason": decision.reason,
+        "promoted": decision.passed,
+        "version": number if decision.passed else None,
+    }
+    return (candidate if decision.passed else None), entry
+
+
+def replay_inprocess(
+    rows: pd.DataFrame, raw_days: list[str], days: list[str], label_delay: int, params: Params
+) -> tuple[dict, list[dict]]:
+    """The project's nights under its rules, in-process: the setup and one record per night."""
+    spec, settings = params.dataset, params.retraining
+    by_day = {d: frame.drop(columns=DAY).reset_index(drop=True) for d, frame in rows.groupby(DAY)}
+    raw = pd.concat([by_day[d] for d in raw_days], ignore_index=True)
+    split = split_rows(raw, spec, fraction=params.training.holdout_fraction, seed=params.training.seed)
+    champion = Version(1, side(split, TRAIN), side(split, HOLDOUT), params)
+    versions = {1: champion}
+    setup = {"version": 1, "holdout_auc": float("nan"), "gate_reason": "in-process: no gate for the first model"}
+    state, last_request, storage_id = State(), None, 0
+    scored_by: dict[str, int] = {}
+    labelled: list[str] = []
+    nights = []
+    for number, day in enumerate(days, start=1):
+        started = time.monotonic()
+        today = by_day[day]
+        scores = champion.predict(today)
+        truth = encode_target(today, spec).to_numpy()
+        scored_by[day] = champion.number
+        current = champion.profile(today, params, params.drift.current_rows).drop(columns=["day"], errors="ignore")
+        result = drift_verdict(
+            champion.reference, current, spec, params.drift.drift_share, champion.importance, params.drift.seed
+        )
+        storage_id += 1
+        events = [
+            Event(
+                storage_id,
+                "drift",
+                day,
+                result.verdict == "drift",
+                champion.number,
+                f"drift_report {day}: drifted columns carry {result.drift_share:.2f} of the importance "
+                f"({', '.join(result.drifted_columns) or 'none'}), prediction drift {result.prediction['drifted']}",
+            )
+        ]
+        night = {
+            "night": number,
+            "day": day,
+            "version": champion.number,
+            "verdict": result.verdict,
+            "drift_share": result.drift_share,
+            "auc": float(roc_auc_score(truth, scores)),
+            "retrains": [],
+            "failures": [],
+        }
+        if number > label_delay:
+            arrived = days[number - 1 - label_delay]
+            labelled.append(arrived)
+            frame = by_day[arrived]
+            version = versions[scored_by[arrived]]
+            y = encode_target(frame, spec).to_numpy()
+            auc = float(roc_auc_score(y, version.predict(frame)))
+            storage_id += 1
+            events.append(
+                Event(
+                    storage_id,
+                    "performance",
+                    arrived,
+                    False,
+                    version.number,
+                    f"model_performance {arrived}",
+                    auc,
+                    auc_standard_error(auc, int(y.sum()), int(len(y) - y.sum())),
+                )
+            )
+        state, _ = observe(state, events, champion.number, settings)
+        decision = decide(state, labelled, settings, last_request)
+        state = decision.state
+        night["skip_reason"] = "; ".join(decision.notes)
+        if decision.retrain is not None:
+            last_request = decision.retrain["requested_on"]
+            new, entry = retrain(decision.retrain, by_day, raw, champion, len(versions) + 1, params)
+            night["retrains"].append(entry)
+            if new is not None:
+                versions[new.number] = new
+                champion = new
+        night["seconds"] = round(time.monotonic() - started, 2)
+        nights.append(night)
+    return setup, nights
