@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 
+from ml.html_safety import markdown_text
 from ml.model_card import (
     ModelCardSection,
     bootstrap_intervals,
@@ -119,4 +120,5 @@ def test_the_examples_human_fields_stay_with_the_example():
 def test_the_gate_line_states_the_verdict_once():
     reason = "passed: AUC 0.8500 >= minimum 0.8000 (gate.min_auc; best single column tenure 0.7400)"
     markdown = render_markdown(card(gate={"decision": "passed", "reason": reason}))
-    assert f"**Gate**: {reason}\n" in markdown and "passed: passed" not in markdown
+    # The reason is literal Markdown (its ">=" escaped), once, after the label.
+    assert f"**Gate**: {markdown_text(reason)}\n" in markdown and "passed: passed" not in markdown
