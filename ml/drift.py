@@ -291,8 +291,8 @@ def drift_verdict(
     size. The verdict is "drift" when one of these rules fires (`rules` names them):
 
     - **impact** (with `predict`, the model on profile frames): the drifted columns, together, move
-      the model's scores on the day's rows by at least `settings.impact_threshold` of the spread of
-      the reference's scores (ml/drift_impact.py). A column the model does not read never drifts the
+      the model's scores on the day's rows, beyond what chance moves them at these sizes, by at least
+      `settings.impact_threshold` of the spread of the reference's scores (ml/drift_impact.py). A column the model does not read never drifts the
       data set, however far it moves; one it leans on does, in proportion to what it changes.
       Without `predict`, **importance** stands in: the drifted columns carry at least `drift_share`
       of the model's feature importance (`importance`; equal shares without it).
@@ -325,11 +325,14 @@ def drift_verdict(
             verdicts[c] = (value, drifted, _reason(c, kind, reference[c], current[c], drifted))
     spread = score_spread(reference[PREDICTION])
     impacts: dict[str, float | None] = dict.fromkeys(spec.feature_columns)
+    noises: dict[str, float | None] = dict.fromkeys(spec.feature_columns)
     if predict is not None:
         for i, (c, kind) in enumerate(_kinds(spec).items()):
             if verdicts[c][1]:
-                raw = column_impact(predict, reference, current, c, kind, rows=settings.impact_rows, seed=seed + i)
-                impacts[c] = raw / spread
+                raw, noise = column_impact(
+                    predict, reference, current, c, kind, rows=settings.impact_rows, seed=seed + i
+                )
+                impacts[c], noises[c] = max(raw - noise, 0.0) / spread, noise / spread
     columns = [
         {
             "column": c,
@@ -340,6 +343,7 @@ def drift_verdict(
             "drifted": verdicts[c][1],
             "importance": round(weights[c], 4),
             "impact": None if impacts[c] is None else round(float(impacts[c]), 4),
+            "impact_noise": None if noises[c] is None else round(float(noises[c]), 4),
             "reason": verdicts[c][2],
             "calibration": calibrations[c].basis,
         }
@@ -504,8 +508,8 @@ def explained_html(page: str, result: DriftResult) -> str:
         f"<ul>{rules}</ul>"
         "<p>Each threshold is the score that days without drift reach by themselves, calibrated on the "
         "reference at this day's size. A column's impact is the mean change of a row's expected score when "
-        "the column's values follow the day's distribution instead of the reference's, in standard "
-        "deviations of the reference's scores. Evidently's count of drifted columns below is not the "
+        "the column's values follow the day's distribution instead of the reference's, beyond what chance "
+        "gives at these sizes, in standard deviations of the reference's scores. Evidently's count of drifted columns below is not the "
         "verdict.</p>"
         f"<ul>{meanings}</ul>"
         "<table border=1 cellpadding=4 style='border-collapse:collapse'><tr><th>column</th><th>test</th>"

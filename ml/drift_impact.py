@@ -13,9 +13,11 @@ pooled (missing as one more point), each weighed by its share on the day and in 
 unimportant column moves no score, so its impact is about zero however far it drifts; a level swap in
 the column the model leans on moves many.
 
-The impact is in score units (probabilities); `relative` divides it by the spread of the reference's
-scores (their standard deviation), so one threshold serves a model whose scores sit around 0.02 and
-one whose scores sit around 0.5.
+Shares measured on a day of 100 rows move by chance, and so does the impact; what counts is the
+impact beyond its no-drift level at the day's and the reference's sizes (found by drawing shares under
+no drift through the same predictions). It is in score units (probabilities) and is divided by the
+spread of the reference's scores (their standard deviation), so one threshold serves a model whose
+scores sit around 0.02 and one whose scores sit around 0.5.
 """
 
 from __future__ import annotations
@@ -67,28 +69,42 @@ def column_impact(
     kind: str,
     *,
     rows: int = 400,
+    rounds: int = 50,
+    spread: float = 3.5,
     seed: int = 0,
-) -> float:
+) -> tuple[float, float]:
     """The mean absolute change of a day row's expected score between the day's and the reference's
-    distribution of `column` (score units), on at most `rows` of the day's rows."""
+    distribution of `column` (score units), on at most `rows` of the day's rows; and its no-drift level.
+
+    The no-drift level is what chance alone gives at these sizes: shares drawn from the pooled shares
+    for a day and a reference of these sizes, `rounds` times, through the same predictions; mean +
+    `spread` standard deviations (as the column thresholds are found, ml/drift_calibration.py). A day
+    of 100 rows moves shares, so scores, by chance more than a day of 10,000 does.
+    """
     values, ref_shares, cur_shares = _grid(reference[column], current[column], kind)
-    change = cur_shares - ref_shares
-    moved = np.flatnonzero(np.abs(change) > 1e-12)
-    if len(moved) == 0:
-        return 0.0
+    pooled = (ref_shares * len(reference) + cur_shares * len(current)) / (len(reference) + len(current))
+    points = np.flatnonzero(pooled > 0)
+    if len(points) < 2:
+        return 0.0, 0.0
+    rng = np.random.default_rng(seed)
     sample = current
     if len(current) > rows:
-        sample = current.iloc[np.random.default_rng(seed).choice(len(current), rows, replace=False)]
+        sample = current.iloc[rng.choice(len(current), rows, replace=False)]
     sample = sample.reset_index(drop=True)
-    # One stacked frame: the sampled rows once per grid point whose share moved, predicted in one call.
-    stacked = pd.concat([sample] * len(moved), ignore_index=True)
-    column_values = np.repeat(np.array([values[k] for k in moved], dtype=object), len(sample))
+    # One stacked frame: the sampled rows once per grid point, predicted in one call.
+    stacked = pd.concat([sample] * len(points), ignore_index=True)
+    column_values = np.repeat(np.array([values[k] for k in points], dtype=object), len(sample))
     if kind == "numeric":
         stacked[column] = column_values.astype("float64")
     else:
         stacked[column] = pd.Series(column_values, dtype=object).where(pd.notna(column_values), None)
-    scores = np.asarray(predict(stacked), dtype="float64").reshape(len(moved), len(sample))
-    return float(np.mean(np.abs(change[moved] @ scores)))
+    scores = np.asarray(predict(stacked), dtype="float64").reshape(len(points), len(sample))
+    impact = float(np.mean(np.abs((cur_shares - ref_shares)[points] @ scores)))
+    shares = pooled[points] / pooled[points].sum()
+    day_draws = rng.multinomial(len(current), shares, size=rounds) / len(current)
+    reference_draws = rng.multinomial(len(reference), shares, size=rounds) / len(reference)
+    null = np.mean(np.abs((day_draws - reference_draws) @ scores), axis=1)
+    return impact, float(np.mean(null) + spread * np.std(null))
 
 
 def score_spread(reference_scores: pd.Series) -> float:
