@@ -1,6 +1,7 @@
 """drift_report: a day's Evidently data-drift and prediction-drift report, against the reference
 profile stored with the model version that scored the day, plus a warning check in the UI."""
 
+import math
 import tempfile
 from pathlib import Path
 
@@ -8,9 +9,11 @@ import dagster as dg
 
 import ml.drift
 import ml.drift_calibration
+import ml.drift_impact
 import ml.features
 import ml.io
 import ml.models
+import ml.performance_estimate
 import ml.predictor
 from assets.partitions import DAILY
 from assets.records import ScoredDay
@@ -27,21 +30,22 @@ CHECK_NAME = "no_drift"
 IMPORTANCE_CODE = code_version(ml.predictor, ml.models, ml.features)
 
 
-def column_importance(storage: ArtifactStore, registry: ModelRegistry, scored: ScoredDay) -> dict[str, float]:
+def column_importance(storage: ArtifactStore, scored: ScoredDay, predictor: Predictor) -> dict[str, float]:
     """The scoring model's importance per column, computed once per model (by its manifest sha256) and
-    kept in the artifact store: a model's importance never changes, and loading it each night costs
-    a download from the registry."""
+    kept in the artifact store: a model's importance never changes."""
     uri = layout.model_importance(storage, scored.model, scored.model_manifest_sha256)
     if ml.io.exists(uri):
         kept = ml.io.read_json(uri)
         if kept.get("manifest_sha256") == scored.model_manifest_sha256 and kept.get("code") == IMPORTANCE_CODE:
             return kept["importance"]
-    with tempfile.TemporaryDirectory(prefix="keel-importance-") as tmp:
-        local = registry.download(scored.model, scored.model_version, Path(tmp) / "model")
-        importance = Predictor.load(local, expected_manifest_sha256=scored.model_manifest_sha256).column_importance()
+    importance = predictor.column_importance()
     document = {"manifest_sha256": scored.model_manifest_sha256, "code": IMPORTANCE_CODE, "importance": importance}
     ml.io.write_json(document, uri)
     return importance
+
+
+def _finite(value: float) -> float | None:
+    return float(value) if math.isfinite(value) else None
 
 
 def columns_table(result: ml.drift.DriftResult) -> dg.TableMetadataValue:
@@ -55,6 +59,7 @@ def columns_table(result: ml.drift.DriftResult) -> dg.TableMetadataValue:
                 "threshold": round(float(c["threshold"]), 4),
                 "drifted": bool(c["drifted"]),
                 "importance": float(c["importance"]),
+                "impact": "-" if c["impact"] is None else f"{c['impact']:.3f}",
                 "reason": c["reason"],
             }
         )
@@ -71,6 +76,10 @@ def columns_table(result: ml.drift.DriftResult) -> dg.TableMetadataValue:
                 dg.TableColumn("threshold", "float", description="calibrated on the reference at this day's size"),
                 dg.TableColumn("drifted", "bool"),
                 dg.TableColumn("importance", "float", description="the column's share of the model's importance"),
+                dg.TableColumn(
+                    "impact",
+                    description="how far the day's values move the model's scores, in sd of the reference's scores",
+                ),
                 dg.TableColumn("reason"),
             ]
         ),
@@ -81,20 +90,29 @@ def summary(result: ml.drift.DriftResult, day: str, version: int) -> str:
     """A few short lines (the UI shows markdown metadata in a narrow column, without wrapping code)."""
     prediction = result.prediction
     drifted = ", ".join(markdown_text(c) for c in result.drifted_columns) or "none"  # names from the data
-    compare = "≥" if result.drift_share >= result.drift_share_threshold else "<"
-    return "\n".join(
-        [
-            f"**{result.verdict}** on {day}, scored by v{version}",
-            "",
-            f"- drifted columns: {drifted}",
-            f"- they carry {result.drift_share:.2f} {compare} {result.drift_share_threshold:.2f} of the model's importance "
-            f"({len(result.drifted_columns)} of {len(result.columns)} columns)",
-            f"- prediction drift: {'yes' if prediction['drifted'] else 'no'} "
-            f"(score {float(prediction['score']):.3f}, threshold {float(prediction['threshold']):.3f})",
-            f"- rows: {result.current_rows} current, {result.reference_rows} reference",
-            "- thresholds: calibrated on the reference at this day's size",
-        ]
-    )
+    performance = result.performance
+    lines = [
+        f"**{result.verdict}** on {day}, scored by v{version}; rules fired: {', '.join(result.rules) or 'none'}",
+        "",
+        f"- drifted columns: {drifted}",
+    ]
+    if result.impact is not None:
+        compare = "≥" if result.impact >= result.impact_threshold else "<"
+        lines.append(
+            f"- impact: they move the model's scores by {result.impact:.3f} {compare} {result.impact_threshold:.3f} "
+            "(sd of the reference's scores)"
+        )
+    lines += [
+        f"- they carry {result.drift_share:.2f} of the model's importance "
+        f"({len(result.drifted_columns)} of {len(result.columns)} columns)",
+        f"- prediction drift: {'yes' if prediction['drifted'] else 'no'} "
+        f"(score {float(prediction['score']):.3f}, threshold {float(prediction['threshold']):.3f})",
+        f"- estimated AUC (no labels): {performance['estimated_auc']:.3f} vs the reference's "
+        f"{performance['reference_estimated_auc']:.3f}{' (a drop beyond noise)' if performance['dropped'] else ''}",
+        f"- rows: {result.current_rows} current, {result.reference_rows} reference",
+        "- thresholds: calibrated on the reference at this day's size",
+    ]
+    return "\n".join(lines)
 
 
 @dg.asset(
@@ -102,7 +120,7 @@ def summary(result: ml.drift.DriftResult, day: str, version: int) -> str:
     group_name="monitoring",
     kinds={"evidently", "html"},
     owners=["team:ml-platform"],
-    code_version=code_version(ml.drift, ml.drift_calibration),
+    code_version=code_version(ml.drift, ml.drift_calibration, ml.drift_impact, ml.performance_estimate),
     check_specs=[
         dg.AssetCheckSpec(
             CHECK_NAME,
@@ -114,8 +132,11 @@ def summary(result: ml.drift.DriftResult, day: str, version: int) -> str:
         "An Evidently report per day: data drift of each feature column and prediction drift of the "
         "scores, against the reference profile stored with the model version that scored the day "
         "(its newest holdout rows and their scores), on the day's capture (the seeded sample the "
-        "scorer kept). The metadata carries a summary, the verdict, the drift share, the drifted "
-        "columns and each column's test and score; `report_url` opens the full Evidently HTML report "
+        "scorer kept). The verdict is drift when a rule fires: the drifted columns move the model's scores "
+        "(impact), the scores' distribution is outside normal (prediction), or the AUC estimated from the "
+        "scores alone drops (estimated performance). The metadata carries a summary, the verdict and the "
+        "rules that fired with their figures (`because`), the drift share, the drifted columns and each "
+        "column's test, score and impact; `report_url` opens the full Evidently HTML report "
         "(served by `make ui` locally, the cloud console otherwise). The sensor `retrain_on_drift` "
         "reads the verdict."
     ),
@@ -129,19 +150,24 @@ def drift_report(
 ):
     day, settings = context.partition_key, params.load()
     spec, version = settings.dataset, batch_predictions.model_version
-    with tempfile.TemporaryDirectory(prefix="keel-reference-") as tmp:
-        reference = ml.io.read_parquet(str(registry.reference(batch_predictions.model, version, tmp)))
-    # Drift is weighed by what it costs this model: its importance per column.
-    importance = column_importance(storage, registry, batch_predictions)
     current = ml.drift.load_capture(batch_predictions.capture_uri(storage), spec)
-    result = ml.drift.drift_report(
-        reference,
-        current,
-        spec,
-        drift_share=settings.drift.drift_share,
-        importance=importance,
-        seed=settings.drift.seed,
-    )
+    with tempfile.TemporaryDirectory(prefix="keel-drift-") as tmp:
+        reference = ml.io.read_parquet(str(registry.reference(batch_predictions.model, version, tmp)))
+        # The model that scored the day, verified against the manifest it scored with: drift is weighed by
+        # what it costs this model (its scores move; its importance per column, a figure).
+        local = registry.download(batch_predictions.model, version, Path(tmp) / "model")
+        predictor = Predictor.load(local, expected_manifest_sha256=batch_predictions.model_manifest_sha256)
+        importance = column_importance(storage, batch_predictions, predictor)
+        result = ml.drift.drift_report(
+            reference,
+            current,
+            spec,
+            drift_share=settings.drift.drift_share,
+            importance=importance,
+            seed=settings.drift.seed,
+            predict=ml.drift.profile_predict(predictor.predict, spec),
+            settings=ml.drift.VerdictSettings.of(settings.drift),
+        )
     html_uri = layout.drift_report(storage, day)
     page, bundle = ml.drift.with_shared_bundle(result.html)
     if bundle is not None:  # Evidently's script, once beside every day's page (about 3.5 MB)
@@ -159,6 +185,8 @@ def drift_report(
             "summary": dg.MetadataValue.md(text),
             **({"report_url": dg.MetadataValue.url(link)} if link else {}),
             "verdict": result.verdict,
+            "because": result.because,
+            "rules_fired": dg.MetadataValue.json(result.rules),
             "drift_detected": result.verdict == "drift",
             "dataset_drift": result.dataset_drift,
             "drift_share": float(result.drift_share),
@@ -166,6 +194,14 @@ def drift_report(
             "drifted_columns": dg.MetadataValue.json(result.drifted_columns),
             "prediction_drift": bool(result.prediction["drifted"]),
             "prediction_drift_score": float(result.prediction["score"]),
+            "prediction_drift_threshold": float(result.prediction["threshold"]),
+            **({"drift_impact": float(result.impact)} if result.impact is not None else {}),
+            "drift_impact_threshold": float(result.impact_threshold),
+            "estimated_auc": _finite(result.performance["estimated_auc"]),
+            "reference_estimated_auc": _finite(result.performance["reference_estimated_auc"]),
+            "estimated_auc_drop": _finite(result.performance["drop"]),
+            "estimated_auc_drop_se": _finite(result.performance["drop_se"]),
+            "estimated_performance_drop": bool(result.performance["dropped"]),
             "model_version": version,
             "current_rows": result.current_rows,
             "partition_rows": batch_predictions.rows,
@@ -178,7 +214,9 @@ def drift_report(
         check_name=CHECK_NAME,
         passed=result.verdict != "drift",
         severity=dg.AssetCheckSeverity.WARN,
+        description=result.because,
         metadata={
+            "rules_fired": dg.MetadataValue.json(result.rules),
             "drift_share": float(result.drift_share),
             "drifted_columns": dg.MetadataValue.json(result.drifted_columns),
             "prediction_drift": bool(result.prediction["drifted"]),

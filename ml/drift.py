@@ -14,6 +14,7 @@ draw a report.
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from html import escape
 from typing import Any
@@ -24,7 +25,9 @@ import pandas as pd
 import pyarrow.parquet as pq
 
 from ml.drift_calibration import MEANING, calibrate, score
+from ml.drift_impact import Predict, column_impact, score_spread
 from ml.html_safety import safe_evidently_page
+from ml.performance_estimate import compare as compare_performance
 from ml.sample import id_hashes, smallest
 from ml.spec import DatasetSpec, token_key
 
@@ -33,16 +36,31 @@ DAY = "__day__"  # the day of a reference row, when the spec has a timestamp (da
 SCORE = "score"  # the score column of a predictions file
 
 
+@dataclass(frozen=True)
+class VerdictSettings:
+    """The rules' numbers (params.yaml `drift:`)."""
+
+    impact_threshold: float = 0.05  # drifted columns' impact, in reference score spreads, that drifts the data set
+    impact_rows: int = 400  # day rows the impact is measured on
+    estimated_auc_drop: float = 0.03  # an estimated AUC drop of at least this ...
+    noise_z: float = 3.0  # ... and beyond this many standard errors
+
+    @classmethod
+    def of(cls, section: Any) -> VerdictSettings:
+        """From params.yaml `drift:` (ml/params.py DriftSection)."""
+        return cls(section.impact_threshold, section.impact_rows, section.estimated_auc_drop, section.noise_z)
+
+
 class DriftError(ValueError):
     """The frames or files cannot be compared; the message names the column, row or file at fault."""
 
 
 @dataclass
 class DriftResult:
-    """What one drift report found. `verdict` is "drift" when the data drifted OR the prediction drifted."""
+    """What one drift report found. `verdict` is "drift" when one of its rules fired (`rules`, `because`)."""
 
     verdict: str  # "drift" | "no drift"
-    dataset_drift: bool  # drift_share >= drift_share_threshold, or a column far outside normal
+    dataset_drift: bool  # the columns' rule fired: impact >= impact_threshold (importance share without a model)
     drift_share: float  # share of the model's feature importance carried by the drifted columns
     drift_share_threshold: float
     drifted_columns: list[str]
@@ -53,6 +71,13 @@ class DriftResult:
     reference_rows: int
     current_rows: int
     html: str = field(repr=False)  # the complete Evidently page
+    rules: list[str] = field(
+        default_factory=list
+    )  # the rules that fired: impact | importance | prediction | estimated performance
+    impact: float | None = None  # the drifted columns' impact on the scores, in reference score spreads (with a model)
+    impact_threshold: float | None = None
+    performance: dict[str, Any] = field(default_factory=dict)  # the label-free AUC estimate (PerformanceEstimate)
+    because: str = ""  # the verdict and the rules, with their figures, in one line
 
     def to_dict(self) -> dict[str, Any]:
         document = asdict(self)
@@ -131,6 +156,25 @@ def reference_profile(
     return profile
 
 
+def model_rows(profile: pd.DataFrame, spec: DatasetSpec) -> pd.DataFrame:
+    """A profile frame's feature columns as the model reads raw rows: booleans back to the spec's first
+    true and false tokens (the profile holds them as "true" / "false")."""
+    rows = profile[spec.feature_columns].copy()
+    true, false = spec.booleans.true_values[0], spec.booleans.false_values[0]
+    for col in spec.columns.boolean:
+        flags = rows[col].to_numpy(dtype=object)
+        rows[col] = pd.Series(
+            np.where(flags == "true", true, np.where(flags == "false", false, None)), index=rows.index, dtype=object
+        )
+    return rows
+
+
+def profile_predict(predict_rows: Callable[[pd.DataFrame], np.ndarray], spec: DatasetSpec) -> Predict:
+    """The model's scores on profile frames (what the impact rule needs), from its scores on raw rows
+    (e.g. `Predictor.predict`)."""
+    return lambda profile: np.asarray(predict_rows(model_rows(profile, spec)), dtype="float64")
+
+
 def load_capture(uri: str, spec: DatasetSpec) -> pd.DataFrame:
     """A scored day's capture (the scorer's seeded sample: id, feature columns, score) as a profile frame."""
     try:
@@ -202,7 +246,39 @@ def _reason(column: str, kind: str, reference: pd.Series, current: pd.Series, dr
 
 
 NO_VALUES = "no values on this day"
-SEVERE = 3.0  # a column this many times beyond its threshold is far outside anything the model saw
+
+
+def _rules(result: DriftResult) -> str:
+    """One line: the verdict, the rules that fired (or why none did), with their figures."""
+    parts = []
+    if result.impact is not None:
+        moved = ", ".join(
+            f"{c['column']} {c['impact']:.2f}"
+            for c in sorted(result.columns, key=lambda c: -(c["impact"] or 0.0))
+            if c["drifted"] and c["impact"] is not None
+        )
+        compare = ">=" if result.impact >= result.impact_threshold else "<"
+        parts.append(
+            f"impact: drifted columns move the model's scores by {result.impact:.2f} of their spread "
+            f"{compare} {result.impact_threshold:.2f}" + (f" ({moved})" if moved else "")
+        )
+    else:
+        compare = ">=" if result.drift_share >= result.drift_share_threshold else "<"
+        parts.append(
+            f"importance: drifted columns carry {result.drift_share:.2f} {compare} "
+            f"{result.drift_share_threshold:.2f} of the model's importance"
+        )
+    emptied = [c["column"] for c in result.columns if c["reason"] == NO_VALUES]
+    if emptied:
+        parts.append(f"no values: {', '.join(emptied)} has none on this day")
+    prediction = result.prediction
+    if prediction["score"] is not None:
+        compare = ">" if prediction["drifted"] else "<="
+        parts.append(f"prediction: score distance {prediction['score']:.3f} {compare} {prediction['threshold']:.3f}")
+    if result.performance:
+        parts.append("estimated performance: " + result.performance["detail"])
+    fired = result.rules or ["none"]
+    return f"{result.verdict} (rules fired: {', '.join(fired)}); " + "; ".join(parts)
 
 
 def drift_verdict(
@@ -212,22 +288,33 @@ def drift_verdict(
     drift_share: float,
     importance: dict[str, float] | None = None,
     seed: int = 0,
+    *,
+    predict: Predict | None = None,
+    settings: VerdictSettings | None = None,
 ) -> DriftResult:
     """The day's verdict, without the HTML page (`drift_report` adds Evidently's page).
 
     Each column's threshold is calibrated on the reference (ml/drift_calibration.py) for this day's
-    size. The data set drifts when the drifted columns carry at least `drift_share` of the model's
-    feature importance (`importance`, per spec column; equal shares without it), so the verdict does
-    not depend on how many columns the data set has; so does one column far outside normal (its score
-    at least SEVERE times its threshold): the model extrapolates there, and an importance measured on
-    the training data says nothing about how it behaves out there. The verdict is "drift" when the
-    data drifted OR the prediction drifted: a moved score distribution means the model now acts
-    differently. A column with no values on the day (where the reference has some) drifts ("no values on
-    this day") instead of failing the report, and makes the day's verdict "drift" whatever its
-    importance, so an emptied feature reaches a person (the drift alert names it).
+    size. The verdict is "drift" when one of these rules fires (`rules` names them):
+
+    - **impact** (with `predict`, the model on profile frames): the drifted columns, together, move
+      the model's scores on the day's rows, beyond what chance moves them at these sizes, by at least
+      `settings.impact_threshold` of the spread of the reference's scores (ml/drift_impact.py). A column the model does not read never drifts the
+      data set, however far it moves; one it leans on does, in proportion to what it changes.
+      Without `predict`, **importance** stands in: the drifted columns carry at least `drift_share`
+      of the model's feature importance (`importance`; equal shares without it).
+    - **prediction**: the score distribution moved beyond its own calibrated threshold: the model now
+      acts differently, whatever moved it.
+    - **estimated performance**: the day's AUC estimated from the scores alone (ml/performance_estimate.py)
+      is below the reference's by at least `settings.estimated_auc_drop` and beyond noise.
+
+    A column with no values on the day (where the reference has some) drifts ("no values on this day")
+    instead of failing the report, and makes the data set drift whatever its impact or importance (rule
+    **no values**), so an emptied feature reaches a person (the drift alert names it).
     """
     if not 0.0 < drift_share <= 1.0:
         raise DriftError(f"drift_share must be in (0, 1], got {drift_share}")
+    settings = settings or VerdictSettings()
     _check_frame(reference, spec, "reference")
     _check_frame(current, spec, "current")
     kinds = {**_kinds(spec), PREDICTION: "numeric"}
@@ -244,13 +331,17 @@ def drift_verdict(
         else:
             value = score(reference[c], current[c], kind)
             drifted = value > cal.threshold
-            reason = _reason(c, kind, reference[c], current[c], drifted)
-            if drifted and value >= SEVERE * cal.threshold:
-                beyond = (
-                    f"{value / cal.threshold:.1f}x its threshold" if cal.threshold > 0 else "the reference is constant"
+            verdicts[c] = (value, drifted, _reason(c, kind, reference[c], current[c], drifted))
+    spread = score_spread(reference[PREDICTION])
+    impacts: dict[str, float | None] = dict.fromkeys(spec.feature_columns)
+    noises: dict[str, float | None] = dict.fromkeys(spec.feature_columns)
+    if predict is not None:
+        for i, (c, kind) in enumerate(_kinds(spec).items()):
+            if verdicts[c][1]:
+                raw, noise = column_impact(
+                    predict, reference, current, c, kind, rows=settings.impact_rows, seed=seed + i
                 )
-                reason += f"; far outside normal ({beyond})"
-            verdicts[c] = (value, drifted, reason)
+                impacts[c], noises[c] = max(raw - noise, 0.0) / spread, noise / spread
     columns = [
         {
             "column": c,
@@ -260,6 +351,8 @@ def drift_verdict(
             "threshold": float(calibrations[c].threshold),
             "drifted": verdicts[c][1],
             "importance": round(weights[c], 4),
+            "impact": None if impacts[c] is None else round(float(impacts[c]), 4),
+            "impact_noise": None if noises[c] is None else round(float(noises[c]), 4),
             "reason": verdicts[c][2],
             "calibration": calibrations[c].basis,
         }
@@ -275,13 +368,35 @@ def drift_verdict(
     }
     drifted_columns = [c["column"] for c in columns if c["drifted"]]
     share = float(sum(weights[c] for c in drifted_columns))
-    severe = any("far outside normal" in c["reason"] for c in columns)
+    rules = []
+    if predict is not None:
+        impact = float(sum(impacts[c] or 0.0 for c in drifted_columns))
+        dataset_drift = impact >= settings.impact_threshold
+        if dataset_drift:
+            rules.append("impact")
+    else:
+        impact = None
+        dataset_drift = share >= drift_share
+        if dataset_drift:
+            rules.append("importance")
     # A feature the reference has values for and the day has none of is a broken input, not a small
-    # shift: whatever its share of the importance, the day drifts, naming the column.
-    emptied = any(c["reason"] == NO_VALUES for c in columns)
-    dataset_drift = share >= drift_share or severe or emptied
-    return DriftResult(
-        verdict="drift" if dataset_drift or prediction["drifted"] else "no drift",
+    # shift: whatever it weighs, the day drifts, naming the column.
+    if any(c["reason"] == NO_VALUES for c in columns):
+        dataset_drift = True
+        rules.append("no values")
+    if prediction["drifted"]:
+        rules.append("prediction")
+    estimate = compare_performance(
+        reference[PREDICTION].to_numpy(dtype="float64", na_value=np.nan),
+        current[PREDICTION].to_numpy(dtype="float64", na_value=np.nan),
+        min_drop=settings.estimated_auc_drop,
+        z=settings.noise_z,
+        seed=seed,
+    )
+    if estimate.dropped:
+        rules.append("estimated performance")
+    result = DriftResult(
+        verdict="drift" if rules else "no drift",
         dataset_drift=dataset_drift,
         drift_share=share,
         drift_share_threshold=drift_share,
@@ -291,7 +406,13 @@ def drift_verdict(
         reference_rows=len(reference),
         current_rows=len(current),
         html="",
+        rules=rules,
+        impact=impact,
+        impact_threshold=settings.impact_threshold,
+        performance=estimate.to_dict(),
     )
+    result.because = _rules(result)
+    return result
 
 
 def drift_report(
@@ -301,14 +422,18 @@ def drift_report(
     drift_share: float,
     importance: dict[str, float] | None = None,
     seed: int = 0,
+    *,
+    predict: Predict | None = None,
+    settings: VerdictSettings | None = None,
 ) -> DriftResult:
     """`drift_verdict`, and Evidently's report of the same tests with the same thresholds as its page.
 
     Evidently runs each column's test (normed Wasserstein or Jensen-Shannon) with the calibrated
     threshold, so its page shows the numbers the verdict used; the verdict and each column's reason,
-    importance and calibration are added on top of the page.
+    importance, impact and calibration are added on top of the page. Evidently's own data-set line
+    (its count of drifted columns against a share) is left off the page: the verdict is the project's.
     """
-    result = drift_verdict(reference, current, spec, drift_share, importance, seed)
+    result = drift_verdict(reference, current, spec, drift_share, importance, seed, predict=predict, settings=settings)
     from evidently import DataDefinition, Dataset, Report
     from evidently.metrics import ValueDrift
 
@@ -343,9 +468,14 @@ def drift_report(
     return result
 
 
+DATASET_LINE = "Dataset Drift is"  # Evidently's data-set verdict on its page
+
+
 @functools.cache
 def drift_table_preset() -> type:
-    """Evidently's DataDriftPreset as its page shows it: the data set's drift and the per-column table.
+    """Evidently's DataDriftPreset as its page shows it: the counts of drifted columns and the per-column
+    table, without its "Dataset Drift is (NOT) detected" line, which counts columns against a share and
+    would contradict the project's verdict (drawn above the page).
 
     The stock preset also computes and draws a ValueDrift metric per column, which its page never
     shows (its render draws the table only): about 40 % of the report's time, every night.
@@ -357,6 +487,10 @@ def drift_table_preset() -> type:
         def generate_metrics(self, context):
             return [m for m in super().generate_metrics(context) if not isinstance(m, ValueDrift)]
 
+        def render(self, context, child_widgets=None):
+            widgets = super().render(context, child_widgets)
+            return [w for w in widgets if DATASET_LINE not in str(getattr(w, "params", ""))]
+
     return DriftTablePreset
 
 
@@ -364,30 +498,38 @@ def _number(value: float | None) -> str:
     return "-" if value is None else f"{value:.4f}"
 
 
+def _impact(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3f}"
+
+
 def explained_html(page: str, result: DriftResult) -> str:
-    """Evidently's page with the verdict, and each column's test, threshold and calibration, on top."""
+    """Evidently's page with the verdict, the rules and their figures, and each column's test, threshold,
+    impact and calibration on top."""
     rows = "".join(
         f"<tr><td>{escape(c['column'])}</td><td>{escape(c['method'])}</td>"
         f"<td>{_number(c['score'])}</td>"
         f"<td>{c['threshold']:.4f}</td><td>{'yes' if c['drifted'] else 'no'}</td><td>{c['importance']:.3f}</td>"
+        f"<td>{_impact(c.get('impact'))}</td>"
         f"<td>{escape(c['reason'])}</td><td>{escape(c['calibration'])}</td></tr>"
         for c in result.columns
     )
     meanings = "".join(f"<li><b>{escape(m)}</b>: {escape(text)}</li>" for m, text in MEANING.items())
+    rules = "".join(f"<li>{escape(part)}</li>" for part in result.because.split("; ")[1:])
+    fired = ", ".join(result.rules) or "none"
     block = (
         '<section style="font-family:sans-serif;margin:16px">'
         f"<h2>Verdict: {escape(result.verdict)}</h2>"
-        f"<p>Drifted columns carry {result.drift_share:.2f} of the model's feature importance "
-        f"(drift at {result.drift_share_threshold:.2f}, or when one column is {SEVERE:g}x beyond its threshold); "
-        "prediction drift: "
-        f"{'yes' if result.prediction['drifted'] else 'no'} (score {result.prediction['score']:.4f}, "
-        f"threshold {result.prediction['threshold']:.4f}). Each threshold is the score that days without drift "
-        "reach by themselves, calibrated on the reference at this day's size. Evidently's own count of drifted "
-        "columns below is not the verdict.</p>"
+        f"<p>Rules fired: <b>{escape(fired)}</b>. The verdict is drift when any rule fires:</p>"
+        f"<ul>{rules}</ul>"
+        "<p>Each threshold is the score that days without drift reach by themselves, calibrated on the "
+        "reference at this day's size. A column's impact is the mean change of a row's expected score when "
+        "the column's values follow the day's distribution instead of the reference's, beyond what chance "
+        "gives at these sizes, in standard deviations of the reference's scores. Evidently's count of drifted columns below is not the "
+        "verdict.</p>"
         f"<ul>{meanings}</ul>"
         "<table border=1 cellpadding=4 style='border-collapse:collapse'><tr><th>column</th><th>test</th>"
-        "<th>score</th><th>threshold</th><th>drifted</th><th>importance</th><th>reason</th><th>calibration</th></tr>"
-        f"{rows}</table></section>"
+        "<th>score</th><th>threshold</th><th>drifted</th><th>importance</th><th>impact</th><th>reason</th>"
+        f"<th>calibration</th></tr>{rows}</table></section>"
     )
     at = page.find("<body")
     at = page.find(">", at) + 1 if at >= 0 else 0

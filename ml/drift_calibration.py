@@ -8,10 +8,13 @@ moves. So each column's threshold is the score that same-distribution data reach
   the rest, `rounds` times; each split's score, rescaled from the split's sizes to (reference, day)
   sizes (these distances shrink as 1/sqrt(effective rows) under no drift), is a score of "no drift";
 - **day to day**, when the reference holds whole days: each reference day against the other days,
-  which adds the variation between normal days (a cold day is not drift).
+  which adds the variation between normal days (a cold day is not drift). Reference days differ in
+  size (2 rows or 300): a small day's score is mostly its own sampling noise, which says nothing about
+  a day of the current size, so each day's score loses the no-drift level at its own size (in
+  quadrature) and what remains, the variation between days, is added to the level at the current size.
 
-The threshold is the largest of (mean + 3.5 sd of the sample scores) and the largest day score, times
-`margin`; a day's column drifts when its score exceeds it. The scores are Evidently's own stattests
+The threshold is the largest of (mean + 3.5 sd of the sample scores, at the day's size) and that day
+level, times `margin`; a day's column drifts when its score exceeds it. The scores are Evidently's own stattests
 (normed Wasserstein distance for numbers, Jensen-Shannon distance for categories), so the report
 shows the same numbers the verdict used.
 """
@@ -109,16 +112,21 @@ def calibrate_column(
         return Calibration(method, float("inf"), float("inf"), None, f"only {len(values)} reference values: no test")
     rng = np.random.default_rng(seed)
     part = max(2, min(current_rows, len(values) // 2))
-    factor = _size_factor(len(values), max(current_rows, 1), part, len(values) - part)
-    sample_scores = []
+    raw_scores = []
     for _ in range(rounds):
         mask = np.zeros(len(values), dtype=bool)
         mask[rng.choice(len(values), size=part, replace=False)] = True
-        sample_scores.append(_score(values[~mask], values[mask], kind, levels) * factor)
+        raw_scores.append(_score(values[~mask], values[mask], kind, levels))
     # mean + `spread` standard deviations of the no-drift scores: beyond the 99th percentile of such
     # right-skewed scores, where 50 splits cannot show a high quantile by themselves (and a threshold
     # from fewer splits swings enough to double the false alarms of an unlucky reference).
-    sample_level = float(np.mean(sample_scores) + spread * np.std(sample_scores))
+    raw_level = float(np.mean(raw_scores) + spread * np.std(raw_scores))
+
+    def noise(left: int, right: int) -> float:
+        """The no-drift level of a score between `left` and `right` rows (rescaled from the splits)."""
+        return raw_level * _size_factor(right, max(left, 1), part, len(values) - part)
+
+    sample_level = noise(current_rows, len(values))
     day_level, day_count = None, 0
     if days is not None:
         day_codes, _ = pd.factorize(pd.Series(days)[present].to_numpy(), sort=True)
@@ -126,13 +134,24 @@ def calibrate_column(
         usable = np.flatnonzero(counts >= 2)
         day_count = len(usable)
         if day_count >= MIN_DAYS:
-            # The most recent days when there are many: they are what "normal" looks like now.
+            # The most recent days when there are many: they are what "normal" looks like now. A day's
+            # score holds its sampling noise at its own size (large for a day of a few rows) and the
+            # variation between days; only the latter carries over to a day of `current_rows` rows, so the
+            # noise at the day's size comes off (in quadrature) and the noise at the current size goes on.
             chosen = usable[-max_days:]
-            day_level = max(_score(values[day_codes != d], values[day_codes == d], kind, levels) for d in chosen)
+            between = 0.0
+            for d in chosen:
+                size = int(counts[d])
+                day_score = _score(values[day_codes != d], values[day_codes == d], kind, levels)
+                between = max(between, day_score**2 - noise(size, len(values) - size) ** 2)
+            day_level = float(np.sqrt(between + sample_level**2))
     level = max(sample_level, day_level or 0.0)
     basis = f"mean + {spread:g} sd of {rounds} random splits of {len(values)} reference values, at {current_rows} rows"
     if day_level is not None:
-        basis += f", and the largest of {min(day_count, max_days)} reference days against the others"
+        basis += (
+            f", and the largest variation between {min(day_count, max_days)} reference days "
+            "(each against the others, less the noise of its size), at this size"
+        )
     return Calibration(
         method, level * margin, sample_level, day_level, basis + (f", x{margin:g}" if margin != 1 else "")
     )

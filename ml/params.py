@@ -176,7 +176,28 @@ class DriftSection(_Section):
         default=0.3,
         gt=0,
         le=1,
-        description="The data set drifts when its drifted columns carry this share of the model's feature importance.",
+        description=(
+            "Without the model's scores on the day's rows: the data set drifts when its drifted columns carry this "
+            "share of the model's feature importance (a figure of every report)."
+        ),
+    )
+    impact_threshold: float = Field(
+        default=0.05,
+        gt=0,
+        description=(
+            "The data set drifts when its drifted columns move the model's scores on the day's rows by this much, "
+            "in standard deviations of the reference's scores (ml/drift_impact.py)."
+        ),
+    )
+    impact_rows: int = Field(default=400, ge=10, description="Day rows the impact is measured on (a seeded sample).")
+    estimated_auc_drop: float = Field(
+        default=0.03,
+        ge=0,
+        le=1,
+        description="A label-free estimated AUC this far below the reference's (and beyond noise) is drift.",
+    )
+    noise_z: float = Field(
+        default=3.0, ge=0, description="Bootstrap standard errors of the estimated AUC drop that count as noise."
     )
     reference_rows: int = Field(default=20_000, ge=1, description="Holdout rows kept as a model's reference.")
     current_rows: int | None = Field(

@@ -1,5 +1,5 @@
-"""The drift report weighs columns by the scoring model's importance, computed once per model (keyed by
-its manifest sha256) and kept in the artifact store, not downloaded from the registry every night."""
+"""The drift report shows the scoring model's importance per column, computed once per model (keyed by
+its manifest sha256) and kept in the artifact store, not computed again every night."""
 
 from pathlib import Path
 
@@ -23,7 +23,7 @@ def rerun_drift_report(defs: dg.Definitions, instance) -> dg.ExecuteInProcessRes
 def test_the_importance_is_computed_once_per_model_and_read_back(trained_project: Path, monkeypatch):
     from ml.predictor import Predictor
     from resources import layout
-    from resources.registry import MANIFEST_TAG, ModelRegistry
+    from resources.registry import MANIFEST_TAG
 
     defs, resources = setup_day(trained_project)
     registry, storage = resources["registry"], resources["storage"]
@@ -38,10 +38,10 @@ def test_the_importance_is_computed_once_per_model_and_read_back(trained_project
         shares = {r.data["column"]: r.data["importance"] for r in first["columns"].value.records}
         assert shares == pytest.approx({c: round(v, 4) for c, v in expected.items()}, abs=1e-4)
 
-        def no_download(*args, **kwargs):
-            raise AssertionError("the drift report downloaded the model again")
+        def computed_again(*args, **kwargs):
+            raise AssertionError("the drift report computed the importance again")
 
-        monkeypatch.setattr(ModelRegistry, "download", no_download)
+        monkeypatch.setattr(Predictor, "column_importance", computed_again)
         assert rerun_drift_report(defs, instance).success
         again = materializations(instance, "drift_report")[0].asset_materialization.metadata
         assert again["drift_share"].value == first["drift_share"].value

@@ -66,13 +66,17 @@ def test_shifted_columns_drift_against_calibrated_thresholds(spec, shifted_repor
         assert 0 < column["threshold"] < 1 and "random splits" in column["calibration"]
         assert column["drifted"] == (column["score"] > column["threshold"])
     assert by_column["tenure"]["reason"].startswith("distribution outside the reference's normal variation")
-    # Without an importance every column weighs the same.
+    # Without an importance every column weighs the same; without the model's scores that share decides:
+    # a few of 19 equal columns are not half. The scores (random here) did not move.
     assert result.drift_share == pytest.approx(len(result.drifted_columns) / len(spec.feature_columns))
-    assert result.drift_share < 0.5  # a few of 19 equal columns; but tenure and contract are far outside normal:
-    assert result.dataset_drift and result.verdict == "drift"
+    assert result.drift_share < 0.5 and result.impact is None
+    assert not result.dataset_drift and result.rules == [] and result.verdict == "no drift"
+    assert result.because.startswith("no drift (rules fired: none); importance: drifted columns carry 0.11 < 0.50")
     assert json.loads(json.dumps(result.to_dict()))["drifted_columns"] == result.drifted_columns
-    # The page says the verdict and each column's test, threshold and calibration on top of Evidently's.
-    assert "Verdict: drift" in result.html and "calibrated on the reference" in result.html
+    # The page says the verdict, the rules and each column's test, threshold and calibration on top of
+    # Evidently's, and Evidently's own data-set line (its count of columns) is not there to contradict it.
+    assert "Verdict: no drift" in result.html and "calibrated on the reference" in result.html
+    assert "Rules fired: <b>none</b>" in result.html and "Dataset Drift is" not in result.html
     assert "window.drawDashboard(" in result.html
 
 
@@ -87,16 +91,6 @@ def test_the_verdict_weighs_drifted_columns_by_the_models_importance(spec, halve
     assert tenure["drifted"] and "far outside" not in tenure["reason"]
     assert heavy.dataset_drift and heavy.verdict == "drift" and heavy.drift_share == pytest.approx(0.6)
     assert not light.dataset_drift and light.drift_share < 0.3
-
-
-def test_a_column_far_outside_normal_drifts_the_data_set_whatever_its_importance(spec, shifted_report):
-    """Importance is measured on the training data; far outside it, the model extrapolates."""
-    reference, shifted, equal = shifted_report
-    elsewhere = {c: (0.0 if c in equal.drifted_columns else 1.0) for c in spec.feature_columns}
-    result = drift_verdict(reference, shifted, spec, drift_share=0.3, importance=elsewhere)
-    tenure = next(c for c in result.columns if c["column"] == "tenure")
-    assert result.drift_share == 0.0 and result.dataset_drift and result.verdict == "drift"
-    assert "far outside normal" in tenure["reason"]
 
 
 def test_the_verdict_does_not_depend_on_the_column_count(spec, halves):
@@ -117,7 +111,8 @@ def test_a_shifted_score_alone_is_prediction_drift(spec, halves):
     assert result.prediction["drifted"] and result.prediction["score"] > result.prediction["threshold"]
     assert result.prediction["method"] == "wasserstein"
     assert not result.dataset_drift
-    assert result.verdict == "drift"
+    assert result.verdict == "drift" and "prediction" in result.rules
+    assert "prediction: score distance" in result.because and "Verdict: drift" in result.html
 
 
 def test_a_column_without_values_a_constant_and_a_new_category_are_verdicts_not_errors(spec, halves):
@@ -250,11 +245,9 @@ def test_a_capture_is_read_as_a_profile_and_refused_by_name_when_it_lacks_a_colu
         load_capture(str(tmp_path / "nowhere.parquet"), spec)
 
 
-def test_the_report_page_is_the_stock_presets_page(spec, shifted_report, monkeypatch):
-    """The report skips the per-column metrics the stock DataDriftPreset computes but never shows: the
-    page is the same, up to the random ids Evidently gives each widget."""
-    import re
-
+def test_the_report_page_is_the_stock_presets_page_without_its_data_set_line(spec, shifted_report, monkeypatch):
+    """The report skips the per-column metrics the stock DataDriftPreset computes but never shows, and its
+    "Dataset Drift is (NOT) detected" line: the rest of the page (the counts, the table) is the stock one."""
     import evidently.presets
 
     import ml.drift
@@ -262,12 +255,10 @@ def test_the_report_page_is_the_stock_presets_page(spec, shifted_report, monkeyp
     reference, shifted, result = shifted_report
     monkeypatch.setattr(ml.drift, "drift_table_preset", lambda: evidently.presets.DataDriftPreset)
     stock = drift_report(reference, shifted, spec, drift_share=0.5)
-
-    def without_ids(page: str) -> str:
-        return re.sub(r"[0-9a-f]{32}|[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", "<id>", page)
-
-    assert without_ids(result.html) == without_ids(stock.html)
-    assert "tenure" in result.html and len(result.html) > 100_000
+    assert "Dataset Drift is NOT detected" in stock.html and "Dataset Drift is" not in result.html
+    for text in ("Drifted Columns", "Share of Drifted Columns", "tenure", "contract"):
+        assert text in result.html
+    assert len(result.html) > 100_000
 
 
 def test_a_feature_with_no_values_on_the_day_makes_the_day_drift_whatever_its_importance(spec, halves):
