@@ -21,7 +21,7 @@ from pydantic import Field
 from assets.batch_predictions import published_model
 from assets.cards import refresh_card
 from assets.deployment import deployment_event
-from assets.registered_model import launched_by, load_predictor, registered_model
+from assets.registered_model import decided_by, load_predictor, registered_model
 from orchestration.promotion import PROMOTION_TAGS, _move, _record
 from resources.params import ParamsResource
 from resources.registry import (
@@ -30,6 +30,7 @@ from resources.registry import (
     CHAMPION,
     MANIFEST_TAG,
     AliasConflict,
+    AliasMoveRefused,
     ModelRegistry,
     RegistryUnavailable,
     UnusableVersion,
@@ -96,7 +97,7 @@ def start_rollout(
             description=f"a {current.mode} of v{current.challenger_version} is under way since "
             f"{current.since.isoformat()}; wait for its bake, or end it with conclude_rollout (outcome rollback)"
         )
-    actor = launched_by(context, "start_canary")
+    actor = decided_by(context, registry, "start_canary")
     try:
         if challenger != version:
             move = registry.move_alias(
@@ -105,7 +106,7 @@ def start_rollout(
             _record(context, registry, storage, name, move)
         else:
             registry.verify_version(name, version, load_predictor)
-    except (AliasConflict, UnusableVersion, RegistryUnavailable, TimeoutError, ValueError) as error:
+    except (AliasConflict, AliasMoveRefused, UnusableVersion, RegistryUnavailable, TimeoutError, ValueError) as error:
         raise dg.Failure(description=f"{name}: no canary of v{version}: {error}") from None
     percent = (config.percent or settings.canary_percent) if config.mode == "canary" else 0.0
     state = RolloutState(
@@ -159,7 +160,7 @@ def conclude(
     name, version = registry.model_name, config.version
     state = read_state(storage.root)
     decision = json.loads(config.decision) or None
-    actor = launched_by(context, "conclude_rollout")
+    actor = decided_by(context, registry, "conclude_rollout")
     ours = state.challenger_version == version and (config.since is None or state.since.isoformat() == config.since)
     if config.outcome == "promote":
         if state.mode == "off" or not ours:
@@ -187,7 +188,7 @@ def conclude(
 
 
 def _roll_back(context, storage, registry, endpoint, state: RolloutState, version: int, reason: str, decision=None):
-    name, actor = registry.model_name, launched_by(context, "conclude_rollout")
+    name, actor = registry.model_name, decided_by(context, registry, "conclude_rollout")
     _retire(context, registry, storage, name, version, reason, actor)
     if state.mode != "off" and state.challenger_version != version:
         context.log.info(f"{name}: a newer rollout (v{state.challenger_version}) serves; rollout.json left as it is")
