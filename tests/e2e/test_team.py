@@ -25,7 +25,7 @@ import dagster as dg
 import pytest
 import sqlalchemy as sa
 
-from tests.team.services import ADMIN, Team, postgres_missing
+from tests.team.services import ADMIN, Team, postgres_missing, procfile
 
 pytestmark = pytest.mark.skipif(postgres_missing() is not None, reason=postgres_missing() or "")
 
@@ -89,7 +89,7 @@ def team(project_template: Path, tmp_path_factory: pytest.TempPathFactory) -> It
     try:
         team.start_all()
         # A second webserver on the same instance and code server; read-only, as viewers would get it.
-        team.start("web2", KEEL_WEB_PORT=(web2 := str(_free_port())), KEEL_WEB_READ_ONLY="1")
+        team.start("web2", procfile(project)["web"], KEEL_WEB_PORT=(web2 := str(_free_port())), KEEL_WEB_READ_ONLY="1")
         team.env["WEB2_PORT"] = web2
         deadline = time.monotonic() + SERVICE_DEADLINE
         team.wait_http("mlflow", f"{team.mlflow_url}/health", deadline)
