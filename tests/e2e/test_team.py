@@ -153,8 +153,12 @@ def admin_env(team: Team) -> dict[str, str]:
 class as_user:
     """MLflow credentials in this process's environment, as a person's shell would hold them."""
 
-    def __init__(self, username: str, password: str):
-        self.values = {"MLFLOW_TRACKING_USERNAME": username, "MLFLOW_TRACKING_PASSWORD": password}
+    def __init__(self, team: Team, username: str, password: str):
+        self.values = {
+            "MLFLOW_TRACKING_URI": team.mlflow_url,
+            "MLFLOW_TRACKING_USERNAME": username,
+            "MLFLOW_TRACKING_PASSWORD": password,
+        }
 
     def __enter__(self):
         self.saved = {k: os.environ.get(k) for k in self.values}
@@ -194,8 +198,8 @@ def test_a_champion_trained_through_the_daemon_is_in_postgres_and_the_artifact_s
         ).scalar()
     engine.dispose()
     assert stored == "SUCCESS" and events > 20 and materialized >= 5
-    with as_user(**{"username": ADMIN, "password": team.env["MLFLOW_AUTH_ADMIN_PASSWORD"]}):
-        registry = ModelRegistry(root=str(team.folder / "locks"))
+    with as_user(team, ADMIN, team.env["MLFLOW_AUTH_ADMIN_PASSWORD"]):
+        registry = ModelRegistry(root=str(team.folder / "locks"), tracking_uri=team.mlflow_url)
         assert registry.uri() == team.mlflow_url
         assert registry.alias_version(MODEL, "champion") == 1
         info = registry.version_info(MODEL, 1)
@@ -236,16 +240,18 @@ def test_a_read_only_user_cannot_move_the_champion_and_an_editor_is_recorded(
     from resources.model_cards import read_card
     from resources.registry import ModelRegistry
 
-    with as_user(ADMIN, team.env["MLFLOW_AUTH_ADMIN_PASSWORD"]):
+    with as_user(team, ADMIN, team.env["MLFLOW_AUTH_ADMIN_PASSWORD"]):
         auth = get_app_client("basic-auth", tracking_uri=team.mlflow_url)
         auth.create_user("reader", "reader-password-1")
         auth.create_user("alice", "alice-password-1")
-        auth.create_registered_model_permission(MODEL, "alice", "EDIT")
-        # A second version of the same files, to be approved.
         client = MlflowClient(team.mlflow_url, team.mlflow_url)
         v1 = client.get_model_version(MODEL, "1")
+        # Alice may move the model's aliases, and write the versions' model cards into their runs.
+        auth.create_registered_model_permission(MODEL, "alice", "EDIT")
+        auth.create_experiment_permission(client.get_run(v1.run_id).info.experiment_id, "alice", "EDIT")
+        # A second version of the same files, to be approved.
         client.create_model_version(MODEL, v1.source, run_id=v1.run_id, tags=v1.tags)
-        registry = ModelRegistry(root=str(team.project / "var" / "mlflow"))
+        registry = ModelRegistry(root=str(team.project / "var" / "mlflow"), tracking_uri=team.mlflow_url)
         before = registry.alias_history(MODEL)
 
     config = team.folder / "approve.yaml"
@@ -262,7 +268,7 @@ def test_a_read_only_user_cannot_move_the_champion_and_an_editor_is_recorded(
     assert refused.returncode != 0, output[-3000:]
     assert "refused by the MLflow server for user 'reader'" in output, output[-3000:]
     assert "EDIT" in output and "nothing was moved" in output
-    with as_user("reader", "reader-password-1"):
+    with as_user(team, "reader", "reader-password-1"):
         assert registry.alias_version(MODEL, "champion") == 1  # the reader can read it, and it did not move
         assert registry.alias_history(MODEL) == before
         assert registry.download(MODEL, 1).joinpath("manifest.json").is_file()  # and load the champion
@@ -270,17 +276,18 @@ def test_a_read_only_user_cannot_move_the_champion_and_an_editor_is_recorded(
     # An editor approves in their own process: the move, the history and the card name them.
     os.environ["KEEL_INSTANCE"] = "team"
     try:
-        with as_user("alice", "alice-password-1"):
+        with as_user(team, "alice", "alice-password-1"):
             result = approve.execute_in_process(
                 run_config=json.loads(config.read_text()), resources=local(team.project), instance=instance
             )
             assert result.success
             assert registry.alias_version(MODEL, "champion") == 2
             move = registry.alias_history(MODEL, "champion")[-1]
-            card = read_card(registry, MODEL, 2)
+            card = read_card(registry, MODEL, 1)  # the card of the version that lost the alias
     finally:
         os.environ.pop("KEEL_INSTANCE", None)
     assert move.mlflow_user == "alice" and move.kind == "approve"
+    assert card["alias_history"][-1]["to_version"] == 2
     assert card["alias_history"][-1]["actor"].startswith("MLflow user alice (authenticated); OS user")
 
 
