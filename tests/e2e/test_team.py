@@ -29,7 +29,7 @@ from tests.team.services import ADMIN, Team, postgres_missing, procfile
 
 pytestmark = pytest.mark.skipif(postgres_missing() is not None, reason=postgres_missing() or "")
 
-MODEL = "telco-churn"
+MODEL = "telco_churn"
 SERVICE_DEADLINE = 240  # seconds for every server to answer on busy cores
 RUN_DEADLINE = 600
 # The daemon polls running runs every 5 s here (60 s in team/dagster.yaml) so a dead run is seen soon.
