@@ -258,7 +258,7 @@ class ModelRegistry(dg.ConfigurableResource):
                 f"{what}: refused by the MLflow server for user {user or '(anonymous)'!r}: this needs EDIT "
                 f"(or MANAGE) permission on registered model {name!r}, which {user or 'an anonymous request'!r} "
                 f"does not have ({error.error_code}); nothing was moved. An MLflow admin grants it with "
-                "`create_registered_model_permission` (docs/team.md)"
+                "`grant_user_permission` (docs/team.md)"
             ) from None
 
     def database(self) -> Path | None:

@@ -247,8 +247,8 @@ def test_a_read_only_user_cannot_move_the_champion_and_an_editor_is_recorded(
         client = MlflowClient(team.mlflow_url, team.mlflow_url)
         v1 = client.get_model_version(MODEL, "1")
         # Alice may move the model's aliases, and write the versions' model cards into their runs.
-        auth.create_registered_model_permission(MODEL, "alice", "EDIT")
-        auth.create_experiment_permission(client.get_run(v1.run_id).info.experiment_id, "alice", "EDIT")
+        auth.grant_user_permission("alice", "registered_model", MODEL, "EDIT")
+        auth.grant_user_permission("alice", "experiment", client.get_run(v1.run_id).info.experiment_id, "EDIT")
         # A second version of the same files, to be approved.
         client.create_model_version(MODEL, v1.source, run_id=v1.run_id, tags=v1.tags)
         registry = ModelRegistry(root=str(team.project / "var" / "mlflow"), tracking_uri=team.mlflow_url)
