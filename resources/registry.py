@@ -151,7 +151,10 @@ class AliasMove:
     mlflow_user: str | None = None  # the authenticated identity the server checked; None on a local store
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        record = asdict(self)
+        if record["mlflow_user"] is None:  # a local store's moves are recorded as they always were
+            del record["mlflow_user"]
+        return record
 
 
 def _as_actor(user: str | None, actor: str) -> str:
