@@ -80,6 +80,17 @@ def write_days(project: Path, days: int) -> list[str]:
     return dates
 
 
+def create_database(url: str, name: str) -> None:
+    """The Dagster database, as team/service.sh creates it before the code server and the daemon start."""
+    import sqlalchemy as sa
+
+    engine = sa.create_engine(url, isolation_level="AUTOCOMMIT")
+    with engine.connect() as db:
+        if not db.execute(sa.text("select 1 from pg_database where datname = :n"), {"n": name}).first():
+            db.execute(sa.text(f'create database "{name}"'))
+    engine.dispose()
+
+
 class Backend:
     """A Dagster home, a code server and a daemon for one storage backend, with MLflow beside them."""
 
@@ -104,6 +115,7 @@ class Backend:
             (folder / "mlflow-sqlite").mkdir()
         else:
             mlflow = {"MLFLOW_TRACKING_URI": pg["MLFLOW_TRACKING_URI"], "KEEL_INSTANCE": "team", **admin}
+            create_database(team.pg_url("postgres"), pg["KEEL_DAGSTER_DB"])
         keys = ("KEEL_PG_", "KEEL_DAGSTER_DB", "KEEL_CODE_SERVER_")
         self.env = _path_env(
             DAGSTER_HOME=str(self.home), **{k: v for k, v in pg.items() if k.startswith(keys)}, **mlflow
@@ -242,6 +254,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--days", type=int, default=30, help="days in the nightly_scoring backfill")
     parser.add_argument("--trainings", type=int, default=8, help="train_model runs launched together")
+    parser.add_argument("--backends", default="sqlite,postgres", help="which to measure, comma-separated")
     args = parser.parse_args()
 
     from tests.team.services import Team, postgres_missing
@@ -257,7 +270,7 @@ def main() -> None:
         team.start("postgres")
         team.start("mlflow")
         team.wait_http("mlflow", f"{team.mlflow_url}/health", time.monotonic() + 300)
-        for name in ("sqlite", "postgres"):
+        for name in args.backends.split(","):
             backend = Backend(name, project, folder, team, concurrent=args.trainings)
             backend.train_champion()
             print(f"{name}: champion trained; measuring", flush=True)
