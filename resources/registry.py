@@ -20,7 +20,7 @@ A locked or unreadable SQLite store raises RegistryUnavailable naming the databa
 
 On a tracking server with authentication (the team profile, docs/team.md) the client authenticates
 with MLFLOW_TRACKING_USERNAME / MLFLOW_TRACKING_PASSWORD from the environment of the process that
-moves the alias, so the server checks that user's permission: a user without EDIT on the registered
+moves the alias, so the server checks that user's permission: a user without MANAGE on the registered
 model gets AliasMoveRefused naming them, and nothing moves. Every recorded move names that user; with
 `require_identity` (the team profile) no alias moves without one.
 """
@@ -258,10 +258,10 @@ class ModelRegistry(dg.ConfigurableResource):
             if not _refused(error):
                 raise
             raise AliasMoveRefused(
-                f"{what}: refused by the MLflow server for user {user or '(anonymous)'!r}: this needs EDIT "
-                f"(or MANAGE) permission on registered model {name!r}, which {user or 'an anonymous request'!r} "
-                f"does not have ({error.error_code}); nothing was moved. An MLflow admin grants it with "
-                "`grant_user_permission` (docs/team.md)"
+                f"{what}: refused by the MLflow server for user {user or '(anonymous)'!r}: moving an alias needs "
+                f"MANAGE permission on registered model {name!r} (it removes the old version's tags), which "
+                f"{user or 'an anonymous request'!r} does not have ({error.error_code}); nothing was moved. An "
+                "MLflow admin grants it with `grant_user_permission` (docs/team.md)"
             ) from None
 
     def database(self) -> Path | None:
@@ -496,19 +496,28 @@ class ModelRegistry(dg.ConfigurableResource):
         """Set the alias and append the move to the model's history (caller holds the lock)."""
         name, alias, current = move.model, move.alias, move.from_version
         sequence = max((int(key[len(MOVE_TAG) :]) for key in self._move_tags(name)), default=0) + 1
-        client.set_registered_model_alias(name, alias, str(move.to_version))
+        since_key = f"keel.{alias}.since"
+        # The old version's tag goes first: removing a tag is the step that needs the most permission on a
+        # server with authentication (MANAGE), so a user who may not do it is refused before anything moved.
+        old_since = self.version_info(name, current)["tags"].get(since_key) if current is not None else None
+        if old_since is not None:
+            client.delete_model_version_tag(name, str(current), since_key)
         try:
-            client.set_registered_model_tag(name, f"{MOVE_TAG}{sequence:06d}", json.dumps(move.to_dict()))
+            client.set_registered_model_alias(name, alias, str(move.to_version))
+            try:
+                client.set_registered_model_tag(name, f"{MOVE_TAG}{sequence:06d}", json.dumps(move.to_dict()))
+            except BaseException:
+                # An unrecorded move would be invisible to history and rollback: undo it.
+                if current is None:
+                    client.delete_registered_model_alias(name, alias)
+                else:
+                    client.set_registered_model_alias(name, alias, str(current))
+                raise
         except BaseException:
-            # An unrecorded move would be invisible to history and rollback: undo it.
-            if current is None:
-                client.delete_registered_model_alias(name, alias)
-            else:
-                client.set_registered_model_alias(name, alias, str(current))
+            if old_since is not None:
+                client.set_model_version_tag(name, str(current), since_key, old_since)
             raise
-        client.set_model_version_tag(name, str(move.to_version), f"keel.{alias}.since", move.when)
-        if current is not None:  # the old version no longer holds the alias
-            client.delete_model_version_tag(name, str(current), f"keel.{alias}.since")
+        client.set_model_version_tag(name, str(move.to_version), since_key, move.when)
 
     def delete_alias(self, name: str, alias: str) -> None:
         """Remove an alias (no-op when it is not set); not a move, so it is not added to the history."""

@@ -247,7 +247,7 @@ def test_a_read_only_user_cannot_move_the_champion_and_an_editor_is_recorded(
         client = MlflowClient(team.mlflow_url, team.mlflow_url)
         v1 = client.get_model_version(MODEL, "1")
         # Alice may move the model's aliases, and write the versions' model cards into their runs.
-        auth.grant_user_permission("alice", "registered_model", MODEL, "EDIT")
+        auth.grant_user_permission("alice", "registered_model", MODEL, "MANAGE")
         auth.grant_user_permission("alice", "experiment", client.get_run(v1.run_id).info.experiment_id, "EDIT")
         # A second version of the same files, to be approved.
         client.create_model_version(MODEL, v1.source, run_id=v1.run_id, tags=v1.tags)
@@ -267,7 +267,7 @@ def test_a_read_only_user_cannot_move_the_champion_and_an_editor_is_recorded(
     output = refused.stdout + refused.stderr
     assert refused.returncode != 0, output[-3000:]
     assert "refused by the MLflow server for user 'reader'" in output, output[-3000:]
-    assert "EDIT" in output and "nothing was moved" in output
+    assert "needs MANAGE permission on registered model 'telco_churn'" in output and "nothing was moved" in output
     with as_user(team, "reader", "reader-password-1"):
         assert registry.alias_version(MODEL, "champion") == 1  # the reader can read it, and it did not move
         assert registry.alias_history(MODEL) == before
