@@ -272,6 +272,9 @@ def main() -> None:
         team.wait_http("mlflow", f"{team.mlflow_url}/health", time.monotonic() + 300)
         for name in args.backends.split(","):
             backend = Backend(name, project, folder, team, concurrent=args.trainings)
+            os.environ.update(
+                {k: v for k, v in backend.env.items() if k.startswith("KEEL_")}
+            )  # this process's instance
             backend.train_champion()
             print(f"{name}: champion trained; measuring", flush=True)
             rows[name] = measure(backend, dates, args.trainings)
