@@ -2,7 +2,7 @@
 user), MLflow's tracking server with its basic-auth app and proxied artifacts, the gRPC code server, the
 daemon and two webservers. Runs are launched over GraphQL as the UI launches them and the daemon runs
 them: a champion is trained and registered; a day is scored after the daemon and the run's worker were
-killed mid-run (run monitoring fails the run, run retries score the day again). Runs and events are read
+killed mid-run (the code server fails the run, the restarted daemon's run retries score the day again). Runs and events are read
 back from Postgres, the model from the artifact folder behind MLflow; anonymous MLflow requests get 401,
 a read-only user's approve is refused and moves nothing, an editor's approve is recorded with their name."""
 
