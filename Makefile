@@ -24,7 +24,13 @@ export KEEL_UI_URL ?= http://127.0.0.1:$(PORT)
 # DVC stages run `python -m ml...`: the project's interpreter must come first on PATH.
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: setup system-packages emulators demo next-day automation-on backfill dataset test lint ui serve mlflow lock clean
+.PHONY: setup system-packages emulators demo next-day automation-on backfill dataset test lint ui serve mlflow lock clean team team-stop
+
+# Which instance the Dagster commands below talk to: `local` (var/dagster on SQLite, `dagster dev`) or `team`
+# (the services `make team` starts, on Postgres; team/env.sh holds its settings; docs/team.md).
+KEEL_INSTANCE ?= local
+WORKSPACE := $(if $(filter team,$(KEEL_INSTANCE)),team/workspace.yaml,workspace.yaml)
+INSTANCE_ENV := $(if $(filter team,$(KEEL_INSTANCE)),. team/env.sh &&,)
 
 setup: .venv/.synced $(DAGSTER_HOME)/dagster.yaml
 
@@ -41,11 +47,13 @@ $(DAGSTER_HOME)/dagster.yaml: orchestration/dagster.yaml
 	cp $< $@
 
 ## system-packages: what neither uv nor npm installs, from Debian's packages and only when missing:
-## node and npm (for Azurite) and chromium (the browser tests drive it; no Playwright browser download)
+## node and npm (for Azurite), chromium (the browser tests drive it; no Playwright browser download) and
+## postgresql (the team instance and its tests)
 system-packages:
 	@missing=(); \
 	command -v node >/dev/null && command -v npm >/dev/null || missing+=(nodejs npm); \
 	command -v chromium >/dev/null || missing+=(chromium); \
+	ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || missing+=(postgresql); \
 	if (( $${#missing[@]} )); then \
 	  command -v apt-get >/dev/null || { echo "make test needs $${missing[*]}: install them with your package manager" >&2; exit 1; }; \
 	  sudo=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
@@ -74,13 +82,13 @@ next-day: setup
 
 ## automation-on: turn on every sensor and the nightly schedule in $(DAGSTER_HOME); the daemon (`make ui`) runs them
 automation-on: setup
-	$(BIN)/dagster sensor start -w workspace.yaml --start-all
-	$(BIN)/dagster schedule start -w workspace.yaml --start-all
+	$(INSTANCE_ENV) $(BIN)/dagster sensor start -w $(WORKSPACE) --start-all
+	$(INSTANCE_ENV) $(BIN)/dagster schedule start -w $(WORKSPACE) --start-all
 
 ## backfill: queue nightly_scoring for FROM..TO (YYYY-MM-DD); the daemon (`make ui`) runs the days
 backfill: setup
 	@test -n "$(FROM)" -a -n "$(TO)" || { echo "usage: make backfill FROM=2026-10-01 TO=2026-10-07" >&2; exit 2; }
-	$(BIN)/dagster job backfill -w workspace.yaml -j nightly_scoring --from $(FROM) --to $(TO) --noprompt
+	$(INSTANCE_ENV) $(BIN)/dagster job backfill -w $(WORKSPACE) -j nightly_scoring --from $(FROM) --to $(TO) --noprompt
 
 ## dataset: draft the dataset: section from your file: make dataset SOURCE=data/source/x.csv TARGET=label
 ## [OUT=dataset.yaml] (a new file), or INTO=params.yaml (replaces its dataset: section; the old file is kept
@@ -120,6 +128,27 @@ serve: setup
 ## mlflow: the MLflow UI on the local tracking store and registry (var/mlflow)
 mlflow: setup
 	$(BIN)/mlflow ui --backend-store-uri sqlite:///$(CURDIR)/var/mlflow/mlflow.db -h 127.0.0.1 -p $(MLFLOW_PORT)
+
+## team: the team instance on this machine (docs/team.md): Postgres (as the postgres user), MLflow's tracking
+## server with logins, the code server, the daemon and the webserver (http://127.0.0.1:3000), each its own
+## process under honcho (team/Procfile). Needs KEEL_PG_PASSWORD, MLFLOW_AUTH_ADMIN_PASSWORD and
+## MLFLOW_FLASK_SERVER_SECRET_KEY in the environment. Ctrl-C or `make team-stop` stops them all.
+team: .venv/.synced
+	@. team/env.sh; missing=(); \
+	for name in KEEL_PG_PASSWORD MLFLOW_AUTH_ADMIN_PASSWORD MLFLOW_FLASK_SERVER_SECRET_KEY; do \
+	  [ -n "$${!name:-}" ] || missing+=($$name); done; \
+	if (( $${#missing[@]} )); then echo "make team needs $${missing[*]} in the environment (docs/team.md)" >&2; exit 2; fi
+	@ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || [ -n "$$KEEL_PG_BIN" ] || \
+	  { echo "make team needs Postgres: apt-get install -y postgresql (or make system-packages)" >&2; exit 2; }
+	. team/env.sh && mkdir -p "$$KEEL_TEAM_DIR" && echo $$$$ > "$$KEEL_TEAM_DIR/honcho.pid" && \
+	  exec $(BIN)/honcho -f team/Procfile -d . start
+
+## team-stop: stop what `make team` started (honcho sends SIGTERM to every service, SIGKILL after 5 s)
+team-stop:
+	@. team/env.sh; pidfile="$$KEEL_TEAM_DIR/honcho.pid"; \
+	if [ -f "$$pidfile" ] && kill -TERM "$$(cat "$$pidfile")" 2>/dev/null; then \
+	  while kill -0 "$$(cat "$$pidfile")" 2>/dev/null; do sleep 1; done; echo "team instance stopped"; \
+	else echo "no team instance running (no live honcho in $$pidfile)"; fi; rm -f "$$pidfile"
 
 ## lock: re-resolve uv.lock after changing pyproject.toml
 lock: | $(UV)

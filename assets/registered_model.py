@@ -36,6 +36,7 @@ from resources.registry import (
     REFERENCE_TAG,
     AliasConflict,
     AliasMove,
+    AliasMoveRefused,
     ModelRegistry,
     RegistryUnavailable,
     UnusableVersion,
@@ -139,6 +140,27 @@ def launched_by(context: dg.OpExecutionContext | dg.AssetExecutionContext, step:
     if claimed:
         who += f", run tag {', '.join(claimed)}"
     return f"{who} via {step} (run {context.run_id[:8]})"
+
+
+def decided_by(context: dg.OpExecutionContext, registry: ModelRegistry, step: str) -> str:
+    """launched_by for a person's decision (approve, rollback, a canary), refused where it cannot be theirs.
+
+    When the registry demands an authenticated MLflow user (the team profile), a run launched by hand
+    through the webserver or the API would move the alias with the code server's MLflow identity, not
+    the person's: it is refused, and the person runs the job in their own process with their own
+    MLflow credentials. Runs of sensors and schedules act as the deployment's automation account.
+    """
+    tags, run = context.dagster_run.tags, context.dagster_run
+    automated = tags.get("dagster/sensor_name") or tags.get("dagster/schedule_name")
+    if registry.require_identity and run.remote_job_origin is not None and not automated:
+        raise dg.Failure(
+            description=f"{step}: refused: this run was launched through the Dagster webserver or API, so it would "
+            f"move the alias as the code server's MLflow user ({registry.identity() or 'none'}), not as you. Run "
+            f"it in your own shell with your MLflow credentials (MLFLOW_TRACKING_USERNAME / "
+            f"MLFLOW_TRACKING_PASSWORD): `dagster job execute -m orchestration.definitions -j {context.job_name} "
+            "-c config.yaml` (docs/team.md)"
+        )
+    return launched_by(context, step)
 
 
 def alias_move_metadata(move: AliasMove) -> dict:
@@ -274,7 +296,7 @@ def _register(
         )  # before registering: a failure leaves no version
         try:
             version = registry.register(name, run_id, tags, description=gate.reason, load=load_predictor)
-        except UnusableVersion as error:
+        except (UnusableVersion, AliasMoveRefused) as error:
             raise dg.Failure(description=str(error)) from None
     info = registry.version_info(name, version)
     if REFERENCE_TAG in info["tags"]:
@@ -295,6 +317,8 @@ def _register(
             kind="promote",
             load=load_predictor,
         )
+    except AliasMoveRefused as error:
+        raise dg.Failure(description=f"{name} v{version} is registered but was not made {alias}: {error}") from None
     except (AliasConflict, TimeoutError, UnusableVersion, RegistryUnavailable) as error:
         raise _missing_alias_error(name, version, alias, error, context) from None
     # The version that lost the alias keeps a card that says so; this version's card is made now.

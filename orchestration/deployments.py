@@ -102,14 +102,32 @@ def build_resource(
         raise DeploymentError(f"{'; '.join(problems)} ({DEPLOYMENT_VARIABLE}={deployment})") from None
 
 
+# Which instance runs the project: `local` (dagster dev on SQLite) or `team` (services on Postgres, an MLflow
+# tracking server with logins; docs/team.md). The Makefile picks the Dagster home and workspace from it.
+INSTANCE_VARIABLE = "KEEL_INSTANCE"
+INSTANCES = ("local", "team")
+
+
+def instance_profile(environ: Mapping[str, str] | None = None) -> str:
+    environ = os.environ if environ is None else environ
+    profile = setting(environ, INSTANCE_VARIABLE) or "local"
+    if profile not in INSTANCES:
+        raise DeploymentError(f"{INSTANCE_VARIABLE}={profile!r} is not one of {', '.join(INSTANCES)}")
+    return profile
+
+
 def shared(root: Path, storage: ArtifactStore) -> dict[str, Any]:
     """What every deployment has: the settings, the DVC repository, the MLflow registry, and the
-    deployment's artifact store with the IO manager that keeps the assets' records in it."""
+    deployment's artifact store with the IO manager that keeps the assets' records in it.
+
+    On the team instance no alias moves without an authenticated MLflow user (resources/registry.py).
+    """
     params = ParamsResource(project_dir=str(root))
+    team = instance_profile() == "team"
     return {
         "params": params,
         "dvc": DvcResource(repo_dir=str(root)),
-        "registry": ModelRegistry(root=str(root / "var" / "mlflow"), params=params),
+        "registry": ModelRegistry(root=str(root / "var" / "mlflow"), params=params, require_identity=team),
         "storage": storage,
         "io_manager": RecordIOManager(storage=storage),
         "endpoint": LocalEndpoint(),  # the serving endpoint a rollout is applied to; the clouds' replace it

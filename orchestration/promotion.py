@@ -5,7 +5,8 @@
 
 Each move is compare-and-set in the registry and is recorded twice: as an MLflow registered-model
 tag and as a materialization of `registered_model` in Dagster, with when, what, from, to, why and
-who (as far as Dagster knows: see launched_by). The target must download, verify and load first.
+who (as far as Dagster knows: see launched_by; on an MLflow server with authentication, the MLflow
+user whose credentials the process holds, and in the team profile only a person's own: see decided_by). The target must download, verify and load first.
 Both ops take the alias pool's slot as registration does (resources/alias_slot.py), so one Dagster
 deployment moves one alias at a time; a run that died holding the slot does not block them.
 A rollback onto the version under canary or shadow is refused (the bake would judge it against itself):
@@ -20,7 +21,7 @@ import dagster as dg
 from pydantic import Field
 
 from assets.cards import refresh_card
-from assets.registered_model import alias_move_metadata, launched_by, load_predictor, registered_model
+from assets.registered_model import alias_move_metadata, decided_by, load_predictor, registered_model
 from ml.model_card import side_by_side
 from resources.alias_slot import alias_slot
 from resources.model_cards import read_card
@@ -29,6 +30,7 @@ from resources.registry import (
     CHALLENGER,
     CHAMPION,
     AliasConflict,
+    AliasMoveRefused,
     ModelRegistry,
     RegistryUnavailable,
     UnusableVersion,
@@ -86,12 +88,12 @@ def _move(context, registry: ModelRegistry, name: str, to_version: int, expected
             to_version,
             expected_from=expected,
             reason=reason,
-            actor=launched_by(context, kind),
+            actor=decided_by(context, registry, kind),
             dagster_run_id=context.run_id,
             kind=kind,
             load=load_predictor,
         )
-    except (AliasConflict, UnusableVersion, RegistryUnavailable, TimeoutError) as error:
+    except (AliasConflict, AliasMoveRefused, UnusableVersion, RegistryUnavailable, TimeoutError) as error:
         raise dg.Failure(description=f"{name}: champion not moved: {error}") from None
 
 

@@ -23,7 +23,7 @@ from pydantic import Field
 from assets.batch_predictions import published_model
 from assets.cards import refresh_card
 from assets.deployment import deployment_event
-from assets.registered_model import launched_by, load_predictor, registered_model
+from assets.registered_model import decided_by, load_predictor, registered_model
 from ml.artifact import ArtifactIntegrityError
 from ml.io import exists
 from ml.models import ModelError
@@ -37,6 +37,7 @@ from resources.registry import (
     CHAMPION,
     MANIFEST_TAG,
     AliasConflict,
+    AliasMoveRefused,
     ModelRegistry,
     RegistryUnavailable,
     UnusableVersion,
@@ -128,7 +129,7 @@ def _start_rollout(
             description=f"a {current.mode} of v{current.challenger_version} is under way since "
             f"{current.since.isoformat()}; wait for its bake, or end it with conclude_rollout (outcome rollback)"
         )
-    actor = launched_by(context, "start_canary")
+    actor = decided_by(context, registry, "start_canary")
     try:
         # The copy the endpoint will load (re-published when it does not verify), loaded as the server loads it.
         verify_served_copy(storage, registry, version, params.load().scoring.compiled)
@@ -141,6 +142,7 @@ def _start_rollout(
             registry.verify_version(name, version, load_predictor)
     except (
         AliasConflict,
+        AliasMoveRefused,
         UnusableVersion,
         RegistryUnavailable,
         TimeoutError,
@@ -213,7 +215,7 @@ def _conclude(
     name, version = registry.model_name, config.version
     state = read_state(storage.root)
     decision = json.loads(config.decision) or None
-    actor = launched_by(context, "conclude_rollout")
+    actor = decided_by(context, registry, "conclude_rollout")
     ours = state.challenger_version == version and (config.since is None or state.since.isoformat() == config.since)
     if config.outcome == "promote":
         if state.mode == "off" or not ours:
@@ -241,7 +243,7 @@ def _conclude(
 
 
 def _roll_back(context, storage, registry, endpoint, state: RolloutState, version: int, reason: str, decision=None):
-    name, actor = registry.model_name, launched_by(context, "conclude_rollout")
+    name, actor = registry.model_name, decided_by(context, registry, "conclude_rollout")
     _retire(context, registry, storage, name, version, reason, actor)
     if state.mode != "off" and state.challenger_version != version:
         context.log.info(f"{name}: a newer rollout (v{state.challenger_version}) serves; rollout.json left as it is")

@@ -17,6 +17,12 @@ deployment whatever its lock folder. Each move is recorded as a registered-model
 `keel.alias_move.NNNNNN` (JSON), readable in the MLflow UI and API, which is the alias's history.
 
 A locked or unreadable SQLite store raises RegistryUnavailable naming the database file and what to do.
+
+On a tracking server with authentication (the team profile, docs/team.md) the client authenticates
+with MLFLOW_TRACKING_USERNAME / MLFLOW_TRACKING_PASSWORD from the environment of the process that
+moves the alias, so the server checks that user's permission: a user without MANAGE on the registered
+model gets AliasMoveRefused naming them, and nothing moves. Every recorded move names that user; with
+`require_identity` (the team profile) no alias moves without one.
 """
 
 from __future__ import annotations
@@ -68,6 +74,10 @@ class AliasConflict(RuntimeError):
 
 class UnusableVersion(RuntimeError):
     """A version whose artifact cannot be downloaded, verified or loaded: no alias may point to it."""
+
+
+class AliasMoveRefused(PermissionError):
+    """The tracking server refused the move for the authenticated user, or there is no authenticated user."""
 
 
 class RegistryUnavailable(RuntimeError):
@@ -138,9 +148,18 @@ class AliasMove:
     actor: str
     dagster_run_id: str | None = None
     kind: Kind = "promote"
+    mlflow_user: str | None = None  # the authenticated identity the server checked; None on a local store
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        record = asdict(self)
+        if record["mlflow_user"] is None:  # a local store's moves are recorded as they always were
+            del record["mlflow_user"]
+        return record
+
+
+def _as_actor(user: str | None, actor: str) -> str:
+    """The recorded actor: the authenticated MLflow user first, when there is one, then what Dagster knows."""
+    return f"MLflow user {user} (authenticated); {actor}" if user else actor
 
 
 def _v(version: int | None) -> str:
@@ -156,6 +175,11 @@ def _missing(error: MlflowException) -> bool:
     return error.error_code == "RESOURCE_DOES_NOT_EXIST"
 
 
+def _refused(error: BaseException) -> bool:
+    """The tracking server answered 401 or 403: the credentials are missing, wrong or not enough."""
+    return isinstance(error, MlflowException) and error.error_code in ("PERMISSION_DENIED", "UNAUTHENTICATED")
+
+
 class ModelRegistry(dg.ConfigurableResource):
     """MLflow tracking and model registry, with compare-and-set alias moves and verified downloads."""
 
@@ -167,6 +191,11 @@ class ModelRegistry(dg.ConfigurableResource):
     lock_timeout: float = Field(default=60.0, description="Seconds to wait for another alias move to finish.")
     params: ParamsResource | None = Field(
         default=None, description="The project's settings: the model's name and the promotion mode (`registry:`)."
+    )
+    require_identity: bool = Field(
+        default=False,
+        description="Refuse every alias move and registration without an authenticated MLflow user "
+        "(MLFLOW_TRACKING_USERNAME on an http(s) tracking URI); on in the team profile.",
     )
 
     # --- the project's model ----------------------------------------------------------------
@@ -198,6 +227,42 @@ class ModelRegistry(dg.ConfigurableResource):
         if self.tracking_uri:
             return self.tracking_uri
         return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{self._root() / 'mlflow.db'}"
+
+    def identity(self) -> str | None:
+        """The MLflow user this process authenticates as: MLFLOW_TRACKING_USERNAME on a tracking server, else None.
+
+        MLflow's client sends it (with MLFLOW_TRACKING_PASSWORD) on every request, and the server checks
+        its permission; a local store has no users.
+        """
+        if self.uri().split(":", 1)[0] not in {"http", "https"}:
+            return None
+        return os.environ.get("MLFLOW_TRACKING_USERNAME") or None
+
+    def _mover(self, what: str) -> str | None:
+        """The identity that will move an alias, refusing when the profile demands one and there is none."""
+        user = self.identity()
+        if user is None and self.require_identity:
+            raise AliasMoveRefused(
+                f"{what}: refused: no authenticated MLflow user; this deployment moves aliases only as an "
+                f"authenticated user of the tracking server {self.uri()}: set MLFLOW_TRACKING_USERNAME and "
+                "MLFLOW_TRACKING_PASSWORD to your MLflow account in the environment of the process that runs it"
+            )
+        return user
+
+    @contextmanager
+    def _as_user(self, user: str | None, what: str, name: str) -> Iterator[None]:
+        """Turn the server's 401/403 into AliasMoveRefused naming the user and the permission needed."""
+        try:
+            yield
+        except MlflowException as error:
+            if not _refused(error):
+                raise
+            raise AliasMoveRefused(
+                f"{what}: refused by the MLflow server for user {user or '(anonymous)'!r}: moving an alias needs "
+                f"MANAGE permission on registered model {name!r} (it removes the old version's tags), which "
+                f"{user or 'an anonymous request'!r} does not have ({error.error_code}); nothing was moved. An "
+                "MLflow admin grants it with `grant_user_permission` (docs/team.md)"
+            ) from None
 
     def database(self) -> Path | None:
         """The SQLite file of the store, or None for any other kind of store."""
@@ -319,14 +384,20 @@ class ModelRegistry(dg.ConfigurableResource):
                     f"registering {name!r} from MLflow run {run_id}: {problem}; nothing was registered: what MLflow "
                     "holds for this run is not a usable copy of the evaluated model; train a new candidate"
                 ) from None
-        try:
-            client.create_registered_model(name)
-        except MlflowException as error:
-            if error.error_code != "RESOURCE_ALREADY_EXISTS":
-                raise
-        version = client.create_model_version(
-            name, source, run_id=run_id, tags={key: str(value) for key, value in tags.items()}, description=description
-        )
+        user = self._mover(f"registering {name!r}")
+        with self._as_user(user, f"registering a version of {name!r}", name):
+            try:
+                client.create_registered_model(name)
+            except MlflowException as error:
+                if error.error_code != "RESOURCE_ALREADY_EXISTS":
+                    raise
+            version = client.create_model_version(
+                name,
+                source,
+                run_id=run_id,
+                tags={key: str(value) for key, value in tags.items()},
+                description=description,
+            )
         return int(version.version)
 
     def _search(self, filter_string: str) -> list[int]:
@@ -389,6 +460,8 @@ class ModelRegistry(dg.ConfigurableResource):
         """
         if kind not in ("promote", "approve", "rollback"):
             raise ValueError(f"kind must be promote, approve or rollback, not {kind!r}")
+        what = f"moving {alias!r} of model {name!r} to v{to_version}"
+        user = self._mover(what)
         if to_version not in self.versions(name):
             raise ValueError(f"model {name!r} has no version {to_version} (versions: {self.versions(name) or 'none'})")
         try:
@@ -418,11 +491,13 @@ class ModelRegistry(dg.ConfigurableResource):
                 from_version=current,
                 to_version=to_version,
                 reason=reason,
-                actor=actor,
+                actor=_as_actor(user, actor),
                 dagster_run_id=dagster_run_id,
                 kind=kind,
+                mlflow_user=user,
             )
-            self._record(client, move)
+            with self._as_user(user, what, name):
+                self._record(client, move)
             return move
 
     @contextmanager
@@ -446,23 +521,34 @@ class ModelRegistry(dg.ConfigurableResource):
         """Set the alias and append the move to the model's history (caller holds the lock)."""
         name, alias, current = move.model, move.alias, move.from_version
         sequence = max((int(key[len(MOVE_TAG) :]) for key in self._move_tags(name)), default=0) + 1
-        client.set_registered_model_alias(name, alias, str(move.to_version))
+        since_key = f"keel.{alias}.since"
+        # The old version's tag goes first: removing a tag is the step that needs the most permission on a
+        # server with authentication (MANAGE), so a user who may not do it is refused before anything moved.
+        old_since = self.version_info(name, current)["tags"].get(since_key) if current is not None else None
+        if old_since is not None:
+            client.delete_model_version_tag(name, str(current), since_key)
         try:
-            client.set_registered_model_tag(name, f"{MOVE_TAG}{sequence:06d}", json.dumps(move.to_dict()))
+            client.set_registered_model_alias(name, alias, str(move.to_version))
+            try:
+                client.set_registered_model_tag(name, f"{MOVE_TAG}{sequence:06d}", json.dumps(move.to_dict()))
+            except BaseException:
+                # An unrecorded move would be invisible to history and rollback: undo it.
+                if current is None:
+                    client.delete_registered_model_alias(name, alias)
+                else:
+                    client.set_registered_model_alias(name, alias, str(current))
+                raise
         except BaseException:
-            # An unrecorded move would be invisible to history and rollback: undo it.
-            if current is None:
-                client.delete_registered_model_alias(name, alias)
-            else:
-                client.set_registered_model_alias(name, alias, str(current))
+            if old_since is not None:
+                client.set_model_version_tag(name, str(current), since_key, old_since)
             raise
-        client.set_model_version_tag(name, str(move.to_version), f"keel.{alias}.since", move.when)
-        if current is not None:  # the old version no longer holds the alias
-            client.delete_model_version_tag(name, str(current), f"keel.{alias}.since")
+        client.set_model_version_tag(name, str(move.to_version), since_key, move.when)
 
     def delete_alias(self, name: str, alias: str) -> None:
         """Remove an alias (no-op when it is not set); not a move, so it is not added to the history."""
-        with self._alias_lock(name):
+        what = f"removing {alias!r} of model {name!r}"
+        user = self._mover(what)
+        with self._alias_lock(name), self._as_user(user, what, name):
             current = self.alias_version(name, alias)
             if current is not None:
                 client = self.client()
@@ -606,7 +692,9 @@ class ModelRegistry(dg.ConfigurableResource):
 
         Unlike delete_alias this is a move (to no version), so a rolled-back challenger stays visible.
         """
-        with self._alias_lock(name):
+        what = f"removing {alias!r} of model {name!r} from v{expected}"
+        user = self._mover(what)
+        with self._alias_lock(name), self._as_user(user, what, name):
             current = self.alias_version(name, alias)
             if current != expected:
                 raise AliasConflict(
@@ -619,9 +707,10 @@ class ModelRegistry(dg.ConfigurableResource):
                 from_version=current,
                 to_version=None,  # type: ignore[arg-type]  # no version holds the alias any more
                 reason=reason,
-                actor=actor,
+                actor=_as_actor(user, actor),
                 dagster_run_id=dagster_run_id,
                 kind=kind,
+                mlflow_user=user,
             )
             client = self.client()
             sequence = max((int(key[len(MOVE_TAG) :]) for key in self._move_tags(name)), default=0) + 1
