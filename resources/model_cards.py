@@ -21,6 +21,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import fsspec
 import mlflow
 from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
 
@@ -40,6 +41,30 @@ def sagemaker_card_name(model: str, version: int) -> str:
     return re.sub(r"-{2,}", "-", re.sub(r"[^a-zA-Z0-9-]", "-", f"{model}-v{version}")).strip("-")[:63]
 
 
+def keep_replaced_card(storage: ArtifactStore, name: str, version: int, run_id: str | None) -> str | None:
+    """A stored card of another model that had this version number (a registry replaced or moved, its
+    numbers starting again) is kept beside it as `v<version>.replaced-<its run>.{json,html}`, never
+    overwritten; returns the kept JSON's URI, or None when there was nothing of another run to keep."""
+    current = layout.model_card(storage, name, version, "json")
+    if run_id is None or not ml.io.exists(current):
+        return None
+    try:
+        previous = ml.io.read_json(current).get("lineage", {}).get("mlflow_run_id")
+    except (OSError, ValueError, AttributeError):  # unreadable: keep it under a name of its own too
+        previous = "unreadable"
+    if previous in (None, run_id):
+        return None
+    kept = None
+    for suffix in ("json", "html"):
+        source = layout.model_card(storage, name, version, suffix)
+        if ml.io.exists(source):
+            target = f"{source.removesuffix('.' + suffix)}.replaced-{previous}.{suffix}"
+            with ml.io.atomic_output(target) as tmp, fsspec.open(source, "rb") as handle:
+                tmp.write_bytes(handle.read())
+            kept = kept or target
+    return kept
+
+
 def publish_card(
     registry: ModelRegistry,
     storage: ArtifactStore,
@@ -51,6 +76,7 @@ def publish_card(
     document = json.dumps(card, indent=2, sort_keys=True, default=str)
     digest = hashlib.sha256(document.encode()).hexdigest()
     page = render_html(card, plots)
+    keep_replaced_card(storage, name, version, card.get("lineage", {}).get("mlflow_run_id"))
     for suffix, text in (("json", document), ("html", page)):  # each file replaced in one step
         with ml.io.atomic_output(layout.model_card(storage, name, version, suffix)) as tmp:
             tmp.write_text(text, encoding="utf-8")
