@@ -49,11 +49,13 @@ $(DAGSTER_HOME)/dagster.yaml: orchestration/dagster.yaml
 ## system-packages: what neither uv nor npm installs, from Debian's packages and only when missing:
 ## node and npm (for Azurite), chromium (the browser tests drive it; no Playwright browser download) and
 ## postgresql (the team instance and its tests)
+# Debian's Postgres server is not on PATH: it is found by this pattern (compgen, a bash builtin).
+POSTGRES_BIN_GLOB ?= /usr/lib/postgresql/*/bin/postgres
 system-packages:
 	@missing=(); \
 	command -v node >/dev/null && command -v npm >/dev/null || missing+=(nodejs npm); \
 	command -v chromium >/dev/null || missing+=(chromium); \
-	ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || missing+=(postgresql); \
+	compgen -G "$(POSTGRES_BIN_GLOB)" >/dev/null || missing+=(postgresql); \
 	if (( $${#missing[@]} )); then \
 	  command -v apt-get >/dev/null || { echo "make test needs $${missing[*]}: install them with your package manager" >&2; exit 1; }; \
 	  sudo=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \

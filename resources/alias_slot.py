@@ -15,11 +15,13 @@ the slot here instead, in the same pool of the same instance (the UI's Concurren
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 import dagster as dg
+import sqlalchemy.exc
 
 from resources.registry import ALIAS_POOL
 from resources.run_liveness import process_gone
@@ -73,7 +75,15 @@ def alias_slot(
     if not storage.supports_global_concurrency_limits:
         yield
         return
-    storage.initialize_concurrency_limit_to_default(ALIAS_POOL)
+    if not storage.get_concurrency_info(ALIAS_POOL).slot_count:
+        # Another process may have set the pool up first (on Postgres a unique-key error).
+        with contextlib.suppress(sqlalchemy.exc.IntegrityError):
+            storage.initialize_concurrency_limit_to_default(ALIAS_POOL)
+    if instance.global_op_concurrency_default_limit is None and not storage.get_concurrency_info(ALIAS_POOL).slot_count:
+        # An instance without pool limits (no `concurrency.pools.default_limit`, none set for this pool) runs
+        # a pool's steps unlimited, as Dagster's own `pool=` does; the project's dagster.yaml sets the limit 1.
+        yield
+        return
     deadline, announced = time.monotonic() + wait_seconds, False
     try:
         while not storage.claim_concurrency_slot(ALIAS_POOL, run_id, step_key).is_claimed:

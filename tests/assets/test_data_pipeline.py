@@ -7,7 +7,7 @@ from dagster._utils.test.data_versions import get_stale_status_resolver
 
 from assets.features import features
 from assets.raw_data import raw_data
-from assets.training_set import training_set
+from assets.training_set import DAY_COLUMN, training_set
 from data_checks.groups import CHECK_NAMES
 from ml import io
 from ml.features import FeatureState
@@ -49,7 +49,8 @@ def test_pipeline_materializes_with_dvc_version_and_passing_checks(project, inst
     built = latest(instance, features.key).metadata
     table = pd.read_parquet(built["table"].value)
     state = FeatureState.from_dict(io.read_json(built["feature_state"].value))
-    assert list(table.columns) == ["customer_id", "split", *state.columns, "label"]
+    # The labelled day each row came from is kept: a retrain's windows are sets of days.
+    assert list(table.columns) == ["customer_id", "split", *state.columns, "label", DAY_COLUMN]
     assert len(table) == 7043 and table["label"].sum() == 1869
     meta = latest(instance, training_set.key).metadata
     assert meta["raw_data_version"].value == md5

@@ -511,10 +511,11 @@ def test_a_day_is_scored_as_an_azure_ml_job(trained_project, scoring_workspace, 
     assert f"shard 0 of 3 into az://{container}/keel/predictions/day={DAY}/run-" in logs
     assert "shard 1 of 3" not in logs and "shard 2 of 3" not in logs
     assert drift["verdict"] == "no drift" and drift["report"] == f"az://{container}/keel/monitoring/drift/{DAY}.html"
-    drift_html, importance = blob_names(
+    drift_html, script, importance = blob_names(
         azurite, container, "keel/monitoring/"
     )  # the day's report, and the model's importance kept once per version
     assert drift_html == f"keel/monitoring/drift/{DAY}.html"
+    assert re.fullmatch(r"keel/monitoring/drift/evidently-[\w.]+\.js", script)  # Evidently's script, shared by the pages
     assert re.fullmatch(r"keel/monitoring/importance/telco_churn/[0-9a-f]{64}\.json", importance)
 
 

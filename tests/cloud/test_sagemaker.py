@@ -383,10 +383,11 @@ def test_a_day_is_scored_as_a_sagemaker_job(aws, s3, container, trained_project)
         ]
     )
     assert drift["verdict"] == "no drift" and drift["report"] == f"s3://{BUCKET}/keel/monitoring/drift/{DAY}.html"
-    drift_html, importance = s3_keys(
+    drift_html, script, importance = s3_keys(
         s3, "keel/monitoring/"
     )  # the day's report, and the model's importance kept once per version
     assert drift_html == f"keel/monitoring/drift/{DAY}.html"
+    assert re.fullmatch(r"keel/monitoring/drift/evidently-[\w.]+\.js", script)  # Evidently's script, shared by the pages
     assert re.fullmatch(r"keel/monitoring/importance/telco_churn/[0-9a-f]{64}\.json", importance)
 
 

@@ -614,10 +614,11 @@ def test_a_day_is_scored_as_a_vertex_custom_job(vertex, trained_project):
     assert "shard 1 of 3" not in logs and "shard 2 of 3" not in logs
     assert f"Vertex AI custom job {display_name} succeeded" in logs
     assert drift["verdict"] == "no drift" and drift["report"] == f"gs://{BUCKET}/keel/monitoring/drift/{DAY}.html"
-    drift_html, importance = blobs(
+    drift_html, script, importance = blobs(
         "keel/monitoring/"
     )  # the day's report, and the model's importance kept once per version
     assert drift_html == f"keel/monitoring/drift/{DAY}.html"
+    assert re.fullmatch(r"keel/monitoring/drift/evidently-[\w.]+\.js", script)  # Evidently's script, shared by the pages
     assert re.fullmatch(r"keel/monitoring/importance/telco_churn/[0-9a-f]{64}\.json", importance)
 
 

@@ -1,5 +1,6 @@
-"""`make test` installs what the tests need on a fresh machine: Debian's node, npm and chromium when
-missing (the browser tests need chromium), before Azurite; .ci/run calls the same command."""
+"""`make test` installs what the tests need on a fresh machine: Debian's node, npm, chromium and postgresql
+when missing (the browser tests need chromium, the team instance's test Postgres), before Azurite; .ci/run
+calls the same command."""
 
 import os
 import shutil
@@ -23,7 +24,15 @@ def stub_path(folder: Path, present: tuple[str, ...]) -> str:
 
 def system_packages(tmp_path: Path, present: tuple[str, ...]) -> list[str]:
     folder = tmp_path / "bin"
-    env = {**os.environ, "PATH": stub_path(folder, present)}
+    postgres = tmp_path / "postgresql" / "15" / "bin" / "postgres"
+    if "postgres" in present:  # Debian's server binary, found by its path rather than on PATH
+        postgres.parent.mkdir(parents=True)
+        postgres.write_text("")
+    env = {
+        **os.environ,
+        "PATH": stub_path(folder, tuple(p for p in present if p != "postgres")),
+        "POSTGRES_BIN_GLOB": str(tmp_path / "postgresql" / "*" / "bin" / "postgres"),
+    }
     proc = subprocess.run(
         [shutil.which("make"), "-s", "system-packages"], cwd=REPO, env=env, capture_output=True, text=True
     )
@@ -32,15 +41,15 @@ def system_packages(tmp_path: Path, present: tuple[str, ...]) -> list[str]:
     return log.read_text().splitlines() if log.exists() else []
 
 
-def test_make_test_installs_chromium_node_and_npm_when_missing(tmp_path: Path):
+def test_make_test_installs_chromium_node_npm_and_postgresql_when_missing(tmp_path: Path):
     assert system_packages(tmp_path, present=()) == [
         "noninteractive update -qq",
-        "noninteractive install -y -qq nodejs npm chromium",
+        "noninteractive install -y -qq nodejs npm chromium postgresql",
     ]
 
 
 def test_nothing_is_installed_when_they_are_there(tmp_path: Path):
-    assert system_packages(tmp_path, present=("node", "npm", "chromium")) == []
+    assert system_packages(tmp_path, present=("node", "npm", "chromium", "postgres")) == []
 
 
 def test_make_test_runs_the_installer_and_ci_runs_make_test():
