@@ -515,7 +515,9 @@ def test_a_day_is_scored_as_an_azure_ml_job(trained_project, scoring_workspace, 
         azurite, container, "keel/monitoring/"
     )  # the day's report, and the model's importance kept once per version
     assert drift_html == f"keel/monitoring/drift/{DAY}.html"
-    assert re.fullmatch(r"keel/monitoring/drift/evidently-[\w.]+\.js", script)  # Evidently's script, shared by the pages
+    assert re.fullmatch(
+        r"keel/monitoring/drift/evidently-[\w.]+\.js", script
+    )  # Evidently's script, shared by the pages
     assert re.fullmatch(r"keel/monitoring/importance/telco_churn/[0-9a-f]{64}\.json", importance)
 
 
