@@ -169,8 +169,10 @@ def test_a_move_behind_a_live_run_sleeps_stops_on_sigterm_and_gives_up_naming_th
         assert (after.user + after.system) - (before.user + before.system) < 1.0  # asleep, not spinning
         sent = time.monotonic()
         waiter.send_signal(signal.SIGTERM)
-        waiter.communicate(timeout=60)
-        assert time.monotonic() - sent < 30 and waiter.returncode != 0
+        out, _ = waiter.communicate(timeout=60)
+        assert time.monotonic() - sent < 30
+        # Stopped, not moved: killed by the signal, or Dagster turned it into an interrupted, failed run.
+        assert waiter.returncode != 0 or out.strip().splitlines()[-1].startswith("failed:"), out[-2000:]
         assert not (tmp_path / "waiter").exists()  # it never moved anything
     finally:
         kill(holder)
