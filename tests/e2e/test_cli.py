@@ -24,7 +24,7 @@ def test_asset_materialize_with_a_string_selection(project, selection):
     assert "ord() expected string of length 1" not in output  # the ANTLR runtime trap
     for event in (
         "Asset check 'schema' on 'raw_data' passed",
-        'Finished execution of step "training_set"',
+        "training_set - ASSET_MATERIALIZATION - Materialized value training_set",  # the step's success line once went missing
         "RUN_SUCCESS",
     ):
         assert event in output, output[-6000:]  # the tail whole: pytest shortens long assertion values
