@@ -23,11 +23,12 @@ from assets.training_set import candidate_windows
 from ml.baseline import best_single_column
 from ml.drift import drift_verdict, reference_profile
 from ml.evaluation import auc_standard_error
-from ml.features import encode_target, fit_features, source_columns, transform
+from ml.features import encode_target, fit_features, transform
 from ml.gate import decide as gate_decide
 from ml.gate import paired_auc_difference
 from ml.models import fit_model
 from ml.params import Params
+from ml.predictor import column_importance
 from ml.split import HOLDOUT, TRAIN, side, split_rows
 from ml.windows import choose, evaluation_days
 from orchestration.retrain_policy import Event, State, decide, observe
@@ -49,13 +50,7 @@ class Version:
             config.hyperparameters,
             config.seed,
         )
-        sources = source_columns(self.state)
-        totals = dict.fromkeys(self.state.input_columns, 0.0)
-        for name, value in self.model.importance().items():
-            column = sources.get(name, name)
-            totals[column] = totals.get(column, 0.0) + abs(float(value))
-        total = sum(totals.values())
-        self.importance = {c: (v / total if total > 0 else 0.0) for c, v in totals.items()}
+        self.importance = column_importance(self.state, self.model)
         self.reference = self.profile(reference_rows, params, params.drift.reference_rows)
 
     def predict(self, rows: pd.DataFrame) -> np.ndarray:

@@ -69,10 +69,15 @@ class Predictor:
 
     def column_importance(self) -> dict[str, float]:
         """The model's importance summed per spec column (its output columns folded back), as shares."""
-        sources = source_columns(self.state)
-        totals = dict.fromkeys(self.state.input_columns, 0.0)
-        for name, value in self.model.importance().items():
-            column = sources.get(name, name)
-            totals[column] = totals.get(column, 0.0) + abs(float(value))
-        total = sum(totals.values())
-        return {c: (v / total if total > 0 else 0.0) for c, v in totals.items()}
+        return column_importance(self.state, self.model)
+
+
+def column_importance(state, model) -> dict[str, float]:
+    """A model's importance summed per spec column of its feature state (output columns folded back), as shares."""
+    sources = source_columns(state)
+    totals = dict.fromkeys(state.input_columns, 0.0)
+    for name, value in model.importance().items():
+        column = sources.get(name, name)
+        totals[column] = totals.get(column, 0.0) + abs(float(value))
+    total = sum(totals.values())
+    return {c: (v / total if total > 0 else 0.0) for c, v in totals.items()}
