@@ -16,7 +16,7 @@ from pathlib import Path
 
 from ml import io
 from ml.params import load_params
-from ml.simulate import simulate_day, write_labels, write_snapshot
+from ml.simulate import simulate_day, unseen_rows, write_labels, write_snapshot
 from orchestration.arrivals import arrived
 from orchestration.deployments import PROJECT_ROOT
 
@@ -30,7 +30,7 @@ def main(root: Path = PROJECT_ROOT) -> int:
     first, last = dt.date.fromisoformat(days[0].day), dt.date.fromisoformat(days[-1].day)
     daily = params.daily.model_copy(update={"start_date": first})  # the demo numbers its days from here
     number, delay = (last - first).days + 2, params.simulation.label_delay_days
-    raw = io.read_parquet(params.raw_uri)
+    raw = unseen_rows(io.read_parquet(params.raw_uri), params)  # the demo's stream draws from these, too
     written = write_snapshot(simulate_day(raw, params.dataset, params.simulation, number)[0], daily, number, root)
     print(f"day {number} ({daily.date(number)}): snapshot {written}")
     if number - delay >= 1:
