@@ -11,7 +11,7 @@ Both ops take the alias pool's slot as registration does (resources/alias_slot.p
 deployment moves one alias at a time; a run that died holding the slot does not block them.
 A rollback onto the version under canary or shadow is refused (the bake would judge it against itself):
 end the rollout first. A rollback is also refused when the champion moved after the rollback was requested
-(its run created): undoing that later move would bring back the version its requester meant to remove.
+(its run's first event): undoing that later move would bring back the version its requester meant to remove.
 
 `approve` first sets the challenger's model card beside the champion's (a Markdown table in its log
 and in the recorded materialization), so the person approving has the facts in front of them; every
@@ -183,12 +183,13 @@ def _refuse_if_moved_since_requested(context: dg.OpExecutionContext, registry: M
     """A rollback undoes the champion its requester saw: when another move (an approve, a rollback, a promotion)
     came between the request and this step, undoing the latest move would bring back the version the
     requester meant to remove."""
-    record = context.instance.get_run_record_by_id(context.run_id)
+    # The run's first event (queued, starting or started), stamped by the process that wrote it: the run's
+    # creation time in the run storage has only whole seconds on SQLite and the database's own clock.
+    first = context.instance.get_records_for_run(context.run_id, limit=1).records
     history = registry.alias_history(name, CHAMPION)
-    if record is None or not history:
+    if not first or not history:
         return
-    requested = record.create_timestamp
-    requested = requested if requested.tzinfo else requested.replace(tzinfo=dt.UTC)
+    requested = dt.datetime.fromtimestamp(first[0].event_log_entry.timestamp, dt.UTC)
     last = history[-1]
     moved = dt.datetime.strptime(last.when, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=dt.UTC)
     if moved > requested:

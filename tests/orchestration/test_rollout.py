@@ -338,7 +338,11 @@ def test_a_rollback_requested_before_another_move_of_the_champion_moves_nothing(
 
         def approve_v1_once_the_rollback_waits() -> None:
             deadline = time.monotonic() + 120
-            while not instance.get_runs(dg.RunsFilter(job_name="rollback")) and time.monotonic() < deadline:
+            while time.monotonic() < deadline:  # until the rollback waits for the slot the approve holds
+                runs = instance.get_runs(dg.RunsFilter(job_name="rollback"))
+                logged = instance.all_logs(runs[0].run_id) if runs else []
+                if any("waiting for the" in (entry.user_message or "") for entry in logged):
+                    break
                 time.sleep(0.1)
             registry.move_alias(name, CHAMPION, 1, 2, reason="v1 approved again", actor="tests")
             instance.report_run_failed(approving)
