@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import logging
-import shutil
 import tempfile
 from pathlib import Path
 
@@ -31,14 +30,11 @@ def _problem(store: ArtifactStore, uri: str, expected: str) -> str | None:
     """Why the copy at `uri` cannot be used, or None when every file matches the registered manifest."""
     if not io.exists(f"{uri}/{MANIFEST}"):
         return "missing"
-    local = store.local_copy(uri)
-    try:
-        verify_artifact(local, expected)
-    except ArtifactIntegrityError as error:
-        return str(error).replace(str(local), uri)
-    finally:
-        if io.is_remote(uri):
-            shutil.rmtree(local, ignore_errors=True)
+    with store.local_copy(uri) as local:
+        try:
+            verify_artifact(local, expected)
+        except ArtifactIntegrityError as error:
+            return str(error).replace(str(local), uri)
     return None
 
 
