@@ -82,7 +82,10 @@ def failure_text(instance: dg.DagsterInstance, run: dg.DagsterRun, message: str)
 def alert_on_run_failure(context: dg.RunFailureSensorContext):
     run = context.instance.get_run_by_id(context.dagster_run.run_id) or context.dagster_run
     if will_retry(run, context.instance):
-        return dg.SkipReason(f"run {run.run_id[:8]} of {run.job_name} failed and will be retried; no alert yet")
+        # Logged, not a SkipReason: one tick handles every failed run since the cursor, and a SkipReason
+        # beside another run's reaction fails the whole tick, which then never moves on (no alert ever again).
+        context.log.info(f"run {run.run_id[:8]} of {run.job_name} failed and will be retried; no alert yet")
+        return None
     text = failure_text(context.instance, run, context.failure_event.message or "")
     notify(text, context.log, instance=context.instance, key=f"run-failure:{run.run_id}")
     return None
