@@ -178,3 +178,23 @@ def test_a_tick_with_a_final_failure_and_a_run_to_be_retried_alerts_the_final_on
     texts = webhook.texts()
     assert len(texts) == 2 and "for 2026-10-03" in texts[0] and "for 2026-10-04" in texts[1], texts
     assert "the file of 2026-10-03 is bad" in texts[0]
+
+
+def test_a_run_failure_alert_the_webhook_refused_is_sent_again_by_a_later_tick(webhook: Receiver):
+    """Dagster moves a run-failure sensor's cursor past a run even when its alert failed: the alert is kept."""
+    with dg.instance_for_test() as instance:
+        with dg.build_sensor_context(instance=instance, sensor_name="alert_on_run_failure") as context:
+            cursor = alert_on_run_failure.evaluate_tick(context).cursor
+        job = definitions(local(REPO)).resolve_job_def("nightly_scoring")
+        tags = {"dagster/partition": "2026-10-03"}
+        instance.report_run_failed(instance.create_run_for_job(job, tags=tags), "the file of 2026-10-03 is bad")
+        webhook.status = 500  # the webhook is down while the run fails
+        with dg.build_sensor_context(instance=instance, cursor=cursor, sensor_name="alert_on_run_failure") as context:
+            failed = alert_on_run_failure.evaluate_tick(context)
+        assert failed.dagster_run_reactions[0].error is not None  # the tick shows the failed delivery
+        refused = len(webhook.bodies)  # each attempt reached the webhook and was answered 500
+        webhook.status = 200
+        evaluate("alert_on_monitoring", instance, {})  # its next tick sends it
+        evaluate("alert_on_monitoring", instance, {})  # and only once
+    texts = webhook.texts()[refused:]
+    assert len(texts) == 1 and "nightly_scoring failed for 2026-10-03" in texts[0], texts
