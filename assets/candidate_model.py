@@ -184,6 +184,7 @@ def candidate_model(
             },
             artifact_dir=local_dir,
         )
+        plots = dg.MetadataValue.md(markdown_images(local_dir / "plots", PLOT_ORDER))  # read while the copy exists
     candidate = Candidate(
         run_id=run,
         features=features,
@@ -214,7 +215,7 @@ def candidate_model(
             "artifact": dg.MetadataValue.path(report["artifact_uri"]),
             "manifest_sha256": candidate.manifest_sha256,
             "mlflow_run_id": mlflow_run,
-            "plots": dg.MetadataValue.md(markdown_images(local_dir / "plots", PLOT_ORDER)),
+            "plots": plots,
             **{k.removeprefix("keel."): v for k, v in lineage.items()},
         },
     )
