@@ -39,24 +39,10 @@ LOCKED = "database is locked"
 
 
 def copy_project(dest: Path) -> Path:
-    listed = subprocess.run(
-        ["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.split("\0")
-    for name in filter(None, listed):
-        if (ROOT / name).is_file():
-            (dest / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(ROOT / name, dest / name)
-    for command in (["git", "init", "-q"], ["git", "add", "-A"]):
-        subprocess.run(command, cwd=dest, check=True)
-    subprocess.run(
-        ["git", "-c", "user.name=bench", "-c", "user.email=bench@localhost", "commit", "-qm", "copy"],
-        cwd=dest,
-        check=True,
-    )
+    """The end-to-end tests' project copy, with its DVC stages run."""
+    from tests.conftest import _copy_project
+
+    _copy_project(dest)
     subprocess.run([str(BIN / "python"), "-m", "dvc", "repro", "-q"], cwd=dest, check=True, env=_path_env())
     return dest
 
