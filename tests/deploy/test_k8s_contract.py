@@ -250,8 +250,8 @@ def test_the_code_location_is_the_one_workspace_yaml_names(values):
     args = code_server_args(deployment)
     assert args["--module-name"] == module["module_name"]
     assert args["--location-name"] == module["location_name"]
-    # The image's working directory is the project root, where workspace.yaml's `.` points.
-    dockerfile = (REPO / "deploy" / "dagster" / "Dockerfile").read_text()
+    # The image's working directory (its base's) is the project root, where workspace.yaml's `.` points.
+    dockerfile = (REPO / "Dockerfile").read_text()
     assert re.search(r"^WORKDIR (\S+)$", dockerfile, flags=re.MULTILINE).group(1) == args["--working-directory"]
 
 
