@@ -197,6 +197,7 @@ def test_the_job_gets_the_projects_settings_and_secrets_by_reference(values, nig
     worker = container(nightly_scoring_job["job"])
     env = {item["name"]: item for item in worker["env"]}
     assert env["KEEL_DEPLOYMENT"]["value"] == "aws"
+    assert env["KEEL_INSTANCE"]["value"] == "team"  # no alias moves without an authenticated MLflow user
     assert env["MLFLOW_TRACKING_URI"]["value"] == "http://keel-mlflow.keel.svc.cluster.local:5000"
     assert env["DAGSTER_RUN_JOB_NAME"]["value"] == "nightly_scoring"
     # The instance the run reports to: the chart's ConfigMap mounted at DAGSTER_HOME, as the image sets it.
