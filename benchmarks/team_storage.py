@@ -105,7 +105,7 @@ class Backend:
         else:
             mlflow = {"MLFLOW_TRACKING_URI": pg["MLFLOW_TRACKING_URI"], "KEEL_INSTANCE": "team", **admin}
             create_database(team.pg_url("postgres"), pg["KEEL_DAGSTER_DB"])
-        keys = ("KEEL_PG_", "KEEL_DAGSTER_DB", "KEEL_CODE_SERVER_")
+        keys = ("KEEL_PG_", "KEEL_DAGSTER_DB", "KEEL_CODE_SERVER_", "DAGSTER_GRPC_TIMEOUT_SECONDS")
         self.env = _path_env(
             DAGSTER_HOME=str(self.home), **{k: v for k, v in pg.items() if k.startswith(keys)}, **mlflow
         )

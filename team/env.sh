@@ -27,4 +27,7 @@ keel_default KEEL_CODE_SERVER_PORT 4266
 keel_default KEEL_WEB_HOST 127.0.0.1
 keel_default KEEL_WEB_PORT 3000
 keel_default MLFLOW_TRACKING_URI "http://$KEEL_MLFLOW_HOST:$KEEL_MLFLOW_PORT"
+# How long the daemon and the webservers wait for the code server (Dagster's default: 60 s). On two
+# busy cores starting a run took longer, and the run failed before it began (benchmarks/README.md).
+keel_default DAGSTER_GRPC_TIMEOUT_SECONDS 180
 unset -f keel_default
