@@ -14,8 +14,9 @@ Both use team/dagster.yaml's settings apart from storage (queued runs, pools, ru
 retries), with up to `--trainings` runs at once, a gRPC code server and one daemon. Measured: a backfill
 of `nightly_scoring` over the days (queued with `dagster job backfill`, run by the daemon), and
 separately `--trainings` `train_model` runs launched together: wall time from submission until every run
-finished, failed runs (retries included; of them, those the daemon could not start because the code
-server did not answer in time, which says the machine was busy, not which storage it used), and how often
+finished, failed runs (retries included; of them, those that never started because the code server did
+not answer the daemon in time or the run's process was not up within the start timeout, which says the
+machine was busy, not which storage it used), and how often
 "database is locked" appears in the runs' event logs and the services' output. Prints one table.
 """
 
@@ -37,8 +38,9 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 LOCKED = "database is locked"
-# A run the daemon could not start because the code server did not answer in time (a busy machine).
-UNREACHABLE = ("DagsterUserCodeUnreachableError", "DEADLINE_EXCEEDED")
+# A run that never started on a busy machine: the code server did not answer the daemon in time, or the
+# run's process was not up within run monitoring's start timeout.
+NOT_STARTED = ("DagsterUserCodeUnreachableError", "DEADLINE_EXCEEDED", "START_TIMEOUT")
 
 
 def copy_project(dest: Path) -> Path:
@@ -188,7 +190,7 @@ class Backend:
             "wall": max(r.end_time or 0 for r in records) - since,
             "runs": len(runs),
             "failed": len(failed),
-            "unreachable": sum(any(u in texts[r.run_id] for u in UNREACHABLE) for r in failed),
+            "not_started": sum(any(u in texts[r.run_id] for u in NOT_STARTED) for r in failed),
             "ok": sum(_final_status(runs, r) == dg.DagsterRunStatus.SUCCESS for r in firsts),
             "locked_events": sum(text.count(LOCKED) for text in texts.values()),
         }
@@ -278,7 +280,7 @@ def main() -> None:
         team.remove()
         shutil.rmtree(folder, ignore_errors=True)
     print(
-        f"\n{'':<10}{'workload':<28}{'wall s':>8}{'runs':>6}{'failed':>8}{'of which unreachable':>22}{'ok':>5}"
+        f"\n{'':<10}{'workload':<28}{'wall s':>8}{'runs':>6}{'failed':>8}{'of which not started':>22}{'ok':>5}"
         f"{'locked (events/logs)':>22}"
     )
     for name, result in rows.items():
@@ -288,7 +290,7 @@ def main() -> None:
         ):
             r = result[workload]
             print(
-                f"{name:<10}{label:<28}{r['wall']:>8.0f}{r['runs']:>6}{r['failed']:>8}{r['unreachable']:>22}{r['ok']:>5}"
+                f"{name:<10}{label:<28}{r['wall']:>8.0f}{r['runs']:>6}{r['failed']:>8}{r['not_started']:>22}{r['ok']:>5}"
                 f"{r['locked_events']:>14}/{result['locked_in_service_logs']}"
             )
 
