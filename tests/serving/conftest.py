@@ -11,6 +11,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 import httpx
 import orjson
@@ -40,10 +41,24 @@ def records() -> list[dict]:
     return orjson.loads(example_rows().head(2000).to_json(orient="records"))
 
 
-def _free_port() -> int:
+def free_port() -> int:
+    """A loopback port nothing listens on (until someone binds it)."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def start_endpoint(project: Path, port: int, env: dict[str, str], log_path: Path) -> tuple[subprocess.Popen, IO]:
+    """`python -m serving` for `project` on `port`, its output in `log_path` (the caller closes the log)."""
+    log = open(log_path, "wb")  # noqa: SIM115 - closed after the process
+    process = subprocess.Popen(
+        [sys.executable, "-m", "serving", "--project-dir", str(project), "--port", str(port)],
+        cwd=REPO,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    return process, log
 
 
 @dataclass
@@ -86,17 +101,10 @@ def server(serving_template: Path, tmp_path_factory: pytest.TempPathFactory) -> 
     project = tmp_path_factory.mktemp("served") / "project"
     shutil.copytree(serving_template, project, symlinks=True)
     relocate_mlflow(project, serving_template)
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     env.pop("MLFLOW_TRACKING_URI", None)
-    log = open(project / "server.log", "wb")  # noqa: SIM115 - closed after the process
-    process = subprocess.Popen(
-        [sys.executable, "-m", "serving", "--project-dir", str(project), "--port", str(port)],
-        cwd=REPO,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
+    process, log = start_endpoint(project, port, env, project / "server.log")
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 180

@@ -4,25 +4,18 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
-import sys
 import time
 
 import httpx
 
+from tests.serving.conftest import free_port, start_endpoint
 from tests.serving.project import REPO
-
-
-def _closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]  # nothing listens there once the socket is closed
 
 
 def test_an_unreachable_tracking_server_is_a_refresh_problem_within_seconds(tmp_path):
     shutil.copy(REPO / "params.yaml", tmp_path / "params.yaml")
-    port, registry_port = _closed_port(), _closed_port()
+    port, registry_port = free_port(), free_port()
     env = {
         **os.environ,
         "PYTHONPATH": str(REPO),
@@ -30,14 +23,7 @@ def test_an_unreachable_tracking_server_is_a_refresh_problem_within_seconds(tmp_
     }
     for variable in ("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "MLFLOW_HTTP_REQUEST_TIMEOUT"):
         env.pop(variable, None)
-    log = open(tmp_path / "server.log", "wb")  # noqa: SIM115 - closed after the process
-    process = subprocess.Popen(
-        [sys.executable, "-m", "serving", "--project-dir", str(tmp_path), "--port", str(port)],
-        cwd=REPO,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
+    process, log = start_endpoint(tmp_path, port, env, tmp_path / "server.log")
     try:
         started, answer = time.monotonic(), None
         while time.monotonic() - started < 90:  # MLflow's default retries keep the first refresh ~2 min
