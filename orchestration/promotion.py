@@ -10,12 +10,15 @@ user whose credentials the process holds, and in the team profile only a person'
 Both ops take the alias pool's slot as registration does (resources/alias_slot.py), so one Dagster
 deployment moves one alias at a time; a run that died holding the slot does not block them.
 A rollback onto the version under canary or shadow is refused (the bake would judge it against itself):
-end the rollout first.
+end the rollout first. A rollback is also refused when the champion moved after the rollback was requested
+(its run's first event): undoing that later move would bring back the version its requester meant to remove.
 
 `approve` first sets the challenger's model card beside the champion's (a Markdown table in its log
 and in the recorded materialization), so the person approving has the facts in front of them; every
 move writes both versions' cards again, so their alias history is the registry's.
 """
+
+import datetime as dt
 
 import dagster as dg
 from pydantic import Field
@@ -161,6 +164,7 @@ def _rollback(
 ) -> None:
     name = registry.model_name
     current, target = registry.alias_version(name, CHAMPION), registry.rollback_target(name, CHAMPION)
+    _refuse_if_moved_since_requested(context, registry, name)
     if target is None:
         raise dg.Failure(description=f"{name}: champion v{current} has no earlier champion to roll back to")
     under = rollout_of(storage, registry)
@@ -173,6 +177,28 @@ def _rollback(
     move = _move(context, registry, name, target, current, config.reason, "rollback")
     _record(context, registry, storage, name, move)
     context.log.info(f"{name}: champion rolled back v{move.from_version} -> v{move.to_version}")
+
+
+def _refuse_if_moved_since_requested(context: dg.OpExecutionContext, registry: ModelRegistry, name: str) -> None:
+    """A rollback undoes the champion its requester saw: when another move (an approve, a rollback, a promotion)
+    came between the request and this step, undoing the latest move would bring back the version the
+    requester meant to remove."""
+    # The run's first event (queued, starting or started), stamped by the process that wrote it: the run's
+    # creation time in the run storage has only whole seconds on SQLite and the database's own clock.
+    first = context.instance.get_records_for_run(context.run_id, limit=1).records
+    history = registry.alias_history(name, CHAMPION)
+    if not first or not history:
+        return
+    requested = dt.datetime.fromtimestamp(first[0].event_log_entry.timestamp, dt.UTC)
+    last = history[-1]
+    moved = dt.datetime.strptime(last.when, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=dt.UTC)
+    if moved > requested:
+        raise dg.Failure(
+            description=f"{name}: champion not rolled back: it moved since this rollback was requested "
+            f"({requested.isoformat(timespec='seconds')}): {last.kind} v{last.from_version} -> v{last.to_version} "
+            f"at {last.when} by {last.actor} ({last.reason}). Nothing moved; if v{last.to_version} should be rolled "
+            "back, run rollback again"
+        )
 
 
 @dg.job(

@@ -30,7 +30,10 @@ log = logging.getLogger(__name__)
 def _problem(store: ArtifactStore, uri: str, expected: str) -> str | None:
     """Why the copy at `uri` cannot be used, or None when every file matches the registered manifest."""
     if not io.exists(f"{uri}/{MANIFEST}"):
-        return "missing"
+        # Locally, something at the path without a manifest (a stray file, a folder put there by hand) is set
+        # aside like a corrupt copy: left there, it would block every publish at its path. In an object store
+        # it may be another process's upload in progress (the manifest goes last); publishing writes over it.
+        return f"incomplete: no {MANIFEST}" if not io.is_remote(uri) and io.exists(uri) else "missing"
     local = store.local_copy(uri)
     try:
         verify_artifact(local, expected)

@@ -13,6 +13,11 @@ import os
 # Requests are scored in small batches: LightGBM's OpenMP threads would spin for the cores the event
 # loop needs (a 1-row predict takes ~8 ms with them on a busy 2-core machine, ~0.15 ms without).
 os.environ.setdefault("OMP_NUM_THREADS", "1")
+# The poller asks the registry again every poll_seconds: MLflow's own retries (7, backing off for minutes)
+# would only hide an unreachable tracking server from /health and keep a moved alias unfollowed for
+# minutes after the server is back. One try, 10 s at most, and the failure is reported at once.
+os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
 
 import argparse  # noqa: E402
 import logging  # noqa: E402

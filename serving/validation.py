@@ -26,7 +26,7 @@ REQUEST_ID = "request_id"  # the optional per-row request id, beside the spec's 
 
 @dataclass(frozen=True)
 class Problem:
-    row: int
+    row: int | None  # None: the request as a whole (its `rows`), not one row
     column: str
     value: Any
     message: str
@@ -42,7 +42,8 @@ class RequestError(ValueError):
         self.problems = problems
         first = problems[0]
         more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
-        super().__init__(f"row {first.row}: {first.message}{more}")
+        where = "" if first.row is None else f"row {first.row}: "
+        super().__init__(f"{where}{first.message}{more}")
 
 
 class LimitError(RequestError):
@@ -89,10 +90,10 @@ class RowValidator:
     def validate(self, rows: Any) -> list[dict[str, Any]]:
         """The rows as dicts of the spec's input columns (the id when given), or RequestError."""
         if not isinstance(rows, list) or not rows:
-            raise RequestError([Problem(0, "rows", _quoted(rows), "`rows` must be a non-empty list of objects")])
+            raise RequestError([Problem(None, "rows", _quoted(rows), "`rows` must be a non-empty list of objects")])
         if len(rows) > self.limits.max_rows:
             message = f"{len(rows)} rows is more than serving.limits.max_rows ({self.limits.max_rows}) in one request"
-            raise LimitError([Problem(0, "rows", len(rows), message)])
+            raise LimitError([Problem(None, "rows", len(rows), message)])
         problems: list[Problem] = []
         clean = []
         for i, row in enumerate(rows):

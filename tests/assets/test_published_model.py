@@ -77,3 +77,29 @@ def test_a_corrupt_published_copy_is_published_again_from_the_registry(tmp_path,
     with pytest.raises(ArtifactIntegrityError):  # no verified copy anywhere: nothing is published
         published_model(storage, registry, 1)
     assert not copy.exists()
+
+
+def test_a_published_copy_without_its_manifest_is_set_aside_and_published_again(tmp_path, monkeypatch):
+    """A file, or a folder without manifest.json (a copy cut short), at the copy's path is not "missing": it is
+    set aside and the registry's verified copy published, or the endpoint and every night would fail on it."""
+    import shutil
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    params = ParamsResource(project_dir=str(REPO))
+    storage = ArtifactStore(root=str(tmp_path / "storage"))
+    registry = ModelRegistry(root=str(tmp_path / "mlflow"), params=params)
+    artifact = make_artifact(tmp_path / "a", "a")
+    run_id = registry.log_training_run("e", "a", {}, {}, {}, artifact)
+    sha = manifest_sha256(artifact)
+    registry.register(registry.model_name, run_id, {"manifest_sha256": sha})
+    copy = Path(published_model(storage, registry, 1))
+
+    shutil.rmtree(copy)
+    copy.write_text("not a model")  # a file where the folder should be
+    assert published_model(storage, registry, 1) == str(copy)
+    assert verify_artifact(copy, sha)["model"] == "a"
+
+    (copy / "manifest.json").unlink()  # a folder whose manifest never arrived
+    assert published_model(storage, registry, 1) == str(copy)
+    assert verify_artifact(copy, sha)["model"] == "a"
+    assert len(list(copy.parent.glob(f".{copy.name}.corrupt-*"))) == 2  # both kept aside for a look

@@ -314,3 +314,48 @@ def test_nothing_is_judged_while_a_job_moves_an_alias(root):
         assert read_state(store).mode == "canary" and not waiting.run_requests
         instance.report_run_failed(running)  # it died: the registry's truth is acted on after all
         assert tick_with(defs, instance, root, first.cursor).run_requests
+
+
+def test_a_rollback_requested_before_another_move_of_the_champion_moves_nothing(root):
+    """A rollback asked for while champion was v2 must not undo an approve of v1 that ran first (it would bring
+    back the v2 it was asked to remove): the champion moved after the request, so nothing moves."""
+    import threading
+    import time
+    import uuid
+
+    from resources.registry import ALIAS_POOL
+
+    defs = definitions(local(root))
+    registry = local(root)["registry"]
+    name = registry.model_name
+    registry.move_alias(name, CHAMPION, 2, 1, reason="v2 approved", actor="tests")
+    with dg.instance_for_test(overrides={"concurrency": {"pools": {"default_limit": 1}}}) as instance:
+        storage = instance.event_log_storage
+        storage.initialize_concurrency_limit_to_default(ALIAS_POOL)
+        approving = dg.DagsterRun(job_name="approve", run_id=str(uuid.uuid4()), status=dg.DagsterRunStatus.STARTED)
+        instance.add_run(approving)
+        assert storage.claim_concurrency_slot(ALIAS_POOL, approving.run_id, "approve_challenger").is_claimed
+
+        def approve_v1_once_the_rollback_waits() -> None:
+            deadline = time.monotonic() + 120
+            while time.monotonic() < deadline:  # until the rollback waits for the slot the approve holds
+                runs = instance.get_runs(dg.RunsFilter(job_name="rollback"))
+                logged = instance.all_logs(runs[0].run_id) if runs else []
+                if any("waiting for the" in (entry.user_message or "") for entry in logged):
+                    break
+                time.sleep(0.1)
+            registry.move_alias(name, CHAMPION, 1, 2, reason="v1 approved again", actor="tests")
+            instance.report_run_failed(approving)
+            storage.free_concurrency_slots_for_run(approving.run_id)
+
+        approver = threading.Thread(target=approve_v1_once_the_rollback_waits)
+        approver.start()
+        rollback = defs.resolve_job_def("rollback").execute_in_process(
+            run_config={"ops": {"rollback_champion": {"config": {"reason": "v2 is bad"}}}},
+            instance=instance,
+            raise_on_error=False,
+        )
+        approver.join(timeout=120)
+        assert not rollback.success
+        assert "moved since this rollback was requested" in str(rollback.all_events)
+        assert registry.champion() == 1  # not back to v2

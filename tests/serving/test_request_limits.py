@@ -34,10 +34,18 @@ def test_more_rows_than_max_rows_is_413_naming_the_limit(server, records):
     rows = [records[n % len(records)] for n in range(LIMITS.max_rows + 1)]
     answer = server.predict(rows)
     assert answer.status_code == 413
-    assert answer.json()["error"] == (
-        f"row 0: {LIMITS.max_rows + 1} rows is more than serving.limits.max_rows ({LIMITS.max_rows}) in one request"
+    assert answer.json()["error"] == (  # the request's fault, not row 0's
+        f"{LIMITS.max_rows + 1} rows is more than serving.limits.max_rows ({LIMITS.max_rows}) in one request"
     )
+    assert answer.json()["problems"][0]["row"] is None
     assert server.predict(rows[: LIMITS.max_rows]).status_code == 200
+
+
+def test_rows_that_are_not_a_list_are_named_as_the_request_s_fault_not_a_row_s(server):
+    for rows in ({}, [], "x"):
+        answer = httpx.post(f"{server.url}/predict", json={"rows": rows}, timeout=30)
+        assert answer.status_code == 422
+        assert answer.json()["error"] == "`rows` must be a non-empty list of objects", answer.text
 
 
 def test_a_request_id_beyond_its_limit_is_refused_and_not_echoed(server, records):
