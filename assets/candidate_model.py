@@ -159,31 +159,32 @@ def candidate_model(
     metrics = report["metrics"]
     git_commit = dvc.git_revision()
     lineage = lineage_tags(features, CODE_VERSION, git_commit, run)
-    local_dir = storage.local_copy(report["artifact_uri"])
-    mlflow_run = registry.log_training_run(
-        experiment=registry.model_name,
-        run_name=f"candidate-{run[:8]}",
-        params={
-            "model": settings.model,
-            "seed": settings.seed,
-            "holdout_fraction": settings.holdout_fraction,
-            "threshold": settings.threshold,
-            **{f"hp.{k}": v for k, v in settings.hyperparameters.items()},
-            **({"window": chosen} if chosen else {}),
-        },
-        metrics={
-            **{k: float(v) for k, v in metrics.items() if isinstance(v, int | float)},
-            **({f"window.{name}.roc_auc": auc for name, auc in aucs.items()} if chosen else {}),
-        },
-        tags={
-            **lineage,
-            **({"keel.window": chosen, "keel.window_reason": why} if chosen else {}),
-            "keel.manifest_sha256": report["manifest_sha256"],
-            "keel.model_family": settings.model,
-            **cost_tags(cost),
-        },
-        artifact_dir=local_dir,
-    )
+    with storage.local_copy(report["artifact_uri"]) as local_dir:
+        mlflow_run = registry.log_training_run(
+            experiment=registry.model_name,
+            run_name=f"candidate-{run[:8]}",
+            params={
+                "model": settings.model,
+                "seed": settings.seed,
+                "holdout_fraction": settings.holdout_fraction,
+                "threshold": settings.threshold,
+                **{f"hp.{k}": v for k, v in settings.hyperparameters.items()},
+                **({"window": chosen} if chosen else {}),
+            },
+            metrics={
+                **{k: float(v) for k, v in metrics.items() if isinstance(v, int | float)},
+                **({f"window.{name}.roc_auc": auc for name, auc in aucs.items()} if chosen else {}),
+            },
+            tags={
+                **lineage,
+                **({"keel.window": chosen, "keel.window_reason": why} if chosen else {}),
+                "keel.manifest_sha256": report["manifest_sha256"],
+                "keel.model_family": settings.model,
+                **cost_tags(cost),
+            },
+            artifact_dir=local_dir,
+        )
+        plots = dg.MetadataValue.md(markdown_images(local_dir / "plots", PLOT_ORDER))  # read while the copy exists
     candidate = Candidate(
         run_id=run,
         features=features,
@@ -214,7 +215,7 @@ def candidate_model(
             "artifact": dg.MetadataValue.path(report["artifact_uri"]),
             "manifest_sha256": candidate.manifest_sha256,
             "mlflow_run_id": mlflow_run,
-            "plots": dg.MetadataValue.md(markdown_images(local_dir / "plots", PLOT_ORDER)),
+            "plots": plots,
             **{k.removeprefix("keel."): v for k, v in lineage.items()},
         },
     )

@@ -98,8 +98,9 @@ def make_card(
     name, spec = registry.model_name, settings.dataset
     human = settings.model_card.for_dataset(spec.name)  # the example's human fields stay with the example
     info = registry.version_info(name, version)
-    local = storage.local_copy(candidate.artifact_uri(storage))
-    predictor = Predictor.load(local, expected_manifest_sha256=candidate.manifest_sha256)
+    with storage.local_copy(candidate.artifact_uri(storage)) as local:
+        predictor = Predictor.load(local, expected_manifest_sha256=candidate.manifest_sha256)
+        plots = {p.stem: p.read_bytes() for p in sorted((local / "plots").glob("*.png"))}
     holdout = ml.io.read_parquet(candidate.training_set.holdout_uri(storage))
     labels = encode_target(holdout, spec).to_numpy()
     intervals = bootstrap_intervals(
@@ -150,7 +151,6 @@ def make_card(
         "mlflow_run_id": candidate.mlflow_run_id,
         "manifest_sha256": info["tags"][MANIFEST_TAG],
     }
-    plots = {p.stem: p.read_bytes() for p in sorted((local / "plots").glob("*.png"))}
     card = build_card(
         model=name,
         version=version,

@@ -40,14 +40,14 @@ def evaluate_candidate(
     """Score the candidate and the champion on the candidate's holdout and apply the gate's rule."""
     rows = ml.io.read_parquet(candidate.training_set.holdout_uri(storage))
     labels = encode_target(rows, spec).to_numpy()
-    local = storage.local_copy(candidate.artifact_uri(storage))
-    predictor = Predictor.load(local, expected_manifest_sha256=candidate.manifest_sha256)
-    candidate_scores = predictor.predict(rows)
+    where = candidate.artifact_uri(storage)
+    with storage.local_copy(where) as local:
+        candidate_scores = Predictor.load(local, expected_manifest_sha256=candidate.manifest_sha256).predict(rows)
     candidate_auc = binary_metrics(labels, candidate_scores, 0.5)["roc_auc"]  # AUC does not depend on the threshold
     reported = candidate.metrics["roc_auc"]
     if abs(candidate_auc - reported) > 1e-9:
         raise ArtifactIntegrityError(
-            f"{local}: rescored holdout AUC {candidate_auc:.6f} differs from the {reported:.6f} training reported; "
+            f"{where}: rescored holdout AUC {candidate_auc:.6f} differs from the {reported:.6f} training reported; "
             "the holdout rows and the artifact do not belong together"
         )
     training_set = candidate.training_set

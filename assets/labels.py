@@ -164,7 +164,10 @@ def labels(context: dg.AssetExecutionContext, params: ParamsResource, storage: A
     spec, uri = settings.dataset, settings.labels_uri(day)
     if not ml.io.exists(uri):
         raise dg.Failure(description=f"the labels for {day} have not arrived: {uri} does not exist")
-    table, md5 = ml.io.read_table_and_md5(uri)
+    try:
+        table, md5 = ml.io.read_table_and_md5(uri)
+    except ml.io.UnreadableParquetError as error:
+        raise dg.Failure(description=f"labels {day}: {error}; a labels file is Parquet") from None
     frame = check_labels(table, spec, uri, day)
     day_ids = day_ids_file(storage, settings, day)
     coverage = match_day_ids(table.column(spec.id.column), day_ids, spec.id.column, uri, f"labels {day}")

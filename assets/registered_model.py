@@ -61,11 +61,12 @@ def identical_champion(registry: ModelRegistry, manifest_sha256: str) -> int | N
 def drift_reference(settings: Params, storage: ArtifactStore, candidate: Candidate) -> pd.DataFrame:
     """The training set's newest holdout rows scored by the candidate: stored with the version as the
     reference its drift reports compare each day against, so they never re-read the training set."""
-    predictor = Predictor.load(storage.local_copy(candidate.artifact_uri(storage)), candidate.manifest_sha256)
     rows = ml.io.read_parquet(candidate.training_set.reference_uri(storage))
+    with storage.local_copy(candidate.artifact_uri(storage)) as local:
+        scores = Predictor.load(local, candidate.manifest_sha256).predict(rows)
     return reference_profile(
         rows,
-        predictor.predict(rows),
+        scores,
         settings.dataset,
         max_rows=settings.drift.reference_rows,
         seed=settings.drift.seed,

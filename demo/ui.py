@@ -11,6 +11,7 @@ cloud store there is nothing to serve: its links go to the cloud console.
 from __future__ import annotations
 
 import argparse
+import ctypes
 import functools
 import http.server
 import os
@@ -22,6 +23,8 @@ from pathlib import Path
 
 from ml import io
 from orchestration.deployments import PROJECT_ROOT, REPORTS_URL_VARIABLE, resources_for
+
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 # The reports carry their styles, font, plots and images inline; a drift page loads Evidently's script from
 # beside it (one shared file): a page may run that script and its own inline one, and fetch or send nothing.
@@ -66,6 +69,19 @@ def serve_reports(root: Path, host: str, port: int) -> http.server.ThreadingHTTP
     return server
 
 
+def _stop_with(parent: int):
+    """For Popen's preexec_fn: the child gets SIGTERM when this process dies, even by SIGKILL (Linux), so a
+    killed `make ui` leaves no dagster dev behind holding the UI's port without the report server."""
+
+    def arrange() -> None:
+        if sys.platform.startswith("linux"):
+            ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+            if os.getppid() != parent:  # died before prctl took effect
+                os.kill(os.getpid(), signal.SIGTERM)
+
+    return arrange
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m demo.ui", description=__doc__.split("\n\n")[0])
     parser.add_argument("--host", default="127.0.0.1", help="address of both servers (default: loopback only)")
@@ -88,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
         env[REPORTS_URL_VARIABLE] = f"http://{args.host}:{args.reports_port}"
         print(f"Stored HTML reports (drift_report's report_url) on {env[REPORTS_URL_VARIABLE]}", flush=True)
     command = [sys.executable, "-m", "dagster", "dev", "-w", "workspace.yaml", "-h", args.host, "-p", str(args.port)]
-    child = subprocess.Popen(command, cwd=PROJECT_ROOT, env=env)
+    child = subprocess.Popen(command, cwd=PROJECT_ROOT, env=env, preexec_fn=_stop_with(os.getpid()))
     # `kill` (SIGTERM) of this process is passed on: dagster dev then stops its webserver, daemon and code server.
     signal.signal(signal.SIGTERM, lambda signum, frame: child.terminate())
     try:

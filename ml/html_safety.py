@@ -4,11 +4,15 @@ Text goes into HTML through `html.escape`; JSON goes into a `<script>` block thr
 which escapes what could end the block or start markup (`<`, `>`, `&`) and the two line separators
 that old JavaScript parsers read as line ends. `safe_evidently_page` applies it to Evidently's page,
 whose data block embeds the report's JSON (column names and category values among it) as it is.
+Plotly draws a small set of tags inside a chart's text (`<b>`, `<i>`, `<a href>`, `<br>`...), so every
+text in the page's charts is written as HTML entities, which Plotly shows as the characters they stand
+for (Evidently's own chart text uses no markup).
 Text goes into Markdown (a model card, a summary in the Dagster UI) through `markdown_text`.
 """
 
 from __future__ import annotations
 
+import html
 import json
 import re
 from typing import Any
@@ -32,8 +36,25 @@ def script_json(value: Any) -> str:
 _DATA_START = re.compile(r"<script>\s*var (metric_[0-9a-f]+) = ")
 
 
+def _is_figure(value: dict) -> bool:
+    return isinstance(value.get("data"), list) and isinstance(value.get("layout"), dict)
+
+
+def _chart_text(value: Any, in_figure: bool = False) -> Any:
+    """`value` with every string inside a Plotly figure (a dict with `data` and `layout`) entity-escaped."""
+    if isinstance(value, dict):
+        in_figure = in_figure or _is_figure(value)
+        return {key: _chart_text(item, in_figure) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_chart_text(item, in_figure) for item in value]
+    if in_figure and isinstance(value, str):
+        return html.escape(value, quote=False)
+    return value
+
+
 def safe_evidently_page(page: str) -> str:
-    """Evidently's standalone page with its data block's JSON written again by `script_json`.
+    """Evidently's standalone page with its data block's JSON written again by `script_json`, the text
+    of its charts as entities (`_chart_text`).
 
     The block is read with a JSON decoder, so a value holding `</script>` cannot move where the block
     seems to end; a page laid out otherwise (another Evidently version) raises instead of passing.
@@ -51,8 +72,8 @@ def safe_evidently_page(page: str) -> str:
     if close is None:
         raise PageLayoutError("Evidently's data block does not end where its JSON does")
     block = (
-        f"<script>\n    var {start.group(1)} = {script_json(dashboard)};\n"
-        f"    var additional_graphs_{start.group(1)} = {script_json(graphs)};\n</script>"
+        f"<script>\n    var {start.group(1)} = {script_json(_chart_text(dashboard))};\n"
+        f"    var additional_graphs_{start.group(1)} = {script_json(_chart_text(graphs))};\n</script>"
     )
     return page[: start.start()] + block + page[close.end() :]
 

@@ -167,11 +167,20 @@ def read_parquet_and_md5(uri: str) -> tuple[pd.DataFrame, str]:
     return pd.read_parquet(pyarrow.BufferReader(data)), hashlib.md5(data).hexdigest()
 
 
+class UnreadableParquetError(ValueError):
+    """A file is not a Parquet file pyarrow can read; the message names it."""
+
+
 def read_table_and_md5(uri: str) -> tuple[pyarrow.Table, str]:
-    """The file's Arrow table (its column types as written) and the md5 of its bytes, from one read."""
+    """The file's Arrow table (its column types as written) and the md5 of its bytes, from one read;
+    UnreadableParquetError naming the file when it is no Parquet file."""
     with fsspec.open(uri, "rb") as handle:
         data = handle.read()
-    return pq.read_table(pyarrow.BufferReader(data)), hashlib.md5(data).hexdigest()
+    try:
+        table = pq.read_table(pyarrow.BufferReader(data))
+    except (pyarrow.ArrowInvalid, OSError) as error:
+        raise UnreadableParquetError(f"{uri} is not a readable Parquet file ({error})") from None
+    return table, hashlib.md5(data).hexdigest()
 
 
 @contextlib.contextmanager
@@ -179,10 +188,6 @@ def open_parquet(uri: str) -> Iterator[pq.ParquetFile]:
     """A Parquet file opened for reading by row group or batch, never whole (local path or fsspec URI)."""
     with fsspec.open(uri, "rb") as handle, pq.ParquetFile(handle) as parquet:
         yield parquet
-
-
-class UnreadableParquetError(ValueError):
-    """A file is not a Parquet file pyarrow can read; the message names it."""
 
 
 @contextlib.contextmanager

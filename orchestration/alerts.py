@@ -8,6 +8,7 @@ registered_model (every alias move, by promotion, approve or rollback, is record
 
 from __future__ import annotations
 
+import contextlib
 import json
 
 import dagster as dg
@@ -15,7 +16,7 @@ from dagster._core.events import DagsterEventType
 
 from assets.drift_report import drift_report
 from assets.registered_model import registered_model
-from orchestration.notify import notify, run_link
+from orchestration.notify import WebhookError, keep_undelivered, notify, resend_undelivered, run_link
 from orchestration.sensor_guard import alerting
 
 
@@ -76,15 +77,28 @@ def failure_text(instance: dg.DagsterInstance, run: dg.DagsterRun, message: str)
     description=(
         "Every 30 seconds (once turned on): sends an alert for every failed run of this code location (the blocking checks that failed "
         "and the step errors), once no run retry is left, to the webhook in KEEL_ALERT_WEBHOOK_URL; "
-        "without it, writes the alert to the tick's log."
+        "without it, writes the alert to the tick's log. An alert the webhook did not take is sent again "
+        "by a later tick of this sensor or of alert_on_monitoring."
     ),
 )
 def alert_on_run_failure(context: dg.RunFailureSensorContext):
+    with contextlib.suppress(WebhookError):  # still failing: this run's alert is kept below as well
+        resend_undelivered(context.log, context.instance)
     run = context.instance.get_run_by_id(context.dagster_run.run_id) or context.dagster_run
     if will_retry(run, context.instance):
-        return dg.SkipReason(f"run {run.run_id[:8]} of {run.job_name} failed and will be retried; no alert yet")
+        # Logged, not a SkipReason: one tick handles every failed run since the cursor, and a SkipReason
+        # beside another run's reaction fails the whole tick, which then never moves on (no alert ever again).
+        context.log.info(f"run {run.run_id[:8]} of {run.job_name} failed and will be retried; no alert yet")
+        return None
     text = failure_text(context.instance, run, context.failure_event.message or "")
-    notify(text, context.log, instance=context.instance, key=f"run-failure:{run.run_id}")
+    key = f"run-failure:{run.run_id}"
+    try:
+        notify(text, context.log, instance=context.instance, key=key)
+    except WebhookError:
+        # Dagster moves this sensor's cursor past the run whatever happens: keep the alert, a later tick
+        # (this sensor's or alert_on_monitoring's) sends it again.
+        keep_undelivered(context.instance, key, text)
+        raise
     return None
 
 
@@ -150,11 +164,12 @@ def _records_last(instance: dg.DagsterInstance, key: dg.AssetKey) -> list[dg.Eve
         "Every minute (once turned on): sends an alert when a drift episode begins or ends (drift_report's verdict) and when the "
         "champion or challenger alias moves (promotion, approve, rollback: registered_model), to the "
         "webhook in KEEL_ALERT_WEBHOOK_URL; without it, writes the alert to the tick's log. An alert "
-        "that could not be delivered is sent again at the next tick."
+        "that could not be delivered is sent again at the next tick, and so is a run-failure alert."
     ),
 )
 @alerting
 def alert_on_monitoring(context: dg.SensorEvaluationContext):
+    resend_undelivered(context.log, context.instance)  # run-failure alerts the webhook did not take
     texts, cursor = monitoring_alerts(context.instance, context.cursor)
     if not texts:
         return dg.SensorResult(skip_reason="no drift episode began or ended and no alias moved", cursor=cursor)

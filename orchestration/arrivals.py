@@ -66,8 +66,9 @@ def _invalid_date(day: str) -> str | None:
 def arrived(template: str, misnamed: list[str] | None = None) -> list[Arrival]:
     """The files matching a `{date}` template (a path or any fsspec URI), by day.
 
-    A file whose name has the date's shape but no real date (`2026-13-45`) is no day's file: it is
-    left out and named in `misnamed`, so a sensor says so rather than wait for that day forever.
+    A file whose name has the date's shape but no real date (`2026-13-45`), or a folder under a day's
+    file name, is no day's file: it is left out and named in `misnamed`, so a sensor says so rather than
+    wait for that day forever.
     """
     fs, pattern = fsspec.core.url_to_fs(template.replace("{date}", "*"))
     day_of = re.compile(re.escape(fs._strip_protocol(template)).replace(re.escape("{date}"), DATE) + "$")
@@ -75,12 +76,18 @@ def arrived(template: str, misnamed: list[str] | None = None) -> list[Arrival]:
     found = []
     for path, info in fs.glob(pattern, detail=True).items():
         match = day_of.match(fs._strip_protocol(path))
-        if match and info.get("type", "file") == "file":
-            if (problem := _invalid_date(match.group(1))) is not None:
-                if misnamed is not None:
-                    misnamed.append(f"{prefix + fs._strip_protocol(path)}: no valid date in its name ({problem})")
-                continue
-            found.append(Arrival(match.group(1), prefix + fs._strip_protocol(path), _version(info), _modified(info)))
+        if not match:
+            continue
+        where = prefix + fs._strip_protocol(path)
+        if info.get("type", "file") != "file":  # e.g. Spark's folder of part files under the day's name
+            if misnamed is not None:
+                misnamed.append(f"{where}: a folder, not a file; a day's data is one file (write it as one)")
+            continue
+        if (problem := _invalid_date(match.group(1))) is not None:
+            if misnamed is not None:
+                misnamed.append(f"{where}: no valid date in its name ({problem})")
+            continue
+        found.append(Arrival(match.group(1), where, _version(info), _modified(info)))
     return sorted(found, key=lambda a: a.day)
 
 

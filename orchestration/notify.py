@@ -10,7 +10,9 @@ only (KEEL_ALERT_WEBHOOK_URL) and never appears in a message, a log line or an e
 are off: the sensors write them to their tick log instead.
 
 A delivery never holds a sensor up: it has DEADLINE_SECONDS in all (a webhook that answers one byte
-at a time is cut off), and an alert with a key is sent once (the instance records the keys sent).
+at a time is cut off), and an alert with a key is sent once (the instance records the keys sent). An
+alert whose sensor cannot wait for the webhook (a run failure: Dagster moves that sensor's cursor on
+whatever happens) is kept as undelivered in the instance and sent again by a later tick.
 """
 
 from __future__ import annotations
@@ -57,6 +59,7 @@ def plain_text(text: str) -> str:
 
 DEADLINE_SECONDS = 5.0  # the whole delivery, every attempt included: a sensor tick never waits longer
 SENT_PREFIX = "keel/alert_sent/"  # the instance's key-value store records each alert key once sent
+UNDELIVERED_KEY = "keel/alerts_undelivered"  # alerts whose delivery failed, to send again: {key: text}
 
 
 class _Attempt:
@@ -184,3 +187,26 @@ def notify(text: str, log, environ: Mapping[str, str] | None = None, *, instance
     else:
         log.info(f"alert sent: {text}")
     return True
+
+
+def _undelivered(instance) -> dict[str, str]:
+    stored = instance.run_storage.get_cursor_values({UNDELIVERED_KEY}).get(UNDELIVERED_KEY)
+    return json.loads(stored) if stored else {}
+
+
+def keep_undelivered(instance, key: str, text: str) -> None:
+    """Keep an alert whose delivery failed, for `resend_undelivered` to send later."""
+    instance.run_storage.set_cursor_values({UNDELIVERED_KEY: json.dumps({**_undelivered(instance), key: text})})
+
+
+def resend_undelivered(log, instance) -> int:
+    """Send the alerts kept as undelivered, oldest first; how many went. Raises WebhookError (keeping the rest)
+    when the webhook still fails."""
+    pending = _undelivered(instance)
+    sent = 0
+    for key, text in list(pending.items()):
+        notify(text, log, instance=instance, key=key)
+        del pending[key]
+        instance.run_storage.set_cursor_values({UNDELIVERED_KEY: json.dumps(pending)})
+        sent += 1
+    return sent

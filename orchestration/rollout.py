@@ -13,8 +13,6 @@ recorded in the alias history, and serves the champion alone. Each step material
 """
 
 import json
-import shutil
-from pathlib import Path
 from typing import Literal
 
 import dagster as dg
@@ -76,12 +74,8 @@ def verify_served_copy(storage: ArtifactStore, registry: ModelRegistry, version:
     """Load the version from its published copy as the endpoint will (verified, compiled, one row scored):
     a canary of a copy the endpoint cannot load would serve none of its share."""
     model = served(storage, registry, version)
-    local = storage.local_copy(model.model_uri)
-    try:
+    with storage.local_copy(model.model_uri) as local:
         warm_up(Predictor.load(local, model.manifest_sha256, compiled=compiled))
-    finally:
-        if local != Path(model.model_uri):
-            shutil.rmtree(local, ignore_errors=True)
 
 
 def _apply(endpoint: Endpoint, state: RolloutState, storage, registry, champion: int, challenger: int | None) -> dict:

@@ -14,15 +14,18 @@ call, its inputs and outputs the platform's data bindings, Pipes through the clo
 
 from __future__ import annotations
 
+import logging
 import os
 import subprocess
 import sys
 import tempfile
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 import dagster as dg
+from dagster._core.errors import DagsterPipesExecutionError
 from pydantic import Field
 
 INDEX_VARIABLE = "KEEL_SHARD_INDEX"  # read by ml/shards.py
@@ -34,6 +37,39 @@ def entry_point_command(python: str, module: str, inputs: Mapping[str, str], out
     for name, uri in [*sorted(inputs.items()), *sorted(outputs.items())]:
         command += [f"--{name}", uri]
     return command
+
+
+CLOSED_WITH_EXCEPTION = "[pipes] external process pipes closed with exception"
+
+
+def _reported_error(context: dg.AssetExecutionContext, since: float) -> str | None:
+    """What the entry point said when it failed (this step, since `since`): the exception it closed Pipes
+    with, else its last ERROR line (a known input error's one-line message)."""
+    step = context.get_step_execution_context().step.key
+    exception = line = None
+    for entry in context.instance.all_logs(context.run_id):
+        if entry.timestamp < since or entry.step_key != step:
+            continue
+        event = entry.dagster_event
+        data = event.engine_event_data if event is not None and event.event_type_value == "ENGINE_EVENT" else None
+        if data is not None and data.error is not None and entry.user_message.startswith(CLOSED_WITH_EXCEPTION):
+            exception = data.error.message.strip()
+        elif event is None and entry.level >= logging.ERROR:
+            line = entry.user_message.strip()
+    return exception or line
+
+
+def _with_its_error(context: dg.AssetExecutionContext, module: str, run: Callable[[], Any]) -> Any:
+    """`run()`, a failed entry point's error named in the step's failure (so in its alert), not only
+    Dagster's "External execution process failed with code 1"."""
+    since = time.time()
+    try:
+        return run()
+    except DagsterPipesExecutionError as error:
+        reported = _reported_error(context, since)
+        if reported is None:
+            raise
+        raise dg.Failure(description=f"{module}: {reported}") from error
 
 
 class ComputeBackend(dg.ConfigurableResource):
@@ -74,14 +110,18 @@ class LocalCompute(ComputeBackend):
         env = dict(self.env)
         if replicas == 1:
             client = dg.PipesSubprocessClient(cwd=self.working_dir, env=env)
-            return client.run(context=context, command=command, extras=dict(extras or {}))
+            return _with_its_error(
+                context, module, lambda: client.run(context=context, command=command, extras=dict(extras or {}))
+            )
         # Each process predicts on its share of the cores, so N processes do not oversubscribe them.
         env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // replicas)))
         with tempfile.TemporaryDirectory(prefix="keel-replicas-") as logs:
             others = [self._start(command, env, index, Path(logs)) for index in range(1, replicas)]
             try:
                 client = dg.PipesSubprocessClient(cwd=self.working_dir, env={**env, INDEX_VARIABLE: "0"})
-                invocation = client.run(context=context, command=command, extras=dict(extras or {}))
+                invocation = _with_its_error(
+                    context, module, lambda: client.run(context=context, command=command, extras=dict(extras or {}))
+                )
             except BaseException:
                 for process, _ in others:
                     process.terminate()  # the day failed: the other replicas' work is not wanted

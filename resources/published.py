@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import logging
-import shutil
 import tempfile
 from pathlib import Path
 
@@ -34,14 +33,11 @@ def _problem(store: ArtifactStore, uri: str, expected: str) -> str | None:
         # aside like a corrupt copy: left there, it would block every publish at its path. In an object store
         # it may be another process's upload in progress (the manifest goes last); publishing writes over it.
         return f"incomplete: no {MANIFEST}" if not io.is_remote(uri) and io.exists(uri) else "missing"
-    local = store.local_copy(uri)
-    try:
-        verify_artifact(local, expected)
-    except ArtifactIntegrityError as error:
-        return str(error).replace(str(local), uri)
-    finally:
-        if io.is_remote(uri):
-            shutil.rmtree(local, ignore_errors=True)
+    with store.local_copy(uri) as local:
+        try:
+            verify_artifact(local, expected)
+        except ArtifactIntegrityError as error:
+            return str(error).replace(str(local), uri)
     return None
 
 

@@ -294,10 +294,23 @@ class ModelRegistry(dg.ConfigurableResource):
             if engine is not None:
                 engine.dispose()
 
+    def _refuse_a_lost_database(self, database: Path) -> None:
+        """A missing SQLite file is created (empty) by MLflow: right for a new store, wrong when the store's
+        artifacts show it held runs. Then the file was moved or deleted, and an empty registry in its place
+        would forget every version and alias ("no champion", a new v1 that clashes with the old one)."""
+        artifacts = self._root() / "artifacts"
+        if not database.exists() and artifacts.is_dir() and any(artifacts.iterdir()):
+            raise RegistryUnavailable(
+                f"MLflow database {database} does not exist, but {artifacts} holds the artifacts of its runs: the "
+                "database was moved or deleted. Put it back (an empty registry in its place would forget every "
+                f"version and alias); to start a new registry on purpose, move {artifacts} aside as well"
+            )
+
     def client(self) -> mlflow.MlflowClient:
         """A client on the store; MLflow caches the store per URI, so this is cheap after the first call."""
         database = self.database()
         if database is not None:
+            self._refuse_a_lost_database(database)
             database.parent.mkdir(parents=True, exist_ok=True)
         with _database_errors(database):  # MLflow opens (and migrates) the file here
             client = mlflow.MlflowClient(tracking_uri=self.uri(), registry_uri=self.uri())

@@ -8,7 +8,10 @@ states and reports JSON.
 
 from __future__ import annotations
 
+import shutil
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import quote
 
@@ -46,11 +49,26 @@ class ArtifactStore(dg.ConfigurableResource):
             return f"https://console.cloud.google.com/storage/browser/_details/{bucket}/{quote(key)}"
         return None  # a local root nobody serves; Azure portal links need the account, which the URI lacks
 
-    def local_copy(self, uri: str) -> Path:
-        """A local directory with the contents of `uri`: the folder itself when local, else a downloaded copy."""
+    @contextmanager
+    def local_copy(self, uri: str) -> Iterator[Path]:
+        """A local directory with the contents of `uri` for the `with` block: the folder itself when local,
+        else a downloaded copy that is removed when the block ends (also on error)."""
         if not io.is_remote(uri):
-            return Path(uri)
+            yield Path(uri)
+            return
+        target = self.download(uri)
+        try:
+            yield target
+        finally:
+            shutil.rmtree(target, ignore_errors=True)
+
+    def download(self, uri: str) -> Path:
+        """A new temporary directory with the contents of the remote `uri`; the caller owns it and removes it."""
         fs, path = fsspec.core.url_to_fs(uri)
         target = Path(tempfile.mkdtemp(prefix="keel-artifact-"))
-        fs.get(path.rstrip("/") + "/", str(target), recursive=True)
+        try:
+            fs.get(path.rstrip("/") + "/", str(target), recursive=True)
+        except BaseException:
+            shutil.rmtree(target, ignore_errors=True)  # a failed download leaves nothing behind either
+            raise
         return target

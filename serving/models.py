@@ -29,6 +29,7 @@ import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ml import io
 from ml.predictor import Predictor
 from resources.published import published_copy
 from resources.registry import CHALLENGER, CHAMPION, MANIFEST_TAG, ModelRegistry
@@ -113,8 +114,8 @@ class ModelSource:
         """
         expected = expected or self.manifest_sha256(version)
         published, note = published_copy(self.store, self.registry, self.model_name, version)
-        local = self.store.local_copy(published)
-        owned = None if local == Path(published) else local
+        owned = self.store.download(published) if io.is_remote(published) else None
+        local = owned or Path(published)
         try:
             model = LoadedModel(version, expected, Predictor.load(local, expected, compiled=self.compiled), note=note)
             warm_up(model.predictor)

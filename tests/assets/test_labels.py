@@ -140,6 +140,16 @@ def test_float_ids_are_refused_naming_the_file_and_column(project):
     assert not result.asset_materializations_for_node("labels")
 
 
+def test_a_labels_file_that_is_not_parquet_is_refused_naming_the_file(project):
+    path = project / "data" / "labels" / f"{DAY}.parquet"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("customer_id,churn\n0001-ABCD,Yes\n")  # a CSV under the Parquet name
+    result = take_in(project)
+    assert not result.success
+    assert failure(result).startswith(f"labels {DAY}: {path} is not a readable Parquet file ("), failure(result)
+    assert failure(result).endswith("a labels file is Parquet")
+
+
 def test_unknown_ids_are_refused_with_their_count_and_examples(project):
     uri = deliver(project, pd.DataFrame({"customer_id": [*IDS[:8], "9998-XXXX", "9999-XXXX"], "churn": ["No"] * 10}))
     result = take_in(project)

@@ -27,6 +27,8 @@ PAYLOADS = [
     "line\u2028separator\u2029end",
 ]
 HOSTILE = " ".join(PAYLOADS)
+# The markup Plotly itself draws inside a chart's labels and titles (bold, italics, links).
+PLOTLY_MARKUP = '<a href="http://127.0.0.1:9/phish">phish</a> <i>it</i> <b>loud</b>'
 
 
 def hostile_spec() -> DatasetSpec:
@@ -50,7 +52,7 @@ def profile(spec: DatasetSpec, categories: list[str], rows: int, seed: int) -> p
         {
             amount: rng.normal(size=rows),
             plan: rng.choice(categories, rows),
-            region: rng.choice([*categories, PAYLOADS[5]], rows),
+            region: rng.choice([*categories, PAYLOADS[5], PLOTLY_MARKUP], rows),
             spec.columns.boolean[0]: rng.choice(["true", "false"], rows),
             "prediction": rng.random(rows),
         }
@@ -150,6 +152,15 @@ def test_the_drift_report_shows_hostile_names_and_values_as_text(reports, watche
     assert text.count(f"plan {PAYLOADS[1]}") >= 2 and text.count(f"amount {PAYLOADS[0]}") >= 2
     assert f"flag {PAYLOADS[2]}" in text and "categories unseen in the reference" in text
     assert PAYLOADS[0] in text.split("Data Drift Summary")[1]  # a category value, in Evidently's part
+    # Inside the charts too, markup from the data is drawn as the text it is: no link, bold or italics.
+    charts = watched.locator(".js-plotly-plot .main-svg")
+    assert charts.count() > 0
+    assert watched.locator(".js-plotly-plot .main-svg a").count() == 0
+    assert (
+        watched.locator(".js-plotly-plot .main-svg tspan[style*='bold'], .main-svg tspan[style*='italic']").count() == 0
+    )
+    drawn = " ".join(charts.all_text_contents())
+    assert "<b>bold</b>" in drawn and PLOTLY_MARKUP in drawn
 
 
 def test_the_model_card_shows_hostile_fields_as_text(reports, watched):

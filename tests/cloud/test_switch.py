@@ -146,11 +146,12 @@ def test_the_artifact_store_works_on_s3(bucket):
     for name in ("manifest.json", "plots/roc.png"):
         io.write_json({"file": name}, store.uri("models", "run1", name))
     io.write_json({"sibling": True}, store.uri("models", "run1.config.json"))
-    local = store.local_copy(store.uri("models", "run1"))
-    assert sorted(p.relative_to(local).as_posix() for p in local.rglob("*") if p.is_file()) == [
-        "manifest.json",
-        "plots/roc.png",
-    ]
+    with store.local_copy(store.uri("models", "run1")) as local:
+        assert sorted(p.relative_to(local).as_posix() for p in local.rglob("*") if p.is_file()) == [
+            "manifest.json",
+            "plots/roc.png",
+        ]
+    assert not local.exists()  # the downloaded copy is gone once the block ends
     import boto3
 
     keys = sorted(o["Key"] for o in boto3.client("s3").list_objects_v2(Bucket=bucket)["Contents"])
@@ -172,6 +173,6 @@ def test_a_local_training_run_publishes_its_artifact_to_s3(bucket, training_inpu
     assert proc.returncode == 0, proc.stderr
     report = json.loads(proc.stdout)
     assert report["artifact_uri"] == out
-    local = ArtifactStore(root=f"s3://{bucket}/keel").local_copy(out)
-    manifest = json.loads((local / "manifest.json").read_text())
+    with ArtifactStore(root=f"s3://{bucket}/keel").local_copy(out) as local:
+        manifest = json.loads((local / "manifest.json").read_text())
     assert set(manifest["files"]) == set(report["files"])

@@ -13,6 +13,7 @@ import os
 import re
 import subprocess
 import sys
+import tempfile
 import zlib
 from collections.abc import Iterator
 from datetime import datetime
@@ -251,8 +252,11 @@ def test_a_failing_entry_point_fails_the_step_with_the_job_error_and_its_own_mes
 # --- the whole training flow on the gcp deployment -----------------------------------------------
 
 
-def test_the_training_flow_materializes_on_the_gcp_deployment(vertex, project, instance):
+def test_the_training_flow_materializes_on_the_gcp_deployment(vertex, project, instance, tmp_path, monkeypatch):
     """training_set -> candidate (a Vertex AI custom job) -> gate -> registry, with every artifact on GCS."""
+    scratch = tmp_path / "tmp"  # this process's temporary files, to see that no downloaded copy stays behind
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
     resources = deployments.resources_for(root=project, environ=gcp_settings(vertex))
     assert resources["storage"].root == f"gs://{BUCKET}/keel" and isinstance(resources["compute"], VertexCompute)
     result = train(project, instance, from_raw_data=True, **resources)
@@ -278,6 +282,7 @@ def test_the_training_flow_materializes_on_the_gcp_deployment(vertex, project, i
     assert registry.version_info(MODEL, 1)["tags"]["manifest_sha256"] == candidate["manifest_sha256"]
     registered = instance.get_latest_materialization_event(registered_model.key).asset_materialization
     assert registered.metadata["moved_to"].value == "v1"
+    assert not list(scratch.glob("keel-artifact-*")), "a downloaded model copy was left in the temp folder"
 
 
 def test_a_failed_job_fails_the_run_with_its_error_and_registers_nothing(vertex, project, instance, monkeypatch):
@@ -542,11 +547,12 @@ def test_the_artifact_store_works_on_gcs(gcs):
     for name in ("manifest.json", "plots/roc.png"):
         io.write_json({"file": name}, store.uri("models", "run1", name))
     io.write_json({"sibling": True}, store.uri("models", "run1.config.json"))
-    local = store.local_copy(store.uri("models", "run1"))
-    assert sorted(p.relative_to(local).as_posix() for p in local.rglob("*") if p.is_file()) == [
-        "manifest.json",
-        "plots/roc.png",
-    ]
+    with store.local_copy(store.uri("models", "run1")) as local:
+        assert sorted(p.relative_to(local).as_posix() for p in local.rglob("*") if p.is_file()) == [
+            "manifest.json",
+            "plots/roc.png",
+        ]
+    assert not local.exists()  # the downloaded copy is gone once the block ends
     assert blobs("keel/") == [
         "keel/models/run1.config.json",
         "keel/models/run1/manifest.json",

@@ -1,5 +1,11 @@
 """`make ui`'s report server: stored HTML reports and nothing else; and where report links point."""
 
+import contextlib
+import os
+import socket
+import subprocess
+import sys
+import time
 import urllib.error
 import urllib.request
 
@@ -8,6 +14,7 @@ import pytest
 from demo.ui import serve_reports
 from orchestration.deployments import DeploymentError, local
 from tests.browser.conftest import free_port
+from tests.conftest import REPO
 
 
 @pytest.fixture
@@ -62,3 +69,40 @@ def test_report_links_point_where_make_ui_serves(tmp_path):
     )
     with pytest.raises(DeploymentError, match="KEEL_REPORTS_URL='127.0.0.1:4001' must be an http"):
         local(tmp_path, environ={"KEEL_REPORTS_URL": "127.0.0.1:4001"})
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the parent-death signal is Linux's")
+def test_a_killed_make_ui_leaves_no_dagster_dev_behind(tmp_path):
+    """SIGKILL of `python -m demo.ui` cannot pass a signal on: dagster dev is told by the kernel instead."""
+    import psutil
+
+    ports = [socket.socket() for _ in range(2)]
+    for s in ports:
+        s.bind(("127.0.0.1", 0))
+    ui_port, reports_port = (s.getsockname()[1] for s in ports)
+    for s in ports:
+        s.close()
+    home = tmp_path / "dagster"
+    home.mkdir()
+    env = {**os.environ, "DAGSTER_HOME": str(home)}
+    command = [sys.executable, "-m", "demo.ui", "--port", str(ui_port), "--reports-port", str(reports_port)]
+    launcher = subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    started: list[psutil.Process] = []
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            started = psutil.Process(launcher.pid).children(recursive=True)
+            if any("dev" in c.cmdline() for c in started) and len(started) > 1:
+                break  # dagster dev and what it started
+            time.sleep(0.5)
+        dev = [c for c in started if "dev" in c.cmdline()]
+        assert dev, "demo.ui did not start dagster dev"
+        launcher.kill()
+        launcher.wait()
+        gone, _ = psutil.wait_procs(dev, timeout=120)
+        assert gone, "dagster dev outlived its killed launcher"
+    finally:
+        launcher.kill()
+        for process in started:  # whatever is left of this test's processes
+            with contextlib.suppress(psutil.NoSuchProcess):
+                process.kill()

@@ -32,6 +32,21 @@ def test_the_data_block_is_read_as_json_and_written_back_escaped():
     assert safe.endswith(raw[raw.index("\n</head>") :])
 
 
+def test_text_inside_a_chart_is_written_as_entities_and_other_text_is_kept():
+    """Plotly draws <b>, <i> and <a href> inside a figure's text; the React tables around it escape by themselves."""
+    markup = '<a href="http://x.example">x</a> <b>b</b> & co'
+    figure = {"data": [{"x": [markup, "a"], "y": [1, 2]}], "layout": {"title": {"text": markup}}}
+    raw = page(json.dumps({"widgets": [{"params": figure, "title": markup}]}), json.dumps({"g1": figure}))
+    safe = safe_evidently_page(raw)
+    dashboard = json.loads(safe.split("var metric_ab12 = ")[1].split(";\n")[0])
+    graphs = json.loads(safe.split("var additional_graphs_metric_ab12 = ")[1].split(";\n")[0])
+    escaped = '&lt;a href="http://x.example"&gt;x&lt;/a&gt; &lt;b&gt;b&lt;/b&gt; &amp; co'
+    for drawn in (dashboard["widgets"][0]["params"], graphs["g1"]):
+        assert drawn["data"][0]["x"] == [escaped, "a"] and drawn["layout"]["title"]["text"] == escaped
+        assert drawn["data"][0]["y"] == [1, 2]  # numbers stay numbers
+    assert dashboard["widgets"][0]["title"] == markup  # outside a chart: React shows it as text already
+
+
 @pytest.mark.parametrize(
     "changed",
     [

@@ -124,6 +124,20 @@ def test_an_invalid_date_in_a_file_name_is_named_not_waited_for(tmp_path: Path):
     assert "2026-13-45.parquet: no valid date in its name" in message
 
 
+@pytest.mark.parametrize("sensor, folder", [("incoming_arrived", "incoming"), ("labels_arrived", "labels")])
+def test_a_folder_under_a_days_file_name_is_named_not_ignored(tmp_path: Path, sensor: str, folder: str):
+    """A day written as a folder of part files (as Spark writes Parquet) is no file the day's run can read."""
+    root = tmp_path / "project"
+    (root / "data" / folder / "2026-10-09.parquet").mkdir(parents=True)
+    (root / "data" / folder / "2026-10-09.parquet" / "part-00000.parquet").write_bytes(b"PAR1")
+    shutil.copy(REPO / "params.yaml", root / "params.yaml")
+    resources = {"params": ParamsResource(project_dir=str(root))}
+    with dg.instance_for_test() as instance:
+        result = evaluate(sensor, instance, resources)
+    assert not result.run_requests
+    assert f"data/{folder}/2026-10-09.parquet: a folder, not a file" in result.skip_message
+
+
 def test_a_request_log_outage_is_alerted_when_it_begins_and_ends(tmp_path: Path, monkeypatch, spec, telco_raw):
     import datetime as dt
 

@@ -98,8 +98,8 @@ def test_a_failed_run_names_its_failed_blocking_check_in_the_alert(tmp_path: Pat
 def test_a_run_that_will_be_retried_is_not_alerted_yet(tmp_path: Path, webhook: Receiver):
     with dg.instance_for_test(overrides={"run_retries": {"enabled": True}}) as instance:
         result = failed_scoring_run(tmp_path, instance)  # the job's dagster/max_retries: the daemon retries it
-        skipped = run_failure_alert(instance, result)
-    assert "will be retried" in skipped.skip_message and not webhook.bodies
+        assert run_failure_alert(instance, result) is None
+    assert not webhook.bodies
 
 
 def test_drift_episodes_and_alias_moves_are_alerted_once_and_resent_after_a_failed_delivery(webhook: Receiver):
@@ -156,3 +156,45 @@ def test_a_reason_and_a_user_reach_the_webhook_as_plain_text(webhook: Receiver):
         "Keel: telco_churn champion rolled back: v2 -&gt; v1 by &lt;!here&gt;: &lt;!channel&gt; see "
         "&lt;https://evil.example|the runbook&gt; &amp; &lt;@U024BE7LH&gt; @\u2060here"
     )
+
+
+def test_a_tick_with_a_final_failure_and_a_run_to_be_retried_alerts_the_final_one(webhook: Receiver):
+    """The daemon hands the sensor every failed run since its cursor in one tick: a run the daemon will retry
+    beside a final failure must neither fail the tick (which then never moves on) nor hide the alert."""
+
+    def tick(cursor: str | None = None):
+        with dg.build_sensor_context(instance=instance, cursor=cursor, sensor_name="alert_on_run_failure") as context:
+            return alert_on_run_failure.evaluate_tick(context)
+
+    with dg.instance_for_test(overrides={"run_retries": {"enabled": True}}) as instance:
+        cursor = tick().cursor  # the first tick starts from now
+        job = definitions(local(REPO)).resolve_job_def("nightly_scoring")
+        for day, retries in (("2026-10-03", "0"), ("2026-10-02", "2"), ("2026-10-04", "0")):  # 10-02 will be retried
+            tags = {"dagster/max_retries": retries, "dagster/partition": day}
+            instance.report_run_failed(instance.create_run_for_job(job, tags=tags), f"the file of {day} is bad")
+        result = tick(cursor)
+        assert result.cursor != cursor  # the tick moved on
+        tick(result.cursor)  # a later tick sends nothing again
+    texts = webhook.texts()
+    assert len(texts) == 2 and "for 2026-10-03" in texts[0] and "for 2026-10-04" in texts[1], texts
+    assert "the file of 2026-10-03 is bad" in texts[0]
+
+
+def test_a_run_failure_alert_the_webhook_refused_is_sent_again_by_a_later_tick(webhook: Receiver):
+    """Dagster moves a run-failure sensor's cursor past a run even when its alert failed: the alert is kept."""
+    with dg.instance_for_test() as instance:
+        with dg.build_sensor_context(instance=instance, sensor_name="alert_on_run_failure") as context:
+            cursor = alert_on_run_failure.evaluate_tick(context).cursor
+        job = definitions(local(REPO)).resolve_job_def("nightly_scoring")
+        tags = {"dagster/partition": "2026-10-03"}
+        instance.report_run_failed(instance.create_run_for_job(job, tags=tags), "the file of 2026-10-03 is bad")
+        webhook.status = 500  # the webhook is down while the run fails
+        with dg.build_sensor_context(instance=instance, cursor=cursor, sensor_name="alert_on_run_failure") as context:
+            failed = alert_on_run_failure.evaluate_tick(context)
+        assert failed.dagster_run_reactions[0].error is not None  # the tick shows the failed delivery
+        refused = len(webhook.bodies)  # each attempt reached the webhook and was answered 500
+        webhook.status = 200
+        evaluate("alert_on_monitoring", instance, {})  # its next tick sends it
+        evaluate("alert_on_monitoring", instance, {})  # and only once
+    texts = webhook.texts()[refused:]
+    assert len(texts) == 1 and "nightly_scoring failed for 2026-10-03" in texts[0], texts

@@ -63,6 +63,29 @@ def test_a_failing_entry_point_fails_the_step_with_its_message(training_inputs, 
     messages = "\n".join(e.user_message for e in instance.all_logs(outcome.run_id) if e.level >= 40)
     assert "training.model 'xgboost' is not one of lightgbm, logistic_regression" in messages
     assert not (tmp_path / "model").exists()
+    # The step's failure (what the run-failure alert quotes) says it too, not only "failed with code 1".
+    failure = outcome.failure_data_for_node("trained").user_failure_data
+    assert failure is not None and failure.description.startswith("ml.train: ")
+    assert "training.model 'xgboost' is not one of lightgbm, logistic_regression" in failure.description
+
+
+def test_an_entry_point_that_cannot_write_its_output_fails_the_step_naming_the_path(tmp_path):
+    """A store folder that cannot be written (here a file stands where the output's folder goes)."""
+    (tmp_path / "writer.py").write_text(
+        "import os\nfrom dagster_pipes import open_dagster_pipes\n"
+        "with open_dagster_pipes():\n    os.makedirs(os.path.join(os.environ['OUT'], 'run-1'))\n"
+    )
+    (tmp_path / "day=2026-10-10").write_text("")
+
+    @dg.asset
+    def scored(context: dg.AssetExecutionContext, compute: ComputeBackend) -> None:
+        compute.run(context, "writer", {}, {})
+
+    compute = LocalCompute(working_dir=str(tmp_path), env={"OUT": str(tmp_path / "day=2026-10-10")})
+    outcome = dg.materialize([scored], resources={"compute": compute}, raise_on_error=False)
+    assert not outcome.success
+    description = outcome.failure_data_for_node("scored").user_failure_data.description
+    assert description.startswith("writer: NotADirectoryError: ") and "day=2026-10-10/run-1" in description
 
 
 PROBE = """

@@ -331,6 +331,20 @@ def test_a_locked_or_corrupt_database_is_named_with_what_to_do(tmp_path):
         broken.alias_version("m", "champion")
 
 
+def test_a_database_moved_away_is_named_and_not_replaced_by_an_empty_registry(tmp_path):
+    database = tmp_path / "root" / "mlflow.db"
+    registry = ModelRegistry(root=str(tmp_path / "root"), tracking_uri=f"sqlite:///{database}")
+    [version] = train(registry, "m", tmp_path, 1)
+    registry.reconnect()
+    database.rename(tmp_path / "mlflow.db.aside")  # moved during the night
+    fresh = ModelRegistry(root=str(tmp_path / "root"), tracking_uri=f"sqlite:///{database}")
+    with pytest.raises(RegistryUnavailable, match=rf"MLflow database {database} does not exist, but .* Put it back"):
+        fresh.alias_version("m", "champion")
+    assert not database.exists()  # no empty registry took its place
+    (tmp_path / "mlflow.db.aside").rename(database)
+    assert fresh.versions("m") == [version]  # put back, it is the registry it was
+
+
 def test_a_held_lock_times_out_with_a_clear_error(registry, name, tmp_path):
     train(registry, name, tmp_path, 1)
     impatient = ModelRegistry(root=registry.root, tracking_uri=registry.uri(), lock_timeout=0.2)

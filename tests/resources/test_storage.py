@@ -42,3 +42,24 @@ def test_browser_urls_follow_the_store(tmp_path):
     assert ArtifactStore(root="az://container/keel").browser_url("az://container/keel/d.html") is None
     with pytest.raises(ValueError, match="not under the artifact store's root"):
         served.browser_url("/etc/passwd")
+
+
+def test_a_downloaded_copy_is_removed_when_its_block_ends_even_on_error(tmp_path, monkeypatch):
+    """A remote artifact's local copy lives in the temp folder only while it is used (none piles up there)."""
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    store = ArtifactStore(root="memory://keel-copies")
+    io.write_json({"file": "manifest"}, store.uri("models", "run1", "manifest.json"))
+    with store.local_copy(store.uri("models", "run1")) as local:
+        assert io.read_json(str(local / "manifest.json")) == {"file": "manifest"}
+    with pytest.raises(RuntimeError), store.local_copy(store.uri("models", "run1")) as failed:
+        raise RuntimeError("the step failed while the copy was open")
+    with pytest.raises(FileNotFoundError), store.local_copy(store.uri("models", "missing")):
+        pass
+    assert not local.exists() and not failed.exists() and not list(tmp_path.glob("keel-artifact-*"))
+    owned = store.download(store.uri("models", "run1"))  # a copy its caller keeps (the endpoint's loaded model)
+    assert (owned / "manifest.json").exists()
+    with store.local_copy(str(tmp_path)) as folder:  # a local folder is used in place and never removed
+        assert folder == tmp_path
+    assert tmp_path.exists()

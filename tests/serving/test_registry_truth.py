@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import httpx
 
@@ -90,7 +91,9 @@ def test_a_replaced_mlflow_database_is_followed(server, records, tmp_path):
     assert any(str(database) in reason and "does not exist" in reason for reason in health["reasons"]), health
     assert _versions(server, records) == {1}  # the last verified champion keeps answering meanwhile
 
-    # Another process makes a new registry at the same path, whose v1 is another model.
+    # Another process makes a new registry at the same path, whose v1 is another model: on purpose, so the
+    # old registry's artifacts are moved aside too (a database missing beside them is refused as lost).
+    Path(old.root, "artifacts").rename(Path(old.root, "artifacts-moved"))
     script = (
         "import sys\n"
         "from resources.registry import CHAMPION, ModelRegistry\n"
