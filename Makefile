@@ -145,11 +145,15 @@ team: .venv/.synced
 	. team/env.sh && mkdir -p "$$KEEL_TEAM_DIR" && echo $$$$ > "$$KEEL_TEAM_DIR/honcho.pid" && \
 	  exec $(BIN)/honcho -f team/Procfile -d . start
 
-## team-stop: stop what `make team` started (honcho sends SIGTERM to every service, SIGKILL after 5 s)
+## team-stop: stop what `make team` started (honcho sends SIGTERM to every service, SIGKILL after 5 s) and
+## wait until Postgres has finished its shutdown
 team-stop:
 	@. team/env.sh; pidfile="$$KEEL_TEAM_DIR/honcho.pid"; \
 	if [ -f "$$pidfile" ] && kill -TERM "$$(cat "$$pidfile")" 2>/dev/null; then \
-	  while kill -0 "$$(cat "$$pidfile")" 2>/dev/null; do sleep 1; done; echo "team instance stopped"; \
+	  while kill -0 "$$(cat "$$pidfile")" 2>/dev/null; do sleep 1; done; \
+	  postmaster="$$KEEL_PG_DATA/postmaster.pid"; \
+	  while [ -f "$$postmaster" ] && kill -0 "$$(head -n 1 "$$postmaster")" 2>/dev/null; do sleep 1; done; \
+	  echo "team instance stopped"; \
 	else echo "no team instance running (no live honcho in $$pidfile)"; fi; rm -f "$$pidfile"
 
 ## lock: re-resolve uv.lock after changing pyproject.toml

@@ -16,10 +16,10 @@ needs() {
   fi
 }
 
-# Postgres refuses to run as root: as root, its commands run as the postgres user.
-as_postgres() {
-  if [[ $(id -u) == 0 ]]; then runuser -u postgres -- "$@"; else "$@"; fi
-}
+# Postgres refuses to run as root: as root, its commands run as the postgres user. setpriv executes the
+# command itself, where runuser would stay in between and SIGKILL Postgres 2 s after passing on a SIGTERM.
+AS_POSTGRES=()
+[[ $(id -u) != 0 ]] || AS_POSTGRES=(setpriv --reuid=postgres --regid=postgres --init-groups --)
 
 pg_bin() {
   local dir
@@ -52,15 +52,17 @@ postgres_service() {
     pwfile=$(mktemp)
     printf '%s\n' "$KEEL_PG_PASSWORD" >"$pwfile"
     [[ $(id -u) == 0 ]] && chown postgres "$pwfile"
-    as_postgres "$bin/initdb" -D "$data" -U "$KEEL_PG_USER" --pwfile="$pwfile" --auth=scram-sha-256 \
+    "${AS_POSTGRES[@]}" "$bin/initdb" -D "$data" -U "$KEEL_PG_USER" --pwfile="$pwfile" --auth=scram-sha-256 \
       --encoding=UTF8 --no-instructions >/dev/null || { rm -f "$pwfile"; exit 1; }
     rm -f "$pwfile"
   fi
-  # SIGTERM from the process manager: a fast shutdown (rolls back open transactions) instead of
-  # Postgres' default smart one, which would wait for every client to disconnect.
-  as_postgres "$bin/postgres" -D "$data" -h "$KEEL_PG_HOST" -p "$KEEL_PG_PORT" -k "$data" &
+  # Postgres runs in a session of its own: the process manager's SIGTERM, and its SIGKILL a few seconds
+  # later, reach this script but not Postgres. The trap asks for a fast shutdown (open transactions rolled
+  # back, instead of the default smart one that waits for every client), which Postgres finishes even
+  # when its checkpoint outlasts the process manager's patience on a busy disk; `make team-stop` waits.
+  setsid --wait "${AS_POSTGRES[@]}" "$bin/postgres" -D "$data" -h "$KEEL_PG_HOST" -p "$KEEL_PG_PORT" -k "$data" &
   local pid=$!
-  trap 'as_postgres "$bin/pg_ctl" stop -D "$data" -m fast -w >/dev/null 2>&1 || kill -INT $pid' TERM INT
+  trap '"${AS_POSTGRES[@]}" "$bin/pg_ctl" stop -D "$data" -m fast -w >/dev/null 2>&1 || kill -INT "$(head -n 1 "$data/postmaster.pid")" || true' TERM INT
   wait $pid || true
   wait $pid 2>/dev/null || true
 }

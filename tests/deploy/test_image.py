@@ -1,5 +1,6 @@
-"""deploy/dagster/Dockerfile, the image the Dagster values name: it cannot be built here, so check that
-its files alone load the code location, and that it starts what the values say."""
+"""deploy/dagster/Dockerfile, the image the Dagster values name: the cloud image (the root Dockerfile)
+with the code location on top. It cannot be built here, so check that the two images' files alone load
+the code location, and that it starts what the values say."""
 
 import json
 import re
@@ -8,6 +9,8 @@ import subprocess
 import sys
 import tomllib
 
+from tests.cloud.test_dockerfile import INSTRUCTIONS as BASE_INSTRUCTIONS
+from tests.cloud.test_dockerfile import copied as copied_by_the_base
 from tests.conftest import REPO
 from tests.deploy import chart
 
@@ -20,10 +23,12 @@ def copied() -> list[str]:
     return [source for line in INSTRUCTIONS if line.startswith("COPY ") for source in line.split()[1:-1]]
 
 
-def test_the_image_installs_the_lock_without_the_dev_group():
-    assert "RUN uv sync --frozen --no-dev" in INSTRUCTIONS
-    makefile_uv = re.search(r"^UV_VERSION := (\S+)", (REPO / "Makefile").read_text(), flags=re.MULTILINE).group(1)
-    assert f"RUN pip install --no-cache-dir uv=={makefile_uv}" in INSTRUCTIONS
+def test_the_image_is_the_cloud_image_and_installs_no_package_of_its_own():
+    """One locked environment for both images: the Dagster image starts FROM the root one."""
+    assert INSTRUCTIONS[:2] == ["ARG BASE=keel:latest", "FROM ${BASE}"]
+    assert "RUN uv sync --frozen --no-dev" in BASE_INSTRUCTIONS
+    assert not any(re.search(r"\b(pip|uv)\b", line) for line in INSTRUCTIONS)
+    assert not set(copied()) & set(copied_by_the_base()), "the Dagster image copies again what its base has"
 
 
 def test_the_run_launcher_is_a_main_dependency():
@@ -50,10 +55,12 @@ def test_the_default_command_is_the_code_server_the_values_start():
 
 
 def test_the_code_location_loads_from_the_copied_files_alone(tmp_path):
-    """As in the image: only the COPY'd files in the working directory (plus the locked packages)."""
+    """As in the image: only the files both Dockerfiles copy in the working directory (plus the locked packages)."""
     image = tmp_path / "opt" / "keel"
     image.mkdir(parents=True)
-    for source in copied():
+    for source in copied_by_the_base() + copied():
+        if source in {"pyproject.toml", "uv.lock"}:
+            continue  # the base's locked packages: this interpreter's
         if source.endswith("/"):
             shutil.copytree(REPO / source, image / source, ignore=shutil.ignore_patterns("__pycache__"))
         else:

@@ -197,6 +197,7 @@ def test_the_job_gets_the_projects_settings_and_secrets_by_reference(values, nig
     worker = container(nightly_scoring_job["job"])
     env = {item["name"]: item for item in worker["env"]}
     assert env["KEEL_DEPLOYMENT"]["value"] == "aws"
+    assert env["KEEL_INSTANCE"]["value"] == "team"  # no alias moves without an authenticated MLflow user
     assert env["MLFLOW_TRACKING_URI"]["value"] == "http://keel-mlflow.keel.svc.cluster.local:5000"
     assert env["DAGSTER_RUN_JOB_NAME"]["value"] == "nightly_scoring"
     # The instance the run reports to: the chart's ConfigMap mounted at DAGSTER_HOME, as the image sets it.
@@ -250,8 +251,8 @@ def test_the_code_location_is_the_one_workspace_yaml_names(values):
     args = code_server_args(deployment)
     assert args["--module-name"] == module["module_name"]
     assert args["--location-name"] == module["location_name"]
-    # The image's working directory is the project root, where workspace.yaml's `.` points.
-    dockerfile = (REPO / "deploy" / "dagster" / "Dockerfile").read_text()
+    # The image's working directory (its base's) is the project root, where workspace.yaml's `.` points.
+    dockerfile = (REPO / "Dockerfile").read_text()
     assert re.search(r"^WORKDIR (\S+)$", dockerfile, flags=re.MULTILINE).group(1) == args["--working-directory"]
 
 

@@ -4,7 +4,8 @@ daemon and two webservers. Runs are launched over GraphQL as the UI launches the
 them: a champion is trained and registered; a day is scored after the daemon and the run's worker were
 killed mid-run (the code server fails the run, the restarted daemon's run retries score the day again). Runs and events are read
 back from Postgres, the model from the artifact folder behind MLflow; anonymous MLflow requests get 401,
-a read-only user's approve is refused and moves nothing, an editor's approve is recorded with their name."""
+a read-only user's approve is refused and moves nothing, an editor's approve is recorded with their name.
+Last, the daily loop of test_daemon.py (score, labels, retrain on drift) under the same assertions."""
 
 from __future__ import annotations
 
@@ -25,6 +26,8 @@ import dagster as dg
 import pytest
 import sqlalchemy as sa
 
+from tests.conftest import clear_daily_files
+from tests.e2e.daily_loop import assert_the_daily_loop, tell_the_story, wait_for_the_daily_loop, write_day_and_labels
 from tests.team.services import ADMIN, Team, postgres_missing, procfile
 
 pytestmark = pytest.mark.skipif(postgres_missing() is not None, reason=postgres_missing() or "")
@@ -344,3 +347,44 @@ def test_a_day_scored_through_the_daemon_survives_the_daemon_and_its_run_dying(
     ).records
     assert scored and scored[0].run_id == retried.run_id
     assert int(scored[0].asset_materialization.metadata["model_version"].value) in (1, 2)
+
+
+SENSORS = """
+{ repositoryOrError(repositorySelector: {repositoryLocationName: "keel", repositoryName: "__repository__"}) {
+    ... on Repository { sensors { name } } } }
+"""
+START_SENSOR = """
+mutation Start($name: String!) {
+  startSensor(sensorSelector: {repositoryLocationName: "keel", repositoryName: "__repository__", sensorName: $name}) {
+    __typename
+    ... on Sensor { sensorState { status } }
+    ... on PythonError { message }
+    ... on UnauthorizedError { message }
+  }
+}
+"""
+
+
+def test_the_daily_loop_passes_on_the_team_instance_with_the_default_instances_assertions(
+    team: Team, instance: dg.DagsterInstance, champion: str
+):
+    """test_daemon.py's loop, the sensors turned on over GraphQL as a person turns them on in the UI.
+    Last in this module: it leaves the sensors on, and the days before it are the other tests'."""
+    from resources.registry import ModelRegistry
+
+    with as_user(team, ADMIN, team.env["MLFLOW_AUTH_ADMIN_PASSWORD"]):
+        registry = ModelRegistry(root=str(team.folder / "locks"), tracking_uri=team.mlflow_url)
+        champion_before = registry.alias_version(MODEL, "champion")
+    clear_daily_files(team.project)
+    tell_the_story(team.project)
+    day = write_day_and_labels(team.project, 2)
+    repository = graphql(team.env["KEEL_WEB_PORT"], SENSORS)["data"]["repositoryOrError"]
+    names = [sensor["name"] for sensor in repository["sensors"]]
+    assert {"incoming_arrived", "labels_arrived", "retrain_on_drift"} <= set(names)
+    for name in names:
+        started = graphql(team.env["KEEL_WEB_PORT"], START_SENSOR, {"name": name})["data"]["startSensor"]
+        assert started["__typename"] == "Sensor" and started["sensorState"]["status"] == "RUNNING", started
+    loop = wait_for_the_daily_loop(
+        instance, day, lambda: team.log("daemon", tail=10**9), lambda: team.processes["daemon"].poll() is None
+    )
+    assert_the_daily_loop(instance, day, loop, team.log("daemon", tail=10**9), champion_before)

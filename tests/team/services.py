@@ -27,8 +27,8 @@ def postgres_missing() -> str | None:
     """Why the team instance cannot run here, or None."""
     if not glob.glob("/usr/lib/postgresql/*/bin/postgres") and not os.environ.get("KEEL_PG_BIN"):
         return "Postgres server binaries are missing (apt-get install postgresql; `make system-packages` does it)"
-    if os.geteuid() == 0 and shutil.which("runuser") is None:
-        return "running as root without runuser, so Postgres cannot be started as the postgres user"
+    if os.geteuid() == 0 and shutil.which("setpriv") is None:
+        return "running as root without setpriv, so Postgres cannot be started as the postgres user"
     return None
 
 
