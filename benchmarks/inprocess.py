@@ -52,6 +52,7 @@ class Version:
         )
         self.importance = column_importance(self.state, self.model)
         self.reference = self.profile(reference_rows, params, params.drift.reference_rows)
+        self.reached: float | None = None  # its AUC at the gate (the first model: on its holdout)
 
     def predict(self, rows: pd.DataFrame) -> np.ndarray:
         return self.model.predict(transform(rows, self.state))
@@ -107,6 +108,7 @@ def retrain(
         "promoted": decision.passed,
         "version": number if decision.passed else None,
     }
+    candidate.reached = aucs[chosen]  # what it reached at its gate, as the registry records it
     return (candidate if decision.passed else None), entry
 
 
@@ -118,10 +120,12 @@ def replay_inprocess(
     by_day = {d: frame.drop(columns=DAY).reset_index(drop=True) for d, frame in rows.groupby(DAY)}
     raw = pd.concat([by_day[d] for d in raw_days], ignore_index=True)
     split = split_rows(raw, spec, fraction=params.training.holdout_fraction, seed=params.training.seed)
-    champion = Version(1, side(split, TRAIN), side(split, HOLDOUT), params)
+    holdout = side(split, HOLDOUT)
+    champion = Version(1, side(split, TRAIN), holdout, params)
+    champion.reached = float(roc_auc_score(encode_target(holdout, spec).to_numpy(), champion.predict(holdout)))
     versions = {1: champion}
-    setup = {"version": 1, "holdout_auc": float("nan"), "gate_reason": "in-process: no gate for the first model"}
-    state, last_request, storage_id = State(), None, 0
+    setup = {"version": 1, "holdout_auc": champion.reached, "gate_reason": "in-process: no gate for the first model"}
+    state, last_request, requested_by, storage_id = State(), None, None, 0
     scored_by: dict[str, int] = {}
     labelled: list[str] = []
     nights = []
@@ -145,6 +149,7 @@ def replay_inprocess(
                 champion.number,
                 f"drift_report {day}: drifted columns carry {result.drift_share:.2f} of the importance "
                 f"({', '.join(result.drifted_columns) or 'none'}), prediction drift {result.prediction['drifted']}",
+                estimated_drop=bool(result.performance["dropped"]),
             )
         ]
         night = {
@@ -175,14 +180,15 @@ def replay_inprocess(
                     f"model_performance {arrived}",
                     auc,
                     auc_standard_error(auc, int(y.sum()), int(len(y) - y.sum())),
+                    reached_auc=version.reached,
                 )
             )
-        state, _ = observe(state, events, champion.number, settings)
-        decision = decide(state, labelled, settings, last_request)
+        state, _ = observe(state, events, champion.number, settings, champion.reached)
+        decision = decide(state, labelled, settings, last_request, requested_by)
         state = decision.state
         night["skip_reason"] = "; ".join(decision.notes)
         if decision.retrain is not None:
-            last_request = decision.retrain["requested_on"]
+            last_request, requested_by = decision.retrain["requested_on"], champion.number
             new, entry = retrain(decision.retrain, by_day, raw, champion, len(versions) + 1, params)
             night["retrains"].append(entry)
             if new is not None:

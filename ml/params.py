@@ -236,7 +236,24 @@ class RetrainingSection(_Section):
     max_auc_drop: float = Field(
         default=0.02, ge=0, le=1, description="An AUC fall beyond noise and this much is a decay."
     )
-    noise_z: float = Field(default=2.0, ge=0, description="Standard errors of a day's AUC that count as noise.")
+    noise_z: float = Field(
+        default=2.0, ge=0, description="Noises (the spread of daily AUC between days) that a decay must exceed."
+    )
+    decay_days: int = Field(
+        default=7, ge=1, description="The champion's latest labelled days pooled to measure a decay."
+    )
+    spread_days: int = Field(
+        default=60, ge=2, description="Latest labelled days (every version) whose day-to-day spread is a day's noise."
+    )
+    collapse_days: int = Field(
+        default=2, ge=1, description="Latest labelled days that must each be far below the reached AUC: a collapse."
+    )
+    collapse_z: float = Field(
+        default=5.0, ge=0, description="Noises beyond max_auc_drop that make a fall a collapse (no cooldown)."
+    )
+    drift_cost_z: float = Field(
+        default=1.0, ge=0, description="Noises a drift's labelled fall must exceed for the drift to retrain."
+    )
     close_after_days: int = Field(
         default=3,
         ge=1,
