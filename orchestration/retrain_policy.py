@@ -121,16 +121,17 @@ def _days_between(first: str, second: str) -> int:
     return (dt.date.fromisoformat(second) - dt.date.fromisoformat(first)).days
 
 
-def day_noise(history: list[list]) -> float:
+def day_noise(history: list[list]) -> float | None:
     """One labelled day's noise: the spread of daily AUC between successive days of one version
-    (robust), never below the days' size-based standard errors; the latter alone while few days are known."""
-    size = math.sqrt(statistics.fmean(se**2 for *_, se in history)) if history else 0.0
+    (robust), never below the days' size-based standard errors; None while too few days are known
+    (a day's size alone under-states it, so nothing is judged on labels yet)."""
     by_version: dict[int, list[float]] = {}
     for _, version, auc, _ in sorted(history):
         by_version.setdefault(version, []).append(auc)
     steps = [abs(b - a) for aucs in by_version.values() for a, b in zip(aucs, aucs[1:], strict=False)]
     if len(steps) < MIN_SPREAD_PAIRS:
-        return size
+        return None
+    size = math.sqrt(statistics.fmean(se**2 for *_, se in history))
     return max(statistics.median(steps) / MAD_OF_DIFFERENCES, size)
 
 
@@ -157,6 +158,8 @@ def decay(state: State, settings: RetrainingSection) -> str | None:
         return None
     base, base_days, named = reference
     noise = day_noise(state.history)
+    if noise is None:
+        return None
     now = _mean(days[-k:])
     band = settings.max_auc_drop + settings.noise_z * noise * math.sqrt(1 / base_days + 1 / k)
     if now >= base - band:
@@ -174,6 +177,8 @@ def collapse(state: State, settings: RetrainingSection) -> str | None:
         return None
     base, base_days, named = reference
     noise = day_noise(state.history)
+    if noise is None:
+        return None
     bound = settings.max_auc_drop + settings.collapse_z * noise * math.sqrt(1 / base_days + 1)
     latest = [auc for auc, _ in days[-j:]]
     if max(latest) >= base - bound:
@@ -193,6 +198,8 @@ def drift_cost(state: State, since: str, settings: RetrainingSection) -> str | N
         return None
     base, base_days, named = reference
     noise = day_noise(state.history)
+    if noise is None:
+        return None
     now = _mean(days)
     band = settings.max_auc_drop + settings.drift_cost_z * noise * math.sqrt(1 / base_days + 1 / len(days))
     if now >= base - band:
@@ -209,6 +216,8 @@ def recovered(state: State, since: str, settings: RetrainingSection) -> bool:
         return False
     base, base_days, _ = reference
     noise = day_noise(state.history)
+    if noise is None:
+        return False
     band = settings.max_auc_drop + settings.noise_z * noise * math.sqrt(1 / base_days + 1 / k)
     return _mean(after[-k:]) >= base - band
 
@@ -231,7 +240,7 @@ def _new_champion(
             + (f" (reached ROC AUC {reached:.3f} at its gate)" if reached is not None else "")
         )
     if episode is not None and episode.kind == "collapse" and episode.level is not None and champion is not None:
-        noise = day_noise(state.history)
+        noise = day_noise(state.history) or 0.0
         band = settings.max_auc_drop + settings.noise_z * noise * math.sqrt(2)
         if reached is None or reached < episode.level - band:
             got = "an unknown AUC" if reached is None else f"ROC AUC {reached:.3f}"
@@ -359,6 +368,14 @@ def decide(
                 ],
             )
         cost = drift_cost(state, episode.start, settings)
+        if cost is None and not episode.costly and day_noise(state.history) is None:
+            return Decision(
+                state,
+                notes=[
+                    f"drift since {episode.start}: waiting for labelled days to measure the noise between days "
+                    f"({MIN_SPREAD_PAIRS + 1} days of one version)"
+                ],
+            )
         if cost is None and not episode.costly:
             return Decision(
                 state,

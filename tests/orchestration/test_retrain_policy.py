@@ -97,12 +97,12 @@ def test_a_flickering_persistent_shift_still_retrains():
 
 def test_one_good_day_does_not_close_a_decay_episode():
     settings = Settings(min_labelled_days=2, decay_days=2, collapse_z=50, max_auc_drop=0.02, close_after_days=3)
-    history = [perf(1, 1, 0.80), perf(2, 2, 0.80), perf(3, 3, 0.70), perf(4, 4, 0.70)]
+    history = [perf(n, n, 0.80, reached=0.80) for n in range(1, 7)] + [perf(7, 7, 0.70), perf(8, 8, 0.70)]
     state, _ = observe(State(), history, 1, settings)
     assert state.episode.kind == "performance"
-    state, _ = observe(state, [perf(5, 5, 0.90)], 1, settings)  # one good day: the pool of the latest 2 is 0.80
+    state, _ = observe(state, [perf(9, 9, 0.90)], 1, settings)  # one good day: the pool of the latest 2 is 0.80
     assert state.episode is not None
-    state, notes = observe(state, [perf(6, 6, 0.80), perf(7, 7, 0.80)], 1, settings)
+    state, notes = observe(state, [perf(10, 10, 0.80), perf(11, 11, 0.80)], 1, settings)
     assert state.episode is None and "back within the band" in notes[0]
 
 
@@ -116,18 +116,28 @@ def test_the_cooldown_survives_a_cursor_reset_through_the_last_request():
 
 def test_a_decay_beyond_noise_opens_a_performance_episode_and_retrains():
     settings = Settings(min_labelled_days=2, decay_days=2, max_auc_drop=0.02, noise_z=2.0, cooldown_days=7)
-    good = [perf(1, 1, 0.80), perf(2, 2, 0.80)]
-    noisy = [perf(3, 3, 0.78, se=0.03), perf(4, 4, 0.77, se=0.03)]  # within the noise of small days
+    good = [perf(n, n, 0.80 + (0.005 if n % 2 else -0.005), reached=0.80) for n in range(1, 7)]
+    noisy = [perf(7, 7, 0.78, se=0.03), perf(8, 8, 0.77, se=0.03)]  # within the noise of small days
     state, _ = observe(State(), good + noisy, 1, settings)
     assert state.episode is None
-    fallen = [perf(5, 5, 0.70), perf(6, 6, 0.70)]  # clearly below: 0.10 against a band of ~0.06
+    fallen = [perf(9, 9, 0.70), perf(10, 10, 0.70)]  # clearly below: 0.10 against a band of ~0.06
     state, notes = observe(state, fallen, 1, settings)
     assert (
         state.episode.kind == "performance"
-        and "decay: labelled ROC AUC 0.735 on its latest 2 days vs 0.800" in notes[0]
+        and "decay: labelled ROC AUC 0.735 on its latest 2 days vs 0.800 at its gate" in notes[0]
     )
-    asked = decide(state, labelled(6), settings)
-    assert asked.retrain["run_key"] == f"retrain-performance-{day(5)}"
+    asked = decide(state, labelled(10), settings)
+    assert asked.retrain["run_key"] == f"retrain-performance-{day(9)}"
+
+
+def test_nothing_is_judged_on_labels_before_the_spread_between_days_is_known():
+    """Three labelled days cannot say how much days differ: a fall on them waits for more days."""
+    settings = Settings(min_labelled_days=3, decay_days=3, collapse_z=5)
+    state, _ = observe(State(), [perf(n, n, 0.60, se=0.01, reached=0.80) for n in range(1, 4)], 1, settings)
+    assert state.episode is None and day_noise(state.history) is None
+    state, _ = observe(state, [drift(10 + n, n, True, estimated_drop=False) for n in range(1, 4)], 1, settings)
+    held = decide(state, labelled(3), settings)
+    assert held.retrain is None and "waiting for labelled days to measure the noise between days" in held.notes[0]
 
 
 def test_decay_is_measured_against_what_the_version_reached_at_its_gate():
@@ -154,8 +164,11 @@ def test_the_spread_between_days_counts_as_noise_not_only_the_days_sizes():
     fallen = [perf(10 + n, 10 + n, auc - 0.05, se=0.005, version=2) for n, auc in enumerate(swings[:4])]
     state, _ = observe(state, fallen, 2, settings)
     assert state.episode is None
-    by_size_alone, _ = observe(State(), fallen, 2, settings, reached=0.69)
-    assert by_size_alone.episode is not None and by_size_alone.episode.kind == "performance"
+    # Days as steady as their size says (±0.002): the same fall is a decay.
+    steady = [perf(n, n, 0.66 + (0.002 if n % 2 else -0.002), se=0.005, version=1) for n in range(1, 9)]
+    state, _ = observe(State(), steady, 2, settings, reached=0.69)
+    state, _ = observe(state, fallen, 2, settings)
+    assert state.episode is not None and state.episode.kind == "performance"
 
 
 def test_a_collapse_inside_the_cooldown_retrains_at_once_and_does_not_loop():
