@@ -254,6 +254,11 @@ class RetrainingSection(_Section):
     drift_cost_z: float = Field(
         default=1.0, ge=0, description="Noises a drift's labelled fall must exceed for the drift to retrain."
     )
+    max_age_days: int = Field(
+        default=28,
+        ge=0,
+        description="A champion this old whose labels lean to a loss retrains; doubled when that bought nothing. 0: off.",
+    )
     close_after_days: int = Field(
         default=3,
         ge=1,

@@ -46,7 +46,7 @@ from typing import Literal
 
 from ml.params import RetrainingSection
 
-Kind = Literal["drift", "performance", "collapse"]
+Kind = Literal["drift", "performance", "collapse", "age"]
 # Successive-day differences (pooled over versions) before the spread between days is trusted;
 # with fewer, one day's noise is its size-based standard error alone.
 MIN_SPREAD_PAIRS = 5
@@ -94,6 +94,8 @@ class State:
     performance: dict[str, list[float]] = field(default_factory=dict)  # the champion's days: [auc, se]
     verdicts: dict[str, bool] = field(default_factory=dict)  # the champion's days: drifted or not
     history: list[list] = field(default_factory=list)  # the latest labelled days: [day, version, auc, se]
+    champion_since: str | None = None  # the first day the champion scored
+    age_limit: int | None = None  # the age that asks for a retrain now (None: retraining.max_age_days)
 
     def to_cursor(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)
@@ -250,8 +252,54 @@ def _new_champion(
                 f"{episode.level:.3f} before the collapse by more than the band {band:.3f}",
             )
             notes.append(f"collapse episode from {episode.start} stays open: {carried.trigger}")
-    state = replace(state, champion=champion, reached=reached, episode=carried, performance={}, verdicts={})
+    limit = state.age_limit
+    if episode is not None and episode.kind == "age" and episode.learned_to and champion is not None:
+        before = state.performance.get(episode.learned_to)  # the old champion on the newest day it held out
+        gain = reached - before[0] if reached is not None and before else None
+        bought = gain is not None and gain >= settings.max_auc_drop
+        limit = settings.max_age_days if bought else 2 * (limit or settings.max_age_days)
+        figure = "an unknown gain" if gain is None else f"{gain:+.3f} ROC AUC"
+        notes.append(
+            f"the age retrain of {episode.start} bought {figure} at its gate: the next age check at {limit} days"
+        )
+    state = replace(
+        state,
+        champion=champion,
+        reached=reached,
+        episode=carried,
+        performance={},
+        verdicts={},
+        champion_since=state.latest_day,
+        age_limit=limit,
+    )
     return state, notes
+
+
+def _aged(state: State, settings: RetrainingSection) -> tuple[State, str]:
+    """An age episode when the champion has scored `age_limit` days and its latest labelled days lean
+    to a loss (below what it reached by `max_auc_drop`, even within noise): the older a model, the less
+    evidence a retrain needs. What that retrain buys at its gate sets the next age (doubled if nothing)."""
+    limit = state.age_limit or settings.max_age_days
+    if not settings.max_age_days or state.champion_since is None or state.latest_day is None:
+        return state, "no open drift, decay or collapse episode"
+    age = _days_between(state.champion_since, state.latest_day)
+    if age < limit:
+        return state, f"no open drift, decay or collapse episode (v{state.champion} age {age} of {limit} days)"
+    days = [state.performance[d] for d in sorted(state.performance)][-settings.decay_days :]
+    reference = _reference(state, settings)
+    if reference is None or not days:
+        return state, f"v{state.champion} is {age} days old; no labelled days to weigh yet"
+    now, (base, _, named) = _mean(days), reference
+    if now >= base - settings.max_auc_drop:
+        return state, (
+            f"v{state.champion} is {age} days old but its latest {len(days)} labelled days ({now:.3f}) are within "
+            f"{settings.max_auc_drop} of {named}: no retrain"
+        )
+    trigger = (
+        f"age: v{state.champion} has scored {age} days (limit {limit}) and its latest {len(days)} labelled days "
+        f"({now:.3f}) lean below {named}"
+    )
+    return replace(state, episode=Episode("age", state.latest_day, trigger)), trigger
 
 
 def observe(
@@ -280,6 +328,8 @@ def observe(
             continue
         episode = state.episode
         state = replace(state, verdicts={**state.verdicts, event.day: bool(event.bad)})
+        if state.champion_since is None or event.day < state.champion_since:
+            state = replace(state, champion_since=event.day)
         if event.bad and episode is None:
             state = replace(state, episode=Episode("drift", event.day, event.detail, costly=event.estimated_drop))
             notes.append(f"drift episode opened by {event.day}: {event.detail}")
@@ -355,7 +405,18 @@ def decide(
     state = replace(state, last_retrain_day=last)
     episode = state.episode
     if episode is None:
-        return Decision(state, notes=["no open drift, decay or collapse episode"])
+        state, note = _aged(state, settings)
+        episode = state.episode
+        if episode is None:
+            return Decision(state, notes=[note])
+    kept = episode.kind == "age" and episode.requested_by == state.champion and last and state.latest_day
+    if kept and _days_between(last, state.latest_day) >= settings.cooldown_days:  # the gate kept the champion
+        limit = 2 * (state.age_limit or settings.max_age_days)
+        note = (
+            f"the age retrain of {episode.start} did not change the champion (it bought nothing): "
+            f"the next age check at {limit} days"
+        )
+        return Decision(replace(state, episode=None, age_limit=limit), notes=[note])
     since = sorted(d for d in labelled_days if d >= episode.start)
     trigger = episode.trigger
     if episode.kind == "drift":
