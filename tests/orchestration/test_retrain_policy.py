@@ -230,3 +230,28 @@ def test_the_cursor_round_trips_and_an_older_cursor_is_rebuilt_from_history():
     assert (decision.retrain["recent_from"], decision.retrain["recent_to"]) == (day(9), day(11))
     assert State.from_cursor(decision.state.to_cursor()) == decision.state
     assert State.from_cursor('{"after": 12, "latest_day": null, "episode": null, "last_retrain_day": null}') == State()
+
+
+def test_an_old_champion_whose_labels_lean_to_a_loss_retrains_and_what_that_bought_sets_the_next_age():
+    settings = Settings(decay_days=7, max_age_days=20, max_auc_drop=0.02, noise_z=2.0, cooldown_days=7, collapse_z=50)
+    # Days that swing by ±0.06: a pooled fall of 0.04 is within noise, so no decay is ever proven.
+    swing = [0.06 if n % 2 else -0.06 for n in range(40)]
+    scored = [drift(n, n, False) for n in range(1, 26)]
+    young = [perf(100 + n, n, 0.70 + swing[n], reached=0.70) for n in range(1, 15)]
+    state, _ = observe(State(), scored + young, 1, settings)
+    leaning = [perf(200 + n, n, 0.66 + swing[n], reached=0.70) for n in range(15, 23)]
+    state, _ = observe(state, leaning, 1, settings)
+    assert state.episode is None  # no decay beyond noise
+    asked = decide(state, labelled(22), settings)
+    assert asked.retrain["run_key"] == f"retrain-age-{day(25)}" and "age: v1 has scored 24 days" in asked.notes[0]
+    # v2 reached 0.59 on the held-out days, where v1 had 0.60 (day 22): it bought nothing; the next age doubles.
+    state, notes = observe(asked.state, [], 2, settings, reached=0.59)
+    assert state.age_limit == 40 and "bought -0.010 ROC AUC" in notes[-1]
+    # Had it bought 0.05, the age would stay.
+    kept, _ = observe(asked.state, [], 2, settings, reached=0.65)
+    assert kept.age_limit == 20
+    # The same age, labels at what the champion reached: no retrain.
+    steady = [perf(300 + n, n, 0.70 + swing[n], reached=0.70) for n in range(15, 23)]
+    calm_state, _ = observe(State(), scored + young + steady, 1, settings)
+    held = decide(calm_state, labelled(22), settings)
+    assert held.retrain is None and "no retrain" in held.notes[0]
