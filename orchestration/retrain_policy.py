@@ -438,15 +438,18 @@ def decide(
                 ],
             )
         if cost is None and not episode.costly:
-            return Decision(
-                state,
-                notes=[
-                    f"drift since {episode.start} costs nothing yet: its labelled days are within the band of "
-                    f"what v{state.champion} reached and the estimated AUC held; no retrain"
-                ],
+            free = (
+                f"drift since {episode.start} costs nothing yet: its labelled days are within the band of "
+                f"what v{state.champion} reached and the estimated AUC held; no retrain"
             )
-        why = cost or "the label-free AUC estimate fell beyond noise on a drifted day"
-        trigger = f"{episode.trigger}; it costs: {why}"
+            aged, note = _aged(replace(state, episode=None), settings)  # a costless drift does not hide age
+            if aged.episode is None:
+                return Decision(state, notes=[f"{free}; {note}"])
+            state, episode = aged, aged.episode
+            trigger = episode.trigger
+        else:
+            why = cost or "the label-free AUC estimate fell beyond noise on a drifted day"
+            trigger = f"{episode.trigger}; it costs: {why}"
     requested_by = episode.requested_by if episode.requested_on else last_request_champion
     urgent = episode.kind == "collapse" and not (last and requested_by == state.champion)
     if urgent and episode.learned_to:  # a new champion that did not recover: learn from newer days
