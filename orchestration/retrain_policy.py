@@ -299,7 +299,8 @@ def _aged(state: State, settings: RetrainingSection) -> tuple[State, str]:
         f"age: v{state.champion} has scored {age} days (limit {limit}) and its latest {len(days)} labelled days "
         f"({now:.3f}) lean below {named}"
     )
-    return replace(state, episode=Episode("age", state.latest_day, trigger)), trigger
+    first = sorted(state.performance)[-len(days)]  # the days that lean to a loss: the episode's start
+    return replace(state, episode=Episode("age", first, trigger)), trigger
 
 
 def observe(
@@ -365,10 +366,11 @@ def _labelled(state: State, event: Event, champion: int | None, settings: Retrai
     fell = collapse(state, settings)
     if fell and (episode is None or episode.kind != "collapse"):
         level = _reference(state, settings)
+        first = sorted(state.performance)[-settings.collapse_days]  # the first collapsed day: the episode's start
         state = replace(
-            state, episode=Episode("collapse", event.day, f"{event.detail}: {fell}", level=level[0] if level else None)
+            state, episode=Episode("collapse", first, f"{event.detail}: {fell}", level=level[0] if level else None)
         )
-        notes.append(f"collapse episode opened by {event.day}: {fell}" + (f" (was: {episode.kind})" if episode else ""))
+        notes.append(f"collapse episode opened by {first}: {fell}" + (f" (was: {episode.kind})" if episode else ""))
         return state, notes
     why = decay(state, settings)
     if why and episode is None:

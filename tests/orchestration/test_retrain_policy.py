@@ -180,7 +180,7 @@ def test_a_collapse_inside_the_cooldown_retrains_at_once_and_does_not_loop():
     state, notes = observe(state, [perf(11, 11, 0.20, reached=0.78), perf(12, 12, 0.22, reached=0.78)], 1, settings)
     assert state.episode.kind == "collapse" and "collapse: labelled ROC AUC 0.200, 0.220" in notes[-1]
     asked = decide(state, labelled(12), settings, last_request=day(10), last_request_champion=2)
-    assert asked.retrain["run_key"] == f"retrain-collapse-{day(12)}"
+    assert asked.retrain["run_key"] == f"retrain-collapse-{day(11)}"
     assert "without waiting out the cooldown" in asked.notes[0]
     # The retrain did not change the champion (blocked): the next night does not ask again.
     state, _ = observe(asked.state, [perf(13, 13, 0.21, reached=0.78)], 1, settings)
@@ -200,7 +200,7 @@ def test_a_collapse_the_new_champion_did_not_recover_from_asks_again_with_more_d
     waiting = decide(state, labelled(14), settings)
     assert waiting.retrain is None and "2 of 3 since the last retrain" in waiting.notes[0]
     again = decide(waiting.state, labelled(15), settings)
-    assert again.retrain["run_key"] == f"retrain-collapse-{day(12)}-attempt-2"
+    assert again.retrain["run_key"] == f"retrain-collapse-{day(11)}-attempt-2"
     assert "did not get back to the level before the collapse" in again.notes[0]
     # v3 got back: a fresh start.
     state, _ = observe(again.state, [], 3, settings, reached=0.79)
@@ -243,7 +243,7 @@ def test_an_old_champion_whose_labels_lean_to_a_loss_retrains_and_what_that_boug
     state, _ = observe(state, leaning, 1, settings)
     assert state.episode is None  # no decay beyond noise
     asked = decide(state, labelled(22), settings)
-    assert asked.retrain["run_key"] == f"retrain-age-{day(25)}" and "age: v1 has scored 24 days" in asked.notes[0]
+    assert asked.retrain["run_key"] == f"retrain-age-{day(16)}" and "age: v1 has scored 24 days" in asked.notes[0]
     # v2 reached 0.59 on the held-out days, where v1 had 0.60 (day 22): it bought nothing; the next age doubles.
     state, notes = observe(asked.state, [], 2, settings, reached=0.59)
     assert state.age_limit == 40 and "bought -0.010 ROC AUC" in notes[-1]
