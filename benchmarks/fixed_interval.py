@@ -29,6 +29,7 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import roc_auc_score
 
+from assets.records import WindowDays
 from assets.training_set import candidate_windows
 from benchmarks.baselines import Policy, replay_policy
 from benchmarks.replay import DAY_COLUMN
@@ -59,6 +60,16 @@ def fit(rows: pd.DataFrame, weights: np.ndarray | None, params: Params) -> Score
     return lambda frame: model.predict(transform(frame, state))
 
 
+def window_weights(window: WindowDays, raw: pd.DataFrame, by_day: dict[str, pd.DataFrame]) -> np.ndarray | None:
+    """The window's row weights in the order of its rows (the raw rows first), as candidate_model gives them."""
+    if window.half_life_days is None:
+        return None
+    weight_of = day_weights(window.days, window.half_life_days)
+    return np.concatenate(
+        ([np.ones(len(raw))] if window.raw else []) + [np.full(len(by_day[d]), weight_of[d]) for d in window.days]
+    )
+
+
 def select(
     by_day: dict[str, pd.DataFrame],
     raw: pd.DataFrame,
@@ -79,12 +90,8 @@ def select(
     labels = encode_target(holdout, spec).to_numpy()
     models, scores = {}, {}
     for window in windows:
-        weight_of = day_weights(window.days, window.half_life_days)
         frames = ([raw] if window.raw else []) + [by_day[d] for d in window.days]
-        weights = np.concatenate(
-            ([np.ones(len(raw))] if window.raw else []) + [np.full(len(by_day[d]), weight_of[d]) for d in window.days]
-        )
-        models[window.name] = fit(pd.concat(frames, ignore_index=True), weights, params)
+        models[window.name] = fit(pd.concat(frames, ignore_index=True), window_weights(window, raw, by_day), params)
         scores[window.name] = models[window.name](holdout)
     chosen, why, aucs = choose(labels, scores, confidence=gate.confidence, resamples=gate.resamples, seed=gate.seed)
     union = pd.concat(

@@ -116,3 +116,30 @@ def test_a_weighted_window_cannot_weigh_the_raw_rows():
 
     with pytest.raises(ValueError, match="raw rows have no day"):
         TrainingWindow(name="w", days=90, raw=True, half_life_days=14)
+
+
+def test_after_a_change_the_recency_weighted_window_wins_beyond_the_noise():
+    # 60 days of a stream whose relation changes on day 45: before, the target follows x1; after, x2.
+    # The unweighted window learns mostly the old relation; weighing rows by recency learns the new one.
+    from ml.models import fit_model
+
+    rng = np.random.default_rng(0)
+    names = [f"2026-{9 + n // 30:02d}-{n % 30 + 1:02d}" for n in range(60)]
+    frames = {}
+    for n, day in enumerate(names):
+        x = rng.normal(size=(300, 2))
+        signal = x[:, 0] if n < 45 else x[:, 1]
+        frames[day] = (x, (signal + rng.normal(0, 0.5, 300) > 0).astype(int))
+    evaluation = evaluation_days(dict.fromkeys(names, 300), 600)
+    training = [d for d in names if d not in evaluation]
+    features = np.vstack([frames[d][0] for d in training])
+    labels = np.concatenate([frames[d][1] for d in training])
+    scores = {}
+    for name, half_life in (("long", None), ("weighted", 7.0)):
+        weight_of = day_weights(training, half_life)
+        weights = np.concatenate([np.full(300, weight_of[d]) for d in training])
+        model = fit_model("lightgbm", features, labels, {"n_estimators": 50}, 0, sample_weight=weights)
+        scores[name] = model.predict(np.vstack([frames[d][0] for d in evaluation]))
+    truth = np.concatenate([frames[d][1] for d in evaluation])
+    name, reason, aucs = choose(truth, scores)
+    assert name == "weighted" and aucs["weighted"] > aucs["long"] + 0.05, reason
