@@ -212,6 +212,25 @@ class TrainingWindow(_Section):
     name: str = Field(pattern=r"^[a-z0-9_]+$", description="How the card and the lineage call it.")
     days: int = Field(ge=1, description="The latest labelled days before the evaluation days.")
     raw: bool = Field(default=False, description="Plus the raw data (data.raw).")
+    half_life_days: float | None = Field(
+        default=None,
+        gt=0,
+        description="Rows weigh 0.5 ** (age in days / this), the newest day 1: the latest relation leads while the "
+        "older days still teach what did not change. null: every row weighs the same.",
+    )
+    since_episode: bool = Field(
+        default=False,
+        description="Only the days from the start of the drift or decay episode that asked for the retrain (after "
+        "a change, the new relation alone); no candidate when there is no episode or no such day.",
+    )
+
+    @model_validator(mode="after")
+    def _weights_need_days(self) -> TrainingWindow:
+        if self.raw and self.half_life_days is not None:
+            raise ValueError(
+                f"retraining.windows {self.name}: raw rows have no day to weigh by; drop raw or half_life_days"
+            )
+        return self
 
 
 class RetrainingSection(_Section):
