@@ -15,9 +15,9 @@ shift or a slow trend does not inflate it), never below the days' size-based sta
 - A **collapse**: each of the latest `collapse_days` labelled days falls below what it reached by
   more than `max_auc_drop` plus `collapse_z` noises. It asks at once, without waiting out the
   cooldown; if the new champion does not get back near the level before the collapse (its gate
-  AUC), the collapse episode stays open and asks again once `min_labelled_days` more labelled days
-  exist to learn from. It never loops: a collapse retrain that did not change the champion is asked
-  again only after the cooldown.
+  AUC), the collapse episode stays open and asks once more when `min_labelled_days` more labelled
+  days exist to learn from. It never loops: a collapse retrain that did not change the champion is
+  asked again only after the cooldown, and there is one such follow-up at most.
 - A **drift** (the drift report's verdict) opens an episode that retrains only when it costs
   something: once `min_labelled_days` of its days have labels, and either those days, pooled, are
   below what the champion reached by more than `max_auc_drop` plus `drift_cost_z` noises (the drift
@@ -241,7 +241,9 @@ def _new_champion(
             f"v{champion} is champion: a fresh start against its own reference"
             + (f" (reached ROC AUC {reached:.3f} at its gate)" if reached is not None else "")
         )
-    if episode is not None and episode.kind == "collapse" and episode.level is not None and champion is not None:
+    # A collapse asks for one follow-up at most: a level the new relation cannot reach must not loop.
+    follow_up = episode is not None and episode.kind == "collapse" and episode.attempt < 2
+    if follow_up and episode.level is not None and champion is not None:
         noise = day_noise(state.history) or 0.0
         band = settings.max_auc_drop + settings.noise_z * noise * math.sqrt(2)
         if reached is None or reached < episode.level - band:

@@ -205,6 +205,9 @@ def test_a_collapse_the_new_champion_did_not_recover_from_asks_again_with_more_d
     # v3 got back: a fresh start.
     state, _ = observe(again.state, [], 3, settings, reached=0.79)
     assert state.episode is None
+    # Had v3 not got back either, there is no third collapse retrain: the level may be out of reach now.
+    state, _ = observe(again.state, [], 3, settings, reached=0.63)
+    assert state.episode is None
 
 
 def test_a_drift_whose_labels_show_no_cost_spends_no_retrain_and_one_that_costs_retrains():
