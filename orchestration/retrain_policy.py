@@ -294,8 +294,8 @@ def _aged(state: State, settings: RetrainingSection) -> tuple[State, str]:
     now, (base, _, named) = _mean(days), reference
     if now >= base - settings.max_auc_drop:
         return state, (
-            f"v{state.champion} is {age} days old but its latest {len(days)} labelled days ({now:.3f}) are within "
-            f"{settings.max_auc_drop} of {named}: no retrain"
+            f"v{state.champion} is {age} days old but its latest {len(days)} labelled days ({now:.3f}) are not "
+            f"{settings.max_auc_drop} below {named}: no retrain"
         )
     trigger = (
         f"age: v{state.champion} has scored {age} days (limit {limit}) and its latest {len(days)} labelled days "
