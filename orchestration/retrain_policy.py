@@ -171,9 +171,10 @@ def decay(state: State, settings: RetrainingSection) -> str | None:
     )
 
 
-def collapse(state: State, settings: RetrainingSection) -> str | None:
-    """Why each of the champion's latest labelled days is far below what it reached, or None."""
-    j, reference = settings.collapse_days, _reference(state, settings)
+def collapse(state: State, settings: RetrainingSection, days_needed: int | None = None) -> str | None:
+    """Why each of the champion's latest `collapse_days` (or `days_needed`) labelled days is far below
+    what it reached, or None."""
+    j, reference = days_needed or settings.collapse_days, _reference(state, settings)
     days = [state.performance[d] for d in sorted(state.performance)]
     if reference is None or len(days) < j:
         return None
@@ -454,6 +455,15 @@ def decide(
         else:
             why = cost or "the label-free AUC estimate fell beyond noise on a drifted day"
             trigger = f"{episode.trigger}; it costs: {why}"
+    if episode.kind != "collapse" and collapse(state, settings, days_needed=1):
+        # A collapse may be starting: a retrain now would learn nothing of it (its only day is held out).
+        return Decision(
+            state,
+            notes=[
+                f"{collapse(state, settings, days_needed=1)}: holding the {episode.kind} retrain until "
+                f"{settings.collapse_days} such days confirm a collapse and give it a day to learn from"
+            ],
+        )
     requested_by = episode.requested_by if episode.requested_on else last_request_champion
     urgent = episode.kind == "collapse" and not (last and requested_by == state.champion)
     if urgent and episode.learned_to:  # a new champion that did not recover: learn from newer days

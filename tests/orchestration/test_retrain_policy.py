@@ -258,3 +258,16 @@ def test_an_old_champion_whose_labels_lean_to_a_loss_retrains_and_what_that_boug
     calm_state, _ = observe(State(), scored + young + steady, 1, settings)
     held = decide(calm_state, labelled(22), settings)
     assert held.retrain is None and "no retrain" in held.notes[0]
+
+
+def test_one_day_far_below_holds_a_drift_retrain_until_a_second_confirms_the_collapse():
+    """A retrain on the first collapsed day would hold that day out and learn nothing of the change."""
+    settings = Settings(min_labelled_days=3, decay_days=7, cooldown_days=7, collapse_days=2, collapse_z=5.0)
+    normal = [perf(n, n, 0.78 + (0.01 if n % 2 else -0.01), reached=0.78) for n in range(1, 11)]
+    drifted = [drift(100 + n, n, True) for n in range(8, 13)]  # its label-free estimate fell: it costs
+    state, _ = observe(State(), [*normal, *drifted, perf(11, 11, 0.20, reached=0.78)], 1, settings)
+    held = decide(state, labelled(11), settings)
+    assert held.retrain is None and "retrain until 2 such days confirm a collapse" in held.notes[0]
+    state, _ = observe(held.state, [perf(12, 12, 0.22, reached=0.78)], 1, settings)
+    asked = decide(state, labelled(12), settings)
+    assert asked.retrain["run_key"] == f"retrain-collapse-{day(11)}" and asked.retrain["reference_from"] == day(11)
