@@ -178,10 +178,19 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--windows", default=None, help="retraining.windows as a JSON list (default: params.yaml's)")
     parser.add_argument("--skip-baselines", action="store_true")
-    parser.add_argument("--cache", type=Path, default=None, help="a folder keeping the calendars' results between runs")
+    parser.add_argument(
+        "--cache", type=Path, default=None, help="a folder keeping the stream and the calendars' results between runs"
+    )
     args = parser.parse_args(argv)
     stream = STREAMS[args.stream]
-    rows = stream.load()
+    stored = args.cache / f"{args.stream}.parquet" if args.cache else None
+    if stored is not None and stored.exists():
+        rows = pd.read_parquet(stored)
+    else:
+        rows = stream.load()
+        if stored is not None:
+            stored.parent.mkdir(parents=True, exist_ok=True)
+            rows.to_parquet(stored, index=False)
     params = _params(stream, args.label_delay, "auto")
     if args.windows:
         windows = [TrainingWindow(**w) for w in json.loads(args.windows)]
