@@ -77,6 +77,7 @@ def select(
     champion: Scorer,
     params: Params,
     episode_start: str | None = None,
+    refit: bool = False,
 ) -> tuple[Scorer | None, dict]:
     """One retrain under the project's selection: the windows' candidates, the winner, the gate.
 
@@ -125,6 +126,13 @@ def select(
         "passed": decision.passed,
         "gate": decision.reason,
     }
+    if decision.passed and refit:
+        # An experiment, not what the project does: the chosen window once more, its days now with the
+        # evaluation days (the newest, which the gated model did not learn from).
+        window = next(w for w in windows if w.name == chosen)
+        window = window.model_copy(update={"days": window.days + evaluation})
+        frames = ([raw] if window.raw else []) + [by_day[d] for d in window.days]
+        models[chosen] = fit(pd.concat(frames, ignore_index=True), window_weights(window, raw, by_day), params)
     return (models[chosen] if decision.passed else None), entry
 
 
@@ -136,6 +144,7 @@ def replay_fixed(
     every: int,
     params: Params,
     change_day: str | None = None,
+    refit: bool = False,
 ) -> dict:
     """Score `days` in order; every `every` nights the project's selection retrains on the labelled days."""
     spec = params.dataset
@@ -147,13 +156,14 @@ def replay_fixed(
         if number > 1 and (number - 1) % every == 0:
             labelled = days[: max(0, number - label_delay)]
             start = change_day if change_day is not None and labelled and labelled[-1] >= change_day else None
-            new, entry = select(by_day, raw, labelled, model, params, start)
+            new, entry = select(by_day, raw, labelled, model, params, start, refit)
             retrains.append({"night": number, **entry})
             model = new or model
         today = by_day[day]
         aucs.append(float(roc_auc_score(encode_target(today, spec).to_numpy(), model(today))))
     return {
-        "policy": f"every {every} nights, the project's selection",
+        "policy": f"every {every} nights, the project's selection"
+        + (", refit with the evaluation days" if refit else ""),
         "aucs": aucs,
         "mean_auc": float(np.mean(aucs)),
         "retrains": len(retrains),
@@ -177,11 +187,23 @@ def main(argv: list[str] | None = None) -> int:
         help="retrains after the change get its day as their episode's start",
     )
     parser.add_argument("--windows", default=None, help="retraining.windows as a JSON list (default: params.yaml's)")
+    parser.add_argument(
+        "--refit", action="store_true", help="an experiment: the gated window refitted with the evaluation days"
+    )
     parser.add_argument("--skip-baselines", action="store_true")
-    parser.add_argument("--cache", type=Path, default=None, help="a folder keeping the calendars' results between runs")
+    parser.add_argument(
+        "--cache", type=Path, default=None, help="a folder keeping the stream and the calendars' results between runs"
+    )
     args = parser.parse_args(argv)
     stream = STREAMS[args.stream]
-    rows = stream.load()
+    stored = args.cache / f"{args.stream}.parquet" if args.cache else None
+    if stored is not None and stored.exists():
+        rows = pd.read_parquet(stored)
+    else:
+        rows = stream.load()
+        if stored is not None:
+            stored.parent.mkdir(parents=True, exist_ok=True)
+            rows.to_parquet(stored, index=False)
     params = _params(stream, args.label_delay, "auto")
     if args.windows:
         windows = [TrainingWindow(**w) for w in json.loads(args.windows)]
@@ -196,7 +218,7 @@ def main(argv: list[str] | None = None) -> int:
         rows, text = inject_change(rows, stream, change)
         change_day = days[args.change_night - 1] if args.episode_at_change else None
     print(f"{stream.title}: raw {raw_days[0]}..{raw_days[-1]}, nights {days[0]}..{days[-1]}; {text}", file=sys.stderr)
-    results = [replay_fixed(rows, raw_days, days, args.label_delay, args.every, params, change_day)]
+    results = [replay_fixed(rows, raw_days, days, args.label_delay, args.every, params, change_day, args.refit)]
     for entry in results[0]["log"]:
         print(
             f"night {entry['night']}: eval {entry['evaluation']}; {entry['window']} "

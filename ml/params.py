@@ -244,12 +244,14 @@ class RetrainingSection(_Section):
     )
     windows: list[TrainingWindow] = Field(
         default_factory=lambda: [
+            TrainingWindow(name="weighted", days=90, half_life_days=14),
             TrainingWindow(name="recent", days=28),
-            TrainingWindow(name="long", days=90),
+            TrainingWindow(name="since_episode", days=90, since_episode=True),
             TrainingWindow(name="raw_and_long", days=90, raw=True),
         ],
         min_length=1,
-        description="One candidate per window; the one with the best AUC on the newest labelled days wins.",
+        description="One candidate per window; the first is the default, another wins only when better than it on "
+        "the newest labelled days beyond the noise.",
     )
     cooldown_days: int = Field(default=7, ge=0, description="Days between two retrain requests, whatever the trigger.")
     max_auc_drop: float = Field(
