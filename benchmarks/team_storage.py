@@ -193,6 +193,7 @@ class Backend:
             "not_started": sum(any(u in texts[r.run_id] for u in NOT_STARTED) for r in failed),
             "ok": sum(_final_status(runs, r) == dg.DagsterRunStatus.SUCCESS for r in firsts),
             "locked_events": sum(text.count(LOCKED) for text in texts.values()),
+            "why_failed": sorted({_why_failed(instance, r.run_id) for r in failed}),
         }
 
 
@@ -202,6 +203,16 @@ def _event_text(instance: dg.DagsterInstance, run_id: str) -> str:
         f"{event.message or ''} {event.dagster_event.event_specific_data if event.dagster_event else ''}"
         for event in instance.all_logs(run_id)
     )
+
+
+def _why_failed(instance: dg.DagsterInstance, run_id: str) -> str:
+    """The first line of a failed run's first error, so a failure can be told from a busy machine."""
+    failures = {dg.DagsterEventType.STEP_FAILURE, dg.DagsterEventType.RUN_FAILURE, dg.DagsterEventType.ENGINE_EVENT}
+    for event in instance.all_logs(run_id, of_type=failures):
+        error = getattr(event.dagster_event.event_specific_data, "error", None)
+        if error is not None:
+            return f"{run_id[:8]}: {error.message.strip().splitlines()[0][:300]}"
+    return f"{run_id[:8]}: no error recorded"
 
 
 def _final_status(runs, first) -> dg.DagsterRunStatus:
@@ -293,6 +304,10 @@ def main() -> None:
                 f"{name:<10}{label:<28}{r['wall']:>8.0f}{r['runs']:>6}{r['failed']:>8}{r['not_started']:>22}{r['ok']:>5}"
                 f"{r['locked_events']:>14}/{result['locked_in_service_logs']}"
             )
+    for name, result in rows.items():
+        for workload in ("backfill", "training"):
+            for why in result[workload]["why_failed"]:
+                print(f"{name} {workload} failed run {why}")
 
 
 if __name__ == "__main__":
