@@ -210,6 +210,8 @@ def _why_failed(instance: dg.DagsterInstance, run_id: str) -> str:
     failures = {dg.DagsterEventType.STEP_FAILURE, dg.DagsterEventType.RUN_FAILURE, dg.DagsterEventType.ENGINE_EVENT}
     for event in instance.all_logs(run_id, of_type=failures):
         error = getattr(event.dagster_event.event_specific_data, "error", None)
+        while error is not None and error.cause is not None:  # Dagster's wrapper names the step, its cause the error
+            error = error.cause
         if error is not None:
             return f"{run_id[:8]}: {error.message.strip().splitlines()[0][:300]}"
     return f"{run_id[:8]}: no error recorded"
