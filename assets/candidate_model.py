@@ -94,8 +94,8 @@ def evaluation_scores(
     rows = ml.io.read_parquet(features.training_set.holdout_uri(storage))
     scores = {}
     for name, report in reports.items():
-        local = storage.local_copy(report["artifact_uri"])
-        scores[name] = Predictor.load(local, expected_manifest_sha256=report["manifest_sha256"]).predict(rows)
+        with storage.local_copy(report["artifact_uri"]) as local:
+            scores[name] = Predictor.load(local, expected_manifest_sha256=report["manifest_sha256"]).predict(rows)
     return encode_target(rows, spec).to_numpy(), scores
 
 
