@@ -25,7 +25,10 @@ from assets.costs import cost_metadata, cost_tags, invocation_cost
 from assets.metadata import markdown_images, ranked_table
 from assets.records import Candidate, Features, WindowDays
 from assets.training_set import DAY_COLUMN, RAW_DAY
+from ml.features import encode_target
 from ml.fingerprint import code_version
+from ml.predictor import Predictor
+from ml.spec import DatasetSpec
 from ml.training_config import FAMILIES
 from resources import layout
 from resources.compute import ComputeBackend
@@ -73,10 +76,27 @@ def candidate_lineage(candidate: Candidate) -> dict[str, str]:
 
 
 def window_rows(table: pd.DataFrame, window: WindowDays) -> pd.DataFrame:
-    """The feature table's holdout (the evaluation days) and the train rows of the window's days."""
+    """The feature table's holdout (the evaluation days) and the train rows of the window's days; with a
+    half-life, each row weighed by its day's recency (ml/windows.py day_weights)."""
     day = table[DAY_COLUMN]
     keep = (table[ml.split.SPLIT] == ml.split.HOLDOUT) | day.isin(window.days) | ((day == RAW_DAY) & window.raw)
-    return table[keep].drop(columns=DAY_COLUMN).reset_index(drop=True)
+    rows = table[keep].reset_index(drop=True)
+    if window.half_life_days is not None:
+        weight_of = ml.windows.day_weights(window.days, window.half_life_days)
+        rows[ml.train.WEIGHT] = rows[DAY_COLUMN].map(weight_of).fillna(1.0).to_numpy()  # holdout rows: unused
+    return rows.drop(columns=DAY_COLUMN)
+
+
+def evaluation_scores(
+    reports: dict[str, dict[str, Any]], features: Features, spec: DatasetSpec, storage: ArtifactStore
+) -> tuple[Any, dict[str, Any]]:
+    """The evaluation days' labels, and each window's scores of them (its artifact, verified)."""
+    rows = ml.io.read_parquet(features.training_set.holdout_uri(storage))
+    scores = {}
+    for name, report in reports.items():
+        with storage.local_copy(report["artifact_uri"]) as local:
+            scores[name] = Predictor.load(local, expected_manifest_sha256=report["manifest_sha256"]).predict(rows)
+    return encode_target(rows, spec).to_numpy(), scores
 
 
 def summed_cost(costs: list[dict[str, Any]]) -> dict[str, Any]:
@@ -149,7 +169,11 @@ def candidate_model(
             costs.append(invocation_cost(invocation, params.load()))
     aucs = {name: float(report["metrics"]["roc_auc"]) for name, report in reports.items()}
     if windows:
-        chosen, why = ml.windows.choose(aucs)
+        gate = params.load().gate
+        labels, scores = evaluation_scores(reports, features, params.load().dataset, storage)
+        chosen, why, _ = ml.windows.choose(
+            labels, scores, confidence=gate.confidence, resamples=gate.resamples, seed=gate.seed
+        )
         described = next(w for w in windows if w.name == chosen).describe()
         why = f"{why}; trained on {described}"
     else:

@@ -73,9 +73,15 @@ class WindowDays(BaseModel):
     name: str
     days: list[str]
     raw: bool
+    half_life_days: float | None = None  # rows weighed by recency (ml/windows.py day_weights)
+    since: str | None = None  # the episode's start the window's days begin at
 
     def describe(self) -> str:
         span = f"{len(self.days)} labelled days {self.days[0]}..{self.days[-1]}" if self.days else "no labelled day"
+        if self.since:
+            span += f" (from the episode's start {self.since})"
+        if self.half_life_days is not None:
+            span += f", rows weighed by recency (half-life {self.half_life_days:g} days)"
         return ("raw data + " if self.raw else "") + span
 
 

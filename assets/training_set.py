@@ -90,17 +90,24 @@ def labelled_rows(
     return (pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()), lineage
 
 
-def candidate_windows(configured: list[TrainingWindow], training_days: list[str]) -> list[WindowDays]:
+def candidate_windows(
+    configured: list[TrainingWindow], training_days: list[str], episode_start: str | None = None
+) -> list[WindowDays]:
     """The windows of `retraining.windows` over the days before the evaluation; a window with the same
-    days as one before it is trained once (under the first name)."""
+    days and weights as one before it is trained once (under the first name). A `since_episode` window
+    takes the days from `episode_start` on, and is left out without an episode or such days."""
     windows: list[WindowDays] = []
     for window in configured:
-        days = ml.windows.window_days(training_days, window.days)
-        if not days and not window.raw:
+        if window.since_episode and episode_start is None:
             continue
-        if any(w.days == days and w.raw == window.raw for w in windows):
+        since = episode_start if window.since_episode else None
+        days = ml.windows.window_days(training_days, window.days, since)
+        if not days and (not window.raw or window.since_episode):
             continue
-        windows.append(WindowDays(name=window.name, days=days, raw=window.raw))
+        half_life = window.half_life_days if len(days) > 1 else None  # one day has nothing to weigh
+        if any(w.days == days and w.raw == window.raw and w.half_life_days == half_life for w in windows):
+            continue
+        windows.append(WindowDays(name=window.name, days=days, raw=window.raw, half_life_days=half_life, since=since))
     return windows
 
 
@@ -135,11 +142,11 @@ def training_set(
     recent, lineage = labelled_rows(context.instance, storage, settings, days)
     fraction, seed = training.holdout_fraction, training.seed
     rows_per_day = {d.day: d.rows for d in lineage if d.rows}
-    evaluation = ml.windows.evaluation_days(rows_per_day, settings.gate.min_rows)
+    episode_start = _date(config.reference_from, "reference_from")
+    evaluation = ml.windows.evaluation_days(rows_per_day, settings.gate.min_rows, episode_start)
     before = [d for d in sorted(rows_per_day) if d not in evaluation]
-    windows = candidate_windows(settings.retraining.windows, before) if evaluation else []
+    windows = candidate_windows(settings.retraining.windows, before, episode_start) if evaluation else []
     include_raw = not windows or any(w.raw for w in windows)
-    _date(config.reference_from, "reference_from")
     try:
         parts = []
         if include_raw:

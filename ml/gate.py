@@ -1,7 +1,8 @@
 """The evaluation gate's rule: good enough in absolute terms AND not worse than the champion beyond noise.
 
 The candidate's holdout AUC must reach the bar (`gate.min_auc`, or with `auto` the best single
-column's AUC on the same holdout plus a margin: ml/baseline.py). Candidate and champion are scored on
+column's AUC on the same holdout plus a margin: ml/baseline.py), unless it is better than the serving
+champion beyond the noise (then keeping the champion would serve the worse of the two). Candidate and champion are scored on
 the same rows (with labelled days in the training set: the newest whole labelled days, which no
 candidate trained on), and the difference of their AUCs is judged by a paired bootstrap: the same
 resampled rows score both, so what the two models share (a hard day, a rare class) cancels out. The
@@ -114,7 +115,11 @@ def decide(
     failures = []
     basis = f" ({bar})" if bar else ""
     versus = candidate_auc if candidate_compared_auc is None else candidate_compared_auc
-    if candidate_auc < min_auc:
+    # Below the bar but better than the serving champion beyond the noise: keeping the champion would
+    # serve the worse of the two. A point AUC at least the champion's is not enough: on a few days a
+    # model of five days can edge past one of thirty by chance, and then serve the next week worse.
+    replaces_worse = champion_auc is not None and difference is not None and difference.lower > 0
+    if candidate_auc < min_auc and not replaces_worse:
         failures.append(f"AUC {candidate_auc:.4f} is below the minimum {min_auc:.4f}{basis}")
     if champion_auc is not None:
         if difference is not None:
@@ -132,6 +137,12 @@ def decide(
         reason = "blocked: " + "; ".join(failures)
     elif champion_auc is None:
         reason = f"passed: AUC {candidate_auc:.4f} >= minimum {min_auc:.4f}{basis}; there is no champion yet"
+    elif candidate_auc < min_auc:
+        reason = (
+            f"passed: AUC {candidate_auc:.4f} is below the minimum {min_auc:.4f}{basis}, but {versus:.4f} on the "
+            f"{compared_on} is better than champion v{champion_version} ({champion_auc:.4f}), the model serving, "
+            f"beyond the noise: difference {difference}"
+        )
     elif difference is not None:
         reason = (
             f"passed: AUC {candidate_auc:.4f} >= minimum {min_auc:.4f}{basis}, and {versus:.4f} on the {compared_on} "

@@ -61,12 +61,19 @@ class LightGBMModel:
         self.columns = list(booster.feature_name())
 
     @classmethod
-    def fit(cls, features: pd.DataFrame, labels: np.ndarray, hyperparameters: dict[str, Any], seed: int):
+    def fit(
+        cls,
+        features: pd.DataFrame,
+        labels: np.ndarray,
+        hyperparameters: dict[str, Any],
+        seed: int,
+        sample_weight: np.ndarray | None = None,
+    ):
         _check_keys(cls.family, hyperparameters, set(lgb.LGBMClassifier().get_params()) - {"random_state"})
         # deterministic + row-wise histograms: the same data, seed and thread count give the same trees.
         params = {"verbose": -1, "n_jobs": 1, **hyperparameters}
         estimator = lgb.LGBMClassifier(**params, random_state=seed, deterministic=True, force_row_wise=True)
-        estimator.fit(features, labels)
+        estimator.fit(features, labels, sample_weight=sample_weight)
         return cls(estimator.booster_)
 
     def predict(self, features: pd.DataFrame | np.ndarray) -> np.ndarray:
@@ -92,7 +99,14 @@ class LogisticModel:
         self.columns, self.mean, self.scale, self.coef, self.intercept = columns, mean, scale, coef, intercept
 
     @classmethod
-    def fit(cls, features: pd.DataFrame, labels: np.ndarray, hyperparameters: dict[str, Any], seed: int):
+    def fit(
+        cls,
+        features: pd.DataFrame,
+        labels: np.ndarray,
+        hyperparameters: dict[str, Any],
+        seed: int,
+        sample_weight: np.ndarray | None = None,
+    ):
         # Imported here: scoring only applies the stored coefficients and must run without scikit-learn.
         from sklearn.linear_model import LogisticRegression
         from sklearn.preprocessing import StandardScaler
@@ -100,7 +114,7 @@ class LogisticModel:
         _check_keys(cls.family, hyperparameters, set(LogisticRegression().get_params()) - {"random_state"})
         scaler = StandardScaler().fit(features.to_numpy(dtype="float64"))
         estimator = LogisticRegression(**hyperparameters, random_state=seed)
-        estimator.fit(scaler.transform(features.to_numpy(dtype="float64")), labels)
+        estimator.fit(scaler.transform(features.to_numpy(dtype="float64")), labels, sample_weight=sample_weight)
         return cls(
             list(features.columns), scaler.mean_, scaler.scale_, estimator.coef_[0], float(estimator.intercept_[0])
         )
@@ -139,12 +153,18 @@ _CLASSES = {"lightgbm": LightGBMModel, "logistic_regression": LogisticModel}
 
 
 def fit_model(
-    family: str, features: pd.DataFrame, labels: np.ndarray, hyperparameters: dict[str, Any], seed: int
+    family: str,
+    features: pd.DataFrame,
+    labels: np.ndarray,
+    hyperparameters: dict[str, Any],
+    seed: int,
+    sample_weight: np.ndarray | None = None,
 ) -> Model:
+    """The family's model fitted on the rows; `sample_weight` (one per row) weighs them, e.g. by recency."""
     if family not in _CLASSES:
         raise ModelError(f"unknown model family {family!r}; known: {', '.join(_CLASSES)}")
     try:
-        return _CLASSES[family].fit(features, labels, hyperparameters, seed)
+        return _CLASSES[family].fit(features, labels, hyperparameters, seed, sample_weight)
     except (TypeError, ValueError) as error:
         if isinstance(error, ModelError):
             raise

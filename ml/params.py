@@ -212,6 +212,25 @@ class TrainingWindow(_Section):
     name: str = Field(pattern=r"^[a-z0-9_]+$", description="How the card and the lineage call it.")
     days: int = Field(ge=1, description="The latest labelled days before the evaluation days.")
     raw: bool = Field(default=False, description="Plus the raw data (data.raw).")
+    half_life_days: float | None = Field(
+        default=None,
+        gt=0,
+        description="Rows weigh 0.5 ** (age in days / this), the newest day 1: the latest relation leads while the "
+        "older days still teach what did not change. null: every row weighs the same.",
+    )
+    since_episode: bool = Field(
+        default=False,
+        description="Only the days from the start of the drift or decay episode that asked for the retrain (after "
+        "a change, the new relation alone); no candidate when there is no episode or no such day.",
+    )
+
+    @model_validator(mode="after")
+    def _weights_need_days(self) -> TrainingWindow:
+        if self.raw and self.half_life_days is not None:
+            raise ValueError(
+                f"retraining.windows {self.name}: raw rows have no day to weigh by; drop raw or half_life_days"
+            )
+        return self
 
 
 class RetrainingSection(_Section):
@@ -225,18 +244,42 @@ class RetrainingSection(_Section):
     )
     windows: list[TrainingWindow] = Field(
         default_factory=lambda: [
+            TrainingWindow(name="weighted", days=90, half_life_days=14),
             TrainingWindow(name="recent", days=28),
-            TrainingWindow(name="long", days=90),
+            TrainingWindow(name="since_episode", days=90, since_episode=True),
             TrainingWindow(name="raw_and_long", days=90, raw=True),
         ],
         min_length=1,
-        description="One candidate per window; the one with the best AUC on the newest labelled days wins.",
+        description="One candidate per window; the first is the default, another wins only when better than it on "
+        "the newest labelled days beyond the noise.",
     )
     cooldown_days: int = Field(default=7, ge=0, description="Days between two retrain requests, whatever the trigger.")
     max_auc_drop: float = Field(
         default=0.02, ge=0, le=1, description="An AUC fall beyond noise and this much is a decay."
     )
-    noise_z: float = Field(default=2.0, ge=0, description="Standard errors of a day's AUC that count as noise.")
+    noise_z: float = Field(
+        default=2.0, ge=0, description="Noises (the spread of daily AUC between days) that a decay must exceed."
+    )
+    decay_days: int = Field(
+        default=7, ge=1, description="The champion's latest labelled days pooled to measure a decay."
+    )
+    spread_days: int = Field(
+        default=60, ge=2, description="Latest labelled days (every version) whose day-to-day spread is a day's noise."
+    )
+    collapse_days: int = Field(
+        default=2, ge=1, description="Latest labelled days that must each be far below the reached AUC: a collapse."
+    )
+    collapse_z: float = Field(
+        default=5.0, ge=0, description="Noises beyond max_auc_drop that make a fall a collapse (no cooldown)."
+    )
+    drift_cost_z: float = Field(
+        default=1.0, ge=0, description="Noises a drift's labelled fall must exceed for the drift to retrain."
+    )
+    max_age_days: int = Field(
+        default=28,
+        ge=0,
+        description="A champion this old whose labels lean to a loss retrains; doubled when that bought nothing. 0: off.",
+    )
     close_after_days: int = Field(
         default=3,
         ge=1,

@@ -1,6 +1,7 @@
 """Training entry point: `python -m ml.train --features URI --state URI --config URI --out URI`.
 
-Reads the training feature table (a `split` column marks train / holdout rows, `label` is 0/1),
+Reads the training feature table (a `split` column marks train / holdout rows, `label` is 0/1, an
+optional `weight` column weighs the train rows, e.g. by recency: ml/windows.py),
 the feature state it was built with, and the training configuration (JSON, see
 ml/training_config.py); fits the configured model on the train rows, scores the holdout, and writes
 a model artifact directory (ml/artifact.py): the model, the feature state, metrics.json, evaluation
@@ -34,6 +35,8 @@ from ml.predictor import METRICS_FILE, STATE_FILE
 from ml.split import HOLDOUT, TRAIN
 from ml.training_config import TrainingConfig
 
+WEIGHT = "weight"  # the optional row weight column of the feature table
+
 
 class TrainingError(ValueError):
     """The inputs cannot be trained on; the message names the file and column."""
@@ -53,9 +56,19 @@ def train_artifact(table, state_doc: dict[str, Any], config: TrainingConfig, dir
     if train.empty or holdout.empty:
         raise TrainingError(f"the feature table has {len(train)} train and {len(holdout)} holdout rows; both need rows")
 
+    weights = None
+    if WEIGHT in table.columns and WEIGHT not in state.columns:
+        weights = train[WEIGHT].to_numpy(dtype="float64")
+        if not (np.isfinite(weights).all() and (weights > 0).all()):
+            raise TrainingError(f"column {WEIGHT!r} has weights that are not positive finite numbers")
     started = time.perf_counter()
     model = fit_model(
-        config.model, train[state.columns], train["label"].to_numpy(), config.hyperparameters, config.seed
+        config.model,
+        train[state.columns],
+        train["label"].to_numpy(),
+        config.hyperparameters,
+        config.seed,
+        sample_weight=weights,
     )
     seconds = time.perf_counter() - started
     labels, scores = holdout["label"].to_numpy(dtype="int64"), model.predict(holdout[state.columns])
@@ -79,6 +92,7 @@ def train_artifact(table, state_doc: dict[str, Any], config: TrainingConfig, dir
             "train_rows": len(train),
             "holdout_rows": len(holdout),
             "train_positive_rate": float(np.mean(train["label"])),
+            "weighted": weights is not None,
         },
     )
     return {

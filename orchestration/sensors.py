@@ -1,5 +1,7 @@
 """Sensors: retraining on drift (not on a calendar); the arrival sensors and the alerts, listed in SENSORS."""
 
+import math
+
 import dagster as dg
 
 from assets.drift_report import drift_report
@@ -37,12 +39,21 @@ def _event(record, kind: str) -> Event:
     metadata = {name: value.value for name, value in record.asset_materialization.metadata.items()}
     day = record.partition_key
     if kind == "drift":
-        detail = (
-            f"drift_report {day}: drifted columns carry {metadata['drift_share']:.2f} of the importance "
+        # The verdict's own line names the rules that fired, with their figures.
+        detail = f"drift_report {day}: " + (
+            str(metadata["because"])
+            if metadata.get("because")
+            else f"drifted columns carry {metadata['drift_share']:.2f} of the importance "
             f"({', '.join(metadata['drifted_columns']) or 'none'}), prediction drift {metadata['prediction_drift']}"
         )
         return Event(
-            record.storage_id, "drift", day, bool(metadata["drift_detected"]), int(metadata["model_version"]), detail
+            record.storage_id,
+            "drift",
+            day,
+            bool(metadata["drift_detected"]),
+            int(metadata["model_version"]),
+            detail,
+            estimated_drop=bool(metadata.get("estimated_performance_drop", False)),
         )
     return Event(
         record.storage_id,
@@ -53,38 +64,62 @@ def _event(record, kind: str) -> Event:
         f"model_performance {day}",
         roc_auc=float(metadata["roc_auc"]),
         auc_se=float(metadata["auc_se"]) if "auc_se" in metadata else None,
+        reached_auc=_finite(metadata.get("model_holdout_auc")),
     )
+
+
+def _finite(value) -> float | None:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return number if math.isfinite(number) else None
+
+
+def reached_auc(registry: ModelRegistry, version: int | None) -> float | None:
+    """The AUC a version reached at its gate, as its registration recorded it (keel.metric.roc_auc)."""
+    if version is None:
+        return None
+    return _finite(registry.version_info(registry.model_name, version)["tags"].get("keel.metric.roc_auc"))
 
 
 REQUESTED_ON = "keel/requested_on"
+REQUESTED_BY = "keel/requested_by"  # the champion version when the request was made
 
 
-def last_request(instance: dg.DagsterInstance) -> str | None:
-    """The day of this sensor's latest retrain request, from its runs (survives a cursor reset)."""
+def last_request(instance: dg.DagsterInstance) -> tuple[str | None, int | None]:
+    """The day of this sensor's latest retrain request and the champion then, from its runs (survives
+    a cursor reset)."""
     runs = instance.get_runs(
         dg.RunsFilter(job_name=retrain.name, tags={"dagster/sensor_name": "retrain_on_drift"}), limit=1
     )
-    return runs[0].tags.get(REQUESTED_ON) if runs else None
+    if not runs:
+        return None, None
+    by = runs[0].tags.get(REQUESTED_BY, "")
+    return runs[0].tags.get(REQUESTED_ON), int(by) if by.isdigit() else None
 
 
 @dg.sensor(
     job=retrain,
     minimum_interval_seconds=60,
     description=(
-        "Every minute (once turned on); retrains on drift, not on a calendar: when the champion's "
-        "drift_report says drift (once retraining.min_labelled_days of those days have labels), or its labelled "
-        "AUC has decayed beyond noise, it launches the retrain job on the latest retraining.window_days labelled "
-        "days. A new champion starts afresh; a retrain that did not change the champion is asked again after "
-        "retraining.cooldown_days; no two requests within the cooldown."
+        "Every minute (once turned on); retrains when it buys AUC, not on a calendar: when the champion's "
+        "labelled AUC collapses far below what it reached at its gate (at once, even within the cooldown), "
+        "decays beyond the noise between days, or its drift_report says drift and the drifted days cost AUC "
+        "(labels, or the label-free estimate). It launches the retrain job on the latest retraining.window_days "
+        "labelled days. A drift that costs nothing spends no retrain. A new champion starts afresh; a retrain "
+        "that did not change the champion is asked again after retraining.cooldown_days."
     ),
 )
 @alerting
 def retrain_on_drift(context: dg.SensorEvaluationContext, params: ParamsResource, registry: ModelRegistry):
     settings = params.load().retraining
     state = State.from_cursor(context.cursor)
-    state, notes = observe(state, _events(context.instance, state.after), registry.champion(), settings)
+    champion = registry.champion()
+    reached = reached_auc(registry, champion) if champion != state.champion or state.reached is None else None
+    state, notes = observe(state, _events(context.instance, state.after), champion, settings, reached)
     labelled = sorted(context.instance.get_materialized_partitions(labels.key))
-    decision = decide(state, labelled, settings, last_request(context.instance))
+    decision = decide(state, labelled, settings, *last_request(context.instance))
     for note in notes:  # episodes opening and closing; a quiet tick's reason is its skip message
         context.log.info(note)
     if decision.retrain is None:
@@ -110,6 +145,7 @@ def retrain_on_drift(context: dg.SensorEvaluationContext, params: ParamsResource
                     "keel/trigger": request["trigger"][:200],
                     "keel/recent_days": f"{request['recent_from']}..{request['recent_to']}",
                     REQUESTED_ON: request["requested_on"],
+                    **({REQUESTED_BY: str(decision.state.champion)} if decision.state.champion is not None else {}),
                 },
             )
         ],

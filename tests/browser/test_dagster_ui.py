@@ -194,7 +194,7 @@ def test_the_schedule_and_sensors_say_what_they_do_and_a_sensor_lists_the_runs_i
     page.goto("/locations/keel/schedules/nightly_scoring_schedule")
     expect(body).to_contain_text("Every night at 02:00 (UTC)")
     page.goto("/locations/keel/sensors/retrain_on_drift")
-    expect(body).to_contain_text("retrains on drift, not on a calendar")
+    expect(body).to_contain_text("retrains when it buys AUC, not on a calendar")
     page.goto("/locations/keel/sensors/labels_arrived")
     expect(body).to_contain_text("launches the label_feedback job")
     page.get_by_role("button", name="Runs").click()

@@ -82,3 +82,26 @@ def test_the_same_point_difference_is_noise_on_few_rows_and_evidence_on_many():
 def test_one_class_only_cannot_be_compared():
     with pytest.raises(ValueError, match="one class only"):
         paired_auc_difference(np.ones(10), np.linspace(0, 1, 10), np.linspace(0, 1, 10))
+
+
+def test_a_candidate_below_the_bar_replaces_a_champion_it_beats_beyond_the_noise():
+    # After a change no model reaches the bar of the best column; the champion is worse still.
+    rng = np.random.default_rng(5)
+    labels = rng.integers(0, 2, 2000)
+    champion = _scores(rng, labels, 0.1)
+    candidate = _scores(rng, labels, 0.6)
+    difference = paired_auc_difference(labels, candidate, champion)
+    assert difference.lower > 0
+    auc, champion_auc = roc_auc_score(labels, candidate), roc_auc_score(labels, champion)
+    decision = decide(
+        auc, min_auc=0.7, max_auc_drop=0.0, champion_version=2, champion_auc=champion_auc, difference=difference
+    )
+    assert auc < 0.7 and decision.passed
+    assert "below the minimum 0.7000" in decision.reason and "better than champion v2" in decision.reason
+    # Ahead of the champion only within the noise: the bar still blocks it.
+    close = paired_auc_difference(labels, candidate, _scores(np.random.default_rng(6), labels, 0.6))
+    assert close.lower <= 0
+    blocked = decide(auc, min_auc=0.7, max_auc_drop=0.0, champion_version=2, champion_auc=auc - 0.001, difference=close)
+    assert not blocked.passed and "below the minimum 0.7000" in blocked.reason
+    # No champion: the bar alone.
+    assert not decide(auc, min_auc=0.7, max_auc_drop=0.0).passed

@@ -52,7 +52,7 @@ def test_the_retraining_window_has_one_default_for_the_sensor_and_the_training_s
 
     params = parse_params({k: v for k, v in SHIPPED.items() if k != "retraining"})
     labelled = [f"2026-{m:02d}-{d:02d}" for m in (7, 8, 9, 10) for d in range(1, 29)]
-    state = State(latest_day=labelled[-1], episode=Episode("drift", labelled[0], "drift on the first day"))
+    state = State(latest_day=labelled[-1], episode=Episode("performance", labelled[0], "a decay on the first day"))
     asked = decide(state, labelled, params.retraining).retrain
     by_hand = recent_days(labelled, TrainingSetConfig(), params.retraining.window_days)
     asked_days = [d for d in labelled if asked["recent_from"] <= d <= asked["recent_to"]]

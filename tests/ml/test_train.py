@@ -134,3 +134,21 @@ def test_shuffled_labels_train_a_model_no_better_than_chance(training_inputs, tm
         str(tmp_path / "shuffled.parquet"), training_inputs["state"], training_inputs["config"], str(tmp_path / "m")
     )
     assert 0.4 < report["metrics"]["roc_auc"] < 0.6
+
+
+def test_a_weight_column_weighs_the_train_rows_and_bad_weights_are_refused(training_inputs, tmp_path):
+    table = pd.read_parquet(training_inputs["features"])
+    plain = run(training_inputs["features"], training_inputs["state"], training_inputs["config"], str(tmp_path / "a"))
+    # Half the train rows nearly weightless: a different model from the same rows.
+    weights = np.where(np.arange(len(table)) % 2 == 0, 1.0, 0.01)
+    table.assign(weight=weights).to_parquet(tmp_path / "weighted.parquet", index=False)
+    weighted = run(
+        str(tmp_path / "weighted.parquet"), training_inputs["state"], training_inputs["config"], str(tmp_path / "b")
+    )
+    assert weighted["manifest_sha256"] != plain["manifest_sha256"]
+    assert weighted["metrics"]["roc_auc"] != plain["metrics"]["roc_auc"]
+    assert verify_artifact(tmp_path / "b", weighted["manifest_sha256"])["weighted"] is True
+    table.assign(weight=0.0).to_parquet(tmp_path / "zero.parquet", index=False)
+    with pytest.raises(TrainingError, match="'weight' has weights that are not positive"):
+        run(str(tmp_path / "zero.parquet"), training_inputs["state"], training_inputs["config"], str(tmp_path / "c"))
+    assert not (tmp_path / "c").exists()

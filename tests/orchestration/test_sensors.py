@@ -18,9 +18,13 @@ class ChampionIs(ModelRegistry):
     """The registry as the sensor sees it: only which version is champion (no MLflow store needed)."""
 
     version: int = 1
+    reached: float = 0.85
 
     def alias_version(self, name: str, alias: str) -> int | None:
         return self.version
+
+    def version_info(self, name: str, version: int) -> dict:
+        return {"version": version, "tags": {"keel.metric.roc_auc": str(self.reached)}}
 
 
 def materialize(instance, asset: str, day: str, **metadata) -> None:
@@ -36,6 +40,8 @@ def drift_event(instance, day: str, drifted: bool, version: int = 1) -> None:
         drift_share=0.4 if drifted else 0.0,
         drifted_columns=dg.MetadataValue.json(["monthly_charges"] if drifted else []),
         prediction_drift=drifted,
+        estimated_performance_drop=drifted,  # the label-free estimate fell too: a drift that costs
+        because="drift (rules fired: estimated performance)" if drifted else "no drift (rules fired: none)",
         model_version=version,
     )
 
@@ -77,7 +83,9 @@ def test_retrain_sensor_waits_for_labels_asks_once_per_episode_and_keys_runs_by_
         }
         assert request.tags["keel/recent_days"] == "2026-10-13..2026-10-17"
         assert request.tags["keel/requested_on"] == "2026-10-17"
-        assert "drift_report 2026-10-15" in request.tags["keel/trigger"]
+        assert request.tags["keel/requested_by"] == "1"
+        assert "drift_report 2026-10-15: drift (rules fired: estimated performance)" in request.tags["keel/trigger"]
+        assert "it costs: the label-free AUC estimate fell" in request.tags["keel/trigger"]
 
         again = evaluate("retrain_on_drift", instance, resources, asked.cursor)
         assert not again.run_requests and "cooldown: 0 of 7 days" in again.skip_message
@@ -104,10 +112,10 @@ def test_retrain_sensor_ignores_days_scored_by_an_older_model(tmp_path: Path):
             drift_event(instance, day, True, version=1)
             materialize(instance, "labels", day)
         result = evaluate("retrain_on_drift", instance, resources)
-        assert not result.run_requests and "no open drift or performance episode" in result.skip_message
+        assert not result.run_requests and "no open drift, decay or collapse episode" in result.skip_message
 
 
-def test_a_fall_in_daily_auc_opens_a_performance_episode(tmp_path: Path):
+def test_a_fall_far_below_the_auc_the_champion_reached_at_its_gate_is_a_collapse(tmp_path: Path):
     resources = {"params": PARAMS, "registry": ChampionIs(root=str(tmp_path), params=PARAMS)}
     with dg.instance_for_test() as instance:
         for n, auc in ((10, 0.86), (11, 0.85), (12, 0.86), (13, 0.74), (14, 0.73), (15, 0.74)):
@@ -124,9 +132,13 @@ def test_a_fall_in_daily_auc_opens_a_performance_episode(tmp_path: Path):
             )
             materialize(instance, "labels", day)
         [request] = evaluate("retrain_on_drift", instance, resources).run_requests
-        # Its latest 3 labelled days fell below its first 3 by more than the band: a decay.
-        assert request.run_key == "retrain-performance-2026-10-15"
-        assert "labelled ROC AUC 0.737 on its latest 3 days vs 0.857" in request.tags["keel/trigger"]
+        # Two days in a row far below the 0.85 it reached at its gate (the registry's keel.metric.roc_auc).
+        # (It waits for six labelled days: five day-to-day differences measure the noise between days.)
+        assert request.run_key == "retrain-collapse-2026-10-14"
+        assert (
+            "collapse: labelled ROC AUC 0.730, 0.740 on its latest 2 days vs 0.850 at its gate"
+            in request.tags["keel/trigger"]
+        )
 
 
 def test_labels_sensor_asks_for_arrived_labels_of_scored_days_only(tmp_path: Path):
