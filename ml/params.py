@@ -266,6 +266,12 @@ class RetrainingSection(_Section):
     spread_days: int = Field(
         default=60, ge=2, description="Latest labelled days (every version) whose day-to-day spread is a day's noise."
     )
+    spread_min_days: int = Field(
+        default=6,
+        ge=1,
+        description="Labelled days of one version before the spread between days is trusted and labels are judged; "
+        "1: judge at once on each day's size-based standard error alone (it under-states how much days differ).",
+    )
     collapse_days: int = Field(
         default=2, ge=1, description="Latest labelled days that must each be far below the reached AUC: a collapse."
     )

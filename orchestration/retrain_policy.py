@@ -47,9 +47,6 @@ from typing import Literal
 from ml.params import RetrainingSection
 
 Kind = Literal["drift", "performance", "collapse", "age"]
-# Successive-day differences (pooled over versions) before the spread between days is trusted;
-# with fewer, one day's noise is its size-based standard error alone.
-MIN_SPREAD_PAIRS = 5
 # The median absolute successive difference of normal noise with sd s is 0.6745 * sqrt(2) * s.
 MAD_OF_DIFFERENCES = 0.6745 * math.sqrt(2)
 
@@ -123,18 +120,19 @@ def _days_between(first: str, second: str) -> int:
     return (dt.date.fromisoformat(second) - dt.date.fromisoformat(first)).days
 
 
-def day_noise(history: list[list]) -> float | None:
+def day_noise(history: list[list], settings: RetrainingSection) -> float | None:
     """One labelled day's noise: the spread of daily AUC between successive days of one version
-    (robust), never below the days' size-based standard errors; None while too few days are known
-    (a day's size alone under-states it, so nothing is judged on labels yet)."""
+    (robust), never below the days' size-based standard errors; None until `spread_min_days` days of
+    one version give `spread_min_days - 1` successive differences (a day's size alone under-states
+    it, so nothing is judged on labels yet), unless that setting is 1 (the size alone)."""
     by_version: dict[int, list[float]] = {}
     for _, version, auc, _ in sorted(history):
         by_version.setdefault(version, []).append(auc)
     steps = [abs(b - a) for aucs in by_version.values() for a, b in zip(aucs, aucs[1:], strict=False)]
-    if len(steps) < MIN_SPREAD_PAIRS:
+    if not history or len(steps) < settings.spread_min_days - 1:
         return None
     size = math.sqrt(statistics.fmean(se**2 for *_, se in history))
-    return max(statistics.median(steps) / MAD_OF_DIFFERENCES, size)
+    return max(statistics.median(steps) / MAD_OF_DIFFERENCES, size) if steps else size
 
 
 def _mean(days: list[list[float]]) -> float:
@@ -159,7 +157,7 @@ def decay(state: State, settings: RetrainingSection) -> str | None:
     if reference is None or len(days) < k:
         return None
     base, base_days, named = reference
-    noise = day_noise(state.history)
+    noise = day_noise(state.history, settings)
     if noise is None:
         return None
     now = _mean(days[-k:])
@@ -179,7 +177,7 @@ def collapse(state: State, settings: RetrainingSection, days_needed: int | None 
     if reference is None or len(days) < j:
         return None
     base, base_days, named = reference
-    noise = day_noise(state.history)
+    noise = day_noise(state.history, settings)
     if noise is None:
         return None
     bound = settings.max_auc_drop + settings.collapse_z * noise * math.sqrt(1 / base_days + 1)
@@ -200,7 +198,7 @@ def drift_cost(state: State, since: str, settings: RetrainingSection) -> str | N
     if not days or reference is None:
         return None
     base, base_days, named = reference
-    noise = day_noise(state.history)
+    noise = day_noise(state.history, settings)
     if noise is None:
         return None
     now = _mean(days)
@@ -218,7 +216,7 @@ def recovered(state: State, since: str, settings: RetrainingSection) -> bool:
     if len(after) < k or reference is None:
         return False
     base, base_days, _ = reference
-    noise = day_noise(state.history)
+    noise = day_noise(state.history, settings)
     if noise is None:
         return False
     band = settings.max_auc_drop + settings.noise_z * noise * math.sqrt(1 / base_days + 1 / k)
@@ -245,7 +243,7 @@ def _new_champion(
     # A collapse asks for one follow-up at most: a level the new relation cannot reach must not loop.
     follow_up = episode is not None and episode.kind == "collapse" and episode.attempt < 2
     if follow_up and episode.level is not None and champion is not None:
-        noise = day_noise(state.history) or 0.0
+        noise = day_noise(state.history, settings) or 0.0
         band = settings.max_auc_drop + settings.noise_z * noise * math.sqrt(2)
         if reached is None or reached < episode.level - band:
             got = "an unknown AUC" if reached is None else f"ROC AUC {reached:.3f}"
@@ -434,12 +432,12 @@ def decide(
                 ],
             )
         cost = drift_cost(state, episode.start, settings)
-        if cost is None and not episode.costly and day_noise(state.history) is None:
+        if cost is None and not episode.costly and day_noise(state.history, settings) is None:
             return Decision(
                 state,
                 notes=[
                     f"drift since {episode.start}: waiting for labelled days to measure the noise between days "
-                    f"({MIN_SPREAD_PAIRS + 1} days of one version)"
+                    f"({settings.spread_min_days} days of one version, retraining.spread_min_days)"
                 ],
             )
         if cost is None and not episode.costly:

@@ -134,7 +134,7 @@ def test_nothing_is_judged_on_labels_before_the_spread_between_days_is_known():
     """Three labelled days cannot say how much days differ: a fall on them waits for more days."""
     settings = Settings(min_labelled_days=3, decay_days=3, collapse_z=5)
     state, _ = observe(State(), [perf(n, n, 0.60, se=0.01, reached=0.80) for n in range(1, 4)], 1, settings)
-    assert state.episode is None and day_noise(state.history) is None
+    assert state.episode is None and day_noise(state.history, settings) is None
     state, _ = observe(state, [drift(10 + n, n, True, estimated_drop=False) for n in range(1, 4)], 1, settings)
     held = decide(state, labelled(3), settings)
     assert held.retrain is None and "waiting for labelled days to measure the noise between days" in held.notes[0]
@@ -153,6 +153,31 @@ def test_decay_is_measured_against_what_the_version_reached_at_its_gate():
     assert calm_state.episode is None
 
 
+def test_spread_min_days_1_judges_a_first_drifted_day_on_its_size_alone():
+    """A user who will not wait for the spread between days: one labelled drifted day whose AUC fell
+    beyond its size-based noise retrains; one within it does not."""
+    settings = Settings(min_labelled_days=1, cooldown_days=0, spread_min_days=1)
+    opened, _ = observe(State(), [drift(1, 1, True, estimated_drop=False)], 1, settings, reached=0.84)
+    fallen, _ = observe(opened, [perf(2, 1, 0.76, se=0.015)], 1, settings)
+    assert day_noise(fallen.history, settings) == 0.015
+    asked = decide(fallen, labelled(1), settings)
+    assert (
+        asked.retrain["run_key"] == f"retrain-drift-{day(1)}"
+        and "it costs: labelled ROC AUC 0.760" in (asked.retrain["trigger"])
+    )
+    held, _ = observe(opened, [perf(2, 1, 0.83, se=0.015)], 1, settings)
+    assert decide(held, labelled(1), settings).retrain is None
+    # The default waits for the spread between days.
+    default = Settings(min_labelled_days=1, cooldown_days=0)
+    waiting, _ = observe(
+        observe(State(), [drift(1, 1, True, estimated_drop=False)], 1, default, reached=0.84)[0],
+        [perf(2, 1, 0.76, se=0.015)],
+        1,
+        default,
+    )
+    assert day_noise(waiting.history, default) is None and decide(waiting, labelled(1), default).retrain is None
+
+
 def test_the_spread_between_days_counts_as_noise_not_only_the_days_sizes():
     """Large days (standard error 0.005 from their size) that swing by ±0.06 from one day to the next:
     a pooled fall of 0.05 is within that noise, not a decay, though the sizes alone would call it one."""
@@ -160,7 +185,7 @@ def test_the_spread_between_days_counts_as_noise_not_only_the_days_sizes():
     swings = [0.70, 0.62, 0.72, 0.60, 0.70, 0.62, 0.72, 0.60]
     history = [perf(n, n, auc, se=0.005, version=1) for n, auc in enumerate(swings, start=1)]
     state, _ = observe(State(), history, 2, settings, reached=0.69)  # v1's days give the spread
-    assert day_noise(state.history) > 0.05
+    assert day_noise(state.history, settings) > 0.05
     fallen = [perf(10 + n, 10 + n, auc - 0.05, se=0.005, version=2) for n, auc in enumerate(swings[:4])]
     state, _ = observe(state, fallen, 2, settings)
     assert state.episode is None
