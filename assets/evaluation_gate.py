@@ -22,7 +22,7 @@ from data_checks.asset_checks import latest_evaluation
 from ml.artifact import ArtifactIntegrityError
 from ml.evaluation import binary_metrics
 from ml.features import encode_target
-from ml.gate import GateDecision, decide, paired_auc_difference
+from ml.gate import GateDecision, decide, versus_champion
 from ml.params import GateSection
 from ml.predictor import Predictor
 from ml.spec import DatasetSpec
@@ -58,36 +58,26 @@ def evaluate_candidate(
         # A fixed bar still says what one column alone reaches: a model below it adds nothing.
         min_auc, bar = float(gate.min_auc), f"gate.min_auc; {baseline}"
     champion_version = registry.champion()
-    champion_auc = difference = None
-    compared_on = "holdout"
-    if champion_version is not None:
-        days = training_set.evaluation_days
-        if days:
-            compared_on = f"newest labelled days {days[0]}..{days[-1]}, {len(rows)} rows no candidate trained on"
-        else:
-            compared_on = f"holdout, {len(rows)} rows"
-        with tempfile.TemporaryDirectory(prefix="keel-champion-") as tmp:
-            champion = Predictor.load(registry.download(registry.model_name, champion_version, Path(tmp) / "champion"))
-            champion_scores = champion.predict(rows)
-        champion_auc = binary_metrics(labels, champion_scores, 0.5)["roc_auc"]
-        difference = paired_auc_difference(
-            labels,
-            candidate_scores,
-            champion_scores,
-            resamples=gate.resamples,
-            confidence=gate.confidence,
-            seed=gate.seed,
-        )
-    return decide(
-        candidate_auc,
+    if champion_version is None:
+        return decide(candidate_auc, min_auc=min_auc, max_auc_drop=gate.max_auc_drop, bar=bar)
+    days = training_set.evaluation_days
+    if days:
+        compared_on = f"newest labelled days {days[0]}..{days[-1]}, {len(rows)} rows no candidate trained on"
+    else:
+        compared_on = f"holdout, {len(rows)} rows"
+    with tempfile.TemporaryDirectory(prefix="keel-champion-") as tmp:
+        champion = Predictor.load(registry.download(registry.model_name, champion_version, Path(tmp) / "champion"))
+        champion_scores = champion.predict(rows)
+    return versus_champion(
+        labels,
+        candidate_scores,
+        champion_scores,
+        gate,
+        candidate_auc=candidate_auc,
         min_auc=min_auc,
-        max_auc_drop=gate.max_auc_drop,
         champion_version=champion_version,
-        champion_auc=champion_auc,
         bar=bar,
         compared_on=compared_on,
-        candidate_compared_auc=candidate_auc if champion_version is not None else None,
-        difference=difference,
     )
 
 

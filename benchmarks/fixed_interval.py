@@ -36,7 +36,7 @@ from benchmarks.replay import DAY_COLUMN
 from benchmarks.retraining import RAW_DAYS, STREAMS, Change, _params, inject_change
 from ml.baseline import best_single_column
 from ml.features import encode_target, fit_features, transform
-from ml.gate import decide, paired_auc_difference
+from ml.gate import versus_champion
 from ml.models import fit_model
 from ml.params import Params, TrainingWindow
 from ml.windows import choose, day_weights, evaluation_days
@@ -100,22 +100,14 @@ def select(
         ignore_index=True,
     )
     _, baseline = best_single_column(union, holdout, spec)
-    champion_scores = champion(holdout)
-    decision = decide(
-        aucs[chosen],
+    decision = versus_champion(
+        labels,
+        scores[chosen],
+        champion(holdout),
+        gate,
+        candidate_auc=aucs[chosen],
         min_auc=baseline + gate.baseline_margin if gate.min_auc == "auto" else float(gate.min_auc),
-        max_auc_drop=gate.max_auc_drop,
         champion_version=0,
-        champion_auc=float(roc_auc_score(labels, champion_scores)),
-        candidate_compared_auc=aucs[chosen],
-        difference=paired_auc_difference(
-            labels,
-            scores[chosen],
-            champion_scores,
-            resamples=gate.resamples,
-            confidence=gate.confidence,
-            seed=gate.seed,
-        ),
     )
     entry = {
         "evaluation": f"{evaluation[0]}..{evaluation[-1]} ({len(holdout)} rows)",

@@ -25,8 +25,7 @@ from ml.baseline import best_single_column
 from ml.drift import drift_verdict, reference_profile
 from ml.evaluation import auc_standard_error
 from ml.features import encode_target, fit_features, transform
-from ml.gate import decide as gate_decide
-from ml.gate import paired_auc_difference
+from ml.gate import versus_champion
 from ml.models import fit_model
 from ml.params import Params
 from ml.predictor import column_importance
@@ -96,22 +95,14 @@ def retrain(
     ).drop_duplicates(spec.id.column)
     _, baseline = best_single_column(union, holdout, spec)
     candidate = models[chosen]
-    champion_scores = champion.predict(holdout)
-    decision = gate_decide(
-        aucs[chosen],
+    decision = versus_champion(
+        labels,
+        scores[chosen],
+        champion.predict(holdout),
+        gate,
+        candidate_auc=aucs[chosen],
         min_auc=baseline + gate.baseline_margin if gate.min_auc == "auto" else float(gate.min_auc),
-        max_auc_drop=gate.max_auc_drop,
         champion_version=champion.number,
-        champion_auc=float(roc_auc_score(labels, champion_scores)),
-        candidate_compared_auc=aucs[chosen],
-        difference=paired_auc_difference(
-            labels,
-            scores[chosen],
-            champion_scores,
-            resamples=gate.resamples,
-            confidence=gate.confidence,
-            seed=gate.seed,
-        ),
     )
     entry = {
         "run_key": request["run_key"],

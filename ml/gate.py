@@ -16,6 +16,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ml.params import GateSection
+
 
 @dataclass(frozen=True)
 class PairedDifference:
@@ -166,4 +168,39 @@ def decide(
         compared_on=compared_on,
         candidate_compared_auc=candidate_compared_auc,
         difference=difference,
+    )
+
+
+def versus_champion(
+    labels: np.ndarray,
+    candidate_scores: np.ndarray,
+    champion_scores: np.ndarray,
+    gate: GateSection,
+    *,
+    candidate_auc: float,
+    min_auc: float,
+    champion_version: int,
+    bar: str = "",
+    compared_on: str = "holdout",
+) -> GateDecision:
+    """The verdict for a candidate scored beside the champion on the same labelled rows."""
+    from sklearn.metrics import roc_auc_score
+
+    return decide(
+        candidate_auc,
+        min_auc=min_auc,
+        max_auc_drop=gate.max_auc_drop,
+        champion_version=champion_version,
+        champion_auc=float(roc_auc_score(labels, champion_scores)),
+        bar=bar,
+        compared_on=compared_on,
+        candidate_compared_auc=candidate_auc,
+        difference=paired_auc_difference(
+            labels,
+            candidate_scores,
+            champion_scores,
+            resamples=gate.resamples,
+            confidence=gate.confidence,
+            seed=gate.seed,
+        ),
     )
