@@ -464,8 +464,9 @@ def read_day(store_root: str, day: str | dt.date, skipped: list[str] | None = No
     tables = []
     for file in files:
         try:
-            if fs.isdir(file):
-                raise ValueError("it is a folder")
+            kind = fs.info(file).get("type")
+            if kind != "file":  # a FIFO or a device would be read without end and hold up every reader
+                raise ValueError("it is a folder" if kind == "directory" else f"it is not a regular file ({kind})")
             tables.append(_read_file(fs, file))
         except Exception as error:
             problem = f"{file}: not a request-log Parquet file ({type(error).__name__}: {error})"[:500]

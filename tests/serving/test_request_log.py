@@ -151,3 +151,25 @@ def test_a_foreign_file_in_the_log_is_skipped_and_named(tmp_path, spec, rows):
     frame = read_day(store, DAY, skipped)
     assert sorted(frame["request_id"]) == sorted(f"r{i}" for i in range(10))
     assert len(skipped) == 2 and "notes.txt" in skipped[0] and "other.parquet" in skipped[1]
+
+
+def test_a_fifo_or_device_in_the_log_is_skipped_not_read_without_end(tmp_path, spec, rows):
+    """A FIFO would block the reader (canary_bake's tick, served_requests) for ever; a device never ends."""
+    import os
+    import threading
+
+    store = str(tmp_path / "store")
+    log = RequestLog(store, spec, flush_seconds=3600, spool_dir=tmp_path / "spool")
+    log.append(entry(row, f"r{i}") for i, row in enumerate(rows[:10]))
+    log.close()
+    folder = Path(day_folder(store, DAY))
+    os.mkfifo(folder / "stray.parquet")
+    (folder / "zero.parquet").symlink_to("/dev/zero")
+    skipped: list[str] = []
+    read: list[pd.DataFrame] = []
+    reader = threading.Thread(target=lambda: read.append(read_day(store, DAY, skipped)), daemon=True)
+    reader.start()
+    reader.join(timeout=60)
+    assert read, "read_day did not return: it read the FIFO"
+    assert sorted(read[0]["request_id"]) == sorted(f"r{i}" for i in range(10))
+    assert len(skipped) == 2 and all("not a regular file" in problem for problem in skipped), skipped
