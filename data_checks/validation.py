@@ -171,8 +171,14 @@ def validate_parquet(
 def _without_categories(frame: pd.DataFrame) -> pd.DataFrame:
     """A dictionary column (pandas writes `category` so) as its plain values: GX's type check cannot accept the
     category dtype whatever its type list says, so a column of allowed values failed as "type is category"."""
-    categorical = [c for c in frame.columns if isinstance(frame[c].dtype, pd.CategoricalDtype)]
-    return frame.astype({c: frame[c].cat.categories.dtype for c in categorical}) if categorical else frame
+    plain = {}
+    for column in frame.columns:
+        if isinstance(frame[column].dtype, pd.CategoricalDtype):
+            values = frame[column].cat.categories.dtype
+            # Integers or booleans with a gap cannot keep their type: as floats, the gap is a null to check.
+            gap = values.kind in "iub" and bool(frame[column].isna().any())
+            plain[column] = "float64" if gap else values
+    return frame.astype(plain) if plain else frame
 
 
 @dataclass

@@ -80,3 +80,8 @@ def test_a_file_with_category_columns_is_checked_on_its_values(telco_raw, spec, 
         report = validate_parquet(parquet, suite, id_column=spec.id.column)
     assert [n for n, c in report.checks.items() if not c.passed] == ["validity"]
     assert [f.examples for f in report.failures if f.column == "contract"] == [["'Lifetime'"]]
+    rows.loc[9, "tenure"] = None  # a numeric category with a gap: checked as a null, not a crash
+    rows.astype({"tenure": "category"}).to_parquet(bad, index=False)
+    with pq.ParquetFile(bad) as parquet:
+        report = validate_parquet(parquet, suite, id_column=spec.id.column)
+    assert [f.problem for f in report.failures if f.column == "tenure"] == ["1 missing value(s)"]
