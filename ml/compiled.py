@@ -39,6 +39,7 @@ from ml.models import LightGBMModel, _matrix
 CACHE_ENV = "KEEL_COMPILED_CACHE"
 OBJECT_FILE, ENTRY_FILE, KEY_FILE = "model.o", "entry.json", "entry-key"
 KEY_BYTES = 32
+MAX_ENTRY_BYTES, MAX_OBJECT_BYTES = 64 * 1024, 2 * 1024**3  # an entry's record; its object (a few MB in practice)
 
 
 def cache_root() -> Path:
@@ -138,10 +139,20 @@ def _signature(key: bytes, object_bytes: bytes, expected: dict[str, Any]) -> str
     return mac.hexdigest()
 
 
+def _read_regular(path: Path, limit: int) -> bytes:
+    """The bytes of a regular file of at most `limit` bytes; OSError for anything else. A cache entry's file
+    swapped for a link to /dev/zero, a FIFO or a huge file would otherwise be read without end (or hang)."""
+    with open(path, "rb", opener=lambda name, flags: os.open(name, flags | os.O_NOFOLLOW | os.O_NONBLOCK)) as file:
+        info = os.fstat(file.fileno())
+        if not stat.S_ISREG(info.st_mode) or info.st_size > limit:
+            raise OSError(f"{path} is not a regular file of at most {limit} bytes")
+        return file.read(limit + 1)
+
+
 def _entry_valid(entry: Path, expected: dict[str, Any], key: bytes) -> bool:
     try:
-        recorded = json.loads((entry / ENTRY_FILE).read_text(encoding="utf-8"))
-        object_bytes = (entry / OBJECT_FILE).read_bytes()
+        recorded = json.loads(_read_regular(entry / ENTRY_FILE, MAX_ENTRY_BYTES).decode("utf-8"))
+        object_bytes = _read_regular(entry / OBJECT_FILE, MAX_OBJECT_BYTES)
     except (OSError, ValueError):
         return False
     if not isinstance(recorded, dict) or not isinstance(recorded.get("hmac_sha256"), str):

@@ -66,9 +66,11 @@ def _invalid_date(day: str) -> str | None:
 def arrived(template: str, misnamed: list[str] | None = None) -> list[Arrival]:
     """The files matching a `{date}` template (a path or any fsspec URI), by day.
 
-    A file whose name has the date's shape but no real date (`2026-13-45`), or a folder under a day's
-    file name, is no day's file: it is left out and named in `misnamed`, so a sensor says so rather than
-    wait for that day forever.
+    A file whose name has the date's shape but no real date (`2026-13-45`), a file the template's wildcard
+    finds whose name is not the template's (`2026-10-6.parquet`, `2026-10-22(1).parquet`), a folder under
+    a day's file name, or a symbolic link to nothing, is no day's file: it is left out and named in
+    `misnamed`, so a sensor says so rather than wait for that day forever. A symbolic link to a file is
+    that file.
     """
     fs, pattern = fsspec.core.url_to_fs(template.replace("{date}", "*"))
     day_of = re.compile(re.escape(fs._strip_protocol(template)).replace(re.escape("{date}"), DATE) + "$")
@@ -76,9 +78,20 @@ def arrived(template: str, misnamed: list[str] | None = None) -> list[Arrival]:
     found = []
     for path, info in fs.glob(pattern, detail=True).items():
         match = day_of.match(fs._strip_protocol(path))
-        if not match:
-            continue
         where = prefix + fs._strip_protocol(path)
+        if not match:  # e.g. `2026-10-6.parquet`, `2026-10-22(1).parquet`: a delivery nobody would score
+            if misnamed is not None and not where.rsplit("/", 1)[-1].startswith("."):  # hidden: a temporary file
+                misnamed.append(
+                    f"{where}: not named as {template.rsplit('/', 1)[-1]!r} with a YYYY-MM-DD date; rename it to be taken in"
+                )
+            continue
+        if info.get("islink"):  # the listing describes the link; a run reads what it points to
+            try:
+                info = fs.info(path)
+            except OSError as error:
+                if misnamed is not None:
+                    misnamed.append(f"{where}: a symbolic link to nothing readable ({error.strerror or error})")
+                continue
         if info.get("type", "file") != "file":  # e.g. Spark's folder of part files under the day's name
             if misnamed is not None:
                 misnamed.append(f"{where}: a folder, not a file; a day's data is one file (write it as one)")

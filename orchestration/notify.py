@@ -28,6 +28,7 @@ import socket
 import threading
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Mapping
 
@@ -117,6 +118,21 @@ class _Attempt:
         return False
 
 
+def _check_url(url: str) -> None:
+    """A WebhookError (never urllib's ValueError, whose message holds the URL) when `url` is no http(s) URL: a
+    pasted URL without its scheme must not leak the secret into a log, and its alert is kept to send again."""
+    try:
+        parts = urllib.parse.urlsplit(url)
+        valid = parts.scheme in ("http", "https") and bool(parts.hostname)
+    except ValueError:  # e.g. an unclosed `[` of an IPv6 address
+        valid = False
+    if not valid:
+        raise WebhookError(
+            f"the alert webhook ({WEBHOOK_VARIABLE}) is not an http(s) URL (it must start with https://); "
+            "the alert was not delivered"
+        )
+
+
 def post(url: str, text: str, attempts: int = 3, deadline: float = DEADLINE_SECONDS) -> str:
     """POST {"text": text} within `deadline` seconds in all (not per read: a webhook that trickles its
     answer is cut off); a refused or failed delivery is tried up to `attempts` times, then raises.
@@ -124,6 +140,7 @@ def post(url: str, text: str, attempts: int = 3, deadline: float = DEADLINE_SECO
     Returns "delivered", or "unanswered" when the whole request reached the webhook but its answer did
     not come in time: it was most likely taken, so it is not sent again (each alert goes out once).
     """
+    _check_url(url)
     body = json.dumps({"text": plain_text(text)}).encode()
     end = time.monotonic() + deadline
     problem = "could not be reached"

@@ -9,6 +9,7 @@ who (as far as Dagster knows: see launched_by; on an MLflow server with authenti
 user whose credentials the process holds, and in the team profile only a person's own: see decided_by). The target must download, verify and load first.
 Both ops take the alias pool's slot as registration does (resources/alias_slot.py), so one Dagster
 deployment moves one alias at a time; a run that died holding the slot does not block them.
+An approve of a version rolled back after the approve was requested is refused (it was just judged bad).
 A rollback onto the version under canary or shadow is refused (the bake would judge it against itself):
 end the rollout first. A rollback is also refused when the champion moved after the rollback was requested
 (its run's first event): undoing that later move would bring back the version its requester meant to remove.
@@ -128,6 +129,7 @@ def _approve(
     version = config.version or registry.alias_version(name, CHALLENGER)
     if version is None:
         raise dg.Failure(description=f"{name} has no challenger to approve; pass `version` to promote a given one")
+    _refuse_if_rolled_back_since_requested(context, registry, name, version)
     champion = registry.alias_version(name, CHAMPION)
     comparison = compare_cards(registry, name, version, champion)
     context.log.info(f"{name}: v{version} (challenger) beside v{champion} (champion):\n{comparison}")
@@ -179,19 +181,49 @@ def _rollback(
     context.log.info(f"{name}: champion rolled back v{move.from_version} -> v{move.to_version}")
 
 
+def _requested_at(context: dg.OpExecutionContext) -> dt.datetime | None:
+    """When the run was asked for: its first event (queued, starting or started), stamped by the process that
+    wrote it (the run's creation time in the run storage has only whole seconds on SQLite and the database's
+    own clock)."""
+    first = context.instance.get_records_for_run(context.run_id, limit=1).records
+    return dt.datetime.fromtimestamp(first[0].event_log_entry.timestamp, dt.UTC) if first else None
+
+
+def _moved_at(move) -> dt.datetime:
+    return dt.datetime.strptime(move.when, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=dt.UTC)
+
+
+def _refuse_if_rolled_back_since_requested(
+    context: dg.OpExecutionContext, registry: ModelRegistry, name: str, version: int
+) -> None:
+    """An approve promotes the version its requester saw: when that version was rolled back (the bake's
+    breach, a person's rollback) between the request and this step, promoting it would bring back a version
+    just judged bad."""
+    requested = _requested_at(context)
+    if requested is None:
+        return
+    for move in reversed(registry.alias_history(name)):
+        if _moved_at(move) <= requested:
+            break
+        if move.kind == "rollback" and move.from_version == version:
+            raise dg.Failure(
+                description=f"{name}: v{version} not approved: it was rolled back since this approve was requested "
+                f"({requested.isoformat(timespec='seconds')}): {move.alias} v{version} removed at {move.when} by "
+                f"{move.actor} ({move.reason}). Nothing moved; if v{version} should be champion all the same, run "
+                "approve again"
+            )
+
+
 def _refuse_if_moved_since_requested(context: dg.OpExecutionContext, registry: ModelRegistry, name: str) -> None:
     """A rollback undoes the champion its requester saw: when another move (an approve, a rollback, a promotion)
     came between the request and this step, undoing the latest move would bring back the version the
     requester meant to remove."""
-    # The run's first event (queued, starting or started), stamped by the process that wrote it: the run's
-    # creation time in the run storage has only whole seconds on SQLite and the database's own clock.
-    first = context.instance.get_records_for_run(context.run_id, limit=1).records
+    requested = _requested_at(context)
     history = registry.alias_history(name, CHAMPION)
-    if not first or not history:
+    if requested is None or not history:
         return
-    requested = dt.datetime.fromtimestamp(first[0].event_log_entry.timestamp, dt.UTC)
     last = history[-1]
-    moved = dt.datetime.strptime(last.when, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=dt.UTC)
+    moved = _moved_at(last)
     if moved > requested:
         raise dg.Failure(
             description=f"{name}: champion not rolled back: it moved since this rollback was requested "

@@ -6,7 +6,7 @@ CPU, ignored SIGTERM and waited for the run's 6 h `max_runtime`. The steps that 
 the slot here instead, in the same pool of the same instance (the UI's Concurrency page shows it):
 
 - between tries the step sleeps, where Dagster can interrupt it (terminate, SIGTERM, Ctrl-C);
-- a holder that cannot be using the slot any more is cleared at once: a run that has ended (run
+- a holder (or a waiter ahead in the queue) that cannot be using the slot any more is cleared at once: a run that has ended (run
   monitoring frees its slots only a minute later, and not at all without the daemon), or a run
   still STARTED whose process is gone (resources/run_liveness.py), which is marked failed as run
   monitoring would mark it;
@@ -37,7 +37,9 @@ class AliasSlotTimeout(dg.Failure):
 def _clear_dead_holders(instance: dg.DagsterInstance, me: str, log) -> bool:
     """Free the slot of holders that cannot be using it; True when one was freed."""
     freed = False
-    for run_id in sorted(instance.event_log_storage.get_concurrency_info(ALIAS_POOL).active_run_ids - {me}):
+    info = instance.event_log_storage.get_concurrency_info(ALIAS_POOL)
+    # Waiters too: a step killed while it waited stays first in Dagster's queue, and no slot goes past it.
+    for run_id in sorted((info.active_run_ids | info.pending_run_ids | info.assigned_run_ids) - {me}):
         run = instance.get_run_by_id(run_id)
         if run is not None and not run.is_finished:
             gone = process_gone(instance, run_id)
@@ -46,19 +48,25 @@ def _clear_dead_holders(instance: dg.DagsterInstance, me: str, log) -> bool:
             instance.report_run_failed(run, f"Run {run_id} held the alias slot, but {gone}: marked failed.")
             log.warning(f"run {run_id} held the alias slot, but {gone}: marked it failed")
         instance.event_log_storage.free_concurrency_slots_for_run(run_id)
-        log.info(f"freed the alias slot held by run {run_id}, which has ended")
+        log.info(f"freed the alias slot held or waited for by run {run_id}, which has ended")
         freed = True
     return freed
 
 
 def _holders(instance: dg.DagsterInstance, me: str) -> str:
     described = []
-    for slot in instance.event_log_storage.get_concurrency_info(ALIAS_POOL).claimed_slots:
+    info = instance.event_log_storage.get_concurrency_info(ALIAS_POOL)
+    for slot in info.claimed_slots:
         if slot.run_id == me:
             continue
         run = instance.get_run_by_id(slot.run_id)
         what = f"{run.job_name}, {run.status.value}" if run is not None else "unknown to this instance"
         described.append(f"run {slot.run_id} ({what}, step {slot.step_key})")
+    for step in info.pending_steps:
+        if step.run_id != me:
+            run = instance.get_run_by_id(step.run_id)
+            what = f"{run.job_name}, {run.status.value}" if run is not None else "unknown to this instance"
+            described.append(f"run {step.run_id} waiting ahead ({what}, step {step.step_key})")
     return ", ".join(described) or "no run (the pool's limit is 0?)"
 
 

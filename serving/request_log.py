@@ -19,7 +19,8 @@ file all-or-nothing (ml.io.atomic_output), so a request never waits on the disk 
 sees a partial file. A write that fails (store unreachable, folder unwritable, disk full) goes to a
 local spool folder instead, and the spooled files are written to the store again at every later
 flush (with a backoff up to RETRY_MAX_SECONDS) and when a restarted server starts, under the name
-they were meant to have, so a retry never duplicates rows. The spool is bounded (`spool_max_mb`);
+they were meant to have, so a retry never duplicates rows; a spooled file that vanished or no longer
+reads back is counted as dropped (and kept aside as `.unreadable`), never holding up the rest. The spool is bounded (`spool_max_mb`);
 beyond it rows wait in memory up to `max_pending_rows`, and only beyond that are they dropped,
 counted with the reason. `status()` has the counts (served on `/metadata`); once a flush failed or
 a row was dropped the counts are also written to `serving/request_log_status/<process>.json`, where
@@ -29,6 +30,7 @@ naming) a file that is not a request-log Parquet file.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import hashlib
 import json
@@ -331,6 +333,8 @@ class RequestLog:
             return []
         written = []
         for path in sorted(self._spooled):
+            if self._set_aside(path):
+                continue
             day = path.parent.name.removeprefix("day=")
             uri = f"{day_folder(self.store_root, day)}/{path.name}"
             try:
@@ -346,6 +350,27 @@ class RequestLog:
             written.append(uri)
         self._retry_delay = 0.0
         return written
+
+    def _set_aside(self, path: Path) -> bool:
+        """True when a spooled file is gone or no longer the Parquet file it was (removed by hand, cut short):
+        its rows are counted as dropped with the reason and it is never copied to the store, so one lost
+        file neither holds up the files after it nor puts a broken file in the log."""
+        if not path.exists():
+            reason = "spool file vanished before it was written"
+        else:
+            try:
+                if pq.read_table(path).num_rows == self._spooled[path]:
+                    return False
+            except Exception:  # noqa: BLE001, S110 - any failure to read it back means it is not the file written
+                pass
+            reason = "spool file unreadable (set aside as .unreadable)"
+            with contextlib.suppress(OSError):
+                path.rename(path.with_suffix(".unreadable"))
+        rows = self._spooled.pop(path)
+        with self._lock:
+            self.rows_dropped[reason] += rows
+        logger.error("request log: %d row(s) dropped: %s (%s)", rows, reason, path)
+        return True
 
     # --- reporting -------------------------------------------------------------------------------
 
@@ -439,8 +464,9 @@ def read_day(store_root: str, day: str | dt.date, skipped: list[str] | None = No
     tables = []
     for file in files:
         try:
-            if fs.isdir(file):
-                raise ValueError("it is a folder")
+            kind = fs.info(file).get("type")
+            if kind != "file":  # a FIFO or a device would be read without end and hold up every reader
+                raise ValueError("it is a folder" if kind == "directory" else f"it is not a regular file ({kind})")
             tables.append(_read_file(fs, file))
         except Exception as error:
             problem = f"{file}: not a request-log Parquet file ({type(error).__name__}: {error})"[:500]

@@ -38,10 +38,10 @@ class Problem:
 class RequestError(ValueError):
     """The request cannot be scored; `problems` name each row, column and value at fault."""
 
-    def __init__(self, problems: list[Problem]):
+    def __init__(self, problems: list[Problem], total: int | None = None):
         self.problems = problems
-        first = problems[0]
-        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        first, total = problems[0], max(total or 0, len(problems))
+        more = f" (and {total - 1} more)" if total > 1 else ""
         where = "" if first.row is None else f"row {first.row}: "
         super().__init__(f"{where}{first.message}{more}")
 
@@ -104,8 +104,8 @@ class RowValidator:
             if len(problems) >= MAX_PROBLEMS:
                 break
             clean.append(row)
-        if problems:
-            raise RequestError(problems)
+        if problems:  # at most MAX_PROBLEMS named: one row of 8,000 unknown keys must not make a 1 MB answer
+            raise RequestError(problems[:MAX_PROBLEMS], total=len(problems))
         return clean
 
     def _check(self, i: int, row: dict[str, Any], problems: list[Problem]) -> None:

@@ -31,7 +31,7 @@ def test_the_importance_is_computed_once_per_model_and_read_back(trained_project
     with dg.DagsterInstance.from_config(str(trained_project / "var" / "dagster")) as instance:
         assert defs.resolve_job_def("nightly_scoring").execute_in_process(instance=instance, partition_key=DAY).success
         kept = io.read_json(layout.model_importance(storage, "telco_churn", sha))
-        expected = Predictor.load(registry.download("telco_churn", 1)).column_importance()
+        expected = Predictor.load(registry.download("telco_churn", 1, trained_project / "v1")).column_importance()
         assert kept["manifest_sha256"] == sha
         assert kept["importance"] == pytest.approx(expected)
         first = materializations(instance, "drift_report")[0].asset_materialization.metadata

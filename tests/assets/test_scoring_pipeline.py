@@ -64,7 +64,7 @@ def test_a_day_is_checked_scored_reported_and_evaluated(trained_project: Path):
         rows = pd.read_parquet(scored["rows_path"].value)
         assert list(predictions.columns) == ["customer_id", "score"]
         assert predictions["customer_id"].tolist() == rows["customer_id"].tolist()
-        model = Predictor.load(registry.download("telco_churn", 1))
+        model = Predictor.load(registry.download("telco_churn", 1, trained_project / "v1"))
         assert (abs(predictions["score"].to_numpy() - model.predict(rows)) < 1e-12).all()  # training's feature code
 
         drift = materializations(instance, "drift_report")[0].asset_materialization.metadata

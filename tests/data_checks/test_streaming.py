@@ -64,3 +64,24 @@ def test_an_empty_file_is_checked_on_its_columns(broken, spec, tmp_path):
     with pq.ParquetFile(without) as parquet:
         schema = validate_parquet(parquet, suite, id_column=spec.id.column).checks["schema"]
     assert any("missing columns ['contract']" in f.problem for f in schema.failures)
+
+
+def test_a_file_with_category_columns_is_checked_on_its_values(telco_raw, spec, tmp_path):
+    """pandas writes a `category` column as a Parquet dictionary column: allowed values pass, others are named."""
+    rows = telco_raw.drop(columns=[spec.target.column]).head(2000).copy()
+    suite = build_suite(spec, include_target=False, rows=RowBounds(min=100, max=7000))
+    good, bad = tmp_path / "good.parquet", tmp_path / "bad.parquet"
+    rows.astype({c: "category" for c in spec.columns.categorical}).to_parquet(good, index=False)
+    with pq.ParquetFile(good) as parquet:
+        assert all(c.passed for c in validate_parquet(parquet, suite, id_column=spec.id.column).checks.values())
+    rows.loc[7, "contract"] = "Lifetime"
+    rows.astype({"contract": "category"}).to_parquet(bad, index=False)
+    with pq.ParquetFile(bad) as parquet:
+        report = validate_parquet(parquet, suite, id_column=spec.id.column)
+    assert [n for n, c in report.checks.items() if not c.passed] == ["validity"]
+    assert [f.examples for f in report.failures if f.column == "contract"] == [["'Lifetime'"]]
+    rows.loc[9, "tenure"] = None  # a numeric category with a gap: checked as a null, not a crash
+    rows.astype({"tenure": "category"}).to_parquet(bad, index=False)
+    with pq.ParquetFile(bad) as parquet:
+        report = validate_parquet(parquet, suite, id_column=spec.id.column)
+    assert [f.problem for f in report.failures if f.column == "tenure"] == ["1 missing value(s)"]

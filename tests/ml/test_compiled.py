@@ -90,6 +90,26 @@ def test_a_corrupted_or_missing_cache_entry_is_compiled_again(model, cache, telc
     assert [p.name for p in cache.iterdir() if p.name.startswith(".")] == []  # no temporary folder left
 
 
+def test_a_cache_entry_file_that_is_no_regular_file_is_compiled_again_not_read_without_end(model, cache, telco_raw):
+    """An object swapped for a FIFO (or a link to /dev/zero) would block the load for ever (or fill the memory):
+    only a regular file of bounded size is read."""
+    import os
+
+    expected = Predictor.load(model["dir"]).predict(telco_raw)
+    load(model)
+    obj = the_object(cache)
+    obj.unlink()
+    os.mkfifo(obj)
+    loaded: list[Predictor] = []
+    worker = threading.Thread(target=lambda: loaded.append(load(model)), daemon=True)
+    worker.start()
+    worker.join(timeout=120)
+    assert loaded, "the load did not finish: the object was read as it is (a FIFO never ends)"
+    assert loaded[0].engine == "lleaves 1.3.0 (compiled)"
+    assert np.abs(loaded[0].predict(telco_raw) - expected).max() < 1e-12
+    assert the_object(cache).is_file() and not the_object(cache).is_symlink()
+
+
 @pytest.fixture(scope="module")
 def other_model(training_inputs, tmp_path_factory) -> dict:
     """Another LightGBM model on the same features: its compiled object would load in the first's place."""

@@ -138,6 +138,44 @@ def test_a_folder_under_a_days_file_name_is_named_not_ignored(tmp_path: Path, se
     assert f"data/{folder}/2026-10-09.parquet: a folder, not a file" in result.skip_message
 
 
+def test_a_day_delivered_as_a_symbolic_link_is_taken_in_and_odd_names_are_named_not_ignored(tmp_path: Path):
+    """A link to the day's file elsewhere is that file; a link to nothing, and a file the folder's wildcard finds
+    under a name that is not a day's (a browser's `(1)`, a date without zeros), are named, not skipped in silence."""
+    root = tmp_path / "project"
+    incoming = root / "data" / "incoming"
+    incoming.mkdir(parents=True)
+    shutil.copy(REPO / "params.yaml", root / "params.yaml")
+    delivered = tmp_path / "share" / "2026-10-09.parquet"
+    delivered.parent.mkdir()
+    delivered.write_bytes(b"PAR1")
+    (incoming / "2026-10-09.parquet").symlink_to(delivered)
+    (incoming / "2026-10-10.parquet").symlink_to(tmp_path / "nowhere.parquet")
+    (incoming / "2026-10-11.parquet").symlink_to("2026-10-11.parquet")  # a loop
+    for name in ("2026-10-12(1).parquet", "2026-10-6.parquet", ".2026-10-13.parquet"):
+        (incoming / name).write_bytes(b"PAR1")
+    resources = {"params": ParamsResource(project_dir=str(root))}
+    with dg.instance_for_test() as instance:
+        result = evaluate("incoming_arrived", instance, resources)
+        [request] = result.run_requests
+        assert request.partition_key == "2026-10-09" and request.tags["keel/file"].endswith(
+            "incoming/2026-10-09.parquet"
+        )
+        instance.add_run(  # the day ran: the next tick launches nothing and names the odd files
+            dg.DagsterRun(
+                job_name="nightly_scoring",
+                run_id="0" * 8 + "-0000-0000-0000-000000000000",
+                status=dg.DagsterRunStatus.SUCCESS,
+                tags={"dagster/run_key": request.run_key},
+            )
+        )
+        message = evaluate("incoming_arrived", instance, resources).skip_message
+    assert "incoming/2026-10-10.parquet: a symbolic link to nothing readable" in message
+    assert "incoming/2026-10-11.parquet: a symbolic link to nothing readable" in message
+    assert "incoming/2026-10-12(1).parquet: not named as '{date}.parquet'" in message
+    assert "incoming/2026-10-6.parquet: not named as '{date}.parquet'" in message
+    assert ".2026-10-13" not in message and "a folder" not in message  # hidden: a writer's temporary file
+
+
 def test_a_request_log_outage_is_alerted_when_it_begins_and_ends(tmp_path: Path, monkeypatch, spec, telco_raw):
     import datetime as dt
 

@@ -198,3 +198,25 @@ def test_a_run_failure_alert_the_webhook_refused_is_sent_again_by_a_later_tick(w
         evaluate("alert_on_monitoring", instance, {})  # and only once
     texts = webhook.texts()[refused:]
     assert len(texts) == 1 and "nightly_scoring failed for 2026-10-03" in texts[0], texts
+
+
+def test_a_webhook_url_without_its_scheme_never_leaks_and_its_alert_is_kept(webhook: Receiver, monkeypatch, caplog):
+    """A URL pasted without `https://` is a secret all the same: no error or log line may show it, and the run's
+    alert is kept, so it is sent once the variable is corrected."""
+    secret = "hooks.example.com/services/T000/B000/s3cr3t"
+    monkeypatch.setenv(WEBHOOK_VARIABLE, secret)
+    with dg.instance_for_test() as instance:
+        with dg.build_sensor_context(instance=instance, sensor_name="alert_on_run_failure") as context:
+            cursor = alert_on_run_failure.evaluate_tick(context).cursor
+        job = definitions(local(REPO)).resolve_job_def("nightly_scoring")
+        tags = {"dagster/partition": "2026-10-03"}
+        instance.report_run_failed(instance.create_run_for_job(job, tags=tags), "the file of 2026-10-03 is bad")
+        with dg.build_sensor_context(instance=instance, cursor=cursor, sensor_name="alert_on_run_failure") as context:
+            failed = alert_on_run_failure.evaluate_tick(context)
+        error = failed.dagster_run_reactions[0].error
+        assert error is not None and "is not an http(s) URL" in str(error)
+        assert "s3cr3t" not in str(error) and "s3cr3t" not in caplog.text
+        monkeypatch.setenv(WEBHOOK_VARIABLE, webhook.url)  # corrected: the kept alert goes out
+        evaluate("alert_on_monitoring", instance, {})
+    [text] = webhook.texts()
+    assert "nightly_scoring failed for 2026-10-03" in text

@@ -141,6 +141,28 @@ def test_a_move_behind_a_killed_run_clears_its_slot_without_the_daemon(home, tmp
         assert alias_slot_runs(instance) == set()
 
 
+def test_a_move_killed_while_waiting_for_the_slot_does_not_block_the_next(home, tmp_path):
+    """A move SIGKILLed while it waited leaves its claim first in Dagster's queue for the slot: the next move
+    clears it (its process is gone) instead of waiting its whole wait behind no run."""
+    holder = start_mover(home, tmp_path / "holder", wait=60, hold=3600)
+    holding(holder, tmp_path / "holder")
+    waiter = start_mover(home, tmp_path / "waiter", wait=600, hold=0)
+    with dg.DagsterInstance.from_config(home) as instance:
+        deadline = time.monotonic() + 180
+        while not instance.event_log_storage.get_concurrency_info(ALIAS_POOL).pending_run_ids:
+            assert time.monotonic() < deadline, "the waiter never queued for the slot"
+            time.sleep(0.2)
+    kill(waiter)
+    kill(holder)
+    started = time.monotonic()
+    mover = start_mover(home, tmp_path / "mover", wait=90, hold=0)
+    assert outcome(mover) == "moved"
+    assert time.monotonic() - started < 80
+    with dg.DagsterInstance.from_config(home) as instance:
+        info = instance.event_log_storage.get_concurrency_info(ALIAS_POOL)
+        assert info.active_run_ids == set() and info.pending_run_ids == set()
+
+
 def test_a_move_behind_a_live_run_sleeps_stops_on_sigterm_and_gives_up_naming_the_holder(home, tmp_path):
     holder = start_mover(home, tmp_path / "holder", wait=60, hold=3600)
     try:

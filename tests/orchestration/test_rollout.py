@@ -316,6 +316,60 @@ def test_nothing_is_judged_while_a_job_moves_an_alias(root):
         assert tick_with(defs, instance, root, first.cursor).run_requests
 
 
+def test_an_approve_requested_before_its_version_was_rolled_back_moves_nothing(root):
+    """An approve of v2 asked for during v2's canary must not promote it after the bake rolled v2 back in the
+    meantime (the approve waited for the alias slot the rollback held): a version just judged bad."""
+    import threading
+    import time
+    import uuid
+
+    from resources.registry import ALIAS_POOL
+
+    defs = definitions(local(root))
+    registry = local(root)["registry"]
+    name = registry.model_name
+    registry.move_alias(name, CHALLENGER, 2, None, reason="canary of v2", actor="tests")
+    with dg.instance_for_test(overrides={"concurrency": {"pools": {"default_limit": 1}}}) as instance:
+        storage = instance.event_log_storage
+        storage.initialize_concurrency_limit_to_default(ALIAS_POOL)
+        concluding = dg.DagsterRun(
+            job_name="conclude_rollout", run_id=str(uuid.uuid4()), status=dg.DagsterRunStatus.STARTED
+        )
+        instance.add_run(concluding)
+        assert storage.claim_concurrency_slot(ALIAS_POOL, concluding.run_id, "conclude").is_claimed
+
+        def roll_back_v2_once_the_approve_waits() -> None:
+            deadline = time.monotonic() + 120
+            while time.monotonic() < deadline:  # until the approve waits for the slot the rollback holds
+                runs = instance.get_runs(dg.RunsFilter(job_name="approve"))
+                logged = instance.all_logs(runs[0].run_id) if runs else []
+                if any("waiting for the" in (entry.user_message or "") for entry in logged):
+                    break
+                time.sleep(0.1)
+            registry.retire_alias(name, CHALLENGER, 2, "p99 over the ceiling", "canary_bake", kind="rollback")
+            instance.report_run_failed(concluding)
+            storage.free_concurrency_slots_for_run(concluding.run_id)
+
+        concluder = threading.Thread(target=roll_back_v2_once_the_approve_waits)
+        concluder.start()
+        approve = defs.resolve_job_def("approve").execute_in_process(
+            run_config={"ops": {"approve_challenger": {"config": {"reason": "ship it", "version": 2}}}},
+            instance=instance,
+            raise_on_error=False,
+        )
+        concluder.join(timeout=120)
+        assert not approve.success
+        assert "rolled back since this approve was requested" in str(approve.all_events)
+        assert registry.champion() == 1  # v2 was not promoted
+        # Asked for after the rollback, the same approve goes through: a person's explicit call.
+        again = defs.resolve_job_def("approve").execute_in_process(
+            run_config={"ops": {"approve_challenger": {"config": {"reason": "ship it anyway", "version": 2}}}},
+            instance=instance,
+            raise_on_error=False,
+        )
+        assert again.success and registry.champion() == 2
+
+
 def test_a_rollback_requested_before_another_move_of_the_champion_moves_nothing(root):
     """A rollback asked for while champion was v2 must not undo an approve of v1 that ran first (it would bring
     back the v2 it was asked to remove): the champion moved after the request, so nothing moves."""

@@ -109,3 +109,17 @@ def test_a_100k_row_request_does_not_hold_up_health(server, records):
     waits = health_waits(server, sender)
     sender.join()
     assert answers[-1] == 200 and max(waits) < slack, (waits, idle)
+
+
+def test_one_row_with_thousands_of_unknown_columns_gets_a_short_answer(server, records):
+    """The problems an answer names are bounded, also when they all come from one row: an answer ten times
+    the size of its request would make the endpoint a traffic amplifier."""
+    row = {**records[0], **{f"k{i}": i for i in range(8000)}}
+    body = orjson.dumps({"rows": [row]})
+    response = httpx.post(
+        f"{server.url}/predict", content=body, headers={"content-type": "application/json"}, timeout=60
+    )
+    assert response.status_code == 422
+    answer = response.json()
+    assert len(answer["problems"]) == 20 and "(and 7999 more)" in answer["error"]
+    assert len(response.content) < len(body) / 4

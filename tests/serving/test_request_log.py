@@ -98,6 +98,33 @@ def test_rows_spooled_before_a_restart_are_written_by_the_next_process(tmp_path,
     assert len(read_day(store, DAY)) == 30
 
 
+def test_a_spool_file_lost_or_cut_short_is_counted_and_never_holds_up_the_rest(tmp_path, spec, rows):
+    store = str(tmp_path / "store")
+    blocker = _block(store)
+    log = RequestLog(store, spec, flush_seconds=3600, spool_dir=tmp_path / "spool")
+    for batch in range(3):  # three flushes: three spooled files of 10 rows
+        log.append(entry(row, f"b{batch}-{i}") for i, row in enumerate(rows[10 * batch : 10 * batch + 10]))
+        log.flush()
+    first, second, third = sorted((tmp_path / "spool").rglob("*.parquet"))
+    first.unlink()  # removed by hand (or a temp-folder cleaner)
+    with open(second, "r+b") as handle:  # cut short: not a Parquet file any more
+        handle.truncate(100)
+    blocker.unlink()  # the store is back
+    log.flush()
+    # The third file is written; the lost rows are counted with the reason, for the alert sensor.
+    assert logged_ids(store) == sorted(f"b2-{i}" for i in range(10))
+    status = log.status()
+    assert status["rows_pending"] == 0 and status["rows_logged"] == 10
+    assert status["rows_dropped"] == 20, status
+    assert set(status["rows_dropped_by_reason"]) == {
+        "spool file vanished before it was written",
+        "spool file unreadable (set aside as .unreadable)",
+    }
+    assert read_status(store)[0]["rows_dropped"] == 20
+    assert second.with_suffix(".unreadable").exists()  # kept aside for a person, never copied to the store
+    log.close()
+
+
 def test_beyond_the_bounds_rows_are_dropped_and_counted_not_silently(tmp_path, spec, rows):
     store = str(tmp_path / "store")
     _block(store)
@@ -124,3 +151,25 @@ def test_a_foreign_file_in_the_log_is_skipped_and_named(tmp_path, spec, rows):
     frame = read_day(store, DAY, skipped)
     assert sorted(frame["request_id"]) == sorted(f"r{i}" for i in range(10))
     assert len(skipped) == 2 and "notes.txt" in skipped[0] and "other.parquet" in skipped[1]
+
+
+def test_a_fifo_or_device_in_the_log_is_skipped_not_read_without_end(tmp_path, spec, rows):
+    """A FIFO would block the reader (canary_bake's tick, served_requests) for ever; a device never ends."""
+    import os
+    import threading
+
+    store = str(tmp_path / "store")
+    log = RequestLog(store, spec, flush_seconds=3600, spool_dir=tmp_path / "spool")
+    log.append(entry(row, f"r{i}") for i, row in enumerate(rows[:10]))
+    log.close()
+    folder = Path(day_folder(store, DAY))
+    os.mkfifo(folder / "stray.parquet")
+    (folder / "zero.parquet").symlink_to("/dev/zero")
+    skipped: list[str] = []
+    read: list[pd.DataFrame] = []
+    reader = threading.Thread(target=lambda: read.append(read_day(store, DAY, skipped)), daemon=True)
+    reader.start()
+    reader.join(timeout=60)
+    assert read, "read_day did not return: it read the FIFO"
+    assert sorted(read[0]["request_id"]) == sorted(f"r{i}" for i in range(10))
+    assert len(skipped) == 2 and all("not a regular file" in problem for problem in skipped), skipped
