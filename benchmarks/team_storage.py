@@ -1,6 +1,6 @@
 """Dagster and MLflow on SQLite against the team instance's Postgres, side by side, under the real daemon.
 
-    .venv/bin/python -m benchmarks.team_storage [--days 30] [--trainings 8]
+    .venv/bin/python -m benchmarks.team_storage [--days 30] [--trainings 8] [--backends sqlite,postgres] [--logs DIR]
 
 In a throw-away copy of the project (DVC stages run, a champion trained, `--days` simulated daily files),
 for each backend in turn:
@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -229,14 +230,20 @@ def measure(backend: Backend, dates: list[str], trainings: int) -> dict:
     results = {}
     try:
         with dg.DagsterInstance.from_config(str(backend.home)) as instance:
-            since = time.time()
-            queued = backend.cli(
-                "job", "backfill", "-w", "team/workspace.yaml", "-j", "nightly_scoring",
-                "--from", dates[0], "--to", dates[-1], "--noprompt",
-            )  # fmt: skip
-            if queued.returncode:
-                raise SystemExit(f"{backend.name}: backfill not queued:\n{queued.stdout}\n{queued.stderr}")
-            results["backfill"] = backend.wait_runs(instance, "nightly_scoring", len(dates), since)
+            if dates:
+                since = time.time()
+                queued = backend.cli(
+                    "job", "backfill", "-w", "team/workspace.yaml", "-j", "nightly_scoring",
+                    "--from", dates[0], "--to", dates[-1], "--noprompt",
+                )  # fmt: skip
+                if queued.returncode:
+                    raise SystemExit(f"{backend.name}: backfill not queued:\n{queued.stdout}\n{queued.stderr}")
+                results["backfill"] = backend.wait_runs(instance, "nightly_scoring", len(dates), since)
+            # The launches below are not retried: the code server must answer first (it does already when a
+            # backfill ran before them).
+            listed = backend.cli("job", "list", "-w", "team/workspace.yaml")
+            if listed.returncode:
+                raise SystemExit(f"{backend.name}: the code server did not answer:\n{listed.stdout}\n{listed.stderr}")
             since = time.time()
             launches = [
                 subprocess.Popen(
@@ -261,10 +268,15 @@ def measure(backend: Backend, dates: list[str], trainings: int) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--days", type=int, default=30, help="days in the nightly_scoring backfill")
+    parser.add_argument("--days", type=int, default=30, help="days in the nightly_scoring backfill (0: no backfill)")
     parser.add_argument("--trainings", type=int, default=8, help="train_model runs launched together")
     parser.add_argument("--backends", default="sqlite,postgres", help="which to measure, comma-separated")
+    parser.add_argument(
+        "--logs", type=Path, help="keep the services' output (Dagster, MLflow, Postgres) in this folder"
+    )
     args = parser.parse_args()
+    # SIGTERM stops the services as Ctrl-C does (a background job ignores SIGINT).
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
 
     from tests.team.services import Team, postgres_missing
 
@@ -290,6 +302,10 @@ def main() -> None:
             print(f"{name}: {rows[name]}", flush=True)
     finally:
         team.stop_all()
+        if args.logs:
+            args.logs.mkdir(parents=True, exist_ok=True)
+            for log in [*folder.glob("*.log"), *team.folder.glob("*.log")]:
+                shutil.copy(log, args.logs / log.name)
         team.remove()
         shutil.rmtree(folder, ignore_errors=True)
     print(
@@ -301,6 +317,8 @@ def main() -> None:
             ("backfill", f"backfill, {args.days} days"),
             ("training", f"{args.trainings} trainings at once"),
         ):
+            if workload not in result:
+                continue
             r = result[workload]
             print(
                 f"{name:<10}{label:<28}{r['wall']:>8.0f}{r['runs']:>6}{r['failed']:>8}{r['not_started']:>22}{r['ok']:>5}"
@@ -308,7 +326,7 @@ def main() -> None:
             )
     for name, result in rows.items():
         for workload in ("backfill", "training"):
-            for why in result[workload]["why_failed"]:
+            for why in result.get(workload, {}).get("why_failed", []):
                 print(f"{name} {workload} failed run {why}")
 
 

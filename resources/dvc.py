@@ -39,9 +39,14 @@ class DvcResource(dg.ConfigurableResource):
         return env
 
     def run(self, *args: str) -> str:
-        """Run `dvc ARGS...` in the repository; raise DvcError with its output on failure."""
+        """Run `dvc ARGS...` in the repository; raise DvcError with its output on failure.
+
+        Runs launched together (training runs each import the raw data) share the repository's lock:
+        DVC gives up on a held lock after 3 s, which a busy machine's `dvc repro` outlasts, so every
+        command waits for it (`--wait-for-lock`; the lock goes with the process that held it).
+        """
         proc = subprocess.run(
-            [sys.executable, "-m", "dvc", *args],
+            [sys.executable, "-m", "dvc", "--wait-for-lock", *args],
             cwd=self.root,
             env=self._env(),
             capture_output=True,
