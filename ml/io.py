@@ -15,6 +15,7 @@ import json
 import os
 import re
 import shutil
+import stat
 import tempfile
 import time
 import uuid
@@ -162,6 +163,7 @@ class ChangedFileError(ValueError):
 
 def read_parquet_and_md5(uri: str) -> tuple[pd.DataFrame, str]:
     """The file's rows and the md5 of its bytes (DVC's hash of a file), from one read."""
+    _regular_file(uri)
     with fsspec.open(uri, "rb") as handle:
         data = handle.read()
     return pd.read_parquet(pyarrow.BufferReader(data)), hashlib.md5(data).hexdigest()
@@ -171,9 +173,27 @@ class UnreadableParquetError(ValueError):
     """A file is not a Parquet file pyarrow can read; the message names it."""
 
 
+def _regular_file(uri: str) -> None:
+    """UnreadableParquetError naming a local path that is no regular file (a link is what it points to):
+    a FIFO would block its reader for good and a link to /dev/zero would never end, so neither is read."""
+    if is_remote(uri):
+        return
+    path = uri.removeprefix("file://")
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return  # missing or unreadable: the open that follows names it
+    if not stat.S_ISREG(mode):
+        kind = {stat.S_IFDIR: "a folder", stat.S_IFIFO: "a FIFO", stat.S_IFCHR: "a character device"}.get(
+            stat.S_IFMT(mode), "not a regular file"
+        )
+        raise UnreadableParquetError(f"{uri} is {kind}, not a regular file; it was not read")
+
+
 def read_table_and_md5(uri: str) -> tuple[pyarrow.Table, str]:
     """The file's Arrow table (its column types as written) and the md5 of its bytes, from one read;
     UnreadableParquetError naming the file when it is no Parquet file."""
+    _regular_file(uri)
     with fsspec.open(uri, "rb") as handle:
         data = handle.read()
     try:
@@ -186,6 +206,7 @@ def read_table_and_md5(uri: str) -> tuple[pyarrow.Table, str]:
 @contextlib.contextmanager
 def open_parquet(uri: str) -> Iterator[pq.ParquetFile]:
     """A Parquet file opened for reading by row group or batch, never whole (local path or fsspec URI)."""
+    _regular_file(uri)
     with fsspec.open(uri, "rb") as handle, pq.ParquetFile(handle) as parquet:
         yield parquet
 
@@ -197,6 +218,7 @@ def open_parquet_and_md5(uri: str) -> Iterator[tuple[pq.ParquetFile, str]]:
     One open handle serves both, so a file replaced meanwhile (a new version renamed onto it) is
     still the version that was hashed.
     """
+    _regular_file(uri)
     with fsspec.open(uri, "rb") as handle:
         digest = hashlib.md5()
         for block in iter(lambda: handle.read(1 << 20), b""):

@@ -94,7 +94,8 @@ def arrived(template: str, misnamed: list[str] | None = None) -> list[Arrival]:
                 continue
         if info.get("type", "file") != "file":  # e.g. Spark's folder of part files under the day's name
             if misnamed is not None:
-                misnamed.append(f"{where}: a folder, not a file; a day's data is one file (write it as one)")
+                kind = "a folder" if info.get("type") == "directory" else "a FIFO, device or socket"
+                misnamed.append(f"{where}: {kind}, not a file; a day's data is one file (write it as one)")
             continue
         if (problem := _invalid_date(match.group(1))) is not None:
             if misnamed is not None:

@@ -83,3 +83,24 @@ def test_a_really_full_disk_is_reported_by_name(tiny_disk):
     with pytest.raises(io.DiskFullError, match=r"no space left on the device while writing .*report\.json \("):
         io.write_json({"big": "x" * 200_000}, str(target))
     assert io.read_json(str(target)) == {"small": True} and hidden(tiny_disk) == []
+
+
+def test_a_fifo_a_device_or_a_folder_under_a_days_name_is_refused_naming_it_not_read_without_end(tmp_path):
+    """A FIFO nobody writes to would block a day's run until its max_runtime, and a link to /dev/zero
+    would be hashed for ever: each is refused at once, naming the file and what it is."""
+    fifo, zero, folder = (tmp_path / f"2026-10-0{n}.parquet" for n in (2, 3, 4))
+    os.mkfifo(fifo)
+    zero.symlink_to("/dev/zero")
+    folder.mkdir()
+    probe = (
+        "import sys\nfrom ml import io\nuri = sys.argv[1]\n"
+        "for read in (lambda: io.open_parquet_and_md5(uri).__enter__(), lambda: io.read_table_and_md5(uri),\n"
+        "             lambda: io.read_parquet_and_md5(uri), lambda: io.open_parquet(uri).__enter__()):\n"
+        "    try:\n        read()\n    except io.UnreadableParquetError as error:\n        print(error)\n"
+    )
+    for path, kind in ((fifo, "a FIFO"), (zero, "a character device"), (folder, "a folder")):
+        done = subprocess.run(
+            [sys.executable, "-c", probe, str(path)], cwd=REPO, capture_output=True, text=True, timeout=60
+        )
+        lines = done.stdout.splitlines()
+        assert lines == [f"{path} is {kind}, not a regular file; it was not read"] * 4, (lines, done.stderr[-2000:])

@@ -5,6 +5,7 @@ byte every few seconds, and a plain one that records what it was sent."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import socket
 import threading
@@ -136,6 +137,24 @@ def test_a_folder_under_a_days_file_name_is_named_not_ignored(tmp_path: Path, se
         result = evaluate(sensor, instance, resources)
     assert not result.run_requests
     assert f"data/{folder}/2026-10-09.parquet: a folder, not a file" in result.skip_message
+
+
+@pytest.mark.parametrize("sensor, folder", [("incoming_arrived", "incoming"), ("labels_arrived", "labels")])
+def test_a_fifo_or_a_link_to_a_device_under_a_days_name_is_named_as_what_it_is(
+    tmp_path: Path, sensor: str, folder: str
+):
+    """Neither is a folder: the reason says what the thing is, so the person looks for the right fault."""
+    root = tmp_path / "project"
+    (root / "data" / folder).mkdir(parents=True)
+    os.mkfifo(root / "data" / folder / "2026-10-09.parquet")
+    (root / "data" / folder / "2026-10-10.parquet").symlink_to("/dev/zero")
+    shutil.copy(REPO / "params.yaml", root / "params.yaml")
+    resources = {"params": ParamsResource(project_dir=str(root))}
+    with dg.instance_for_test() as instance:
+        result = evaluate(sensor, instance, resources)
+    assert not result.run_requests
+    for day in ("2026-10-09", "2026-10-10"):
+        assert f"data/{folder}/{day}.parquet: a FIFO, device or socket, not a file" in result.skip_message
 
 
 def test_a_day_delivered_as_a_symbolic_link_is_taken_in_and_odd_names_are_named_not_ignored(tmp_path: Path):
