@@ -107,7 +107,10 @@ def _as_text(value: Any) -> str | None:
     if isinstance(value, str):
         return value
     if isinstance(value, dict | list):
-        return json.dumps(value, default=str)[:1000]
+        try:
+            return json.dumps(value, default=str)[:1000]
+        except RecursionError:  # JSON may nest 1,024 deep, deeper than json.dumps goes
+            return f"<a {type(value).__name__} nested too deep to log>"
     return token_key(value)
 
 

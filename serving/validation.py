@@ -54,15 +54,28 @@ MAX_PROBLEMS = 20
 QUOTED_CHARS = 80  # of a value in an answer
 
 
+def _repr(value: Any) -> str:
+    try:
+        return repr(value)
+    except RecursionError:  # JSON may nest 1,024 deep, deeper than repr goes
+        return f"<a {type(value).__name__} nested too deep to show>"
+
+
 def shown(value: Any) -> str:
     """A value as an answer quotes it: its repr, cut after QUOTED_CHARS characters."""
-    text = repr(value)
+    text = _repr(value)
     return text if len(text) <= QUOTED_CHARS else f"{text[:QUOTED_CHARS]}... ({len(text)} characters)"
 
 
 def _quoted(value: Any) -> Any:
     """A value as a problem carries it back: long text and containers cut to `shown`."""
-    return shown(value) if isinstance(value, str | dict | list) and len(repr(value)) > QUOTED_CHARS else value
+    if not isinstance(value, str | dict | list):
+        return value
+    try:
+        text = repr(value)
+    except RecursionError:  # too deep for repr is too deep for the answer's JSON as well
+        return shown(value)
+    return shown(value) if len(text) > QUOTED_CHARS else value
 
 
 def _is_number(value: Any) -> bool:

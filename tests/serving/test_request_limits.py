@@ -123,3 +123,22 @@ def test_one_row_with_thousands_of_unknown_columns_gets_a_short_answer(server, r
     answer = response.json()
     assert len(answer["problems"]) == 20 and "(and 7999 more)" in answer["error"]
     assert len(response.content) < len(body) / 4
+
+
+def test_a_value_nested_a_thousand_deep_is_refused_naming_its_column_and_logged(server, records):
+    """JSON may nest 1,024 deep, deeper than Python's repr goes: such a value got a bare 500 (RecursionError)
+    and its row was answered but never logged."""
+    deep = b"[" * 1000 + b"1" + b"]" * 1000
+    before = server.metadata()["request_log"]["rows_logged"]
+    for column in ("contract", "tenure", "not_a_column"):
+        row = orjson.dumps({**records[0], column: None}).replace(
+            f'"{column}":null'.encode(), f'"{column}":'.encode() + deep
+        )
+        response = httpx.post(
+            f"{server.url}/predict", content=b'{"rows":[' + row + b"]}", headers={"content-type": "application/json"}
+        )
+        assert response.status_code == 422, response.text[:300]
+        assert response.json()["problems"][0]["column"] == column
+        assert "nested too deep to show" in response.json()["error"]
+    server.wait_for(lambda m: m["request_log"]["rows_logged"] >= before + 3, "the three refused rows logged")
+    assert server.metadata()["request_log"]["rows_dropped"] == 0
