@@ -149,6 +149,7 @@ def write_json(document: Any, uri: str) -> None:
 
 
 def read_parquet(uri: str) -> pd.DataFrame:
+    _regular_file(uri)
     if is_remote(uri):
         # Through fsspec, as every write is: given a gs:// string, pandas would pick pyarrow's own GCS
         # client, which ignores STORAGE_EMULATOR_HOST and gcsfs's credential chain (it hangs off GCP).

@@ -8,13 +8,16 @@ Run keys name the rollout (version and start) and the outcome, so a decision is 
 
 import datetime as dt
 import json
+import re
 
 import dagster as dg
+import fsspec
 import pandas as pd
 
 import ml.io
 from ml.ids import ids_as_text
 from ml.params import Params
+from orchestration.arrivals import DATE
 from orchestration.rollout import conclude_rollout
 from orchestration.rollout_reconcile import Ended, alias_move_running, check, cursor_for, end_request
 from orchestration.sensor_guard import alerting
@@ -22,15 +25,17 @@ from resources.params import ParamsResource
 from resources.registry import ModelRegistry
 from resources.storage import ArtifactStore
 from serving.bake import LABEL, Decision, decide
-from serving.request_log import read_day
+from serving.request_log import logged_days, read_day
 from serving.state import RolloutState, write_state
 
 SENSOR = "canary_bake"
 
 
-def _days(since: dt.datetime, now: dt.datetime) -> list[str]:
-    first, last = since.date(), now.date()
-    return [(first + dt.timedelta(days=n)).isoformat() for n in range((last - first).days + 1)]
+def _days(found: list[str], since: dt.datetime, now: dt.datetime) -> list[str]:
+    """The days of `found` the bake spans. Taken from a listing, not counted from `since`: a `since` from a
+    clock reset to 1970 or year 1 would otherwise mean a look-up for each of up to 740,000 days."""
+    first, last = since.date().isoformat(), now.date().isoformat()
+    return sorted(day for day in set(found) if first <= day <= last)
 
 
 def bake_requests(
@@ -38,7 +43,8 @@ def bake_requests(
 ) -> pd.DataFrame:
     """Every logged request row of the days the bake spans (decide keeps those from `since`); a file
     that is not the log's is left out and named in `ignored`."""
-    frames = [frame for day in _days(since, now) if not (frame := read_day(store_root, day, ignored)).empty]
+    days = _days(logged_days(store_root), since, now)
+    frames = [frame for day in days if not (frame := read_day(store_root, day, ignored)).empty]
     return pd.concat(frames, ignore_index=True) if frames else read_day(store_root, since.date())
 
 
@@ -76,6 +82,13 @@ def arrived_labels(settings: Params, days: list[str], ignored: list[str] | None 
     return labels.assign(**{LABEL: labels[LABEL].astype("int64")})
 
 
+def labelled_days(settings: Params) -> list[str]:
+    """The days something has arrived under a labels file's name for, from one listing."""
+    fs, pattern = fsspec.core.url_to_fs(settings.labels_uri("*"))
+    name = re.escape(settings.labels_uri("{date}").rsplit("/", 1)[-1]).replace(re.escape("{date}"), DATE)
+    return [m.group(1) for path in fs.glob(pattern) if (m := re.fullmatch(name, path.rsplit("/", 1)[-1]))]
+
+
 def judge(
     state: RolloutState,
     settings: Params,
@@ -93,7 +106,7 @@ def judge(
         now=now,
         settings=settings.serving.rollout,
         champion_version=champion,
-        labels=arrived_labels(settings, _days(state.since, now), ignored),
+        labels=arrived_labels(settings, _days(labelled_days(settings), state.since, now), ignored),
         id_column=settings.dataset.id.column,
         seed=settings.drift.seed,
         canary_percent=state.canary_percent,

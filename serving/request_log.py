@@ -93,6 +93,16 @@ def day_folder(store_root: str, day: str | dt.date) -> str:
     return serving_uri(store_root, "requests", f"day={day}")
 
 
+def logged_days(store_root: str) -> list[str]:
+    """The days the request log has a folder for, from one listing (never one look-up per calendar day)."""
+    fs, path = fsspec.core.url_to_fs(serving_uri(store_root, "requests"))
+    try:
+        names = [p.rsplit("/", 1)[-1] for p in fs.glob(f"{path}/day=*")]
+    except FileNotFoundError:
+        return []
+    return sorted(name.removeprefix("day=") for name in names)
+
+
 def default_spool_dir() -> Path:
     return Path(tempfile.gettempdir()) / "keel-request-log-spool"
 

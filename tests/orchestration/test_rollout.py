@@ -7,7 +7,10 @@ the serving format with each version's real scores; only the latencies are made 
 from __future__ import annotations
 
 import datetime as dt
+import json
+import os
 import shutil
+import threading
 from pathlib import Path
 
 import dagster as dg
@@ -25,7 +28,7 @@ from orchestration.definitions import definitions
 from orchestration.deployments import local
 from resources.registry import CHALLENGER, CHAMPION
 from serving.request_log import RequestLog, input_columns
-from serving.state import read_state
+from serving.state import read_state, state_uri
 from tests.conftest import REPO
 
 ROLLOUT = {"bake_minutes": 0, "min_requests": 100, "max_p99_ratio": 1.5, "canary_percent": 20}
@@ -413,3 +416,30 @@ def test_a_rollback_requested_before_another_move_of_the_champion_moves_nothing(
         assert not rollback.success
         assert "moved since this rollback was requested" in str(rollback.all_events)
         assert registry.champion() == 1  # not back to v2
+
+
+def test_a_since_from_a_clock_reset_to_year_one_and_a_labels_fifo_still_give_a_decision_within_a_tick(
+    root, artifacts, training_inputs
+):
+    """A `since` written by a machine whose clock read year 1 meant a look-up for each of 740,000 days (the
+    tick ran for hours), and a FIFO under a labels file's name blocked the tick for good."""
+    defs = definitions(local(root))
+    params, store = local(root)["params"].load(), local(root)["storage"].root
+    today = dt.datetime.now(dt.UTC).date().isoformat()
+    with dg.instance_for_test() as instance:
+        assert run_job(defs, instance, "start_canary", {"version": 3, "reason": "try seed 3"}).success
+        serve(root, training_inputs["holdout"], artifacts, canary=3, canary_latency=4.0)
+        state = state_uri(store)
+        document = json.loads(Path(state).read_text())
+        Path(state).write_text(json.dumps({**document, "since": "0001-01-01T00:00:00+00:00"}))
+        labels = Path(params.labels_uri(today))
+        labels.parent.mkdir(parents=True, exist_ok=True)
+        os.mkfifo(labels)
+
+        outcome: list = []
+        ticking = threading.Thread(target=lambda: outcome.append(tick(defs, instance, root)), daemon=True)
+        ticking.start()
+        ticking.join(timeout=120)
+        assert outcome, "the tick did not return within 120 s"
+        [request] = outcome[0].run_requests
+        assert request.run_config["ops"]["conclude"]["config"]["outcome"] == "promote"
