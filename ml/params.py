@@ -98,8 +98,15 @@ class DailySection(_Section):
     @field_validator("incoming", "labels")
     @classmethod
     def _templated(cls, value: str) -> str:
-        if "{date}" not in value:
-            raise ValueError(f"the template must contain {{date}}, got {value!r}")
+        if value.count("{date}") != 1:
+            raise ValueError(f"the template must contain {{date}} once, got {value!r}")
+        # The folder is listed with the template as a wildcard: a control character or a wildcard of its
+        # own would make the listing find nothing (or other files) while the day's files wait unscored.
+        odd = sorted({c for c in value if ord(c) < 32 or ord(c) == 127 or c in "*?[]"})
+        if odd:
+            raise ValueError(
+                f"the template {value!r} holds {', '.join(map(repr, odd))}: not allowed in a file template"
+            )
         return value
 
     def date(self, day: int) -> dt.date:

@@ -7,7 +7,7 @@ import copy
 import pytest
 import yaml
 
-from ml.params import Params, ParamsError, load_params, parse_params
+from ml.params import DailySection, Params, ParamsError, load_params, parse_params
 from tests.conftest import REPO
 
 SHIPPED = yaml.safe_load((REPO / "params.yaml").read_text())
@@ -85,3 +85,21 @@ def test_a_broken_file_is_named(tmp_path):
         load_params(tmp_path / "params.yaml")
     with pytest.raises(ParamsError, match=r"nowhere.yaml: no such file"):
         load_params(tmp_path / "nowhere.yaml")
+
+
+@pytest.mark.parametrize(
+    "template",
+    [
+        "data/incoming/\x00{date}.parquet",
+        "data/incoming/{date}\n.parquet",
+        "data/incoming/*{date}.parquet",
+        "data/{date}/{date}.parquet",
+        "data/incoming/{date}.parquet\x7f",
+    ],
+)
+def test_a_day_file_template_with_a_control_character_a_wildcard_or_two_dates_is_refused_naming_it(template):
+    """Such a template listed no file (or raised) on every tick: the day's files waited unscored, the skip
+    reason said only "no snapshot files found"."""
+    with pytest.raises(ValueError, match="daily.incoming|incoming") as refused:
+        DailySection(incoming=template)
+    assert repr(template) in str(refused.value)
