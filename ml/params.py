@@ -12,6 +12,7 @@ DVC tracks the same file: each stage lists the sections it depends on (dvc.yaml)
 from __future__ import annotations
 
 import datetime as dt
+import unicodedata
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -85,6 +86,14 @@ class RegistrySection(_Section):
     )
 
 
+def _not_in_a_file_template(character: str) -> bool:
+    """A wildcard, or a control, format, unassigned or separator character other than a plain space."""
+    if character in "*?[]":
+        return True
+    category = unicodedata.category(character)
+    return category[0] == "C" or (category[0] == "Z" and character != " ")
+
+
 class DailySection(_Section):
     """Where a day's files are: one snapshot file and one labels file per day, by template."""
 
@@ -100,9 +109,11 @@ class DailySection(_Section):
     def _templated(cls, value: str) -> str:
         if value.count("{date}") != 1:
             raise ValueError(f"the template must contain {{date}} once, got {value!r}")
-        # The folder is listed with the template as a wildcard: a control character or a wildcard of its
-        # own would make the listing find nothing (or other files) while the day's files wait unscored.
-        odd = sorted({c for c in value if ord(c) < 32 or ord(c) == 127 or c in "*?[]"})
+        # The folder is listed with the template as a wildcard: a control or invisible character (a
+        # zero-width space, a line separator), a wildcard of its own, or a brace besides {date}'s (which
+        # str.format reads: `{{date}}` names one fixed file) would make the listing find nothing (or
+        # other files) while the day's files wait unscored.
+        odd = sorted({c for c in value if _not_in_a_file_template(c)} | (set(value.replace("{date}", "")) & set("{}")))
         if odd:
             raise ValueError(
                 f"the template {value!r} holds {', '.join(map(repr, odd))}: not allowed in a file template"

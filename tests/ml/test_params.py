@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import datetime
 
 import pytest
 import yaml
@@ -95,6 +96,13 @@ def test_a_broken_file_is_named(tmp_path):
         "data/incoming/*{date}.parquet",
         "data/{date}/{date}.parquet",
         "data/incoming/{date}.parquet\x7f",
+        "data/{{date}}.parquet",
+        "data/in{coming/{date}.parquet",
+        "data/incoming/{date}}.parquet",
+        "data/{region}/{date}.parquet",
+        "data/incoming/\u200b{date}.parquet",
+        "data/incoming/{date}.parquet\x85",
+        "data/incoming/{date}\u2028.parquet",
     ],
 )
 def test_a_day_file_template_with_a_control_character_a_wildcard_or_two_dates_is_refused_naming_it(template):
@@ -103,3 +111,12 @@ def test_a_day_file_template_with_a_control_character_a_wildcard_or_two_dates_is
     with pytest.raises(ValueError, match="daily.incoming|incoming") as refused:
         DailySection(incoming=template)
     assert repr(template) in str(refused.value)
+
+
+@pytest.mark.parametrize("template", ["data/My Drive/{date}/snapshot.parquet", "gs://bucket/in/{date}.parquet"])
+def test_a_day_file_template_with_spaces_folders_or_a_bucket_is_accepted(template):
+    assert (
+        DailySection(start_date=datetime.date(2026, 10, 1), incoming=template)
+        .incoming_uri("2026-10-02")
+        .endswith(template.replace("{date}", "2026-10-02").removeprefix("data/"))
+    )
