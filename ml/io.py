@@ -174,6 +174,10 @@ class UnreadableParquetError(ValueError):
     """A file is not a Parquet file pyarrow can read; the message names it."""
 
 
+class NotARegularFileError(UnreadableParquetError):
+    """A local path is a FIFO, a device or a folder (any file, Parquet or JSON): it was not read."""
+
+
 def _regular_file(uri: str) -> None:
     """UnreadableParquetError naming a local path that is no regular file (a link is what it points to):
     a FIFO would block its reader for good and a link to /dev/zero would never end, so neither is read."""
@@ -188,7 +192,7 @@ def _regular_file(uri: str) -> None:
         kind = {stat.S_IFDIR: "a folder", stat.S_IFIFO: "a FIFO", stat.S_IFCHR: "a character device"}.get(
             stat.S_IFMT(mode), "not a regular file"
         )
-        raise UnreadableParquetError(f"{uri} is {kind}, not a regular file; it was not read")
+        raise NotARegularFileError(f"{uri} is {kind}, not a regular file; it was not read")
 
 
 def read_table_and_md5(uri: str) -> tuple[pyarrow.Table, str]:
@@ -245,12 +249,14 @@ def read_checked_parquet(uri: str, md5: str, what: str) -> pd.DataFrame:
 
 
 def read_json(uri: str) -> Any:
+    _regular_file(uri)  # a link to /dev/zero under rollout.json filled a server's memory in seconds
     with fsspec.open(uri, "r", encoding="utf-8") as handle:
         return json.load(handle)
 
 
 def file_digest(uri: str, algorithm: str = "sha256") -> str:
     """Hex digest of a file's bytes. md5 of a single file is also DVC's hash of it."""
+    _regular_file(uri)
     digest = hashlib.new(algorithm)
     with fsspec.open(uri, "rb") as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):

@@ -104,3 +104,28 @@ def test_a_fifo_a_device_or_a_folder_under_a_days_name_is_refused_naming_it_not_
         )
         lines = done.stdout.splitlines()
         assert lines == [f"{path} is {kind}, not a regular file; it was not read"] * 4, (lines, done.stderr[-2000:])
+
+
+def test_a_json_file_or_a_hashed_file_that_is_a_fifo_or_a_link_to_a_device_is_refused_not_read_without_end(tmp_path):
+    """rollout.json made a link to /dev/zero filled a server's memory (17 GB in 12 s, `/health` ok) and a
+    FIFO there blocked its poll for good; a FIFO or a device under a hashed file's name was hashed for ever.
+    (read_json is not tried on /dev/zero here: the old code would fill this machine's memory too.)"""
+    fifo, zero = tmp_path / "rollout.json", tmp_path / "zero.json"
+    os.mkfifo(fifo)
+    zero.symlink_to("/dev/zero")
+    probe = (
+        "import sys\nfrom ml import io\n"
+        "try:\n    getattr(io, sys.argv[2])(sys.argv[1])\nexcept io.NotARegularFileError as error:\n    print(error)\n"
+    )
+    for path, kind, read in (
+        (fifo, "a FIFO", "read_json"),
+        (fifo, "a FIFO", "file_digest"),
+        (zero, "a character device", "file_digest"),
+    ):
+        done = subprocess.run(
+            [sys.executable, "-c", probe, str(path), read], cwd=REPO, capture_output=True, text=True, timeout=30
+        )
+        assert done.stdout.splitlines() == [f"{path} is {kind}, not a regular file; it was not read"], (
+            read,
+            done.stderr[-2000:],
+        )
