@@ -43,7 +43,7 @@ def bake_requests(
 ) -> pd.DataFrame:
     """Every logged request row of the days the bake spans (decide keeps those from `since`); a file
     that is not the log's is left out and named in `ignored`."""
-    days = _days(logged_days(store_root), since, now)
+    days = _days(logged_days(store_root, ignored), since, now)
     frames = [frame for day in days if not (frame := read_day(store_root, day, ignored)).empty]
     return pd.concat(frames, ignore_index=True) if frames else read_day(store_root, since.date())
 

@@ -93,14 +93,34 @@ def day_folder(store_root: str, day: str | dt.date) -> str:
     return serving_uri(store_root, "requests", f"day={day}")
 
 
-def logged_days(store_root: str) -> list[str]:
-    """The days the request log has a folder for, from one listing (never one look-up per calendar day)."""
+def logged_days(store_root: str, skipped: list[str] | None = None) -> list[str]:
+    """The days the request log has a folder for, from one listing (never one look-up per calendar day).
+
+    A folder named `day=` and no date (`day=2026-12-06.bak`, a copy someone kept) is no day of the log:
+    read, its rows would be counted twice. It is left out and named in `skipped`.
+    """
     fs, path = fsspec.core.url_to_fs(serving_uri(store_root, "requests"))
     try:
         names = [p.rsplit("/", 1)[-1] for p in fs.glob(f"{path}/day=*")]
     except FileNotFoundError:
         return []
-    return sorted(name.removeprefix("day=") for name in names)
+    days = []
+    for day in sorted(name.removeprefix("day=") for name in names):
+        if _a_date(day):
+            days.append(day)
+        elif skipped is not None:
+            skipped.append(f"{day_folder(store_root, day)}: not named day=YYYY-MM-DD; its rows were not read")
+    return days
+
+
+def _a_date(text: str) -> bool:
+    if not (len(text) == 10 and text.isascii()):
+        return False
+    try:
+        dt.date.fromisoformat(text)
+    except ValueError:
+        return False
+    return True
 
 
 def default_spool_dir() -> Path:

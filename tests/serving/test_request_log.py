@@ -173,3 +173,21 @@ def test_a_fifo_or_device_in_the_log_is_skipped_not_read_without_end(tmp_path, s
     assert read, "read_day did not return: it read the FIFO"
     assert sorted(read[0]["request_id"]) == sorted(f"r{i}" for i in range(10))
     assert len(skipped) == 2 and all("not a regular file" in problem for problem in skipped), skipped
+
+
+def test_a_copy_of_a_days_folder_under_another_name_is_not_read_as_another_day(tmp_path, spec, rows):
+    """`day=2026-10-05.bak` or `day=2026-10-05 (copy)` beside the day: canary_bake read each as one more day,
+    counting every request of the copy twice, without a word."""
+    from orchestration.rollout_sensor import bake_requests
+
+    store = str(tmp_path / "store")
+    log = RequestLog(store, spec, flush_seconds=3600, spool_dir=tmp_path / "spool")
+    log.append(entry(row, f"r{i}") for i, row in enumerate(rows[:10]))
+    log.close()
+    folder = Path(day_folder(store, DAY))
+    for copy in ("day=2026-10-04.bak", "day=2026-10-04 (copy)", "day=2026-10-4", "day=２０２６-10-04"):
+        shutil.copytree(folder, folder.parent / copy)
+    ignored: list[str] = []
+    frame = bake_requests(store, AT - dt.timedelta(days=2), AT + dt.timedelta(hours=1), ignored)
+    assert sorted(frame["request_id"]) == sorted(f"r{i}" for i in range(10))
+    assert len(ignored) == 4 and all("not named day=YYYY-MM-DD" in problem for problem in ignored), ignored
