@@ -27,6 +27,7 @@ import fsspec
 import pandas as pd
 import pyarrow
 import pyarrow.parquet as pq
+from fsspec.implementations.local import LocalFileSystem
 
 
 def is_remote(uri: str) -> bool:
@@ -181,9 +182,12 @@ class NotARegularFileError(UnreadableParquetError):
 def _regular_file(uri: str) -> None:
     """UnreadableParquetError naming a local path that is no regular file (a link is what it points to):
     a FIFO would block its reader for good and a link to /dev/zero would never end, so neither is read."""
-    if is_remote(uri):
+    # fsspec's own reading of the URI, without making a file system: `local://` and `file:` name
+    # local files too
+    protocol, _ = fsspec.core.split_protocol(uri)
+    if protocol not in (None, "file", "local"):
         return
-    path = uri.removeprefix("file://")
+    path = LocalFileSystem._strip_protocol(uri)
     try:
         mode = os.stat(path).st_mode
     except OSError:

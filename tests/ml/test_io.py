@@ -129,3 +129,19 @@ def test_a_json_file_or_a_hashed_file_that_is_a_fifo_or_a_link_to_a_device_is_re
             read,
             done.stderr[-2000:],
         )
+
+
+def test_a_fifo_named_by_a_local_or_file_colon_uri_is_refused_not_read_without_end(tmp_path):
+    """`local:///…` and `file:/…` are local files to fsspec, but the check looked only at plain paths and
+    `file://`: a day's file so named that is a FIFO blocked its reader for good."""
+    fifo = tmp_path / "2026-10-02.parquet"
+    os.mkfifo(fifo)
+    probe = (
+        "import sys\nfrom ml import io\n"
+        "try:\n    io.read_table_and_md5(sys.argv[1])\nexcept io.NotARegularFileError as error:\n    print(error)\n"
+    )
+    for uri in (f"local://{fifo}", f"file:{fifo}"):
+        done = subprocess.run([sys.executable, "-c", probe, uri], cwd=REPO, capture_output=True, text=True, timeout=30)
+        assert done.stdout.splitlines() == [f"{uri} is a FIFO, not a regular file; it was not read"], done.stderr[
+            -2000:
+        ]
