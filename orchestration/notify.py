@@ -93,7 +93,11 @@ class _Attempt:
             def https_open(self, req):
                 return self.do_open(https_class, req, context=self._context)
 
-        opener = urllib.request.build_opener(Plain, Secure)  # proxies from the environment still apply
+        class NoRedirect(urllib.request.HTTPRedirectHandler):
+            def redirect_request(self, *args, **kwargs):
+                return None  # urllib would follow a 301/302 as a GET without the alert, answered 200: lost
+
+        opener = urllib.request.build_opener(Plain, Secure, NoRedirect)  # proxies from the environment still apply
         request = urllib.request.Request(url, data=body, headers={"Content-Type": "application/json"}, method="POST")
 
         def run() -> None:
@@ -159,6 +163,8 @@ def post(url: str, text: str, attempts: int = 3, deadline: float = DEADLINE_SECO
             return "delivered"
         if isinstance(error, urllib.error.HTTPError):
             problem = f"answered HTTP {error.code}"
+            if 300 <= error.code < 400:
+                problem += " (a redirect, not followed: set the URL it points to)"
             if error.code < 500 and error.code != 429:  # the request itself is wrong: retrying will not help
                 break
         elif isinstance(error, (urllib.error.URLError, OSError, http.client.HTTPException)):

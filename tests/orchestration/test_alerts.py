@@ -220,3 +220,38 @@ def test_a_webhook_url_without_its_scheme_never_leaks_and_its_alert_is_kept(webh
         evaluate("alert_on_monitoring", instance, {})
     [text] = webhook.texts()
     assert "nightly_scoring failed for 2026-10-03" in text
+
+
+@pytest.mark.parametrize("status", [301, 302, 307])
+def test_a_webhook_that_redirects_is_not_followed_and_the_alert_is_not_counted_as_delivered(status: int):
+    """urllib followed a 301 or 302 as a GET without the alert; the target's 200 made it "delivered", so the
+    alert was recorded as sent and never seen by anyone."""
+    from orchestration.notify import WebhookError, post
+
+    methods: list[str] = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def answer(self):
+            methods.append(self.command)
+            self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            if self.path == "/moved":
+                self.send_response(status)
+                self.send_header("Location", f"http://127.0.0.1:{self.server.server_port}/elsewhere")
+            else:
+                self.send_response(200)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        do_GET = do_POST = answer  # noqa: N815 - http.server's naming
+
+        def log_message(self, *args) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        with pytest.raises(WebhookError, match=f"answered HTTP {status} \\(a redirect, not followed"):
+            post(f"http://127.0.0.1:{server.server_port}/moved", "drift on tenure")
+    finally:
+        server.shutdown()
+    assert methods == ["POST"]
