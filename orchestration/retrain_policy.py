@@ -22,7 +22,8 @@ shift or a slow trend does not inflate it), never below the days' size-based sta
   something: once `min_labelled_days` of its days have labels, and either those days, pooled, are
   below what the champion reached by more than `max_auc_drop` plus `drift_cost_z` noises (the drift
   is prior evidence, so its bar is lower than a decay's), or the label-free AUC estimate fell beyond
-  noise on one of its days. A drift whose labels show no loss spends no retrain; its episode stays
+  noise on one of its days while its labelled days do not contradict it (they lean below what the
+  champion reached by `max_auc_drop`, even within noise). A drift whose labels show no loss spends no retrain; its episode stays
   open (and retrains if a cost appears) until it closes.
 - Episodes have memory: a drift episode closes only after `close_after_days` calm days in a row, a
   decay or collapse only when the latest `close_after_days` labelled days, pooled, are back within
@@ -206,6 +207,17 @@ def drift_cost(state: State, since: str, settings: RetrainingSection) -> str | N
     if now >= base - band:
         return None
     return f"labelled ROC AUC {now:.3f} on its {len(days)} labelled drifted days vs {named} (band {band:.3f})"
+
+
+def labels_lean_to_a_loss(state: State, since: str, settings: RetrainingSection) -> bool:
+    """Whether the champion's labelled days since `since`, pooled, are below what it reached by
+    `max_auc_drop` (even within noise), or nothing says otherwise yet: a label-free estimate that fell
+    counts as a cost only while the labels do not contradict it."""
+    days = [state.performance[d] for d in sorted(state.performance) if d >= since]
+    reference = _reference(state, settings)
+    if not days or reference is None:
+        return True
+    return _mean(days) < reference[0] - settings.max_auc_drop
 
 
 def recovered(state: State, since: str, settings: RetrainingSection) -> bool:
@@ -432,7 +444,8 @@ def decide(
                 ],
             )
         cost = drift_cost(state, episode.start, settings)
-        if cost is None and not episode.costly and day_noise(state.history, settings) is None:
+        estimated = episode.costly and labels_lean_to_a_loss(state, episode.start, settings)
+        if cost is None and not estimated and day_noise(state.history, settings) is None:
             return Decision(
                 state,
                 notes=[
@@ -440,10 +453,11 @@ def decide(
                     f"({settings.spread_min_days} days of one version, retraining.spread_min_days)"
                 ],
             )
-        if cost is None and not episode.costly:
+        if cost is None and not estimated:
             free = (
                 f"drift since {episode.start} costs nothing yet: its labelled days are within the band of "
-                f"what v{state.champion} reached and the estimated AUC held; no retrain"
+                f"what v{state.champion} reached, and the estimated AUC held or those days do not lean to a loss; "
+                "no retrain"
             )
             aged, note = _aged(replace(state, episode=None), settings)  # a costless drift does not hide age
             if aged.episode is None:

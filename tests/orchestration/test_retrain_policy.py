@@ -153,6 +153,23 @@ def test_decay_is_measured_against_what_the_version_reached_at_its_gate():
     assert calm_state.episode is None
 
 
+def test_a_fallen_estimate_asks_for_a_retrain_only_while_the_labels_do_not_contradict_it():
+    """The label-free estimate fell on a drifted day. Before the spread between days is known it asks
+    for a retrain while its labelled days lean to a loss (below what the champion reached by
+    max_auc_drop, even within noise); labelled days at or above that level outweigh it."""
+    settings = Settings(min_labelled_days=2, cooldown_days=0)  # max_auc_drop 0.02
+    opened, _ = observe(State(), [drift(1, 1, True), drift(2, 2, True)], 1, settings, reached=0.70)
+
+    contradicted, _ = observe(opened, [perf(3, 1, 0.73), perf(4, 2, 0.69)], 1, settings)  # 0.710 pooled
+    held = decide(contradicted, labelled(2), settings)
+    assert held.retrain is None and "waiting for labelled days to measure the noise" in held.notes[0]
+
+    leaning, _ = observe(opened, [perf(3, 1, 0.68), perf(4, 2, 0.67)], 1, settings)  # 0.675 pooled
+    asked = decide(leaning, labelled(2), settings)
+    assert asked.retrain["run_key"] == f"retrain-drift-{day(1)}"
+    assert "the label-free AUC estimate fell beyond noise" in asked.retrain["trigger"]
+
+
 def test_spread_min_days_1_judges_a_first_drifted_day_on_its_size_alone():
     """A user who will not wait for the spread between days: one labelled drifted day whose AUC fell
     beyond its size-based noise retrains; one within it does not."""
