@@ -2,8 +2,9 @@
 
 Each policy trains with ml.features (fit_features / transform) and ml.models.fit_model on the
 params' training family, hyperparameters and seed, on every row of its window (no holdout: no gate
-judges these models). On the night of day d a policy knows the labels of the raw days and of the
-days up to d - label_delay, as the project does; it scores day d with its current model.
+judges these models). Day d's labels arrive on night d + label_delay, after that night's scoring
+(as the project's sensor retrains after the night's run), so the model that scores day d knows the
+labels of the raw days and of the days up to d - label_delay - 1, as the project's model does.
 """
 
 from __future__ import annotations
@@ -55,16 +56,25 @@ def training_days(policy: Policy, raw_days: list[str], daily_labelled: list[str]
 
 
 def replay_policy(
-    policy: Policy, rows: pd.DataFrame, raw_days: list[str], days: list[str], label_delay: int, params: Params
+    policy: Policy,
+    rows: pd.DataFrame,
+    raw_days: list[str],
+    days: list[str],
+    label_delay: int,
+    params: Params,
+    ahead: bool = False,
 ) -> dict:
-    """Score `days` in order under the policy: the daily AUCs, how many retrains, and the wall seconds."""
+    """Score `days` in order under the policy: the daily AUCs, how many retrains, and the wall seconds.
+
+    With `ahead`, every model also scores all the days after its first: `ahead[i]` holds the AUCs on
+    days i, i+1, ... of the model that started serving on day i (benchmarks/hindsight.py)."""
     spec, config = params.dataset, params.training.resolve()
     by_day = dict(tuple(rows.groupby("day")))
     started = time.monotonic()
-    model = state = trained_on = None
-    retrains, aucs = 0, []
+    model = state = trained_on = serving_since = None
+    retrains, aucs, scored_ahead = 0, [], {}
     for number, day in enumerate(days, start=1):
-        labelled = days[: max(0, number - label_delay)]
+        labelled = days[: max(0, number - 1 - label_delay)]
         scheduled = model is None or (policy.every is not None and (number - 1) % policy.every == 0)
         window = training_days(policy, raw_days, labelled)
         if scheduled and window != trained_on:
@@ -79,14 +89,24 @@ def replay_policy(
                 config.hyperparameters,
                 config.seed,
             )
-            trained_on = window
-        today = by_day[day]
-        scores = model.predict(transform(today, state))
-        aucs.append(float(roc_auc_score(encode_target(today, spec).to_numpy(), scores)))
-    return {
+            trained_on, serving_since = window, number - 1
+            if ahead:
+                scored_ahead[serving_since] = [day_auc(model, state, by_day[d], params) for d in days[serving_since:]]
+        if ahead:
+            aucs.append(scored_ahead[serving_since][number - 1 - serving_since])
+        else:
+            aucs.append(day_auc(model, state, by_day[day], params))
+    result = {
         "policy": policy.name,
         "aucs": aucs,
         "mean_auc": float(np.mean(aucs)),
         "retrains": retrains,
         "seconds": time.monotonic() - started,
     }
+    return result | {"ahead": scored_ahead} if ahead else result
+
+
+def day_auc(model, state, day: pd.DataFrame, params: Params) -> float:
+    """The model's ROC AUC on one day's rows."""
+    scores = model.predict(transform(day, state))
+    return float(roc_auc_score(encode_target(day, params.dataset).to_numpy(), scores))

@@ -146,7 +146,7 @@ def replay_fixed(
     aucs, retrains = [], []
     for number, day in enumerate(days, start=1):
         if number > 1 and (number - 1) % every == 0:
-            labelled = days[: max(0, number - label_delay)]
+            labelled = days[: max(0, number - 1 - label_delay)]  # as benchmarks/baselines.py
             start = change_day if change_day is not None and labelled and labelled[-1] >= change_day else None
             new, entry = select(by_day, raw, labelled, model, params, start, refit)
             retrains.append({"night": number, **entry})

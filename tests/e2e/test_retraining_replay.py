@@ -73,11 +73,28 @@ def test_retrain_requests_follow_the_retraining_rules(report, rules):
 def test_baselines_give_finite_aucs_on_the_same_days(report):
     result, _ = report
     rows = {row["policy"]: row for row in result["results"]}
-    assert len(rows) == 5  # the project and four calendar policies
+    assert len(rows) == 6  # the project, four calendar policies and the hindsight limit
     for row in rows.values():
         assert len(row["aucs"]) == NIGHTS
         assert all(math.isfinite(a) and 0 < a < 1 for a in row["aucs"]), row
         assert 0.5 < row["mean_auc"] < 1, row
     assert rows["static (first 30 days)"]["retrains"] == 0
     assert rows["weekly, 28-day window"]["retrains"] == (NIGHTS - 1) // 7
-    assert rows["daily, 28-day window"]["retrains"] == NIGHTS - LABEL_DELAY  # one per night that brings labels
+    # One per night whose scoring can use new labels: night d's model knows days up to d - delay - 1.
+    assert rows["daily, 28-day window"]["retrains"] == NIGHTS - LABEL_DELAY - 1
+    assert "ahead" not in rows["daily, 28-day window"]  # the matrix stays out of results.json
+
+
+def test_the_hindsight_limit_is_a_schedule_of_the_daily_models(report):
+    from benchmarks.retraining import HINDSIGHT
+
+    result, out = report
+    rows = {row["policy"]: row for row in result["results"]}
+    limit, daily = rows[HINDSIGHT], rows["daily, 28-day window"]
+    assert limit["retrains"] <= rows["weekly, 28-day window"]["retrains"] // 3
+    assert limit["mean_auc"] == pytest.approx(sum(limit["aucs"]) / NIGHTS)
+    # Until its first switch the limit serves the daily calendar's first model, which the calendar
+    # replaces on the first night its scoring can use labels (night LABEL_DELAY + 2).
+    first = min((limit["nights"] or [NIGHTS + 1])[0] - 1, LABEL_DELAY + 1)
+    assert limit["aucs"][:first] == daily["aucs"][:first]
+    assert "limit: a perfect trigger with" in (out / "summary.md").read_text()
