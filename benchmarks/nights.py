@@ -24,6 +24,7 @@ import dagster as dg
 
 import ml.drift
 import ml.io
+import ml.predictions
 from ml.params import load_params
 from orchestration.deployments import PROJECT_ROOT, resources_for
 from resources import layout
@@ -60,7 +61,8 @@ def drift_side_by_side(repeat: int) -> None:
 
     spec = load_params(PROJECT_ROOT / "params.yaml").dataset
     storage = resources_for()["storage"]
-    captures = sorted(glob.glob(layout.capture(storage, "*")))
+    days = sorted(glob.glob(layout.predictions(storage, "*")))  # predictions/day=YYYY-MM-DD, oldest first
+    captures = [ml.predictions.capture_uri(day) for day in days[-1:]]
     references = glob.glob(str(PROJECT_ROOT / "var" / "mlflow" / "**" / "reference" / "*.parquet"), recursive=True)
     if not captures or not references:
         raise SystemExit("no capture or stored reference under var/: run `python -m demo` first")

@@ -7,8 +7,9 @@
     models/candidates/<run id>/              a candidate model artifact (manifest.json and its files)
     models/candidates/<run id>.config.json   the training config it was trained with
     models/registered/<model>/<manifest sha256>/  a registered version, published for the compute backends
-    predictions/<day>.parquet                a day's scores (id, score); <day>.config.json its scoring config
-    monitoring/capture/<day>.parquet         a seeded sample of the day's scored rows, for the drift report
+    predictions/day=<day>/                   a day's scores: part files and a capture (a seeded sample of the
+                                             scored rows, for the drift report), named by manifest.json (ml/predictions.py)
+    predictions/<day>.config.json            the day's scoring config
     monitoring/drift/<day>.html              the day's Evidently report
     monitoring/drift/evidently-<version>.js  the script every day's report shares (Evidently's bundle)
     monitoring/importance/<model>/<manifest sha256>.json  a model's importance per column, for the drift report
