@@ -119,11 +119,14 @@ def data_check_results(
             _require_both_labels(rows_read, spec, report)
     except Exception as error:  # a suite that cannot run fails every check; it never passes silently
         context.log.error(f"data checks could not run: {error}")
+        reason = f"{type(error).__name__}: {error}"
         for name in CHECK_NAMES:
             yield dg.AssetCheckResult(
                 check_name=name,
                 passed=False,
-                metadata={"error": dg.MetadataValue.text(f"{type(error).__name__}: {error}")},
+                metadata={"error": dg.MetadataValue.text(reason)},
+                # The run's failure and its alert show the descriptions: without one they named no cause.
+                description=f"the data checks could not run ({reason})",
             )
         return
     context.log.info(report.describe())
