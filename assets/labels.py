@@ -84,6 +84,9 @@ def check_labels(table: pa.Table, spec: DatasetSpec, uri: str, day: str) -> pd.D
         raise dg.Failure(
             description=f"labels {day}: {uri} lacks columns {missing}; a labels file has the id and the target"
         )
+    if table.num_rows == 0:
+        # Taken in, it would replace an earlier delivery of the day with nothing and mark the day labelled.
+        raise dg.Failure(description=f"labels {day}: {uri} holds no rows; an empty labels file is not taken in")
     frame = table.select([column, target]).to_pandas()
     duplicated = frame[column][frame[column].duplicated()]
     if not duplicated.empty:

@@ -72,6 +72,31 @@ def _result_metadata(report, outcome) -> dict[str, dg.MetadataValue]:
     return metadata
 
 
+def _require_both_labels(frame: pd.DataFrame, spec: DatasetSpec, report) -> None:
+    """A target column of one label passes every value check, yet no model can be trained on it: a label of the
+    spec that no row holds (a positive label spelt otherwise in params.yaml, an export of one class) fails the
+    validity check, naming the label and the values the column holds."""
+    from data_checks.validation import FailedExpectation
+    from ml.sources import as_text
+
+    column, target = spec.target.column, spec.target
+    if column not in frame.columns or frame.empty:
+        return  # a missing column or no rows: the schema and volume checks say so
+    held = sorted(as_text(frame[column]).dropna().unique().tolist())
+    for field, label in (("positive", target.positive), ("negative", target.negative)):
+        if label not in held:
+            report.checks["validity"].failures.append(
+                FailedExpectation(
+                    "validity",
+                    "both_labels_present",
+                    column,
+                    f"dataset.target.{field} {label!r} is not among column {column!r}'s values {held[:8]}; "
+                    "a model needs rows of both labels",
+                    [],
+                )
+            )
+
+
 def data_check_results(
     context: dg.AssetExecutionContext,
     rows_read: pd.DataFrame | pq.ParquetFile,
@@ -90,13 +115,18 @@ def data_check_results(
         suite = build_suite(spec, include_target=include_target, rows=rows)
         validate = validate_frame if isinstance(rows_read, pd.DataFrame) else validate_parquet
         report = validate(rows_read, suite, id_column=spec.id.column)
+        if include_target and isinstance(rows_read, pd.DataFrame):
+            _require_both_labels(rows_read, spec, report)
     except Exception as error:  # a suite that cannot run fails every check; it never passes silently
         context.log.error(f"data checks could not run: {error}")
+        reason = f"{type(error).__name__}: {error}"
         for name in CHECK_NAMES:
             yield dg.AssetCheckResult(
                 check_name=name,
                 passed=False,
-                metadata={"error": dg.MetadataValue.text(f"{type(error).__name__}: {error}")},
+                metadata={"error": dg.MetadataValue.text(reason)},
+                # The run's failure and its alert show the descriptions: without one they named no cause.
+                description=f"the data checks could not run ({reason})",
             )
         return
     context.log.info(report.describe())

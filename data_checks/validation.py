@@ -149,10 +149,10 @@ def validate_frame(frame: pd.DataFrame, suite: gx.ExpectationSuite, *, id_column
 
     def batches(columns: list[str] | None = None) -> Iterator[pd.DataFrame]:
         for start in range(0, len(frame), CHECK_BATCH_ROWS):
-            chunk = frame.iloc[start : start + CHECK_BATCH_ROWS]
+            chunk = _without_categories(frame.iloc[start : start + CHECK_BATCH_ROWS])
             yield chunk if columns is None else chunk[columns]
 
-    return validate_batches(batches, frame.iloc[:0], suite, id_column=id_column)
+    return validate_batches(batches, _without_categories(frame.iloc[:0]), suite, id_column=id_column)
 
 
 def validate_parquet(
@@ -170,10 +170,17 @@ def validate_parquet(
 
 def _without_categories(frame: pd.DataFrame) -> pd.DataFrame:
     """A dictionary column (pandas writes `category` so) as its plain values: GX's type check cannot accept the
-    category dtype whatever its type list says, so a column of allowed values failed as "type is category"."""
+    category dtype whatever its type list says, so a column of allowed values failed as "type is category".
+    A UTC timestamp likewise, as its naive UTC values."""
     plain = {}
     for column in frame.columns:
-        if isinstance(frame[column].dtype, pd.CategoricalDtype):
+        dtype = frame[column].dtype
+        if isinstance(dtype, pd.DatetimeTZDtype) and str(dtype.tz) == "UTC":
+            # GX's type check refuses an aware dtype whatever its type list says: UTC (the zone the suite lists
+            # for a timestamp) is checked as its naive UTC values. Another zone keeps its type and is named.
+            frame = frame.assign(**{column: frame[column].dt.tz_localize(None)})
+            continue
+        if isinstance(dtype, pd.CategoricalDtype):
             values = frame[column].cat.categories.dtype
             # Integers or booleans with a gap cannot keep their type: as floats, the gap is a null to check.
             gap = values.kind in "iub" and bool(frame[column].isna().any())

@@ -38,6 +38,10 @@ class ReportHandler(http.server.SimpleHTTPRequestHandler):
     """GET and HEAD of existing .html and .js files under `directory`; anything else is a 404. Every answer
     carries a Content-Security-Policy that keeps a page from loading or sending anything."""
 
+    # A request line without a version is HTTP/0.9 to http.server, answered with the bare file and no headers
+    # (no Content-Security-Policy): answer it as HTTP/1.0, with every header.
+    default_request_version = "HTTP/1.0"
+
     def end_headers(self) -> None:
         self.send_header("Content-Security-Policy", CONTENT_SECURITY_POLICY)
         self.send_header("X-Content-Type-Options", "nosniff")

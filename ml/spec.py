@@ -8,6 +8,8 @@ column at fault.
 
 from __future__ import annotations
 
+import math
+import unicodedata
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -22,6 +24,19 @@ class SpecError(ValueError):
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _column_name(value: Any) -> Any:
+    """A column name must be one a file's header can show: not empty, no control or invisible character (a NUL,
+    a newline, a zero-width space, a line separator), which no person would see differ from the data's name."""
+    if not isinstance(value, str):
+        return value  # pydantic names the wrong type
+    if not value:
+        raise ValueError("a column name is empty ('')")
+    odd = sorted({c for c in value if unicodedata.category(c)[0] == "C" or unicodedata.category(c) in ("Zl", "Zp")})
+    if odd:
+        raise ValueError(f"column name {value!r} holds {', '.join(map(repr, odd))}: a control or invisible character")
+    return value
 
 
 class SourceSpec(_Strict):
@@ -49,6 +64,8 @@ class TargetSpec(_Strict):
     positive: str
     negative: str
 
+    _named = field_validator("column", mode="before")(_column_name)
+
     @field_validator("positive", "negative", mode="before")
     @classmethod
     def _label_as_text(cls, value: Any) -> str:
@@ -57,6 +74,8 @@ class TargetSpec(_Strict):
             raise ValueError(
                 f'YAML read this label as the boolean {value}; quote it as it appears in the data, e.g. "Yes"'
             )
+        if isinstance(value, str) and not value.strip():
+            raise ValueError(f"the label {value!r} is blank; write it as it appears in the data")
         if isinstance(value, (int, float, str)):
             return str(value)
         raise ValueError(f"a label must be text or a number, got {value!r}")
@@ -76,15 +95,24 @@ class IdSpec(_Strict):
     )
     prefix: str = ""
 
+    _named = field_validator("column", mode="before")(_column_name)
+
 
 class TimestampSpec(_Strict):
     column: str
+
+    _named = field_validator("column", mode="before")(_column_name)
 
 
 class ColumnsSpec(_Strict):
     numeric: list[str] = []
     categorical: list[str] = []
     boolean: list[str] = []
+
+    @field_validator("numeric", "categorical", "boolean", mode="before")
+    @classmethod
+    def _named(cls, value: Any) -> Any:
+        return [_column_name(name) for name in value] if isinstance(value, list) else value
 
     @property
     def features(self) -> list[str]:
@@ -94,6 +122,14 @@ class ColumnsSpec(_Strict):
 class RangeSpec(_Strict):
     min: float | None = None
     max: float | None = None
+
+    @field_validator("min", "max")
+    @classmethod
+    def _a_number(cls, value: float | None) -> float | None:
+        # NaN compares false with every value: a bound of NaN would let every value pass.
+        if value is not None and math.isnan(value):
+            raise ValueError("nan is not a bound; give a number or leave the bound out")
+        return value
 
     @model_validator(mode="after")
     def _ordered(self) -> RangeSpec:

@@ -125,3 +125,16 @@ def test_training_set_refuses_raw_data_changed_outside_dagster(project, instance
     assert not result.success
     message = result.failure_data_for_node("training_set").error.message
     assert f"data/raw/data.parquet (md5 {lock_md5(project)}) is not the version raw_data last materialized" in message
+
+
+def test_raw_data_without_the_positive_label_fails_its_validity_check_naming_the_label(project, instance):
+    """Every row 'No' passes each value check, but no model can learn churn from it: the raw data's validity
+    check names the label the spec expects and the values the column holds."""
+    source = pd.read_csv(project / "data" / "source" / "telco_churn.csv").assign(churn="No")
+    source.to_csv(project / "data" / "source" / "no_churn.csv", index=False)
+    set_params(project, dataset={"source": {"uri": "data/source/no_churn.csv"}})
+    result = materialize(project, instance, [raw_data])
+    assert not result.success
+    failed = {e.check_name: e.description for e in result.get_asset_check_evaluations() if not e.passed}
+    assert list(failed) == ["validity"], failed
+    assert "dataset.target.positive 'Yes' is not among column 'churn''s values ['No']" in failed["validity"]

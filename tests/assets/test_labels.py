@@ -6,6 +6,8 @@ from pathlib import Path
 
 import dagster as dg
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from assets.labels import labels
@@ -189,3 +191,17 @@ def test_bad_labels_are_named(project, frame, message):
     result = take_in(project)
     assert not result.success
     assert re.search(message, failure(result)), failure(result)
+
+
+@pytest.mark.parametrize("id_type", [pa.string(), pa.null()])
+def test_an_empty_labels_file_is_refused_naming_the_file_not_taken_in_as_the_days_labels(project, id_type):
+    """0 rows with the right columns (pandas writes an empty text column with Arrow's null type) is no day's
+    labels: taken in, it would replace an earlier delivery with nothing and mark the day labelled."""
+    path = project / "data" / "labels" / f"{DAY}.parquet"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pq.write_table(pa.table({"customer_id": pa.array([], id_type), "churn": pa.array([], pa.string())}), path)
+    result = take_in(project)
+    assert not result.success
+    assert failure(result) == f"labels {DAY}: {path} holds no rows; an empty labels file is not taken in", failure(
+        result
+    )

@@ -58,3 +58,23 @@ def test_a_failed_data_check_carries_what_failed_in_its_description(spec, telco_
     assert validity.description.startswith("expect_column_values_to_be_between on column 'monthly_charges': 1 value")
     assert "-12.5" in validity.description
     assert results["schema"].passed and results["schema"].description is None
+
+
+def test_checks_that_could_not_run_say_why_in_their_description(spec, telco_raw, tmp_path):
+    """A day's file rewritten in place while its checks read it: every check fails, and the reason (which the
+    run's failure and its alert show, from the descriptions) names the error, not only the check's name."""
+    import pyarrow.parquet as pq
+
+    path = tmp_path / "2026-10-01.parquet"
+    telco_raw.drop(columns=[spec.target.column]).to_parquet(path, index=False, row_group_size=1000)
+    with open(path, "rb") as handle, pq.ParquetFile(handle) as parquet:
+        size = path.stat().st_size
+        with open(path, "r+b") as writer:  # another writer, in place: same file, other bytes
+            writer.write(b"\0" * size)
+        results = list(
+            data_check_results(dg.build_asset_context(), parquet, spec, include_target=False, rows=spec.rows)
+        )
+    assert results and all(not r.passed for r in results)
+    for result in results:
+        assert result.description and result.description.startswith("the data checks could not run ("), result
+        assert result.description == result.metadata["error"].value.join(["the data checks could not run (", ")"])

@@ -1,6 +1,7 @@
 """A file checked batch by batch gives the same verdicts, counts and examples as the whole frame at once."""
 
 import numpy as np
+import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -85,3 +86,30 @@ def test_a_file_with_category_columns_is_checked_on_its_values(telco_raw, spec, 
     with pq.ParquetFile(bad) as parquet:
         report = validate_parquet(parquet, suite, id_column=spec.id.column)
     assert [f.problem for f in report.failures if f.column == "tenure"] == ["1 missing value(s)"]
+
+
+def test_a_utc_timestamp_passes_the_type_its_spec_lists_and_another_zone_is_named(telco_raw, spec, tmp_path):
+    """The suite lists `datetime64[ns, UTC]` for a timestamp column, but GX's type check refused it whatever the
+    list said ("type is datetime64[ns, UTC], expected one of [..., 'datetime64[ns, UTC]', ...]")."""
+    from ml.spec import TimestampSpec
+
+    timed = spec.model_copy(update={"timestamp": TimestampSpec(column="at")})
+    suite = build_suite(timed, include_target=False, rows=RowBounds(min=100, max=7000))
+    rows = telco_raw.drop(columns=[spec.target.column]).head(1000)
+    at = pd.date_range("2026-10-01", periods=len(rows), freq="min")
+    for name, stamps in [("naive", at), ("utc", at.tz_localize("UTC")), ("paris", at.tz_localize("Europe/Paris"))]:
+        path = tmp_path / f"{name}.parquet"
+        rows.assign(at=stamps).to_parquet(path, index=False)
+        with pq.ParquetFile(path) as parquet:
+            report = validate_parquet(parquet, suite, id_column=spec.id.column)
+        framed = validate_frame(rows.assign(at=stamps), suite, id_column=spec.id.column)
+        failed = {n for n, c in report.checks.items() if not c.passed}
+        assert failed == {n for n, c in framed.checks.items() if not c.passed}, name
+        if name == "paris":
+            assert failed == {"schema"}
+            assert [f.problem for f in report.failures if f.column == "at"] == [
+                "type is datetime64[ns, Europe/Paris], expected one of ['datetime64[ns]', 'datetime64[ns, UTC]', "
+                "'datetime64[us]', 'datetime64[us, UTC]']..."
+            ]
+        else:
+            assert failed == set(), (name, [f.line() for f in report.failures])

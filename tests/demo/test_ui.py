@@ -106,3 +106,18 @@ def test_a_killed_make_ui_leaves_no_dagster_dev_behind(tmp_path):
         for process in started:  # whatever is left of this test's processes
             with contextlib.suppress(psutil.NoSuchProcess):
                 process.kill()
+
+
+def test_a_request_line_without_a_version_gets_the_page_with_its_headers_never_bare(served):
+    """A request line without a version is HTTP/0.9 to http.server, which answers with the bare file: a page
+    without its Content-Security-Policy."""
+    host, port = served.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as conn:
+        conn.sendall(b"GET /monitoring/drift/2026-10-01.html\r\n\r\n")
+        answer = b""
+        while chunk := conn.recv(65536):
+            answer += chunk
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.0 200"), answer[:80]
+    assert b"Content-Security-Policy: default-src 'none'" in head
+    assert body == b"<html>report</html>"

@@ -123,3 +123,48 @@ def test_describe_columns(spec):
     assert spec.describe("contract") == "categorical feature, 3 allowed values"
     assert spec.describe("partner") == "boolean feature"
     assert spec.describe("loyalty_points") == "not in the dataset spec"
+
+
+@pytest.mark.parametrize(
+    ("where", "name", "shown"),
+    [
+        ("numeric", "", "''"),
+        ("numeric", "ten\x00ure", "'\\x00'"),
+        ("categorical", "con\u200btract", "'\\u200b'"),
+        ("boolean", "female\n", "'\\n'"),
+        ("target", "", "''"),
+        ("id", "customer\u2028id", "'\\u2028'"),
+    ],
+)
+def test_an_empty_column_name_or_one_with_an_invisible_character_is_refused_naming_it(raw_spec, where, name, shown):
+    """No file's column can be matched by an empty name, and one with a control or invisible character is
+    told apart from the data's by nothing a person sees: every file would fail as 'missing column'."""
+    if where in ("target", "id"):
+        raw_spec[where]["column"] = name
+    else:
+        old = raw_spec["columns"][where][0]
+        raw_spec["columns"][where][0] = name
+        for section in ("ranges", "categories"):
+            if old in raw_spec[section]:
+                raw_spec[section][name] = raw_spec[section].pop(old)
+    message = broken(raw_spec)
+    assert repr(name) in message and shown in message, message
+
+
+def test_a_column_name_in_another_script_is_accepted(raw_spec):
+    raw_spec["columns"]["numeric"][0] = "ténure"
+    raw_spec["ranges"]["ténure"] = raw_spec["ranges"].pop("tenure")
+    assert "ténure" in parse_params({**SHIPPED, "dataset": raw_spec}).dataset.columns.numeric
+
+
+@pytest.mark.parametrize("bound", ["min", "max"])
+def test_a_range_bound_that_is_not_a_number_is_refused_naming_it(raw_spec, bound):
+    """NaN compares false with everything: a range with a NaN bound would pass every value."""
+    raw_spec["ranges"]["tenure"][bound] = float("nan")
+    message = broken(raw_spec)
+    assert "ranges.tenure" in message and bound in message and "nan" in message.lower(), message
+
+
+def test_an_empty_target_label_is_refused(raw_spec):
+    raw_spec["target"]["positive"] = ""
+    assert "target.positive" in broken(raw_spec)
