@@ -443,3 +443,31 @@ def test_a_since_from_a_clock_reset_to_year_one_and_a_labels_fifo_still_give_a_d
         assert outcome, "the tick did not return within 120 s"
         [request] = outcome[0].run_requests
         assert request.run_config["ops"]["conclude"]["config"]["outcome"] == "promote"
+
+
+@pytest.mark.parametrize(
+    "churn, ids, named",
+    [
+        (["Yes ", "No ", "No "], ["C1", "C2", "C3"], "has values ['No ', 'Yes ']"),
+        (["yes", "no", "no"], ["C1", "C2", "C3"], "has values ['no', 'yes']"),
+        ([None, "No", "Yes"], ["C1", "C2", "C3"], "has values ['1 missing']"),
+        (["Yes", "No", "No"], ["C1", "C2", "C1"], "1 repeated id(s), e.g. 'C1'"),
+    ],
+)
+def test_a_labels_file_the_labels_job_would_refuse_is_named_not_read_as_truth_by_the_bake(
+    tmp_path: Path, churn, ids, named
+):
+    """Blank, padded or lower-case labels, or an id labelled twice: the labels job refuses such a file, and
+    the bake must not judge AUC with it (before, a blank or 'Yes ' was read as a negative and the last of
+    two labels of an id won, without a word)."""
+    from orchestration.rollout_sensor import arrived_labels
+
+    shutil.copy(REPO / "params.yaml", tmp_path / "params.yaml")
+    settings = local(tmp_path)["params"].load()
+    path = Path(settings.labels_uri("2026-12-07"))
+    path.parent.mkdir(parents=True)
+    pd.DataFrame({"customer_id": ids, "churn": churn}).to_parquet(path)
+    ignored: list[str] = []
+    assert arrived_labels(settings, ["2026-12-07"], ignored) is None
+    [problem] = ignored
+    assert problem.startswith(f"{path}: ") and named in problem, problem
