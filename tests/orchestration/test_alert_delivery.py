@@ -170,7 +170,8 @@ def test_a_day_delivered_as_a_symbolic_link_is_taken_in_and_odd_names_are_named_
     (incoming / "2026-10-09.parquet").symlink_to(delivered)
     (incoming / "2026-10-10.parquet").symlink_to(tmp_path / "nowhere.parquet")
     (incoming / "2026-10-11.parquet").symlink_to("2026-10-11.parquet")  # a loop
-    for name in ("2026-10-12(1).parquet", "2026-10-6.parquet", ".2026-10-13.parquet"):
+    odd = ("2026-10-14.PARQUET", "2026-10-15.parquet ", "2026-10-16.parquet.csv", "2026-10-17.Parquet")
+    for name in ("2026-10-12(1).parquet", "2026-10-6.parquet", ".2026-10-13.parquet", "notes.txt", *odd):
         (incoming / name).write_bytes(b"PAR1")
     resources = {"params": ParamsResource(project_dir=str(root))}
     with dg.instance_for_test() as instance:
@@ -193,6 +194,9 @@ def test_a_day_delivered_as_a_symbolic_link_is_taken_in_and_odd_names_are_named_
     assert "incoming/2026-10-12(1).parquet: not named as '{date}.parquet'" in message
     assert "incoming/2026-10-6.parquet: not named as '{date}.parquet'" in message
     assert ".2026-10-13" not in message and "a folder" not in message  # hidden: a writer's temporary file
+    for name in odd:  # beyond the wildcard `*.parquet`: before, not named at all ("no snapshot files found")
+        assert f"incoming/{name}: not named as '{{date}}.parquet'" in message, name
+    assert "notes.txt" not in message  # no date in its name: not a delivery of a day
 
 
 def test_a_request_log_outage_is_alerted_when_it_begins_and_ends(tmp_path: Path, monkeypatch, spec, telco_raw):
