@@ -111,6 +111,31 @@ def test_a_failed_sensor_tick_sends_an_alert_naming_the_sensor_once(tmp_path: Pa
         webhook.server.shutdown()
 
 
+def test_a_failed_schedule_tick_sends_an_alert_naming_the_schedule_once(tmp_path: Path, monkeypatch):
+    """The incoming folder replaced by a file (a mount gone wrong): the 02:00 tick fails, and a person hears
+    of it; before, the failed tick raised no alert (the sensor said only "no snapshot files found")."""
+    import datetime as dt
+
+    from tests.orchestration.test_arrival_sensors import schedule_tick
+
+    webhook = Receiver()
+    monkeypatch.setenv(WEBHOOK_VARIABLE, webhook.url)
+    root = tmp_path / "project"
+    (root / "data").mkdir(parents=True)
+    (root / "data" / "incoming").write_text("not a folder")
+    shutil.copy(REPO / "params.yaml", root / "params.yaml")
+    try:
+        with dg.instance_for_test() as instance:
+            for _ in range(2):  # the next night: the same failure, one alert a day
+                with pytest.raises(Exception, match="nightly_scoring_schedule"):
+                    schedule_tick(instance, root, dt.datetime(2026, 10, 31, 2, 0, tzinfo=dt.UTC))
+        [text] = webhook.texts()
+        assert text.startswith("Keel: schedule nightly_scoring_schedule failed its tick: NotADirectoryError")
+        assert "data/incoming" in text
+    finally:
+        webhook.server.shutdown()
+
+
 def test_an_invalid_date_in_a_file_name_is_named_not_waited_for(tmp_path: Path):
     root = tmp_path / "project"
     (root / "data" / "incoming").mkdir(parents=True)
