@@ -471,3 +471,37 @@ def test_a_labels_file_the_labels_job_would_refuse_is_named_not_read_as_truth_by
     assert arrived_labels(settings, ["2026-12-07"], ignored) is None
     [problem] = ignored
     assert problem.startswith(f"{path}: ") and named in problem, problem
+
+
+@pytest.mark.parametrize("fails", ["champion_copy", "rollout_file"])
+def test_a_start_canary_that_cannot_write_leaves_no_challenger_alias_behind(root, monkeypatch, fails):
+    """The published-model folder or the rollout file's folder read-only (EROFS): start_canary fails naming
+    the path, and the challenger alias is where it was; before, it stayed on the new version with
+    rollout.json `off` (the job failed after the move, when publishing the champion's copy)."""
+    import orchestration.rollout as rollout
+
+    defs = definitions(local(root))
+    registry, store = local(root)["registry"], local(root)["storage"].root
+    name = registry.model_name
+    denied = OSError(30, "Read-only file system", f"{store}/models/registered/x.tmp")
+    if fails == "champion_copy":
+        real = rollout.served
+
+        def served(storage, registry_, version):
+            if version == 1:
+                raise denied
+            return real(storage, registry_, version)
+
+        monkeypatch.setattr(rollout, "served", served)
+    else:
+
+        def write_state(*args, **kwargs):
+            raise denied
+
+        monkeypatch.setattr(rollout, "write_state", write_state)
+    with dg.instance_for_test() as instance:
+        result = run_job(defs, instance, "start_canary", {"version": 3, "reason": "try seed 3"})
+        assert not result.success
+    assert registry.alias_version(name, CHALLENGER) is None and registry.champion() == 1
+    assert read_state(store).mode == "off"
+    assert "no canary of v3" in str(result.all_events) and "Read-only file system" in str(result.all_events)
