@@ -22,7 +22,7 @@ PAGE = 1000
 # What a materialization must carry to be read as an event; one reported by hand (the UI's "Report
 # materialization") carries none of it.
 NEEDED = {
-    "drift": ("drift_detected", "drift_share", "prediction_drift", "model_version"),
+    "drift": ("drift_detected", "model_version"),  # and, without `because`, the figures it is made of
     "performance": ("roc_auc", "model_version"),
 }
 
@@ -42,6 +42,7 @@ def _events(instance: dg.DagsterInstance, after: dict[str, int], unread: list[st
                 try:
                     events.append(_event(record, kind))
                 except (KeyError, TypeError, ValueError) as error:
+                    error = f"no {error} in its metadata" if isinstance(error, KeyError) else error
                     if unread is not None:
                         unread.append(
                             f"{key.to_user_string()} {record.partition_key or '(no partition)'} "
