@@ -175,7 +175,10 @@ def test_a_drift_report_or_model_performance_reported_by_hand_is_named_and_never
         )  # no partition
         named = evaluate("retrain_on_drift", instance, resources)
         assert not named.run_requests
-        assert "drift_report 2026-10-14" in named.skip_message and "no drift_detected, no model_version" in named.skip_message
+        assert (
+            "drift_report 2026-10-14" in named.skip_message
+            and "no drift_detected, no model_version" in named.skip_message
+        )
         assert "model_performance 2026-10-14" in named.skip_message and "no roc_auc" in named.skip_message
         assert "drift_report (no partition)" in named.skip_message
         for day in ("2026-10-15", "2026-10-16", "2026-10-17"):
