@@ -76,7 +76,10 @@ def arrived(template: str, misnamed: list[str] | None = None) -> list[Arrival]:
     day_of = re.compile(re.escape(fs._strip_protocol(template)).replace(re.escape("{date}"), DATE) + "$")
     prefix = template[: len(template) - len(fs._strip_protocol(template))] if "://" in template else ""
     found = []
-    for path, info in fs.glob(pattern, detail=True).items():
+    listed = fs.glob(pattern, detail=True)
+    if misnamed is not None:
+        misnamed += _outside_the_wildcard(fs, pattern, set(listed), prefix, template)
+    for path, info in listed.items():
         match = day_of.match(fs._strip_protocol(path))
         where = prefix + fs._strip_protocol(path)
         if not match:  # e.g. `2026-10-6.parquet`, `2026-10-22(1).parquet`: a delivery nobody would score
@@ -103,6 +106,25 @@ def arrived(template: str, misnamed: list[str] | None = None) -> list[Arrival]:
             continue
         found.append(Arrival(match.group(1), where, _version(info), _modified(info)))
     return sorted(found, key=lambda a: a.day)
+
+
+def _outside_the_wildcard(fs, pattern: str, listed: set[str], prefix: str, template: str) -> list[str]:
+    """Files beside the day's files, with a date in their name, that the template's wildcard does not
+    find (`2026-10-02.PARQUET`, `2026-10-02.parquet.csv`, a trailing space): a delivery nobody would score."""
+    folder = pattern.rsplit("/", 1)[0] if "/" in pattern else "."
+    try:
+        beside = fs.glob(f"{folder}/*")
+    except (OSError, ValueError):
+        return []
+    named = []
+    for path in sorted(set(beside) - listed):
+        name = path.rstrip("/").rsplit("/", 1)[-1]
+        if not name.startswith(".") and re.search(r"\d{4}-\d{2}-\d{2}", name):
+            named.append(
+                f"{prefix + fs._strip_protocol(path)}: not named as {template.rsplit('/', 1)[-1]!r} "
+                "with a YYYY-MM-DD date; rename it to be taken in"
+            )
+    return named
 
 
 def one(uri: str, day: str) -> Arrival | None:

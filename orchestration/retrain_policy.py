@@ -100,14 +100,28 @@ class State:
 
     @classmethod
     def from_cursor(cls, cursor: str | None) -> State:
-        data = json.loads(cursor) if cursor else {}
-        if not isinstance(data.get("after", {}), dict) or set(data) - set(cls.__dataclass_fields__):
-            data = {}  # a cursor of an older policy: rebuild from history
+        try:
+            data = json.loads(cursor) if cursor else {}
+        except ValueError:
+            data = {}  # a cursor edited by hand into something else: rebuild from history
+        if (
+            not isinstance(data, dict)
+            or not _storage_ids(data.get("after", {}))
+            or set(data) - set(cls.__dataclass_fields__)
+        ):
+            data = {}  # a cursor of an older policy, or edited by hand: rebuild from history
         episode = data.get("episode")
         try:
             return cls(**{**data, "episode": Episode(**episode) if episode else None})
         except TypeError:
             return cls()
+
+
+def _storage_ids(after: object) -> bool:
+    """Whether a cursor's `after` maps each kind to a storage id (a whole number, not below 0)."""
+    return isinstance(after, dict) and all(
+        isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in after.values()
+    )
 
 
 @dataclass(frozen=True)

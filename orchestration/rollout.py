@@ -124,16 +124,25 @@ def _start_rollout(
             f"{current.since.isoformat()}; wait for its bake, or end it with conclude_rollout (outcome rollback)"
         )
     actor = decided_by(context, registry, "start_canary")
+    moved = None
     try:
         # The copy the endpoint will load (re-published when it does not verify), loaded as the server loads it.
         verify_served_copy(storage, registry, version, params.load().scoring.compiled)
+        served(storage, registry, champion)  # the champion's copy too, before anything moves
         if challenger != version:
             move = registry.move_alias(
                 name, CHALLENGER, version, challenger, config.reason, actor, context.run_id, "promote", load_predictor
             )
+            moved = move
             _record(context, registry, storage, name, move)
         else:
             registry.verify_version(name, version, load_predictor)
+        percent = (config.percent or settings.canary_percent) if config.mode == "canary" else 0.0
+        state = RolloutState(
+            mode=config.mode, challenger_version=version, canary_percent=percent, reason=config.reason, decided_by=actor
+        )
+        applied = _apply(endpoint, state, storage, registry, champion, version)  # the endpoint first: no state it lacks
+        write_state(storage.root, state)
     except (
         AliasConflict,
         AliasMoveRefused,
@@ -143,16 +152,26 @@ def _start_rollout(
         ValueError,
         ArtifactIntegrityError,
         ModelError,
+        OSError,
     ) as error:
-        raise dg.Failure(description=f"{name}: no canary of v{version}: {error}") from None
-    percent = (config.percent or settings.canary_percent) if config.mode == "canary" else 0.0
-    state = RolloutState(
-        mode=config.mode, challenger_version=version, canary_percent=percent, reason=config.reason, decided_by=actor
-    )
-    applied = _apply(endpoint, state, storage, registry, champion, version)  # the endpoint first: no state it lacks
-    write_state(storage.root, state)
+        undone = _undo_start(registry, name, moved, f"start_canary failed: {error}"[:500], actor, context.run_id)
+        raise dg.Failure(description=f"{name}: no canary of v{version}: {error}{undone}") from None
     context.log_event(deployment_event(state, champion, **applied))
     context.log.info(f"{name}: {config.mode} of v{version} against champion v{champion} ({percent:g} %)")
+
+
+def _undo_start(registry: ModelRegistry, name: str, move, reason: str, actor: str, run_id: str) -> str:
+    """Put the challenger alias back where a failed start_canary found it; what was done, for its message."""
+    if move is None:
+        return ""
+    try:
+        if move.from_version is None:
+            registry.retire_alias(name, CHALLENGER, move.to_version, reason, actor, run_id)
+        else:
+            registry.move_alias(name, CHALLENGER, move.from_version, move.to_version, reason, actor, run_id, "rollback")
+    except Exception as problem:
+        return f" (and the challenger alias stays on v{move.to_version}: putting it back failed: {problem})"
+    return f" (the challenger alias was put back to {'no version' if move.from_version is None else f'v{move.from_version}'})"
 
 
 def _retire(

@@ -57,8 +57,21 @@ def _labels_file(uri: str, spec) -> pd.DataFrame:
     missing = [c for c in (spec.id.column, spec.target.column) if c not in frame.columns]
     if missing:
         raise ValueError(f"it has no column {missing[0]!r}")
+    # As the labels job checks them (assets/labels.py): a label other than the spec's two, or an id given
+    # twice, would be read as a wrong truth (a blank or 'Yes ' as a negative), so the file is not used.
+    target, allowed = frame[spec.target.column], {spec.target.positive, spec.target.negative}
+    unknown = sorted({str(v) for v in target.dropna()} - allowed)
+    if target.isna().any() or unknown:
+        nulls = [f"{int(target.isna().sum())} missing"] if target.isna().any() else []
+        raise ValueError(
+            f"column {spec.target.column!r} has values {(unknown[:5] + nulls)}; expected {sorted(allowed)}"
+        )
     # Ids join the request log's as text (ml/ids.py); a float or date id raises IdTypeError, a ValueError.
-    return ids_as_text(frame[[spec.id.column, spec.target.column]], spec.id.column, uri)
+    frame = ids_as_text(frame[[spec.id.column, spec.target.column]], spec.id.column, uri)
+    repeated = frame[spec.id.column][frame[spec.id.column].duplicated()]
+    if not repeated.empty:
+        raise ValueError(f"column {spec.id.column!r} has {len(repeated)} repeated id(s), e.g. {repeated.iloc[0]!r}")
+    return frame
 
 
 def arrived_labels(settings: Params, days: list[str], ignored: list[str] | None = None) -> pd.DataFrame | None:

@@ -13,6 +13,7 @@ import dagster as dg
 from assets.drift_report import drift_report
 from orchestration.arrivals import not_taken_in, one
 from orchestration.jobs import nightly_scoring
+from orchestration.sensor_guard import alerting
 from resources.params import ParamsResource
 
 
@@ -27,6 +28,7 @@ from resources.params import ParamsResource
         "already did; skips, naming the file, when the day's file has not arrived. Older days: backfill them."
     ),
 )
+@alerting
 def nightly_scoring_schedule(context: dg.ScheduleEvaluationContext, params: ParamsResource):
     now = context.scheduled_execution_time or dt.datetime.now(dt.UTC)
     day, settings = str((now - dt.timedelta(days=1)).date()), params.load()

@@ -1,4 +1,4 @@
-"""A failed sensor tick reaches a person: `alerting` wraps a sensor's function so that an exception
+"""A failed sensor or schedule tick reaches a person: `alerting` wraps a sensor's (or schedule's) function so that an exception
 sends an alert naming the sensor and the error (once a day per sensor and error), then fails the tick
 as before, so the tick shows the error and the cursor does not move."""
 
@@ -9,11 +9,13 @@ import functools
 import inspect
 from collections.abc import Callable
 
+import dagster as dg
+
 from orchestration.notify import WebhookError, notify
 
 
-def failure_alert(sensor: str, error: BaseException) -> str:
-    return f"Keel: sensor {sensor} failed its tick: {type(error).__name__}: {str(error)[:600]}"
+def failure_alert(sensor: str, error: BaseException, kind: str = "sensor") -> str:
+    return f"Keel: {kind} {sensor} failed its tick: {type(error).__name__}: {str(error)[:600]}"
 
 
 def alerting(fn: Callable) -> Callable:
@@ -28,7 +30,8 @@ def alerting(fn: Callable) -> Callable:
             raise  # the webhook itself failed: another alert through it would fail too
         except Exception as error:
             context = kwargs[names[0]] if names[0] in kwargs else args[0]
-            text = failure_alert(fn.__name__, error)
+            kind = "schedule" if isinstance(context, dg.ScheduleEvaluationContext) else "sensor"
+            text = failure_alert(fn.__name__, error, kind)
             day = dt.datetime.now(dt.UTC).date().isoformat()
             key = f"sensor-failed:{fn.__name__}:{type(error).__name__}:{error}:{day}"
             try:

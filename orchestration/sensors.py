@@ -19,8 +19,18 @@ from resources.registry import ModelRegistry
 PAGE = 1000
 
 
-def _events(instance: dg.DagsterInstance, after: dict[str, int]) -> list[Event]:
-    """Every drift_report and model_performance materialization after the cursor, page by page."""
+# What a materialization must carry to be read as an event; one reported by hand (the UI's "Report
+# materialization") carries none of it.
+NEEDED = {
+    "drift": ("drift_detected", "model_version"),  # and, without `because`, the figures it is made of
+    "performance": ("roc_auc", "model_version"),
+}
+
+
+def _events(instance: dg.DagsterInstance, after: dict[str, int], unread: list[str] | None = None) -> list[Event]:
+    """Every drift_report and model_performance materialization after the cursor, page by page; one
+    that cannot be read as an event (no partition, or without the metadata its asset writes) is passed
+    over and named in `unread`."""
     events = []
     for key, kind in ((drift_report.key, "drift"), (model_performance.key, "performance")):
         since = after.get(kind, 0)
@@ -28,7 +38,16 @@ def _events(instance: dg.DagsterInstance, after: dict[str, int]) -> list[Event]:
             records = instance.fetch_materializations(
                 dg.AssetRecordsFilter(asset_key=key, after_storage_id=since), limit=PAGE, ascending=True
             ).records
-            events += [_event(record, kind) for record in records]
+            for record in records:
+                try:
+                    events.append(_event(record, kind))
+                except (KeyError, TypeError, ValueError) as error:
+                    error = f"no {error} in its metadata" if isinstance(error, KeyError) else error
+                    if unread is not None:
+                        unread.append(
+                            f"{key.to_user_string()} {record.partition_key or '(no partition)'} "
+                            f"(event {record.storage_id}): {error}; passed over (reported by hand?)"
+                        )
             if len(records) < PAGE:
                 break
             since = records[-1].storage_id
@@ -38,6 +57,11 @@ def _events(instance: dg.DagsterInstance, after: dict[str, int]) -> list[Event]:
 def _event(record, kind: str) -> Event:
     metadata = {name: value.value for name, value in record.asset_materialization.metadata.items()}
     day = record.partition_key
+    if not day:
+        raise ValueError("no partition")
+    missing = [name for name in NEEDED[kind] if name not in metadata]
+    if missing:
+        raise ValueError(f"no {', no '.join(missing)} in its metadata")
     if kind == "drift":
         # The verdict's own line names the rules that fired, with their figures.
         detail = f"drift_report {day}: " + (
@@ -117,13 +141,18 @@ def retrain_on_drift(context: dg.SensorEvaluationContext, params: ParamsResource
     state = State.from_cursor(context.cursor)
     champion = registry.champion()
     reached = reached_auc(registry, champion) if champion != state.champion or state.reached is None else None
-    state, notes = observe(state, _events(context.instance, state.after), champion, settings, reached)
+    unread: list[str] = []
+    events = _events(context.instance, state.after, unread)
+    state, notes = observe(state, events, champion, settings, reached)
     labelled = sorted(context.instance.get_materialized_partitions(labels.key))
     decision = decide(state, labelled, settings, *last_request(context.instance))
     for note in notes:  # episodes opening and closing; a quiet tick's reason is its skip message
         context.log.info(note)
+    for problem in unread:  # named on every tick from a cursor before it
+        context.log.warning(f"not read: {problem}")
     if decision.retrain is None:
-        return dg.SensorResult(skip_reason="; ".join(decision.notes), cursor=decision.state.to_cursor())
+        note = f" (not read: {'; '.join(unread)[:600]})" if unread else ""
+        return dg.SensorResult(skip_reason="; ".join(decision.notes) + note, cursor=decision.state.to_cursor())
     request = decision.retrain
     context.log.info(decision.notes[0])
     return dg.SensorResult(

@@ -32,6 +32,7 @@ import json
 import os
 import shutil
 import tempfile
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
@@ -84,6 +85,7 @@ class RegistryUnavailable(RuntimeError):
     """The MLflow store cannot be used (a locked or corrupt SQLite file); the message says what to do."""
 
 
+UNDO_SECONDS = 300.0  # how long an alias move whose record failed keeps trying to move the alias back
 Loader = Callable[[Path], object]  # parses a verified artifact directory, raising when it cannot
 
 
@@ -544,18 +546,40 @@ class ModelRegistry(dg.ConfigurableResource):
             client.set_registered_model_alias(name, alias, str(move.to_version))
             try:
                 client.set_registered_model_tag(name, f"{MOVE_TAG}{sequence:06d}", json.dumps(move.to_dict()))
-            except BaseException:
-                # An unrecorded move would be invisible to history and rollback: undo it.
-                if current is None:
-                    client.delete_registered_model_alias(name, alias)
-                else:
-                    client.set_registered_model_alias(name, alias, str(current))
+            except BaseException as error:
+                # An unrecorded move would be invisible to history and rollback: undo it, waiting out the
+                # lock or outage that failed the record (it may still hold the store).
+                self._undo(client, move, error)
                 raise
         except BaseException:
             if old_since is not None:
                 client.set_model_version_tag(name, str(current), since_key, old_since)
             raise
         client.set_model_version_tag(name, str(move.to_version), since_key, move.when)
+
+    def _undo(self, client: mlflow.MlflowClient, move: AliasMove, error: BaseException) -> None:
+        """Point the alias back where it was before `move`, retried for up to UNDO_SECONDS; else raise
+        RegistryUnavailable saying the alias moved without a record and how to set it back."""
+        name, alias, current = move.model, move.alias, move.from_version
+        deadline, pause = time.monotonic() + UNDO_SECONDS, 1.0
+        while True:
+            try:
+                if current is None:
+                    client.delete_registered_model_alias(name, alias)
+                else:
+                    client.set_registered_model_alias(name, alias, str(current))
+                return
+            except Exception as problem:
+                if time.monotonic() + pause > deadline:
+                    raise RegistryUnavailable(
+                        f"{alias!r} of model {name!r} was moved to v{move.to_version}, but the move could not be "
+                        f"recorded ({_short(error)}) and moving it back to {_v(current)} failed for "
+                        f"{UNDO_SECONDS:g} s ({_short(problem)}): it points to v{move.to_version} without a record "
+                        f"in the alias history. Set it back to {_v(current)} once the registry answers, then move "
+                        "it again with the job"
+                    ) from error
+                time.sleep(pause)
+                pause = min(pause * 2, 10.0)
 
     def delete_alias(self, name: str, alias: str) -> None:
         """Remove an alias (no-op when it is not set); not a move, so it is not added to the history."""

@@ -484,6 +484,14 @@ def _read_file(fs, file: str) -> pa.Table:
     return table
 
 
+def _requests_of(table: pa.Table) -> str:
+    """A digest of which requests a log file holds: their ids, times and arms, in order."""
+    digest = hashlib.sha256()
+    for name in ("request_id", "received_at", "arm"):
+        digest.update(pd.util.hash_pandas_object(table.column(name).to_pandas(), index=False).to_numpy().tobytes())
+    return digest.hexdigest()
+
+
 def read_day(store_root: str, day: str | dt.date, skipped: list[str] | None = None) -> pd.DataFrame:
     """Every logged row of the day (all files, all processes); empty with no file.
 
@@ -494,13 +502,24 @@ def read_day(store_root: str, day: str | dt.date, skipped: list[str] | None = No
     folder = day_folder(store_root, day)
     fs, path = fsspec.core.url_to_fs(folder)
     files = sorted(p for p in fs.glob(f"{path}/*") if not p.rsplit("/", 1)[-1].startswith("."))
-    tables = []
+    tables, seen = [], {}
     for file in files:
         try:
             kind = fs.info(file).get("type")
             if kind != "file":  # a FIFO or a device would be read without end and hold up every reader
                 raise ValueError("it is a folder" if kind == "directory" else f"it is not a regular file ({kind})")
-            tables.append(_read_file(fs, file))
+            table = _read_file(fs, file)
+            # A copy of a log file kept beside it (`cp part.parquet part-backup.parquet`) holds the same
+            # requests, received at the same instants: read, each would count twice.
+            key = _requests_of(table)
+            if key in seen:
+                problem = f"{file}: holds the same requests as {seen[key]} (a copy?); they were read once"
+                logger.warning("request log: skipped %s", problem)
+                if skipped is not None:
+                    skipped.append(problem)
+                continue
+            seen[key] = file.rsplit("/", 1)[-1]
+            tables.append(table)
         except Exception as error:
             problem = f"{file}: not a request-log Parquet file ({type(error).__name__}: {error})"[:500]
             logger.warning("request log: skipped %s", problem)

@@ -111,6 +111,31 @@ def test_a_failed_sensor_tick_sends_an_alert_naming_the_sensor_once(tmp_path: Pa
         webhook.server.shutdown()
 
 
+def test_a_failed_schedule_tick_sends_an_alert_naming_the_schedule_once(tmp_path: Path, monkeypatch):
+    """The incoming folder replaced by a file (a mount gone wrong): the 02:00 tick fails, and a person hears
+    of it; before, the failed tick raised no alert (the sensor said only "no snapshot files found")."""
+    import datetime as dt
+
+    from tests.orchestration.test_arrival_sensors import schedule_tick
+
+    webhook = Receiver()
+    monkeypatch.setenv(WEBHOOK_VARIABLE, webhook.url)
+    root = tmp_path / "project"
+    (root / "data").mkdir(parents=True)
+    (root / "data" / "incoming").write_text("not a folder")
+    shutil.copy(REPO / "params.yaml", root / "params.yaml")
+    try:
+        with dg.instance_for_test() as instance:
+            for _ in range(2):  # the next night: the same failure, one alert a day
+                with pytest.raises(Exception, match="nightly_scoring_schedule"):
+                    schedule_tick(instance, root, dt.datetime(2026, 10, 31, 2, 0, tzinfo=dt.UTC))
+        [text] = webhook.texts()
+        assert text.startswith("Keel: schedule nightly_scoring_schedule failed its tick: NotADirectoryError")
+        assert "data/incoming" in text
+    finally:
+        webhook.server.shutdown()
+
+
 def test_an_invalid_date_in_a_file_name_is_named_not_waited_for(tmp_path: Path):
     root = tmp_path / "project"
     (root / "data" / "incoming").mkdir(parents=True)
@@ -170,7 +195,8 @@ def test_a_day_delivered_as_a_symbolic_link_is_taken_in_and_odd_names_are_named_
     (incoming / "2026-10-09.parquet").symlink_to(delivered)
     (incoming / "2026-10-10.parquet").symlink_to(tmp_path / "nowhere.parquet")
     (incoming / "2026-10-11.parquet").symlink_to("2026-10-11.parquet")  # a loop
-    for name in ("2026-10-12(1).parquet", "2026-10-6.parquet", ".2026-10-13.parquet"):
+    odd = ("2026-10-14.PARQUET", "2026-10-15.parquet ", "2026-10-16.parquet.csv", "2026-10-17.Parquet")
+    for name in ("2026-10-12(1).parquet", "2026-10-6.parquet", ".2026-10-13.parquet", "notes.txt", *odd):
         (incoming / name).write_bytes(b"PAR1")
     resources = {"params": ParamsResource(project_dir=str(root))}
     with dg.instance_for_test() as instance:
@@ -193,6 +219,9 @@ def test_a_day_delivered_as_a_symbolic_link_is_taken_in_and_odd_names_are_named_
     assert "incoming/2026-10-12(1).parquet: not named as '{date}.parquet'" in message
     assert "incoming/2026-10-6.parquet: not named as '{date}.parquet'" in message
     assert ".2026-10-13" not in message and "a folder" not in message  # hidden: a writer's temporary file
+    for name in odd:  # beyond the wildcard `*.parquet`: before, not named at all ("no snapshot files found")
+        assert f"incoming/{name}: not named as '{{date}}.parquet'" in message, name
+    assert "notes.txt" not in message  # no date in its name: not a delivery of a day
 
 
 def test_a_request_log_outage_is_alerted_when_it_begins_and_ends(tmp_path: Path, monkeypatch, spec, telco_raw):

@@ -443,3 +443,65 @@ def test_a_since_from_a_clock_reset_to_year_one_and_a_labels_fifo_still_give_a_d
         assert outcome, "the tick did not return within 120 s"
         [request] = outcome[0].run_requests
         assert request.run_config["ops"]["conclude"]["config"]["outcome"] == "promote"
+
+
+@pytest.mark.parametrize(
+    "churn, ids, named",
+    [
+        (["Yes ", "No ", "No "], ["C1", "C2", "C3"], "has values ['No ', 'Yes ']"),
+        (["yes", "no", "no"], ["C1", "C2", "C3"], "has values ['no', 'yes']"),
+        ([None, "No", "Yes"], ["C1", "C2", "C3"], "has values ['1 missing']"),
+        (["Yes", "No", "No"], ["C1", "C2", "C1"], "1 repeated id(s), e.g. 'C1'"),
+    ],
+)
+def test_a_labels_file_the_labels_job_would_refuse_is_named_not_read_as_truth_by_the_bake(
+    tmp_path: Path, churn, ids, named
+):
+    """Blank, padded or lower-case labels, or an id labelled twice: the labels job refuses such a file, and
+    the bake must not judge AUC with it (before, a blank or 'Yes ' was read as a negative and the last of
+    two labels of an id won, without a word)."""
+    from orchestration.rollout_sensor import arrived_labels
+
+    shutil.copy(REPO / "params.yaml", tmp_path / "params.yaml")
+    settings = local(tmp_path)["params"].load()
+    path = Path(settings.labels_uri("2026-12-07"))
+    path.parent.mkdir(parents=True)
+    pd.DataFrame({"customer_id": ids, "churn": churn}).to_parquet(path)
+    ignored: list[str] = []
+    assert arrived_labels(settings, ["2026-12-07"], ignored) is None
+    [problem] = ignored
+    assert problem.startswith(f"{path}: ") and named in problem, problem
+
+
+@pytest.mark.parametrize("fails", ["champion_copy", "rollout_file"])
+def test_a_start_canary_that_cannot_write_leaves_no_challenger_alias_behind(root, monkeypatch, fails):
+    """The published-model folder or the rollout file's folder read-only (EROFS): start_canary fails naming
+    the path, and the challenger alias is where it was; before, it stayed on the new version with
+    rollout.json `off` (the job failed after the move, when publishing the champion's copy)."""
+    import orchestration.rollout as rollout
+
+    defs = definitions(local(root))
+    registry, store = local(root)["registry"], local(root)["storage"].root
+    name = registry.model_name
+    denied = OSError(30, "Read-only file system", f"{store}/models/registered/x.tmp")
+    if fails == "champion_copy":
+        real = rollout.served
+
+        def served(storage, registry_, version):
+            if version == 1:
+                raise denied
+            return real(storage, registry_, version)
+
+        monkeypatch.setattr(rollout, "served", served)
+    else:
+
+        def write_state(*args, **kwargs):
+            raise denied
+
+        monkeypatch.setattr(rollout, "write_state", write_state)
+    with dg.instance_for_test() as instance:
+        result = run_job(defs, instance, "start_canary", {"version": 3, "reason": "try seed 3"})
+        assert not result.success
+    assert registry.alias_version(name, CHALLENGER) is None and registry.champion() == 1
+    assert read_state(store).mode == "off"
+    assert "no canary of v3" in str(result.all_events) and "Read-only file system" in str(result.all_events)

@@ -5,6 +5,7 @@ from pathlib import Path
 
 import dagster as dg
 import pandas as pd
+import pytest
 
 from orchestration.definitions import defs
 from resources.params import ParamsResource
@@ -158,3 +159,45 @@ def test_labels_sensor_asks_for_arrived_labels_of_scored_days_only(tmp_path: Pat
         assert [r.partition_key for r in result.run_requests] == ["2026-10-02"]
         assert result.run_requests[0].run_key.startswith("labels-2026-10-02-")  # keyed by the file's version
         assert defs.resolve_sensor_def("labels_arrived").job_name == "label_feedback"
+
+
+def test_a_drift_report_or_model_performance_reported_by_hand_is_named_and_never_stops_the_retrain_sensor(
+    tmp_path: Path,
+):
+    """A materialization reported by hand (the UI's "Report materialization", no metadata) or without a
+    partition is named in the tick and passed over; before, every tick failed on it for good."""
+    resources = {"params": PARAMS, "registry": ChampionIs(root=str(tmp_path), params=PARAMS)}
+    with dg.instance_for_test() as instance:
+        materialize(instance, "drift_report", "2026-10-14")  # by hand: no metadata
+        materialize(instance, "model_performance", "2026-10-14")
+        instance.report_runless_asset_event(
+            dg.AssetMaterialization(asset_key="drift_report", metadata={"drift_detected": True, "model_version": 1})
+        )  # no partition
+        named = evaluate("retrain_on_drift", instance, resources)
+        assert not named.run_requests
+        assert (
+            "drift_report 2026-10-14" in named.skip_message
+            and "no drift_detected, no model_version" in named.skip_message
+        )
+        assert "model_performance 2026-10-14" in named.skip_message and "no roc_auc" in named.skip_message
+        assert "drift_report (no partition)" in named.skip_message
+        for day in ("2026-10-15", "2026-10-16", "2026-10-17"):
+            drift_event(instance, day, True)
+            materialize(instance, "labels", day)
+        [request] = evaluate("retrain_on_drift", instance, resources, named.cursor).run_requests
+        assert request.run_key == "retrain-drift-2026-10-15"  # the real drift is acted on
+
+
+@pytest.mark.parametrize(
+    "cursor", ["not json", "[]", '"text"', '{"after": {"drift": "x"}}', '{"after": {"drift": -1.5}}']
+)
+def test_a_retrain_sensor_cursor_edited_into_garbage_is_rebuilt_from_history(tmp_path: Path, cursor: str):
+    """A cursor set by hand in the UI that the policy cannot read rebuilds the state from history, as an
+    older policy's cursor does; before, every tick failed on it until it was reset."""
+    resources = {"params": PARAMS, "registry": ChampionIs(root=str(tmp_path), params=PARAMS)}
+    with dg.instance_for_test() as instance:
+        for day in ("2026-10-15", "2026-10-16", "2026-10-17"):
+            drift_event(instance, day, True)
+            materialize(instance, "labels", day)
+        [request] = evaluate("retrain_on_drift", instance, resources, cursor).run_requests
+        assert request.run_key == "retrain-drift-2026-10-15"

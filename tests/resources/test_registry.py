@@ -411,3 +411,40 @@ def test_download_refuses_a_version_without_a_manifest_hash(registry, name, tmp_
     client.delete_model_version_tag(name, str(version), "manifest_sha256")
     with pytest.raises(ArtifactIntegrityError, match="no manifest_sha256 tag"):
         registry.download(name, version)
+
+
+def test_a_move_whose_record_fails_is_undone_even_while_the_store_stays_locked_a_while(
+    registry, name, tmp_path, monkeypatch
+):
+    """The store locked by another process right after the alias moved: the record fails, and so does the
+    first try to move the alias back. Before, the alias stayed on the new version with no record in the
+    history (a lock held 150 s: `champion` on v2, history ending at v1); now the undo waits the lock out."""
+    import resources.registry as module
+
+    train(registry, name, tmp_path, 2)
+    registry.move_alias(name, "champion", 1, expected_from=None, reason="first", actor="ci")
+    locked = module.RegistryUnavailable("MLflow database x is locked by another process (database is locked)")
+    calls = {"undo": 0}
+    real_alias = mlflow.MlflowClient.set_registered_model_alias
+
+    def record(self, model, key, value):
+        raise locked
+
+    def alias(self, model, alias_name, version):
+        if version == "1":  # the undo, while the lock still holds
+            calls["undo"] += 1
+            if calls["undo"] <= 2:
+                raise locked
+        return real_alias(self, model, alias_name, version)
+
+    monkeypatch.setattr(mlflow.MlflowClient, "set_registered_model_tag", record)
+    monkeypatch.setattr(mlflow.MlflowClient, "set_registered_model_alias", alias)
+    with pytest.raises(RegistryUnavailable, match="locked"):
+        registry.move_alias(name, "champion", 2, expected_from=1, reason="better", actor="ana", kind="approve")
+    assert registry.alias_version(name, "champion") == 1 and calls["undo"] == 3
+    assert [m.to_version for m in registry.alias_history(name, "champion")] == [1]
+
+    monkeypatch.setattr(module, "UNDO_SECONDS", 0.5)  # a lock that never ends: the message says what is left
+    calls["undo"] = -100
+    with pytest.raises(RegistryUnavailable, match="it points to v2 without a record in the alias history"):
+        registry.move_alias(name, "champion", 2, expected_from=1, reason="better", actor="ana", kind="approve")

@@ -191,3 +191,22 @@ def test_a_copy_of_a_days_folder_under_another_name_is_not_read_as_another_day(t
     frame = bake_requests(store, AT - dt.timedelta(days=2), AT + dt.timedelta(hours=1), ignored)
     assert sorted(frame["request_id"]) == sorted(f"r{i}" for i in range(10))
     assert len(ignored) == 4 and all("not named day=YYYY-MM-DD" in problem for problem in ignored), ignored
+
+
+def test_a_copy_of_a_log_file_in_the_days_folder_is_read_once_and_named(tmp_path, spec, rows):
+    """`cp <file>.parquet <file>-backup.parquet` in a day's folder: canary_bake read the copy as more
+    requests, counting each of its requests twice, without a word."""
+    from orchestration.rollout_sensor import bake_requests
+
+    store = str(tmp_path / "store")
+    log = RequestLog(store, spec, flush_seconds=3600, spool_dir=tmp_path / "spool")
+    log.append(entry(row, f"r{i}") for i, row in enumerate(rows[:10]))
+    log.close()
+    [file] = Path(day_folder(store, DAY)).glob("*.parquet")
+    shutil.copy(file, file.with_name("backup.parquet"))
+    ignored: list[str] = []
+    frame = bake_requests(store, AT - dt.timedelta(days=2), AT + dt.timedelta(hours=1), ignored)
+    assert sorted(frame["request_id"]) == sorted(f"r{i}" for i in range(10))
+    [problem] = ignored
+    names = sorted([file.name, "backup.parquet"])  # the later of the two in the listing is left out
+    assert problem.endswith(f"{names[1]}: holds the same requests as {names[0]} (a copy?); they were read once")
