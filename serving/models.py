@@ -323,6 +323,8 @@ class ModelPoller:
             self._report(REFRESH, None)
         except Exception as error:  # noqa: BLE001
             self.last_error = f"{type(error).__name__}: {error}"
-            self._report(REFRESH, f"the model refresh failed ({self.last_error}); the previous models keep serving")
+            # Before any snapshot there is nothing to fall back on: say so, as /predict answers 503.
+            after = "the previous models keep serving" if self.current is not None else "no model serves yet"
+            self._report(REFRESH, f"the model refresh failed ({self.last_error}); {after}")
         finally:
             self._refreshed_at = time.monotonic()

@@ -108,3 +108,19 @@ def test_a_champion_that_cannot_load_is_reported_stale(project, serve, records):
 
     registry.client().set_registered_model_alias(name, CHAMPION, "1")
     _wait(client, lambda h: h["status"] == "ok", "recover once the registry names v1 again")
+
+
+def test_a_server_whose_champion_cannot_load_at_start_never_says_previous_models_serve(project, serve, records):
+    registry, name = _registry(project), load_params(project / "params.yaml").model_name
+    champion = registry.alias_version(name, CHAMPION)
+    _corrupt_registry_copy(registry, name, champion)
+    shutil.rmtree(project / "var" / "storage" / "models" / "registered", ignore_errors=True)  # nothing published
+
+    client = serve()
+    health = client.get("/health")
+    assert health.status_code == 503, health.text
+    reasons = [p["reason"] for p in health.json()["problems"]]
+    assert any("refresh failed" in reason for reason in reasons), reasons
+    assert not any("previous models keep serving" in reason for reason in reasons), reasons
+    assert any("no model serves yet" in reason for reason in reasons), reasons
+    assert client.post("/predict", json={"rows": records[:5]}).status_code == 503
