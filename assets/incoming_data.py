@@ -44,7 +44,7 @@ def incoming_data(context: dg.AssetExecutionContext, params: ParamsResource):
             )
             # Checked a batch at a time: a day of millions of rows never sits in memory whole.
             yield from data_check_results(
-                context, parquet, settings.dataset, include_target=False, rows=settings.daily.rows
+                context, parquet, settings.dataset, include_target=False, rows=settings.daily.rows, source=uri
             )
     except ml.io.UnreadableParquetError as error:
         raise dg.Failure(description=f"incoming_data {day}: {error}; a day's file is Parquet") from None

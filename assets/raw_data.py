@@ -56,4 +56,4 @@ def raw_data(context: dg.AssetExecutionContext, params: ParamsResource, dvc: Dvc
             "path": dg.MetadataValue.path(settings.raw_uri),
         },
     )
-    yield from data_check_results(context, frame, spec, include_target=True, rows=spec.rows)
+    yield from data_check_results(context, frame, spec, include_target=True, rows=spec.rows, source=settings.raw_uri)

@@ -104,9 +104,11 @@ def data_check_results(
     *,
     include_target: bool,
     rows: RowBounds,
+    source: str | None = None,
 ) -> Iterator[dg.AssetCheckResult]:
     """Run the dataset spec's GX suite on the rows the asset just read (a frame, or a Parquet file opened
-    for reading by batch, in bounded memory) and yield one result per check."""
+    for reading by batch, in bounded memory) and yield one result per check. `source` (the file the rows
+    came from) is named when the checks cannot run."""
     # GX is imported here, not at definition load: it takes ~9 s to import.
     from data_checks.suite import build_suite
     from data_checks.validation import validate_frame, validate_parquet
@@ -118,7 +120,8 @@ def data_check_results(
         if include_target and isinstance(rows_read, pd.DataFrame):
             _require_both_labels(rows_read, spec, report)
     except Exception as error:  # a suite that cannot run fails every check; it never passes silently
-        context.log.error(f"data checks could not run: {error}")
+        on = f" on {source}" if source else ""
+        context.log.error(f"data checks could not run{on}: {error}")
         reason = f"{type(error).__name__}: {error}"
         for name in CHECK_NAMES:
             yield dg.AssetCheckResult(
@@ -126,7 +129,7 @@ def data_check_results(
                 passed=False,
                 metadata={"error": dg.MetadataValue.text(reason)},
                 # The run's failure and its alert show the descriptions: without one they named no cause.
-                description=f"the data checks could not run ({reason})",
+                description=f"the data checks could not run{on} ({reason})",
             )
         return
     context.log.info(report.describe())

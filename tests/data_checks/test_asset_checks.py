@@ -72,9 +72,12 @@ def test_checks_that_could_not_run_say_why_in_their_description(spec, telco_raw,
         with open(path, "r+b") as writer:  # another writer, in place: same file, other bytes
             writer.write(b"\0" * size)
         results = list(
-            data_check_results(dg.build_asset_context(), parquet, spec, include_target=False, rows=spec.rows)
+            data_check_results(
+                dg.build_asset_context(), parquet, spec, include_target=False, rows=spec.rows, source=str(path)
+            )
         )
     assert results and all(not r.passed for r in results)
+    opening = f"the data checks could not run on {path} ("
     for result in results:
-        assert result.description and result.description.startswith("the data checks could not run ("), result
-        assert result.description == result.metadata["error"].value.join(["the data checks could not run (", ")"])
+        assert result.description and result.description.startswith(opening), result
+        assert result.description == result.metadata["error"].value.join([opening, ")"])
