@@ -56,6 +56,13 @@ def _join(day_uri: str, relative: str) -> str:
 def shard_reports(attempt_uri: str, shards: int) -> list[dict[str, Any]]:
     """The N shard reports of an attempt, in shard order; a missing one names the shard."""
     reports = []
+    if not io.exists(attempt_uri):
+        # A publish removes every attempt but its own and the one before: a run of the same day that
+        # published while this one scored took this folder with it.
+        raise PredictionsError(
+            f"this run's attempt folder {attempt_uri} is gone: another run of the same day published first "
+            "and removed it; the day's predictions are that run's, and nothing of this run is published"
+        )
     for index in range(shards):
         uri = f"{attempt_uri.rstrip('/')}/{part_name(index, shards)}.json"
         if not io.exists(uri):

@@ -156,3 +156,16 @@ def test_the_shard_index_comes_from_the_argument_the_launcher_or_the_platform(tm
         shard_index(3, environ={})
     with pytest.raises(ShardError, match=r"shard 3 \(from NODE_RANK\) is not one of 0..2"):
         shard_index(3, environ={"NODE_RANK": "3"})
+
+
+def test_a_run_whose_attempt_another_run_removed_says_so_and_leaves_that_runs_day(model, telco_raw, tmp_path):
+    rows = rows_file(telco_raw, tmp_path, 1000)
+    day = tmp_path / "day=2026-10-01"
+    score_day(model, rows, day, "run-a", 2, tmp_path)
+    score_day(model, rows, day, "run-b", 2, tmp_path)
+    manifest = (day / "manifest.json").read_bytes()
+    # run-c's folder, removed by a publish of run-d while run-c still scored
+    with pytest.raises(predictions.PredictionsError, match="attempt folder .*run-c is gone: another run"):
+        predictions.publish(str(day), str(day / "run-c"), 2, CAPTURE_ROWS, SEED)
+    assert (day / "manifest.json").read_bytes() == manifest
+    assert len(predictions.read_predictions(str(day))) == 7043
