@@ -94,14 +94,23 @@ def check_labels(table: pa.Table, spec: DatasetSpec, uri: str, day: str) -> pd.D
             description=f"labels {day}: {uri} column {column!r} has {len(duplicated)} repeated id(s), e.g. "
             f"{_examples(duplicated.astype(str))}; a day has one label per id"
         )
-    allowed = {spec.target.positive, spec.target.negative}
-    unknown = sorted(set(frame[target].astype(str)) - allowed)
-    if unknown:
-        raise dg.Failure(
-            description=f"labels {day}: {uri} column {target!r} has values {unknown[:EXAMPLES]}; "
-            f"expected {sorted(allowed)}"
-        )
+    problem = label_values_problem(frame[target], spec)
+    if problem:
+        raise dg.Failure(description=f"labels {day}: {uri} {problem}")
     return frame
+
+
+def label_values_problem(values: pd.Series, spec: DatasetSpec) -> str | None:
+    """What makes a labels file's target column no truth to judge by: labels other than the spec's two (a
+    blank, 'Yes ', 'yes') or missing ones; None when every row holds one of the two. The labels job and
+    the canary bake (orchestration/rollout_sensor.py) refuse a file on it alike."""
+    allowed = {spec.target.positive, spec.target.negative}
+    unknown = sorted({str(v) for v in values.dropna()} - allowed)
+    missing = int(values.isna().sum())
+    if not unknown and not missing:
+        return None
+    shown = unknown[:EXAMPLES] + ([f"{missing} missing"] if missing else [])
+    return f"column {spec.target.column!r} has values {shown}; expected {sorted(allowed)}"
 
 
 def match_day_ids(ids: pa.ChunkedArray, day: DayIds, column: str, uri: str, label: str) -> Coverage:

@@ -15,6 +15,7 @@ import fsspec
 import pandas as pd
 
 import ml.io
+from assets.labels import label_values_problem
 from ml.ids import ids_as_text
 from ml.params import Params
 from orchestration.arrivals import DATE
@@ -57,15 +58,11 @@ def _labels_file(uri: str, spec) -> pd.DataFrame:
     missing = [c for c in (spec.id.column, spec.target.column) if c not in frame.columns]
     if missing:
         raise ValueError(f"it has no column {missing[0]!r}")
-    # As the labels job checks them (assets/labels.py): a label other than the spec's two, or an id given
-    # twice, would be read as a wrong truth (a blank or 'Yes ' as a negative), so the file is not used.
-    target, allowed = frame[spec.target.column], {spec.target.positive, spec.target.negative}
-    unknown = sorted({str(v) for v in target.dropna()} - allowed)
-    if target.isna().any() or unknown:
-        nulls = [f"{int(target.isna().sum())} missing"] if target.isna().any() else []
-        raise ValueError(
-            f"column {spec.target.column!r} has values {(unknown[:5] + nulls)}; expected {sorted(allowed)}"
-        )
+    # As the labels job checks them: a label other than the spec's two, or an id given twice, would be
+    # read as a wrong truth (a blank or 'Yes ' as a negative), so the file is not used.
+    problem = label_values_problem(frame[spec.target.column], spec)
+    if problem:
+        raise ValueError(problem)
     # Ids join the request log's as text (ml/ids.py); a float or date id raises IdTypeError, a ValueError.
     frame = ids_as_text(frame[[spec.id.column, spec.target.column]], spec.id.column, uri)
     repeated = frame[spec.id.column][frame[spec.id.column].duplicated()]

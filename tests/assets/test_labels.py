@@ -184,6 +184,8 @@ def test_an_unscored_day_is_checked_against_its_incoming_file(project):
             r"labels 2026-10-01: .*\.parquet column 'customer_id' has 1 repeated id\(s\), e\.g\. \['0001-ABCD'\]",
         ),
         (pd.DataFrame({"customer_id": IDS[:1], "churn": ["maybe"]}), r"column 'churn' has values \['maybe'\]"),
+        # counted as missing, as the canary bake names them, not shown as the text 'None'
+        (pd.DataFrame({"customer_id": IDS[:2], "churn": [None, None]}), r"column 'churn' has values \['2 missing'\]"),
     ],
 )
 def test_bad_labels_are_named(project, frame, message):
