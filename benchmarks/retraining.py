@@ -185,7 +185,7 @@ def hindsight_row(results: list[dict], nights: int) -> dict:
     """The best schedule of a third of the weekly calendar's retrains among the daily calendar's models
     (their `ahead` scores are taken out of the daily row: results.json keeps the row, not the matrix)."""
     by_name = {row["policy"]: row for row in results}
-    ahead = {int(k): v for k, v in by_name[DAILY].pop("ahead").items()}
+    ahead = by_name[DAILY].pop("ahead")
     retrains = by_name[WEEKLY]["retrains"] // 3
     mean, starts = best_schedule(ahead, nights, retrains)
     return {
