@@ -124,7 +124,7 @@ def _start_rollout(
             f"{current.since.isoformat()}; wait for its bake, or end it with conclude_rollout (outcome rollback)"
         )
     actor = decided_by(context, registry, "start_canary")
-    moved = None
+    move = None  # the challenger alias's move, undone when a later step fails
     try:
         # The copy the endpoint will load (re-published when it does not verify), loaded as the server loads it.
         verify_served_copy(storage, registry, version, params.load().scoring.compiled)
@@ -133,7 +133,6 @@ def _start_rollout(
             move = registry.move_alias(
                 name, CHALLENGER, version, challenger, config.reason, actor, context.run_id, "promote", load_predictor
             )
-            moved = move
             _record(context, registry, storage, name, move)
         else:
             registry.verify_version(name, version, load_predictor)
@@ -154,7 +153,7 @@ def _start_rollout(
         ModelError,
         OSError,
     ) as error:
-        undone = _undo_start(registry, name, moved, f"start_canary failed: {error}"[:500], actor, context.run_id)
+        undone = _undo_start(registry, name, move, f"start_canary failed: {error}"[:500], actor, context.run_id)
         raise dg.Failure(description=f"{name}: no canary of v{version}: {error}{undone}") from None
     context.log_event(deployment_event(state, champion, **applied))
     context.log.info(f"{name}: {config.mode} of v{version} against champion v{champion} ({percent:g} %)")
