@@ -69,11 +69,12 @@ def shard_reports(attempt_uri: str, shards: int) -> list[dict[str, Any]]:
     """The N shard reports of an attempt, in shard order; a missing one names the shard."""
     reports = []
     if not io.exists(attempt_uri):
-        # A publish removes every attempt but its own and the one before: a run of the same day that
-        # published while this one scored took this folder with it.
+        # A publish removes every attempt but its own, the one before and those written to within
+        # IN_FLIGHT_SECONDS: this folder was idle that long while its run went on, or was removed by hand.
         raise PredictionsError(
             f"this run's attempt folder {attempt_uri} is gone: another run of the same day published first "
-            "and removed it; the day's predictions are that run's, and nothing of this run is published"
+            "and removed it (or it was removed by hand); the day's predictions are as before, and nothing "
+            "of this run is published"
         )
     for index in range(shards):
         uri = f"{attempt_uri.rstrip('/')}/{part_name(index, shards)}.json"
