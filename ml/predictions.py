@@ -216,6 +216,7 @@ def _require_named_files(day_uri: str, document: dict[str, Any], replaced: bytes
     this run's files anyway (its clock far ahead of the store's): the day stays as it was.
     """
     named = [_join(day_uri, entry["path"]) for entry in [*document["parts"], document["capture"]]]
+    fsspec.core.url_to_fs(_storage(day_uri))[0].invalidate_cache()  # the store as it is, not as listed before
     missing = [uri for uri in named if not io.exists(uri)]
     if not missing:
         return
@@ -257,6 +258,7 @@ def _last_written(fs: fsspec.AbstractFileSystem, path: str) -> float | None:
 def _remove_attempts(day_uri: str, keep: set[str | None]) -> None:
     """Remove the day's attempts but `keep` and those that may be in flight (written to in IN_FLIGHT_SECONDS)."""
     fs, path = fsspec.core.url_to_fs(_storage(day_uri))
+    fs.invalidate_cache()  # a listing cached earlier in this process would miss files written since
     now = time.time()
     for entry in fs.ls(path, detail=True):
         name = entry["name"].rstrip("/").rsplit("/", 1)[-1]
