@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any
 
 import numpy as np
@@ -16,7 +17,8 @@ import pandas as pd
 import pyarrow.parquet as pq
 
 from data_checks.groups import CHECK_NAMES
-from data_checks.suite import ID_TYPES, TIMESTAMP_TYPES, gx
+from data_checks.suite import ID_TYPES, NUMERIC_TYPES, TIMESTAMP_TYPES, gx
+from ml.io import decimals_as_float64
 
 SAMPLE_SIZE = 5
 PARTIAL = 20  # unexpected values kept per expectation, for examples
@@ -114,7 +116,7 @@ def _explain(kind: str, kwargs: dict, result: dict, frame: pd.DataFrame, id_colu
         return "; ".join(parts) or "columns differ from the spec", []
     if kind == "expect_column_values_to_be_in_type_list":
         examples = _unparsable(frame, column, kwargs["type_list"]) if column in frame else []
-        observed = frame[column].dtype if column in frame else result.get("observed_value")
+        observed = _type_name(frame[column]) if column in frame else result.get("observed_value")
         if kwargs["type_list"] == ID_TYPES:
             return f"type is {observed}; ids must be text or integers (compared as text)", examples
         return f"type is {observed}, expected one of {kwargs['type_list'][:4]}...", examples
@@ -133,6 +135,15 @@ def _explain(kind: str, kwargs: dict, result: dict, frame: pd.DataFrame, id_colu
             [],
         )
     return f"failed: {result}", _examples(partial)
+
+
+def _type_name(values: pd.Series) -> str:
+    """The column's pandas type; Parquet decimals, which pandas holds as Python objects, are named so."""
+    if values.dtype == object:
+        present = values.dropna()
+        if len(present) and isinstance(present.iloc[0], Decimal):
+            return "decimal (Python Decimal objects)"
+    return str(values.dtype)
 
 
 def _exception_message(info: dict) -> str | None:
@@ -158,14 +169,27 @@ def validate_frame(frame: pd.DataFrame, suite: gx.ExpectationSuite, *, id_column
 def validate_parquet(
     parquet: pq.ParquetFile, suite: gx.ExpectationSuite, *, id_column: str, batch_rows: int = CHECK_BATCH_ROWS
 ) -> ValidationReport:
-    """Validate a Parquet file batch by batch: memory is bounded by `batch_rows` and the file's row groups."""
+    """Validate a Parquet file batch by batch: memory is bounded by `batch_rows` and the file's row groups.
+
+    A column the suite expects numeric that the file holds as decimals (how warehouses export money) is
+    checked as float64, as it is scored and trained on (ml/io.py decimals_as_float64)."""
+    numeric = _numeric_columns(suite)
 
     def batches(columns: list[str] | None = None) -> Iterator[pd.DataFrame]:
         for batch in parquet.iter_batches(batch_size=batch_rows, columns=columns):
-            yield _without_categories(batch.to_pandas())
+            yield _without_categories(decimals_as_float64(batch, numeric).to_pandas())
 
-    template = _without_categories(parquet.schema_arrow.empty_table().to_pandas())
+    template = _without_categories(decimals_as_float64(parquet.schema_arrow.empty_table(), numeric).to_pandas())
     return validate_batches(batches, template, suite, id_column=id_column)
+
+
+def _numeric_columns(suite: gx.ExpectationSuite) -> list[str]:
+    return [
+        e.configuration.kwargs["column"]
+        for e in suite.expectations
+        if e.expectation_type == "expect_column_values_to_be_in_type_list"
+        and e.configuration.kwargs["type_list"] == NUMERIC_TYPES
+    ]
 
 
 def _without_categories(frame: pd.DataFrame) -> pd.DataFrame:

@@ -19,7 +19,7 @@ import stat
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -266,6 +266,23 @@ def file_digest(uri: str, algorithm: str = "sha256") -> str:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def decimals_as_float64(data: pyarrow.Table | pyarrow.RecordBatch, columns: Iterable[str]):
+    """`data` with those of `columns` that hold decimals (how warehouses export money: decimal128(10, 2))
+    as float64, the others as they are.
+
+    Each value becomes the double nearest to it, as float(Decimal) and a CSV reader give (Arrow's own
+    decimal-to-float cast can be one unit in the last place off). A spec's numeric columns are read so
+    wherever rows are read: the raw import (ml/sources.py), a day's data checks
+    (data_checks/validation.py) and scoring (ml/score.py), so training, checks and scores see one value.
+    """
+    for name in columns:
+        index = data.schema.get_field_index(name)
+        if index >= 0 and pyarrow.types.is_decimal(data.schema.field(index).type):
+            exact = data.column(index).cast(pyarrow.string()).cast(pyarrow.float64())
+            data = data.set_column(index, data.schema.field(index).with_type(pyarrow.float64()), exact)
+    return data
 
 
 def exists(uri: str) -> bool:

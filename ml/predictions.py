@@ -9,7 +9,13 @@ Every shard writes its part, its capture sample and (last) its report into a fre
 into the capture, and replaces `manifest.json`. Until then readers see the previous manifest and the
 previous attempt's files, so a failed shard leaves the previous day in place. Attempts other than
 the published one and the one before it are removed after publishing (a reader that opened the
-previous manifest a moment ago can still read its files).
+previous manifest a moment ago can still read its files), once none of their files is younger than
+IN_FLIGHT_SECONDS: a second run of the same day may still be scoring or publishing into its own.
+
+Two runs of one day are not serialized (the store may be a bucket: no lock spans it). Each publishes
+whole: a run never removes another's attempt in flight, and one that finds, after writing the
+manifest, a file it names gone (a peer whose clock is far ahead) puts the manifest it replaced back
+and fails, naming the day.
 
 Readers use `read_predictions` (the scores, parts in order) and `capture_uri` (the capture file),
 never the folders: a day is whatever its manifest says.
@@ -19,6 +25,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
+from datetime import UTC, datetime
 from typing import Any
 
 import fsspec
@@ -35,6 +43,10 @@ MANIFEST = "manifest.json"
 CAPTURE = "capture.parquet"
 FORMAT = 1
 _HISTOGRAM_BINS = 100_000  # as ml/score.py's
+# An attempt with a file written this recently may belong to a run still scoring or publishing: it is
+# never removed. Run monitoring fails a run after max_runtime_seconds (6 h, orchestration/dagster.yaml);
+# a day leaves room for that, a longer limit set for a run, and the clocks of a store and a machine.
+IN_FLIGHT_SECONDS = 24 * 3600
 
 
 class PredictionsError(ValueError):
@@ -57,11 +69,12 @@ def shard_reports(attempt_uri: str, shards: int) -> list[dict[str, Any]]:
     """The N shard reports of an attempt, in shard order; a missing one names the shard."""
     reports = []
     if not io.exists(attempt_uri):
-        # A publish removes every attempt but its own and the one before: a run of the same day that
-        # published while this one scored took this folder with it.
+        # A publish removes every attempt but its own, the one before and those written to within
+        # IN_FLIGHT_SECONDS: this folder was idle that long while its run went on, or was removed by hand.
         raise PredictionsError(
             f"this run's attempt folder {attempt_uri} is gone: another run of the same day published first "
-            "and removed it; the day's predictions are that run's, and nothing of this run is published"
+            "and removed it (or it was removed by hand); the day's predictions are as before, and nothing "
+            "of this run is published"
         )
     for index in range(shards):
         uri = f"{attempt_uri.rstrip('/')}/{part_name(index, shards)}.json"
@@ -138,8 +151,11 @@ def publish(day_uri: str, attempt_uri: str, shards: int, capture_rows: int | Non
         },
     }
     document["sha256"] = _digest(document)  # of everything above: the day's data version
-    previous = _attempt_of(day_uri)
-    io.write_json(document, _join(day_uri, MANIFEST))  # last: the day is now this attempt
+    manifest_uri = _join(day_uri, MANIFEST)
+    replaced = _read_bytes(manifest_uri)  # read last: another run of the day may have published meanwhile
+    previous = _attempt_of(replaced)
+    io.write_json(document, manifest_uri)  # last: the day is now this attempt
+    _require_named_files(day_uri, document, replaced)
     _remove_attempts(day_uri, keep={_relative(day_uri, attempt_uri.rstrip("/")), previous})
     seconds = max(r["seconds"] for r in reports)
     return {
@@ -174,19 +190,84 @@ def _read_table(uri: str) -> pa.Table:
         return parquet.read()
 
 
-def _attempt_of(day_uri: str) -> str | None:
-    uri = _join(day_uri, MANIFEST)
-    if not io.exists(uri):
+def _storage(uri: str) -> str:
+    return uri if io.is_remote(uri) else io.resolve(uri)
+
+
+def _read_bytes(uri: str) -> bytes | None:
+    """The file's bytes; None when there is none."""
+    try:
+        with fsspec.open(_storage(uri), "rb") as handle:
+            return handle.read()
+    except FileNotFoundError:
         return None
-    return io.read_json(uri)["parts"][0]["path"].split("/", 1)[0]
+
+
+def _attempt_of(manifest: bytes | None) -> str | None:
+    if manifest is None:
+        return None
+    return json.loads(manifest)["parts"][0]["path"].split("/", 1)[0]
+
+
+def _require_named_files(day_uri: str, document: dict[str, Any], replaced: bytes | None) -> None:
+    """Every file the manifest just written names is there; else put back the manifest it replaced, and fail.
+
+    No run removes an attempt in flight (IN_FLIGHT_SECONDS), so this fails only when a peer removed
+    this run's files anyway (its clock far ahead of the store's): the day stays as it was.
+    """
+    named = [_join(day_uri, entry["path"]) for entry in [*document["parts"], document["capture"]]]
+    fsspec.core.url_to_fs(_storage(day_uri))[0].invalidate_cache()  # the store as it is, not as listed before
+    missing = [uri for uri in named if not io.exists(uri)]
+    if not missing:
+        return
+    uri = _join(day_uri, MANIFEST)
+    current = _read_bytes(uri)
+    ours = current is not None and json.loads(current).get("sha256") == document["sha256"]
+    if not ours:
+        kept = "another run's manifest, written since, is left in place"
+    elif replaced is None:
+        fs, path = fsspec.core.url_to_fs(_storage(uri))
+        fs.rm(path)
+        kept = "its manifest was removed: the day has none, as before"
+    else:
+        with io.atomic_output(_storage(uri)) as tmp:
+            tmp.write_bytes(replaced)
+        kept = "the manifest it replaced was put back"
+    raise PredictionsError(
+        f"the day {day_uri} is not published by this run: {len(missing)} of the {len(named)} files its "
+        f"manifest named were removed after they were checked ({missing[0]}; another run of the same day "
+        f"removed them?); {kept}"
+    )
+
+
+def _last_written(fs: fsspec.AbstractFileSystem, path: str) -> float | None:
+    """When anything in the folder (a file, a temporary file, the folder itself) was last written, in
+    seconds since the epoch; None when the store cannot say."""
+    times = []
+    for entry in [path, *fs.find(path, withdirs=True)]:
+        try:
+            modified = fs.modified(entry)
+        except (NotImplementedError, OSError, KeyError):  # an object store's folder has no time
+            continue
+        if isinstance(modified, datetime):
+            modified = (modified if modified.tzinfo else modified.replace(tzinfo=UTC)).timestamp()
+        times.append(float(modified))
+    return max(times, default=None)
 
 
 def _remove_attempts(day_uri: str, keep: set[str | None]) -> None:
-    fs, path = fsspec.core.url_to_fs(day_uri if io.is_remote(day_uri) else io.resolve(day_uri))
+    """Remove the day's attempts but `keep` and those that may be in flight (written to in IN_FLIGHT_SECONDS)."""
+    fs, path = fsspec.core.url_to_fs(_storage(day_uri))
+    fs.invalidate_cache()  # a listing cached earlier in this process would miss files written since
+    now = time.time()
     for entry in fs.ls(path, detail=True):
         name = entry["name"].rstrip("/").rsplit("/", 1)[-1]
-        if entry["type"] == "directory" and name.startswith("run-") and name not in keep:
-            fs.rm(entry["name"], recursive=True)
+        if entry["type"] != "directory" or not name.startswith("run-") or name in keep:
+            continue
+        written = _last_written(fs, entry["name"])
+        if written is None or now - written < IN_FLIGHT_SECONDS:
+            continue  # another run of the day may still be scoring or publishing into it
+        fs.rm(entry["name"], recursive=True)
 
 
 def read_manifest(day_uri: str) -> dict[str, Any]:

@@ -44,7 +44,7 @@ import re
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -220,13 +220,15 @@ def _open_rows(rows: str, expected_md5: str | None, dictionary: list[str] | None
         yield parquet
 
 
-def _batches(parquet: pq.ParquetFile, columns: list[str], chunk_rows: int, rows: str) -> Iterator[pa.RecordBatch]:
+def _batches(
+    parquet: pq.ParquetFile, columns: list[str], chunk_rows: int, rows: str, numeric: Sequence[str] = ()
+) -> Iterator[pa.RecordBatch]:
     """Chunks of exactly `chunk_rows` rows (the last one fewer): the reader ends a batch at each row group
     when it reads dictionaries, and a file of small row groups would otherwise be scored in small chunks."""
     pending: list[pa.RecordBatch] = []
     buffered = 0
     for batch in _read_batches(parquet, columns, chunk_rows, rows):
-        pending.append(batch)
+        pending.append(io.decimals_as_float64(batch, numeric))  # decimals read as the checks and training read them
         buffered += batch.num_rows
         while buffered >= chunk_rows:
             table = pa.Table.from_batches(pending)
@@ -324,7 +326,8 @@ def _score_chunks(
     shape = (min(config.chunk_rows, total), len(state.columns))
     buffers = [np.empty(shape, dtype="float64"), np.empty(shape, dtype="float64")]
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="keel-predict") as pool:
-        for number, batch in enumerate(_batches(parquet, columns, config.chunk_rows, rows)):
+        numeric = [n.column for n in state.numeric]
+        for number, batch in enumerate(_batches(parquet, columns, config.chunk_rows, rows, numeric)):
             try:
                 # Straight from Arrow (no pandas copy of the chunk) into the buffer chunk i-2 used: it is done.
                 features = predictor.matrix(batch, buffers[number % 2])
@@ -377,7 +380,8 @@ def score_file(
     log(f"predicting with {predictor.engine}")
     state = predictor.state
     with _open_rows(rows, config.rows_md5, [c.column for c in (*state.categorical, *state.boolean)]) as parquet:
-        schema = parquet.schema_arrow
+        # As the chunks are read: numeric decimals as float64 (the capture keeps these types).
+        schema = io.decimals_as_float64(parquet.schema_arrow.empty_table(), [n.column for n in state.numeric]).schema
         needed = [*predictor.state.input_columns, config.id_column]
         missing = [c for c in dict.fromkeys(needed) if c not in schema.names]
         if missing:

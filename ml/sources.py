@@ -12,8 +12,9 @@ from pathlib import Path
 import fsspec
 import numpy as np
 import pandas as pd
+import pyarrow.parquet as pq
 
-from ml.io import resolve
+from ml.io import decimals_as_float64, resolve
 from ml.spec import DatasetSpec
 
 
@@ -40,9 +41,16 @@ def as_datetime(series: pd.Series) -> pd.Series:
 
 
 def read_frame(
-    uri: str, fmt: str, *, encoding: str = "utf-8", text_columns: list[str] = (), datetime_columns: list[str] = ()
+    uri: str,
+    fmt: str,
+    *,
+    encoding: str = "utf-8",
+    text_columns: list[str] = (),
+    datetime_columns: list[str] = (),
+    numeric_columns: list[str] = (),
 ) -> pd.DataFrame:
-    """Read one CSV or Parquet file; `text_columns` come back as text, `datetime_columns` parsed if they can be."""
+    """Read one CSV or Parquet file; `text_columns` come back as text, `datetime_columns` parsed if they can be,
+    and Parquet decimals among `numeric_columns` as float64 (ml/io.py decimals_as_float64)."""
     fs, path = fsspec.core.url_to_fs(uri)
     if not fs.exists(path):
         raise SourceError(f"source file not found: {uri}")
@@ -50,7 +58,7 @@ def read_frame(
         raise SourceError(f"source {uri} is a folder, not a file")
     if fs.size(path) == 0:
         raise SourceError(f"source file {uri} is empty (0 bytes)")
-    frame = _read_csv(uri, encoding, list(text_columns)) if fmt == "csv" else _read_parquet(uri)
+    frame = _read_csv(uri, encoding, list(text_columns)) if fmt == "csv" else _read_parquet(uri, numeric_columns)
     for col in text_columns:
         if col in frame.columns:
             frame[col] = as_text(frame[col])
@@ -78,11 +86,13 @@ def _read_csv(uri: str, encoding: str, text_columns: list[str]) -> pd.DataFrame:
         raise SourceError(f"dataset.source.encoding: unknown text encoding {encoding!r}") from None
 
 
-def _read_parquet(uri: str) -> pd.DataFrame:
+def _read_parquet(uri: str, numeric_columns: list[str]) -> pd.DataFrame:
     try:
-        return pd.read_parquet(uri)
+        with fsspec.open(uri, "rb") as handle:
+            table = pq.read_table(handle)
     except Exception as error:  # pyarrow raises several types for a corrupt or non-Parquet file
         raise SourceError(f"source file {uri} is not a readable Parquet file: {error}") from None
+    return decimals_as_float64(table, numeric_columns).to_pandas()
 
 
 def read_source(spec: DatasetSpec, root: str | Path) -> pd.DataFrame:
@@ -94,4 +104,5 @@ def read_source(spec: DatasetSpec, root: str | Path) -> pd.DataFrame:
         encoding=spec.source.encoding,
         text_columns=spec.text_columns,
         datetime_columns=[spec.timestamp.column] if spec.timestamp else [],
+        numeric_columns=spec.columns.numeric,
     )

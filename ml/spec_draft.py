@@ -30,7 +30,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import fsspec
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 import yaml
 
 from ml import io
@@ -63,14 +66,27 @@ class Draft:
 
 
 def read_source(uri: str, fmt: str, encoding: str = "utf-8") -> tuple[pd.DataFrame, pd.DataFrame]:
-    """The file as pandas infers it (for kinds and ranges) and as the import reads text (every column as text)."""
-    inferred = read_frame(uri, fmt, encoding=encoding)
+    """The file as pandas infers it (for kinds and ranges) and as the import reads text (every column as text).
+
+    A Parquet decimal column with digits after the point (money, as warehouses export it) is read as the
+    import reads a numeric column, as float64: it is drafted numeric, not left out as free text."""
+    fractional = [] if fmt == "csv" else _fractional_decimals(uri)
+    inferred = read_frame(uri, fmt, encoding=encoding, numeric_columns=fractional)
     if fmt == "csv":
         # The import reads ids, labels and categories as text as written ("007" stays "007").
         text = read_frame(uri, fmt, encoding=encoding, text_columns=list(inferred.columns))
     else:
         text = inferred.apply(as_text)
     return inferred, text
+
+
+def _fractional_decimals(uri: str) -> list[str]:
+    try:
+        with fsspec.open(uri, "rb") as handle:
+            schema = pq.read_schema(handle)
+    except Exception:  # read_frame names a file it cannot read
+        return []
+    return [f.name for f in schema if pa.types.is_decimal(f.type) and f.type.scale > 0]
 
 
 def _nice(value: float, step: float, up: bool) -> float | int:

@@ -151,3 +151,36 @@ def test_a_drift_report_rerun_judges_the_checked_scored_version_not_a_replaced_f
         after = materializations(instance, "drift_report")[0].asset_materialization.metadata
         assert after["verdict"].value == before["verdict"].value == "no drift"
         assert after["current_rows"].value == before["current_rows"].value
+
+
+def test_a_day_with_money_as_decimals_is_checked_scored_and_drift_reported_as_its_numbers(trained_project: Path):
+    """A day whose money columns are Parquet decimal128(10, 2), as warehouses export them, was refused by the
+    schema check: "type is object, expected one of ['int8', ...]"."""
+    from decimal import Decimal
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from ml.predictor import Predictor
+
+    defs, resources = setup_day(trained_project)
+    incoming = trained_project / "data" / "incoming" / f"{DAY}.parquet"
+    rows = pd.read_parquet(incoming)
+    table = pa.Table.from_pandas(rows, preserve_index=False)
+    for column in ("monthly_charges", "total_charges"):
+        values = [None if pd.isna(v) else Decimal(f"{v:.2f}") for v in rows[column]]
+        table = table.set_column(table.schema.get_field_index(column), column, pa.array(values, pa.decimal128(10, 2)))
+        rows[column] = [float("nan") if v is None else float(v) for v in values]  # the numbers the file holds
+    pq.write_table(table, incoming)
+    with dg.DagsterInstance.from_config(str(trained_project / "var" / "dagster")) as instance:
+        nightly = defs.resolve_job_def("nightly_scoring").execute_in_process(instance=instance, partition_key=DAY)
+        assert nightly.success
+        assert all(c.passed for c in nightly.get_asset_check_evaluations())
+        scored = materializations(instance, "batch_predictions")[0].asset_materialization.metadata
+        predictions = read_predictions(scored["predictions"].value)
+        model = Predictor.load(resources["registry"].download("telco_churn", 1, trained_project / "v1"))
+        assert (abs(predictions["score"].to_numpy() - model.predict(rows)) < 1e-12).all()
+        capture = pq.read_schema(scored["capture"].value)
+        assert capture.field("monthly_charges").type == pa.float64()
+        drift = materializations(instance, "drift_report")[0].asset_materialization.metadata
+        assert drift["model_version"].value == 1 and len(drift["columns"].value.records) == 19

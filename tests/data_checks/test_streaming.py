@@ -113,3 +113,22 @@ def test_a_utc_timestamp_passes_the_type_its_spec_lists_and_another_zone_is_name
             ]
         else:
             assert failed == set(), (name, [f.line() for f in report.failures])
+
+
+def test_a_decimal_column_the_spec_does_not_declare_numeric_is_named_as_decimals(telco_raw, spec, tmp_path):
+    """A numeric column exported as decimals is checked as float64 (tests/ml/test_score.py); any other column
+    holding decimals was named "type is object"."""
+    from decimal import Decimal
+
+    suite = build_suite(spec, include_target=False, rows=RowBounds(min=100, max=7000))
+    rows = telco_raw.drop(columns=[spec.target.column]).head(1000)
+    table = pa.Table.from_pandas(rows, preserve_index=False)
+    ids = pa.array([Decimal(n) for n in range(len(rows))], pa.decimal128(10, 0))
+    table = table.set_column(table.schema.get_field_index(spec.id.column), spec.id.column, ids)
+    path = tmp_path / "decimal-ids.parquet"
+    pq.write_table(table, path)
+    with pq.ParquetFile(path) as parquet:
+        report = validate_parquet(parquet, suite, id_column=spec.id.column)
+    assert [f.problem for f in report.failures] == [
+        "type is decimal (Python Decimal objects); ids must be text or integers (compared as text)"
+    ]

@@ -326,3 +326,53 @@ def test_under_dagster_pipes_the_report_is_the_materialization(model, rows, tmp_
     event = result.asset_materializations_for_node("predictions")[0]
     assert event.metadata["report"].value["rows"] == 7043
     assert event.tags["dagster/data_version"] == file_digest(str(out))
+
+
+def money_as_decimals(frame: pd.DataFrame, columns: list[str]) -> tuple[pa.Table, pa.Table]:
+    """The rows with `columns` as Parquet decimal128(10, 2), as warehouses export money, and the same rows with
+    those columns as the float64 nearest each decimal (what a CSV of the same numbers reads as)."""
+    from decimal import Decimal
+
+    decimals = floats = pa.Table.from_pandas(frame, preserve_index=False)
+    for column in columns:
+        values = [None if pd.isna(v) else Decimal(f"{v:.2f}") for v in frame[column]]
+        index = decimals.schema.get_field_index(column)
+        decimals = decimals.set_column(index, column, pa.array(values, pa.decimal128(10, 2)))
+        floats = floats.set_column(index, column, pa.array([None if v is None else float(v) for v in values]))
+    return decimals, floats
+
+
+def test_numeric_columns_exported_as_decimals_are_checked_and_scored_as_their_numbers(model, telco_raw, spec, tmp_path):
+    """A day with `monthly_charges` and `total_charges` as decimal128(10, 2) was refused: "type is object,
+    expected one of ['int8', ...]"; its capture kept the decimals the drift report compares with floats."""
+    from data_checks.suite import build_suite
+    from data_checks.validation import validate_parquet
+    from ml.spec import RowBounds
+
+    money = ["monthly_charges", "total_charges"]
+    day = telco_raw.drop(columns=[spec.target.column])
+    decimals, floats = money_as_decimals(day, money)
+    assert decimals.schema.field("monthly_charges").type == pa.decimal128(10, 2)
+    suite = build_suite(spec, include_target=False, rows=RowBounds(min=100, max=10_000))
+    scored = {}
+    for name, table in (("decimals", decimals), ("floats", floats)):
+        path = tmp_path / f"{name}.parquet"
+        pq.write_table(table, path, row_group_size=1000)
+        with pq.ParquetFile(path) as parquet:
+            report = validate_parquet(parquet, suite, id_column=ID, batch_rows=2500)
+        assert [f.line() for f in report.failures] == [], name
+        capture = tmp_path / f"{name}-capture.parquet"
+        report = score_file(
+            model["dir"],
+            str(path),
+            str(tmp_path / f"{name}-scores.parquet"),
+            config(model),
+            lambda _: None,
+            str(capture),
+        )
+        scored[name] = (pd.read_parquet(tmp_path / f"{name}-scores.parquet"), pq.read_table(capture), report)
+    (scores, capture, report), (float_scores, float_capture, float_report) = scored["decimals"], scored["floats"]
+    pd.testing.assert_frame_equal(scores, float_scores)  # the same numbers, the same scores
+    assert report["predictions_sha256"] == float_report["predictions_sha256"]
+    assert [capture.schema.field(c).type for c in money] == [pa.float64(), pa.float64()]
+    assert capture.equals(float_capture)

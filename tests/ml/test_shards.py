@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
+import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -48,8 +51,8 @@ def score_config(model: dict, shards: int) -> dict:
     }
 
 
-def score_day(model: dict, rows: str, day: Path, attempt: str, shards: int, tmp_path: Path, fail: int | None = None):
-    """Every shard as its own `python -m ml.score --parts` process, at once, then publish (unless one failed)."""
+def score_shards(model: dict, rows: str, day: Path, attempt: str, shards: int, tmp_path: Path, fail: int | None = None):
+    """Every shard as its own `python -m ml.score --parts` process, at once; the attempt's folder."""
     config = tmp_path / f"config-{shards}.json"
     write_json(score_config(model, shards), str(config))
     folder = day / attempt
@@ -64,7 +67,20 @@ def score_day(model: dict, rows: str, day: Path, attempt: str, shards: int, tmp_
         assert codes[fail] != 0 and all(c == 0 for i, c in enumerate(codes) if i != fail)
     else:
         assert codes == [0] * shards, [p.stderr.read().decode()[-800:] for p in processes]
+    return folder
+
+
+def score_day(model: dict, rows: str, day: Path, attempt: str, shards: int, tmp_path: Path, fail: int | None = None):
+    """Every shard as its own `python -m ml.score --parts` process, at once, then publish (unless one failed)."""
+    folder = score_shards(model, rows, day, attempt, shards, tmp_path, fail)
     return predictions.publish(str(day), str(folder), shards, CAPTURE_ROWS, SEED)
+
+
+def age(folder: Path, seconds: float) -> None:
+    """Date the folder and everything in it `seconds` back."""
+    then = time.time() - seconds
+    for path in [*folder.rglob("*"), folder]:
+        os.utime(path, (then, then))
 
 
 def test_plan_cuts_at_row_group_edges_when_there_are_enough_else_by_rows(telco_raw, tmp_path):
@@ -124,8 +140,15 @@ def test_a_rerun_is_byte_identical_and_a_failed_shard_keeps_the_previous_day(mod
     assert predictions.part_uris(str(day))[0].endswith("run-b/part-00000-of-00003.parquet")
     assert len(predictions.read_predictions(str(day))) == 7043
 
-    score_day(model, rows, day, "run-d", 3, tmp_path)  # the next good run removes all but it and the one before
-    assert sorted(p.name for p in day.iterdir() if p.is_dir()) == ["run-b", "run-d"]
+    # The next good run removes all but it, the one before and any attempt written to within
+    # IN_FLIGHT_SECONDS (another run of the day may still be using it): run-a is made older than that.
+    age(day / "run-a", predictions.IN_FLIGHT_SECONDS + 60)
+    score_day(model, rows, day, "run-d", 3, tmp_path)
+    assert sorted(p.name for p in day.iterdir() if p.is_dir()) == ["run-b", "run-c", "run-d"]
+    for attempt in ("run-b", "run-c"):
+        age(day / attempt, predictions.IN_FLIGHT_SECONDS + 60)
+    score_day(model, rows, day, "run-e", 3, tmp_path)
+    assert sorted(p.name for p in day.iterdir() if p.is_dir()) == ["run-d", "run-e"]
 
 
 def test_a_tampered_manifest_or_a_day_never_scored_is_refused(model, telco_raw, tmp_path):
@@ -169,3 +192,81 @@ def test_a_run_whose_attempt_another_run_removed_says_so_and_leaves_that_runs_da
         predictions.publish(str(day), str(day / "run-c"), 2, CAPTURE_ROWS, SEED)
     assert (day / "manifest.json").read_bytes() == manifest
     assert len(predictions.read_predictions(str(day))) == 7043
+
+
+def named_files(day: Path) -> list[Path]:
+    manifest = predictions.read_manifest(str(day))
+    return [day / entry["path"] for entry in [*manifest["parts"], manifest["capture"]]]
+
+
+def publish_with_another_run_in_between(monkeypatch, day: Path, ours: Path, theirs: Path, between=None) -> None:
+    """Publish `ours`; after its shard reports were checked and before its manifest is written, `theirs`
+    publishes in full (and `between` runs), as a second run of the same day would."""
+    merge = predictions.merge_captures
+
+    def merge_then_the_other_run_publishes(*args, **kwargs):
+        monkeypatch.setattr(predictions, "merge_captures", merge)
+        predictions.publish(str(day), str(theirs), 2, CAPTURE_ROWS, SEED)
+        if between is not None:
+            between()
+        return merge(*args, **kwargs)
+
+    monkeypatch.setattr(predictions, "merge_captures", merge_then_the_other_run_publishes)
+    predictions.publish(str(day), str(ours), 2, CAPTURE_ROWS, SEED)
+
+
+def test_a_run_that_publishes_between_another_runs_checks_and_its_manifest_removes_none_of_its_files(
+    model, telco_raw, tmp_path, monkeypatch
+):
+    rows = rows_file(telco_raw, tmp_path, 1000)
+    day = tmp_path / "day=2026-10-01"
+    score_day(model, rows, day, "run-a", 2, tmp_path)  # the day as published before
+    run_b = score_shards(model, rows, day, "run-b", 2, tmp_path)
+    run_c = score_shards(model, rows, day, "run-c", 2, tmp_path)
+    publish_with_another_run_in_between(monkeypatch, day, ours=run_c, theirs=run_b)
+    manifest = predictions.read_manifest(str(day))
+    assert {entry["path"].split("/")[0] for entry in manifest["parts"]} == {"run-c"}
+    missing = [str(path) for path in named_files(day) if not path.exists()]
+    assert missing == []  # before: run-b's publish removed run-c's parts, which its manifest then named
+    assert len(predictions.read_predictions(str(day))) == 7043
+    assert sorted(p.name for p in day.iterdir() if p.is_dir()) == ["run-a", "run-b", "run-c"]
+
+
+def test_a_manifest_naming_files_removed_meanwhile_is_taken_back_and_the_run_fails_naming_the_day(
+    model, telco_raw, tmp_path, monkeypatch
+):
+    rows = rows_file(telco_raw, tmp_path, 1000)
+    day = tmp_path / "day=2026-10-01"
+    score_day(model, rows, day, "run-a", 2, tmp_path)
+    run_b = score_shards(model, rows, day, "run-b", 2, tmp_path)
+    run_c = score_shards(model, rows, day, "run-c", 2, tmp_path)
+    published = {}
+
+    def run_b_published():  # and then run-c's parts went (a store whose clock is a day ahead, an older Keel)
+        published["manifest"] = (day / "manifest.json").read_bytes()
+        for part in run_c.glob("part-*"):
+            part.unlink()
+
+    with pytest.raises(predictions.PredictionsError, match=r"day=2026-10-01 is not published by this run: .*removed"):
+        publish_with_another_run_in_between(monkeypatch, day, ours=run_c, theirs=run_b, between=run_b_published)
+    assert (day / "manifest.json").read_bytes() == published["manifest"]  # run-b's day, put back
+    assert all(path.exists() for path in named_files(day))
+    assert len(predictions.read_predictions(str(day))) == 7043
+
+
+def test_on_an_object_store_only_attempts_no_one_wrote_to_for_a_day_are_removed():
+    import fsspec
+
+    fs = fsspec.filesystem("memory")
+    day = "memory://keel-j6/predictions/day=2026-10-01"
+    for attempt in ("run-old", "run-young", "run-kept"):
+        with fs.open(f"{day}/{attempt}/part-00000-of-00001.parquet", "wb") as handle:
+            handle.write(b"x")
+    then = datetime.now(UTC) - timedelta(seconds=predictions.IN_FLIGHT_SECONDS + 60)
+    for attempt in ("run-old", "run-kept"):
+        fs.store[f"/keel-j6/predictions/day=2026-10-01/{attempt}/part-00000-of-00001.parquet"].modified = then
+    try:
+        predictions._remove_attempts(day, keep={"run-kept", None})
+        assert sorted(p.rsplit("/", 1)[-1] for p in fs.ls(day, detail=False)) == ["run-kept", "run-young"]
+    finally:
+        fs.rm("/keel-j6", recursive=True)

@@ -107,3 +107,36 @@ def test_timestamp_columns_are_parsed_or_left_for_the_checks(tmp_path):
     assert str(parsed["at"].dtype).startswith("datetime64") and parsed["at"].iloc[1].hour == 4
     kept = read_frame(str(bad), "csv", datetime_columns=["at"])
     assert kept["at"].tolist() == ["2026-01-02", "yesterday"]
+
+
+def test_a_parquet_source_with_money_as_decimals_is_imported_as_numbers_the_raw_checks_pass(
+    spec, telco_source, tmp_path
+):
+    """A source whose numeric columns are decimal128(10, 2) was imported as Python Decimal objects, and the raw
+    data checks refused it: "type is object, expected one of ['int8', ...]"."""
+    from decimal import Decimal
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from data_checks.suite import build_suite
+    from data_checks.validation import validate_frame
+
+    table = pa.Table.from_pandas(telco_source, preserve_index=False)
+    money = {"monthly_charges": [], "total_charges": []}
+    for column in money:
+        money[column] = [None if pd.isna(v) else Decimal(f"{v:.2f}") for v in telco_source[column]]
+        index = table.schema.get_field_index(column)
+        table = table.set_column(index, column, pa.array(money[column], pa.decimal128(10, 2)))
+    source = tmp_path / "warehouse.parquet"
+    pq.write_table(table, source)
+    spec = spec.model_copy(update={"source": spec.source.model_copy(update={"uri": str(source)})})
+    out = tmp_path / "raw.parquet"
+    import_raw(spec, tmp_path, str(out))
+    raw = pd.read_parquet(out)
+    for column, values in money.items():
+        assert raw[column].dtype == "float64"
+        expected = [float(v) if v is not None else None for v in values]
+        assert [None if pd.isna(v) else v for v in raw[column]] == expected
+    report = validate_frame(raw, build_suite(spec), id_column=spec.id.column)
+    assert [f.line() for f in report.failures] == []

@@ -147,3 +147,23 @@ def test_an_existing_out_file_is_not_overwritten(tmp_path, source, capsys):
 def test_replace_section_needs_a_dataset_section():
     with pytest.raises(DraftError, match="no top-level `dataset:` section"):
         replace_section("features: {}\n", "dataset: {}\n", "p.yaml")
+
+
+def test_a_parquet_money_column_of_decimals_is_drafted_numeric_not_left_out_as_free_text(tmp_path):
+    """decimal128(10, 2), as warehouses export money, was drafted "left out: free text (400 distinct values
+    in 400 rows)"; the import and the data checks read it as float64 (ml/io.py decimals_as_float64)."""
+    from decimal import Decimal
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    rows = frame().drop(columns=["balance"])
+    table = pa.Table.from_pandas(rows, preserve_index=False).append_column(
+        "balance", pa.array([Decimal(f"{10 + i * 2.37:.2f}") for i in range(len(rows))], pa.decimal128(10, 2))
+    )
+    path = tmp_path / "accounts.parquet"
+    pq.write_table(table, path)
+    inferred, text = read_source(str(path), "parquet")
+    result = draft(inferred, text, uri=str(path), target="left", name="accounts")
+    assert "balance" in result.section["columns"]["numeric"]
+    assert result.section["ranges"]["balance"] == numeric_range(pd.Series([10 + i * 2.37 for i in range(400)]))
