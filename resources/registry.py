@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import functools
 import json
+import logging
 import os
 import shutil
 import tempfile
@@ -66,6 +67,7 @@ MANIFEST_TAG = "manifest_sha256"
 # MLflow's limits (mlflow.utils.validation); we clip ourselves rather than depend on
 # MLFLOW_TRUNCATE_LONG_VALUES, which a user may have turned off.
 MAX_PARAM, MAX_RUN_TAG = 6000, 8000
+log = logging.getLogger(__name__)
 Kind = Literal["promote", "approve", "rollback"]
 
 
@@ -555,7 +557,18 @@ class ModelRegistry(dg.ConfigurableResource):
             if old_since is not None:
                 client.set_model_version_tag(name, str(current), since_key, old_since)
             raise
-        client.set_model_version_tag(name, str(move.to_version), since_key, move.when)
+        try:
+            client.set_model_version_tag(name, str(move.to_version), since_key, move.when)
+        except Exception as error:  # noqa: BLE001 - the alias moved and its history has the move: it stands
+            log.warning(
+                "%r of model %r moved to v%s and recorded, but its tag %s could not be set (%s); the alias history "
+                "has the move's time",
+                alias,
+                name,
+                move.to_version,
+                since_key,
+                _short(error),
+            )
 
     def _undo(self, client: mlflow.MlflowClient, move: AliasMove, error: BaseException) -> None:
         """Point the alias back where it was before `move`, retried for up to UNDO_SECONDS; else raise
