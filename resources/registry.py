@@ -585,9 +585,9 @@ class ModelRegistry(dg.ConfigurableResource):
             except Exception as problem:
                 if time.monotonic() + pause > deadline:
                     raise RegistryUnavailable(
-                        f"{alias!r} of model {name!r} was moved to v{move.to_version}, but the move could not be "
+                        f"{alias!r} of model {name!r} was moved to {_v(move.to_version)}, but the move could not be "
                         f"recorded ({_short(error)}) and moving it back to {_v(current)} failed for "
-                        f"{UNDO_SECONDS:g} s ({_short(problem)}): it points to v{move.to_version} without a record "
+                        f"{UNDO_SECONDS:g} s ({_short(problem)}): it points to {_v(move.to_version)} without a record "
                         f"in the alias history. Set it back to {_v(current)} once the registry answers, then move "
                         "it again with the job"
                     ) from error
@@ -764,7 +764,18 @@ class ModelRegistry(dg.ConfigurableResource):
             )
             client = self.client()
             sequence = max((int(key[len(MOVE_TAG) :]) for key in self._move_tags(name)), default=0) + 1
-            client.set_registered_model_tag(name, f"{MOVE_TAG}{sequence:06d}", json.dumps(move.to_dict()))
+            # The alias first, then its record, as a move does: a record of a removal that never happened
+            # would say the version was rolled back while it still serves.
             client.delete_registered_model_alias(name, alias)
-            client.delete_model_version_tag(name, str(current), f"keel.{alias}.since")
+            try:
+                client.set_registered_model_tag(name, f"{MOVE_TAG}{sequence:06d}", json.dumps(move.to_dict()))
+            except BaseException as error:
+                self._undo(client, move, error)
+                raise
+            try:
+                client.delete_model_version_tag(name, str(current), f"keel.{alias}.since")
+            except Exception as error:  # noqa: BLE001 - the alias is off the version and the history says so
+                log.warning(
+                    "%r of model %r removed from v%s, but its since tag stays (%s)", alias, name, current, _short(error)
+                )
             return move

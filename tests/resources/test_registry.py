@@ -469,3 +469,38 @@ def test_a_move_recorded_whose_since_tag_fails_stands_and_is_returned(registry, 
     assert (move.from_version, move.to_version) == (1, 2)
     assert registry.alias_version(name, "champion") == 2
     assert [m.to_version for m in registry.alias_history(name, "champion")] == [1, 2]
+
+
+@pytest.mark.parametrize("fails", ["the alias removal", "the record"])
+def test_a_retired_alias_whose_removal_or_record_fails_keeps_history_and_alias_in_step(
+    registry, name, tmp_path, monkeypatch, fails
+):
+    """The tracking server gone in the middle of a rollback of the challenger. Before, the history's record went
+    first: with the alias removal failing, the history said v2 was rolled back while `challenger` still pointed
+    to it (its canary went on serving, /health ok)."""
+    train(registry, name, tmp_path, 2)
+    registry.move_alias(name, "champion", 1, expected_from=None, reason="first", actor="ci")
+    registry.move_alias(name, "challenger", 2, expected_from=None, reason="canary", actor="ci")
+    gone = MlflowException("API request to http://mlflow:5000 failed: Connection refused")
+    real = {
+        "delete_registered_model_alias": mlflow.MlflowClient.delete_registered_model_alias,
+        "set_registered_model_tag": mlflow.MlflowClient.set_registered_model_tag,
+    }
+    failing = "delete_registered_model_alias" if fails == "the alias removal" else "set_registered_model_tag"
+    calls = {"n": 0}
+
+    def once(self, *args):
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise gone
+        return real[failing](self, *args)
+
+    monkeypatch.setattr(mlflow.MlflowClient, failing, once)
+    with pytest.raises(MlflowException, match="Connection refused"):
+        registry.retire_alias(name, "challenger", 2, reason="p99 bad", actor="bake")
+    assert registry.alias_version(name, "challenger") == 2
+    assert [m.to_version for m in registry.alias_history(name, "challenger")] == [2]
+    monkeypatch.undo()
+    move = registry.retire_alias(name, "challenger", 2, reason="p99 bad", actor="bake")
+    assert move.from_version == 2 and registry.alias_version(name, "challenger") is None
+    assert [m.to_version for m in registry.alias_history(name, "challenger")] == [2, None]
