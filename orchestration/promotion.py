@@ -101,6 +101,21 @@ def _move(context, registry: ModelRegistry, name: str, to_version: int, expected
         raise dg.Failure(description=f"{name}: champion not moved: {error}") from None
 
 
+def _after_move(context, registry: ModelRegistry, storage: ArtifactStore, name: str, move, extra=None) -> None:
+    """Record a move that happened (the challenger alias off the new champion, the cards, the materialization):
+    when that fails, the failure says the alias moved, so nobody takes the run for a move that did not happen."""
+    try:
+        if move.alias == CHAMPION and registry.alias_version(name, CHALLENGER) == move.to_version:
+            registry.delete_alias(name, CHALLENGER)
+        _record(context, registry, storage, name, move, extra)
+    except Exception as error:
+        raise dg.Failure(
+            description=f"{name}: {move.alias} moved v{move.from_version} -> v{move.to_version} ({move.kind}, in the "
+            f"registry's alias history), but recording it afterwards failed ({type(error).__name__}: "
+            f"{str(error)[:400]}): the move stands; do not run it again"
+        ) from None
+
+
 def compare_cards(registry: ModelRegistry, name: str, version: int, champion: int | None) -> str:
     """The challenger's card beside the champion's, as a Markdown table; says so when a card is missing."""
     challenger_card = read_card(registry, name, version)
@@ -134,9 +149,7 @@ def _approve(
     comparison = compare_cards(registry, name, version, champion)
     context.log.info(f"{name}: v{version} (challenger) beside v{champion} (champion):\n{comparison}")
     move = _move(context, registry, name, version, champion, config.reason, "approve")
-    if registry.alias_version(name, CHALLENGER) == version:
-        registry.delete_alias(name, CHALLENGER)
-    _record(context, registry, storage, name, move, {"cards_side_by_side": dg.MetadataValue.md(comparison)})
+    _after_move(context, registry, storage, name, move, {"cards_side_by_side": dg.MetadataValue.md(comparison)})
     context.log.info(f"{name}: champion v{move.from_version} -> v{move.to_version}")
 
 
@@ -177,7 +190,7 @@ def _rollback(
             "then roll back"
         )
     move = _move(context, registry, name, target, current, config.reason, "rollback")
-    _record(context, registry, storage, name, move)
+    _after_move(context, registry, storage, name, move)
     context.log.info(f"{name}: champion rolled back v{move.from_version} -> v{move.to_version}")
 
 

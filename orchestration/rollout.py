@@ -26,7 +26,7 @@ from ml.artifact import ArtifactIntegrityError
 from ml.io import exists
 from ml.models import ModelError
 from ml.predictor import Predictor
-from orchestration.promotion import PROMOTION_TAGS, _move, _record
+from orchestration.promotion import PROMOTION_TAGS, _after_move, _move, _record
 from resources.alias_slot import alias_slot
 from resources.params import ParamsResource
 from resources.registry import (
@@ -242,9 +242,7 @@ def _conclude(
                 context, storage, registry, endpoint, state, version, f"promotion refused: {failure.description}"
             )
             raise
-        if registry.alias_version(name, CHALLENGER) == version:
-            registry.delete_alias(name, CHALLENGER)  # the champion's history records the promotion
-        _record(context, registry, storage, name, move)
+        _after_move(context, registry, storage, name, move)  # the challenger alias goes: the champion's history has it
         after = RolloutState(mode="off", reason=f"v{version} promoted: {config.reason}", decided_by=actor)
         applied = _apply(endpoint, after, storage, registry, version, None)
         write_state(storage.root, after)

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import functools
 import json
+import logging
 import os
 import shutil
 import tempfile
@@ -66,6 +67,7 @@ MANIFEST_TAG = "manifest_sha256"
 # MLflow's limits (mlflow.utils.validation); we clip ourselves rather than depend on
 # MLFLOW_TRUNCATE_LONG_VALUES, which a user may have turned off.
 MAX_PARAM, MAX_RUN_TAG = 6000, 8000
+log = logging.getLogger(__name__)
 Kind = Literal["promote", "approve", "rollback"]
 
 
@@ -555,7 +557,18 @@ class ModelRegistry(dg.ConfigurableResource):
             if old_since is not None:
                 client.set_model_version_tag(name, str(current), since_key, old_since)
             raise
-        client.set_model_version_tag(name, str(move.to_version), since_key, move.when)
+        try:
+            client.set_model_version_tag(name, str(move.to_version), since_key, move.when)
+        except Exception as error:  # noqa: BLE001 - the alias moved and its history has the move: it stands
+            log.warning(
+                "%r of model %r moved to v%s and recorded, but its tag %s could not be set (%s); the alias history "
+                "has the move's time",
+                alias,
+                name,
+                move.to_version,
+                since_key,
+                _short(error),
+            )
 
     def _undo(self, client: mlflow.MlflowClient, move: AliasMove, error: BaseException) -> None:
         """Point the alias back where it was before `move`, retried for up to UNDO_SECONDS; else raise
@@ -572,9 +585,9 @@ class ModelRegistry(dg.ConfigurableResource):
             except Exception as problem:
                 if time.monotonic() + pause > deadline:
                     raise RegistryUnavailable(
-                        f"{alias!r} of model {name!r} was moved to v{move.to_version}, but the move could not be "
+                        f"{alias!r} of model {name!r} was moved to {_v(move.to_version)}, but the move could not be "
                         f"recorded ({_short(error)}) and moving it back to {_v(current)} failed for "
-                        f"{UNDO_SECONDS:g} s ({_short(problem)}): it points to v{move.to_version} without a record "
+                        f"{UNDO_SECONDS:g} s ({_short(problem)}): it points to {_v(move.to_version)} without a record "
                         f"in the alias history. Set it back to {_v(current)} once the registry answers, then move "
                         "it again with the job"
                     ) from error
@@ -751,7 +764,18 @@ class ModelRegistry(dg.ConfigurableResource):
             )
             client = self.client()
             sequence = max((int(key[len(MOVE_TAG) :]) for key in self._move_tags(name)), default=0) + 1
-            client.set_registered_model_tag(name, f"{MOVE_TAG}{sequence:06d}", json.dumps(move.to_dict()))
+            # The alias first, then its record, as a move does: a record of a removal that never happened
+            # would say the version was rolled back while it still serves.
             client.delete_registered_model_alias(name, alias)
-            client.delete_model_version_tag(name, str(current), f"keel.{alias}.since")
+            try:
+                client.set_registered_model_tag(name, f"{MOVE_TAG}{sequence:06d}", json.dumps(move.to_dict()))
+            except BaseException as error:
+                self._undo(client, move, error)
+                raise
+            try:
+                client.delete_model_version_tag(name, str(current), f"keel.{alias}.since")
+            except Exception as error:  # noqa: BLE001 - the alias is off the version and the history says so
+                log.warning(
+                    "%r of model %r removed from v%s, but its since tag stays (%s)", alias, name, current, _short(error)
+                )
             return move

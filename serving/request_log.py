@@ -20,8 +20,9 @@ sees a partial file. A write that fails (store unreachable, folder unwritable, d
 local spool folder instead, and the spooled files are written to the store again at every later
 flush (with a backoff up to RETRY_MAX_SECONDS) and when a restarted server starts, under the name
 they were meant to have, so a retry never duplicates rows; a spooled file that vanished or no longer
-reads back is counted as dropped (and kept aside as `.unreadable`), never holding up the rest. The spool is bounded (`spool_max_mb`);
-beyond it rows wait in memory up to `max_pending_rows`, and only beyond that are they dropped,
+reads back is counted as dropped (and kept aside as `.unreadable`), never holding up the rest; one that
+another server of the store wrote (two servers share the spool in a rolling restart) is not. The spool
+is bounded (`spool_max_mb`); beyond it rows wait in memory up to `max_pending_rows`, and only beyond that are they dropped,
 counted with the reason. `status()` has the counts (served on `/metadata`); once a flush failed or
 a row was dropped the counts are also written to `serving/request_log_status/<process>.json`, where
 the sensor alert_on_request_log reads them. `read_day` reads every file of a day, skipping (and
@@ -374,6 +375,8 @@ class RequestLog:
                 with io.atomic_output(uri) as tmp:
                     shutil.copyfile(path, tmp)
             except Exception as error:
+                if not path.exists() and self._set_aside(path):  # another server of this store took it meanwhile
+                    continue
                 self._failed(f"retrying the spooled {path.name}", error)
                 self._retry_delay = min(max(2 * self._retry_delay, self._flush_seconds), RETRY_MAX_SECONDS)
                 self._retry_at = time.monotonic() + self._retry_delay
@@ -389,6 +392,11 @@ class RequestLog:
         its rows are counted as dropped with the reason and it is never copied to the store, so one lost
         file neither holds up the files after it nor puts a broken file in the log."""
         if not path.exists():
+            day = path.parent.name.removeprefix("day=")
+            if io.exists(f"{day_folder(self.store_root, day)}/{path.name}"):
+                # Another server of this store (a rolling restart shares the spool) wrote it: logged, not lost.
+                self._spooled.pop(path)
+                return True
             reason = "spool file vanished before it was written"
         else:
             try:

@@ -505,3 +505,35 @@ def test_a_start_canary_that_cannot_write_leaves_no_challenger_alias_behind(root
     assert registry.alias_version(name, CHALLENGER) is None and registry.champion() == 1
     assert read_state(store).mode == "off"
     assert "no canary of v3" in str(result.all_events) and "Read-only file system" in str(result.all_events)
+
+
+@pytest.mark.parametrize("job", ["approve", "rollback"])
+def test_a_move_whose_record_fails_afterwards_says_the_alias_moved(root, monkeypatch, job):
+    """The tracking server gone right after the champion moved (its history written), while the job writes the
+    cards: the failure says the move stands. Before, it was MLflow's bare error, as if nothing had moved."""
+    from mlflow.exceptions import MlflowException
+
+    import orchestration.promotion as promotion
+
+    registry = local(root)["registry"]
+    name = registry.model_name
+    if job == "rollback":
+        registry.move_alias(name, CHAMPION, 2, 1, reason="v2 better", actor="tests", kind="approve")
+
+    def card(*args, **kwargs):
+        raise MlflowException("API request to http://mlflow:5000/api/2.0/mlflow/… failed: Connection refused")
+
+    monkeypatch.setattr(promotion, "refresh_card", card)
+    defs = definitions(local(root))
+    config = {"reason": "try", "version": 2} if job == "approve" else {"reason": "v2 bad"}
+    op = "approve_challenger" if job == "approve" else "rollback_champion"
+    with dg.instance_for_test() as instance:
+        result = defs.resolve_job_def(job).execute_in_process(
+            run_config={"ops": {op: {"config": config}}}, instance=instance, raise_on_error=False
+        )
+    assert not result.success
+    moved = "v1 -> v2" if job == "approve" else "v2 -> v1"
+    assert registry.alias_version(name, CHAMPION) == (2 if job == "approve" else 1)
+    failure = result.get_step_failure_events()[0].event_specific_data.error
+    assert f"champion moved {moved}" in failure.message, failure.message
+    assert "the move stands" in failure.message and "Connection refused" in failure.message

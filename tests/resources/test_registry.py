@@ -19,6 +19,7 @@ from urllib.request import url2pathname
 import mlflow
 import pytest
 from filelock import FileLock
+from mlflow.exceptions import MlflowException
 
 from ml.artifact import MANIFEST, ArtifactIntegrityError, manifest_sha256, write_manifest
 from resources.registry import AliasConflict, ModelRegistry, RegistryUnavailable, UnusableVersion
@@ -448,3 +449,58 @@ def test_a_move_whose_record_fails_is_undone_even_while_the_store_stays_locked_a
     calls["undo"] = -100
     with pytest.raises(RegistryUnavailable, match="it points to v2 without a record in the alias history"):
         registry.move_alias(name, "champion", 2, expected_from=1, reason="better", actor="ana", kind="approve")
+
+
+def test_a_move_recorded_whose_since_tag_fails_stands_and_is_returned(registry, name, tmp_path, monkeypatch):
+    """The tracking server gone right after the alias moved and its history was written, before the new
+    version's `keel.champion.since` tag: the move happened. Before, the caller got MLflow's error, as if
+    nothing had moved."""
+    train(registry, name, tmp_path, 2)
+    registry.move_alias(name, "champion", 1, expected_from=None, reason="first", actor="ci")
+    real_tag = mlflow.MlflowClient.set_model_version_tag
+
+    def tag(self, model, version, key, value):
+        if key == "keel.champion.since" and version == "2":
+            raise MlflowException("API request to http://mlflow:5000 failed: Connection refused")
+        return real_tag(self, model, version, key, value)
+
+    monkeypatch.setattr(mlflow.MlflowClient, "set_model_version_tag", tag)
+    move = registry.move_alias(name, "champion", 2, expected_from=1, reason="better", actor="ana", kind="approve")
+    assert (move.from_version, move.to_version) == (1, 2)
+    assert registry.alias_version(name, "champion") == 2
+    assert [m.to_version for m in registry.alias_history(name, "champion")] == [1, 2]
+
+
+@pytest.mark.parametrize("fails", ["the alias removal", "the record"])
+def test_a_retired_alias_whose_removal_or_record_fails_keeps_history_and_alias_in_step(
+    registry, name, tmp_path, monkeypatch, fails
+):
+    """The tracking server gone in the middle of a rollback of the challenger. Before, the history's record went
+    first: with the alias removal failing, the history said v2 was rolled back while `challenger` still pointed
+    to it (its canary went on serving, /health ok)."""
+    train(registry, name, tmp_path, 2)
+    registry.move_alias(name, "champion", 1, expected_from=None, reason="first", actor="ci")
+    registry.move_alias(name, "challenger", 2, expected_from=None, reason="canary", actor="ci")
+    gone = MlflowException("API request to http://mlflow:5000 failed: Connection refused")
+    real = {
+        "delete_registered_model_alias": mlflow.MlflowClient.delete_registered_model_alias,
+        "set_registered_model_tag": mlflow.MlflowClient.set_registered_model_tag,
+    }
+    failing = "delete_registered_model_alias" if fails == "the alias removal" else "set_registered_model_tag"
+    calls = {"n": 0}
+
+    def once(self, *args):
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise gone
+        return real[failing](self, *args)
+
+    monkeypatch.setattr(mlflow.MlflowClient, failing, once)
+    with pytest.raises(MlflowException, match="Connection refused"):
+        registry.retire_alias(name, "challenger", 2, reason="p99 bad", actor="bake")
+    assert registry.alias_version(name, "challenger") == 2
+    assert [m.to_version for m in registry.alias_history(name, "challenger")] == [2]
+    monkeypatch.undo()
+    move = registry.retire_alias(name, "challenger", 2, reason="p99 bad", actor="bake")
+    assert move.from_version == 2 and registry.alias_version(name, "challenger") is None
+    assert [m.to_version for m in registry.alias_history(name, "challenger")] == [2, None]

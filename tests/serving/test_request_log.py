@@ -210,3 +210,23 @@ def test_a_copy_of_a_log_file_in_the_days_folder_is_read_once_and_named(tmp_path
     [problem] = ignored
     names = sorted([file.name, "backup.parquet"])  # the later of the two in the listing is left out
     assert problem.endswith(f"{names[1]}: holds the same requests as {names[0]} (a copy?); they were read once")
+
+
+def test_a_spool_two_servers_share_is_written_once_and_never_counted_as_dropped(tmp_path, spec, rows):
+    # A rolling restart: the new server starts while the old one still holds spooled rows (the store down),
+    # and both drain the spool they share (one per store) once the store is back.
+    store = str(tmp_path / "store")
+    blocker = _block(store)
+    old = RequestLog(store, spec, flush_seconds=3600, spool_dir=tmp_path / "spool")
+    old.append(entry(row, f"r{i}") for i, row in enumerate(rows[:20]))
+    old.flush()
+    new = RequestLog(store, spec, flush_seconds=3600, spool_dir=tmp_path / "spool")
+    blocker.unlink()
+    new.flush()  # the new server writes the old one's spooled file to the store first
+    old.close()
+    assert logged_ids(store) == sorted(f"r{i}" for i in range(20))
+    # The old server finds its file gone from the spool because it is in the store: not a loss to alert on.
+    assert old.status()["rows_dropped"] == 0, old.status()
+    assert old.status()["rows_pending"] == 0
+    assert all(status["rows_dropped"] == 0 for status in read_status(store))
+    new.close()
