@@ -218,3 +218,22 @@ def test_a_training_run_whose_process_died_is_retried_and_a_failed_step_is_not(t
         instance.report_run_failed(instance.get_run_by_id(blocked.run_id), "Steps failed: ['candidate_model']")
         assert should_retry(instance.get_run_by_id(killed.run_id), instance)
         assert not should_retry(instance.get_run_by_id(blocked.run_id), instance)
+
+
+@pytest.mark.parametrize("config", ["orchestration/dagster.yaml", "team/dagster.yaml"])
+def test_a_run_dequeued_while_the_code_server_restarts_waits_for_it_rather_than_failing(
+    tmp_path: Path, config: str, monkeypatch
+):
+    """A code server killed (or restarting) makes the daemon's launches fail with "Could not reach user
+    code server" until it is back; a backfill's run failed so is never retried (its backfill is already
+    complete). The queue holds such runs and tries again, long enough for the daemon to restart it."""
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "dagster.yaml").write_text((REPO / config).read_text())
+    for name in ("KEEL_PG_USER", "KEEL_PG_PASSWORD", "KEEL_PG_HOST", "KEEL_PG_PORT", "KEEL_DAGSTER_DB"):
+        monkeypatch.setenv(name, "x")
+    from dagster._core.instance.config import dagster_instance_config
+
+    settings, _ = dagster_instance_config(str(home))
+    queue = settings.get("run_coordinator", {}).get("config", {})
+    assert queue.get("max_user_code_failure_retries", 0) * queue.get("user_code_failure_retry_delay", 60) >= 60
