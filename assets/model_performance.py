@@ -4,10 +4,10 @@ import dagster as dg
 import numpy as np
 
 import ml.evaluation
-import ml.io
 import ml.predictions
 from assets.partitions import DAILY
 from assets.records import LabelledDay, ScoredDay
+from data_checks.asset_checks import read_checked_file
 from ml.ids import ids_as_text
 from resources.params import ParamsResource
 from resources.registry import ModelRegistry
@@ -50,7 +50,11 @@ def model_performance(
     column = spec.id.column
     # Ids as text on both sides (ml/ids.py): a day scored with integer ids joins labels written either way.
     scored = ids_as_text(ml.predictions.read_predictions(batch_predictions.predictions_uri(storage)), column, day)
-    truth_rows = ids_as_text(ml.io.read_parquet(labels.uri(settings)), column, f"labels {day}")
+    # The labels as their checks took them in: a file replaced since (by a re-delivery the labels step has
+    # not judged yet, or one it refused) is never read as the day's truth.
+    truth_rows = ids_as_text(
+        read_checked_file(labels.uri(settings), labels.md5, f"labels {day}"), column, f"labels {day}"
+    )
     frame = scored.merge(truth_rows, on=column, how="inner")
     if frame.empty:
         raise dg.Failure(description=f"no id of the labels for {day} matches its predictions ({spec.id.column})")

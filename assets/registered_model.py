@@ -174,6 +174,20 @@ def alias_move_metadata(move: AliasMove) -> dict:
     }
 
 
+def unrecorded_move(
+    context: dg.AssetExecutionContext, registry: ModelRegistry, name: str, version: int
+) -> AliasMove | None:
+    """The promotion of `version` (this candidate's version: only registered_model promotes) that no
+    registered_model materialization recorded, because its run was killed after the move: no alert and no
+    card said so. None when it was recorded."""
+    moves = [m for m in registry.alias_history(name) if m.to_version == version and m.kind == "promote"]
+    if not moves or moves[-1].dagster_run_id == context.run_id:
+        return None
+    records = context.instance.fetch_materializations(dg.AssetKey("registered_model"), limit=100).records
+    recorded = (r.asset_materialization.metadata.get("alias_move") for r in records)
+    return None if any(m is not None and m.value.get("when") == moves[-1].when for m in recorded) else moves[-1]
+
+
 def _missing_alias_error(name: str, version: int, alias: str, error: Exception, context) -> dg.Failure:
     """Why v<version> exists without its alias, and the step that is true for that cause."""
     if isinstance(error, AliasConflict):
@@ -230,9 +244,14 @@ def _register(
     if version is not None:
         holds = [a for a in (alias, CHAMPION) if registry.alias_version(name, a) == version]  # challenger approved
         if holds:
+            # An attempt killed after its move and before its record: the move is recorded now (its alert,
+            # the card of the version it replaced), once.
+            move = unrecorded_move(context, registry, name, version)
+            if move is not None:
+                refresh_card(registry, storage, name, move.from_version)
             card = (
                 {}
-                if read_card(registry, name, version)
+                if read_card(registry, name, version) and move is None
                 else publish_version_card(context, candidate_model, gate, settings, storage, registry, version)
             )
             return dg.MaterializeResult(
@@ -243,8 +262,10 @@ def _register(
                     "champion_version": registry.champion() or 0,
                     "registered": False,
                     "reason": f"the candidate of MLflow run {run_id} is already registered as v{version}, "
-                    f"which is {holds[0]}: nothing left to do",
+                    f"which is {holds[0]}: "
+                    + ("recording the move its killed attempt made" if move else "nothing left to do"),
                     "mlflow_run_id": run_id,
+                    **(alias_move_metadata(move) if move else {}),
                     **card,
                 },
             )

@@ -10,7 +10,7 @@ from assets.batch_predictions import batch_predictions
 from assets.drift_report import drift_report
 from assets.model_performance import model_performance
 from assets.partitions import DAILY
-from orchestration.arrivals import arrived, not_taken_in, skip_message
+from orchestration.arrivals import arrived, not_taken_in, skip_message, still_being_written
 from orchestration.jobs import label_feedback, nightly_scoring
 from orchestration.sensor_guard import alerting
 from resources.params import ParamsResource
@@ -45,8 +45,9 @@ def incoming_arrived(context: dg.SensorEvaluationContext, params: ParamsResource
     before = [f"{a.day}: before daily.start_date {start}" for a in files if a.day < start]
     days = [a for a in files if a.day >= start and last and a.day <= last]
     todo, skipped = not_taken_in(context.instance, days, "incoming", drift_report.key)
+    todo, writing = still_being_written(todo)
     if not todo:
-        return dg.SkipReason(skip_message("snapshot files", before + skipped + early + misnamed))
+        return dg.SkipReason(skip_message("snapshot files", before + skipped + writing + early + misnamed))
     return _requests(todo, "incoming")
 
 
@@ -71,6 +72,7 @@ def labels_arrived(context: dg.SensorEvaluationContext, params: ParamsResource):
     todo, skipped = not_taken_in(
         context.instance, [a for a in files if a.day in scored], "labels", model_performance.key
     )
+    todo, writing = still_being_written(todo)
     if not todo:
-        return dg.SkipReason(skip_message("labels files", skipped + unscored + misnamed))
+        return dg.SkipReason(skip_message("labels files", skipped + writing + unscored + misnamed))
     return _requests(todo, "labels")

@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import os
 import re
+import stat
+import time
 from dataclasses import dataclass
 
 import dagster as dg
@@ -18,6 +21,11 @@ import fsspec
 
 DATE = r"(\d{4}-\d{2}-\d{2})"
 RUN_KEY_TAG = "dagster/run_key"
+# A local day's file that does not end as a Parquet file does (its footer's magic bytes) and changed this recently
+# is still being written (copied in chunks, an upload in progress): it is taken in once complete, or once it has
+# not changed for this long, so a file that stays broken still gets its run, which fails naming it.
+WRITING_GRACE_SECONDS = 600.0
+PARQUET_MAGIC = b"PAR1"
 # Tags a run that took in a file carries, so the UI and the sensors can tell which file version it read.
 FILE_TAG, VERSION_TAG = "keel/file", "keel/file_version"
 
@@ -181,6 +189,42 @@ def not_taken_in(
         else:
             todo.append(arrival)
     return todo, done + held
+
+
+def still_being_written(arrivals: list[Arrival], now: float | None = None) -> tuple[list[Arrival], list[str]]:
+    """(arrivals to launch, why the others wait): a local file that changed within WRITING_GRACE_SECONDS and does
+    not end with Parquet's footer is still being written; a run of it now would fail (and alert) on half a file.
+    Read: its last 4 bytes. An object store's file appears only once its upload is complete."""
+    now = time.time() if now is None else now
+    ready, waiting = [], []
+    for arrival in arrivals:
+        age = now - arrival.modified if arrival.modified is not None else None
+        if age is None or age >= WRITING_GRACE_SECONDS or _ends_as_parquet(arrival.uri):
+            ready.append(arrival)
+        else:
+            waiting.append(
+                f"{arrival.day}: {arrival.uri} does not end as a Parquet file does and changed {max(age, 0):.0f} s "
+                f"ago: still being written? Taken in once complete, or as it is after {WRITING_GRACE_SECONDS:.0f} s"
+            )
+    return ready, waiting
+
+
+def _ends_as_parquet(uri: str) -> bool:
+    """Whether a local file ends with Parquet's magic bytes; True for anything else (not judged here)."""
+    fs, path = fsspec.core.url_to_fs(uri)
+    if not set(fs.protocol if isinstance(fs.protocol, tuple) else (fs.protocol,)) & {"file", "local"}:
+        return True
+    try:
+        handle = os.open(path, os.O_RDONLY | os.O_NONBLOCK)  # never blocks, even on a FIFO put there since
+    except OSError:
+        return True  # gone or unreadable: its run says so
+    try:
+        info = os.fstat(handle)
+        if not stat.S_ISREG(info.st_mode):
+            return True
+        return info.st_size >= len(PARQUET_MAGIC) and os.pread(handle, 4, info.st_size - 4) == PARQUET_MAGIC
+    finally:
+        os.close(handle)
 
 
 def _taken_by(arrival: Arrival, run: dg.DagsterRun) -> str:

@@ -17,6 +17,10 @@ from orchestration.promotion import approve, rollback
 
 # The daemon launches a failed daily run again (run_retries in dagster.yaml), at most this often.
 DAILY_RETRIES = {"dagster/max_retries": "2"}
+# A training run is launched again only when its process died (killed, the machine restarted), from the step
+# that did not finish: a registration killed after its alias moved then records the move, its card and its
+# alert. A run that failed in a step (a blocked gate, a training error) would fail again: it is not retried.
+TRAINING_RETRIES = {"dagster/max_retries": "1", "dagster/retry_on_asset_or_op_failure": "false"}
 
 prepare_data = dg.define_asset_job(
     "prepare_data",
@@ -29,6 +33,7 @@ prepare_data = dg.define_asset_job(
 train_model = dg.define_asset_job(
     "train_model",
     selection=dg.AssetSelection.assets(raw_data, training_set, features, candidate_model, registered_model),
+    tags=TRAINING_RETRIES,
     description=(
         "The training lifecycle: raw data (DVC) and its data checks, the training set, its features, a candidate "
         "model, the evaluation gate, and registration in MLflow (champion or challenger)."
@@ -38,6 +43,7 @@ train_model = dg.define_asset_job(
 retrain = dg.define_asset_job(
     "retrain",
     selection=dg.AssetSelection.assets(training_set, features, candidate_model, registered_model),
+    tags=TRAINING_RETRIES,
     description=(
         "Retraining on the checked raw data plus recent labelled days: training set -> features -> candidate -> "
         "evaluation gate -> registration. The sensor retrain_on_drift launches it with the days of "

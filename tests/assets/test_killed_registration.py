@@ -88,3 +88,71 @@ def test_a_registration_killed_after_the_version_was_created_finishes_its_move_w
     assert recorded["resumed"].value is True and recorded["moved_to"].value == "v2"
     assert instance.get_run_by_id(dead).status == dg.DagsterRunStatus.FAILURE
     assert instance.event_log_storage.get_concurrency_info(ALIAS_POOL).active_run_ids == set()
+
+
+KILLED_AFTER_THE_MOVE = textwrap.dedent(
+    """
+    import sys, time
+    from pathlib import Path
+    import dagster as dg
+    import assets.registered_model
+    from assets.registered_model import registered_model
+    from orchestration.deployments import local
+    from tests.conftest import training_assets
+
+    project, flag = Path(sys.argv[1]), Path(sys.argv[2])
+
+    def killed_here(*args, **kwargs):  # the champion alias has moved; the card and the record are not written
+        flag.write_text("moved")
+        time.sleep(3600)
+
+    assets.registered_model.refresh_card = killed_here
+    with dg.DagsterInstance.from_config(str(project / "var" / "dagster")) as instance:
+        dg.materialize(training_assets(), selection=[registered_model], resources=local(project), instance=instance)
+    """
+)
+
+
+def test_a_registration_killed_after_its_alias_moved_records_the_move_and_the_card_when_re_executed(
+    trained_project, instance, registry
+):
+    """The champion moved, then the run was killed: no card, no registered_model record, so no alert of
+    the move. The re-execution (by hand, or the retrain job's retry of a killed run) records the move it
+    finds made by the killed attempt, with the cards of both versions, so alert_on_monitoring sends it."""
+    from assets.cards import read_card
+    from orchestration.alerts import _move_text
+
+    gated(trained_project, instance)
+    flag = trained_project / "killed-at"
+    process = subprocess.Popen(
+        [sys.executable, "-c", KILLED_AFTER_THE_MOVE, str(trained_project), str(flag)],
+        cwd=REPO,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 300
+    while not flag.exists():
+        assert process.poll() is None, process.communicate()[1][-3000:]
+        assert time.monotonic() < deadline, "the registration never moved the alias"
+        time.sleep(0.2)
+    process.send_signal(signal.SIGKILL)
+    process.wait(timeout=30)
+    assert registry.champion() == 2 and read_card(registry, MODEL, 2) is None
+    before = instance.get_latest_materialization_event(registered_model.key).asset_materialization.metadata
+    assert before["moved_to"].value == "v1"  # the killed attempt recorded nothing
+
+    resumed = register_alone(trained_project, instance)
+    assert resumed.success
+    assert registry.versions(MODEL) == [1, 2] and registry.champion() == 2
+    recorded = instance.get_latest_materialization_event(registered_model.key).asset_materialization.metadata
+    assert recorded["moved_from"].value == "v1" and recorded["moved_to"].value == "v2"
+    assert "champion" in _move_text({k: v.value for k, v in recorded.items()})
+    assert read_card(registry, MODEL, 2) is not None
+    assert [m["to_version"] for m in read_card(registry, MODEL, 1)["alias_history"]][-1] == 2
+
+    again = register_alone(trained_project, instance)  # recorded once: a second re-execution adds no move
+    assert again.success
+    latest = instance.get_latest_materialization_event(registered_model.key).asset_materialization.metadata
+    assert "alias_move" not in latest

@@ -184,3 +184,32 @@ def test_a_day_with_money_as_decimals_is_checked_scored_and_drift_reported_as_it
         assert capture.field("monthly_charges").type == pa.float64()
         drift = materializations(instance, "drift_report")[0].asset_materialization.metadata
         assert drift["model_version"].value == 1 and len(drift["columns"].value.records) == 19
+
+
+def test_model_performance_judges_the_checked_labels_never_a_file_replaced_after_its_check(trained_project: Path):
+    """Labels replaced after the labels step took them in (flipped: no check accepted them), then
+    model_performance run alone, as the second step of the same run would: it refuses the unchecked
+    file naming it, and the day's performance stays the checked one."""
+    defs, _ = setup_day(trained_project)
+    with dg.DagsterInstance.from_config(str(trained_project / "var" / "dagster")) as instance:
+        assert defs.resolve_job_def("nightly_scoring").execute_in_process(instance=instance, partition_key=DAY).success
+        assert defs.resolve_job_def("label_feedback").execute_in_process(instance=instance, partition_key=DAY).success
+        before = materializations(instance, "model_performance")
+        path = trained_project / "data" / "labels" / f"{DAY}.parquet"
+        flipped = pd.read_parquet(path)
+        flipped["churn"] = flipped["churn"].map({"Yes": "No", "No": "Yes"})
+        flipped.to_parquet(path, index=False)
+        again = dg.materialize(
+            [defs.get_assets_def(k) for k in ("incoming_data", "batch_predictions", "labels", "model_performance")],
+            selection=["model_performance"],
+            partition_key=DAY,
+            instance=instance,
+            resources=dict(defs.resources),
+            raise_on_error=False,
+        )
+        assert not again.success
+        failure = next(e for e in again.all_events if e.is_step_failure).step_failure_data.user_failure_data
+        assert str(path) in failure.description and "not the version" in failure.description
+        after = materializations(instance, "model_performance")
+        assert len(after) == len(before) == 1
+        assert after[0].asset_materialization.metadata["roc_auc"].value > 0.8

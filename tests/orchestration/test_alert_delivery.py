@@ -259,3 +259,35 @@ def test_a_request_log_outage_is_alerted_when_it_begins_and_ends(tmp_path: Path,
     finally:
         log.close()
         webhook.server.shutdown()
+
+
+@pytest.mark.parametrize("sensor,folder", [("incoming_arrived", "incoming"), ("labels_arrived", "labels")])
+def test_a_days_file_still_being_written_waits_until_it_is_complete(tmp_path: Path, sensor: str, folder: str):
+    """A day's file copied in in chunks is seen by the tick half-written: launched, each partial version would
+    fail (with its retries) and alert about a day that is only arriving. It waits, named, until it ends as a
+    Parquet file does; one that stays broken is launched once it has not changed for the grace period."""
+    import pandas as pd
+
+    from orchestration.arrivals import WRITING_GRACE_SECONDS
+
+    root = tmp_path / "project"
+    (root / "data" / folder).mkdir(parents=True)
+    shutil.copy(REPO / "params.yaml", root / "params.yaml")
+    whole = tmp_path / "whole.parquet"
+    pd.DataFrame({"customer_id": [f"C{i}" for i in range(500)], "churn": ["No"] * 500}).to_parquet(whole)
+    data = whole.read_bytes()
+    day = root / "data" / folder / "2026-10-09.parquet"
+    day.write_bytes(data[: len(data) // 2])
+    resources = {"params": ParamsResource(project_dir=str(root))}
+    with dg.instance_for_test() as instance:
+        instance.report_runless_asset_event(dg.AssetMaterialization("batch_predictions", partition="2026-10-09"))
+        waiting = evaluate(sensor, instance, resources)
+        assert not waiting.run_requests
+        assert "2026-10-09" in waiting.skip_message and "still being written" in waiting.skip_message
+
+        stale = time.time() - WRITING_GRACE_SECONDS - 5  # broken for good: its run fails naming it
+        os.utime(day, (stale, stale))
+        assert [r.partition_key for r in evaluate(sensor, instance, resources).run_requests] == ["2026-10-09"]
+
+        day.write_bytes(data)  # complete
+        assert [r.partition_key for r in evaluate(sensor, instance, resources).run_requests] == ["2026-10-09"]

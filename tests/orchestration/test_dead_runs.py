@@ -198,3 +198,42 @@ def test_a_move_behind_a_live_run_sleeps_stops_on_sigterm_and_gives_up_naming_th
         assert not (tmp_path / "waiter").exists()  # it never moved anything
     finally:
         kill(holder)
+
+
+@pytest.mark.parametrize("job", ["retrain", "train_model"])
+def test_a_training_run_whose_process_died_is_retried_and_a_failed_step_is_not(tmp_path: Path, job: str):
+    """The daemon's run retries (the project's dagster.yaml) relaunch a training run that fail_dead_runs
+    failed because its process was killed, so a registration killed mid-way finishes by itself; a
+    training run that failed in a step (a blocked gate, a training error) is not run again."""
+    from dagster._core.storage.tags import RUN_FAILURE_REASON_TAG
+    from dagster._daemon.auto_run_reexecution.auto_run_reexecution import should_retry
+
+    from orchestration.definitions import defs
+
+    definition = defs.resolve_job_def(job)
+    with dg.DagsterInstance.from_config(str(write_dagster_home(tmp_path / "home"))) as instance:
+        killed, blocked = (instance.create_run_for_job(definition, tags=dict(definition.tags)) for _ in range(2))
+        instance.report_run_failed(killed, f"Run {killed.run_id} marked failed: its process (pid 1) no longer exists")
+        instance.add_run_tags(blocked.run_id, {RUN_FAILURE_REASON_TAG: "STEP_FAILURE"})
+        instance.report_run_failed(instance.get_run_by_id(blocked.run_id), "Steps failed: ['candidate_model']")
+        assert should_retry(instance.get_run_by_id(killed.run_id), instance)
+        assert not should_retry(instance.get_run_by_id(blocked.run_id), instance)
+
+
+@pytest.mark.parametrize("config", ["orchestration/dagster.yaml", "team/dagster.yaml"])
+def test_a_run_dequeued_while_the_code_server_restarts_waits_for_it_rather_than_failing(
+    tmp_path: Path, config: str, monkeypatch
+):
+    """A code server killed (or restarting) makes the daemon's launches fail with "Could not reach user
+    code server" until it is back; a backfill's run failed so is never retried (its backfill is already
+    complete). The queue holds such runs and tries again, long enough for the daemon to restart it."""
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "dagster.yaml").write_text((REPO / config).read_text())
+    for name in ("KEEL_PG_USER", "KEEL_PG_PASSWORD", "KEEL_PG_HOST", "KEEL_PG_PORT", "KEEL_DAGSTER_DB"):
+        monkeypatch.setenv(name, "x")
+    from dagster._core.instance.config import dagster_instance_config
+
+    settings, _ = dagster_instance_config(str(home))
+    queue = settings.get("run_coordinator", {}).get("config", {})
+    assert queue.get("max_user_code_failure_retries", 0) * queue.get("user_code_failure_retry_delay", 60) >= 60
