@@ -177,15 +177,16 @@ def alias_move_metadata(move: AliasMove) -> dict:
 def unrecorded_move(
     context: dg.AssetExecutionContext, registry: ModelRegistry, name: str, version: int
 ) -> AliasMove | None:
-    """The promotion of `version` (this candidate's version: only registered_model promotes) that no
-    registered_model materialization recorded, because its run was killed after the move: no alert and no
-    card said so. None when it was recorded."""
+    """The promotion of `version` (this candidate's version: only registered_model promotes) that its
+    attempt never recorded, because the run was killed after the move: no alert and no card said so.
+    A registration writes the version's card after its move and before its record, so a version without
+    its card is one whose move was not recorded. None when the card is there."""
+    if read_card(registry, name, version) is not None:
+        return None
     moves = [m for m in registry.alias_history(name) if m.to_version == version and m.kind == "promote"]
     if not moves or moves[-1].dagster_run_id == context.run_id:
         return None
-    records = context.instance.fetch_materializations(dg.AssetKey("registered_model"), limit=100).records
-    recorded = (r.asset_materialization.metadata.get("alias_move") for r in records)
-    return None if any(m is not None and m.value.get("when") == moves[-1].when for m in recorded) else moves[-1]
+    return moves[-1]
 
 
 def _missing_alias_error(name: str, version: int, alias: str, error: Exception, context) -> dg.Failure:
