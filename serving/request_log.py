@@ -87,7 +87,7 @@ STATUS_FOLDER = "request_log_status"
 QUEUE_FULL = "queue full (the store and the spool both failed)"
 PROCESS_FOLDER = "processes"  # in the spool: one marker per running process, removed on a clean stop
 UNCLEAN_STOP_SHOWN_SECONDS = 3600.0  # /health names a stopped process's lost flush this long
-UNCLEAN_STOP_STALE_SECONDS = 600.0  # another host's process that has not flushed this long is stopped
+UNCLEAN_STOP_STALE_SECONDS = 600.0  # another host's process that has not flushed this long (or 3 flushes) is stopped
 
 
 def input_columns(spec: DatasetSpec) -> list[str]:
@@ -238,6 +238,7 @@ class RequestLog:
         self._status_written: dict[str, Any] | None = None
         self._started_at = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
         self._marker = self.spool / PROCESS_FOLDER / f"{self._prefix}.json"
+        self._pid_start = _process_start(os.getpid())
         self.unclean_stops: list[dict[str, Any]] = []
         self._find_unclean_stops()
         self._mark_running()
@@ -486,8 +487,8 @@ class RequestLog:
             self._wake.wait(self._flush_seconds)
             self._wake.clear()
             try:
-                self._find_unclean_stops()
                 self._flush(force=False)
+                self._find_unclean_stops()
                 if not self._closed:
                     self._mark_running()
             except Exception as error:  # never stop the writer thread; the error is reported
@@ -508,7 +509,7 @@ class RequestLog:
             "process": self._prefix,
             "host": socket.gethostname(),
             "pid": os.getpid(),
-            "pid_start": _process_start(os.getpid()),
+            "pid_start": self._pid_start,
             "started": self._started_at,
             "last_flush": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
             "flush_seconds": self._flush_seconds,
@@ -524,15 +525,20 @@ class RequestLog:
 
     def _stopped(self, marker: dict[str, Any]) -> bool:
         if marker.get("host") != socket.gethostname():  # no pid to look at: gone once it stopped flushing
-            last = dt.datetime.fromisoformat(marker["last_flush"])
-            return (dt.datetime.now(dt.UTC) - last).total_seconds() > UNCLEAN_STOP_STALE_SECONDS
+            silent = (dt.datetime.now(dt.UTC) - dt.datetime.fromisoformat(marker["last_flush"])).total_seconds()
+            return silent > max(UNCLEAN_STOP_STALE_SECONDS, 3 * float(marker.get("flush_seconds") or 0))
         start = _process_start(int(marker["pid"]))  # its pid gone, or another process's now
         return start is None or bool(start and marker.get("pid_start") and start != marker["pid_start"])
 
     def _find_unclean_stops(self) -> None:
         """Count every other process of this spool that stopped without its final flush (its marker stayed)."""
         folder = self.spool / PROCESS_FOLDER
-        for path in sorted(folder.glob("*.json")) if folder.exists() else []:
+        try:
+            paths = sorted(folder.glob("*.json")) if folder.exists() else []
+        except OSError as error:  # the spool unreadable: looked at again at the next flush
+            logger.warning("request log: could not look for stopped processes in %s: %s", folder, error)
+            return
+        for path in paths:
             if path == self._marker:
                 continue
             try:
