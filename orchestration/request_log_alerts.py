@@ -4,6 +4,8 @@ Each serving process writes its log's counts beside the log once a write failed 
 dropped; this sensor compares them with what it saw last (its cursor) and alerts when an outage
 begins (rows wait in the local spool), when it ends (the spool is written) and whenever rows were
 dropped, naming the process, the counts and the reasons. An outage that goes on is alerted once.
+A server that finds a process of its spool stopped without its final flush (SIGKILL) counts it; each
+such stop is alerted once, naming that process, when it started and flushed last, and what may be missing.
 """
 
 from __future__ import annotations
@@ -15,9 +17,9 @@ import dagster as dg
 from orchestration.notify import notify
 from orchestration.sensor_guard import alerting
 from resources.storage import ArtifactStore
-from serving.request_log import read_status
+from serving.request_log import read_status, unclean_stop_text
 
-COUNTS = ("failed_flushes", "rows_dropped", "rows_pending")
+COUNTS = ("failed_flushes", "rows_dropped", "rows_pending", "unclean_stops")
 
 
 def request_log_alerts(statuses: list[dict], cursor: str | None) -> tuple[list[str], str]:
@@ -26,7 +28,7 @@ def request_log_alerts(statuses: list[dict], cursor: str | None) -> tuple[list[s
     texts = []
     for status in statuses:
         process = status.get("process", "?")
-        last = seen.get(process, dict.fromkeys(COUNTS, 0))
+        last = dict.fromkeys(COUNTS, 0) | seen.get(process, {})
         pending, error = status.get("rows_pending", 0), "; ".join(status.get("last_errors") or [])[-300:]
         where = f"the request log of serving process {process}"
         if status.get("rows_dropped", 0) > last["rows_dropped"]:
@@ -42,6 +44,9 @@ def request_log_alerts(statuses: list[dict], cursor: str | None) -> tuple[list[s
             )
         elif last["rows_pending"] and not pending:
             texts.append(f"Keel: {where} writes again; every spooled row was written")
+        found = status.get("unclean_stops", 0) - last["unclean_stops"]
+        for stop in (status.get("unclean_stop_details") or [])[-found:] if found > 0 else []:
+            texts.append(f"Keel: the request log of serving process {process} found that {unclean_stop_text(stop)}")
         seen[process] = {k: status.get(k, 0) for k in COUNTS}
     return texts, json.dumps(seen, sort_keys=True)
 
@@ -51,8 +56,9 @@ def request_log_alerts(statuses: list[dict], cursor: str | None) -> tuple[list[s
     minimum_interval_seconds=60,
     description=(
         "Every minute (once turned on): sends an alert when the endpoint's request log cannot write to "
-        "the artifact store (its rows wait in a local spool and are retried), when it writes again, and "
-        "whenever it dropped rows (with the reasons), to the webhook in KEEL_ALERT_WEBHOOK_URL; without "
+        "the artifact store (its rows wait in a local spool and are retried), when it writes again, "
+        "whenever it dropped rows (with the reasons), and when a serving process stopped without its final "
+        "flush (killed: its last rows may be missing), to the webhook in KEEL_ALERT_WEBHOOK_URL; without "
         "it, writes the alert to the tick's log."
     ),
 )

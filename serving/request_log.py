@@ -27,6 +27,14 @@ counted with the reason. `status()` has the counts (served on `/metadata`); once
 a row was dropped the counts are also written to `serving/request_log_status/<process>.json`, where
 the sensor alert_on_request_log reads them. `read_day` reads every file of a day, skipping (and
 naming) a file that is not a request-log Parquet file.
+
+Not silent when killed: a SIGKILL (the OOM killer, a lost node) loses the rows queued since the last flush.
+Each process keeps a marker in the spool, `processes/<process>.json` (pid, host, start, last flush,
+rewritten at every flush), removed by `close`. A server of the spool that finds the marker of a process
+that is gone (same host: the pid gone, or reused by a process started at another time; another host:
+no flush for UNCLEAN_STOP_STALE_SECONDS) takes it (one rename, so it is reported once) and counts it
+under `unclean_stops` in its status, in /health's problems for UNCLEAN_STOP_SHOWN_SECONDS, and for the
+alert sensor; a live neighbour (a rolling restart) is never taken.
 """
 
 from __future__ import annotations
@@ -77,6 +85,9 @@ BASE_SCHEMA = pa.schema(
 RETRY_MAX_SECONDS = 60.0  # a spooled file is tried again at least this often while the store is down
 STATUS_FOLDER = "request_log_status"
 QUEUE_FULL = "queue full (the store and the spool both failed)"
+PROCESS_FOLDER = "processes"  # in the spool: one marker per running process, removed on a clean stop
+UNCLEAN_STOP_SHOWN_SECONDS = 3600.0  # /health names a stopped process's lost flush this long
+UNCLEAN_STOP_STALE_SECONDS = 600.0  # another host's process that has not flushed this long (or 3 flushes) is stopped
 
 
 def input_columns(spec: DatasetSpec) -> list[str]:
@@ -126,6 +137,22 @@ def _a_date(text: str) -> bool:
 
 def default_spool_dir() -> Path:
     return Path(tempfile.gettempdir()) / "keel-request-log-spool"
+
+
+def _process_start(pid: int) -> str | None:
+    """When a running process started (clock ticks since boot, /proc); None when it is gone or a zombie,
+    "" where /proc does not tell (a pid that exists is then taken as alive)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return None
+    except OSError:  # another user's process: it exists
+        pass
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return "" if not Path("/proc/self/stat").exists() else None
+    return None if fields[0] == "Z" else fields[19]
 
 
 class RowRefused(ValueError):
@@ -209,6 +236,12 @@ class RequestLog:
         self._spooled: dict[Path, int] = self._spooled_files()
         self._retry_at, self._retry_delay = 0.0, 0.0
         self._status_written: dict[str, Any] | None = None
+        self._started_at = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+        self._marker = self.spool / PROCESS_FOLDER / f"{self._prefix}.json"
+        self._pid_start = _process_start(os.getpid())
+        self.unclean_stops: list[dict[str, Any]] = []
+        self._find_unclean_stops()
+        self._mark_running()
         self._thread = threading.Thread(target=self._run, name="request-log", daemon=True)
         self._thread.start()
 
@@ -429,14 +462,16 @@ class RequestLog:
             "rows_dropped": sum(self.rows_dropped.values()),
             "rows_dropped_by_reason": dict(self.rows_dropped),
             "last_errors": self.errors[-3:],
+            "unclean_stops": len(self.unclean_stops),
+            "unclean_stop_details": self.unclean_stops[-5:],
         }
 
     def _write_status(self) -> None:
         """The counts in the store for the alert sensor, once something went wrong and when they change."""
         status = self.status()
-        if not (status["failed_flushes"] or status["rows_dropped"]):
+        if not (status["failed_flushes"] or status["rows_dropped"] or status["unclean_stops"]):
             return
-        counts = {k: status[k] for k in ("failed_flushes", "rows_dropped", "rows_pending")}
+        counts = {k: status[k] for k in ("failed_flushes", "rows_dropped", "rows_pending", "unclean_stops")}
         if counts == self._status_written:
             return
         uri = serving_uri(self.store_root, STATUS_FOLDER, f"{self._prefix}.json")
@@ -453,6 +488,9 @@ class RequestLog:
             self._wake.clear()
             try:
                 self._flush(force=False)
+                self._find_unclean_stops()
+                if not self._closed:
+                    self._mark_running()
             except Exception as error:  # never stop the writer thread; the error is reported
                 self._failed("flushing", error)
 
@@ -461,10 +499,94 @@ class RequestLog:
         self._wake.set()
         self._thread.join(timeout=30)
         self.flush()
+        self._marker.unlink(missing_ok=True)  # a clean stop: nothing was left unwritten in memory
+
+    # --- a process stopped without its final flush ------------------------------------------------
+
+    def _mark_running(self) -> None:
+        """This process's marker in the spool, with the time of its last flush (its rows before it are written)."""
+        marker = {
+            "process": self._prefix,
+            "host": socket.gethostname(),
+            "pid": os.getpid(),
+            "pid_start": self._pid_start,
+            "started": self._started_at,
+            "last_flush": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+            "flush_seconds": self._flush_seconds,
+            "flush_rows": self._flush_rows,
+        }
+        tmp = self._marker.with_name(f".{self._marker.name}.tmp")
+        try:  # replaced in one step; no fsync: it must outlive the process, not the machine
+            self._marker.parent.mkdir(parents=True, exist_ok=True)
+            tmp.write_text(json.dumps(marker))
+            os.replace(tmp, self._marker)
+        except OSError as error:  # the spool's disk: the next flush tries again
+            logger.warning("request log: could not write its process marker %s: %s", self._marker, error)
+
+    def _stopped(self, marker: dict[str, Any]) -> bool:
+        if marker.get("host") != socket.gethostname():  # no pid to look at: gone once it stopped flushing
+            silent = (dt.datetime.now(dt.UTC) - dt.datetime.fromisoformat(marker["last_flush"])).total_seconds()
+            return silent > max(UNCLEAN_STOP_STALE_SECONDS, 3 * float(marker.get("flush_seconds") or 0))
+        start = _process_start(int(marker["pid"]))  # its pid gone, or another process's now
+        return start is None or bool(start and marker.get("pid_start") and start != marker["pid_start"])
+
+    def _find_unclean_stops(self) -> None:
+        """Count every other process of this spool that stopped without its final flush (its marker stayed)."""
+        folder = self.spool / PROCESS_FOLDER
+        try:
+            paths = sorted(folder.glob("*.json")) if folder.exists() else []
+        except OSError as error:  # the spool unreadable: looked at again at the next flush
+            logger.warning("request log: could not look for stopped processes in %s: %s", folder, error)
+            return
+        for path in paths:
+            if path == self._marker:
+                continue
+            try:
+                marker = json.loads(path.read_text())
+                if not self._stopped(marker):
+                    continue
+            except FileNotFoundError:  # stopped cleanly meanwhile, or taken by another server
+                continue
+            except (OSError, ValueError, KeyError, TypeError) as error:
+                marker = {"process": path.stem, "unreadable": f"{type(error).__name__}: {error}"}
+            taken = path.with_name(f"{path.name}.taken-by-{self._prefix}")
+            try:
+                path.rename(taken)  # one server takes it: reported once
+            except OSError:
+                continue
+            taken.unlink(missing_ok=True)
+            path.with_name(f".{path.name}.tmp").unlink(missing_ok=True)
+            stop = {**marker, "found_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds")}
+            self.unclean_stops.append(stop)
+            logger.error("request log: %s", unclean_stop_text(stop))
+
+    def problems(self) -> list[dict[str, str]]:
+        """For /health: the processes found stopped without their final flush in the last UNCLEAN_STOP_SHOWN_SECONDS."""
+        now = dt.datetime.now(dt.UTC)
+        return [
+            {"kind": "request_log", "reason": unclean_stop_text(stop), "since": stop["found_at"]}
+            for stop in self.unclean_stops
+            if (now - dt.datetime.fromisoformat(stop["found_at"])).total_seconds() <= UNCLEAN_STOP_SHOWN_SECONDS
+        ]
+
+
+def unclean_stop_text(stop: dict[str, Any]) -> str:
+    """What a person reads: which process, when it started, roughly when it stopped, what may be missing."""
+    if "unreadable" in stop:
+        return (
+            f"serving process {stop['process']} stopped without its final flush (its marker is unreadable: "
+            f"{stop['unreadable']}); rows it answered last may be missing from the request log"
+        )
+    return (
+        f"serving process {stop['process']} (pid {stop['pid']} on {stop['host']}, started {stop['started']}) "
+        f"stopped without its final flush, after its last flush at {stop['last_flush']}: up to "
+        f"{stop['flush_rows']} row(s) it answered within its last {stop['flush_seconds']:g} s may be missing "
+        "from the request log"
+    )
 
 
 def read_status(store_root: str) -> list[dict[str, Any]]:
-    """The status every serving process wrote once its request log failed or dropped rows."""
+    """The status every serving process wrote once its request log failed, dropped rows or found an unclean stop."""
     fs, path = fsspec.core.url_to_fs(serving_uri(store_root, STATUS_FOLDER))
     statuses = []
     for file in sorted(fs.glob(f"{path}/*.json")):

@@ -85,7 +85,16 @@ def create_app(project_dir: Path, environ: dict[str, str] | None = None):
     store_root = environ.get("KEEL_STORE_ROOT")
     log = RequestLog(store_root, spec) if store_root else None
     arm = Arm(store_root, version) if store_root else None
-    app = FastAPI(title="Keel model", docs_url=None, redoc_url=None)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: FastAPI):
+        try:
+            yield
+        finally:
+            if log is not None:  # a clean stop (SIGTERM) writes the last rows, so none is lost or reported lost
+                log.close()
+
+    app = FastAPI(title="Keel model", docs_url=None, redoc_url=None, lifespan=lifespan)
 
     @app.get("/health")
     @app.get("/ping")

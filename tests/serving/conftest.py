@@ -61,6 +61,22 @@ def start_endpoint(project: Path, port: int, env: dict[str, str], log_path: Path
     return process, log
 
 
+def wait_until_healthy(process: subprocess.Popen, url: str, log_path: Path, timeout: float = 180) -> None:
+    """Until `url/health` answers 200; fails naming the server's output when it exits or takes too long."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if process.poll() is not None:
+            raise AssertionError(f"the server exited ({process.returncode}):\n{log_path.read_text()}")
+        try:
+            if httpx.get(f"{url}/health", timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        if time.monotonic() > deadline:
+            raise AssertionError(f"no healthy server after {timeout:.0f} s:\n{log_path.read_text()}")
+        time.sleep(0.2)
+
+
 @dataclass
 class Server:
     project: Path
@@ -107,20 +123,7 @@ def server(serving_template: Path, tmp_path_factory: pytest.TempPathFactory) -> 
     process, log = start_endpoint(project, port, env, project / "server.log")
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 180
-        while True:
-            if process.poll() is not None:
-                raise AssertionError(
-                    f"the server exited ({process.returncode}):\n{(project / 'server.log').read_text()}"
-                )
-            try:
-                if httpx.get(f"{url}/health", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                raise AssertionError(f"no healthy server after 180 s:\n{(project / 'server.log').read_text()}")
-            time.sleep(0.2)
+        wait_until_healthy(process, url, project / "server.log")
         yield Server(project, url, process)
     finally:
         process.terminate()

@@ -2,7 +2,6 @@
 
 import datetime as dt
 import shutil
-import time
 
 import pytest
 from fastapi.testclient import TestClient
@@ -64,10 +63,9 @@ def test_the_arm_follows_the_rollout_and_is_logged(artifact, records, tmp_path, 
         client.post("/predict", json={"rows": [{**records[1], "request_id": "as-canary"}]})
         write_state(str(store), RolloutState(mode="shadow", challenger_version=2, reason="t"))
         client.post("/predict", json={"rows": [{**records[2], "request_id": "as-shadow"}]})
-    deadline = dt.datetime.now() + dt.timedelta(seconds=20)
-    while len(log := read_day(str(store), dt.datetime.now(dt.UTC).date())) < 3:
-        assert dt.datetime.now() < deadline, "the container did not write its request log"
-        time.sleep(0.2)
+    # Stopped cleanly: its last rows are written before it ends (no wait for a flush that never comes).
+    log = read_day(str(store), dt.datetime.now(dt.UTC).date())
+    assert len(log) == 3, log
     arms = dict(zip(log["request_id"], zip(log["arm"], log["served"], strict=True), strict=True))
     assert arms == {"as-champion": ("champion", True), "as-canary": ("canary", True), "as-shadow": ("shadow", False)}
 

@@ -4,7 +4,10 @@ on local disk and retried (also after a restart), and every row that is dropped 
 from __future__ import annotations
 
 import datetime as dt
+import json
+import os
 import shutil
+import socket
 from pathlib import Path
 
 import pandas as pd
@@ -230,3 +233,30 @@ def test_a_spool_two_servers_share_is_written_once_and_never_counted_as_dropped(
     assert old.status()["rows_pending"] == 0
     assert all(status["rows_dropped"] == 0 for status in read_status(store))
     new.close()
+
+
+def test_a_process_marker_is_taken_only_from_a_process_that_is_gone(tmp_path, spec):
+    # The marker of a process that stopped without its final flush (tests/serving/test_unclean_stop.py kills a
+    # real server); here the cases a live server cannot show: a pid reused by another process, another host.
+    store = str(tmp_path / "store")
+    first = RequestLog(store, spec, flush_seconds=3600, spool_dir=tmp_path / "spool")
+    folder = first.spool / "processes"
+    now = dt.datetime.now(dt.UTC)
+    base = {"started": "2026-10-05T09:00:00+00:00", "flush_seconds": 2.0, "flush_rows": 20000}
+    markers = {
+        "reused": {"host": socket.gethostname(), "pid": os.getpid(), "pid_start": "1", "last_flush": AT.isoformat()},
+        "silent": {"host": "another-host", "pid": 7, "last_flush": (now - dt.timedelta(hours=1)).isoformat()},
+        "flushing": {"host": "another-host", "pid": 8, "last_flush": now.isoformat()},
+    }
+    for name, marker in markers.items():
+        (folder / f"{name}.json").write_text(json.dumps({**base, **marker, "process": name}))
+    second = RequestLog(store, spec, flush_seconds=3600, spool_dir=tmp_path / "spool")
+    # This process's first log is alive (same pid, same start): never taken.
+    assert sorted(stop["process"] for stop in second.unclean_stops) == ["reused", "silent"]
+    alive = [f"{first._prefix}.json", f"{second._prefix}.json", "flushing.json"]
+    assert sorted(p.name for p in folder.glob("*.json")) == sorted(alive)
+    assert len(second.problems()) == 2 and "up to 20000 row(s)" in second.problems()[0]["reason"]
+    assert first.unclean_stops == []
+    second.close()
+    first.close()
+    assert sorted(p.name for p in folder.glob("*.json")) == ["flushing.json"]  # a clean stop removes its own
