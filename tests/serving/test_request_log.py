@@ -260,3 +260,49 @@ def test_a_process_marker_is_taken_only_from_a_process_that_is_gone(tmp_path, sp
     second.close()
     first.close()
     assert sorted(p.name for p in folder.glob("*.json")) == ["flushing.json"]  # a clean stop removes its own
+
+
+def _killed(log: RequestLog) -> None:
+    """As if the process were killed now: its writer thread never flushes again (its interval is an hour, it is
+    never woken) and its marker says its pid is another process's, so the next log of the spool takes it."""
+    marker = json.loads(log._marker.read_text())
+    log._marker.write_text(json.dumps({**marker, "pid_start": "1"}))
+
+
+def test_a_segment_whose_flush_reached_the_store_before_the_kill_is_not_written_twice(tmp_path, spec, rows):
+    store = str(tmp_path / "store")
+    first = RequestLog(store, spec, flush_seconds=3600, spool_dir=tmp_path / "spool")
+    first.append(entry(row, f"a{i}") for i, row in enumerate(rows[:20]))
+    segment = first._wal_path(1)
+    written = segment.read_bytes()
+    first.flush()  # the 20 rows reach the store and their segment is deleted ...
+    assert not segment.exists() and logged_ids(store) == sorted(f"a{i}" for i in range(20))
+    segment.write_bytes(written)  # ... unless the kill came between the two
+    first.append(entry(row, f"b{i}") for i, row in enumerate(rows[20:30]))  # only in memory and segment 2
+    assert first._wal_path(2).exists()
+    _killed(first)
+    second = RequestLog(store, spec, flush_seconds=3600, spool_dir=tmp_path / "spool")
+    [stop] = second.unclean_stops
+    assert (stop["rows_recovered"], stop["rows_already_logged"], stop["rows_lost"]) == (10, 20, 0), stop
+    assert logged_ids(store) == sorted([*(f"a{i}" for i in range(20)), *(f"b{i}" for i in range(10))])  # once each
+    assert "10 row(s) it had not written were recovered" in second.problems()[0]["reason"]
+    assert "20 more were already logged" in second.problems()[0]["reason"]
+    assert list(second.spool.glob(f"processes/{first._prefix}*")) == []
+    second.close()
+    assert list(second.spool.glob("processes/*")) == []  # a clean stop leaves no marker and no segment
+
+
+def test_a_segment_cut_short_by_the_kill_keeps_its_whole_records_and_counts_the_rest(tmp_path, spec, rows):
+    store = str(tmp_path / "store")
+    first = RequestLog(store, spec, flush_seconds=3600, spool_dir=tmp_path / "spool")
+    first.append(entry(row, f"r{i}") for i, row in enumerate(rows[:10]))
+    segment = first._wal_path(1)
+    segment.write_bytes(segment.read_bytes()[:-40])  # the kill came while the last record was written
+    _killed(first)
+    second = RequestLog(store, spec, flush_seconds=3600, spool_dir=tmp_path / "spool")
+    [stop] = second.unclean_stops
+    assert (stop["rows_recovered"], stop["rows_lost"]) == (9, 1), stop
+    assert logged_ids(store) == sorted(f"r{i}" for i in range(9))
+    assert "1 row(s) were lost (a record cut short by the kill)" in second.problems()[0]["reason"]
+    assert second.status()["rows_recovered"] == 9
+    second.close()
