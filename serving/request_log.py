@@ -28,13 +28,18 @@ a row was dropped the counts are also written to `serving/request_log_status/<pr
 the sensor alert_on_request_log reads them. `read_day` reads every file of a day, skipping (and
 naming) a file that is not a request-log Parquet file.
 
-Not silent when killed: a SIGKILL (the OOM killer, a lost node) loses the rows queued since the last flush.
+Nothing lost when killed: `append` also writes the entries to the process's write-ahead file in the spool,
+`processes/<process>.wal-<segment>` (a JSON line each, flushed to the OS, never synced: it must outlive the
+process, not the machine). Each flush takes the queue and starts a new segment under one lock, names its files
+`<process>-<segment>.parquet`, and deletes the segment once its rows are in the store or the spool. The server
+that finds the process gone (below) writes its segments' rows under those names, skipping a file already in the
+store or the spool (the flush got there before the kill), and counts a record cut short as lost.
 Each process keeps a marker in the spool, `processes/<process>.json` (pid, host, start, last flush,
 rewritten at every flush), removed by `close`. A server of the spool that finds the marker of a process
 that is gone (same host: the pid gone, or reused by a process started at another time; another host:
 no flush for UNCLEAN_STOP_STALE_SECONDS) takes it (one rename, so it is reported once) and counts it
-under `unclean_stops` in its status, in /health's problems for UNCLEAN_STOP_SHOWN_SECONDS, and for the
-alert sensor; a live neighbour (a rolling restart) is never taken.
+under `unclean_stops` in its status (with the rows recovered and lost), in /health's problems for
+UNCLEAN_STOP_SHOWN_SECONDS, and for the alert sensor; a live neighbour (a rolling restart) is never taken.
 """
 
 from __future__ import annotations
