@@ -449,11 +449,13 @@ class RequestLog:
             except Exception as error:
                 logger.error("request log: could not spool %d rows to %s: %s", table.num_rows, self.spool, error)
         # Neither the store nor the spool took them: back to the queue, which is bounded by append.
+        back = table.to_pylist()
+        records = [_wal_record(row) for row in back]  # encoded before the lock, which the request path waits on
         with self._lock:
-            room = self._max_pending - len(self._pending)
-            kept = table.to_pylist()[: max(room, 0)]
+            room = max(self._max_pending - len(self._pending), 0)
+            kept = back[:room]
             self._pending[:0] = kept
-            self._wal_write(b"".join(_wal_record(row) for row in kept))  # their segment is deleted after the flush
+            self._wal_write(b"".join(records[:room]))  # into the current segment: theirs is deleted after the flush
             if table.num_rows > len(kept):
                 self.rows_dropped[QUEUE_FULL] += table.num_rows - len(kept)
                 logger.error("request log: %d row(s) dropped: %s", table.num_rows - len(kept), QUEUE_FULL)

@@ -306,3 +306,23 @@ def test_a_segment_cut_short_by_the_kill_keeps_its_whole_records_and_counts_the_
     assert "1 row(s) were lost (a record cut short by the kill)" in second.problems()[0]["reason"]
     assert second.status()["rows_recovered"] == 9
     second.close()
+
+
+def test_rows_queued_again_after_a_failed_flush_stay_in_the_write_ahead_file_once(tmp_path, spec, rows):
+    # The store down and no room in the spool: the flush puts its rows back in the queue, and in the current
+    # segment (its own is deleted), so a kill then loses none and the recovery writes none twice.
+    store = str(tmp_path / "store")
+    blocker = _block(store)
+    first = RequestLog(store, spec, flush_seconds=3600, spool_dir=tmp_path / "spool", spool_max_mb=0)
+    first.append(entry(row, f"r{i}") for i, row in enumerate(rows[:20]))
+    first.flush()
+    assert first.status()["rows_pending"] == 20
+    assert not first._wal_path(1).exists() and first._wal_path(2).exists()
+    first.flush()  # queued again once more: still one copy of each row
+    assert [p.name.rsplit("-", 1)[1] for p in first._own_segments()] == ["000003"]
+    _killed(first)
+    blocker.unlink()
+    second = RequestLog(store, spec, flush_seconds=3600, spool_dir=tmp_path / "spool")
+    assert second.unclean_stops[0]["rows_recovered"] == 20
+    assert logged_ids(store) == sorted(f"r{i}" for i in range(20))
+    second.close()
