@@ -664,6 +664,31 @@ class RequestLog:
             stop["found_at"] = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
             self.unclean_stops.append(stop)
             logger.error("request log: %s", unclean_stop_text(stop))
+        self._recover_orphans(folder)
+
+    def _recover_orphans(self, folder: Path) -> None:
+        """Segments of a process without a marker, untouched for UNCLEAN_STOP_STALE_SECONDS: the server that took
+        its marker was stopped itself before it had written them. Written as `_recover` does; a second server
+        doing so at the same time writes the same file names, so no row is written twice."""
+        try:
+            paths = list(folder.iterdir()) if folder.exists() else []
+        except OSError:
+            return
+        names, now, processes = {p.name for p in paths}, time.time(), set()
+        for path in paths:
+            process = path.name.rsplit(WAL_SUFFIX, 1)[0]
+            if WAL_SUFFIX not in path.name or process == self._prefix or f"{process}.json" in names:
+                continue
+            try:
+                if now - path.stat().st_mtime > UNCLEAN_STOP_STALE_SECONDS:
+                    processes.add(process)
+            except OSError:  # written meanwhile by another server
+                continue
+        for process in sorted(processes):
+            stop = {"process": process, "orphaned": True, **self._recover(process)}
+            stop["found_at"] = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+            self.unclean_stops.append(stop)
+            logger.error("request log: %s", unclean_stop_text(stop))
 
     def _recover(self, process: str) -> dict[str, int]:
         """Write the rows of a stopped process's segments (it was killed before their flush ended) and delete
@@ -733,6 +758,11 @@ def _recovery_text(stop: dict[str, Any]) -> str:
 
 def unclean_stop_text(stop: dict[str, Any]) -> str:
     """What a person reads: which process, when it started, roughly when it stopped, what may be missing."""
+    if stop.get("orphaned"):
+        return (
+            f"serving process {stop['process']} stopped without its final flush, and the server that found it "
+            f"stopped before it had written its write-ahead file: {_recovery_text(stop)}"
+        )
     if "unreadable" in stop:
         what = (
             _recovery_text(stop)

@@ -326,3 +326,22 @@ def test_rows_queued_again_after_a_failed_flush_stay_in_the_write_ahead_file_onc
     assert second.unclean_stops[0]["rows_recovered"] == 20
     assert logged_ids(store) == sorted(f"r{i}" for i in range(20))
     second.close()
+
+
+def test_segments_left_by_a_server_killed_while_it_recovered_them_are_written_by_the_next(tmp_path, spec, rows):
+    store = str(tmp_path / "store")
+    first = RequestLog(store, spec, flush_seconds=3600, spool_dir=tmp_path / "spool")
+    first.append(entry(row, f"r{i}") for i, row in enumerate(rows[:10]))
+    segment = first._wal_path(1)
+    first._marker.unlink()  # taken by a server that was killed before it wrote the segment
+    recent = RequestLog(store, spec, flush_seconds=3600, spool_dir=tmp_path / "spool")
+    assert recent.unclean_stops == [] and segment.exists()  # a fresh segment may be its taker's work in progress
+    old = segment.stat().st_mtime - 3600
+    os.utime(segment, (old, old))
+    later = RequestLog(store, spec, flush_seconds=3600, spool_dir=tmp_path / "spool")
+    [stop] = later.unclean_stops
+    assert stop["orphaned"] and stop["rows_recovered"] == 10 and not segment.exists()
+    assert "the server that found it stopped before" in later.problems()[0]["reason"]
+    assert logged_ids(store) == sorted(f"r{i}" for i in range(10))
+    for log in (later, recent):
+        log.close()
