@@ -28,13 +28,18 @@ a row was dropped the counts are also written to `serving/request_log_status/<pr
 the sensor alert_on_request_log reads them. `read_day` reads every file of a day, skipping (and
 naming) a file that is not a request-log Parquet file.
 
-Not silent when killed: a SIGKILL (the OOM killer, a lost node) loses the rows queued since the last flush.
+Nothing lost when killed: `append` also writes the entries to the process's write-ahead file in the spool,
+`processes/<process>.wal-<segment>` (a JSON line each, flushed to the OS, never synced: it must outlive the
+process, not the machine). Each flush takes the queue and starts a new segment under one lock, names its files
+`<process>-<segment>.parquet`, and deletes the segment once its rows are in the store or the spool. The server
+that finds the process gone (below) writes its segments' rows under those names, skipping a file already in the
+store or the spool (the flush got there before the kill), and counts a record cut short as lost.
 Each process keeps a marker in the spool, `processes/<process>.json` (pid, host, start, last flush,
 rewritten at every flush), removed by `close`. A server of the spool that finds the marker of a process
 that is gone (same host: the pid gone, or reused by a process started at another time; another host:
 no flush for UNCLEAN_STOP_STALE_SECONDS) takes it (one rename, so it is reported once) and counts it
-under `unclean_stops` in its status, in /health's problems for UNCLEAN_STOP_SHOWN_SECONDS, and for the
-alert sensor; a live neighbour (a rolling restart) is never taken.
+under `unclean_stops` in its status (with the rows recovered and lost), in /health's problems for
+UNCLEAN_STOP_SHOWN_SECONDS, and for the alert sensor; a live neighbour (a rolling restart) is never taken.
 """
 
 from __future__ import annotations
@@ -55,9 +60,10 @@ import uuid
 from collections import Counter
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import fsspec
+import orjson
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -88,6 +94,8 @@ QUEUE_FULL = "queue full (the store and the spool both failed)"
 PROCESS_FOLDER = "processes"  # in the spool: one marker per running process, removed on a clean stop
 UNCLEAN_STOP_SHOWN_SECONDS = 3600.0  # /health names a stopped process's lost flush this long
 UNCLEAN_STOP_STALE_SECONDS = 600.0  # another host's process that has not flushed this long (or 3 flushes) is stopped
+WAL_SUFFIX = ".wal-"  # processes/<process>.wal-<segment>: the entries of one flush, until they are written
+_WAL_OPTIONS = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS | orjson.OPT_APPEND_NEWLINE
 
 
 def input_columns(spec: DatasetSpec) -> list[str]:
@@ -153,6 +161,45 @@ def _process_start(pid: int) -> str | None:
     except (OSError, IndexError):
         return "" if not Path("/proc/self/stat").exists() else None
     return None if fields[0] == "Z" else fields[19]
+
+
+def _wal_record(entry: Any) -> bytes:
+    """One entry as one line of JSON (orjson: a few microseconds; a time as ISO 8601 text, read back by
+    `_read_segment`). A value JSON cannot hold is kept as its text, as the log would keep it."""
+    try:
+        return orjson.dumps(entry, default=str, option=_WAL_OPTIONS)
+    except (TypeError, orjson.JSONEncodeError):  # an integer beyond 64 bits, nesting deeper than orjson goes
+        try:
+            return (json.dumps(entry, default=str) + "\n").encode()
+        except (RecursionError, TypeError, ValueError):
+            return b"null\n"  # refused (and counted) if it is ever recovered, as the writer would refuse it
+
+
+def _read_segment(path: Path) -> tuple[list[Any], int]:
+    """A write-ahead segment's entries, and how many records in it were cut short (the kill came mid-write)."""
+    entries, cut = [], 0
+    for line in path.read_bytes().split(b"\n"):
+        if not line:
+            continue
+        try:
+            entry = orjson.loads(line)
+        except orjson.JSONDecodeError:
+            try:
+                entry = json.loads(line)  # the fallback's NaN
+            except ValueError:
+                cut += 1
+                continue
+        if isinstance(entry, dict) and isinstance(entry.get("received_at"), str):
+            with contextlib.suppress(ValueError):
+                entry["received_at"] = dt.datetime.fromisoformat(entry["received_at"])
+        entries.append(entry)
+    return entries, cut
+
+
+def _segment_number(name: str, process: str) -> int | None:
+    prefix = f"{process}{WAL_SUFFIX}"
+    number = name[len(prefix) :] if name.startswith(prefix) else ""
+    return int(number) if number.isascii() and number.isdigit() else None
 
 
 class RowRefused(ValueError):
@@ -225,7 +272,6 @@ class RequestLog:
         self._write_lock = threading.Lock()  # the background thread and close() never write at once
         self._wake = threading.Event()
         self._closed = False
-        self._seq = 0
         # The start time and a random token: a restarted container often has the same pid.
         started = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S")
         self._prefix = f"{socket.gethostname()}-{os.getpid()}-{started}-{uuid.uuid4().hex[:6]}"
@@ -239,6 +285,11 @@ class RequestLog:
         self._started_at = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
         self._marker = self.spool / PROCESS_FOLDER / f"{self._prefix}.json"
         self._pid_start = _process_start(os.getpid())
+        # The write-ahead file: every queued entry is also in processes/<process>.wal-<segment> until its flush
+        # has written it, so a killed process's rows are written by the next server of the spool.
+        self._segment = 1  # the segment `append` writes to; the next one from each flush that takes entries
+        self._wal: BinaryIO | None = None
+        self.wal_errors = 0
         self.unclean_stops: list[dict[str, Any]] = []
         self._find_unclean_stops()
         self._mark_running()
@@ -254,10 +305,12 @@ class RequestLog:
         thread (`_coerce`), so a request never pays for it and no entry can fail another's write.
         """
         entries = list(entries)
+        records = [_wal_record(entry) for entry in entries]  # outside the lock
         with self._lock:
             room = max(self._max_pending - len(self._pending), 0)
             dropped = len(entries) - room if len(entries) > room else 0
             self._pending.extend(entries[:room] if dropped else entries)
+            self._wal_write(b"".join(records[:room] if dropped else records))
             if dropped:
                 self.rows_dropped[QUEUE_FULL] += dropped
             full = len(self._pending) >= self._flush_rows
@@ -265,6 +318,35 @@ class RequestLog:
             logger.error("request log: %d row(s) dropped: %s", dropped, QUEUE_FULL)
         if full:
             self._wake.set()
+
+    def _wal_path(self, segment: int, process: str | None = None) -> Path:
+        return self.spool / PROCESS_FOLDER / f"{process or self._prefix}{WAL_SUFFIX}{segment:06d}"
+
+    def _wal_write(self, data: bytes) -> None:
+        """Add records to the current segment (called under `_lock`): one buffered write handed to the OS,
+        no fsync, since the page cache outlives a killed process (not a crashed machine)."""
+        if not data:
+            return
+        try:
+            if self._wal is None:
+                path = self._wal_path(self._segment)
+                path.parent.mkdir(parents=True, exist_ok=True)
+                self._wal = open(path, "ab")  # noqa: SIM115 - closed when the segment is rotated
+            self._wal.write(data)
+            self._wal.flush()
+        except (OSError, ValueError) as error:  # the spool's disk: the rows are still queued, only not safe from a kill
+            self.wal_errors += 1
+            if self.wal_errors == 1 or self.wal_errors % 1000 == 0:
+                logger.error("request log: could not write the write-ahead file (%d times): %s", self.wal_errors, error)
+
+    def _rotate(self) -> int:
+        """Start a new segment (called under `_lock` as the pending entries are taken); the number of the old one."""
+        segment, self._segment = self._segment, self._segment + 1
+        if self._wal is not None:
+            with contextlib.suppress(OSError):
+                self._wal.close()
+            self._wal = None
+        return segment
 
     def _coerce(self, entries: list[Any]) -> list[dict[str, Any]]:
         """The entries in the log's fixed schema; one that cannot be is refused alone, counted with why."""
@@ -314,13 +396,17 @@ class RequestLog:
             written = self._drain_spool(force=force)
             with self._lock:
                 entries, self._pending = self._pending, []
-            by_day: dict[str, list[dict[str, Any]]] = {}
-            for entry in self._coerce(entries):
-                by_day.setdefault(entry["received_at"].date().isoformat(), []).append(entry)
-            for day, rows in sorted(by_day.items()):
-                uri = self._save(day, rows)
+                segment = self._rotate() if entries else 0
+            # The files are named after the segment, so a flush that reached the store before a kill is
+            # recognised by the server that recovers the segment (`_recover`), never written twice.
+            name = f"{self._prefix}-{segment:06d}.parquet"
+            for day, rows in _by_day(self._coerce(entries)):
+                uri = self._save(day, rows, name)
                 if uri:
                     written.append(uri)
+            if segment:  # its rows are in the store, the spool, or queued again in the current segment
+                with contextlib.suppress(OSError):
+                    self._wal_path(segment).unlink(missing_ok=True)
             self._write_status()
             return written
 
@@ -339,10 +425,8 @@ class RequestLog:
                     self.rows_dropped[f"refused: {type(error).__name__}"] += 1
             return pa.Table.from_pylist(good, schema=self.schema)
 
-    def _save(self, day: str, rows: list[dict[str, Any]]) -> str | None:
-        """Write a day's rows to the store; on failure spool them (or queue them again). The store URI."""
-        self._seq += 1
-        name = f"{self._prefix}-{self._seq:06d}.parquet"
+    def _save(self, day: str, rows: list[dict[str, Any]], name: str) -> str | None:
+        """Write a day's rows to the store as `name`; on failure spool them (or queue them again). The store URI."""
         table = self._table(rows)
         if table.num_rows == 0:
             return None
@@ -365,10 +449,13 @@ class RequestLog:
             except Exception as error:
                 logger.error("request log: could not spool %d rows to %s: %s", table.num_rows, self.spool, error)
         # Neither the store nor the spool took them: back to the queue, which is bounded by append.
+        back = table.to_pylist()
+        records = [_wal_record(row) for row in back]  # encoded before the lock, which the request path waits on
         with self._lock:
-            room = self._max_pending - len(self._pending)
-            kept = table.to_pylist()[: max(room, 0)]
+            room = max(self._max_pending - len(self._pending), 0)
+            kept = back[:room]
             self._pending[:0] = kept
+            self._wal_write(b"".join(records[:room]))  # into the current segment: theirs is deleted after the flush
             if table.num_rows > len(kept):
                 self.rows_dropped[QUEUE_FULL] += table.num_rows - len(kept)
                 logger.error("request log: %d row(s) dropped: %s", table.num_rows - len(kept), QUEUE_FULL)
@@ -463,6 +550,8 @@ class RequestLog:
             "rows_dropped_by_reason": dict(self.rows_dropped),
             "last_errors": self.errors[-3:],
             "unclean_stops": len(self.unclean_stops),
+            "rows_recovered": sum(stop.get("rows_recovered", 0) for stop in self.unclean_stops),
+            "wal_errors": self.wal_errors,
             "unclean_stop_details": self.unclean_stops[-5:],
         }
 
@@ -499,7 +588,20 @@ class RequestLog:
         self._wake.set()
         self._thread.join(timeout=30)
         self.flush()
-        self._marker.unlink(missing_ok=True)  # a clean stop: nothing was left unwritten in memory
+        with self._lock:
+            left = len(self._pending)  # neither the store nor the spool took them: in the current segment
+            self._rotate()
+        if not left and not self._own_segments():
+            self._marker.unlink(missing_ok=True)  # a clean stop: nothing was left unwritten in memory
+        else:  # the next server of the spool writes them from the segments and reports the stop
+            logger.error("request log: %d row(s) left unwritten at the stop, kept in %s", left, self.spool)
+
+    def _own_segments(self) -> list[Path]:
+        folder = self.spool / PROCESS_FOLDER
+        try:
+            return [p for p in folder.iterdir() if _segment_number(p.name, self._prefix) is not None]
+        except OSError:
+            return []
 
     # --- a process stopped without its final flush ------------------------------------------------
 
@@ -514,6 +616,8 @@ class RequestLog:
             "last_flush": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
             "flush_seconds": self._flush_seconds,
             "flush_rows": self._flush_rows,
+            "write_ahead": True,  # its unwritten rows are in its segments (older servers had none)
+            "wal_errors": self.wal_errors,
         }
         tmp = self._marker.with_name(f".{self._marker.name}.tmp")
         try:  # replaced in one step; no fsync: it must outlive the process, not the machine
@@ -556,9 +660,70 @@ class RequestLog:
                 continue
             taken.unlink(missing_ok=True)
             path.with_name(f".{path.name}.tmp").unlink(missing_ok=True)
-            stop = {**marker, "found_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds")}
+            stop = {**marker, **self._recover(path.stem)}
+            stop["found_at"] = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
             self.unclean_stops.append(stop)
             logger.error("request log: %s", unclean_stop_text(stop))
+        self._recover_orphans(folder)
+
+    def _recover_orphans(self, folder: Path) -> None:
+        """Segments of a process without a marker, untouched for UNCLEAN_STOP_STALE_SECONDS: the server that took
+        its marker was stopped itself before it had written them. Written as `_recover` does; a second server
+        doing so at the same time writes the same file names, so no row is written twice."""
+        try:
+            paths = list(folder.iterdir()) if folder.exists() else []
+        except OSError:
+            return
+        names, now, processes = {p.name for p in paths}, time.time(), set()
+        for path in paths:
+            process = path.name.rsplit(WAL_SUFFIX, 1)[0]
+            if WAL_SUFFIX not in path.name or process == self._prefix or f"{process}.json" in names:
+                continue
+            try:
+                if now - path.stat().st_mtime > UNCLEAN_STOP_STALE_SECONDS:
+                    processes.add(process)
+            except OSError:  # written meanwhile by another server
+                continue
+        for process in sorted(processes):
+            stop = {"process": process, "orphaned": True, **self._recover(process)}
+            stop["found_at"] = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+            self.unclean_stops.append(stop)
+            logger.error("request log: %s", unclean_stop_text(stop))
+
+    def _recover(self, process: str) -> dict[str, int]:
+        """Write the rows of a stopped process's segments (it was killed before their flush ended) and delete
+        them. A segment's files carry the names its own flush would have given them, so rows that flush had
+        already put in the store (or the spool) are recognised and not written twice; a record cut short by
+        the kill is counted as lost."""
+        folder = self.spool / PROCESS_FOLDER
+        counts = {"rows_recovered": 0, "rows_already_logged": 0, "rows_lost": 0}
+        try:
+            found = [(_segment_number(p.name, process), p) for p in folder.iterdir()]
+        except OSError as error:
+            logger.error("request log: could not look for the write-ahead files of %s: %s", process, error)
+            return counts
+        with self._write_lock:
+            for segment, path in sorted((n, p) for n, p in found if n is not None):
+                try:
+                    entries, cut = _read_segment(path)
+                except OSError as error:
+                    logger.error("request log: could not read the write-ahead file %s: %s", path, error)
+                    continue
+                counts["rows_lost"] += cut
+                name = f"{process}-{segment:06d}.parquet"
+                for day, rows in _by_day(self._coerce(entries)):
+                    if (self.spool / f"day={day}" / name).exists() or io.exists(
+                        f"{day_folder(self.store_root, day)}/{name}"
+                    ):
+                        counts["rows_already_logged"] += len(rows)
+                        continue
+                    self._save(day, rows, name)  # the store, else the spool, else this process's queue
+                    counts["rows_recovered"] += len(rows)
+                with contextlib.suppress(OSError):
+                    path.unlink(missing_ok=True)
+        if any(counts.values()):
+            logger.warning("request log: from the write-ahead file of %s: %s", process, counts)
+        return counts
 
     def problems(self) -> list[dict[str, str]]:
         """For /health: the processes found stopped without their final flush in the last UNCLEAN_STOP_SHOWN_SECONDS."""
@@ -570,12 +735,48 @@ class RequestLog:
         ]
 
 
+def _by_day(rows: list[dict[str, Any]]) -> list[tuple[str, list[dict[str, Any]]]]:
+    by_day: dict[str, list[dict[str, Any]]] = {}
+    for row in rows:
+        by_day.setdefault(row["received_at"].date().isoformat(), []).append(row)
+    return sorted(by_day.items())
+
+
+def _recovery_text(stop: dict[str, Any]) -> str:
+    text = (
+        f"{stop['rows_recovered']} row(s) it had not written were recovered from its write-ahead file and "
+        f"written to the request log"
+    )
+    if stop.get("rows_already_logged"):
+        text += f" ({stop['rows_already_logged']} more were already logged)"
+    lost = stop.get("rows_lost", 0)
+    text += f"; {lost} row(s) were lost (a record cut short by the kill)" if lost else "; none lost"
+    if stop.get("wal_errors"):
+        text += f"; its write-ahead file failed {stop['wal_errors']} time(s), so rows it answered may be missing"
+    return text
+
+
 def unclean_stop_text(stop: dict[str, Any]) -> str:
     """What a person reads: which process, when it started, roughly when it stopped, what may be missing."""
+    if stop.get("orphaned"):
+        return (
+            f"serving process {stop['process']} stopped without its final flush, and the server that found it "
+            f"stopped before it had written its write-ahead file: {_recovery_text(stop)}"
+        )
     if "unreadable" in stop:
+        what = (
+            _recovery_text(stop)
+            if stop.get("rows_recovered")
+            else "rows it answered last may be missing from the request log"
+        )
         return (
             f"serving process {stop['process']} stopped without its final flush (its marker is unreadable: "
-            f"{stop['unreadable']}); rows it answered last may be missing from the request log"
+            f"{stop['unreadable']}); {what}"
+        )
+    if stop.get("write_ahead") or stop.get("rows_recovered"):
+        return (
+            f"serving process {stop['process']} (pid {stop['pid']} on {stop['host']}, started {stop['started']}) "
+            f"stopped without its final flush, after its last flush at {stop['last_flush']}: {_recovery_text(stop)}"
         )
     return (
         f"serving process {stop['process']} (pid {stop['pid']} on {stop['host']}, started {stop['started']}) "

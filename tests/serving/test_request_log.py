@@ -260,3 +260,88 @@ def test_a_process_marker_is_taken_only_from_a_process_that_is_gone(tmp_path, sp
     second.close()
     first.close()
     assert sorted(p.name for p in folder.glob("*.json")) == ["flushing.json"]  # a clean stop removes its own
+
+
+def _killed(log: RequestLog) -> None:
+    """As if the process were killed now: its writer thread never flushes again (its interval is an hour, it is
+    never woken) and its marker says its pid is another process's, so the next log of the spool takes it."""
+    marker = json.loads(log._marker.read_text())
+    log._marker.write_text(json.dumps({**marker, "pid_start": "1"}))
+
+
+def test_a_segment_whose_flush_reached_the_store_before_the_kill_is_not_written_twice(tmp_path, spec, rows):
+    store = str(tmp_path / "store")
+    first = RequestLog(store, spec, flush_seconds=3600, spool_dir=tmp_path / "spool")
+    first.append(entry(row, f"a{i}") for i, row in enumerate(rows[:20]))
+    segment = first._wal_path(1)
+    written = segment.read_bytes()
+    first.flush()  # the 20 rows reach the store and their segment is deleted ...
+    assert not segment.exists() and logged_ids(store) == sorted(f"a{i}" for i in range(20))
+    segment.write_bytes(written)  # ... unless the kill came between the two
+    first.append(entry(row, f"b{i}") for i, row in enumerate(rows[20:30]))  # only in memory and segment 2
+    assert first._wal_path(2).exists()
+    _killed(first)
+    second = RequestLog(store, spec, flush_seconds=3600, spool_dir=tmp_path / "spool")
+    [stop] = second.unclean_stops
+    assert (stop["rows_recovered"], stop["rows_already_logged"], stop["rows_lost"]) == (10, 20, 0), stop
+    assert logged_ids(store) == sorted([*(f"a{i}" for i in range(20)), *(f"b{i}" for i in range(10))])  # once each
+    assert "10 row(s) it had not written were recovered" in second.problems()[0]["reason"]
+    assert "20 more were already logged" in second.problems()[0]["reason"]
+    assert list(second.spool.glob(f"processes/{first._prefix}*")) == []
+    second.close()
+    assert list(second.spool.glob("processes/*")) == []  # a clean stop leaves no marker and no segment
+
+
+def test_a_segment_cut_short_by_the_kill_keeps_its_whole_records_and_counts_the_rest(tmp_path, spec, rows):
+    store = str(tmp_path / "store")
+    first = RequestLog(store, spec, flush_seconds=3600, spool_dir=tmp_path / "spool")
+    first.append(entry(row, f"r{i}") for i, row in enumerate(rows[:10]))
+    segment = first._wal_path(1)
+    segment.write_bytes(segment.read_bytes()[:-40])  # the kill came while the last record was written
+    _killed(first)
+    second = RequestLog(store, spec, flush_seconds=3600, spool_dir=tmp_path / "spool")
+    [stop] = second.unclean_stops
+    assert (stop["rows_recovered"], stop["rows_lost"]) == (9, 1), stop
+    assert logged_ids(store) == sorted(f"r{i}" for i in range(9))
+    assert "1 row(s) were lost (a record cut short by the kill)" in second.problems()[0]["reason"]
+    assert second.status()["rows_recovered"] == 9
+    second.close()
+
+
+def test_rows_queued_again_after_a_failed_flush_stay_in_the_write_ahead_file_once(tmp_path, spec, rows):
+    # The store down and no room in the spool: the flush puts its rows back in the queue, and in the current
+    # segment (its own is deleted), so a kill then loses none and the recovery writes none twice.
+    store = str(tmp_path / "store")
+    blocker = _block(store)
+    first = RequestLog(store, spec, flush_seconds=3600, spool_dir=tmp_path / "spool", spool_max_mb=0)
+    first.append(entry(row, f"r{i}") for i, row in enumerate(rows[:20]))
+    first.flush()
+    assert first.status()["rows_pending"] == 20
+    assert not first._wal_path(1).exists() and first._wal_path(2).exists()
+    first.flush()  # queued again once more: still one copy of each row
+    assert [p.name.rsplit("-", 1)[1] for p in first._own_segments()] == ["000003"]
+    _killed(first)
+    blocker.unlink()
+    second = RequestLog(store, spec, flush_seconds=3600, spool_dir=tmp_path / "spool")
+    assert second.unclean_stops[0]["rows_recovered"] == 20
+    assert logged_ids(store) == sorted(f"r{i}" for i in range(20))
+    second.close()
+
+
+def test_segments_left_by_a_server_killed_while_it_recovered_them_are_written_by_the_next(tmp_path, spec, rows):
+    store = str(tmp_path / "store")
+    first = RequestLog(store, spec, flush_seconds=3600, spool_dir=tmp_path / "spool")
+    first.append(entry(row, f"r{i}") for i, row in enumerate(rows[:10]))
+    segment = first._wal_path(1)
+    first._marker.unlink()  # taken by a server that was killed before it wrote the segment
+    recent = RequestLog(store, spec, flush_seconds=3600, spool_dir=tmp_path / "spool")
+    assert recent.unclean_stops == [] and segment.exists()  # a fresh segment may be its taker's work in progress
+    old = segment.stat().st_mtime - 3600
+    os.utime(segment, (old, old))
+    later = RequestLog(store, spec, flush_seconds=3600, spool_dir=tmp_path / "spool")
+    [stop] = later.unclean_stops
+    assert stop["orphaned"] and stop["rows_recovered"] == 10 and not segment.exists()
+    assert "the server that found it stopped before" in later.problems()[0]["reason"]
+    assert logged_ids(store) == sorted(f"r{i}" for i in range(10))
+    for log in (later, recent):
+        log.close()
