@@ -210,7 +210,9 @@ def still_being_written(arrivals: list[Arrival], now: float | None = None) -> tu
 
 
 def _ends_as_parquet(uri: str) -> bool:
-    """Whether a local file ends with Parquet's magic bytes; True for anything else (not judged here)."""
+    """Whether a local file is a whole Parquet file by its frame: the magic bytes at both ends and a footer whose
+    stated length fits between them (a file a streaming writer has just opened is only the leading magic, which
+    also ends with it); True for anything else (not judged here)."""
     fs, path = fsspec.core.url_to_fs(uri)
     if not set(fs.protocol if isinstance(fs.protocol, tuple) else (fs.protocol,)) & {"file", "local"}:
         return True
@@ -222,7 +224,16 @@ def _ends_as_parquet(uri: str) -> bool:
         info = os.fstat(handle)
         if not stat.S_ISREG(info.st_mode):
             return True
-        return info.st_size >= len(PARQUET_MAGIC) and os.pread(handle, 4, info.st_size - 4) == PARQUET_MAGIC
+        magic = len(PARQUET_MAGIC)
+        if info.st_size < 2 * magic + 4:  # leading magic, footer length, trailing magic
+            return False
+        tail = os.pread(handle, 4 + magic, info.st_size - 4 - magic)
+        footer = int.from_bytes(tail[:4], "little")
+        return (
+            tail[4:] == PARQUET_MAGIC
+            and os.pread(handle, magic, 0) == PARQUET_MAGIC
+            and 0 < footer <= info.st_size - 2 * magic - 4
+        )
     finally:
         os.close(handle)
 

@@ -291,3 +291,28 @@ def test_a_days_file_still_being_written_waits_until_it_is_complete(tmp_path: Pa
 
         day.write_bytes(data)  # complete
         assert [r.partition_key for r in evaluate(sensor, instance, resources).run_requests] == ["2026-10-09"]
+
+
+@pytest.mark.parametrize(("sensor", "folder"), [("incoming_arrived", "incoming"), ("labels_arrived", "labels")])
+def test_a_file_a_parquet_writer_has_just_opened_waits_though_it_ends_with_the_magic_bytes(
+    tmp_path: Path, sensor: str, folder: str
+):
+    """pyarrow's ParquetWriter writes the leading magic bytes when it opens the file and nothing more until its
+    first row group: the file is exactly b"PAR1", which also ends as a Parquet file does. Launched, its run would
+    fail on a 4-byte file and alert about a day that is only arriving."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    root = tmp_path / "project"
+    (root / "data" / folder).mkdir(parents=True)
+    shutil.copy(REPO / "params.yaml", root / "params.yaml")
+    day = root / "data" / folder / "2026-10-09.parquet"
+    schema = pa.schema([("customer_id", pa.string()), ("churn", pa.string())])
+    resources = {"params": ParamsResource(project_dir=str(root))}
+    with dg.instance_for_test() as instance, pq.ParquetWriter(day, schema) as writer:
+        instance.report_runless_asset_event(dg.AssetMaterialization("batch_predictions", partition="2026-10-09"))
+        assert day.read_bytes() == b"PAR1"
+        waiting = evaluate(sensor, instance, resources)
+        assert not waiting.run_requests and "still being written" in waiting.skip_message
+        writer.write_table(pa.table({"customer_id": ["C1"], "churn": ["No"]}, schema=schema))
+    assert pq.read_table(day).num_rows == 1
