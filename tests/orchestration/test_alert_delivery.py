@@ -185,13 +185,15 @@ def test_a_fifo_or_a_link_to_a_device_under_a_days_name_is_named_as_what_it_is(
 def test_a_day_delivered_as_a_symbolic_link_is_taken_in_and_odd_names_are_named_not_ignored(tmp_path: Path):
     """A link to the day's file elsewhere is that file; a link to nothing, and a file the folder's wildcard finds
     under a name that is not a day's (a browser's `(1)`, a date without zeros), are named, not skipped in silence."""
+    import pandas
+
     root = tmp_path / "project"
     incoming = root / "data" / "incoming"
     incoming.mkdir(parents=True)
     shutil.copy(REPO / "params.yaml", root / "params.yaml")
     delivered = tmp_path / "share" / "2026-10-09.parquet"
     delivered.parent.mkdir()
-    delivered.write_bytes(b"PAR1")
+    pandas.DataFrame({"customer_id": ["C1"]}).to_parquet(delivered)  # whole: a fresh file is judged by its frame
     (incoming / "2026-10-09.parquet").symlink_to(delivered)
     (incoming / "2026-10-10.parquet").symlink_to(tmp_path / "nowhere.parquet")
     (incoming / "2026-10-11.parquet").symlink_to("2026-10-11.parquet")  # a loop
