@@ -56,13 +56,11 @@ KILLED_REGISTRATION = textwrap.dedent(
 )
 
 
-def test_a_registration_killed_after_the_version_was_created_finishes_its_move_when_re_executed(
-    trained_project, instance, registry
-):
-    gated(trained_project, instance)
+def kill_at_flag(script: str, trained_project, never: str) -> None:
+    """Run a registration script in its own process and SIGKILL it once it writes its flag file."""
     flag = trained_project / "killed-at"
     process = subprocess.Popen(
-        [sys.executable, "-c", KILLED_REGISTRATION, str(trained_project), str(flag)],
+        [sys.executable, "-c", script, str(trained_project), str(flag)],
         cwd=REPO,
         env={**os.environ, "PYTHONPATH": str(REPO)},
         stdout=subprocess.PIPE,
@@ -72,10 +70,17 @@ def test_a_registration_killed_after_the_version_was_created_finishes_its_move_w
     deadline = time.monotonic() + 300
     while not flag.exists():
         assert process.poll() is None, process.communicate()[1][-3000:]
-        assert time.monotonic() < deadline, "the registration never reached its alias move"
+        assert time.monotonic() < deadline, never
         time.sleep(0.2)
     process.send_signal(signal.SIGKILL)
     process.wait(timeout=30)
+
+
+def test_a_registration_killed_after_the_version_was_created_finishes_its_move_when_re_executed(
+    trained_project, instance, registry
+):
+    gated(trained_project, instance)
+    kill_at_flag(KILLED_REGISTRATION, trained_project, "the registration never reached its alias move")
     assert registry.versions(MODEL) == [1, 2] and registry.champion() == 1
     [dead] = instance.event_log_storage.get_concurrency_info(ALIAS_POOL).active_run_ids
     assert instance.get_run_by_id(dead).status == dg.DagsterRunStatus.STARTED
@@ -123,22 +128,7 @@ def test_a_registration_killed_after_its_alias_moved_records_the_move_and_the_ca
     from orchestration.alerts import _move_text
 
     gated(trained_project, instance)
-    flag = trained_project / "killed-at"
-    process = subprocess.Popen(
-        [sys.executable, "-c", KILLED_AFTER_THE_MOVE, str(trained_project), str(flag)],
-        cwd=REPO,
-        env={**os.environ, "PYTHONPATH": str(REPO)},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    deadline = time.monotonic() + 300
-    while not flag.exists():
-        assert process.poll() is None, process.communicate()[1][-3000:]
-        assert time.monotonic() < deadline, "the registration never moved the alias"
-        time.sleep(0.2)
-    process.send_signal(signal.SIGKILL)
-    process.wait(timeout=30)
+    kill_at_flag(KILLED_AFTER_THE_MOVE, trained_project, "the registration never moved the alias")
     assert registry.champion() == 2 and read_card(registry, MODEL, 2) is None
     before = instance.get_latest_materialization_event(registered_model.key).asset_materialization.metadata
     assert before["moved_to"].value == "v1"  # the killed attempt recorded nothing
