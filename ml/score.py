@@ -39,6 +39,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import glob
+import hashlib
 import os
 import re
 import sys
@@ -48,7 +49,7 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 import fsspec
 import numpy as np
@@ -186,11 +187,16 @@ def load_predictor(model: str, config: ScoreConfig) -> Predictor:
             raise ScoringError(f"model {model} refused: {error}") from None
 
 
-def _verify(path: str, rows: str, expected_md5: str | None) -> None:
+def _md5_of(handle: BinaryIO) -> str:
+    handle.seek(0)
+    return hashlib.file_digest(handle, "md5").hexdigest()
+
+
+def _verify(handle: BinaryIO, rows: str, expected_md5: str | None) -> None:
     """Refuse a rows file that is not the version its data checks passed (its md5, DVC's hash of a file)."""
     if expected_md5 is None:
         return
-    actual = io.file_digest(path, "md5")
+    actual = _md5_of(handle)
     if actual != expected_md5:
         raise ScoringError(
             f"rows file {rows} (md5 {actual}) is not the version its data checks passed ({expected_md5}); "
@@ -198,8 +204,33 @@ def _verify(path: str, rows: str, expected_md5: str | None) -> None:
         )
 
 
+@dataclass(frozen=True)
+class CheckedRows:
+    """The rows file opened once: the bytes hashed are the bytes read, whatever is renamed over its path.
+
+    `still_checked` refuses the rows if the open file was written in place while it was read (a `cp`
+    over it): its size or modification time changed."""
+
+    parquet: pq.ParquetFile
+    still_checked: Callable[[], None]
+
+
+def _unchanged_since(handle: BinaryIO, rows: str) -> Callable[[], None]:
+    before = os.fstat(handle.fileno())
+
+    def still_checked() -> None:
+        now = os.fstat(handle.fileno())
+        if (now.st_size, now.st_mtime_ns) != (before.st_size, before.st_mtime_ns):
+            raise ScoringError(
+                f"rows file {rows} was rewritten in place while it was scored; nothing was published: "
+                "check the day again before scoring it"
+            )
+
+    return still_checked
+
+
 @contextlib.contextmanager
-def _open_rows(rows: str, expected_md5: str | None, dictionary: list[str] | None = None) -> Iterator[pq.ParquetFile]:
+def _open_rows(rows: str, expected_md5: str | None, dictionary: list[str] | None = None) -> Iterator[CheckedRows]:
     """The rows file, verified, opened by local path (a remote one is downloaded once, to a temporary file).
 
     `dictionary` columns are read as Arrow dictionaries where they are text: Parquet stores them so,
@@ -212,12 +243,18 @@ def _open_rows(rows: str, expected_md5: str | None, dictionary: list[str] | None
         if io.is_remote(rows):
             local = str(Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="keel-rows-"))) / "rows.parquet")
             fs.get_file(path, local)
-        _verify(local, rows, expected_md5)
         try:
-            parquet = stack.enter_context(pq.ParquetFile(local, read_dictionary=dictionary))
+            handle = stack.enter_context(open(local, "rb"))  # noqa: SIM115 - closed by the stack
+        except OSError as error:
+            raise ScoringError(f"rows file {rows} cannot be opened: {error}") from None
+        still_checked = _unchanged_since(handle, rows)
+        _verify(handle, rows, expected_md5)
+        handle.seek(0)
+        try:
+            parquet = stack.enter_context(pq.ParquetFile(handle, read_dictionary=dictionary))
         except (OSError, pa.ArrowException) as error:
             raise ScoringError(f"rows file {rows} is not a readable Parquet file: {error}") from None
-        yield parquet
+        yield CheckedRows(parquet, still_checked)
 
 
 def _batches(
@@ -379,7 +416,8 @@ def score_file(
     predictor = load_predictor(model, config)
     log(f"predicting with {predictor.engine}")
     state = predictor.state
-    with _open_rows(rows, config.rows_md5, [c.column for c in (*state.categorical, *state.boolean)]) as parquet:
+    with _open_rows(rows, config.rows_md5, [c.column for c in (*state.categorical, *state.boolean)]) as opened:
+        parquet = opened.parquet
         # As the chunks are read: numeric decimals as float64 (the capture keeps these types).
         schema = io.decimals_as_float64(parquet.schema_arrow.empty_table(), [n.column for n in state.numeric]).schema
         needed = [*predictor.state.input_columns, config.id_column]
@@ -406,6 +444,7 @@ def score_file(
             with pq.ParquetWriter(str(tmp), out_schema, use_dictionary=False) as writer:
                 scores, chunks = _score_chunks(parquet, predictor, config, rows, writer, sample, log)
             digest = io.file_digest(str(tmp))
+            opened.still_checked()  # before the predictions are published: the rows were not rewritten in place
         captured = None
         if sample is not None:
             fields = [schema.field(c) for c in _read_columns(predictor.state, config)]

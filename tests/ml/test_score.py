@@ -127,6 +127,62 @@ def test_a_rows_file_that_is_not_the_checked_version_is_refused_and_nothing_is_w
     assert out.read_bytes() == good and leftovers(out) == []
 
 
+def checked_copy(rows: str, tmp_path: Path, name: str) -> Path:
+    copy = tmp_path / name
+    copy.write_bytes(Path(rows).read_bytes())
+    return copy
+
+
+def test_a_rows_file_renamed_over_right_after_its_hash_is_not_what_gets_scored(
+    model, rows, telco_raw, tmp_path, monkeypatch
+):
+    """The md5 and the rows come from one open file: a new version renamed over the path after the hash is
+    not read under the checked md5."""
+    import ml.score
+
+    day = checked_copy(rows, tmp_path, "day.parquet")
+    checked = file_digest(str(day), "md5")
+    other = telco_raw.assign(monthly_charges=999.0)
+    replacement = tmp_path / "redelivered.parquet"
+    pq.write_table(pa.Table.from_pandas(other, preserve_index=False), replacement)
+    verify = ml.score._verify
+
+    def verify_then_redeliver(handle, name, expected):
+        verify(handle, name, expected)
+        os.replace(replacement, day)  # the re-delivery lands between the hash and the read
+
+    monkeypatch.setattr(ml.score, "_verify", verify_then_redeliver)
+    out, reference = tmp_path / "scores.parquet", tmp_path / "reference.parquet"
+    score_file(model["dir"], str(day), str(out), config(model, rows_md5=checked), log=lambda _: None)
+    monkeypatch.undo()
+    score_file(model["dir"], rows, str(reference), config(model), log=lambda _: None)
+    assert pd.read_parquet(day)["monthly_charges"].eq(999.0).all()  # the path now holds the other version
+    assert out.read_bytes() == reference.read_bytes()  # but the checked bytes were scored
+
+
+def test_a_rows_file_rewritten_in_place_while_scored_publishes_nothing(model, rows, tmp_path, monkeypatch):
+    import ml.score
+
+    day = checked_copy(rows, tmp_path, "day.parquet")
+    out = tmp_path / "scores.parquet"
+    score_file(model["dir"], str(day), str(out), config(model), log=lambda _: None)
+    good = out.read_bytes()
+    score_chunks = ml.score._score_chunks
+
+    def score_then_copy_over(*args, **kwargs):
+        result = score_chunks(*args, **kwargs)
+        with open(day, "r+b") as handle:  # `cp` over the file: the same inode, written in place
+            handle.write(handle.read())
+        return result
+
+    monkeypatch.setattr(ml.score, "_score_chunks", score_then_copy_over)
+    with pytest.raises(ScoringError, match=rf"rows file {day} was rewritten in place while it was scored"):
+        score_file(
+            model["dir"], str(day), str(out), config(model, rows_md5=file_digest(str(day), "md5")), log=lambda _: None
+        )
+    assert out.read_bytes() == good and leftovers(out) == []
+
+
 def test_same_rows_and_model_give_a_byte_identical_file_whatever_the_chunk_size(model, rows, tmp_path):
     digests = set()
     for i, chunk_rows in enumerate([100_000, 100_000, 333]):
