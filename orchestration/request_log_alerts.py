@@ -17,9 +17,9 @@ import dagster as dg
 from orchestration.notify import notify
 from orchestration.sensor_guard import alerting
 from resources.storage import ArtifactStore
-from serving.request_log import read_status, unclean_stop_text
+from serving.request_log import read_status, unclean_stop_text, wal_failing_text
 
-COUNTS = ("failed_flushes", "rows_dropped", "rows_pending", "unclean_stops")
+COUNTS = ("failed_flushes", "rows_dropped", "rows_pending", "unclean_stops", "wal_failing")
 
 
 def request_log_alerts(statuses: list[dict], cursor: str | None) -> tuple[list[str], str]:
@@ -44,10 +44,15 @@ def request_log_alerts(statuses: list[dict], cursor: str | None) -> tuple[list[s
             )
         elif last["rows_pending"] and not pending:
             texts.append(f"Keel: {where} writes again; every spooled row was written")
+        failing = status.get("wal_failing")
+        if failing and not last["wal_failing"]:
+            texts.append(f"Keel: {where}: {wal_failing_text(status.get('spool', '?'), failing)}")
+        elif last["wal_failing"] and not failing:
+            texts.append(f"Keel: {where} writes its write-ahead file again; its rows are safe from a kill")
         found = status.get("unclean_stops", 0) - last["unclean_stops"]
         for stop in (status.get("unclean_stop_details") or [])[-found:] if found > 0 else []:
             texts.append(f"Keel: the request log of serving process {process} found that {unclean_stop_text(stop)}")
-        seen[process] = {k: status.get(k, 0) for k in COUNTS}
+        seen[process] = {k: status.get(k) or 0 for k in COUNTS}
     return texts, json.dumps(seen, sort_keys=True)
 
 

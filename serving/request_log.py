@@ -58,7 +58,7 @@ import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -290,6 +290,7 @@ class RequestLog:
         self._segment = 1  # the segment `append` writes to; the next one from each flush that takes entries
         self._wal: BinaryIO | None = None
         self.wal_errors = 0
+        self.wal_failing: dict[str, str] | None = None  # since when and why the write-ahead file cannot be written
         self.unclean_stops: list[dict[str, Any]] = []
         self._find_unclean_stops()
         self._mark_running()
@@ -316,7 +317,7 @@ class RequestLog:
             full = len(self._pending) >= self._flush_rows
         if dropped:
             logger.error("request log: %d row(s) dropped: %s", dropped, QUEUE_FULL)
-        if full:
+        if full or self.wal_failing:  # rows not safe from a kill are written at once
             self._wake.set()
 
     def _wal_path(self, segment: int, process: str | None = None) -> Path:
@@ -336,8 +337,17 @@ class RequestLog:
             self._wal.flush()
         except (OSError, ValueError) as error:  # the spool's disk: the rows are still queued, only not safe from a kill
             self.wal_errors += 1
+            if self.wal_failing is None:
+                since = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+                self.wal_failing = {"since": since, "error": f"{type(error).__name__}: {error}"}
             if self.wal_errors == 1 or self.wal_errors % 1000 == 0:
                 logger.error("request log: could not write the write-ahead file (%d times): %s", self.wal_errors, error)
+            return
+        if self.wal_failing is not None:
+            logger.warning(
+                "request log: the write-ahead file is written again (it failed since %s)", self.wal_failing["since"]
+            )
+            self.wal_failing = None
 
     def _rotate(self) -> int:
         """Start a new segment (called under `_lock` as the pending entries are taken); the number of the old one."""
@@ -393,6 +403,8 @@ class RequestLog:
 
     def _flush(self, force: bool) -> list[str]:
         with self._write_lock:
+            # Files other servers of this spool left since this one started (a rolling restart): written here too.
+            self._spooled.update(self._spooled_files(known=self._spooled))
             written = self._drain_spool(force=force)
             with self._lock:
                 entries, self._pending = self._pending, []
@@ -467,15 +479,25 @@ class RequestLog:
         self.errors = [*self.errors[-9:], message]
         logger.error("request log: %s (kept in the spool %s, retried)", message, self.spool)
 
-    def _spooled_files(self) -> dict[Path, int]:
-        """The spool's files (a restarted server's too) with their row counts."""
+    def _spooled_files(self, known: Mapping[Path, int] | None = None) -> dict[Path, int]:
+        """The spool's files not in `known` (a restarted server's, a neighbour's spooled since) with their row counts."""
         files = {}
-        for path in sorted(self.spool.glob("day=*/*.parquet")) if self.spool.exists() else []:
+        try:
+            paths = sorted(self.spool.glob("day=*/*.parquet")) if self.spool.exists() else []
+        except OSError as error:  # looked at again at the next flush
+            logger.warning("request log: could not list the spool %s: %s", self.spool, error)
+            return files
+        for path in paths:
+            if known and path in known:
+                continue
             try:
                 files[path] = pq.ParquetFile(path).metadata.num_rows
+            except FileNotFoundError:  # written meanwhile by the server that spooled it
+                continue
             except Exception as error:  # a spool file cut short by a crash: kept aside, named, never read again
                 logger.error("request log: spool file %s is unreadable (%s); moved to .unreadable", path, error)
-                path.rename(path.with_suffix(".unreadable"))
+                with contextlib.suppress(OSError):
+                    path.rename(path.with_suffix(".unreadable"))
         return files
 
     def _spool_bytes(self) -> int:
@@ -552,15 +574,18 @@ class RequestLog:
             "unclean_stops": len(self.unclean_stops),
             "rows_recovered": sum(stop.get("rows_recovered", 0) for stop in self.unclean_stops),
             "wal_errors": self.wal_errors,
+            "wal_failing": self.wal_failing,
             "unclean_stop_details": self.unclean_stops[-5:],
         }
 
     def _write_status(self) -> None:
         """The counts in the store for the alert sensor, once something went wrong and when they change."""
         status = self.status()
-        if not (status["failed_flushes"] or status["rows_dropped"] or status["unclean_stops"]):
+        if not (status["failed_flushes"] or status["rows_dropped"] or status["unclean_stops"] or status["wal_errors"]):
             return
-        counts = {k: status[k] for k in ("failed_flushes", "rows_dropped", "rows_pending", "unclean_stops")}
+        counts = {
+            k: status[k] for k in ("failed_flushes", "rows_dropped", "rows_pending", "unclean_stops", "wal_failing")
+        }
         if counts == self._status_written:
             return
         uri = serving_uri(self.store_root, STATUS_FOLDER, f"{self._prefix}.json")
@@ -726,13 +751,30 @@ class RequestLog:
         return counts
 
     def problems(self) -> list[dict[str, str]]:
-        """For /health: the processes found stopped without their final flush in the last UNCLEAN_STOP_SHOWN_SECONDS."""
+        """For /health: a write-ahead file that cannot be written, and the processes found stopped without their
+        final flush in the last UNCLEAN_STOP_SHOWN_SECONDS."""
         now = dt.datetime.now(dt.UTC)
+        failing = self.wal_failing
         return [
-            {"kind": "request_log", "reason": unclean_stop_text(stop), "since": stop["found_at"]}
-            for stop in self.unclean_stops
-            if (now - dt.datetime.fromisoformat(stop["found_at"])).total_seconds() <= UNCLEAN_STOP_SHOWN_SECONDS
+            *(
+                [{"kind": "request_log", "reason": wal_failing_text(self.spool, failing), "since": failing["since"]}]
+                if failing
+                else []
+            ),
+            *(
+                {"kind": "request_log", "reason": unclean_stop_text(stop), "since": stop["found_at"]}
+                for stop in self.unclean_stops
+                if (now - dt.datetime.fromisoformat(stop["found_at"])).total_seconds() <= UNCLEAN_STOP_SHOWN_SECONDS
+            ),
         ]
+
+
+def wal_failing_text(spool: Path | str, failing: dict[str, str]) -> str:
+    return (
+        f"the request log cannot write its write-ahead file in {spool}/{PROCESS_FOLDER} since {failing['since']} "
+        f"({failing['error']}): the rows it answers are written at once, but those not yet written would be lost "
+        "if this server were killed"
+    )
 
 
 def _by_day(rows: list[dict[str, Any]]) -> list[tuple[str, list[dict[str, Any]]]]:

@@ -13,6 +13,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from orchestration.request_log_alerts import request_log_alerts
 from serving.request_log import RequestLog, day_folder, input_columns, read_day, read_status
 
 DAY = "2026-10-05"
@@ -137,6 +138,7 @@ def test_beyond_the_bounds_rows_are_dropped_and_counted_not_silently(tmp_path, s
     log.append(entry(row, f"r{i}") for i, row in enumerate(rows[:20]))
     log.flush()  # neither the store nor the spool takes them: they wait in memory
     log.append(entry(row, f"s{i}") for i, row in enumerate(rows[20:40]))
+    log.flush()  # (the spool failing, the append also woke the writer: this waits for it)
     status = log.status()
     assert status["rows_pending"] == 25
     assert status["rows_dropped_by_reason"] == {"queue full (the store and the spool both failed)": 15}
@@ -345,3 +347,49 @@ def test_segments_left_by_a_server_killed_while_it_recovered_them_are_written_by
     assert logged_ids(store) == sorted(f"r{i}" for i in range(10))
     for log in (later, recent):
         log.close()
+
+
+def test_a_write_ahead_file_that_cannot_be_written_degrades_health_alerts_and_writes_at_once(tmp_path, spec, rows):
+    # The spool's processes/ folder is a file (or its disk is full): rows are not safe from a kill.
+    store = str(tmp_path / "store")
+    log = RequestLog(store, spec, flush_seconds=3600, spool_dir=tmp_path / "spool")
+    folder = log.spool / "processes"
+    shutil.rmtree(folder)
+    folder.write_text("not a folder")
+    log.append(entry(row, f"r{i}") for i, row in enumerate(rows[:10]))
+    [problem] = log.problems()
+    assert "cannot write its write-ahead file" in problem["reason"] and "would be lost" in problem["reason"]
+    assert log.status()["wal_failing"]["error"].startswith(("NotADirectoryError", "FileExistsError"))
+    deadline = dt.datetime.now() + dt.timedelta(seconds=10)
+    while logged_ids(store) != sorted(f"r{i}" for i in range(10)) and dt.datetime.now() < deadline:
+        log._thread.join(0.1)  # woken by the append, not after its hour
+    assert logged_ids(store) == sorted(f"r{i}" for i in range(10))
+    texts, cursor = request_log_alerts(read_status(store), None)
+    assert len(texts) == 1 and "cannot write its write-ahead file" in texts[0], texts
+    assert request_log_alerts(read_status(store), cursor)[0] == []  # an outage that goes on is alerted once
+    folder.unlink()
+    log.append([entry(rows[10], "r10")])
+    assert log.problems() == [] and log.status()["wal_failing"] is None
+    log.flush()
+    texts, _ = request_log_alerts(read_status(store), cursor)
+    assert texts == [
+        f"Keel: the request log of serving process {log._prefix} writes its write-ahead file again; its rows are safe from a kill"
+    ]
+    log.close()
+
+
+def test_spooled_files_a_neighbour_leaves_after_this_server_started_are_written_by_it(tmp_path, spec, rows):
+    # A rolling restart in a store outage: the old server spools rows after the new one started, then stops.
+    store = str(tmp_path / "store")
+    blocker = _block(store)
+    new = RequestLog(store, spec, flush_seconds=3600, spool_dir=tmp_path / "spool")
+    old = RequestLog(store, spec, flush_seconds=3600, spool_dir=tmp_path / "spool")
+    old.append(entry(row, f"r{i}") for i, row in enumerate(rows[:30]))
+    old.close()  # its 30 rows are in the spool
+    assert new.status()["rows_pending"] == 0
+    blocker.unlink()
+    new.flush()
+    assert logged_ids(store) == sorted(f"r{i}" for i in range(30))
+    assert new.status()["rows_pending"] == 0 and new.status()["rows_dropped"] == 0
+    assert list(new.spool.glob("day=*/*.parquet")) == []
+    new.close()
