@@ -243,7 +243,13 @@ def open_parquet_and_md5(uri: str) -> Iterator[tuple[pq.ParquetFile, str]]:
 
 def read_checked_parquet(uri: str, md5: str, what: str) -> pd.DataFrame:
     """The file's rows, if its bytes are still the version `what` checked (md5); one read."""
-    frame, actual = read_parquet_and_md5(uri)
+    try:
+        frame, actual = read_parquet_and_md5(uri)
+    except FileNotFoundError:
+        raise ChangedFileError(
+            f"{uri} is gone: it is the version {what} last materialized and checked ({md5}), and it was "
+            f"deleted outside Dagster. Put it back, or deliver and materialize {what} with its checks again."
+        ) from None
     if actual != md5:
         raise ChangedFileError(
             f"{uri} (md5 {actual}) is not the version {what} last materialized and checked ({md5}); "

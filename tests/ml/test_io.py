@@ -145,3 +145,16 @@ def test_a_fifo_named_by_a_local_or_file_colon_uri_is_refused_not_read_without_e
         assert done.stdout.splitlines() == [f"{uri} is a FIFO, not a regular file; it was not read"], done.stderr[
             -2000:
         ]
+
+
+def test_a_checked_file_deleted_since_its_check_is_refused_naming_it_and_what_checked_it(tmp_path):
+    import pandas as pd
+
+    path = tmp_path / "labels" / "2026-10-05.parquet"
+    path.parent.mkdir()
+    pd.DataFrame({"customer_id": ["C1"], "churn": ["Yes"]}).to_parquet(path, index=False)
+    md5 = io.file_digest(str(path), "md5")
+    assert len(io.read_checked_parquet(str(path), md5, "labels 2026-10-05")) == 1
+    path.unlink()
+    with pytest.raises(io.ChangedFileError, match=rf"{path} is gone: it is the version labels 2026-10-05 .*\({md5}\)"):
+        io.read_checked_parquet(str(path), md5, "labels 2026-10-05")
