@@ -7,7 +7,7 @@ import dagster as dg
 from assets.drift_report import drift_report
 from assets.labels import labels
 from assets.model_performance import model_performance
-from orchestration.alerts import ALERT_SENSORS
+from orchestration.alerts import ALERT_SENSORS, will_retry
 from orchestration.arrival_sensors import incoming_arrived, labels_arrived
 from orchestration.jobs import retrain
 from orchestration.request_log_alerts import alert_on_request_log
@@ -123,6 +123,28 @@ def last_request(instance: dg.DagsterInstance) -> tuple[str | None, int | None]:
     return runs[0].tags.get(REQUESTED_ON), int(by) if by.isdigit() else None
 
 
+IN_FLIGHT = [
+    dg.DagsterRunStatus.NOT_STARTED,
+    dg.DagsterRunStatus.QUEUED,
+    dg.DagsterRunStatus.STARTING,
+    dg.DagsterRunStatus.STARTED,
+    dg.DagsterRunStatus.CANCELING,
+]
+
+
+def retrain_in_flight(instance: dg.DagsterInstance) -> str | None:
+    """Why a retrain is still under way (running, queued, or failed with its retry not yet launched), else None."""
+    running = instance.get_runs(dg.RunsFilter(job_name=retrain.name, statuses=IN_FLIGHT), limit=1)
+    if running:
+        return f"retrain run {running[0].run_id} is {running[0].status.value.lower()}"
+    failed = instance.get_runs(dg.RunsFilter(job_name=retrain.name, statuses=[dg.DagsterRunStatus.FAILURE]), limit=1)
+    if failed and will_retry(failed[0], instance):
+        retried = instance.get_runs(dg.RunsFilter(tags={"dagster/parent_run_id": failed[0].run_id}), limit=1)
+        if not retried:
+            return f"retrain run {failed[0].run_id} failed and is about to be retried"
+    return None
+
+
 @dg.sensor(
     job=retrain,
     minimum_interval_seconds=60,
@@ -132,7 +154,8 @@ def last_request(instance: dg.DagsterInstance) -> tuple[str | None, int | None]:
         "decays beyond the noise between days, or its drift_report says drift and the drifted days cost AUC "
         "(labels, or the label-free estimate). It launches the retrain job on the latest retraining.window_days "
         "labelled days. A drift that costs nothing spends no retrain. A new champion starts afresh; a retrain "
-        "that did not change the champion is asked again after retraining.cooldown_days."
+        "that did not change the champion is asked again after retraining.cooldown_days. One retrain at a "
+        "time: while one runs, is queued or waits for its retry, the request waits."
     ),
 )
 @alerting
@@ -153,6 +176,9 @@ def retrain_on_drift(context: dg.SensorEvaluationContext, params: ParamsResource
     if decision.retrain is None:
         note = f" (not read: {'; '.join(unread)[:600]})" if unread else ""
         return dg.SensorResult(skip_reason="; ".join(decision.notes) + note, cursor=decision.state.to_cursor())
+    busy = retrain_in_flight(context.instance)
+    if busy:  # one retrain at a time: the request is made again once it ended, if the evidence still asks
+        return dg.SensorResult(skip_reason=f"{decision.notes[0]}; waits: {busy}"[:1000], cursor=state.to_cursor())
     request = decision.retrain
     context.log.info(decision.notes[0])
     return dg.SensorResult(

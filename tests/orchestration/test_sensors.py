@@ -142,6 +142,49 @@ def test_a_fall_far_below_the_auc_the_champion_reached_at_its_gate_is_a_collapse
         )
 
 
+def collapsed_days(instance) -> None:
+    for n, auc in ((10, 0.86), (11, 0.85), (12, 0.86), (13, 0.74), (14, 0.73), (15, 0.74)):
+        day = f"2026-10-{n}"
+        materialize(
+            instance, "model_performance", day, roc_auc=auc, auc_se=0.01, model_holdout_auc=0.85, model_version=1
+        )
+        materialize(instance, "labels", day)
+
+
+def retrain_run(instance, run_id: str, status: dg.DagsterRunStatus, **tags) -> None:
+    instance.add_run(dg.DagsterRun(job_name="retrain", run_id=run_id, status=status, tags=tags))
+
+
+@pytest.mark.parametrize(
+    "runs, waits_for",
+    [
+        ([("0" * 8 + "-0000-0000-0000-" + "1" * 12, dg.DagsterRunStatus.STARTED, {})], "is started"),
+        ([("0" * 8 + "-0000-0000-0000-" + "2" * 12, dg.DagsterRunStatus.STARTING, {})], "is starting"),
+        (
+            [("0" * 8 + "-0000-0000-0000-" + "3" * 12, dg.DagsterRunStatus.FAILURE, {"dagster/will_retry": "true"})],
+            "failed and is about to be retried",
+        ),
+    ],
+)
+def test_no_second_retrain_is_asked_while_one_runs_or_waits_for_its_retry(tmp_path: Path, runs, waits_for):
+    resources = {"params": PARAMS, "registry": ChampionIs(root=str(tmp_path), params=PARAMS)}
+    with dg.instance_for_test() as instance:
+        collapsed_days(instance)
+        for run_id, status, tags in runs:
+            retrain_run(instance, run_id, status, **tags)
+        held = evaluate("retrain_on_drift", instance, resources)
+        assert not held.run_requests and f"retrain run {runs[0][0]} {waits_for}" in held.skip_message
+        assert "collapse" in held.skip_message  # what it waits to ask, named
+        # It ended (gone from the runs), or its retry was launched and finished: the evidence still asks.
+        if runs[0][1] == dg.DagsterRunStatus.FAILURE:
+            retry = {"dagster/parent_run_id": runs[0][0]}
+            retrain_run(instance, "0" * 8 + "-0000-0000-0000-" + "9" * 12, dg.DagsterRunStatus.SUCCESS, **retry)
+        else:
+            instance.delete_run(runs[0][0])
+        [request] = evaluate("retrain_on_drift", instance, resources, held.cursor).run_requests
+        assert request.run_key == "retrain-collapse-2026-10-14"
+
+
 def test_labels_sensor_asks_for_arrived_labels_of_scored_days_only(tmp_path: Path):
     root = tmp_path / "project"
     root.mkdir()
