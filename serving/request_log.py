@@ -742,7 +742,8 @@ class RequestLog:
                     ):
                         counts["rows_already_logged"] += len(rows)
                         continue
-                    self._save(day, rows, name)  # the store, else the spool, else this process's queue
+                    if self._save(day, rows, name) is None:  # not the store: the spool, else this process's queue
+                        counts["rows_waiting"] = counts.get("rows_waiting", 0) + len(rows)
                     counts["rows_recovered"] += len(rows)
                 with contextlib.suppress(OSError):
                     path.unlink(missing_ok=True)
@@ -785,9 +786,12 @@ def _by_day(rows: list[dict[str, Any]]) -> list[tuple[str, list[dict[str, Any]]]
 
 
 def _recovery_text(stop: dict[str, Any]) -> str:
-    text = (
-        f"{stop['rows_recovered']} row(s) it had not written were recovered from its write-ahead file and "
-        f"written to the request log"
+    text = f"{stop['rows_recovered']} row(s) it had not written were recovered from its write-ahead file and "
+    waiting = stop.get("rows_waiting", 0)
+    text += (
+        f"wait to be written to the request log ({waiting} in the spool: the store did not take them yet)"
+        if waiting
+        else "written to the request log"
     )
     if stop.get("rows_already_logged"):
         text += f" ({stop['rows_already_logged']} more were already logged)"

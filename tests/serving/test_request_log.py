@@ -393,3 +393,19 @@ def test_spooled_files_a_neighbour_leaves_after_this_server_started_are_written_
     assert new.status()["rows_pending"] == 0 and new.status()["rows_dropped"] == 0
     assert list(new.spool.glob("day=*/*.parquet")) == []
     new.close()
+
+
+def test_rows_recovered_while_the_store_is_down_are_said_to_wait_in_the_spool_not_to_be_written(tmp_path, spec, rows):
+    store = str(tmp_path / "store")
+    first = RequestLog(store, spec, flush_seconds=3600, spool_dir=tmp_path / "spool")
+    first.append(entry(row, f"r{i}") for i, row in enumerate(rows[:15]))
+    _killed(first)
+    blocker = _block(store)
+    second = RequestLog(store, spec, flush_seconds=3600, spool_dir=tmp_path / "spool")
+    [stop] = second.unclean_stops
+    assert stop["rows_recovered"] == 15 and stop["rows_waiting"] == 15
+    reason = second.problems()[0]["reason"]
+    assert "wait to be written to the request log (15 in the spool" in reason and "and written to" not in reason
+    blocker.unlink()
+    second.close()
+    assert logged_ids(store) == sorted(f"r{i}" for i in range(15))
