@@ -93,6 +93,7 @@ STATUS_FOLDER = "request_log_status"
 QUEUE_FULL = "queue full (the store and the spool both failed)"
 PROCESS_FOLDER = "processes"  # in the spool: one marker per running process, removed on a clean stop
 UNCLEAN_STOP_SHOWN_SECONDS = 3600.0  # /health names a stopped process's lost flush this long
+LOOK_AROUND_SECONDS = 10.0  # the spool and stopped neighbours are looked at this often, whatever the flush interval
 UNCLEAN_STOP_STALE_SECONDS = 600.0  # another host's process that has not flushed this long (or 3 flushes) is stopped
 WAL_SUFFIX = ".wal-"  # processes/<process>.wal-<segment>: the entries of one flush, until they are written
 _WAL_OPTIONS = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS | orjson.OPT_APPEND_NEWLINE
@@ -403,9 +404,7 @@ class RequestLog:
 
     def _flush(self, force: bool) -> list[str]:
         with self._write_lock:
-            # Files other servers of this spool left since this one started (a rolling restart): written here too.
-            self._spooled.update(self._spooled_files(known=self._spooled))
-            written = self._drain_spool(force=force)
+            written = self._drain_all_spooled(force)
             with self._lock:
                 entries, self._pending = self._pending, []
                 segment = self._rotate() if entries else 0
@@ -499,6 +498,11 @@ class RequestLog:
                 with contextlib.suppress(OSError):
                     path.rename(path.with_suffix(".unreadable"))
         return files
+
+    def _drain_all_spooled(self, force: bool) -> list[str]:
+        # Files other servers of this spool left since this one started (a rolling restart): written here too.
+        self._spooled.update(self._spooled_files(known=self._spooled))
+        return self._drain_spool(force=force)
 
     def _spool_bytes(self) -> int:
         return sum(p.stat().st_size for p in self._spooled if p.exists())
@@ -597,14 +601,21 @@ class RequestLog:
             logger.warning("request log: could not write its status to %s: %s", uri, error)
 
     def _run(self) -> None:
+        next_flush = time.monotonic() + self._flush_seconds
         while not self._closed:
-            self._wake.wait(self._flush_seconds)
+            woken = self._wake.wait(min(self._flush_seconds, LOOK_AROUND_SECONDS))
             self._wake.clear()
             try:
-                self._flush(force=False)
+                if woken or time.monotonic() >= next_flush:
+                    self._flush(force=False)
+                    next_flush = time.monotonic() + self._flush_seconds
+                    if not self._closed:
+                        self._mark_running()
+                else:  # between long flushes: the spool (neighbours' files too) and stopped neighbours
+                    with self._write_lock:
+                        self._drain_all_spooled(force=False)
+                        self._write_status()
                 self._find_unclean_stops()
-                if not self._closed:
-                    self._mark_running()
             except Exception as error:  # never stop the writer thread; the error is reported
                 self._failed("flushing", error)
 

@@ -14,6 +14,7 @@ import pandas as pd
 import pytest
 
 from orchestration.request_log_alerts import request_log_alerts
+from serving import request_log
 from serving.request_log import RequestLog, day_folder, input_columns, read_day, read_status
 
 DAY = "2026-10-05"
@@ -409,3 +410,21 @@ def test_rows_recovered_while_the_store_is_down_are_said_to_wait_in_the_spool_no
     blocker.unlink()
     second.close()
     assert logged_ids(store) == sorted(f"r{i}" for i in range(15))
+
+
+def test_a_running_server_with_a_long_flush_interval_writes_a_killed_neighbours_rows_soon(
+    tmp_path, spec, rows, monkeypatch
+):
+    # Flushes an hour apart: the spool and stopped neighbours are still looked at every LOOK_AROUND_SECONDS.
+    monkeypatch.setattr(request_log, "LOOK_AROUND_SECONDS", 0.1)
+    store = str(tmp_path / "store")
+    survivor = RequestLog(store, spec, flush_seconds=3600, spool_dir=tmp_path / "spool")
+    killed = RequestLog(store, spec, flush_seconds=3600, spool_dir=tmp_path / "spool")
+    killed.append(entry(row, f"r{i}") for i, row in enumerate(rows[:10]))
+    _killed(killed)
+    deadline = dt.datetime.now() + dt.timedelta(seconds=10)
+    while logged_ids(store) != sorted(f"r{i}" for i in range(10)) and dt.datetime.now() < deadline:
+        survivor._thread.join(0.1)
+    assert logged_ids(store) == sorted(f"r{i}" for i in range(10))
+    assert [stop["rows_recovered"] for stop in survivor.unclean_stops] == [10]
+    survivor.close()
