@@ -39,7 +39,7 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, NoReturn
 
 import dagster as dg
 import mlflow
@@ -168,6 +168,17 @@ def _as_actor(user: str | None, actor: str) -> str:
 
 def _v(version: int | None) -> str:
     return "unset" if version is None else f"v{version}"
+
+
+def _raise_undone(move: AliasMove, error: BaseException) -> NoReturn:
+    """The move was undone after its record failed: nothing changed, and the message says so."""
+    if not isinstance(error, Exception):  # an interrupt stays what it is
+        raise error
+    raise RegistryUnavailable(
+        f"{move.alias!r} of model {move.model!r} was moved to {_v(move.to_version)}, but the move could not be "
+        f"recorded ({_short(error)}); it was moved back to {_v(move.from_version)}, so nothing changed. Try again "
+        "once the registry answers"
+    ) from error
 
 
 def _clip(value: Any, limit: int) -> str:
@@ -552,7 +563,7 @@ class ModelRegistry(dg.ConfigurableResource):
                 # An unrecorded move would be invisible to history and rollback: undo it, waiting out the
                 # lock or outage that failed the record (it may still hold the store).
                 self._undo(client, move, error)
-                raise
+                _raise_undone(move, error)
         except BaseException:
             if old_since is not None:
                 client.set_model_version_tag(name, str(current), since_key, old_since)
@@ -574,7 +585,7 @@ class ModelRegistry(dg.ConfigurableResource):
         """Point the alias back where it was before `move`, retried for up to UNDO_SECONDS; else raise
         RegistryUnavailable saying the alias moved without a record and how to set it back."""
         name, alias, current = move.model, move.alias, move.from_version
-        deadline, pause = time.monotonic() + UNDO_SECONDS, 1.0
+        deadline, pause = time.monotonic() + UNDO_SECONDS, 0.5
         while True:
             try:
                 if current is None:
@@ -592,7 +603,7 @@ class ModelRegistry(dg.ConfigurableResource):
                         "it again with the job"
                     ) from error
                 time.sleep(pause)
-                pause = min(pause * 2, 10.0)
+                pause = min(pause * 2, 2.0)  # short: until it lands, the alias names a move with no record
 
     def delete_alias(self, name: str, alias: str) -> None:
         """Remove an alias (no-op when it is not set); not a move, so it is not added to the history."""
@@ -771,7 +782,7 @@ class ModelRegistry(dg.ConfigurableResource):
                 client.set_registered_model_tag(name, f"{MOVE_TAG}{sequence:06d}", json.dumps(move.to_dict()))
             except BaseException as error:
                 self._undo(client, move, error)
-                raise
+                _raise_undone(move, error)
             try:
                 client.delete_model_version_tag(name, str(current), f"keel.{alias}.since")
             except Exception as error:  # noqa: BLE001 - the alias is off the version and the history says so
