@@ -209,7 +209,7 @@ class CheckedRows:
     """The rows file opened once: the bytes hashed are the bytes read, whatever is renamed over its path.
 
     `still_checked` refuses the rows if the open file was written in place while it was read (a `cp`
-    over it): its size or modification time changed."""
+    over it): its size, modification time or change time changed."""
 
     parquet: pq.ParquetFile
     still_checked: Callable[[], None]
@@ -219,8 +219,9 @@ def _unchanged_since(handle: BinaryIO, rows: str) -> Callable[[], None]:
     before = os.fstat(handle.fileno())
 
     def still_checked() -> None:
+        # ctime too: a writer can set the modification time back (`cp -p`, `touch -d`), not the change time.
         now = os.fstat(handle.fileno())
-        if (now.st_size, now.st_mtime_ns) != (before.st_size, before.st_mtime_ns):
+        if (now.st_size, now.st_mtime_ns, now.st_ctime_ns) != (before.st_size, before.st_mtime_ns, before.st_ctime_ns):
             raise ScoringError(
                 f"rows file {rows} was rewritten in place while it was scored; nothing was published: "
                 "check the day again before scoring it"

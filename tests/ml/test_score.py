@@ -160,7 +160,8 @@ def test_a_rows_file_renamed_over_right_after_its_hash_is_not_what_gets_scored(
     assert out.read_bytes() == reference.read_bytes()  # but the checked bytes were scored
 
 
-def test_a_rows_file_rewritten_in_place_while_scored_publishes_nothing(model, rows, tmp_path, monkeypatch):
+@pytest.mark.parametrize("keeps_mtime", [False, True], ids=["cp", "cp -p"])
+def test_a_rows_file_rewritten_in_place_while_scored_publishes_nothing(model, rows, tmp_path, monkeypatch, keeps_mtime):
     import ml.score
 
     day = checked_copy(rows, tmp_path, "day.parquet")
@@ -171,8 +172,11 @@ def test_a_rows_file_rewritten_in_place_while_scored_publishes_nothing(model, ro
 
     def score_then_copy_over(*args, **kwargs):
         result = score_chunks(*args, **kwargs)
-        with open(day, "r+b") as handle:  # `cp` over the file: the same inode, written in place
-            handle.write(handle.read())
+        stat, same = day.stat(), day.read_bytes()
+        with open(day, "r+b") as handle:  # `cp` over the file: the same inode and size, written in place
+            handle.write(same)
+        if keeps_mtime:  # `cp -p`: the modification time set back; only the change time moves
+            os.utime(day, ns=(stat.st_atime_ns, stat.st_mtime_ns))
         return result
 
     monkeypatch.setattr(ml.score, "_score_chunks", score_then_copy_over)
