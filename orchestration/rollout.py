@@ -266,12 +266,18 @@ def _roll_back(context, storage, registry, endpoint, state: RolloutState, versio
     applied = _apply(endpoint, after, storage, registry, champion, None) if champion is not None else {}
     if after is not state or not exists(state_uri(storage.root)):  # a deleted file is written again
         write_state(storage.root, after)
-    if (
-        champion == version
-    ):  # it became the champion by another path (approve): its rollout is over, nothing rolled back
+    if champion == version:  # made champion by another path (approve): its rollout is over, nothing rolled back
         context.log_event(deployment_event(after, champion, decision, ended_version=version, **applied))
-        context.log.info(f"{name}: the rollout of v{version} ended: {reason}")
-        return
+        if context.run.tags.get("keel/rollout_outcome") == "ended":  # the sensor closing a rollout that ended so
+            context.log.info(f"{name}: the rollout of v{version} ended: {reason}")
+            return
+        history = registry.alias_history(name, CHAMPION)
+        by = f" ({history[-1].kind} by {history[-1].actor} at {history[-1].when})" if history else ""
+        # A failure, so the run alerts: the version judged for rollback serves every request now.
+        raise dg.Failure(
+            description=f"{name}: v{version}, judged for rollback ({reason}), became the champion by another move"
+            f"{by}: nothing was rolled back and it serves every request; run `rollback` if the judgement stands"
+        )
     context.log_event(deployment_event(after, champion, decision, rolled_back_version=version, **applied))
     context.log.warning(f"{name}: v{version} rolled back: {reason}")
 

@@ -218,7 +218,9 @@ def tick_with(defs: dg.Definitions, instance: dg.DagsterInstance, root: Path, cu
 
 
 def _conclude(defs, instance, request) -> dg.ExecuteInProcessResult:
-    result = run_job(defs, instance, "conclude_rollout", request.run_config["ops"]["conclude"]["config"])
+    """The sensor's request run as the daemon launches it: its config and its tags."""
+    config = request.run_config["ops"]["conclude"]["config"]
+    result = run_job(defs, instance, "conclude_rollout", config, tags=request.tags)
     assert result.success, result.all_events
     return result
 
@@ -260,6 +262,24 @@ def test_a_rollout_ended_outside_conclude_rollout_is_recorded(root, how):
         assert recorded[key] == 2
         assert read_state(store).mode == "off"
         assert tick_with(defs, instance, root, ended.cursor).skip_message.startswith("no canary")
+
+
+def test_a_rollback_judgement_that_meets_a_promotion_of_the_same_version_fails_naming_the_move(root):
+    """The bake judged the canary for rollback while a person promoted it: the rollback waited for the alias-move
+    slot and found it champion. Before, the run succeeded at INFO and the version judged bad served everything."""
+    defs = definitions(local(root))
+    registry = local(root)["registry"]
+    name = registry.model_name
+    with dg.instance_for_test() as instance:
+        assert run_job(defs, instance, "start_canary", {"version": 2, "reason": "try seed 2"}).success
+        registry.move_alias(name, CHAMPION, 2, 1, reason="looks fine to me", actor="ana", kind="approve")
+        judged = {"outcome": "rollback", "version": 2, "reason": "p99 latency 3x the champion's"}
+        result = run_job(defs, instance, "conclude_rollout", judged, tags={"keel/rollout_outcome": "rollback"})
+        assert not result.success
+        failure = next(e for e in result.all_events if e.is_step_failure).step_failure_data.user_failure_data
+        assert "v2, judged for rollback (p99 latency 3x the champion's), became the champion" in failure.description
+        assert "approve by ana" in failure.description and "run `rollback`" in failure.description
+        assert registry.alias_version(name, CHALLENGER) is None and deployments(instance)[-1]["ended_version"] == 2
 
 
 def test_a_rollback_onto_the_version_under_canary_is_refused(root):
