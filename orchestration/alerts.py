@@ -21,7 +21,12 @@ from orchestration.sensor_guard import alerting
 
 
 def will_retry(run: dg.DagsterRun, instance: dg.DagsterInstance) -> bool:
-    """True when the daemon will launch this failed run again (run retries), so it is not final yet."""
+    """True when the daemon will launch this failed run again (run retries), so it is not final yet.
+
+    A run launched outside a code location (`dagster job execute`, `execute_in_process`) has no job origin:
+    the daemon cannot launch it again, whatever its tags say, so its failure is final."""
+    if run.remote_job_origin is None:
+        return False
     tag = run.tags.get("dagster/will_retry")
     if tag is not None:
         return tag == "true"

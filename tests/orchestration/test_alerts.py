@@ -11,12 +11,13 @@ import dagster as dg
 import pytest
 
 from demo.story import launch
+from orchestration import alerts
 from orchestration.alerts import alert_on_run_failure, monitoring_alerts
 from orchestration.definitions import definitions
 from orchestration.deployments import local
 from orchestration.notify import WEBHOOK_VARIABLE
 from tests.conftest import REPO
-from tests.orchestration.test_sensors import drift_event, evaluate, materialize
+from tests.orchestration.test_sensors import daemon_origin, drift_event, evaluate, materialize
 
 SECRET_PATH = "/services/T000/B000/s3cr3t-token"
 
@@ -95,11 +96,31 @@ def test_a_failed_run_names_its_failed_blocking_check_in_the_alert(tmp_path: Pat
     assert webhook.url not in caplog.text and "s3cr3t" not in caplog.text  # the secret never reaches a log
 
 
-def test_a_run_that_will_be_retried_is_not_alerted_yet(tmp_path: Path, webhook: Receiver):
+def test_a_run_that_will_be_retried_is_not_alerted_yet(webhook: Receiver):
     with dg.instance_for_test(overrides={"run_retries": {"enabled": True}}) as instance:
-        result = failed_scoring_run(tmp_path, instance)  # the job's dagster/max_retries: the daemon retries it
-        assert run_failure_alert(instance, result) is None
+        job = definitions(local(REPO)).resolve_job_def("nightly_scoring")  # its dagster/max_retries: retried
+        run = instance.create_run_for_job(job, tags=job.tags, remote_job_origin=daemon_origin("nightly_scoring"))
+        instance.report_run_failed(run, "the code server went away")
+        [failure] = instance.all_logs(run.run_id, of_type=dg.DagsterEventType.RUN_FAILURE)
+        context = dg.build_run_status_sensor_context(
+            sensor_name="alert_on_run_failure",
+            dagster_event=failure.dagster_event,
+            dagster_instance=instance,
+            dagster_run=instance.get_run_by_id(run.run_id),
+        )
+        assert alert_on_run_failure(context.for_run_failure()) is None
     assert not webhook.bodies
+
+
+def test_a_run_launched_outside_the_code_location_is_alerted_though_retries_are_on(tmp_path: Path, webhook: Receiver):
+    """`dagster job execute` (the README's way to run a job by hand): the daemon cannot launch it again, so its
+    failure is final. Before, the alert waited for a retry that never came."""
+    with dg.instance_for_test(overrides={"run_retries": {"enabled": True}}) as instance:
+        result = failed_scoring_run(tmp_path, instance)
+        assert instance.get_run_by_id(result.run_id).tags.get("dagster/will_retry") == "true"  # what Dagster says
+        run_failure_alert(instance, result)
+    [text] = webhook.texts()
+    assert text.startswith("Keel: nightly_scoring failed for 2026-10-02")
 
 
 def test_drift_episodes_and_alias_moves_are_alerted_once_and_resent_after_a_failed_delivery(webhook: Receiver):
@@ -158,7 +179,7 @@ def test_a_reason_and_a_user_reach_the_webhook_as_plain_text(webhook: Receiver):
     )
 
 
-def test_a_tick_with_a_final_failure_and_a_run_to_be_retried_alerts_the_final_one(webhook: Receiver):
+def test_a_tick_with_a_final_failure_and_a_run_to_be_retried_alerts_the_final_one(webhook: Receiver, monkeypatch):
     """The daemon hands the sensor every failed run since its cursor in one tick: a run the daemon will retry
     beside a final failure must neither fail the tick (which then never moves on) nor hide the alert."""
 
@@ -166,6 +187,8 @@ def test_a_tick_with_a_final_failure_and_a_run_to_be_retried_alerts_the_final_on
         with dg.build_sensor_context(instance=instance, cursor=cursor, sensor_name="alert_on_run_failure") as context:
             return alert_on_run_failure.evaluate_tick(context)
 
+    # The daemon's answer for each run (will_retry is tested on its own); a tick sees only runs without an origin.
+    monkeypatch.setattr(alerts, "will_retry", lambda run, instance: run.tags["dagster/max_retries"] != "0")
     with dg.instance_for_test(overrides={"run_retries": {"enabled": True}}) as instance:
         cursor = tick().cursor  # the first tick starts from now
         job = definitions(local(REPO)).resolve_job_def("nightly_scoring")

@@ -106,7 +106,9 @@ class DaemonContext:
         self.instance = instance
 
 
-def test_a_run_killed_holding_the_alias_slot_is_failed_within_a_tick_and_its_slot_freed(home, tmp_path):
+def test_a_run_killed_holding_the_alias_slot_is_failed_within_a_tick_and_its_slot_freed(home, tmp_path, monkeypatch):
+    sent = []
+    monkeypatch.setattr("orchestration.dead_runs.notify", lambda text, log, **kwargs: sent.append(text))
     holder = start_mover(home, tmp_path / "holder", wait=60, hold=3600)
     run_id = holding(holder, tmp_path / "holder")
     with dg.DagsterInstance.from_config(home) as instance:
@@ -120,6 +122,9 @@ def test_a_run_killed_holding_the_alias_slot_is_failed_within_a_tick_and_its_slo
         assert instance.get_run_by_id(run_id).status == dg.DagsterRunStatus.FAILURE
         [failure] = instance.all_logs(run_id, of_type=dg.DagsterEventType.RUN_FAILURE)
         assert f"pid {holder.pid}) no longer exists" in failure.dagster_event.message
+        # Executed outside the code location: no retry and no run-failure sensor will see it, so it is alerted here.
+        assert instance.get_run_by_id(run_id).remote_job_origin is None
+        assert len(sent) == 1 and f"(run {run_id[:8]})" in sent[0] and "its process is gone" in sent[0], sent
         assert run_id in alias_slot_runs(instance)
         later = time.time() + instance.run_monitoring_settings["free_slots_after_run_end_seconds"] + 5
         with freeze_time(later):

@@ -6,6 +6,8 @@ from pathlib import Path
 import dagster as dg
 import pandas as pd
 import pytest
+from dagster._core.remote_origin import InProcessCodeLocationOrigin, RemoteJobOrigin, RemoteRepositoryOrigin
+from dagster._core.types.loadable_target_origin import LoadableTargetOrigin
 
 from orchestration.definitions import defs
 from resources.params import ParamsResource
@@ -151,8 +153,19 @@ def collapsed_days(instance) -> None:
         materialize(instance, "labels", day)
 
 
+def daemon_origin(job: str) -> RemoteJobOrigin:
+    """The origin of a run launched from the code location (the daemon, the UI): only such a run can be retried."""
+    location = InProcessCodeLocationOrigin(
+        LoadableTargetOrigin(python_file="orchestration/definitions.py"), location_name="keel"
+    )
+    return RemoteJobOrigin(RemoteRepositoryOrigin(location, "__repository__"), job)
+
+
 def retrain_run(instance, run_id: str, status: dg.DagsterRunStatus, **tags) -> None:
-    instance.add_run(dg.DagsterRun(job_name="retrain", run_id=run_id, status=status, tags=tags))
+    origin = daemon_origin("retrain")
+    instance.add_run(
+        dg.DagsterRun(job_name="retrain", run_id=run_id, status=status, tags=tags, remote_job_origin=origin)
+    )
 
 
 @pytest.mark.parametrize(
