@@ -285,11 +285,13 @@ class RequestLog:
         self._status_written: dict[str, Any] | None = None
         self._started_at = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
         self._marker = self.spool / PROCESS_FOLDER / f"{self._prefix}.json"
+        self._last_flush = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
         self._pid_start = _process_start(os.getpid())
         # The write-ahead file: every queued entry is also in processes/<process>.wal-<segment> until its flush
         # has written it, so a killed process's rows are written by the next server of the spool.
         self._segment = 1  # the segment `append` writes to; the next one from each flush that takes entries
         self._wal: BinaryIO | None = None
+        self._wal_checked = time.monotonic()  # when the open segment's file was last seen to have a name
         self.wal_errors = 0
         self.wal_failing: dict[str, str] | None = None  # since when and why the write-ahead file cannot be written
         self.unclean_stops: list[dict[str, Any]] = []
@@ -329,6 +331,16 @@ class RequestLog:
         no fsync, since the page cache outlives a killed process (not a crashed machine)."""
         if not data:
             return
+        if self._wal is not None and time.monotonic() - self._wal_checked > 1.0 and self._wal_removed():
+            # Removed under the running server (a cleaner): a new file, with every entry still queued (this
+            # call's among them: the callers queue before they write), and the marker again.
+            logger.error(
+                "request log: its write-ahead file was removed; %d queued row(s) written to a new one",
+                len(self._pending),
+            )
+            self._wal = None
+            data = b"".join(_wal_record(entry) for entry in self._pending)
+            self._mark_running(flushed=False)
         try:
             if self._wal is None:
                 path = self._wal_path(self._segment)
@@ -341,6 +353,7 @@ class RequestLog:
             if self.wal_failing is None:
                 since = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
                 self.wal_failing = {"since": since, "error": f"{type(error).__name__}: {error}"}
+                self._mark_running(flushed=False)  # so a kill from now on is reported as possibly losing rows
             if self.wal_errors == 1 or self.wal_errors % 1000 == 0:
                 logger.error("request log: could not write the write-ahead file (%d times): %s", self.wal_errors, error)
             return
@@ -349,6 +362,17 @@ class RequestLog:
                 "request log: the write-ahead file is written again (it failed since %s)", self.wal_failing["since"]
             )
             self.wal_failing = None
+
+    def _wal_removed(self) -> bool:
+        self._wal_checked = time.monotonic()
+        try:
+            removed = os.fstat(self._wal.fileno()).st_nlink == 0
+        except (OSError, ValueError):
+            removed = True
+        if removed:
+            with contextlib.suppress(OSError, ValueError):
+                self._wal.close()
+        return removed
 
     def _rotate(self) -> int:
         """Start a new segment (called under `_lock` as the pending entries are taken); the number of the old one."""
@@ -567,6 +591,10 @@ class RequestLog:
             queued = len(self._pending)
         return {
             "process": self._prefix,
+            "host": socket.gethostname(),
+            "pid": os.getpid(),
+            "pid_start": self._pid_start,
+            "started": self._started_at,
             "rows_logged": self.rows_logged,
             "rows_pending": queued + sum(self._spooled.values()),
             "rows_spooled": sum(self._spooled.values()),
@@ -641,27 +669,41 @@ class RequestLog:
 
     # --- a process stopped without its final flush ------------------------------------------------
 
-    def _mark_running(self) -> None:
+    def _mark_running(self, flushed: bool = True) -> None:
         """This process's marker in the spool, with the time of its last flush (its rows before it are written)."""
+        if flushed:
+            self._last_flush = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
         marker = {
             "process": self._prefix,
             "host": socket.gethostname(),
             "pid": os.getpid(),
             "pid_start": self._pid_start,
             "started": self._started_at,
-            "last_flush": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+            "last_flush": self._last_flush,
             "flush_seconds": self._flush_seconds,
             "flush_rows": self._flush_rows,
             "write_ahead": True,  # its unwritten rows are in its segments (older servers had none)
             "wal_errors": self.wal_errors,
+            "wal_failing_since": (self.wal_failing or {}).get("since"),
         }
+        data = json.dumps(marker).encode()
         tmp = self._marker.with_name(f".{self._marker.name}.tmp")
         try:  # replaced in one step; no fsync: it must outlive the process, not the machine
             self._marker.parent.mkdir(parents=True, exist_ok=True)
-            tmp.write_text(json.dumps(marker))
+            tmp.write_bytes(data)
             os.replace(tmp, self._marker)
+            return
         except OSError as error:  # the spool's disk: the next flush tries again
+            with contextlib.suppress(OSError):
+                tmp.unlink(missing_ok=True)
             logger.warning("request log: could not write its process marker %s: %s", self._marker, error)
+        try:  # a full disk: the marker's own block still takes it, written in place (padded, parsed by its JSON)
+            with open(self._marker, "r+b") as handle:
+                size = len(handle.read())
+                handle.seek(0)
+                handle.write(data.ljust(size, b" "))
+        except OSError:
+            pass
 
     def _stopped(self, marker: dict[str, Any]) -> bool:
         if marker.get("host") != socket.gethostname():  # no pid to look at: gone once it stopped flushing
@@ -700,7 +742,30 @@ class RequestLog:
             stop["found_at"] = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
             self.unclean_stops.append(stop)
             logger.error("request log: %s", unclean_stop_text(stop))
+            _forget_status(self.store_root, path.stem)  # its last counts: this stop's report replaces them
         self._recover_orphans(folder)
+        self._find_stops_while_failing()
+
+    def _find_stops_while_failing(self) -> None:
+        """A process of this host killed while its write-ahead file failed left no marker that could say so (or
+        none at all); the status it wrote when the failure began does. Reported once: its status file goes."""
+        for status in read_status(self.store_root):
+            process = status.get("process")
+            if not status.get("wal_failing") or process == self._prefix or status.get("host") != socket.gethostname():
+                continue
+            if not self._stopped({**status, "last_flush": status.get("written_at")}):
+                continue
+            if not _forget_status(self.store_root, process):  # one server takes it: reported once
+                continue
+            stop = {**status, "while_wal_failing": True, "wal_failing_since": status["wal_failing"].get("since")}
+            stop = {
+                k: stop[k]
+                for k in ("process", "host", "pid", "started", "wal_errors", "wal_failing_since", "while_wal_failing")
+                if k in stop
+            }
+            stop["found_at"] = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+            self.unclean_stops.append(stop)
+            logger.error("request log: %s", unclean_stop_text(stop))
 
     def _recover_orphans(self, folder: Path) -> None:
         """Segments of a process without a marker, untouched for UNCLEAN_STOP_STALE_SECONDS: the server that took
@@ -807,14 +872,28 @@ def _recovery_text(stop: dict[str, Any]) -> str:
     if stop.get("rows_already_logged"):
         text += f" ({stop['rows_already_logged']} more were already logged)"
     lost = stop.get("rows_lost", 0)
-    text += f"; {lost} row(s) were lost (a record cut short by the kill)" if lost else "; none lost"
+    if lost:
+        text += f"; {lost} row(s) were lost (a record cut short by the kill)"
     if stop.get("wal_errors"):
-        text += f"; its write-ahead file failed {stop['wal_errors']} time(s), so rows it answered may be missing"
+        since = f" from {stop['wal_failing_since']}" if stop.get("wal_failing_since") else ""
+        text += (
+            f"; but its write-ahead file failed {stop['wal_errors']} time(s){since}, so rows it answered "
+            "that were not yet written may be missing"
+        )
+    elif not lost:
+        text += "; none lost"
     return text
 
 
 def unclean_stop_text(stop: dict[str, Any]) -> str:
     """What a person reads: which process, when it started, roughly when it stopped, what may be missing."""
+    if stop.get("while_wal_failing"):
+        return (
+            f"serving process {stop['process']} (pid {stop.get('pid')} on {stop.get('host')}, started "
+            f"{stop.get('started')}) stopped without its final flush while its write-ahead file failed (since "
+            f"{stop.get('wal_failing_since')}): the rows it answered that were not yet written (those of its last "
+            "moments) may be missing from the request log"
+        )
     if stop.get("orphaned"):
         return (
             f"serving process {stop['process']} stopped without its final flush, and the server that found it "
@@ -841,6 +920,16 @@ def unclean_stop_text(stop: dict[str, Any]) -> str:
         f"{stop['flush_rows']} row(s) it answered within its last {stop['flush_seconds']:g} s may be missing "
         "from the request log"
     )
+
+
+def _forget_status(store_root: str, process: str) -> bool:
+    """Remove a stopped process's status file; False when it was not there (another server took it)."""
+    fs, path = fsspec.core.url_to_fs(serving_uri(store_root, STATUS_FOLDER, f"{process}.json"))
+    try:
+        fs.rm(path)
+    except (FileNotFoundError, OSError):
+        return False
+    return True
 
 
 def read_status(store_root: str) -> list[dict[str, Any]]:

@@ -428,3 +428,80 @@ def test_a_running_server_with_a_long_flush_interval_writes_a_killed_neighbours_
     assert logged_ids(store) == sorted(f"r{i}" for i in range(10))
     assert [stop["rows_recovered"] for stop in survivor.unclean_stops] == [10]
     survivor.close()
+
+
+def test_a_write_ahead_folder_removed_under_a_running_server_is_written_again_with_every_queued_row(
+    tmp_path, spec, rows
+):
+    # A cleaner removes the spool's processes/ folder: the open segment has no name any more.
+    store = str(tmp_path / "store")
+    first = RequestLog(store, spec, flush_seconds=3600, spool_dir=tmp_path / "spool")
+    first.append(entry(row, f"r{i}") for i, row in enumerate(rows[:10]))
+    shutil.rmtree(first.spool / "processes")
+    first._wal_checked -= 2  # a second later
+    first.append(entry(row, f"r{i}") for i, row in enumerate(rows[10:15], start=10))
+    assert first._marker.exists() and first._wal_path(1).exists()
+    _killed(first)
+    second = RequestLog(store, spec, flush_seconds=3600, spool_dir=tmp_path / "spool")
+    [stop] = second.unclean_stops
+    assert stop["rows_recovered"] == 15 and logged_ids(store) == sorted(f"r{i}" for i in range(15))
+    second.close()
+
+
+def test_a_kill_after_the_write_ahead_file_failed_on_a_full_disk_is_not_reported_as_losing_nothing(
+    tmp_path, spec, rows, monkeypatch
+):
+    store = str(tmp_path / "store")
+    first = RequestLog(store, spec, flush_seconds=3600, spool_dir=tmp_path / "spool")
+    first.append(entry(row, f"r{i}") for i, row in enumerate(rows[:10]))
+
+    class FullDisk:
+        def write(self, data):
+            raise OSError(28, "No space left on device")
+
+        flush = close = write
+
+    def no_new_blocks(*args):  # the marker's replacement needs new blocks; its own block is still there
+        raise OSError(28, "No space left on device")
+
+    first._wal = FullDisk()
+    monkeypatch.setattr(request_log.os, "replace", no_new_blocks)
+    first.append(entry(row, f"r{i}") for i, row in enumerate(rows[10:15], start=10))  # in memory only
+    monkeypatch.undo()
+    assert json.loads(first._marker.read_text())["wal_errors"] == 1  # written in place
+    _killed(first)
+    second = RequestLog(store, spec, flush_seconds=3600, spool_dir=tmp_path / "spool")
+    reason = second.problems()[0]["reason"]
+    assert "10 row(s) it had not written were recovered" in reason and "none lost" not in reason
+    assert "its write-ahead file failed 1 time(s) from " in reason and "may be missing" in reason
+    second.close()
+
+
+def test_a_server_killed_while_its_write_ahead_file_failed_is_reported_by_the_next(tmp_path, spec, rows):
+    # processes/ a file: no write-ahead file and no marker; the status written as the failure began tells.
+    store = str(tmp_path / "store")
+    spool = tmp_path / "spool"
+    first = RequestLog(store, spec, flush_seconds=3600, spool_dir=spool)
+    shutil.rmtree(first.spool / "processes")
+    (first.spool / "processes").write_text("not a folder")
+    first.append(entry(row, f"r{i}") for i, row in enumerate(rows[:10]))
+    first.flush()
+    [status_file] = Path(store, "serving", "request_log_status").glob("*.json")
+    status = json.loads(status_file.read_text())
+    assert status["wal_failing"] and status["process"] == first._prefix
+    status_file.write_text(json.dumps({**status, "pid_start": "1"}))  # as if its pid were another process's now
+    (first.spool / "processes").unlink()
+    second = RequestLog(store, spec, flush_seconds=3600, spool_dir=spool)
+    [stop] = second.unclean_stops
+    assert stop["process"] == first._prefix
+    [problem] = second.problems()
+    assert "stopped without its final flush while its write-ahead file failed" in problem["reason"]
+    assert "may be missing" in problem["reason"]
+    second.flush()
+    texts, _ = request_log_alerts(read_status(store), None)
+    assert any("while its write-ahead file failed" in text for text in texts), texts
+    assert [s["process"] for s in read_status(store)] == [second._prefix]  # reported once: its status went
+    third = RequestLog(store, spec, flush_seconds=3600, spool_dir=spool)
+    assert third.unclean_stops == []
+    for log in (third, second):
+        log.close()
