@@ -124,7 +124,10 @@ def summed_cost(costs: list[dict[str, Any]]) -> dict[str, Any]:
         "A candidate model: `python -m ml.train` run on the compute backend (a local subprocess by "
         "default) through Dagster Pipes, on the feature table. Its artifact (native LightGBM text or "
         "JSON model, feature state, metrics, plots, sha256 manifest) is logged to MLflow with its "
-        "lineage. The evaluation_gate check decides whether it may be registered."
+        "lineage. With labelled days, one model per window of the training set; the default window wins unless "
+        "another is better on the evaluation days beyond the noise, as judged by the windows' models trained "
+        "without their newest days up to the night the new version first scores (when the training set has "
+        "them). The evaluation_gate check decides whether it may be registered."
     ),
 )
 def candidate_model(
