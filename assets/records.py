@@ -71,7 +71,8 @@ class TrainingSet(Record):
 
     raw_data_version: str  # the raw file's md5
     recent_days: list[DayLineage]
-    raw_included: bool = True  # whether the raw rows are in the rows file (some window trains on them)
+    # Whether every raw row is in the rows file (a window takes the raw data); else only `raw_days`' rows.
+    raw_included: bool = True
     # The newest whole labelled days every candidate is judged on and none trains on (the holdout);
     # empty: the holdout is a seeded share of every row (no labelled days yet, or only one).
     evaluation_days: list[str] = []
