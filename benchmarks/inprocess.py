@@ -3,8 +3,9 @@ replay (benchmarks/replay.py), for streams too long to replay through the real m
 
 It calls the project's own functions for every decision: ml.features and ml.models to train,
 ml.windows for the evaluation days, the raw data's days, the windows, the lagged windows that choose
-and the winner, orchestration.retrain_policy.training_set_config for what a request asks of them, ml.baseline and ml.gate (the paired bootstrap) for the gate, ml.drift.drift_verdict against
-the version's reference profile with its column importance for the nightly verdict,
+and the winner, orchestration.retrain_policy.training_set_config for what a request asks of them,
+ml.baseline and ml.gate (the paired bootstrap) for the gate, ml.drift.drift_verdict against the
+version's reference profile with its column importance for the nightly verdict,
 ml.evaluation.auc_standard_error for a labelled day's AUC, and orchestration.retrain_policy
 (observe / decide) for when to retrain. What it leaves out: Dagster runs, data checks, MLflow, the
 artifact files, and the scorer's capture (the day's rows are sampled for the verdict by the same
