@@ -1,12 +1,16 @@
 """candidate_model: a model trained on the features by `ml.train`, on the deployment's compute backend.
 
-With labelled days, one model per window of the training set (its labelled days, with or without
-the raw rows), each through the same entry point; the one with the best AUC on the evaluation days
-(the newest whole labelled days, which none trained on) is the candidate, and its card and lineage
-say which window won and why (ml/windows.py). Every candidate is logged to MLflow (parameters, metrics, artifacts, data version, git commit,
+With labelled days, one model per window of the training set (its days, with or without the raw
+rows), each through the same entry point, judged on the evaluation days (the newest whole labelled
+days, which none trained on). The default window is the candidate unless another is better beyond
+the noise (ml/windows.py choose_window); when the training set has lagged windows (the windows
+without their newest days up to the night the new version first scores), their models, trained too,
+choose the window, and the window's model on its full days is the candidate. Its card and lineage
+say which window won and why. Every candidate is logged to MLflow (parameters, metrics, artifacts, data version, git commit,
 Dagster run id), whether or not the evaluation gate later lets it into the registry.
 """
 
+from collections.abc import Sequence
 from typing import Any
 
 import dagster as dg
@@ -24,7 +28,7 @@ import ml.windows
 from assets.costs import cost_metadata, cost_tags, invocation_cost
 from assets.metadata import markdown_images, ranked_table
 from assets.records import Candidate, Features, WindowDays
-from assets.training_set import DAY_COLUMN, RAW_DAY
+from assets.training_set import DAY_COLUMN, window_mask
 from ml.features import encode_target
 from ml.fingerprint import code_version
 from ml.predictor import Predictor
@@ -75,11 +79,11 @@ def candidate_lineage(candidate: Candidate) -> dict[str, str]:
     return tags
 
 
-def window_rows(table: pd.DataFrame, window: WindowDays) -> pd.DataFrame:
-    """The feature table's holdout (the evaluation days) and the train rows of the window's days; with a
-    half-life, each row weighed by its day's recency (ml/windows.py day_weights)."""
-    day = table[DAY_COLUMN]
-    keep = (table[ml.split.SPLIT] == ml.split.HOLDOUT) | day.isin(window.days) | ((day == RAW_DAY) & window.raw)
+def window_rows(table: pd.DataFrame, window: WindowDays, raw_days: Sequence[str] = ()) -> pd.DataFrame:
+    """The feature table's holdout (the evaluation days) and the train rows of the window's days (the
+    raw data's days among them: their raw rows); with a half-life, each row weighed by its day's recency
+    (ml/windows.py day_weights)."""
+    keep = (table[ml.split.SPLIT] == ml.split.HOLDOUT) | window_mask(table[DAY_COLUMN], window, raw_days)
     rows = table[keep].reset_index(drop=True)
     if window.half_life_days is not None:
         weight_of = ml.windows.day_weights(window.days, window.half_life_days)
@@ -120,7 +124,10 @@ def summed_cost(costs: list[dict[str, Any]]) -> dict[str, Any]:
         "A candidate model: `python -m ml.train` run on the compute backend (a local subprocess by "
         "default) through Dagster Pipes, on the feature table. Its artifact (native LightGBM text or "
         "JSON model, feature state, metrics, plots, sha256 manifest) is logged to MLflow with its "
-        "lineage. The evaluation_gate check decides whether it may be registered."
+        "lineage. With labelled days, one model per window of the training set; the default window wins unless "
+        "another is better on the evaluation days beyond the noise, as judged by the windows' models trained "
+        "without their newest days up to the night the new version first scores (when the training set has "
+        "them). The evaluation_gate check decides whether it may be registered."
     ),
 )
 def candidate_model(
@@ -155,24 +162,38 @@ def candidate_model(
         costs.append(invocation_cost(invocation, params.load()))
     else:
         table = ml.io.read_parquet(features.table_uri(storage))
-        for window in windows:
-            table_uri = layout.candidate_window(storage, run, window.name, ".features.parquet")
-            ml.io.write_parquet(window_rows(table, window), table_uri)
-            context.log.info(f"window {window.name}: {window.describe()}")
+        raw_days = features.training_set.raw_days
+        lagged = features.training_set.lagged_windows
+        # The lagged windows (the training set's choice_gap) are trained under "<name>.lagged": a dot no
+        # window's name has.
+        for name, window in [(w.name, w) for w in windows] + [(f"{w.name}.lagged", w) for w in lagged]:
+            table_uri = layout.candidate_window(storage, run, name, ".features.parquet")
+            ml.io.write_parquet(window_rows(table, window, raw_days), table_uri)
+            context.log.info(f"window {name}: {window.describe()}")
             invocation = compute.run(
                 context,
                 MODULE,
                 inputs={"features": table_uri, **inputs},
-                outputs={"out": layout.candidate_window(storage, run, window.name)},
+                outputs={"out": layout.candidate_window(storage, run, name)},
             )
-            reports[window.name] = invocation.get_materialize_result().metadata["report"].value
+            reports[name] = invocation.get_materialize_result().metadata["report"].value
             costs.append(invocation_cost(invocation, params.load()))
+    lagged_reports = {name.removesuffix(".lagged"): r for name, r in reports.items() if name.endswith(".lagged")}
+    reports = {name: r for name, r in reports.items() if not name.endswith(".lagged")}
     aucs = {name: float(report["metrics"]["roc_auc"]) for name, report in reports.items()}
     if windows:
         gate = params.load().gate
-        labels, scores = evaluation_scores(reports, features, params.load().dataset, storage)
-        chosen, why, _ = ml.windows.choose(
-            labels, scores, confidence=gate.confidence, resamples=gate.resamples, seed=gate.seed
+        spec = params.load().dataset
+        labels, scores = evaluation_scores(reports, features, spec, storage)
+        lagged_scores = evaluation_scores(lagged_reports, features, spec, storage)[1] if lagged_reports else None
+        chosen, why, _ = ml.windows.choose_window(
+            labels,
+            scores,
+            lagged_scores,
+            features.training_set.choice_gap,
+            confidence=gate.confidence,
+            resamples=gate.resamples,
+            seed=gate.seed,
         )
         described = next(w for w in windows if w.name == chosen).describe()
         why = f"{why}; trained on {described}"
@@ -198,6 +219,10 @@ def candidate_model(
             metrics={
                 **{k: float(v) for k, v in metrics.items() if isinstance(v, int | float)},
                 **({f"window.{name}.roc_auc": auc for name, auc in aucs.items()} if chosen else {}),
+                **{
+                    f"window.{name}.lagged.roc_auc": float(r["metrics"]["roc_auc"])
+                    for name, r in lagged_reports.items()
+                },
             },
             tags={
                 **lineage,

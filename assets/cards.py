@@ -18,7 +18,7 @@ import dagster as dg
 import ml.io
 from assets.costs import COST_TAG, SCORING_COST_TAG
 from assets.records import Candidate
-from assets.training_set import DAY_COLUMN, RAW_DAY
+from assets.training_set import DAY_COLUMN, window_mask
 from ml.cost import calendar_comparison
 from ml.features import encode_target
 from ml.gate import GateDecision
@@ -115,11 +115,7 @@ def make_card(
     training_set = candidate.training_set
     window = next((w for w in training_set.windows if w.name == candidate.window), None)
     if window is not None:  # the rows the winning window trained on, not every window's
-        rows = rows[
-            rows[DAY_COLUMN].isin(window.days)
-            | ((rows[DAY_COLUMN] == RAW_DAY) & window.raw)
-            | (rows["split"] == HOLDOUT)
-        ]
+        rows = rows[window_mask(rows[DAY_COLUMN], window, training_set.raw_days) | (rows["split"] == HOLDOUT)]
     train = rows[rows["split"] == TRAIN]
     training_data = {
         "data_version": training_set.raw_data_version,

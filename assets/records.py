@@ -12,6 +12,7 @@ from __future__ import annotations
 from pydantic import BaseModel, ConfigDict
 
 from ml.params import Params
+from ml.windows import WindowDays
 from resources import layout
 from resources.storage import ArtifactStore
 
@@ -65,36 +66,24 @@ class DayLineage(BaseModel):
     rows: int
 
 
-class WindowDays(BaseModel):
-    """One window a candidate is trained on: labelled days (and whether the raw rows join them)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    name: str
-    days: list[str]
-    raw: bool
-    half_life_days: float | None = None  # rows weighed by recency (ml/windows.py day_weights)
-    since: str | None = None  # the episode's start the window's days begin at
-
-    def describe(self) -> str:
-        span = f"{len(self.days)} labelled days {self.days[0]}..{self.days[-1]}" if self.days else "no labelled day"
-        if self.since:
-            span += f" (from the episode's start {self.since})"
-        if self.half_life_days is not None:
-            span += f", rows weighed by recency (half-life {self.half_life_days:g} days)"
-        return ("raw data + " if self.raw else "") + span
-
-
 class TrainingSet(Record):
     """The checked raw rows plus recent labelled days, each row marked train or holdout."""
 
     raw_data_version: str  # the raw file's md5
     recent_days: list[DayLineage]
-    raw_included: bool = True  # whether the raw rows are in the rows file (some window trains on them)
+    # Whether every raw row is in the rows file (a window takes the raw data); else only `raw_days`' rows.
+    raw_included: bool = True
     # The newest whole labelled days every candidate is judged on and none trains on (the holdout);
     # empty: the holdout is a seeded share of every row (no labelled days yet, or only one).
     evaluation_days: list[str] = []
     windows: list[WindowDays] = []  # the candidates to train; empty: one, on every train row
+    # The raw data's dates that are days of the windows (ml/windows.py raw_days): their raw rows carry
+    # the date as their day in the rows file; the raw data's other rows carry `raw`.
+    raw_days: list[str] = []
+    # The windows without their newest `choice_gap` days, whose models choose the window (ml/windows.py);
+    # empty: the windows' own models choose.
+    lagged_windows: list[WindowDays] = []
+    choice_gap: int = 0
     baseline_column: str = "none"  # the best single column on the holdout (ml/baseline.py) ...
     baseline_auc: float = 0.5  # ... and its AUC: the bar of gate.min_auc auto
     version: str

@@ -5,13 +5,19 @@ each day only if its snapshot passed its data checks and both files are still th
 With labelled days, the holdout is the newest whole days (`gate.min_rows` rows at least, ml/windows.py):
 every candidate is judged on them and none trains on them, the gate compares the winner with the
 champion on them, and they are the new version's drift reference. The days before them feed the
-windows of `retraining.windows` (each a candidate: its latest labelled days, with or without the raw
-rows). Without labelled days (the first model), the holdout is the raw data's latest rows when the spec has a
+windows of `retraining.windows` (each a candidate: its latest days, with or without the raw rows);
+when the spec has a timestamp, the raw data's days before the first labelled day are days of the
+windows too, and their raw rows carry their date (ml/windows.py raw_days). The since_episode window
+is a candidate only when a collapse asked for the retrain (`relation_changed`). With `requested_on`
+(the night the retrain was asked on), the windows without their newest days up to the night the new
+version first scores (ml/windows.py choice_gap) are recorded too: candidate_model lets their models
+choose the window. Without labelled days (the first model), the holdout is the raw data's latest rows when the spec has a
 timestamp, else a seeded hash of the id. The
 `features` asset fits its state on the train rows only.
 """
 
 import datetime as dt
+from collections.abc import Sequence
 
 import dagster as dg
 import pandas as pd
@@ -23,21 +29,22 @@ import ml.windows
 from assets.incoming_data import incoming_data
 from assets.labels import labels
 from assets.metadata import column_schema
-from assets.records import DayLineage, IncomingDay, LabelledDay, RawData, TrainingSet, WindowDays
+from assets.records import DayLineage, IncomingDay, LabelledDay, RawData, TrainingSet
 from data_checks.asset_checks import read_checked_file, require_passing_checks
 from ml.baseline import best_single_column
 from ml.fingerprint import code_version
 from ml.ids import ids_as_text
 from ml.io import file_digest
-from ml.params import Params, TrainingWindow
+from ml.params import Params
 from ml.split import HOLDOUT, SPLIT, TRAIN, SplitError, side, split_rows
+from ml.windows import WindowDays, candidate_windows
 from resources import layout
 from resources.params import ParamsResource
 from resources.records import read_record
 from resources.storage import ArtifactStore
 
 DAY_COLUMN = "__labelled_day__"  # which labelled day a row came from (kept: a window is a set of days)
-RAW_DAY = "raw"  # the day of the raw rows
+RAW_DAY = "raw"  # the day of the raw rows (those of the raw data's days, `raw_days`: their date)
 
 
 class TrainingSetConfig(dg.Config):
@@ -49,6 +56,17 @@ class TrainingSetConfig(dg.Config):
         default=None,
         description="The day the episode that asked for this retrain began (YYYY-MM-DD), recorded with the "
         "training set; the drift reference is the evaluation days, the newest whole labelled days.",
+    )
+    requested_on: str | None = Field(
+        default=None,
+        description="The night the retrain was asked on (YYYY-MM-DD); the new version scores from the next "
+        "night on, so the window is chosen by models trained without the days from the newest labelled day "
+        "to that night (ml/windows.py choice_gap). None (a retrain by hand): the windows' own models choose.",
+    )
+    relation_changed: bool = Field(
+        default=False,
+        description="A collapse asked for the retrain (the relation between the columns and the target "
+        "changed): the since_episode windows are candidates, and the window is chosen without a gap.",
     )
 
 
@@ -66,6 +84,12 @@ def recent_days(labelled: list[str], config: TrainingSetConfig, window_days: int
     start, end = _date(config.recent_from, "recent_from"), _date(config.recent_to, "recent_to")
     chosen = [d for d in sorted(labelled) if (start is None or d >= start) and (end is None or d <= end)]
     return chosen[-window_days:]
+
+
+def window_mask(day: pd.Series, window: WindowDays, raw_days: Sequence[str]) -> pd.Series:
+    """Which rows (by their day, DAY_COLUMN) a window trains on: its days, and with `raw` every raw row."""
+    raw = (day == RAW_DAY) | day.isin(raw_days)
+    return day.isin(window.days) | (raw & window.raw)
 
 
 def labelled_rows(
@@ -90,27 +114,6 @@ def labelled_rows(
     return (pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()), lineage
 
 
-def candidate_windows(
-    configured: list[TrainingWindow], training_days: list[str], episode_start: str | None = None
-) -> list[WindowDays]:
-    """The windows of `retraining.windows` over the days before the evaluation; a window with the same
-    days and weights as one before it is trained once (under the first name). A `since_episode` window
-    takes the days from `episode_start` on, and is left out without an episode or such days."""
-    windows: list[WindowDays] = []
-    for window in configured:
-        if window.since_episode and episode_start is None:
-            continue
-        since = episode_start if window.since_episode else None
-        days = ml.windows.window_days(training_days, window.days, since)
-        if not days and (not window.raw or window.since_episode):
-            continue
-        half_life = window.half_life_days if len(days) > 1 else None  # one day has nothing to weigh
-        if any(w.days == days and w.raw == window.raw and w.half_life_days == half_life for w in windows):
-            continue
-        windows.append(WindowDays(name=window.name, days=days, raw=window.raw, half_life_days=half_life, since=since))
-    return windows
-
-
 @dg.asset(
     deps=[incoming_data, labels],
     group_name="training",
@@ -122,7 +125,10 @@ def candidate_windows(
         "`retraining.window_days` of them, or the days the retraining sensor asks for). With labelled days, "
         "the holdout is the newest whole days (at least gate.min_rows rows), on which every candidate is "
         "judged and none is trained, the gate compares it with the champion, and the new version's drift "
-        "reference; the days before them feed the windows of retraining.windows, one candidate each. "
+        "reference; the days before them feed the windows of retraining.windows, one candidate each (with a "
+        "timestamp, the raw data's days before the first labelled day count as days of the windows; the "
+        "since_episode window only after a collapse), and the same windows without their newest days up to "
+        "the night the new version first scores, whose models choose the window. "
         "Without, the raw data's latest rows (with a timestamp) or a seeded hash of the id hold rows out. Files per run under training_sets/<run id>/."
     ),
 )
@@ -145,12 +151,24 @@ def training_set(
     episode_start = _date(config.reference_from, "reference_from")
     evaluation = ml.windows.evaluation_days(rows_per_day, settings.gate.min_rows, episode_start)
     before = [d for d in sorted(rows_per_day) if d not in evaluation]
-    windows = candidate_windows(settings.retraining.windows, before, episode_start) if evaluation else []
+    configured, changed = settings.retraining.windows, config.relation_changed
+    raw_dates = ml.windows.row_dates(raw, spec) if evaluation else None
+    dated = ml.windows.raw_days(raw_dates, list(labelled), days) if raw_dates is not None else []
+    windows = candidate_windows(configured, before, episode_start, dated, changed) if evaluation else []
+    gap = ml.windows.choice_gap(days[-1] if days else None, _date(config.requested_on, "requested_on"), changed)
+    lagged = ml.windows.lagged_windows(configured, windows, before, gap, episode_start, dated) if windows else []
+    # The raw days some window trains on (their raw rows); every raw row when a window takes the raw data.
+    used = sorted({d for w in windows + lagged for d in w.days if d in set(dated)})
     include_raw = not windows or any(w.raw for w in windows)
+    raw_count = 0
     try:
         parts = []
-        if include_raw:
-            raw_rows = raw.assign(**{DAY_COLUMN: RAW_DAY})
+        if include_raw or used:
+            day_of = RAW_DAY if raw_dates is None else raw_dates.where(raw_dates.isin(dated), RAW_DAY)
+            raw_rows = raw.assign(**{DAY_COLUMN: day_of})
+            if not include_raw:  # only the raw days' rows some window trains on
+                raw_rows = raw_rows[raw_rows[DAY_COLUMN].isin(used)]
+            raw_count = len(raw_rows)
             parts.append(
                 raw_rows.assign(**{SPLIT: TRAIN})
                 if evaluation
@@ -202,6 +220,9 @@ def training_set(
         baseline_auc=baseline_auc,
         evaluation_days=evaluation,
         windows=windows,
+        raw_days=dated if include_raw else used,
+        lagged_windows=lagged,
+        choice_gap=gap if lagged else 0,
     )
     if evaluation:
         held_out = (
@@ -221,7 +242,14 @@ def training_set(
             "holdout_rows": int(counts.get(HOLDOUT, 0)),
             "holdout": held_out,
             "windows": dg.MetadataValue.json({w.name: w.describe() for w in windows}),
-            "raw_rows": len(raw) if include_raw else 0,
+            "raw_rows": raw_count,
+            "raw_days": f"{dated[0]}..{dated[-1]} ({len(dated)} days of the windows)" if dated else "none",
+            "choice": (
+                f"by the windows without their newest {gap} days: "
+                + ", ".join(f"{w.name} {w.describe()}" for w in lagged)
+                if lagged
+                else "by the windows' own models"
+            ),
             "recent_rows": len(recent),
             "recent_days": dg.MetadataValue.json([d.model_dump() for d in lineage]),
             "recent_window": f"{days[0]}..{days[-1]} ({len(days)} labelled days)" if days else "none",

@@ -29,8 +29,6 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import roc_auc_score
 
-from assets.records import WindowDays
-from assets.training_set import candidate_windows
 from benchmarks.baselines import Policy, replay_policy
 from benchmarks.replay import DAY_COLUMN
 from benchmarks.retraining import RAW_DAYS, STREAMS, Change, _params, inject_change
@@ -39,7 +37,7 @@ from ml.features import encode_target, fit_features, transform
 from ml.gate import versus_champion
 from ml.models import fit_model
 from ml.params import Params, TrainingWindow
-from ml.windows import choose, day_weights, evaluation_days
+from ml.windows import WindowDays, candidate_windows, choose, day_weights, evaluation_days
 
 Scorer = Callable[[pd.DataFrame], np.ndarray]
 AFTER_CHANGE_DAYS = 30
@@ -86,7 +84,11 @@ def select(
     spec, gate = params.dataset, params.gate
     days = labelled[-params.retraining.window_days :]
     evaluation = evaluation_days({d: len(by_day[d]) for d in days}, gate.min_rows, episode_start)
-    windows = candidate_windows(params.retraining.windows, [d for d in days if d not in evaluation], episode_start)
+    # The episode here is an injected change of the relation (--episode-at-change): as after a collapse.
+    before = [d for d in days if d not in evaluation]
+    windows = candidate_windows(
+        params.retraining.windows, before, episode_start, relation_changed=episode_start is not None
+    )
     holdout = pd.concat([by_day[d] for d in evaluation], ignore_index=True)
     labels = encode_target(holdout, spec).to_numpy()
     models, scores = {}, {}

@@ -2,9 +2,10 @@
 replay (benchmarks/replay.py), for streams too long to replay through the real machinery each time.
 
 It calls the project's own functions for every decision: ml.features and ml.models to train,
-assets.training_set.candidate_windows and ml.windows for the evaluation days, the windows and the
-winner, ml.baseline and ml.gate (the paired bootstrap) for the gate, ml.drift.drift_verdict against
-the version's reference profile with its column importance for the nightly verdict,
+ml.windows for the evaluation days, the raw data's days, the windows, the lagged windows that choose
+and the winner, orchestration.retrain_policy.training_set_config for what a request asks of them,
+ml.baseline and ml.gate (the paired bootstrap) for the gate, ml.drift.drift_verdict against the
+version's reference profile with its column importance for the nightly verdict,
 ml.evaluation.auc_standard_error for a labelled day's AUC, and orchestration.retrain_policy
 (observe / decide) for when to retrain. What it leaves out: Dagster runs, data checks, MLflow, the
 artifact files, and the scorer's capture (the day's rows are sampled for the verdict by the same
@@ -19,7 +20,6 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import roc_auc_score
 
-from assets.training_set import candidate_windows
 from benchmarks.fixed_interval import window_weights
 from ml.baseline import best_single_column
 from ml.drift import drift_verdict, reference_profile
@@ -30,8 +30,16 @@ from ml.models import fit_model
 from ml.params import Params
 from ml.predictor import column_importance
 from ml.split import HOLDOUT, TRAIN, side, split_rows
-from ml.windows import choose, evaluation_days
-from orchestration.retrain_policy import Event, State, decide, observe
+from ml.windows import (
+    candidate_windows,
+    choice_gap,
+    choose_window,
+    evaluation_days,
+    lagged_windows,
+    raw_days,
+    row_dates,
+)
+from orchestration.retrain_policy import Event, State, decide, observe, training_set_config
 
 DAY = "day"
 
@@ -75,20 +83,33 @@ def retrain(
     request: dict, by_day: dict[str, pd.DataFrame], raw: pd.DataFrame, champion: Version, number: int, params: Params
 ) -> tuple[Version | None, dict]:
     """What the retrain job decides for a request: the windows, the winner, the gate; the new version if it passed."""
-    spec = params.dataset
-    days = [d for d in sorted(by_day) if request["recent_from"] <= d <= request["recent_to"]]
-    start = request.get("reference_from")  # the episode's start
+    spec, configured = params.dataset, params.retraining.windows
+    config = training_set_config(request)
+    start, changed = config["reference_from"], bool(config["relation_changed"])  # the episode's start; a collapse
+    dates = row_dates(raw, spec)  # as training_set: the raw rows' dates when the spec has a timestamp
+    raw_dates = set() if dates is None else set(dates.dropna())
+    days = [d for d in sorted(by_day) if config["recent_from"] <= d <= config["recent_to"] and d not in raw_dates]
+    labelled = [d for d in sorted(by_day) if d <= config["recent_to"] and d not in raw_dates]
+    dated = raw_days(raw_dates, labelled, days)
     evaluation = evaluation_days({d: len(by_day[d]) for d in days}, params.gate.min_rows, start)
-    windows = candidate_windows(params.retraining.windows, [d for d in days if d not in evaluation], start)
+    before = [d for d in days if d not in evaluation]
+    windows = candidate_windows(configured, before, start, dated, changed)
+    gap = choice_gap(days[-1], config["requested_on"], changed)
+    lagged = lagged_windows(configured, windows, before, gap, start, dated)
     holdout = pd.concat([by_day[d] for d in evaluation], ignore_index=True)
     labels = encode_target(holdout, spec).to_numpy()
-    models, scores = {}, {}
-    for window in windows:
+    models, scores, lagged_scores = {}, {}, {}
+    for window, into in [(w, scores) for w in windows] + [(w, lagged_scores) for w in lagged]:
+        # A raw day's rows are in by_day (the raw rows of that date), as training_set gives them.
         train = pd.concat(([raw] if window.raw else []) + [by_day[d] for d in window.days], ignore_index=True)
-        models[window.name] = Version(number, train, holdout, params, window_weights(window, raw, by_day))
-        scores[window.name] = models[window.name].predict(holdout)
+        model = Version(number, train, holdout, params, window_weights(window, raw, by_day))
+        into[window.name] = model.predict(holdout)
+        if into is scores:
+            models[window.name] = model
     gate = params.gate
-    chosen, why, aucs = choose(labels, scores, confidence=gate.confidence, resamples=gate.resamples, seed=gate.seed)
+    chosen, why, aucs = choose_window(
+        labels, scores, lagged_scores, gap, confidence=gate.confidence, resamples=gate.resamples, seed=gate.seed
+    )
     union = pd.concat(
         ([raw] if any(w.raw for w in windows) else []) + [by_day[d] for w in windows for d in w.days],
         ignore_index=True,

@@ -72,6 +72,12 @@ def day_auc(storage, spec, day: str, truth: pd.DataFrame) -> float | None:
     return float(roc_auc_score(scored[spec.target.column] == spec.target.positive, scored["score"]))
 
 
+def materialized(result, node: str) -> dict:
+    """The metadata values of what a run materialized for `node`; {} when it did not."""
+    found = result.asset_materializations_for_node(node)
+    return {k: v.value for k, v in found[-1].metadata.items()} if found else {}
+
+
 def run_retrain(defs, instance, request, night: dict) -> None:
     """Run what the retraining sensor asked for; note whether the gate blocked it or it promoted a version."""
     from assets.labels import labels
@@ -85,10 +91,14 @@ def run_retrain(defs, instance, request, night: dict) -> None:
     passed, reason = gate_of(result)
     registered = latest_metadata(instance, registered_model.key)
     promoted = bool(result.success and registered.get("registered") and registered.get("champion_version") != before)
+    candidate, training = materialized(result, "candidate_model"), materialized(result, "training_set")
     entry = {
         "run_key": request.run_key,
         "tags": dict(request.tags),
         "labelled_days": labelled,
+        "window": candidate.get("window"),
+        "window_reason": candidate.get("window_reason"),
+        "raw_days": training.get("raw_days"),  # the raw data's days that are days of the windows
         "gate_passed": passed,
         "gate_reason": reason,
         "promoted": promoted,

@@ -228,7 +228,11 @@ class TrainingWindow(_Section):
     """One window a retrain trains a candidate on (ml/windows.py)."""
 
     name: str = Field(pattern=r"^[a-z0-9_]+$", description="How the card and the lineage call it.")
-    days: int = Field(ge=1, description="The latest labelled days before the evaluation days.")
+    days: int = Field(
+        ge=1,
+        description="The latest days before the evaluation days (with a dataset.timestamp, the raw data's days "
+        "before the first labelled day count too).",
+    )
     raw: bool = Field(default=False, description="Plus the raw data (data.raw).")
     half_life_days: float | None = Field(
         default=None,
@@ -238,8 +242,9 @@ class TrainingWindow(_Section):
     )
     since_episode: bool = Field(
         default=False,
-        description="Only the days from the start of the drift or decay episode that asked for the retrain (after "
-        "a change, the new relation alone); no candidate when there is no episode or no such day.",
+        description="Only the days from the start of the episode that asked for the retrain, and only when a "
+        "collapse asked (the relation changed: the new relation alone); no candidate after a drift or a decay, "
+        "without an episode or without such days.",
     )
 
     @model_validator(mode="after")

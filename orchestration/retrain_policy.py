@@ -127,8 +127,23 @@ def _storage_ids(after: object) -> bool:
 @dataclass(frozen=True)
 class Decision:
     state: State
-    retrain: dict[str, str] | None = None  # run key, recent_from, recent_to, trigger, requested_on, reference_from
+    # run key, recent_from, recent_to, trigger, requested_on, reference_from, episode (its kind)
+    retrain: dict[str, str] | None = None
     notes: list[str] = field(default_factory=list)
+
+
+def training_set_config(request: dict[str, str]) -> dict[str, str | bool]:
+    """What a retrain request asks the training set for (assets/training_set.py TrainingSetConfig): its
+    labelled days, the episode's start, the night it was asked on (the window is chosen as the new
+    version will be used, from the night after), and whether a collapse asked (the relation changed:
+    the days since the episode's start are a candidate, and the window is chosen without a gap)."""
+    return {
+        "recent_from": request["recent_from"],
+        "recent_to": request["recent_to"],
+        "reference_from": request["reference_from"],
+        "requested_on": request["requested_on"],
+        "relation_changed": request.get("episode") == "collapse",
+    }
 
 
 def _days_between(first: str, second: str) -> int:
@@ -524,6 +539,7 @@ def decide(
         "trigger": trigger,
         "requested_on": today,
         "reference_from": episode.start,  # the new version's drift reference: the days that asked for it
+        "episode": episode.kind,
     }
     state = replace(
         state,

@@ -11,7 +11,7 @@ from orchestration.alerts import ALERT_SENSORS, will_retry
 from orchestration.arrival_sensors import incoming_arrived, labels_arrived
 from orchestration.jobs import retrain
 from orchestration.request_log_alerts import alert_on_request_log
-from orchestration.retrain_policy import Event, State, decide, observe
+from orchestration.retrain_policy import Event, State, decide, observe, training_set_config
 from orchestration.sensor_guard import alerting
 from resources.params import ParamsResource
 from resources.registry import ModelRegistry
@@ -185,17 +185,7 @@ def retrain_on_drift(context: dg.SensorEvaluationContext, params: ParamsResource
         run_requests=[
             dg.RunRequest(
                 run_key=request["run_key"],
-                run_config={
-                    "ops": {
-                        "training_set": {
-                            "config": {
-                                "recent_from": request["recent_from"],
-                                "recent_to": request["recent_to"],
-                                "reference_from": request["reference_from"],
-                            }
-                        }
-                    }
-                },
+                run_config={"ops": {"training_set": {"config": training_set_config(request)}}},
                 tags={
                     "keel/trigger": request["trigger"][:200],
                     "keel/recent_days": f"{request['recent_from']}..{request['recent_to']}",

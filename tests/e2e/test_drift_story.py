@@ -61,6 +61,8 @@ def test_drift_from_day_5_retrains_once_and_later_days_use_the_new_champion(trai
         "recent_from": "2026-10-01",
         "recent_to": "2026-10-07",
         "reference_from": "2026-10-05",  # v2's drift reference: the shifted days
+        "requested_on": "2026-10-08",
+        "relation_changed": False,
     }
 
     registered = latest(instance, registered_model.key)

@@ -98,3 +98,17 @@ def test_the_hindsight_limit_is_a_schedule_of_the_daily_models(report):
     first = min((limit["nights"] or [NIGHTS + 1])[0] - 1, LABEL_DELAY + 1)
     assert limit["aucs"][:first] == daily["aucs"][:first]
     assert "limit: a perfect trigger with" in (out / "summary.md").read_text()
+
+
+def test_a_retrain_reaches_back_into_the_raw_days_and_chooses_its_window_as_the_model_is_used(report):
+    # The flights rows are dated: the raw data's 30 days are days of the windows. A drift or decay
+    # retrain is asked on a night whose newest labels are LABEL_DELAY days old: its window is chosen by
+    # models trained without their newest LABEL_DELAY + 1 days, once it has more labelled days than that.
+    asked = [r for n in report[0]["nights"] for r in n["retrains"] if r["gate_passed"] is not None]
+    assert asked, "no retrain ran"
+    for retrain in asked:
+        assert retrain["raw_days"] == "2013-01-01..2013-01-30 (30 days of the windows)", retrain
+    lagged = [r for r in asked if "without their newest" in r["window_reason"]]
+    assert lagged, [r["window_reason"] for r in asked]
+    assert all(f"without their newest {LABEL_DELAY + 1} days" in r["window_reason"] for r in lagged), lagged
+    assert not any(r["run_key"].startswith("retrain-collapse") for r in lagged)

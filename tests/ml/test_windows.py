@@ -1,9 +1,23 @@
 """What a retrain learns from: the newest whole days to judge on, each window's days and weights, the winner."""
 
 import numpy as np
+import pandas as pd
 import pytest
 
-from ml.windows import choose, day_weights, evaluation_days, window_days
+from ml.params import TrainingWindow
+from ml.spec import DatasetSpec
+from ml.windows import (
+    candidate_windows,
+    choice_gap,
+    choose,
+    choose_window,
+    day_weights,
+    evaluation_days,
+    lagged_windows,
+    raw_days,
+    row_dates,
+    window_days,
+)
 
 
 def days(*sizes: int) -> dict[str, int]:
@@ -68,9 +82,6 @@ def test_the_default_window_wins_unless_another_is_better_beyond_the_noise():
 
 
 def test_windows_with_the_same_days_train_once_and_the_raw_window_stays():
-    from assets.training_set import candidate_windows
-    from ml.params import TrainingWindow
-
     configured = [
         TrainingWindow(name="recent", days=28),
         TrainingWindow(name="long", days=90),
@@ -88,9 +99,6 @@ def test_windows_with_the_same_days_train_once_and_the_raw_window_stays():
 
 
 def test_a_since_episode_window_needs_an_episode_and_a_weighted_window_keeps_its_half_life():
-    from assets.training_set import candidate_windows
-    from ml.params import TrainingWindow
-
     configured = [
         TrainingWindow(name="long", days=90),
         TrainingWindow(name="weighted", days=90, half_life_days=14),
@@ -98,7 +106,7 @@ def test_a_since_episode_window_needs_an_episode_and_a_weighted_window_keeps_its
     ]
     before = list(days(*[1] * 20))
     assert [w.name for w in candidate_windows(configured, before)] == ["long", "weighted"]
-    chosen = candidate_windows(configured, before, episode_start="2026-10-15")
+    chosen = candidate_windows(configured, before, episode_start="2026-10-15", relation_changed=True)
     assert [(w.name, w.days[0], w.since, w.half_life_days) for w in chosen] == [
         ("long", "2026-10-01", None, None),
         ("weighted", "2026-10-01", None, 14),
@@ -106,14 +114,103 @@ def test_a_since_episode_window_needs_an_episode_and_a_weighted_window_keeps_its
     ]
     assert "half-life 14 days" in chosen[1].describe() and "episode's start 2026-10-15" in chosen[2].describe()
     # An episode older than every day: the same days as `long`, trained once.
-    assert [w.name for w in candidate_windows(configured, before, episode_start="2026-09-01")] == ["long", "weighted"]
+    assert [w.name for w in candidate_windows(configured, before, "2026-09-01", relation_changed=True)] == [
+        "long",
+        "weighted",
+    ]
     # No day since the start: no candidate of it.
-    assert [w.name for w in candidate_windows(configured, before, episode_start="2026-11-30")] == ["long", "weighted"]
+    assert [w.name for w in candidate_windows(configured, before, "2026-11-30", relation_changed=True)] == [
+        "long",
+        "weighted",
+    ]
+
+
+def test_the_days_since_the_episode_are_a_candidate_only_when_a_collapse_changed_the_relation():
+    # A drift or a decay does not make the older labelled days wrong: no since_episode window.
+    configured = [TrainingWindow(name="long", days=90), TrainingWindow(name="episode", days=90, since_episode=True)]
+    before = list(days(*[1] * 20))
+    assert [w.name for w in candidate_windows(configured, before, "2026-10-15")] == ["long"]
+    assert [w.name for w in candidate_windows(configured, before, "2026-10-15", relation_changed=True)] == [
+        "long",
+        "episode",
+    ]
+
+
+RAW = [f"2026-09-{n:02d}" for n in range(1, 31)]  # 30 days of raw data before the labelled days
+
+
+def test_the_raw_datas_days_are_days_of_the_windows_and_a_raw_window_leaves_them_out():
+    configured = [
+        TrainingWindow(name="weighted", days=90, half_life_days=14),
+        TrainingWindow(name="recent", days=28),
+        TrainingWindow(name="raw_and_long", days=90, raw=True),
+    ]
+    before = list(days(*[1] * 5))  # an early retrain: 5 labelled days to train on
+    weighted, recent, raw_and_long = candidate_windows(configured, before, raw_days=RAW)
+    # The 28-day window reaches back 23 days into the raw data rather than learning from 5 days.
+    assert recent.days == RAW[-23:] + before and recent.raw_days == 23 and not recent.raw
+    assert weighted.days == RAW + before and weighted.half_life_days == 14
+    assert "35 days 2026-09-01..2026-10-05 (30 of them the raw data's)" in weighted.describe()
+    # Every raw row already: its days are the labelled ones.
+    assert raw_and_long.days == before and raw_and_long.raw and raw_and_long.raw_days == 0
+    # Without raw days, as before: the labelled days alone.
+    assert candidate_windows(configured, before)[1].days == before
+
+
+def test_the_raw_days_are_the_raw_rows_dates_before_the_first_labelled_day():
+    spec = DatasetSpec.model_validate(
+        {
+            "name": "d",
+            "source": {"uri": "x.parquet", "format": "parquet"},
+            "target": {"column": "y", "positive": "yes", "negative": "no"},
+            "id": {"column": "id"},
+            "timestamp": {"column": "at"},
+            "columns": {"numeric": ["x"], "categorical": [], "boolean": []},
+        }
+    )
+    rows = pd.DataFrame({"at": ["2026-09-29 23:10", "2026-09-30 06:00", "2026-10-02 01:00", None], "x": [1, 2, 3, 4]})
+    dates = row_dates(rows, spec)
+    assert dates.tolist() == ["2026-09-29", "2026-09-30", "2026-10-02", None]
+    assert row_dates(rows, spec.model_copy(update={"timestamp": None})) is None  # undated: no raw days
+    labelled = ["2026-10-01", "2026-10-02", "2026-10-03"]
+    # A raw row dated on or after the first labelled day is a raw row only (no day of the windows).
+    assert raw_days(dates, labelled, labelled) == ["2026-09-29", "2026-09-30"]
+    # A retrain that did not load the first labelled days: the raw days would not be next to its days.
+    assert raw_days(dates, labelled, labelled[1:]) == []
+
+
+def test_the_window_is_chosen_by_models_trained_without_the_days_up_to_the_night_the_model_first_scores():
+    # Labels three days late: asked on night 10-20, the newest labelled day is 10-17, and the new
+    # version first scores 10-21, four days after it.
+    assert choice_gap("2026-10-17", "2026-10-20", relation_changed=False) == 4
+    assert choice_gap("2026-10-17", "2026-10-18", relation_changed=False) == 2  # a day late
+    # After a collapse the newest days alone show the new relation; by hand, no night is known.
+    assert choice_gap("2026-10-17", "2026-10-20", relation_changed=True) == 0
+    assert choice_gap("2026-10-17", None, relation_changed=False) == 0
+    configured = [
+        TrainingWindow(name="weighted", days=90, half_life_days=14),
+        TrainingWindow(name="recent", days=3),
+        TrainingWindow(name="episode", days=90, since_episode=True),
+    ]
+    before = list(days(*[1] * 10))
+    windows = candidate_windows(configured, before, "2026-10-05", RAW[-2:], relation_changed=False)
+    lagged = lagged_windows(configured, windows, before, 4, "2026-10-05", RAW[-2:])
+    assert [(w.name, w.days) for w in lagged] == [("weighted", RAW[-2:] + before[:6]), ("recent", before[3:6])]
+    assert lagged_windows(configured, windows, before, 0) == []
+    assert lagged_windows(configured, windows, before[:4], 4) == []  # no labelled day would be left
+    # The lagged models choose; the window's model on its full days is the candidate, with its AUC.
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 2, 400)
+    good, poor = labels + rng.normal(0, 0.5, 400), labels + rng.normal(0, 3.0, 400)
+    full = {"weighted": good, "recent": good + rng.normal(0, 0.01, 400)}
+    name, reason, aucs = choose_window(labels, full, {"weighted": poor, "recent": good}, 4)
+    assert choose(labels, full)[0] == "weighted"  # the full days' models keep the default ...
+    assert name == "recent" and "without their newest 4 days" in reason  # ... the lagged ones do not
+    assert aucs == choose(labels, full)[2]
+    assert choose_window(labels, full, None, 0)[:2] == choose(labels, full)[:2]
 
 
 def test_a_weighted_window_cannot_weigh_the_raw_rows():
-    from ml.params import TrainingWindow
-
     with pytest.raises(ValueError, match="raw rows have no day"):
         TrainingWindow(name="w", days=90, raw=True, half_life_days=14)
 

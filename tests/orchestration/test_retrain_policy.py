@@ -2,7 +2,7 @@
 champion reached, a drift's cost, cooldown, retries."""
 
 from ml.params import RetrainingSection as Settings
-from orchestration.retrain_policy import Event, State, day_noise, decide, observe
+from orchestration.retrain_policy import Event, State, day_noise, decide, observe, training_set_config
 
 SETTINGS = Settings(min_labelled_days=2, window_days=7, cooldown_days=7)
 
@@ -43,6 +43,7 @@ def test_a_drift_day_opens_an_episode_that_waits_for_labels_then_retrains_once()
         "trigger": f"drift_report {day(2)}; it costs: the label-free AUC estimate fell beyond noise on a drifted day",
         "requested_on": day(3),
         "reference_from": day(2),  # the new version's drift reference: the days since the drift began
+        "episode": "drift",
     }
     # Still drifting the next day, same champion: the cooldown holds the episode's next request.
     state, _ = observe(asked.state, [drift(4, 4, True)], 1, SETTINGS)
@@ -313,3 +314,11 @@ def test_one_day_far_below_holds_a_drift_retrain_until_a_second_confirms_the_col
     state, _ = observe(held.state, [perf(12, 12, 0.22, reached=0.78)], 1, settings)
     asked = decide(state, labelled(12), settings)
     assert asked.retrain["run_key"] == f"retrain-collapse-{day(11)}" and asked.retrain["reference_from"] == day(11)
+    # A collapse changed the relation: its training set takes the since_episode window and chooses without a gap.
+    assert training_set_config(asked.retrain) == {
+        "recent_from": day(1),
+        "recent_to": day(12),
+        "reference_from": day(11),
+        "requested_on": day(12),
+        "relation_changed": True,
+    }

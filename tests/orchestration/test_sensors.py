@@ -77,10 +77,18 @@ def test_retrain_sensor_waits_for_labels_asks_once_per_episode_and_keys_runs_by_
         [request] = asked.run_requests
         assert request.run_key == "retrain-drift-2026-10-15"
         # The latest retraining.window_days labelled days (here all five), not only the drifted ones.
+        # The night it was asked on (the window is chosen as the new version is used), and a drift:
+        # no change of the relation (no since_episode window).
         assert request.run_config == {
             "ops": {
                 "training_set": {
-                    "config": {"recent_from": "2026-10-13", "recent_to": "2026-10-17", "reference_from": "2026-10-15"}
+                    "config": {
+                        "recent_from": "2026-10-13",
+                        "recent_to": "2026-10-17",
+                        "reference_from": "2026-10-15",
+                        "requested_on": "2026-10-17",
+                        "relation_changed": False,
+                    }
                 }
             }
         }
