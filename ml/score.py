@@ -219,9 +219,13 @@ def _unchanged_since(handle: BinaryIO, rows: str) -> Callable[[], None]:
     before = os.fstat(handle.fileno())
 
     def still_checked() -> None:
-        # ctime too: a writer can set the modification time back (`cp -p`, `touch -d`), not the change time.
         now = os.fstat(handle.fileno())
-        if (now.st_size, now.st_mtime_ns, now.st_ctime_ns) != (before.st_size, before.st_mtime_ns, before.st_ctime_ns):
+        same = (now.st_size, now.st_mtime_ns) == (before.st_size, before.st_mtime_ns)
+        # The change time too: a writer can set the modification time back (`cp -p`), not the change time. A
+        # link added or removed (a rename over the path, a cache's hard link) also moves it, and changes no byte.
+        if same and now.st_nlink == before.st_nlink:
+            same = now.st_ctime_ns == before.st_ctime_ns
+        if not same:
             raise ScoringError(
                 f"rows file {rows} was rewritten in place while it was scored; nothing was published: "
                 "check the day again before scoring it"
