@@ -7,6 +7,8 @@
     models/candidates/<run id>/              a candidate model artifact (manifest.json and its files)
     models/candidates/<run id>.config.json   the training config it was trained with
     models/registered/<model>/<manifest sha256>/  a registered version, published for the compute backends
+    models/published_for/<model>/<manifest sha256>/v<version>.json  a version (and its MLflow run) whose own
+                                             registered manifest was checked to hash to that sha (resources/published.py)
     predictions/day=<day>/                   a day's scores: part files and a capture (a seeded sample of the
                                              scored rows, for the drift report), named by manifest.json (ml/predictions.py)
     predictions/<day>.config.json            the day's scoring config
@@ -65,6 +67,12 @@ def candidate_config(store: ArtifactStore, run_id: str) -> str:
 
 def published_model(store: ArtifactStore, model: str, manifest_sha256: str) -> str:
     return store.uri("models", "registered", model, manifest_sha256)
+
+
+def published_for(store: ArtifactStore, model: str, manifest_sha256: str, version: int | None = None) -> str:
+    """The versions a published copy was confirmed for (a folder), or one version's record in it."""
+    parts = ["models", "published_for", model, manifest_sha256]
+    return store.uri(*parts) if version is None else store.uri(*parts, f"v{version}.json")
 
 
 def predictions(store: ArtifactStore, day: str) -> str:

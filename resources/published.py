@@ -5,6 +5,12 @@ Batch scoring, the cloud endpoints and the local server load a version from its 
 file of that copy against the registered manifest and, when one does not match (a corrupt, partial
 or tampered copy), moves the copy aside and publishes the registry's verified download in its
 place: one bad copy does not fail every night until someone deletes it.
+
+A copy is keyed by the sha its version's `manifest_sha256` tag names, and MLflow lets anyone edit a tag:
+a tag set to another version's sha would find that version's copy, which verifies against that same
+sha, and serve its model under this version's number. So before a version is sent to a copy, the
+version's own registered manifest.json (one small download) must hash to the tag's sha; a version and
+MLflow run found to match are recorded (`layout.published_for`) and not checked again.
 """
 
 from __future__ import annotations
@@ -57,14 +63,53 @@ def _set_aside(uri: str) -> str:
     return f"kept at {aside}"
 
 
+def _confirmed_versions(store: ArtifactStore, name: str, sha: str) -> list[str]:
+    """The versions recorded as confirmed for the copy `sha` (for a message), e.g. ["v1"]."""
+    try:
+        fs, path = fsspec.core.url_to_fs(layout.published_for(store, name, sha))
+        names = sorted(Path(entry).name.removesuffix(".json") for entry in fs.ls(path, detail=False))
+    except Exception:  # noqa: BLE001 - only a message's detail
+        return []
+    return sorted((n for n in names if n.startswith("v") and n[1:].isdigit()), key=lambda n: int(n[1:]))
+
+
+def _confirm(store: ArtifactStore, registry: ModelRegistry, name: str, info: dict, expected: str) -> None:
+    """Raise ArtifactIntegrityError unless the version's own registered manifest hashes to `expected`, the
+    sha its tag names: checked once per version and MLflow run, then recorded beside the published copies."""
+    version = info["version"]
+    record_uri = layout.published_for(store, name, expected, version)
+    mine = {"model": name, "version": version, "run_id": info["run_id"], "manifest_sha256": expected}
+    with contextlib.suppress(Exception):  # unreadable or absent: checked again below
+        recorded = io.read_json(record_uri) if io.exists(record_uri) else {}
+        if {key: recorded.get(key) for key in mine} == mine:
+            return
+    actual = registry.registered_manifest_sha256(name, version)
+    if actual != expected:
+        others = _confirmed_versions(store, name, expected)
+        whose = f", the files published for {', '.join(others)}" if others else ""
+        raise ArtifactIntegrityError(
+            f"model {name!r} v{version}: its {MANIFEST_TAG} tag {expected} is not the sha256 of its own registered "
+            f"{MANIFEST} ({actual}): the tag was changed after registration and names other files{whose}; nothing "
+            f"is loaded as v{version} from them. Set the tag back to {actual}, or register a new version"
+        )
+    record = mine | {"source": info.get("source"), "confirmed_at": dt.datetime.now(dt.UTC).isoformat()}
+    try:
+        io.write_json(record, record_uri)
+    except Exception as error:  # noqa: BLE001 - the check holds; it is only made again next time
+        log.warning("%s v%s: could not record its confirmed manifest at %s (%s)", name, version, record_uri, error)
+
+
 def published_copy(store: ArtifactStore, registry: ModelRegistry, name: str, version: int) -> tuple[str, str | None]:
     """The version's verified published copy, and a note when it had to be (re-)published.
 
-    Raises ArtifactIntegrityError when the registry's own copy does not verify (nothing is published then).
+    Raises ArtifactIntegrityError when the registry's own copy does not verify (nothing is published then), or
+    when the version's `manifest_sha256` tag is not the sha256 of its own registered manifest (nothing is used).
     """
-    expected = registry.version_info(name, version)["tags"].get(MANIFEST_TAG)
+    info = registry.version_info(name, version)
+    expected = info["tags"].get(MANIFEST_TAG)
     if not expected:
         raise ArtifactIntegrityError(f"model {name!r} v{version} has no {MANIFEST_TAG} tag: it cannot be verified")
+    _confirm(store, registry, name, info, expected)  # the tag may have been edited to name another version's copy
     uri = layout.published_model(store, name, expected)
     problem = _problem(store, uri, expected)
     if problem is None:

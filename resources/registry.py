@@ -48,7 +48,7 @@ from mlflow.entities import Metric, Param, RunStatus, RunTag
 from mlflow.exceptions import MlflowException
 from pydantic import Field
 
-from ml.artifact import ArtifactIntegrityError, verify_artifact
+from ml.artifact import MANIFEST, ArtifactIntegrityError, verify_artifact
 from ml.io import file_digest
 from ml.params import Params
 from resources.params import ParamsResource
@@ -707,6 +707,22 @@ class ModelRegistry(dg.ConfigurableResource):
             ) from None
         finally:
             shutil.rmtree(local.parent, ignore_errors=True)
+
+    def registered_manifest_sha256(self, name: str, version: int) -> str:
+        """The sha256 of the version's own manifest.json as MLflow stores it (one small download), whatever its
+        `manifest_sha256` tag says: a tag edited by hand may name another version's files."""
+        source = self.client().get_model_version_download_uri(name, str(version))
+        with tempfile.TemporaryDirectory(prefix=f"keel-{name}-v{version}-manifest-") as tmp:
+            try:
+                local = self._fetch(f"{source.rstrip('/')}/{MANIFEST}", Path(tmp))
+                return file_digest(str(local))
+            except RegistryUnavailable:
+                raise
+            except (MlflowException, OSError) as error:
+                raise ArtifactIntegrityError(
+                    f"model {name!r} v{version}: its {MANIFEST} cannot be read from {source} ({_short(error)}), so "
+                    f"its {MANIFEST_TAG} tag cannot be checked against it; restore it there or register a new version"
+                ) from None
 
     def download(self, name: str, version: int, dest: Path | None = None) -> Path:
         """Download the version's artifact into a fresh directory and verify it against its registered manifest."""

@@ -103,3 +103,54 @@ def test_a_published_copy_without_its_manifest_is_set_aside_and_published_again(
     assert published_model(storage, registry, 1) == str(copy)
     assert verify_artifact(copy, sha)["model"] == "a"
     assert len(list(copy.parent.glob(f".{copy.name}.corrupt-*"))) == 2  # both kept aside for a look
+
+
+def test_a_version_whose_tag_names_another_versions_copy_is_refused_not_scored_with_it(tmp_path, monkeypatch):
+    """A `manifest_sha256` tag edited in MLflow to another version's sha must not find that version's copy
+    (which verifies against that same sha) and score with its model under this version's number."""
+    import pytest
+
+    from ml.artifact import ArtifactIntegrityError
+    from resources.registry import MANIFEST_TAG
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    params = ParamsResource(project_dir=str(REPO))
+    storage = ArtifactStore(root=str(tmp_path / "storage"))
+    registry = ModelRegistry(root=str(tmp_path / "mlflow"), params=params)
+    shas = {}
+    for seed in ("a", "b"):
+        artifact = make_artifact(tmp_path / seed, seed)
+        run_id = registry.log_training_run("e", seed, {}, {}, {}, artifact)
+        shas[seed] = manifest_sha256(artifact)
+        registry.register(registry.model_name, run_id, {MANIFEST_TAG: shas[seed]})
+    v1_copy = published_model(storage, registry, 1)
+    assert verify_artifact(published_model(storage, registry, 2), shas["b"])["model"] == "b"
+
+    registry.client().set_model_version_tag(registry.model_name, "2", MANIFEST_TAG, shas["a"])  # by hand
+    with pytest.raises(ArtifactIntegrityError) as refused:
+        published_model(storage, registry, 2)
+    message = str(refused.value)
+    assert f"v2: its {MANIFEST_TAG} tag {shas['a']}" in message and f"manifest.json ({shas['b']})" in message
+    assert "published for v1" in message and f"Set the tag back to {shas['b']}" in message
+    assert verify_artifact(v1_copy, shas["a"])["model"] == "a"  # v1's copy is left as it is, and v1 still scores
+    assert published_model(storage, registry, 1) == v1_copy
+
+    registry.client().set_model_version_tag(registry.model_name, "2", MANIFEST_TAG, shas["b"])  # put back
+    assert verify_artifact(published_model(storage, registry, 2), shas["b"])["model"] == "b"
+
+
+def test_a_version_is_checked_against_its_registered_manifest_once_not_at_every_load(tmp_path, monkeypatch):
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    params = ParamsResource(project_dir=str(REPO))
+    storage = ArtifactStore(root=str(tmp_path / "storage"))
+    registry = ModelRegistry(root=str(tmp_path / "mlflow"), params=params)
+    artifact = make_artifact(tmp_path / "a", "a")
+    run_id = registry.log_training_run("e", "a", {}, {}, {}, artifact)
+    registry.register(registry.model_name, run_id, {"manifest_sha256": manifest_sha256(artifact)})
+    copy = published_model(storage, registry, 1)
+
+    def no_check(*_, **__):
+        raise AssertionError("the registered manifest was fetched again for a version already checked")
+
+    monkeypatch.setattr(ModelRegistry, "registered_manifest_sha256", no_check)
+    assert published_model(storage, registry, 1) == copy

@@ -124,3 +124,31 @@ def test_a_server_whose_champion_cannot_load_at_start_never_says_previous_models
     assert not any("previous models keep serving" in reason for reason in reasons), reasons
     assert any("no model serves yet" in reason for reason in reasons), reasons
     assert client.post("/predict", json={"rows": records[:5]}).status_code == 503
+
+
+def test_a_version_whose_tag_is_edited_to_another_versions_sha_keeps_its_own_model_and_is_degraded(
+    project, serve, records
+):
+    """v2's `manifest_sha256` tag set by hand to v1's: the server must not load v1's published copy as "v2"."""
+    registry, name = _registry(project), load_params(project / "params.yaml").model_name
+    tags = {v: registry.version_info(name, v)["tags"]["manifest_sha256"] for v in (1, 2)}
+    client = serve()
+    v1_scores = [p["score"] for p in client.post("/predict", json={"rows": records[:20]}).json()["predictions"]]
+    registry.client().set_registered_model_alias(name, CHAMPION, "2")
+    _wait(client, lambda h: h["status"] == "ok" and h["champion_version"] == 2, "serve v2")
+    v2 = client.post("/predict", json={"rows": records[:20]}).json()["predictions"]
+    v2_scores = [p["score"] for p in v2]
+    assert v2_scores != v1_scores and {p["model_version"] for p in v2} == {2}
+
+    registry.client().set_model_version_tag(name, "2", "manifest_sha256", tags[1])  # as a hand edit in the UI
+    body = _wait(client, lambda h: any(p["kind"] == "stale" for p in h["problems"]), "report the edited tag")
+    assert body["status"] == "degraded" and body["champion_version"] == 2
+    refresh = next(p["reason"] for p in body["problems"] if p["kind"] == "refresh")
+    assert f"v2: its manifest_sha256 tag {tags[1]}" in refresh and f"manifest.json ({tags[2]})" in refresh, refresh
+    answers = client.post("/predict", json={"rows": records[:20]}).json()["predictions"]
+    assert {p["model_version"] for p in answers} == {2}
+    assert [p["score"] for p in answers] == v2_scores  # v2's own model, never v1's under v2's number
+    assert client.get("/metadata").json()["champion"]["manifest_sha256"] == tags[2]
+
+    registry.client().set_model_version_tag(name, "2", "manifest_sha256", tags[2])  # put back
+    _wait(client, lambda h: h["status"] == "ok" and h["champion_version"] == 2, "recover once the tag is put back")
