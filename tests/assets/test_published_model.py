@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from assets.batch_predictions import published_model
 from ml.artifact import manifest_sha256, verify_artifact
 from resources.params import ParamsResource
@@ -11,6 +13,14 @@ from resources.registry import ModelRegistry
 from resources.storage import ArtifactStore
 from tests.conftest import REPO
 from tests.resources.test_registry import make_artifact
+
+
+@pytest.fixture
+def stores(tmp_path, monkeypatch) -> tuple[ArtifactStore, ModelRegistry]:
+    """A local artifact store and MLflow registry of the project's params, in the test's folder."""
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    params = ParamsResource(project_dir=str(REPO))
+    return ArtifactStore(root=str(tmp_path / "storage")), ModelRegistry(root=str(tmp_path / "mlflow"), params=params)
 
 
 def test_a_new_mlflow_store_reusing_a_version_number_never_scores_with_the_old_copy(tmp_path, monkeypatch):
@@ -37,11 +47,8 @@ def test_a_new_mlflow_store_reusing_a_version_number_never_scores_with_the_old_c
     assert published_model(storage, old, 1) == old_copy and verify_artifact(old_copy)["model"] == "a"
 
 
-def test_the_same_content_is_published_once(tmp_path, monkeypatch):
-    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    params = ParamsResource(project_dir=str(REPO))
-    storage = ArtifactStore(root=str(tmp_path / "storage"))
-    registry = ModelRegistry(root=str(tmp_path / "mlflow"), params=params)
+def test_the_same_content_is_published_once(tmp_path, stores):
+    storage, registry = stores
     artifact = make_artifact(tmp_path / "a", "a")
     run_id = registry.log_training_run("e", "a", {}, {}, {}, artifact)
     for _ in range(2):
@@ -50,15 +57,11 @@ def test_the_same_content_is_published_once(tmp_path, monkeypatch):
     assert len(list(Path(storage.uri("models", "registered", registry.model_name)).iterdir())) == 1
 
 
-def test_a_corrupt_published_copy_is_published_again_from_the_registry(tmp_path, monkeypatch):
-    import pytest
+def test_a_corrupt_published_copy_is_published_again_from_the_registry(tmp_path, stores):
 
     from ml.artifact import ArtifactIntegrityError
 
-    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    params = ParamsResource(project_dir=str(REPO))
-    storage = ArtifactStore(root=str(tmp_path / "storage"))
-    registry = ModelRegistry(root=str(tmp_path / "mlflow"), params=params)
+    storage, registry = stores
     artifact = make_artifact(tmp_path / "a", "a")
     run_id = registry.log_training_run("e", "a", {}, {}, {}, artifact)
     sha = manifest_sha256(artifact)
@@ -79,15 +82,12 @@ def test_a_corrupt_published_copy_is_published_again_from_the_registry(tmp_path,
     assert not copy.exists()
 
 
-def test_a_published_copy_without_its_manifest_is_set_aside_and_published_again(tmp_path, monkeypatch):
+def test_a_published_copy_without_its_manifest_is_set_aside_and_published_again(tmp_path, stores):
     """A file, or a folder without manifest.json (a copy cut short), at the copy's path is not "missing": it is
     set aside and the registry's verified copy published, or the endpoint and every night would fail on it."""
     import shutil
 
-    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    params = ParamsResource(project_dir=str(REPO))
-    storage = ArtifactStore(root=str(tmp_path / "storage"))
-    registry = ModelRegistry(root=str(tmp_path / "mlflow"), params=params)
+    storage, registry = stores
     artifact = make_artifact(tmp_path / "a", "a")
     run_id = registry.log_training_run("e", "a", {}, {}, {}, artifact)
     sha = manifest_sha256(artifact)
@@ -105,18 +105,14 @@ def test_a_published_copy_without_its_manifest_is_set_aside_and_published_again(
     assert len(list(copy.parent.glob(f".{copy.name}.corrupt-*"))) == 2  # both kept aside for a look
 
 
-def test_a_version_whose_tag_names_another_versions_copy_is_refused_not_scored_with_it(tmp_path, monkeypatch):
+def test_a_version_whose_tag_names_another_versions_copy_is_refused_not_scored_with_it(tmp_path, stores):
     """A `manifest_sha256` tag edited in MLflow to another version's sha must not find that version's copy
     (which verifies against that same sha) and score with its model under this version's number."""
-    import pytest
 
     from ml.artifact import ArtifactIntegrityError
     from resources.registry import MANIFEST_TAG
 
-    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    params = ParamsResource(project_dir=str(REPO))
-    storage = ArtifactStore(root=str(tmp_path / "storage"))
-    registry = ModelRegistry(root=str(tmp_path / "mlflow"), params=params)
+    storage, registry = stores
     shas = {}
     for seed in ("a", "b"):
         artifact = make_artifact(tmp_path / seed, seed)
@@ -139,11 +135,8 @@ def test_a_version_whose_tag_names_another_versions_copy_is_refused_not_scored_w
     assert verify_artifact(published_model(storage, registry, 2), shas["b"])["model"] == "b"
 
 
-def test_a_version_is_checked_against_its_registered_manifest_once_not_at_every_load(tmp_path, monkeypatch):
-    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    params = ParamsResource(project_dir=str(REPO))
-    storage = ArtifactStore(root=str(tmp_path / "storage"))
-    registry = ModelRegistry(root=str(tmp_path / "mlflow"), params=params)
+def test_a_version_is_checked_against_its_registered_manifest_once_not_at_every_load(tmp_path, stores, monkeypatch):
+    storage, registry = stores
     artifact = make_artifact(tmp_path / "a", "a")
     run_id = registry.log_training_run("e", "a", {}, {}, {}, artifact)
     registry.register(registry.model_name, run_id, {"manifest_sha256": manifest_sha256(artifact)})
