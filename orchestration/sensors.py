@@ -9,7 +9,7 @@ from assets.labels import labels
 from assets.model_performance import model_performance
 from orchestration.alerts import ALERT_SENSORS, will_retry
 from orchestration.arrival_sensors import incoming_arrived, labels_arrived
-from orchestration.jobs import retrain
+from orchestration.jobs import retrain, train_model
 from orchestration.request_log_alerts import alert_on_request_log
 from orchestration.retrain_policy import Event, State, decide, observe, training_set_config
 from orchestration.sensor_guard import alerting
@@ -133,15 +133,16 @@ IN_FLIGHT = [
 
 
 def retrain_in_flight(instance: dg.DagsterInstance) -> str | None:
-    """Why a retrain is still under way (running, queued, or failed with its retry not yet launched), else None."""
-    running = instance.get_runs(dg.RunsFilter(job_name=retrain.name, statuses=IN_FLIGHT), limit=1)
-    if running:
-        return f"retrain run {running[0].run_id} is {running[0].status.value.lower()}"
-    failed = instance.get_runs(dg.RunsFilter(job_name=retrain.name, statuses=[dg.DagsterRunStatus.FAILURE]), limit=1)
-    if failed and will_retry(failed[0], instance):
-        retried = instance.get_runs(dg.RunsFilter(tags={"dagster/parent_run_id": failed[0].run_id}), limit=1)
-        if not retried:
-            return f"retrain run {failed[0].run_id} failed and is about to be retried"
+    """Why a training is still under way (a retrain, or a train_model a person started: running, queued, or
+    failed with its retry not yet launched), else None."""
+    for job in (retrain.name, train_model.name):
+        running = instance.get_runs(dg.RunsFilter(job_name=job, statuses=IN_FLIGHT), limit=1)
+        if running:
+            return f"{job} run {running[0].run_id} is {running[0].status.value.lower()}"
+        failed = instance.get_runs(dg.RunsFilter(job_name=job, statuses=[dg.DagsterRunStatus.FAILURE]), limit=1)
+        retried = failed and instance.get_runs(dg.RunsFilter(tags={"dagster/parent_run_id": failed[0].run_id}), limit=1)
+        if failed and will_retry(failed[0], instance) and not retried:
+            return f"{job} run {failed[0].run_id} failed and is about to be retried"
     return None
 
 
@@ -154,8 +155,8 @@ def retrain_in_flight(instance: dg.DagsterInstance) -> str | None:
         "decays beyond the noise between days, or its drift_report says drift and the drifted days cost AUC "
         "(labels, or the label-free estimate). It launches the retrain job on the latest retraining.window_days "
         "labelled days. A drift that costs nothing spends no retrain. A new champion starts afresh; a retrain "
-        "that did not change the champion is asked again after retraining.cooldown_days. One retrain at a "
-        "time: while one runs, is queued or waits for its retry, the request waits."
+        "that did not change the champion is asked again after retraining.cooldown_days. One training at a "
+        "time: while a retrain or a train_model runs, is queued or waits for its retry, the request waits."
     ),
 )
 @alerting

@@ -169,39 +169,39 @@ def daemon_origin(job: str) -> RemoteJobOrigin:
     return RemoteJobOrigin(RemoteRepositoryOrigin(location, "__repository__"), job)
 
 
-def retrain_run(instance, run_id: str, status: dg.DagsterRunStatus, **tags) -> None:
-    origin = daemon_origin("retrain")
-    instance.add_run(
-        dg.DagsterRun(job_name="retrain", run_id=run_id, status=status, tags=tags, remote_job_origin=origin)
-    )
+def training_run(instance, job: str, run_id: str, status: dg.DagsterRunStatus, **tags) -> None:
+    origin = daemon_origin(job)
+    instance.add_run(dg.DagsterRun(job_name=job, run_id=run_id, status=status, tags=tags, remote_job_origin=origin))
+
+
+RUN_ID = "0" * 8 + "-0000-0000-0000-" + "1" * 12
 
 
 @pytest.mark.parametrize(
-    "runs, waits_for",
+    "job, status, tags, waits_for",
     [
-        ([("0" * 8 + "-0000-0000-0000-" + "1" * 12, dg.DagsterRunStatus.STARTED, {})], "is started"),
-        ([("0" * 8 + "-0000-0000-0000-" + "2" * 12, dg.DagsterRunStatus.STARTING, {})], "is starting"),
-        (
-            [("0" * 8 + "-0000-0000-0000-" + "3" * 12, dg.DagsterRunStatus.FAILURE, {"dagster/will_retry": "true"})],
-            "failed and is about to be retried",
-        ),
+        ("retrain", dg.DagsterRunStatus.STARTED, {}, "is started"),
+        ("retrain", dg.DagsterRunStatus.STARTING, {}, "is starting"),
+        ("retrain", dg.DagsterRunStatus.FAILURE, {"dagster/will_retry": "true"}, "failed and is about to be retried"),
+        ("train_model", dg.DagsterRunStatus.STARTED, {}, "is started"),  # a person training by hand
     ],
 )
-def test_no_second_retrain_is_asked_while_one_runs_or_waits_for_its_retry(tmp_path: Path, runs, waits_for):
+def test_no_second_training_is_asked_while_one_runs_or_waits_for_its_retry(
+    tmp_path: Path, job, status, tags, waits_for
+):
     resources = {"params": PARAMS, "registry": ChampionIs(root=str(tmp_path), params=PARAMS)}
     with dg.instance_for_test() as instance:
         collapsed_days(instance)
-        for run_id, status, tags in runs:
-            retrain_run(instance, run_id, status, **tags)
+        training_run(instance, job, RUN_ID, status, **tags)
         held = evaluate("retrain_on_drift", instance, resources)
-        assert not held.run_requests and f"retrain run {runs[0][0]} {waits_for}" in held.skip_message
+        assert not held.run_requests and f"{job} run {RUN_ID} {waits_for}" in held.skip_message
         assert "collapse" in held.skip_message  # what it waits to ask, named
         # It ended (gone from the runs), or its retry was launched and finished: the evidence still asks.
-        if runs[0][1] == dg.DagsterRunStatus.FAILURE:
-            retry = {"dagster/parent_run_id": runs[0][0]}
-            retrain_run(instance, "0" * 8 + "-0000-0000-0000-" + "9" * 12, dg.DagsterRunStatus.SUCCESS, **retry)
+        if status == dg.DagsterRunStatus.FAILURE:
+            retry = {"dagster/parent_run_id": RUN_ID}
+            training_run(instance, job, "0" * 8 + "-0000-0000-0000-" + "9" * 12, dg.DagsterRunStatus.SUCCESS, **retry)
         else:
-            instance.delete_run(runs[0][0])
+            instance.delete_run(RUN_ID)
         [request] = evaluate("retrain_on_drift", instance, resources, held.cursor).run_requests
         assert request.run_key == "retrain-collapse-2026-10-14"
 
