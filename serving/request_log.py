@@ -269,6 +269,7 @@ class RequestLog:
         self.spool = Path(spool_dir or default_spool_dir()) / store_key
         self._spool_max_bytes = int(spool_max_mb * 1024 * 1024)
         self._pending: list[dict[str, Any]] = []
+        self._in_flight = 0  # entries a flush has taken and not yet written or queued again
         self._lock = threading.Lock()
         self._write_lock = threading.Lock()  # the background thread and close() never write at once
         self._wake = threading.Event()
@@ -432,13 +433,18 @@ class RequestLog:
             with self._lock:
                 entries, self._pending = self._pending, []
                 segment = self._rotate() if entries else 0
+                self._in_flight = len(entries)  # still waiting, for status(), until they are written or queued again
             # The files are named after the segment, so a flush that reached the store before a kill is
             # recognised by the server that recovers the segment (`_recover`), never written twice.
             name = f"{self._prefix}-{segment:06d}.parquet"
             for day, rows in _by_day(self._coerce(entries)):
                 uri = self._save(day, rows, name)
+                with self._lock:  # written, spooled or queued again: counted there now
+                    self._in_flight = max(self._in_flight - len(rows), 0)
                 if uri:
                     written.append(uri)
+            with self._lock:
+                self._in_flight = 0
             if segment:  # its rows are in the store, the spool, or queued again in the current segment
                 with contextlib.suppress(OSError):
                     self._wal_path(segment).unlink(missing_ok=True)
@@ -588,7 +594,7 @@ class RequestLog:
     def status(self) -> dict[str, Any]:
         """What /metadata shows: rows written, waiting (queued or spooled), failed writes, drops by reason."""
         with self._lock:
-            queued = len(self._pending)
+            queued = len(self._pending) + self._in_flight
         return {
             "process": self._prefix,
             "host": socket.gethostname(),

@@ -505,3 +505,20 @@ def test_a_server_killed_while_its_write_ahead_file_failed_is_reported_by_the_ne
     assert third.unclean_stops == []
     for log in (third, second):
         log.close()
+
+
+def test_rows_a_flush_holds_while_it_writes_them_are_counted_as_pending(tmp_path, spec, rows, monkeypatch):
+    store = str(tmp_path / "store")
+    log = RequestLog(store, spec, flush_seconds=3600, spool_dir=tmp_path / "spool")
+    log.append(entry(row, f"r{i}") for i, row in enumerate(rows[:12]))
+    seen = []
+    save = log._save
+
+    def save_and_look(day, day_rows, name):
+        seen.append(log.status()["rows_pending"])  # while the flush holds them, before they are written
+        return save(day, day_rows, name)
+
+    monkeypatch.setattr(log, "_save", save_and_look)
+    log.flush()
+    assert seen == [12] and log.status()["rows_pending"] == 0 and log.status()["rows_logged"] == 12
+    log.close()
