@@ -57,6 +57,16 @@ def _json(status: int, document: Any) -> Response:
     return Response(content=orjson.dumps(document), status_code=status, media_type="application/json")
 
 
+def _header_text(value: str | None) -> str | None:
+    """A header as its sender meant it: HTTP hands it over as Latin-1, and clients send text as UTF-8."""
+    if value is None:
+        return None
+    try:
+        return value.encode("latin-1").decode("utf-8")
+    except UnicodeError:  # not UTF-8: Latin-1 it is
+        return value
+
+
 def _request_ids(rows: list[Any], header: str | None, max_chars: int) -> list[str]:
     ids = []
     for i, row in enumerate(rows):
@@ -175,7 +185,7 @@ def create_app(parts: ServerParts) -> FastAPI:
                     f"serving.limits.max_body_bytes ({limits.max_body_bytes})"
                 },
             )
-        header = request.headers.get(REQUEST_ID_HEADER)
+        header = _header_text(request.headers.get(REQUEST_ID_HEADER))
         if header is not None and len(header) > limits.max_request_id_chars:
             return _json(
                 422,

@@ -34,6 +34,9 @@ def test_request_ids_from_the_row_or_the_header(server, records):
     assert [p["request_id"] for p in header] == ["call-7-0", "call-7-1"]
     fresh = server.predict(records[:2]).json()["predictions"]
     assert fresh[0]["request_id"] != fresh[1]["request_id"]
+    # A UTF-8 header is the text its sender meant (HTTP hands headers over as Latin-1: "Ã©" before).
+    accented = server.predict(records[:1], headers={"X-Request-ID": "café-1".encode()}).json()["predictions"]
+    assert accented[0]["request_id"] == "café-1"
 
 
 @pytest.mark.parametrize(
