@@ -158,7 +158,7 @@ def training_set(
     gap = ml.windows.choice_gap(days[-1] if days else None, _date(config.requested_on, "requested_on"), changed)
     lagged = ml.windows.lagged_windows(configured, windows, before, gap, episode_start, dated) if windows else []
     # The raw days some window trains on (their raw rows); every raw row when a window takes the raw data.
-    used = sorted({d for w in windows + lagged for d in w.days if d in set(dated)})
+    used = sorted({d for w in windows + lagged for d in w.days} & set(dated))
     include_raw = not windows or any(w.raw for w in windows)
     raw_count = 0
     try:

@@ -169,7 +169,8 @@ def lagged_windows(
     """The windows as they were `gap` labelled days earlier (the newest `gap` training days left out),
     the ones that choose the window; none without a gap, when no labelled day would be left, or when
     the default (first) window is not among them. Only windows of `windows`, under their names."""
-    labelled = sorted(d for d in training_days if d not in set(raw_days))
+    raw_set = set(raw_days)
+    labelled = sorted(d for d in training_days if d not in raw_set)
     if gap <= 0 or len(labelled) <= gap:
         return []
     names = {w.name for w in windows}
@@ -207,13 +208,12 @@ def choose(
     y = np.asarray(labels).astype(int)
     names = list(scores)
     default = names[0]
-    aucs, better = {}, {}
-    for name in names:
+    aucs, better = window_aucs(y, scores), {}
+    for name in names[1:]:
         difference = paired_auc_difference(
             y, scores[name], scores[default], resamples=resamples, confidence=confidence, seed=seed
         )
-        aucs[name] = float(weighted_aucs(y, np.asarray(scores[name], float), np.ones((1, len(y))))[0])
-        if name != default and difference.lower > 0:
+        if difference.lower > 0:
             better[name] = difference
     others = ", ".join(f"{name} {aucs[name]:.4f}" for name in names if name != default)
     if not better:
@@ -228,6 +228,13 @@ def choose(
     )
     rest = ", ".join(f"{name} {aucs[name]:.4f}" for name in names if name not in (best, default))
     return best, reason + (f"; against {rest}" if rest else ""), aucs
+
+
+def window_aucs(labels: np.ndarray, scores: Mapping[str, np.ndarray]) -> dict[str, float]:
+    """Each window's AUC on the evaluation rows."""
+    y = np.asarray(labels).astype(int)
+    ones = np.ones((1, len(y)))
+    return {name: float(weighted_aucs(y, np.asarray(score, float), ones)[0]) for name, score in scores.items()}
 
 
 def choose_window(
@@ -246,11 +253,12 @@ def choose_window(
     window first), those pick the window by `choose`, as the new version will be used: `gap` days
     after its newest labelled day. Without, the full days' models pick it.
     """
-    chosen, why, aucs = choose(labels, scores, confidence=confidence, resamples=resamples, seed=seed)
-    if lagged_scores:
-        chosen, why, _ = choose(labels, lagged_scores, confidence=confidence, resamples=resamples, seed=seed)
-        why = (
-            f"chosen by the windows' models trained without their newest {gap} days (the new version is used "
-            f"{gap} days after its newest labelled day): {why}; on its full days the window has AUC {aucs[chosen]:.4f}"
-        )
+    if not lagged_scores:
+        return choose(labels, scores, confidence=confidence, resamples=resamples, seed=seed)
+    chosen, why, _ = choose(labels, lagged_scores, confidence=confidence, resamples=resamples, seed=seed)
+    aucs = window_aucs(labels, scores)  # the full days' models: their AUCs only, no second bootstrap
+    why = (
+        f"chosen by the windows' models trained without their newest {gap} days (the new version is used "
+        f"{gap} days after its newest labelled day): {why}; on its full days the window has AUC {aucs[chosen]:.4f}"
+    )
     return chosen, why, aucs
