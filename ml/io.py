@@ -21,7 +21,7 @@ import time
 import uuid
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import fsspec
 import pandas as pd
@@ -229,16 +229,14 @@ def open_parquet_and_md5(uri: str) -> Iterator[tuple[pq.ParquetFile, str]]:
     """
     _regular_file(uri)
     with fsspec.open(uri, "rb") as handle:
-        digest = hashlib.md5()
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
+        md5 = handle_digest(handle, "md5")
         handle.seek(0)
         try:
             parquet = pq.ParquetFile(handle)
         except (pyarrow.ArrowInvalid, OSError) as error:
             raise UnreadableParquetError(f"{uri} is not a readable Parquet file ({error})") from None
         with parquet:
-            yield parquet, digest.hexdigest()
+            yield parquet, md5
 
 
 def read_checked_parquet(uri: str, md5: str, what: str) -> pd.DataFrame:
@@ -267,10 +265,16 @@ def read_json(uri: str) -> Any:
 def file_digest(uri: str, algorithm: str = "sha256") -> str:
     """Hex digest of a file's bytes. md5 of a single file is also DVC's hash of it."""
     _regular_file(uri)
-    digest = hashlib.new(algorithm)
     with fsspec.open(uri, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
+        return handle_digest(handle, algorithm)
+
+
+def handle_digest(handle: IO[bytes], algorithm: str = "sha256") -> str:
+    """Hex digest of an open file's bytes from its start, read in 1 MiB blocks."""
+    handle.seek(0)
+    digest = hashlib.new(algorithm)
+    for block in iter(lambda: handle.read(1 << 20), b""):
+        digest.update(block)
     return digest.hexdigest()
 
 

@@ -39,7 +39,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import glob
-import hashlib
 import os
 import re
 import sys
@@ -187,16 +186,11 @@ def load_predictor(model: str, config: ScoreConfig) -> Predictor:
             raise ScoringError(f"model {model} refused: {error}") from None
 
 
-def _md5_of(handle: BinaryIO) -> str:
-    handle.seek(0)
-    return hashlib.file_digest(handle, "md5").hexdigest()
-
-
 def _verify(handle: BinaryIO, rows: str, expected_md5: str | None) -> None:
     """Refuse a rows file that is not the version its data checks passed (its md5, DVC's hash of a file)."""
     if expected_md5 is None:
         return
-    actual = _md5_of(handle)
+    actual = io.handle_digest(handle, "md5")
     if actual != expected_md5:
         raise ScoringError(
             f"rows file {rows} (md5 {actual}) is not the version its data checks passed ({expected_md5}); "
