@@ -296,6 +296,7 @@ class RequestLog:
         self.wal_errors = 0
         self.wal_failing: dict[str, str] | None = None  # since when and why the write-ahead file cannot be written
         self.unclean_stops: list[dict[str, Any]] = []
+        self._statuses_due = 0.0  # when the store's status files are next read for stops (at the start: now)
         self._find_unclean_stops()
         self._mark_running()
         self._thread = threading.Thread(target=self._run, name="request-log", daemon=True)
@@ -745,16 +746,24 @@ class RequestLog:
             taken.unlink(missing_ok=True)
             path.with_name(f".{path.name}.tmp").unlink(missing_ok=True)
             stop = {**marker, **self._recover(path.stem)}
-            stop["found_at"] = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
-            self.unclean_stops.append(stop)
-            logger.error("request log: %s", unclean_stop_text(stop))
+            self._found(stop)
             _forget_status(self.store_root, path.stem)  # its last counts: this stop's report replaces them
         self._recover_orphans(folder)
         self._find_stops_while_failing()
 
+    def _found(self, stop: dict[str, Any]) -> None:
+        """A process found stopped without its final flush: counted, shown on /health and logged, once."""
+        stop["found_at"] = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+        self.unclean_stops.append(stop)
+        logger.error("request log: %s", unclean_stop_text(stop))
+
     def _find_stops_while_failing(self) -> None:
         """A process of this host killed while its write-ahead file failed left no marker that could say so (or
-        none at all); the status it wrote when the failure began does. Reported once: its status file goes."""
+        none at all); the status it wrote when the failure began does. Reported once: its status file goes.
+        The store's status files are read at most every LOOK_AROUND_SECONDS, not at every flush."""
+        if time.monotonic() < self._statuses_due:
+            return
+        self._statuses_due = time.monotonic() + LOOK_AROUND_SECONDS
         for status in read_status(self.store_root):
             process = status.get("process")
             if not status.get("wal_failing") or process == self._prefix or status.get("host") != socket.gethostname():
@@ -769,9 +778,7 @@ class RequestLog:
                 for k in ("process", "host", "pid", "started", "wal_errors", "wal_failing_since", "while_wal_failing")
                 if k in stop
             }
-            stop["found_at"] = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
-            self.unclean_stops.append(stop)
-            logger.error("request log: %s", unclean_stop_text(stop))
+            self._found(stop)
 
     def _recover_orphans(self, folder: Path) -> None:
         """Segments of a process without a marker, untouched for UNCLEAN_STOP_STALE_SECONDS: the server that took
@@ -793,9 +800,7 @@ class RequestLog:
                 continue
         for process in sorted(processes):
             stop = {"process": process, "orphaned": True, **self._recover(process)}
-            stop["found_at"] = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
-            self.unclean_stops.append(stop)
-            logger.error("request log: %s", unclean_stop_text(stop))
+            self._found(stop)
 
     def _recover(self, process: str) -> dict[str, int]:
         """Write the rows of a stopped process's segments (it was killed before their flush ended) and delete
