@@ -140,8 +140,11 @@ def retrain_in_flight(instance: dg.DagsterInstance) -> str | None:
         if running:
             return f"{job} run {running[0].run_id} is {running[0].status.value.lower()}"
         failed = instance.get_runs(dg.RunsFilter(job_name=job, statuses=[dg.DagsterRunStatus.FAILURE]), limit=1)
-        retried = failed and instance.get_runs(dg.RunsFilter(tags={"dagster/parent_run_id": failed[0].run_id}), limit=1)
-        if failed and will_retry(failed[0], instance) and not retried:
+        if (
+            failed
+            and will_retry(failed[0], instance)
+            and not instance.get_runs(dg.RunsFilter(tags={"dagster/parent_run_id": failed[0].run_id}), limit=1)
+        ):
             return f"{job} run {failed[0].run_id} failed and is about to be retried"
     return None
 
