@@ -11,6 +11,10 @@ the slot here instead, in the same pool of the same instance (the UI's Concurren
   still STARTED whose process is gone (resources/run_liveness.py), which is marked failed as run
   monitoring would mark it;
 - after `wait_seconds` the step fails naming the run that holds the slot, its job, status and step.
+
+On SQLite Dagster's claim is check-then-write with no row lock (`with_for_update` is a no-op there), so two
+processes that claim at the same instant can both be handed the one slot; there each claim is made
+under a file lock in the instance's folder, which every process of a SQLite instance shares.
 """
 
 from __future__ import annotations
@@ -19,9 +23,11 @@ import contextlib
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import dagster as dg
 import sqlalchemy.exc
+from filelock import FileLock
 
 from resources.registry import ALIAS_POOL
 from resources.run_liveness import process_gone
@@ -70,6 +76,17 @@ def _holders(instance: dg.DagsterInstance, me: str) -> str:
     return ", ".join(described) or "no run (the pool's limit is 0?)"
 
 
+def _claim(instance: dg.DagsterInstance, run_id: str, step_key: str) -> bool:
+    """Claim the slot for the step; one claim at a time on SQLite (see the module's text)."""
+    storage = instance.event_log_storage
+    with storage.index_connection() as conn:
+        sqlite = conn.dialect.name == "sqlite"
+    if not sqlite:  # Postgres and MySQL lock the slot's row while they claim it
+        return storage.claim_concurrency_slot(ALIAS_POOL, run_id, step_key).is_claimed
+    with FileLock(Path(instance.root_directory) / f"{ALIAS_POOL}.claim.lock"):
+        return storage.claim_concurrency_slot(ALIAS_POOL, run_id, step_key).is_claimed
+
+
 @contextmanager
 def alias_slot(
     context: dg.OpExecutionContext | dg.AssetExecutionContext,
@@ -94,7 +111,7 @@ def alias_slot(
         return
     deadline, announced = time.monotonic() + wait_seconds, False
     try:
-        while not storage.claim_concurrency_slot(ALIAS_POOL, run_id, step_key).is_claimed:
+        while not _claim(instance, run_id, step_key):
             if _clear_dead_holders(instance, run_id, context.log):
                 continue
             if time.monotonic() > deadline:

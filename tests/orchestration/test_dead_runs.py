@@ -205,6 +205,72 @@ def test_a_move_behind_a_live_run_sleeps_stops_on_sigterm_and_gives_up_naming_th
         kill(holder)
 
 
+# The moments two claims race on SQLite, widened: after Dagster saw a free slot, and after it picked the free
+# slot's row but before it wrote its run there, each process waits until the other got as far (or 4 s).
+CLAIM_RACER = textwrap.dedent(
+    """
+    import contextlib, sys, time
+    from pathlib import Path
+    from dagster._core.storage.event_log.sqlite.sqlite_event_log import SqliteEventLogStorage
+
+    sync, me = Path(sys.argv[2]).parent, Path(sys.argv[2]).name
+
+    def meet(moment):
+        (sync / f"{moment}-{me}").write_text("")
+        deadline = time.monotonic() + 4
+        while len(list(sync.glob(f"{moment}-*"))) < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+
+    looked, connect = SqliteEventLogStorage.has_unassigned_slots, SqliteEventLogStorage.index_connection
+
+    def slow_look(self, key):
+        free = looked(self, key)
+        meet("looked")
+        return free
+
+    @contextlib.contextmanager
+    def slow_connection(self):
+        with connect(self) as conn:
+            execute = conn.execute
+
+            def slow_execute(statement, *args, **kwargs):
+                if getattr(statement, "is_update", False) and getattr(statement.table, "name", "") == "concurrency_slots":
+                    meet("picked")
+                return execute(statement, *args, **kwargs)
+
+            conn.execute = slow_execute
+            yield conn
+
+    SqliteEventLogStorage.has_unassigned_slots = slow_look
+    SqliteEventLogStorage.index_connection = slow_connection
+    """
+) + MOVER.replace("flag.write_text(context.run_id)", "flag.write_text(f'{time.time()} ')").replace(
+    "time.sleep(hold)", "time.sleep(hold)\n        flag.write_text(flag.read_text() + str(time.time()))"
+)
+
+
+def test_two_moves_claiming_the_slot_at_the_same_instant_on_sqlite_hold_it_one_after_the_other(home, tmp_path):
+    """Dagster's SQLite claim is check-then-write: without the claim lock both moves were handed the slot."""
+    sync = tmp_path / "sync"
+    sync.mkdir()
+    with dg.DagsterInstance.from_config(home) as instance:  # created first: two processes creating it race too
+        instance.event_log_storage.get_concurrency_info(ALIAS_POOL)
+    racers = [
+        subprocess.Popen(
+            [sys.executable, "-c", CLAIM_RACER, home, str(sync / me), "120", "2"],
+            cwd=REPO,
+            env={**os.environ, "PYTHONPATH": str(REPO)},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for me in ("a", "b")
+    ]
+    assert [outcome(racer) for racer in racers] == ["moved", "moved"]
+    (a_in, a_out), (b_in, b_out) = (map(float, (sync / me).read_text().split()) for me in ("a", "b"))
+    assert a_out <= b_in or b_out <= a_in, ((a_in, a_out), (b_in, b_out))  # never both at once
+
+
 @pytest.mark.parametrize("job", ["retrain", "train_model"])
 def test_a_training_run_whose_process_died_is_retried_and_a_failed_step_is_not(tmp_path: Path, job: str):
     """The daemon's run retries (the project's dagster.yaml) relaunch a training run that fail_dead_runs
