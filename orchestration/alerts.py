@@ -50,12 +50,20 @@ def _failed_checks(instance: dg.DagsterInstance, run_id: str) -> list[str]:
     return lines
 
 
+def _own_words(error) -> str:
+    """The error's message past Dagster's wrappers: "Error occurred while executing op …" says where, its
+    cause says why (e.g. "Model Version (name=…, version=99) not found")."""
+    while error.cause is not None and error.cls_name.startswith("Dagster"):
+        error = error.cause
+    return error.message.strip()
+
+
 def _step_errors(instance: dg.DagsterInstance, run_id: str) -> list[str]:
     errors = []
     for entry in instance.all_logs(run_id, of_type=DagsterEventType.STEP_FAILURE):
         data = entry.dagster_event.step_failure_data
         text = (data.user_failure_data.description if data.user_failure_data else None) or (
-            data.error.message.strip() if data.error else entry.dagster_event.message
+            _own_words(data.error) if data.error else entry.dagster_event.message
         )
         errors.append(f"{entry.dagster_event.step_key}: {text}"[:400])
     return errors

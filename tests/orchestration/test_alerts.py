@@ -123,6 +123,27 @@ def test_a_run_launched_outside_the_code_location_is_alerted_though_retries_are_
     assert text.startswith("Keel: nightly_scoring failed for 2026-10-02")
 
 
+def test_a_step_that_raised_is_alerted_with_its_error_not_dagsters_wrapper(webhook: Receiver):
+    """An unexpected exception reaches Dagster wrapped ("Error occurred while executing op …"); the alert
+    says what the exception said. Before, an approve of a version that does not exist alerted only
+    the wrapper."""
+
+    @dg.op
+    def approve_challenger():
+        raise LookupError("Model Version (name=churn, version=99) not found")
+
+    @dg.job
+    def approve():
+        approve_challenger()
+
+    with dg.instance_for_test() as instance:
+        result = approve.execute_in_process(instance=instance, raise_on_error=False)
+        run_failure_alert(instance, result)
+    [text] = webhook.texts()
+    assert "approve_challenger: LookupError: Model Version (name=churn, version=99) not found" in text
+    assert "Error occurred while executing op" not in text
+
+
 def test_drift_episodes_and_alias_moves_are_alerted_once_and_resent_after_a_failed_delivery(webhook: Receiver):
     with dg.instance_for_test() as instance:
         drift_event(instance, "2026-10-14", False)
