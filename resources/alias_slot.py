@@ -14,7 +14,9 @@ the slot here instead, in the same pool of the same instance (the UI's Concurren
 
 On SQLite Dagster's claim is check-then-write with no row lock (`with_for_update` is a no-op there), so two
 processes that claim at the same instant can both be handed the one slot; there each claim is made
-under a file lock in the instance's folder, which every process of a SQLite instance shares.
+under a file lock in the instance's folder, which every process of a SQLite instance shares. The lock is
+held for the claim's two statements; a process stopped inside them (Ctrl-Z, SIGSTOP, a paused container)
+would hold it, so a waiter tries it for POLL_SECONDS at a time and gives up after `wait_seconds` naming it.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from pathlib import Path
 
 import dagster as dg
 import sqlalchemy.exc
-from filelock import FileLock
+from filelock import FileLock, Timeout
 
 from resources.registry import ALIAS_POOL
 from resources.run_liveness import process_gone
@@ -76,15 +78,24 @@ def _holders(instance: dg.DagsterInstance, me: str) -> str:
     return ", ".join(described) or "no run (the pool's limit is 0?)"
 
 
-def _claim(instance: dg.DagsterInstance, run_id: str, step_key: str) -> bool:
-    """Claim the slot for the step; one claim at a time on SQLite (see the module's text)."""
-    storage = instance.event_log_storage
-    with storage.index_connection() as conn:
+def _claim_lock(instance: dg.DagsterInstance) -> Path | None:
+    """The file that serialises claims on a SQLite instance; None where the database locks the slot's row."""
+    with instance.event_log_storage.index_connection() as conn:
         sqlite = conn.dialect.name == "sqlite"
-    if not sqlite:  # Postgres and MySQL lock the slot's row while they claim it
+    return Path(instance.root_directory) / f"{ALIAS_POOL}.claim.lock" if sqlite else None
+
+
+def _claim(instance: dg.DagsterInstance, run_id: str, step_key: str, lock: Path | None) -> bool | None:
+    """Claim the slot for the step: True when claimed, False when it is held, None when the claim lock
+    stayed taken for POLL_SECONDS (see the module's text)."""
+    storage = instance.event_log_storage
+    if lock is None:
         return storage.claim_concurrency_slot(ALIAS_POOL, run_id, step_key).is_claimed
-    with FileLock(Path(instance.root_directory) / f"{ALIAS_POOL}.claim.lock"):
-        return storage.claim_concurrency_slot(ALIAS_POOL, run_id, step_key).is_claimed
+    try:
+        with FileLock(lock, timeout=POLL_SECONDS):
+            return storage.claim_concurrency_slot(ALIAS_POOL, run_id, step_key).is_claimed
+    except Timeout:
+        return None
 
 
 @contextmanager
@@ -109,22 +120,28 @@ def alias_slot(
         # a pool's steps unlimited, as Dagster's own `pool=` does; the project's dagster.yaml sets the limit 1.
         yield
         return
-    deadline, announced = time.monotonic() + wait_seconds, False
+    deadline, announced, lock = time.monotonic() + wait_seconds, False, _claim_lock(instance)
     try:
-        while not _claim(instance, run_id, step_key):
-            if _clear_dead_holders(instance, run_id, context.log):
+        while not (claimed := _claim(instance, run_id, step_key, lock)):
+            if claimed is False and _clear_dead_holders(instance, run_id, context.log):
                 continue
+            holder = (
+                _holders(instance, run_id)
+                if claimed is False
+                else f"no run: the claim lock {lock} is taken by a process stopped while it claimed (`fuser {lock}` "
+                "names it; resume or kill it)"
+            )
             if time.monotonic() > deadline:
                 raise AliasSlotTimeout(
                     description=f"gave up after {wait_seconds:.0f} s waiting for the {ALIAS_POOL} pool's slot "
-                    f"(alias moves are one at a time), held by {_holders(instance, run_id)}. If that run is "
-                    "stuck, terminate it in the UI (or free its slot under Deployment > Concurrency), then "
-                    "run this again."
+                    f"(alias moves are one at a time), held by {holder}. If that run is stuck, terminate it in "
+                    "the UI (or free its slot under Deployment > Concurrency), then run this again."
                 )
             if not announced:
-                context.log.info(f"waiting for the {ALIAS_POOL} pool's slot, held by {_holders(instance, run_id)}")
+                context.log.info(f"waiting for the {ALIAS_POOL} pool's slot, held by {holder}")
                 announced = True
-            time.sleep(poll_seconds)  # Dagster interrupts a sleeping step (terminate, SIGTERM)
+            if claimed is False:
+                time.sleep(poll_seconds)  # Dagster interrupts a sleeping step (terminate, SIGTERM)
         yield
     finally:
         storage.free_concurrency_slot_for_step(run_id, step_key)

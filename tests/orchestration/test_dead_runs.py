@@ -271,6 +271,22 @@ def test_two_moves_claiming_the_slot_at_the_same_instant_on_sqlite_hold_it_one_a
     assert a_out <= b_in or b_out <= a_in, ((a_in, a_out), (b_in, b_out))  # never both at once
 
 
+def test_a_move_behind_a_process_stopped_inside_the_claim_lock_gives_up_naming_the_lock(home):
+    """A process stopped (SIGSTOP, Ctrl-Z) while it claimed keeps the claim's file lock: the next move waited
+    for ever, logging nothing. Here this test's process holds the lock, as the stopped one would."""
+    from filelock import FileLock
+
+    with dg.DagsterInstance.from_config(home) as instance:
+        instance.event_log_storage.get_concurrency_info(ALIAS_POOL)
+    lock = Path(home) / f"{ALIAS_POOL}.claim.lock"
+    with FileLock(lock):
+        mover = start_mover(home, Path(home) / "moved", wait=3, hold=0)
+        said = outcome(mover, timeout=120)
+    assert said.startswith(f"failed: gave up after 3 s waiting for the {ALIAS_POOL} pool's slot")
+    assert f"held by no run: the claim lock {lock} is taken by a process stopped while it claimed" in said
+    assert outcome(start_mover(home, Path(home) / "moved", wait=60, hold=0)) == "moved"  # the lock freed: it goes
+
+
 @pytest.mark.parametrize("job", ["retrain", "train_model"])
 def test_a_training_run_whose_process_died_is_retried_and_a_failed_step_is_not(tmp_path: Path, job: str):
     """The daemon's run retries (the project's dagster.yaml) relaunch a training run that fail_dead_runs
