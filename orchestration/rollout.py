@@ -258,11 +258,14 @@ def _roll_back(context, storage, registry, endpoint, state: RolloutState, versio
     if state.mode != "off" and state.challenger_version != version:
         context.log.info(f"{name}: a newer rollout (v{state.challenger_version}) serves; rollout.json left as it is")
         return
-    # The sensor already wrote `off` on a breach, and the server follows it; keep its time and words.
-    after = (
-        state if state.mode == "off" else RolloutState(mode="off", reason=f"rolled back: {reason}", decided_by=actor)
-    )
     champion = registry.alias_version(name, CHAMPION)
+    if state.mode == "off":  # the sensor already wrote `off` on a breach, and the server follows it: its words stay
+        after = state
+    elif champion == version:  # the rollout is over, but nothing was rolled back: the file must not say it was
+        ended = f"ended: v{version} became the champion by another move, so it was not rolled back ({reason})"
+        after = RolloutState(mode="off", reason=ended, decided_by=actor)
+    else:
+        after = RolloutState(mode="off", reason=f"rolled back: {reason}", decided_by=actor)
     applied = _apply(endpoint, after, storage, registry, champion, None) if champion is not None else {}
     if after is not state or not exists(state_uri(storage.root)):  # a deleted file is written again
         write_state(storage.root, after)

@@ -280,6 +280,8 @@ def test_a_rollback_judgement_that_meets_a_promotion_of_the_same_version_fails_n
         assert "v2, judged for rollback (p99 latency 3x the champion's), became the champion" in failure.description
         assert "approve by ana" in failure.description and "run `rollback`" in failure.description
         assert registry.alias_version(name, CHALLENGER) is None and deployments(instance)[-1]["ended_version"] == 2
+        state = read_state(local(root)["storage"].root)  # before, "rolled back: …" while v2 served every request
+        assert state.mode == "off" and state.reason.startswith("ended: v2 became the champion by another move")
 
 
 def test_a_rollback_onto_the_version_under_canary_is_refused(root):
