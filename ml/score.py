@@ -209,16 +209,20 @@ class CheckedRows:
     still_checked: Callable[[], None]
 
 
-def _unchanged_since(handle: BinaryIO, rows: str) -> Callable[[], None]:
+def _unchanged_since(handle: BinaryIO, rows: str, expected_md5: str | None) -> Callable[[], None]:
     before = os.fstat(handle.fileno())
 
     def still_checked() -> None:
         now = os.fstat(handle.fileno())
         same = (now.st_size, now.st_mtime_ns) == (before.st_size, before.st_mtime_ns)
         # The change time too: a writer can set the modification time back (`cp -p`), not the change time. A
-        # link added or removed (a rename over the path, a cache's hard link) also moves it, and changes no byte.
-        if same and now.st_nlink == before.st_nlink:
-            same = now.st_ctime_ns == before.st_ctime_ns
+        # link added or removed (a rename over the path, a cache's hard link) also moves it, and changes no
+        # byte: then the bytes are hashed again, where the check's md5 is known.
+        if same and now.st_ctime_ns != before.st_ctime_ns:
+            if now.st_nlink == before.st_nlink:
+                same = False
+            elif expected_md5 is not None:
+                same = io.handle_digest(handle, "md5") == expected_md5
         if not same:
             raise ScoringError(
                 f"rows file {rows} was rewritten in place while it was scored; nothing was published: "
@@ -246,7 +250,7 @@ def _open_rows(rows: str, expected_md5: str | None, dictionary: list[str] | None
             handle = stack.enter_context(open(local, "rb"))  # noqa: SIM115 - closed by the stack
         except OSError as error:
             raise ScoringError(f"rows file {rows} cannot be opened: {error}") from None
-        still_checked = _unchanged_since(handle, rows)
+        still_checked = _unchanged_since(handle, rows, expected_md5)
         _verify(handle, rows, expected_md5)
         handle.seek(0)
         try:

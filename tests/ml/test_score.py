@@ -187,6 +187,46 @@ def test_a_rows_file_rewritten_in_place_while_scored_publishes_nothing(model, ro
     assert out.read_bytes() == good and leftovers(out) == []
 
 
+@pytest.mark.parametrize("rewritten", [True, False], ids=["rewritten", "untouched"])
+@pytest.mark.parametrize("link", ["added", "removed"])
+def test_a_hard_link_added_or_removed_while_scored_hides_no_rewrite(
+    model, rows, tmp_path, monkeypatch, link, rewritten
+):
+    """A link added or removed moves the change time, so that time alone cannot tell a `cp -p` in place: the bytes
+    are hashed again. Before, a same-size rewrite with its modification time kept, beside a link, was published."""
+    import ml.score
+
+    day = checked_copy(rows, tmp_path, "day.parquet")
+    archive = tmp_path / "archive.parquet"
+    if link == "removed":
+        os.link(day, archive)
+    md5 = file_digest(str(day), "md5")
+    out = tmp_path / "scores.parquet"
+    score_chunks = ml.score._score_chunks
+
+    def score_then_link_and_copy_over(*args, **kwargs):
+        result = score_chunks(*args, **kwargs)
+        stat = day.stat()
+        os.link(day, archive) if link == "added" else archive.unlink()
+        if rewritten:  # another version of the same size over it, in place, its modification time set back
+            data = bytearray(day.read_bytes())
+            data[len(data) // 2] ^= 0xFF
+            with open(day, "r+b") as handle:
+                handle.write(data)
+            os.utime(day, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+        return result
+
+    monkeypatch.setattr(ml.score, "_score_chunks", score_then_link_and_copy_over)
+    run = lambda: score_file(model["dir"], str(day), str(out), config(model, rows_md5=md5), log=lambda _: None)  # noqa: E731
+    if rewritten:
+        with pytest.raises(ScoringError, match=rf"rows file {day} was rewritten in place while it was scored"):
+            run()
+        assert not out.exists() and leftovers(out) == []
+    else:  # a link alone changes no byte: scored as checked
+        run()
+        assert out.exists()
+
+
 def test_same_rows_and_model_give_a_byte_identical_file_whatever_the_chunk_size(model, rows, tmp_path):
     digests = set()
     for i, chunk_rows in enumerate([100_000, 100_000, 333]):
