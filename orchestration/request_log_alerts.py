@@ -44,6 +44,12 @@ def request_log_alerts(statuses: list[dict], cursor: str | None) -> tuple[list[s
             )
         elif last["rows_pending"] and not pending:
             texts.append(f"Keel: {where} writes again; every spooled row was written")
+        elif not pending and status.get("failed_flushes", 0) > last["failed_flushes"]:
+            # Began and ended between two ticks (the status could not be written while the store was down).
+            texts.append(
+                f"Keel: {where} could not write to the artifact store for a while ({error}); every row was "
+                "written since"
+            )
         failing = status.get("wal_failing")
         if failing and not last["wal_failing"]:
             texts.append(f"Keel: {where}: {wal_failing_text(status.get('spool', '?'), failing)}")

@@ -94,6 +94,10 @@ QUEUE_FULL = "queue full (the store and the spool both failed)"
 PROCESS_FOLDER = "processes"  # in the spool: one marker per running process, removed on a clean stop
 UNCLEAN_STOP_SHOWN_SECONDS = 3600.0  # /health names a stopped process's lost flush this long
 LOOK_AROUND_SECONDS = 10.0  # the spool and stopped neighbours are looked at this often, whatever the flush interval
+WAL_CHECK_SECONDS = 0.5  # an idle writer looks this often whether its write-ahead file was removed
+# A write-ahead file that failed is called written again only after this long without a failure: on a full disk
+# each new segment may take the blocks the last one freed, and the state flipped hundreds of times a minute.
+WAL_RECOVERED_SECONDS = 10.0
 UNCLEAN_STOP_STALE_SECONDS = 600.0  # another host's process that has not flushed this long (or 3 flushes) is stopped
 WAL_SUFFIX = ".wal-"  # processes/<process>.wal-<segment>: the entries of one flush, until they are written
 _WAL_OPTIONS = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS | orjson.OPT_APPEND_NEWLINE
@@ -292,9 +296,11 @@ class RequestLog:
         # has written it, so a killed process's rows are written by the next server of the spool.
         self._segment = 1  # the segment `append` writes to; the next one from each flush that takes entries
         self._wal: BinaryIO | None = None
-        self._wal_checked = time.monotonic()  # when the open segment's file was last seen to have a name
         self.wal_errors = 0
         self.wal_failing: dict[str, str] | None = None  # since when and why the write-ahead file cannot be written
+        self._wal_failed_at = 0.0  # when a write of it last failed (monotonic)
+        self.store_failing: dict[str, str] | None = None  # since when and why the store takes no write
+        self._spool_full = False  # the spool refused rows at its cap: they wait in memory only
         self.unclean_stops: list[dict[str, Any]] = []
         self._statuses_due = 0.0  # when the store's status files are next read for stops (at the start: now)
         self._find_unclean_stops()
@@ -333,16 +339,7 @@ class RequestLog:
         no fsync, since the page cache outlives a killed process (not a crashed machine)."""
         if not data:
             return
-        if self._wal is not None and time.monotonic() - self._wal_checked > 1.0 and self._wal_removed():
-            # Removed under the running server (a cleaner): a new file, with every entry still queued (this
-            # call's among them: the callers queue before they write), and the marker again.
-            logger.error(
-                "request log: its write-ahead file was removed; %d queued row(s) written to a new one",
-                len(self._pending),
-            )
-            self._wal = None
-            data = b"".join(_wal_record(entry) for entry in self._pending)
-            self._mark_running(flushed=False)
+        data = self._queued_if_wal_removed() or data
         try:
             if self._wal is None:
                 path = self._wal_path(self._segment)
@@ -352,6 +349,7 @@ class RequestLog:
             self._wal.flush()
         except (OSError, ValueError) as error:  # the spool's disk: the rows are still queued, only not safe from a kill
             self.wal_errors += 1
+            self._wal_failed_at = time.monotonic()
             if self.wal_failing is None:
                 since = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
                 self.wal_failing = {"since": since, "error": f"{type(error).__name__}: {error}"}
@@ -359,14 +357,27 @@ class RequestLog:
             if self.wal_errors == 1 or self.wal_errors % 1000 == 0:
                 logger.error("request log: could not write the write-ahead file (%d times): %s", self.wal_errors, error)
             return
-        if self.wal_failing is not None:
+        if self.wal_failing is not None and time.monotonic() - self._wal_failed_at >= WAL_RECOVERED_SECONDS:
             logger.warning(
                 "request log: the write-ahead file is written again (it failed since %s)", self.wal_failing["since"]
             )
             self.wal_failing = None
 
+    def _queued_if_wal_removed(self) -> bytes | None:
+        """Every queued entry's record when the open segment was removed under the running server (a cleaner),
+        for a new file, the marker written again; else None. Called under `_lock`, at every write (one fstat)
+        and by the writer thread while it is idle, so no row waits in a segment without a name."""
+        if self._wal is None or not self._wal_removed():
+            return None
+        logger.error(
+            "request log: its write-ahead file was removed; %d queued row(s) written to a new one", len(self._pending)
+        )
+        self._wal = None
+        self._mark_running(flushed=False)
+        # The callers queue before they write, so a write's own entries are among them.
+        return b"".join(_wal_record(entry) for entry in self._pending)
+
     def _wal_removed(self) -> bool:
-        self._wal_checked = time.monotonic()
         try:
             removed = os.fstat(self._wal.fileno()).st_nlink == 0
         except (OSError, ValueError):
@@ -477,10 +488,12 @@ class RequestLog:
             with io.atomic_output(uri) as tmp:
                 pq.write_table(table, tmp)
             self.rows_logged += table.num_rows
+            self._store_writes()
             return uri
         except Exception as error:
             self._failed(f"writing {table.num_rows} rows of {day}", error)
-        if self._spool_bytes() < self._spool_max_bytes:
+        self._spool_full = self._spool_bytes() >= self._spool_max_bytes
+        if not self._spool_full:
             target = self.spool / f"day={day}" / name
             try:
                 target.parent.mkdir(parents=True, exist_ok=True)
@@ -505,9 +518,20 @@ class RequestLog:
 
     def _failed(self, what: str, error: Exception) -> None:
         self.failed_flushes += 1
+        if self.store_failing is None:
+            since = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+            self.store_failing = {"since": since, "error": f"{what}: {type(error).__name__}: {error}"[:300]}
         message = f"{dt.datetime.now(dt.UTC).isoformat(timespec='seconds')} {what}: {type(error).__name__}: {error}"
         self.errors = [*self.errors[-9:], message]
         logger.error("request log: %s (kept in the spool %s, retried)", message, self.spool)
+
+    def _store_writes(self) -> None:
+        """A write reached the store: an outage is over."""
+        if self.store_failing is not None:
+            logger.warning(
+                "request log: the store takes writes again (they failed since %s)", self.store_failing["since"]
+            )
+            self.store_failing = None
 
     def _spooled_files(self, known: Mapping[Path, int] | None = None) -> dict[Path, int]:
         """The spool's files not in `known` (a restarted server's, a neighbour's spooled since) with their row counts."""
@@ -561,6 +585,8 @@ class RequestLog:
             self.rows_logged += self._spooled.pop(path)
             path.unlink(missing_ok=True)
             written.append(uri)
+            self._store_writes()
+            self._spool_full = False
         self._retry_delay = 0.0
         return written
 
@@ -614,6 +640,8 @@ class RequestLog:
             "rows_recovered": sum(stop.get("rows_recovered", 0) for stop in self.unclean_stops),
             "wal_errors": self.wal_errors,
             "wal_failing": self.wal_failing,
+            "store_failing": self.store_failing,
+            "spool_full": self._spool_full,
             "unclean_stop_details": self.unclean_stops[-5:],
         }
 
@@ -637,19 +665,26 @@ class RequestLog:
 
     def _run(self) -> None:
         next_flush = time.monotonic() + self._flush_seconds
+        next_look = time.monotonic() + LOOK_AROUND_SECONDS
         while not self._closed:
-            woken = self._wake.wait(min(self._flush_seconds, LOOK_AROUND_SECONDS))
+            woken = self._wake.wait(min(self._flush_seconds, LOOK_AROUND_SECONDS, WAL_CHECK_SECONDS))
             self._wake.clear()
             try:
-                if woken or time.monotonic() >= next_flush:
+                now = time.monotonic()
+                if woken or now >= next_flush:
                     self._flush(force=False)
                     next_flush = time.monotonic() + self._flush_seconds
                     if not self._closed:
                         self._mark_running()
-                else:  # between long flushes: the spool (neighbours' files too) and stopped neighbours
+                elif now >= next_look:  # between long flushes: the spool (neighbours' files too) and stopped neighbours
                     with self._write_lock:
                         self._drain_all_spooled(force=False)
                         self._write_status()
+                else:  # idle: no request writes the segment, so its name is looked at here
+                    with self._lock:
+                        self._wal_write(self._queued_if_wal_removed() or b"")
+                    continue
+                next_look = time.monotonic() + LOOK_AROUND_SECONDS
                 self._find_unclean_stops()
             except Exception as error:  # never stop the writer thread; the error is reported
                 self._failed("flushing", error)
@@ -842,7 +877,7 @@ class RequestLog:
         """For /health: a write-ahead file that cannot be written, and the processes found stopped without their
         final flush in the last UNCLEAN_STOP_SHOWN_SECONDS."""
         now = dt.datetime.now(dt.UTC)
-        failing = self.wal_failing
+        failing, store = self.wal_failing, self.store_failing
         return [
             *(
                 [{"kind": "request_log", "reason": wal_failing_text(self.spool, failing), "since": failing["since"]}]
@@ -854,7 +889,27 @@ class RequestLog:
                 for stop in self.unclean_stops
                 if (now - dt.datetime.fromisoformat(stop["found_at"])).total_seconds() <= UNCLEAN_STOP_SHOWN_SECONDS
             ),
+            # The status files the alert sensor reads live in the store too: while it is down, this is where it shows.
+            *(
+                [{"kind": "request_log", "reason": self._store_failing_text(store), "since": store["since"]}]
+                if store
+                else []
+            ),
         ]
+
+    def _store_failing_text(self, store: dict[str, str]) -> str:
+        status = self.status()
+        spooled, memory = status["rows_spooled"], status["rows_pending"] - status["rows_spooled"]
+        text = (
+            f"the request log cannot write to the store {self.store_root} since {store['since']} ({store['error']}); "
+            f"{spooled} row(s) wait in the spool {self.spool} and {memory} in memory, retried"
+        )
+        if self._spool_full:
+            text += (
+                f"; the spool is at its cap (serving.log_spool_max_mb {self._spool_max_bytes / 2**20:g}): further rows "
+                f"wait in memory, and beyond {self._max_pending} queued rows they are dropped"
+            )
+        return text
 
 
 def wal_failing_text(spool: Path | str, failing: dict[str, str]) -> str:
@@ -946,6 +1001,8 @@ def _forget_status(store_root: str, process: str) -> bool:
 def read_status(store_root: str) -> list[dict[str, Any]]:
     """The status every serving process wrote once its request log failed, dropped rows or found an unclean stop."""
     fs, path = fsspec.core.url_to_fs(serving_uri(store_root, STATUS_FOLDER))
+    if fs.isfile(path):  # not "no status": the folder is unreadable, and the sensor's tick fails naming it
+        raise NotADirectoryError(f"the request log's status folder {path} is a file")
     statuses = []
     for file in sorted(fs.glob(f"{path}/*.json")):
         try:

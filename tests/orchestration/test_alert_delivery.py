@@ -263,6 +263,41 @@ def test_a_request_log_outage_is_alerted_when_it_begins_and_ends(tmp_path: Path,
         webhook.server.shutdown()
 
 
+def test_a_request_log_outage_that_began_and_ended_between_two_ticks_is_alerted(tmp_path: Path):
+    """While the store is down the server cannot write its status there either: a tick may see the outage only
+    after it ended. Before, an outage no tick saw while it lasted was never alerted."""
+    from orchestration.request_log_alerts import request_log_alerts
+
+    status = {"process": "p1", "rows_pending": 0, "failed_flushes": 0, "last_errors": []}
+    texts, cursor = request_log_alerts([status], None)
+    assert texts == []
+    over = status | {"failed_flushes": 7, "last_errors": ["2026-10-05T10:00:00+00:00 writing 20 rows: OSError: gone"]}
+    [text], cursor = request_log_alerts([over], cursor)
+    assert text.startswith("Keel: the request log of serving process p1 could not write to the artifact store for a")
+    assert "OSError: gone" in text and text.endswith("every row was written since")
+    assert request_log_alerts([over], cursor)[0] == []  # once
+
+
+def test_a_request_log_status_folder_that_is_a_file_fails_the_tick_and_alerts(tmp_path: Path, monkeypatch):
+    from resources.storage import ArtifactStore
+    from serving.request_log import STATUS_FOLDER, serving_uri
+
+    webhook = Receiver()
+    monkeypatch.setenv(WEBHOOK_VARIABLE, webhook.url)
+    storage = ArtifactStore(root=str(tmp_path / "store"))
+    folder = Path(serving_uri(storage.root, STATUS_FOLDER))
+    folder.parent.mkdir(parents=True)
+    folder.write_text("a file where the status folder belongs")
+    try:
+        with dg.instance_for_test() as instance, pytest.raises(Exception, match="is a file"):
+            evaluate("alert_on_request_log", instance, {"storage": storage})
+        [text] = webhook.texts()
+        assert text.startswith("Keel: sensor alert_on_request_log failed its tick: NotADirectoryError:")
+        assert str(folder) in text
+    finally:
+        webhook.server.shutdown()
+
+
 @pytest.mark.parametrize("sensor,folder", [("incoming_arrived", "incoming"), ("labels_arrived", "labels")])
 def test_a_days_file_still_being_written_waits_until_it_is_complete(tmp_path: Path, sensor: str, folder: str):
     """A day's file copied in in chunks is seen by the tick half-written: launched, each partial version would

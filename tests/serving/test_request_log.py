@@ -87,6 +87,25 @@ def test_a_failed_write_is_spooled_retried_and_counted(tmp_path, spec, rows):
     assert log.status()["rows_logged"] == 50 and not list((tmp_path / "spool").rglob("*.parquet"))
 
 
+def test_a_store_that_takes_no_write_shows_on_health_until_it_does_with_a_full_spool_named(tmp_path, spec, rows):
+    # The status files the alert sensor reads are in the same store: /health is where the outage shows.
+    store = str(tmp_path / "store")
+    blocker = _block(store)
+    log = RequestLog(store, spec, flush_seconds=3600, spool_dir=tmp_path / "spool", spool_max_mb=0)
+    assert log.problems() == []
+    log.append(entry(row, f"r{i}") for i, row in enumerate(rows[:10]))
+    log.flush()  # fails; the spool's cap is 0, so the rows go back to memory
+    [problem] = log.problems()
+    assert problem["reason"].startswith(f"the request log cannot write to the store {store} since ")
+    assert "0 row(s) wait in the spool" in problem["reason"] and "10 in memory, retried" in problem["reason"]
+    assert "the spool is at its cap (serving.log_spool_max_mb 0): further rows wait in memory" in problem["reason"]
+    assert log.status()["store_failing"]["since"] == problem["since"] and log.status()["spool_full"]
+    blocker.unlink()
+    log.flush()
+    assert log.problems() == [] and logged_ids(store) == sorted(f"r{i}" for i in range(10))
+    log.close()
+
+
 def test_rows_spooled_before_a_restart_are_written_by_the_next_process(tmp_path, spec, rows):
     store = str(tmp_path / "store")
     blocker = _block(store)
@@ -350,6 +369,27 @@ def test_segments_left_by_a_server_killed_while_it_recovered_them_are_written_by
         log.close()
 
 
+def test_a_write_ahead_file_that_fails_on_and_off_stays_failing_from_its_first_failure(tmp_path, spec, rows):
+    # On a full disk each new segment may take the blocks the last one freed: writes fail and succeed by turns.
+    # Before, each success ended the failure, so /health read ok between them and "since" moved to the last one.
+    log = RequestLog(str(tmp_path / "store"), spec, flush_seconds=3600, spool_dir=tmp_path / "spool")
+    folder = log.spool / "processes"
+    shutil.rmtree(folder)
+    folder.write_text("not a folder")
+    log.append([entry(rows[0], "r0")])
+    first = log.status()["wal_failing"]
+    for i in range(1, 5):
+        if i % 2:  # the write goes through
+            folder.unlink()
+        else:  # and fails again
+            shutil.rmtree(folder)
+            folder.write_text("not a folder")
+        log.append([entry(rows[i], f"r{i}")])
+        assert log.status()["wal_failing"] == first and log.problems(), i
+    folder.unlink()
+    log.close()
+
+
 def test_a_write_ahead_file_that_cannot_be_written_degrades_health_alerts_and_writes_at_once(tmp_path, spec, rows):
     # The spool's processes/ folder is a file (or its disk is full): rows are not safe from a kill.
     store = str(tmp_path / "store")
@@ -370,6 +410,8 @@ def test_a_write_ahead_file_that_cannot_be_written_degrades_health_alerts_and_wr
     assert request_log_alerts(read_status(store), cursor)[0] == []  # an outage that goes on is alerted once
     folder.unlink()
     log.append([entry(rows[10], "r10")])
+    log._wal_failed_at -= request_log.WAL_RECOVERED_SECONDS  # and no failure for that long
+    log.append([entry(rows[11], "r11")])
     assert log.problems() == [] and log.status()["wal_failing"] is None
     log.flush()
     texts, _ = request_log_alerts(read_status(store), cursor)
@@ -438,7 +480,6 @@ def test_a_write_ahead_folder_removed_under_a_running_server_is_written_again_wi
     first = RequestLog(store, spec, flush_seconds=3600, spool_dir=tmp_path / "spool")
     first.append(entry(row, f"r{i}") for i, row in enumerate(rows[:10]))
     shutil.rmtree(first.spool / "processes")
-    first._wal_checked -= 2  # a second later
     first.append(entry(row, f"r{i}") for i, row in enumerate(rows[10:15], start=10))
     assert first._marker.exists() and first._wal_path(1).exists()
     _killed(first)
@@ -448,18 +489,38 @@ def test_a_write_ahead_folder_removed_under_a_running_server_is_written_again_wi
     second.close()
 
 
+def test_a_write_ahead_folder_removed_while_no_request_comes_is_written_again_before_a_kill(tmp_path, spec, rows):
+    # No append follows the removal: the idle writer looks. Before, only the next append did, at most once a
+    # second, so a kill in that second lost every row in memory with nothing to report it.
+    store = str(tmp_path / "store")
+    first = RequestLog(store, spec, flush_seconds=3600, spool_dir=tmp_path / "spool")
+    first.append(entry(row, f"r{i}") for i, row in enumerate(rows[:10]))
+    shutil.rmtree(first.spool / "processes")
+    deadline = dt.datetime.now() + dt.timedelta(seconds=10)
+    while not first._wal_path(1).exists() and dt.datetime.now() < deadline:
+        first._thread.join(0.05)
+    assert first._marker.exists() and first._wal_path(1).exists()
+    _killed(first)
+    second = RequestLog(store, spec, flush_seconds=3600, spool_dir=tmp_path / "spool")
+    [stop] = second.unclean_stops
+    assert stop["rows_recovered"] == 10 and logged_ids(store) == sorted(f"r{i}" for i in range(10))
+    second.close()
+
+
 def test_a_kill_after_the_write_ahead_file_failed_on_a_full_disk_is_not_reported_as_losing_nothing(
     tmp_path, spec, rows, monkeypatch
 ):
     store = str(tmp_path / "store")
     first = RequestLog(store, spec, flush_seconds=3600, spool_dir=tmp_path / "spool")
     first.append(entry(row, f"r{i}") for i, row in enumerate(rows[:10]))
+    segment = first._wal
 
     class FullDisk:
         def write(self, data):
             raise OSError(28, "No space left on device")
 
         flush = close = write
+        fileno = segment.fileno  # the segment keeps its name: only its writes fail
 
     def no_new_blocks(*args):  # the marker's replacement needs new blocks; its own block is still there
         raise OSError(28, "No space left on device")
