@@ -163,12 +163,17 @@ class ChangedFileError(ValueError):
     """A file is not the version that was checked: it changed since; the message names it and both md5s."""
 
 
-def read_parquet_and_md5(uri: str) -> tuple[pd.DataFrame, str]:
-    """The file's rows and the md5 of its bytes (DVC's hash of a file), from one read."""
+def _bytes_and_md5(uri: str) -> tuple[bytes, str]:
     _regular_file(uri)
     with fsspec.open(uri, "rb") as handle:
         data = handle.read()
-    return pd.read_parquet(pyarrow.BufferReader(data)), hashlib.md5(data).hexdigest()
+    return data, hashlib.md5(data).hexdigest()
+
+
+def read_parquet_and_md5(uri: str) -> tuple[pd.DataFrame, str]:
+    """The file's rows and the md5 of its bytes (DVC's hash of a file), from one read."""
+    data, md5 = _bytes_and_md5(uri)
+    return pd.read_parquet(pyarrow.BufferReader(data)), md5
 
 
 class UnreadableParquetError(ValueError):
@@ -240,9 +245,10 @@ def open_parquet_and_md5(uri: str) -> Iterator[tuple[pq.ParquetFile, str]]:
 
 
 def read_checked_parquet(uri: str, md5: str, what: str) -> pd.DataFrame:
-    """The file's rows, if its bytes are still the version `what` checked (md5); one read."""
+    """The file's rows, if its bytes are still the version `what` checked (md5); one read, compared before it is
+    parsed (a checked file emptied or cut short is a changed file, not a Parquet error)."""
     try:
-        frame, actual = read_parquet_and_md5(uri)
+        data, actual = _bytes_and_md5(uri)
     except FileNotFoundError:
         raise ChangedFileError(
             f"{uri} is gone: it is the version {what} last materialized and checked ({md5}), and it was "
@@ -253,7 +259,7 @@ def read_checked_parquet(uri: str, md5: str, what: str) -> pd.DataFrame:
             f"{uri} (md5 {actual}) is not the version {what} last materialized and checked ({md5}); "
             f"it changed outside Dagster. Materialize {what} with its checks first."
         )
-    return frame
+    return pd.read_parquet(pyarrow.BufferReader(data))
 
 
 def read_json(uri: str) -> Any:

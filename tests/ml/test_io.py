@@ -158,3 +158,19 @@ def test_a_checked_file_deleted_since_its_check_is_refused_naming_it_and_what_ch
     path.unlink()
     with pytest.raises(io.ChangedFileError, match=rf"{path} is gone: it is the version labels 2026-10-05 .*\({md5}\)"):
         io.read_checked_parquet(str(path), md5, "labels 2026-10-05")
+
+
+def test_a_checked_file_emptied_since_its_check_is_refused_as_changed_naming_it(tmp_path):
+    """Before, the emptied file was parsed first: pyarrow's "Could not open Parquet input source '<Buffer>'",
+    naming neither the file nor what checked it."""
+    import pandas as pd
+
+    path = tmp_path / "labels" / "2026-10-05.parquet"
+    path.parent.mkdir()
+    pd.DataFrame({"customer_id": ["C1"], "churn": ["Yes"]}).to_parquet(path, index=False)
+    md5 = io.file_digest(str(path), "md5")
+    path.write_bytes(b"")
+    with pytest.raises(
+        io.ChangedFileError, match=rf"{path} \(md5 d41d8cd98f00b204e9800998ecf8427e\) is not the version"
+    ):
+        io.read_checked_parquet(str(path), md5, "labels 2026-10-05")
