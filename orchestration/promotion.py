@@ -120,7 +120,7 @@ def compare_cards(registry: ModelRegistry, name: str, version: int, champion: in
     """The challenger's card beside the champion's, as a Markdown table; says so when a card is missing."""
     challenger_card = read_card(registry, name, version)
     if challenger_card is None:
-        return f"v{version} has no model card (registered before cards existed)\n"
+        return f"v{version} has no model card (registered before cards existed, or its registration was stopped before it wrote one)\n"
     champion_card = read_card(registry, name, champion) if champion is not None else None
     return side_by_side(challenger_card, champion_card)
 
