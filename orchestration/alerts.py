@@ -13,6 +13,7 @@ import json
 
 import dagster as dg
 from dagster._core.events import DagsterEventType
+from dagster._core.execution.backfill import BULK_ACTION_TERMINAL_STATUSES
 
 from assets.drift_report import drift_report
 from assets.registered_model import registered_model
@@ -27,6 +28,13 @@ def will_retry(run: dg.DagsterRun, instance: dg.DagsterInstance) -> bool:
     the daemon cannot launch it again, whatever its tags say, so its failure is final."""
     if run.remote_job_origin is None:
         return False
+    backfill_id = run.tags.get("dagster/backfill")
+    if backfill_id is not None:
+        # The daemon does not retry a run whose backfill has ended (a job backfill ends once its runs are
+        # launched), though the run's tag says it will: its failure is final, as the daemon decides it.
+        backfill = instance.get_backfill(backfill_id)
+        if backfill is None or backfill.status in BULK_ACTION_TERMINAL_STATUSES:
+            return False
     tag = run.tags.get("dagster/will_retry")
     if tag is not None:
         return tag == "true"

@@ -112,6 +112,44 @@ def test_a_run_that_will_be_retried_is_not_alerted_yet(webhook: Receiver):
     assert not webhook.bodies
 
 
+@pytest.mark.parametrize("backfill", ["COMPLETED", "REQUESTED"])
+def test_a_failed_run_of_an_ended_backfill_is_alerted_though_its_tag_says_it_will_retry(webhook: Receiver, backfill):
+    """The daemon does not retry a run whose backfill has ended (a job backfill ends once its runs are launched),
+    while the run's `dagster/will_retry` stays "true". Before, the alert waited for that retry for ever."""
+    import time
+
+    from dagster._core.execution.backfill import BulkActionStatus, PartitionBackfill
+
+    with dg.instance_for_test(overrides={"run_retries": {"enabled": True}}) as instance:
+        instance.add_backfill(
+            PartitionBackfill(
+                backfill_id="bf1",
+                status=BulkActionStatus(backfill),
+                from_failure=False,
+                tags={},
+                backfill_timestamp=time.time(),
+            )
+        )
+        job = definitions(local(REPO)).resolve_job_def("nightly_scoring")
+        tags = {**job.tags, "dagster/backfill": "bf1"}
+        run = instance.create_run_for_job(job, tags=tags, remote_job_origin=daemon_origin("nightly_scoring"))
+        instance.report_run_failed(run, "no file for the day")
+        instance.add_run_tags(run.run_id, {"dagster/will_retry": "true"})
+        [failure] = instance.all_logs(run.run_id, of_type=dg.DagsterEventType.RUN_FAILURE)
+        context = dg.build_run_status_sensor_context(
+            sensor_name="alert_on_run_failure",
+            dagster_event=failure.dagster_event,
+            dagster_instance=instance,
+            dagster_run=instance.get_run_by_id(run.run_id),
+        )
+        alert_on_run_failure(context.for_run_failure())
+    if backfill == "COMPLETED":
+        [text] = webhook.texts()
+        assert text.startswith(f"Keel: nightly_scoring failed (run {run.run_id[:8]})") and "no file for the day" in text
+    else:  # the backfill still runs: the daemon retries the run, the alert waits for the last try
+        assert not webhook.bodies
+
+
 def test_a_run_launched_outside_the_code_location_is_alerted_though_retries_are_on(tmp_path: Path, webhook: Receiver):
     """`dagster job execute` (the README's way to run a job by hand): the daemon cannot launch it again, so its
     failure is final. Before, the alert waited for a retry that never came."""
