@@ -76,11 +76,14 @@ def failed_scoring_run(tmp_path: Path, instance) -> dg.ExecuteInProcessResult:
     return launch(definitions(local(root)), "nightly_scoring", instance, partition_key="2026-10-02")
 
 
-def run_failure_alert(instance, result) -> None:
-    run = instance.get_run_by_id(result.run_id)
-    failure = next(e for e in result.all_events if e.event_type == dg.DagsterEventType.RUN_FAILURE)
+def run_failure_alert(instance, run_id: str) -> None:
+    """What alert_on_run_failure does for the failed run `run_id`, as the daemon's tick would call it."""
+    [failure] = instance.all_logs(run_id, of_type=dg.DagsterEventType.RUN_FAILURE)
     context = dg.build_run_status_sensor_context(
-        sensor_name="alert_on_run_failure", dagster_event=failure, dagster_instance=instance, dagster_run=run
+        sensor_name="alert_on_run_failure",
+        dagster_event=failure.dagster_event,
+        dagster_instance=instance,
+        dagster_run=instance.get_run_by_id(run_id),
     )
     return alert_on_run_failure(context.for_run_failure())
 
@@ -89,7 +92,7 @@ def test_a_failed_run_names_its_failed_blocking_check_in_the_alert(tmp_path: Pat
     with dg.instance_for_test() as instance:  # no run retries: this failure is final
         result = failed_scoring_run(tmp_path, instance)
         assert not result.success
-        run_failure_alert(instance, result)
+        run_failure_alert(instance, result.run_id)
     [text] = webhook.texts()
     assert text.startswith(f"Keel: nightly_scoring failed for 2026-10-02 (run {result.run_id[:8]})")
     assert "blocking check incoming_data/validity failed (tenure: 1 value(s) outside [0.0, 120.0])" in text
@@ -101,14 +104,7 @@ def test_a_run_that_will_be_retried_is_not_alerted_yet(webhook: Receiver):
         job = definitions(local(REPO)).resolve_job_def("nightly_scoring")  # its dagster/max_retries: retried
         run = instance.create_run_for_job(job, tags=job.tags, remote_job_origin=daemon_origin("nightly_scoring"))
         instance.report_run_failed(run, "the code server went away")
-        [failure] = instance.all_logs(run.run_id, of_type=dg.DagsterEventType.RUN_FAILURE)
-        context = dg.build_run_status_sensor_context(
-            sensor_name="alert_on_run_failure",
-            dagster_event=failure.dagster_event,
-            dagster_instance=instance,
-            dagster_run=instance.get_run_by_id(run.run_id),
-        )
-        assert alert_on_run_failure(context.for_run_failure()) is None
+        assert run_failure_alert(instance, run.run_id) is None
     assert not webhook.bodies
 
 
@@ -135,14 +131,7 @@ def test_a_failed_run_of_an_ended_backfill_is_alerted_though_its_tag_says_it_wil
         run = instance.create_run_for_job(job, tags=tags, remote_job_origin=daemon_origin("nightly_scoring"))
         instance.report_run_failed(run, "no file for the day")
         instance.add_run_tags(run.run_id, {"dagster/will_retry": "true"})
-        [failure] = instance.all_logs(run.run_id, of_type=dg.DagsterEventType.RUN_FAILURE)
-        context = dg.build_run_status_sensor_context(
-            sensor_name="alert_on_run_failure",
-            dagster_event=failure.dagster_event,
-            dagster_instance=instance,
-            dagster_run=instance.get_run_by_id(run.run_id),
-        )
-        alert_on_run_failure(context.for_run_failure())
+        run_failure_alert(instance, run.run_id)
     if backfill == "COMPLETED":
         [text] = webhook.texts()
         assert text.startswith(f"Keel: nightly_scoring failed (run {run.run_id[:8]})") and "no file for the day" in text
@@ -156,7 +145,7 @@ def test_a_run_launched_outside_the_code_location_is_alerted_though_retries_are_
     with dg.instance_for_test(overrides={"run_retries": {"enabled": True}}) as instance:
         result = failed_scoring_run(tmp_path, instance)
         assert instance.get_run_by_id(result.run_id).tags.get("dagster/will_retry") == "true"  # what Dagster says
-        run_failure_alert(instance, result)
+        run_failure_alert(instance, result.run_id)
     [text] = webhook.texts()
     assert text.startswith("Keel: nightly_scoring failed for 2026-10-02")
 
@@ -176,7 +165,7 @@ def test_a_step_that_raised_is_alerted_with_its_error_not_dagsters_wrapper(webho
 
     with dg.instance_for_test() as instance:
         result = approve.execute_in_process(instance=instance, raise_on_error=False)
-        run_failure_alert(instance, result)
+        run_failure_alert(instance, result.run_id)
     [text] = webhook.texts()
     assert "approve_challenger: LookupError: Model Version (name=churn, version=99) not found" in text
     assert "Error occurred while executing op" not in text
